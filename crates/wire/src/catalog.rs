@@ -1,0 +1,221 @@
+//! Catalog and health types: nodes, services, checks, and the shapes Consul returns them in.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::health::CheckStatus;
+
+/// Map of user-chosen string keys (`Meta`, `NodeMeta`, node `TaggedAddresses`).
+pub type StringMap = BTreeMap<String, String>;
+
+/// A node, as `/v1/catalog/nodes` returns it.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct Node {
+    #[serde(rename = "ID")]
+    pub id: String,
+    pub node: String,
+    pub address: String,
+    pub datacenter: String,
+    pub tagged_addresses: StringMap,
+    pub meta: StringMap,
+    pub create_index: u64,
+    pub modify_index: u64,
+}
+
+/// Load-balancing weights of a service instance.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct Weights {
+    pub passing: i64,
+    pub warning: i64,
+}
+
+impl Default for Weights {
+    fn default() -> Self {
+        Weights { passing: 1, warning: 1 }
+    }
+}
+
+/// A service instance on a node (agent `AgentService`, catalog node `Services`, health `Service`).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct NodeService {
+    #[serde(rename = "ID")]
+    pub id: String,
+    pub service: String,
+    pub tags: Vec<String>,
+    pub address: String,
+    /// Service tagged addresses are objects (`{"Address": "...", "Port": 80}`).
+    pub tagged_addresses: BTreeMap<String, Value>,
+    pub meta: StringMap,
+    pub port: u16,
+    pub weights: Weights,
+    pub enable_tag_override: bool,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub kind: String,
+    pub create_index: u64,
+    pub modify_index: u64,
+}
+
+/// Type-specific part of a check (`Definition`); durations are Go duration strings.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct CheckDefinition {
+    #[serde(rename = "HTTP", skip_serializing_if = "String::is_empty")]
+    pub http: String,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub header: BTreeMap<String, Vec<String>>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub method: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub body: String,
+    #[serde(rename = "TLSSkipVerify", skip_serializing_if = "std::ops::Not::not")]
+    pub tls_skip_verify: bool,
+    #[serde(rename = "TCP", skip_serializing_if = "String::is_empty")]
+    pub tcp: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub script_args: Vec<String>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub interval: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub timeout: String,
+    #[serde(rename = "TTL", skip_serializing_if = "String::is_empty")]
+    pub ttl: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub deregister_critical_service_after: String,
+}
+
+/// A health check, as `/v1/health/*` and `/v1/agent/checks` return it.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct HealthCheck {
+    pub node: String,
+    #[serde(rename = "CheckID")]
+    pub check_id: String,
+    pub name: String,
+    pub status: CheckStatus,
+    pub notes: String,
+    pub output: String,
+    #[serde(rename = "ServiceID")]
+    pub service_id: String,
+    pub service_name: String,
+    pub service_tags: Vec<String>,
+    #[serde(rename = "Type")]
+    pub check_type: String,
+    pub definition: CheckDefinition,
+    pub create_index: u64,
+    pub modify_index: u64,
+}
+
+/// One row of `/v1/catalog/service/:name`: node and service fields flattened.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct CatalogService {
+    #[serde(rename = "ID")]
+    pub id: String,
+    pub node: String,
+    pub address: String,
+    pub datacenter: String,
+    pub tagged_addresses: StringMap,
+    pub node_meta: StringMap,
+    #[serde(rename = "ServiceID")]
+    pub service_id: String,
+    pub service_name: String,
+    pub service_address: String,
+    pub service_tags: Vec<String>,
+    pub service_meta: StringMap,
+    pub service_port: u16,
+    pub service_tagged_addresses: BTreeMap<String, Value>,
+    pub service_weights: Weights,
+    pub service_enable_tag_override: bool,
+    pub service_kind: String,
+    pub create_index: u64,
+    pub modify_index: u64,
+}
+
+impl CatalogService {
+    /// Flattens a node and one of its services the way Consul does.
+    pub fn new(node: &Node, svc: &NodeService) -> Self {
+        CatalogService {
+            id: node.id.clone(),
+            node: node.node.clone(),
+            address: node.address.clone(),
+            datacenter: node.datacenter.clone(),
+            tagged_addresses: node.tagged_addresses.clone(),
+            node_meta: node.meta.clone(),
+            service_id: svc.id.clone(),
+            service_name: svc.service.clone(),
+            service_address: svc.address.clone(),
+            service_tags: svc.tags.clone(),
+            service_meta: svc.meta.clone(),
+            service_port: svc.port,
+            service_tagged_addresses: svc.tagged_addresses.clone(),
+            service_weights: svc.weights,
+            service_enable_tag_override: svc.enable_tag_override,
+            service_kind: svc.kind.clone(),
+            create_index: svc.create_index,
+            modify_index: svc.modify_index,
+        }
+    }
+}
+
+/// One row of `/v1/health/service/:name`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ServiceEntry {
+    pub node: Node,
+    pub service: NodeService,
+    pub checks: Vec<HealthCheck>,
+}
+
+impl ServiceEntry {
+    /// The address to reach this instance at: the service's own, else its node's.
+    pub fn address(&self) -> &str {
+        if self.service.address.is_empty() { &self.node.address } else { &self.service.address }
+    }
+
+    /// Aggregated status over the service's and its node's checks (critical > warning > passing).
+    pub fn status(&self) -> CheckStatus {
+        crate::health::aggregate_status(self.checks.iter().map(|c| c.status))
+    }
+}
+
+/// Body of `/v1/catalog/node/:node`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct CatalogNodeServices {
+    pub node: Node,
+    pub services: BTreeMap<String, NodeService>,
+}
+
+/// Body of `PUT /v1/catalog/register`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct CatalogRegistration {
+    #[serde(rename = "ID")]
+    pub id: String,
+    pub node: String,
+    pub address: String,
+    pub datacenter: String,
+    pub tagged_addresses: StringMap,
+    pub node_meta: StringMap,
+    pub service: Option<NodeService>,
+    pub check: Option<HealthCheck>,
+    pub checks: Vec<HealthCheck>,
+    pub skip_node_update: bool,
+}
+
+/// Body of `PUT /v1/catalog/deregister`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct CatalogDeregistration {
+    pub node: String,
+    pub datacenter: String,
+    #[serde(rename = "ServiceID")]
+    pub service_id: String,
+    #[serde(rename = "CheckID")]
+    pub check_id: String,
+}

@@ -1,0 +1,74 @@
+//! Key canonicalization for request bodies.
+//!
+//! Go's `encoding/json` matches object keys to struct fields case-insensitively, and Consul's agent
+//! endpoints also take snake_case (`deregister_critical_service_after`). Clients rely on both, so a
+//! body is rewritten to Consul's canonical PascalCase before serde sees it. Keys inside user maps
+//! (`Meta`, `NodeMeta`, `TaggedAddresses`, `Header`, ...) are the user's own and are left alone.
+
+use serde_json::Value;
+
+/// Consul field names, canonical spelling. Lookup is by lowercase with underscores removed.
+const FIELDS: &[&str] = &[
+    "ID", "Node", "Address", "Datacenter", "TaggedAddresses", "NodeMeta", "Meta", "Service",
+    "Services", "Check", "Checks", "SkipNodeUpdate", "Tags", "Port", "Weights", "Passing", "Warning",
+    "EnableTagOverride", "Kind", "Name", "Notes", "Status", "ServiceID", "ServiceName", "ServiceTags",
+    "CheckID", "Output", "Type", "Definition", "Interval", "Timeout", "TTL", "HTTP", "TCP", "Method",
+    "Header", "Body", "TLSSkipVerify", "Args", "ScriptArgs", "DeregisterCriticalServiceAfter",
+    "CreateIndex", "ModifyIndex", "LockIndex", "Key", "Flags", "Value", "Session", "Verb", "Index",
+    "KV", "LockDelay", "Behavior", "NodeChecks", "ServiceChecks", "TLSServerName", "GRPC",
+    "GRPCUseTLS", "DockerContainerID", "Shell", "AliasNode", "AliasService", "SuccessBeforePassing",
+    "FailuresBeforeCritical", "FailuresBeforeWarning", "OutputMaxSize", "Namespace", "Partition",
+    "Proxy", "Connect", "SocketPath", "LocallyRegisteredAsSidecar", "ServiceWeights", "NodeName",
+    "CheckIDs", "H2PING", "UDP", "OSService",
+];
+
+/// Keys whose value is a map owned by the user: its keys are data, not field names.
+const USER_MAPS: &[&str] = &["Meta", "NodeMeta", "TaggedAddresses", "Header", "ServiceMeta"];
+
+fn canonical(key: &str) -> Option<&'static str> {
+    let folded: String = key.chars().filter(|c| *c != '_').flat_map(char::to_lowercase).collect();
+    FIELDS
+        .iter()
+        .find(|f| f.len() == folded.len() && f.to_ascii_lowercase() == folded)
+        .copied()
+}
+
+/// Rewrites every object key in `value` to Consul's canonical spelling, recursively, skipping
+/// the contents of user maps.
+pub fn canonicalize_keys(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            let entries = std::mem::take(map);
+            for (key, mut v) in entries {
+                let name = canonical(&key).map(str::to_string).unwrap_or(key);
+                if !USER_MAPS.contains(&name.as_str()) {
+                    canonicalize_keys(&mut v);
+                }
+                // An explicit canonical key wins over a differently cased duplicate.
+                if !map.contains_key(&name) {
+                    map.insert(name, v);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(canonicalize_keys),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn snake_and_lower_case_become_pascal() {
+        let mut v = json!({"name": "web", "id": "web1", "check": {"ttl": "10s",
+            "deregister_critical_service_after": "1m"}, "meta": {"some_key": "v"}});
+        canonicalize_keys(&mut v);
+        assert_eq!(
+            v,
+            json!({"Name": "web", "ID": "web1", "Check": {"TTL": "10s",
+                "DeregisterCriticalServiceAfter": "1m"}, "Meta": {"some_key": "v"}})
+        );
+    }
+}

@@ -1,0 +1,38 @@
+//! Consul-compatible JSON wire types shared by every cairn binary.
+//!
+//! The structs here serialize with exactly the field names and casing that Consul's HTTP API uses,
+//! because unmodified Consul clients (the Go `api` package, py-consul, curl scripts) read them.
+//! Incoming bodies are more lenient: Go's JSON decoder matches field names case-insensitively and
+//! Consul's agent endpoints accept snake_case, so [`canonicalize_keys`] rewrites a request body's
+//! keys before it is decoded into these types.
+
+mod agent;
+mod catalog;
+mod duration;
+mod health;
+mod keys;
+mod kv;
+mod session;
+mod txn;
+mod whole;
+
+pub use agent::{
+    AgentCheckRegistration, AgentConfig, AgentMember, AgentSelf, AgentServiceRegistration, CheckUpdate,
+};
+pub use catalog::{
+    CatalogDeregistration, CatalogNodeServices, CatalogRegistration, CatalogService, CheckDefinition,
+    HealthCheck, Node, NodeService, ServiceEntry, Weights,
+};
+pub use duration::{format_go_duration, parse_go_duration, DurationError};
+pub use health::{aggregate_status, CheckStatus, UnknownStatus};
+pub use keys::canonicalize_keys;
+pub use kv::{b64_decode, b64_encode, KvPair};
+pub use session::{SessionBehavior, SessionEntry, SessionRequest};
+pub use txn::{TxnError, TxnKvOp, TxnOp, TxnResponse, TxnResult};
+pub use whole::{NodeHealth, WholeCatalog};
+pub use catalog::StringMap;
+
+/// Default datacenter name, as Consul's.
+pub const DEFAULT_DATACENTER: &str = "dc1";
+/// Largest KV value accepted, as Consul's default `kv_max_value_size`.
+pub const MAX_KV_VALUE: usize = 512 * 1024;
