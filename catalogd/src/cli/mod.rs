@@ -1,0 +1,149 @@
+//! The `catalogd` command line: `serve` runs the daemon; the other subcommands are clients of a
+//! running catalogd (or Consul) for scripts and Ansible: human text by default, `--json` for
+//! machines, exit 1 when what was asked for does not exist.
+
+mod client_cmds;
+mod watch_cmd;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use cairn_cli::{CatalogArgs, LogArgs};
+use clap::{Parser, Subcommand};
+
+pub use client_cmds::NotFound;
+
+/// cairn's service catalog: health, KV and sessions behind a Consul-compatible HTTP API.
+#[derive(Parser, Debug)]
+#[command(name = "catalogd", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    #[command(flatten)]
+    pub catalog: CatalogArgs,
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the catalog server
+    Serve(ServeArgs),
+    /// Read and write the KV store
+    #[command(subcommand)]
+    Kv(client_cmds::KvCommand),
+    /// List service names and their tags
+    Services(client_cmds::JsonFlag),
+    /// List the instances of a service with their health
+    Service(client_cmds::ServiceArgs),
+    /// List nodes
+    Nodes(client_cmds::JsonFlag),
+    /// Register services, checks or nodes from a JSON file (or - for stdin)
+    Register(client_cmds::RegisterArgs),
+    /// Deregister a service, a check or a whole node
+    Deregister(client_cmds::DeregisterArgs),
+    /// Print one JSON line each time something changes (for pipes)
+    Watch(watch_cmd::WatchArgs),
+}
+
+/// Flags of `catalogd serve`.
+#[derive(clap::Args, Debug)]
+pub struct ServeArgs {
+    /// HTTP listen address
+    #[arg(long, default_value = "127.0.0.1:8500")]
+    pub http_addr: SocketAddr,
+    /// Directory of the durable store
+    #[arg(long, default_value = "catalogd.data", conflicts_with = "in_memory")]
+    pub data_dir: PathBuf,
+    /// Keep everything in memory only (lost on exit): for throwaway runs
+    #[arg(long)]
+    pub in_memory: bool,
+    /// Name of the node catalogd is the agent of [default: this host's name]
+    #[arg(long)]
+    pub node: Option<String>,
+    /// Datacenter name
+    #[arg(long, default_value = cairn_wire::DEFAULT_DATACENTER)]
+    pub datacenter: String,
+    /// Address catalogd's own node is registered with [default: the HTTP address, or 127.0.0.1]
+    #[arg(long)]
+    pub advertise: Option<IpAddr>,
+    /// Shortest session TTL accepted
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub session_ttl_min: Duration,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    cairn_wire::parse_go_duration(s).map_err(|e| e.to_string())
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "catalogd".to_string())
+}
+
+impl ServeArgs {
+    pub fn config(&self) -> crate::Config {
+        let ip = self.http_addr.ip();
+        let advertise = self.advertise.unwrap_or(if ip.is_unspecified() {
+            IpAddr::V4(Ipv4Addr::LOCALHOST)
+        } else {
+            ip
+        });
+        crate::Config {
+            http_addr: self.http_addr,
+            data_dir: (!self.in_memory).then(|| self.data_dir.clone()),
+            node: self.node.clone().unwrap_or_else(hostname),
+            datacenter: self.datacenter.clone(),
+            advertise,
+            min_session_ttl: self.session_ttl_min,
+        }
+    }
+}
+
+/// Runs the parsed command line; the exit code follows cairn's convention (0 ok, 1 failure or
+/// not found; clap itself exits 2 on usage errors).
+pub fn run(cli: Cli) -> ExitCode {
+    cairn_cli::init_logging(&cli.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("catalogd: error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(dispatch(cli));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is::<NotFound>() => {
+            eprintln!("catalogd: {e}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("catalogd: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    let client = || {
+        cairn_client::CatalogClient::new(&cli.catalog.url(), cli.catalog.token())
+            .context("catalog address")
+    };
+    match cli.command {
+        Command::Serve(args) => crate::serve(args.config(), cairn_cli::shutdown_signal()).await,
+        Command::Kv(cmd) => client_cmds::kv(&client()?, cmd).await,
+        Command::Services(f) => client_cmds::services(&client()?, f.json).await,
+        Command::Service(args) => client_cmds::service(&client()?, args).await,
+        Command::Nodes(f) => client_cmds::nodes(&client()?, f.json).await,
+        Command::Register(args) => client_cmds::register(&client()?, args).await,
+        Command::Deregister(args) => client_cmds::deregister(&client()?, args).await,
+        Command::Watch(args) => watch_cmd::watch(client()?, args).await,
+    }
+}

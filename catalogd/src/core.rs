@@ -1,0 +1,182 @@
+//! Wiring of one catalogd: open the store, rebuild the state, start the writer and the TTL
+//! sweeper, make sure catalogd's own node is registered, and serve HTTP until shutdown.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use arc_swap::ArcSwap;
+use cairn_store::{MemStore, RedbStore, Store};
+use cairn_wire::CatalogRegistration;
+
+use crate::metrics::Metrics;
+use crate::state::{State, TtlChange};
+use crate::timers::{self, Timers};
+use crate::watch::Registry;
+use crate::writer::{self, Command, Writer, WriterConfig, WriterParts};
+
+/// Settings of `catalogd serve`.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub http_addr: SocketAddr,
+    /// Where the store lives; None keeps everything in memory (lost on exit).
+    pub data_dir: Option<PathBuf>,
+    pub node: String,
+    pub datacenter: String,
+    /// Address catalogd's own node is registered with.
+    pub advertise: IpAddr,
+    /// Shortest session TTL accepted (Consul: 10s).
+    pub min_session_ttl: Duration,
+}
+
+/// Everything the HTTP handlers share.
+pub struct Core {
+    pub current: Arc<ArcSwap<State>>,
+    pub registry: Arc<Registry>,
+    pub writer: Writer,
+    pub timers: Arc<Timers>,
+    pub metrics: Arc<Metrics>,
+    pub config: Config,
+}
+
+impl Core {
+    /// The current catalog index (never 0).
+    pub fn index(&self) -> u64 {
+        self.current.load().index.max(1)
+    }
+}
+
+fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(match &config.data_dir {
+        Some(dir) => {
+            let path = dir.join("catalog.redb");
+            Arc::new(RedbStore::open(&path).with_context(|| format!("opening {}", path.display()))?)
+        }
+        None => Arc::new(MemStore::new()),
+    })
+}
+
+/// Re-arms TTLs of everything restored: after a restart each TTL starts over.
+fn arm_restored(state: &State, timers: &Timers) {
+    let mut arm = Vec::new();
+    for (key, check) in state.checks.iter() {
+        if let Ok(ttl) = cairn_wire::parse_go_duration(&check.definition.ttl) {
+            if !ttl.is_zero() {
+                arm.push(TtlChange::ArmCheck(key.clone(), ttl));
+            }
+        }
+    }
+    for (id, s) in state.sessions.iter() {
+        if s.ttl_ms > 0 {
+            arm.push(TtlChange::ArmSession(id.clone(), Duration::from_millis(s.ttl_ms)));
+        }
+    }
+    timers.apply(&arm, Instant::now());
+}
+
+/// A running catalog without its HTTP listener (tests and benchmarks use this directly).
+pub struct Catalog {
+    pub core: Arc<Core>,
+    writer_thread: std::thread::JoinHandle<()>,
+    sweeper: tokio::task::JoinHandle<()>,
+}
+
+impl Catalog {
+    /// Opens the store, restores the state and starts the writer and the TTL sweeper.
+    pub async fn start(config: Config) -> anyhow::Result<Catalog> {
+        let store = open_store(&config)?;
+        let state = crate::persist::load(store.as_ref()).context("restoring the catalog")?;
+        tracing::info!(
+            index = state.index,
+            nodes = state.nodes.len(),
+            services = state.services.len(),
+            kv = state.kv.len(),
+            "catalog restored"
+        );
+        let self_id = state
+            .nodes
+            .get(&config.node)
+            .map(|n| n.id.clone())
+            .filter(|id| !id.is_empty())
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let current = Arc::new(ArcSwap::from_pointee(state));
+        let registry = Arc::new(Registry::default());
+        let timers = Arc::new(Timers::default());
+        let metrics = Arc::new(Metrics::default());
+        arm_restored(&current.load(), &timers);
+        let (writer, writer_thread) = writer::spawn(WriterParts {
+            store,
+            current: current.clone(),
+            registry: registry.clone(),
+            timers: timers.clone(),
+            metrics: metrics.clone(),
+            config: WriterConfig {
+                node: config.node.clone(),
+                datacenter: config.datacenter.clone(),
+                min_session_ttl: config.min_session_ttl,
+            },
+        });
+        // catalogd is the agent of its own node: make sure that node exists.
+        let existing = current.load().nodes.get(&config.node).cloned();
+        let reg = CatalogRegistration {
+            id: self_id,
+            node: config.node.clone(),
+            address: config.advertise.to_string(),
+            tagged_addresses: existing.as_ref().map(|n| n.tagged_addresses.clone()).unwrap_or_default(),
+            node_meta: existing.map(|n| n.meta).unwrap_or_default(),
+            ..Default::default()
+        };
+        writer.submit(Command::Register(reg)).await.context("registering catalogd's own node")?;
+        let sweeper = tokio::spawn(timers::sweep(timers.clone(), writer.clone()));
+        let core = Arc::new(Core { current, registry, writer, timers, metrics, config });
+        Ok(Catalog { core, writer_thread, sweeper })
+    }
+
+    /// Stops the sweeper and waits for the writer to finish what it was given.
+    pub async fn stop(self) {
+        self.sweeper.abort();
+        let _ = self.sweeper.await;
+        let Catalog { core, writer_thread, .. } = self;
+        // The writer stops once the last handle is gone; HTTP handlers have finished by now.
+        drop(core);
+        let _ = tokio::task::spawn_blocking(move || writer_thread.join()).await;
+    }
+}
+
+/// `catalogd serve`: runs until `shutdown` resolves, then drains connections and stops.
+pub async fn serve(
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(config.http_addr)
+        .await
+        .with_context(|| format!("binding HTTP on {}", config.http_addr))?;
+    let catalog = Catalog::start(config).await?;
+    let local = listener.local_addr().context("reading the bound address")?;
+    tracing::info!(addr = %local, node = %catalog.core.config.node, "catalogd serving HTTP");
+    let app = crate::http::router(catalog.core.clone());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let core = catalog.core.clone();
+    let graceful = async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+        // Blocking queries answer at once with what they have, so connections drain quickly.
+        core.registry.release_all();
+    };
+    let server = axum::serve(listener, app).with_graceful_shutdown(graceful);
+    let mut stop_rx2 = stop_rx.clone();
+    tokio::select! {
+        res = server => res.context("HTTP server")?,
+        // A client that keeps a connection open must not hold the process forever.
+        _ = async {
+            let _ = stop_rx2.wait_for(|s| *s).await;
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        } => tracing::warn!("connections still open after 5s; closing them"),
+    }
+    drop(stop_rx);
+    catalog.stop().await;
+    tracing::info!("catalogd stopped");
+    Ok(())
+}

@@ -1,0 +1,101 @@
+//! `/v1/health/*`: instances with their checks, and checks by service, node or state.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, RawQuery, State};
+use cairn_wire::{CheckStatus, HealthCheck, ServiceEntry};
+
+use super::respond::{blocking, json_list};
+use super::{HttpError, HttpResult, Query, ReadOpts};
+use crate::core::Core;
+use crate::watch::Topic;
+
+pub async fn service(
+    State(core): State<Arc<Core>>,
+    Path(name): Path<String>,
+    RawQuery(q): RawQuery,
+) -> HttpResult {
+    let query = Query::parse(q.as_deref());
+    let opts = ReadOpts::parse(&query, &core.config.datacenter)?;
+    let passing = query.flag("passing") && query.get("passing") != Some("false");
+    let tags: Vec<&str> = query.all("tag").collect();
+    let (idx, entries) = blocking(&core, &opts, Topic::Service(name.clone()), |st| {
+        let entries: Vec<ServiceEntry> = st
+            .service_entries(&name)
+            .into_iter()
+            .filter(|e| {
+                opts.node_matches(&e.node.meta)
+                    && tags.iter().all(|t| e.service.tags.iter().any(|x| x == t))
+                    && (!passing || e.checks.iter().all(|c| c.status == CheckStatus::Passing))
+            })
+            .collect();
+        (st.service_read_index(&name), entries)
+    })
+    .await;
+    Ok(json_list(idx, &entries, &opts))
+}
+
+pub async fn checks(
+    State(core): State<Arc<Core>>,
+    Path(name): Path<String>,
+    RawQuery(q): RawQuery,
+) -> HttpResult {
+    let opts = ReadOpts::parse(&Query::parse(q.as_deref()), &core.config.datacenter)?;
+    let (idx, checks) = blocking(&core, &opts, Topic::Service(name.clone()), |st| {
+        let mut checks: Vec<HealthCheck> = Vec::new();
+        for (node, svc) in st.service_instances(&name) {
+            if !opts.node_matches(&node.meta) {
+                continue;
+            }
+            checks.extend(
+                st.node_checks(&node.node).filter(|(_, c)| c.service_id == svc.id).map(|(_, c)| c.clone()),
+            );
+        }
+        (st.service_read_index(&name), checks)
+    })
+    .await;
+    Ok(json_list(idx, &checks, &opts))
+}
+
+pub async fn node(
+    State(core): State<Arc<Core>>,
+    Path(node): Path<String>,
+    RawQuery(q): RawQuery,
+) -> HttpResult {
+    let opts = ReadOpts::parse(&Query::parse(q.as_deref()), &core.config.datacenter)?;
+    let (idx, checks) = blocking(&core, &opts, Topic::Node(node.clone()), |st| {
+        let checks: Vec<HealthCheck> = st.node_checks(&node).map(|(_, c)| c.clone()).collect();
+        (st.node_read_index(&node), checks)
+    })
+    .await;
+    Ok(json_list(idx, &checks, &opts))
+}
+
+pub async fn state(
+    State(core): State<Arc<Core>>,
+    Path(state): Path<String>,
+    RawQuery(q): RawQuery,
+) -> HttpResult {
+    let opts = ReadOpts::parse(&Query::parse(q.as_deref()), &core.config.datacenter)?;
+    let wanted: Option<CheckStatus> = match state.as_str() {
+        "any" => None,
+        "passing" | "warning" | "critical" => state.parse().ok(),
+        other => {
+            return Err(HttpError::bad_request(format!(
+                "unknown check state {other:?}: expected any, passing, warning or critical"
+            )));
+        }
+    };
+    let (idx, checks) = blocking(&core, &opts, Topic::Checks, |st| {
+        let checks: Vec<HealthCheck> = st
+            .checks
+            .values()
+            .filter(|c| wanted.is_none_or(|w| c.status == w))
+            .filter(|c| st.nodes.get(&c.node).is_some_and(|n| opts.node_matches(&n.meta)))
+            .cloned()
+            .collect();
+        (st.tables.checks, checks)
+    })
+    .await;
+    Ok(json_list(idx, &checks, &opts))
+}

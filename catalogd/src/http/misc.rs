@@ -1,0 +1,66 @@
+//! Status endpoints, Prometheus metrics, and cairn's whole-catalog extension.
+
+use std::sync::Arc;
+
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderValue, header};
+use axum::response::IntoResponse;
+use cairn_wire::{NodeHealth, WholeCatalog};
+
+use super::respond::{blocking, json_read};
+use super::{HttpResult, Query, ReadOpts};
+use crate::core::Core;
+use crate::watch::Topic;
+
+fn raft_addr(core: &Core) -> String {
+    format!("{}:8300", core.config.advertise)
+}
+
+pub async fn leader(State(core): State<Arc<Core>>) -> HttpResult {
+    Ok(json_read(core.index(), &raft_addr(&core)))
+}
+
+pub async fn peers(State(core): State<Arc<Core>>) -> HttpResult {
+    Ok(json_read(core.index(), &[raft_addr(&core)]))
+}
+
+pub async fn metrics(State(core): State<Arc<Core>>) -> HttpResult {
+    let body = core.metrics.render(&core.current.load(), core.registry.topic_count());
+    Ok((
+        [(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"))],
+        body,
+    )
+        .into_response())
+}
+
+/// `GET /v1/cairn/catalog`: every node with its checks and every instance with its checks, as
+/// one blocking read that wakes on any catalog change.
+pub async fn whole_catalog(State(core): State<Arc<Core>>, RawQuery(q): RawQuery) -> HttpResult {
+    let opts = ReadOpts::parse(&Query::parse(q.as_deref()), &core.config.datacenter)?;
+    let (idx, body) = blocking(&core, &opts, Topic::Catalog, |st| {
+        let nodes = st
+            .nodes
+            .values()
+            .map(|n| NodeHealth {
+                node: n.clone(),
+                checks: st
+                    .node_checks(&n.node)
+                    .filter(|(_, c)| c.service_id.is_empty())
+                    .map(|(_, c)| c.clone())
+                    .collect(),
+            })
+            .collect();
+        let services = st
+            .by_service
+            .keys()
+            .flat_map(|name| st.service_entries(name))
+            .filter(|e| match &opts.filter {
+                Some(f) => f.matches(&serde_json::to_value(e).unwrap_or_default()),
+                None => true,
+            })
+            .collect();
+        (st.catalog_index(), WholeCatalog { nodes, services })
+    })
+    .await;
+    Ok(json_read(idx, &body))
+}

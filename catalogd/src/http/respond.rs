@@ -1,0 +1,116 @@
+//! Building read responses: the blocking-query loop and the headers Consul clients require
+//! (`X-Consul-Index` never 0, `X-Consul-KnownLeader`, `X-Consul-LastContact`), and filtering.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use rand::Rng;
+use serde::Serialize;
+
+use super::query::ReadOpts;
+use crate::core::Core;
+use crate::state::State;
+use crate::watch::Topic;
+
+/// Runs `read` against the current snapshot; with `?index=N` waits (up to `wait` plus jitter of
+/// up to wait/16) until the index `read` reports exceeds N or the wait ends.
+pub async fn blocking<T>(
+    core: &Core,
+    opts: &ReadOpts,
+    topic: Topic,
+    read: impl Fn(&State) -> (u64, T),
+) -> (u64, T) {
+    if opts.index == 0 {
+        return read(&core.current.load());
+    }
+    core.metrics.blocking_queries.fetch_add(1, Relaxed);
+    let jitter = opts.wait.as_millis() as u64 / 16;
+    let jitter = if jitter > 0 { rand::rng().random_range(0..=jitter) } else { 0 };
+    let deadline = tokio::time::Instant::now() + opts.wait + Duration::from_millis(jitter);
+    let sub = core.registry.subscribe(topic);
+    let _waiting = Waiting::new(core);
+    loop {
+        // Register interest before reading so a write between the read and the wait still wakes us.
+        let notified = sub.notify().notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let (idx, value) = read(&core.current.load());
+        if idx > opts.index || core.registry.closing() {
+            return (idx, value);
+        }
+        if tokio::time::timeout_at(deadline, notified).await.is_err() {
+            return read(&core.current.load());
+        }
+    }
+}
+
+/// Counts waiting queries for `/metrics`.
+struct Waiting<'a>(&'a Core);
+
+impl<'a> Waiting<'a> {
+    fn new(core: &'a Core) -> Self {
+        core.metrics.blocking_waiting.fetch_add(1, Relaxed);
+        Waiting(core)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.metrics.blocking_waiting.fetch_sub(1, Relaxed);
+    }
+}
+
+/// Adds the Consul read headers.
+pub fn with_index(mut resp: Response, index: u64) -> Response {
+    let h = resp.headers_mut();
+    h.insert("X-Consul-Index", HeaderValue::from(index.max(1)));
+    h.insert("X-Consul-KnownLeader", HeaderValue::from_static("true"));
+    h.insert("X-Consul-LastContact", HeaderValue::from_static("0"));
+    resp
+}
+
+/// A JSON body with the read headers.
+pub fn json_read<T: Serialize>(index: u64, body: &T) -> Response {
+    with_index(json_bytes(StatusCode::OK, serde_json::to_vec(body).unwrap_or_default()), index)
+}
+
+pub fn json_bytes(status: StatusCode, bytes: Vec<u8>) -> Response {
+    (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], bytes)
+        .into_response()
+}
+
+/// A JSON list, keeping only the items the filter matches (serialized forms are what it sees).
+pub fn json_list<T: Serialize>(index: u64, items: &[T], opts: &ReadOpts) -> Response {
+    match &opts.filter {
+        None => json_read(index, &items),
+        Some(f) => {
+            let kept: Vec<serde_json::Value> = items
+                .iter()
+                .filter_map(|i| serde_json::to_value(i).ok())
+                .filter(|v| f.matches(v))
+                .collect();
+            json_read(index, &kept)
+        }
+    }
+}
+
+/// A JSON map (agent services/checks), filtered on its values.
+pub fn json_map<T: Serialize>(
+    index: u64,
+    items: &std::collections::BTreeMap<String, T>,
+    opts: &ReadOpts,
+) -> Response {
+    match &opts.filter {
+        None => json_read(index, items),
+        Some(f) => {
+            let kept: serde_json::Map<String, serde_json::Value> = items
+                .iter()
+                .filter_map(|(k, i)| Some((k.clone(), serde_json::to_value(i).ok()?)))
+                .filter(|(_, v)| f.matches(v))
+                .collect();
+            json_read(index, &kept)
+        }
+    }
+}

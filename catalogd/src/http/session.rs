@@ -1,0 +1,78 @@
+//! `/v1/session/*`: create, destroy, renew (which resets the TTL without a write), and reads.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use cairn_wire::{SessionEntry, SessionRequest};
+
+use super::respond::{blocking, json_list, json_read};
+use super::{HttpError, HttpResult, Query, ReadOpts, decode_body};
+use crate::core::Core;
+use crate::state::TtlChange;
+use crate::watch::Topic;
+use crate::writer::{Command, Reply};
+
+pub async fn create(State(core): State<Arc<Core>>, body: Bytes) -> HttpResult {
+    // An empty body is allowed: every field has a default.
+    let req: SessionRequest =
+        if body.iter().all(u8::is_ascii_whitespace) { SessionRequest::default() } else { decode_body(&body)? };
+    match core.writer.submit(Command::SessionCreate(req)).await? {
+        Reply::Id(id) => Ok(json_read(core.index(), &serde_json::json!({ "ID": id }))),
+        _ => Err(HttpError::bad_request("unexpected reply")),
+    }
+}
+
+pub async fn destroy(State(core): State<Arc<Core>>, Path(id): Path<String>) -> HttpResult {
+    core.writer.submit(Command::SessionDestroy(id)).await?;
+    Ok(json_read(core.index(), &true))
+}
+
+pub async fn renew(State(core): State<Arc<Core>>, Path(id): Path<String>) -> HttpResult {
+    let st = core.current.load();
+    let Some(session) = st.sessions.get(&id) else {
+        return Err(HttpError::not_found(format!("Session id '{id}' not found")));
+    };
+    if session.ttl_ms > 0 && !core.timers.renew_session(&id, Instant::now()) {
+        // The sweeper took the deadline a moment ago; re-arm so the expiry it queued is dropped.
+        let ttl = Duration::from_millis(session.ttl_ms);
+        core.timers.apply(&[TtlChange::ArmSession(id.clone(), ttl)], Instant::now());
+    }
+    Ok(json_read(st.index, &[&session.entry]))
+}
+
+pub async fn info(
+    State(core): State<Arc<Core>>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> HttpResult {
+    list_where(core, q, move |s| s.id == id).await
+}
+
+pub async fn list(State(core): State<Arc<Core>>, RawQuery(q): RawQuery) -> HttpResult {
+    list_where(core, q, |_| true).await
+}
+
+pub async fn node(
+    State(core): State<Arc<Core>>,
+    Path(node): Path<String>,
+    RawQuery(q): RawQuery,
+) -> HttpResult {
+    list_where(core, q, move |s| s.node == node).await
+}
+
+async fn list_where(
+    core: Arc<Core>,
+    q: Option<String>,
+    keep: impl Fn(&SessionEntry) -> bool,
+) -> HttpResult {
+    let opts = ReadOpts::parse(&Query::parse(q.as_deref()), &core.config.datacenter)?;
+    let (idx, sessions) = blocking(&core, &opts, Topic::Sessions, |st| {
+        let list: Vec<SessionEntry> =
+            st.sessions.values().map(|s| &s.entry).filter(|e| keep(e)).cloned().collect();
+        (st.tables.sessions, list)
+    })
+    .await;
+    Ok(json_list(idx, &sessions, &opts))
+}

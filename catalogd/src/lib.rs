@@ -1,0 +1,19 @@
+//! catalogd: cairn's service catalog, health state, KV store and sessions, behind a
+//! Consul-compatible HTTP API.
+//!
+//! Layout: [`state`] is the catalog and every rule of how it changes (pure, testable without
+//! I/O); [`writer`] serializes changes, groups them into durable commits and publishes snapshots;
+//! [`persist`] maps the state onto a [`cairn_store::Store`]; [`watch`] wakes blocking queries by
+//! topic; [`timers`] enforces TTLs; [`http`] is the API; [`cli`] the client subcommands.
+
+pub mod cli;
+pub mod core;
+pub mod http;
+pub mod metrics;
+pub mod persist;
+pub mod state;
+pub mod timers;
+pub mod watch;
+pub mod writer;
+
+pub use crate::core::{Catalog, Config, serve};

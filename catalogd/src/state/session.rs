@@ -1,0 +1,191 @@
+//! Sessions and the locks they hold: creation with its checks and TTL, destruction (by request,
+//! TTL expiry, a critical check or the node leaving) releasing or deleting held keys, and the
+//! lock-delay that keeps a released key from being re-acquired at once.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use cairn_wire::{CheckStatus, SessionBehavior, SessionEntry, SessionRequest, parse_go_duration};
+use serde_json::Value;
+
+use super::{ApplyError, Changes, NodeKey, Session, State, TtlChange, invalid};
+
+/// Consul's default and maximum lock delay.
+const DEFAULT_LOCK_DELAY: Duration = Duration::from_secs(15);
+const MAX_LOCK_DELAY: Duration = Duration::from_secs(60);
+const MAX_SESSION_TTL: Duration = Duration::from_secs(86400);
+
+/// Keys that may not be acquired until a deadline (in memory only: after a restart there is no
+/// delay, as with Consul's leader change).
+#[derive(Debug, Default, Clone)]
+pub struct LockDelays {
+    until: HashMap<String, Instant>,
+}
+
+impl LockDelays {
+    pub fn blocks(&self, key: &str, now: Instant) -> bool {
+        self.until.get(key).is_some_and(|t| *t > now)
+    }
+
+    pub fn set(&mut self, key: String, until: Instant) {
+        self.until.insert(key, until);
+    }
+
+    /// Drops expired entries.
+    pub fn prune(&mut self, now: Instant) {
+        self.until.retain(|_, t| *t > now);
+    }
+}
+
+/// Reads `LockDelay`: a duration string, or a number (below 1000 = seconds, else nanoseconds).
+fn lock_delay(raw: Option<&Value>) -> Result<Duration, ApplyError> {
+    let d = match raw {
+        None | Some(Value::Null) => return Ok(DEFAULT_LOCK_DELAY),
+        Some(Value::String(s)) => match parse_go_duration(s) {
+            Ok(d) => d,
+            Err(e) => return invalid(format!("LockDelay: {e}")),
+        },
+        Some(Value::Number(n)) => match n.as_u64() {
+            Some(v) if v < 1000 => Duration::from_secs(v),
+            Some(v) => Duration::from_nanos(v),
+            None => return invalid("LockDelay: must be a non-negative duration"),
+        },
+        Some(other) => return invalid(format!("LockDelay: expected a duration, got {other}")),
+    };
+    Ok(d.min(MAX_LOCK_DELAY))
+}
+
+impl State {
+    /// `PUT /v1/session/create`; returns the new session's ID.
+    pub fn session_create(
+        &mut self,
+        id: String,
+        req: SessionRequest,
+        self_node: &str,
+        min_ttl: Duration,
+        ch: &mut Changes,
+    ) -> Result<String, ApplyError> {
+        let node = if req.node.is_empty() { self_node.to_string() } else { req.node.clone() };
+        if !self.nodes.contains_key(&node) {
+            return Err(ApplyError::NotFound(format!("Node: unknown node {node:?}")));
+        }
+        let ttl = if req.ttl.is_empty() {
+            None
+        } else {
+            let ttl = parse_go_duration(&req.ttl).or_else(|e| invalid(format!("TTL: {e}")))?;
+            if ttl.is_zero() {
+                None
+            } else if ttl < min_ttl || ttl > MAX_SESSION_TTL {
+                return invalid(format!(
+                    "TTL: {} is outside the allowed range {}s to {}s",
+                    req.ttl,
+                    min_ttl.as_secs_f64(),
+                    MAX_SESSION_TTL.as_secs()
+                ));
+            } else {
+                Some(ttl)
+            }
+        };
+        let delay = lock_delay(req.lock_delay.as_ref())?;
+        let mut node_checks = req.checks.clone().unwrap_or_default();
+        node_checks.extend(req.node_checks.clone().unwrap_or_default());
+        let service_checks = req.service_checks.clone().unwrap_or_default();
+        let mut check_ids = node_checks.clone();
+        for sc in &service_checks {
+            match sc.get("ID").and_then(Value::as_str) {
+                Some(id) => check_ids.push(id.to_string()),
+                None => return invalid("ServiceChecks: each entry needs an ID"),
+            }
+        }
+        for cid in &check_ids {
+            match self.checks.get(&(node.clone(), cid.clone())) {
+                None => {
+                    return invalid(format!("Checks: unknown check {cid:?} on node {node:?}"));
+                }
+                Some(c) if c.status == CheckStatus::Critical => {
+                    return invalid(format!("Checks: check {cid:?} is in critical state"));
+                }
+                Some(_) => {}
+            }
+        }
+        let idx = self.next_index();
+        let entry = SessionEntry {
+            id: id.clone(),
+            name: req.name,
+            node,
+            lock_delay: delay.as_nanos() as u64,
+            behavior: req.behavior.unwrap_or(SessionBehavior::Release),
+            ttl: req.ttl,
+            node_checks,
+            service_checks,
+            create_index: idx,
+            modify_index: idx,
+        };
+        let ttl_ms = ttl.map_or(0, |t| t.as_millis() as u64);
+        self.sessions.insert(id.clone(), Session { entry, ttl_ms });
+        self.tables.sessions = idx;
+        ch.sessions.insert(id.clone());
+        if let Some(ttl) = ttl {
+            ch.ttl.push(TtlChange::ArmSession(id.clone(), ttl));
+        }
+        Ok(id)
+    }
+
+    /// `PUT /v1/session/destroy/:id` and TTL expiry; false when unknown.
+    pub fn session_destroy(&mut self, id: &str, ch: &mut Changes) -> bool {
+        if !self.sessions.contains_key(id) {
+            return false;
+        }
+        let idx = self.next_index();
+        self.end_session(id, idx, ch);
+        true
+    }
+
+    /// Ends a session at `idx`: releases or deletes its keys and starts their lock-delay.
+    pub(crate) fn end_session(&mut self, id: &str, idx: u64, ch: &mut Changes) {
+        let Some(session) = self.sessions.remove(id) else { return };
+        self.tables.sessions = idx;
+        ch.sessions.insert(id.to_string());
+        ch.ttl.push(TtlChange::DisarmSession(id.to_string()));
+        let held: Vec<String> =
+            self.kv.iter().filter(|(_, e)| e.session == id).map(|(k, _)| k.clone()).collect();
+        let delay = Duration::from_nanos(session.entry.lock_delay);
+        for key in held {
+            if !delay.is_zero() {
+                ch.lock_delays.push((key.clone(), delay));
+            }
+            match session.entry.behavior {
+                SessionBehavior::Delete => {
+                    self.drop_kv(&key, idx, ch);
+                }
+                SessionBehavior::Release => {
+                    if let Some(mut e) = self.kv.get(&key).cloned() {
+                        e.session.clear();
+                        e.modify_index = idx;
+                        self.store_kv(key, e, idx, ch);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Ends every session that depends on a check that went critical or away.
+    pub(crate) fn invalidate_sessions_of_check(&mut self, key: &NodeKey, idx: u64, ch: &mut Changes) {
+        let doomed: Vec<String> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| {
+                s.entry.node == key.0
+                    && (s.entry.node_checks.contains(&key.1)
+                        || s.entry
+                            .service_checks
+                            .iter()
+                            .any(|sc| sc.get("ID").and_then(Value::as_str) == Some(&key.1)))
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in doomed {
+            self.end_session(&id, idx, ch);
+        }
+    }
+}

@@ -1,0 +1,258 @@
+//! The single writer: every change to the catalog goes through here.
+//!
+//! Commands queue on a channel; the writer thread takes everything queued (group commit), applies
+//! each command to a copy-on-write clone of the state (a refused command leaves no trace), writes
+//! the dirty keys of the whole group to the store in one durable commit, and only then publishes
+//! the new snapshot, wakes the blocking queries it concerns and answers the callers. So a reader
+//! never sees a write that is not on disk, and an acknowledged write survives `kill -9`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use cairn_store::{Outcome, Store};
+use cairn_wire::{
+    AgentCheckRegistration, AgentServiceRegistration, CatalogDeregistration, CatalogRegistration,
+    CheckStatus, SessionRequest, TxnKvOp, TxnResult,
+};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::metrics::Metrics;
+use crate::persist;
+use crate::state::{ApplyError, Changes, KvPut, LockDelays, NodeKey, State};
+use crate::timers::Timers;
+use crate::watch::Registry;
+
+/// Most commands folded into one commit.
+const MAX_GROUP: usize = 4096;
+/// Tombstones kept before the oldest are reaped.
+const KEEP_TOMBSTONES: usize = 100_000;
+
+/// A change to the catalog.
+#[derive(Debug)]
+pub enum Command {
+    Register(CatalogRegistration),
+    Deregister(CatalogDeregistration),
+    AgentServiceRegister { reg: AgentServiceRegistration, replace_checks: bool },
+    AgentServiceDeregister(String),
+    AgentCheckRegister(AgentCheckRegistration),
+    AgentCheckDeregister(String),
+    CheckUpdate { check_id: String, status: CheckStatus, output: String },
+    KvPut(KvPut),
+    KvDelete { key: String, recurse: bool, cas: Option<u64> },
+    SessionCreate(SessionRequest),
+    SessionDestroy(String),
+    Txn(Vec<TxnKvOp>),
+    ExpireChecks(Vec<NodeKey>),
+    ExpireSessions(Vec<String>),
+}
+
+/// What a command answers.
+#[derive(Debug)]
+pub enum Reply {
+    Done,
+    Bool(bool),
+    Id(String),
+    Txn(Vec<TxnResult>),
+}
+
+/// Why a write failed.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+    #[error("write not persisted: {0}")]
+    Store(String),
+    #[error("catalog is shutting down")]
+    Closed,
+}
+
+type Request = (Command, oneshot::Sender<Result<Reply, WriteError>>);
+
+/// Cheap handle for submitting commands.
+#[derive(Clone)]
+pub struct Writer {
+    tx: mpsc::UnboundedSender<Request>,
+}
+
+impl Writer {
+    /// Submits a command and waits until it is durable (or refused).
+    pub async fn submit(&self, cmd: Command) -> Result<Reply, WriteError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send((cmd, tx)).map_err(|_| WriteError::Closed)?;
+        rx.await.map_err(|_| WriteError::Closed)?
+    }
+}
+
+/// Identity of the node catalogd is the agent of, and write limits.
+#[derive(Clone, Debug)]
+pub struct WriterConfig {
+    pub node: String,
+    pub datacenter: String,
+    pub min_session_ttl: Duration,
+}
+
+/// Everything the writer thread owns or shares.
+pub struct WriterParts {
+    pub store: Arc<dyn Store>,
+    pub current: Arc<ArcSwap<State>>,
+    pub registry: Arc<Registry>,
+    pub timers: Arc<Timers>,
+    pub metrics: Arc<Metrics>,
+    pub config: WriterConfig,
+}
+
+/// Starts the writer thread; it stops when every [`Writer`] is dropped.
+pub fn spawn(parts: WriterParts) -> (Writer, std::thread::JoinHandle<()>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let handle = std::thread::Builder::new()
+        .name("catalog-writer".into())
+        .spawn(move || run(parts, rx))
+        .unwrap_or_else(|e| panic!("cannot start the writer thread: {e}"));
+    (Writer { tx }, handle)
+}
+
+fn run(parts: WriterParts, mut rx: mpsc::UnboundedReceiver<Request>) {
+    let mut delays = LockDelays::default();
+    let mut group: Vec<Request> = Vec::new();
+    while let Some(first) = rx.blocking_recv() {
+        group.push(first);
+        while group.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(r) => group.push(r),
+                Err(_) => break,
+            }
+        }
+        commit_group(&parts, &mut delays, &mut group);
+    }
+}
+
+fn commit_group(parts: &WriterParts, delays: &mut LockDelays, group: &mut Vec<Request>) {
+    let now = Instant::now();
+    let mut state: State = (**parts.current.load()).clone();
+    let mut changes = Changes::default();
+    let mut replies = Vec::with_capacity(group.len());
+    for (cmd, reply) in group.drain(..) {
+        let mut next = state.clone();
+        let mut ch = Changes::default();
+        match apply(&mut next, cmd, parts, delays, now, &mut ch) {
+            Ok(r) => {
+                state = next;
+                changes.merge(ch);
+                replies.push((reply, Ok(r)));
+            }
+            Err(e) => replies.push((reply, Err(WriteError::Apply(e)))),
+        }
+    }
+    if state.tombstones.len() > KEEP_TOMBSTONES + KEEP_TOMBSTONES / 10 {
+        state.reap_tombstones(KEEP_TOMBSTONES, &mut changes);
+    }
+    if !changes.is_empty() {
+        let batch = persist::batch_for(&state, &changes);
+        let ops = batch.ops.len();
+        let started = Instant::now();
+        let outcome = parts.store.commit(batch);
+        parts.metrics.record_commit(replies.len(), ops, started.elapsed());
+        match outcome {
+            Ok(Outcome::Applied(_)) => {}
+            Ok(Outcome::CompareFailed(_)) | Err(_) => {
+                let why = match outcome {
+                    Err(e) => e.to_string(),
+                    _ => "unexpected compare failure".into(),
+                };
+                tracing::error!(error = %why, "commit failed; the batch was not applied");
+                for (reply, _) in replies {
+                    let _ = reply.send(Err(WriteError::Store(why.clone())));
+                }
+                return;
+            }
+        }
+        parts.current.store(Arc::new(state));
+        parts.registry.publish(&changes);
+    }
+    let after = Instant::now();
+    parts.timers.apply(&changes.ttl, after);
+    for (key, delay) in changes.lock_delays.drain(..) {
+        delays.set(key, after + delay);
+    }
+    delays.prune(after);
+    for (reply, r) in replies {
+        if r.is_err() {
+            parts.metrics.writes_rejected.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        let _ = reply.send(r);
+    }
+}
+
+fn apply(
+    st: &mut State,
+    cmd: Command,
+    parts: &WriterParts,
+    delays: &LockDelays,
+    now: Instant,
+    ch: &mut Changes,
+) -> Result<Reply, ApplyError> {
+    let cfg = &parts.config;
+    Ok(match cmd {
+        Command::Register(reg) => {
+            st.register(reg, &cfg.datacenter, ch)?;
+            Reply::Done
+        }
+        Command::Deregister(d) => {
+            st.deregister(d, &cfg.datacenter, ch)?;
+            Reply::Done
+        }
+        Command::AgentServiceRegister { reg, replace_checks } => {
+            st.agent_register_service(&cfg.node, reg, replace_checks, ch)?;
+            Reply::Done
+        }
+        Command::AgentServiceDeregister(id) => {
+            if !st.remove_service(&cfg.node, &id, ch) {
+                return Err(ApplyError::NotFound(format!("unknown service ID {id:?}")));
+            }
+            Reply::Done
+        }
+        Command::AgentCheckRegister(def) => {
+            st.agent_register_check(&cfg.node, def, ch)?;
+            Reply::Done
+        }
+        Command::AgentCheckDeregister(id) => {
+            if !st.remove_check(&(cfg.node.clone(), id.clone()), ch) {
+                return Err(ApplyError::NotFound(format!("unknown check ID {id:?}")));
+            }
+            Reply::Done
+        }
+        Command::CheckUpdate { check_id, status, output } => {
+            st.update_check(&cfg.node, &check_id, status, output, ch)?;
+            Reply::Done
+        }
+        Command::KvPut(put) => Reply::Bool(st.kv_put(put, delays, now, ch)?),
+        Command::KvDelete { key, recurse, cas } => Reply::Bool(st.kv_delete(&key, recurse, cas, ch)?),
+        Command::SessionCreate(req) => {
+            let id = uuid::Uuid::new_v4().to_string();
+            Reply::Id(st.session_create(id, req, &cfg.node, cfg.min_session_ttl, ch)?)
+        }
+        Command::SessionDestroy(id) => {
+            st.session_destroy(&id, ch);
+            Reply::Bool(true)
+        }
+        Command::Txn(ops) => Reply::Txn(st.txn(&ops, delays, now, ch)?),
+        Command::ExpireChecks(keys) => {
+            for key in keys {
+                if parts.timers.check_expired(&key, now) {
+                    st.expire_check(&key, ch);
+                }
+            }
+            Reply::Done
+        }
+        Command::ExpireSessions(ids) => {
+            for id in ids {
+                if parts.timers.session_expired(&id, now) {
+                    tracing::info!(session = %id, "session TTL expired");
+                    st.session_destroy(&id, ch);
+                }
+            }
+            Reply::Done
+        }
+    })
+}

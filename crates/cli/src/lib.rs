@@ -1,0 +1,112 @@
+//! Command-line plumbing shared by every cairn binary, so they all behave alike: the same peer
+//! address flags and environment variables, the same logging (`--log-format`, `RUST_LOG`,
+//! `NO_COLOR`, logs on stderr) and the same clean stop on SIGTERM/SIGINT.
+
+use clap::{Args, ValueEnum};
+
+/// Default catalog address, Consul's.
+pub const DEFAULT_CATALOG: &str = "http://127.0.0.1:8500";
+
+/// How to reach catalogd: `--catalog` (env `CAIRN_CATALOG`, then `CONSUL_HTTP_ADDR`) and
+/// `--token` (env `CAIRN_TOKEN`, then `CONSUL_HTTP_TOKEN`).
+#[derive(Args, Debug, Clone, Default)]
+pub struct CatalogArgs {
+    /// catalogd (or Consul) HTTP address [env: CAIRN_CATALOG, CONSUL_HTTP_ADDR] [default: http://127.0.0.1:8500]
+    #[arg(long, global = true, value_name = "URL")]
+    pub catalog: Option<String>,
+    /// ACL token sent as X-Consul-Token [env: CAIRN_TOKEN, CONSUL_HTTP_TOKEN]
+    #[arg(long, global = true, value_name = "TOKEN")]
+    pub token: Option<String>,
+}
+
+impl CatalogArgs {
+    /// The catalog URL after flags, environment and default, with a scheme.
+    pub fn url(&self) -> String {
+        let raw = self
+            .catalog
+            .clone()
+            .or_else(|| env_nonempty("CAIRN_CATALOG"))
+            .or_else(|| env_nonempty("CONSUL_HTTP_ADDR"))
+            .unwrap_or_else(|| DEFAULT_CATALOG.to_string());
+        with_scheme(&raw)
+    }
+
+    pub fn token(&self) -> Option<String> {
+        self.token
+            .clone()
+            .or_else(|| env_nonempty("CAIRN_TOKEN"))
+            .or_else(|| env_nonempty("CONSUL_HTTP_TOKEN"))
+    }
+}
+
+fn env_nonempty(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// `127.0.0.1:8500` → `http://127.0.0.1:8500` (Consul's env var often has no scheme).
+pub fn with_scheme(addr: &str) -> String {
+    let addr = addr.trim().trim_end_matches('/');
+    if addr.contains("://") { addr.to_string() } else { format!("http://{addr}") }
+}
+
+/// Log line format.
+#[derive(ValueEnum, Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// Logging flags.
+#[derive(Args, Debug, Clone, Default)]
+pub struct LogArgs {
+    /// Log line format on stderr (level from RUST_LOG, default info)
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// Sends logs to stderr, filtered by `RUST_LOG` (default `info`), colour only on a terminal and
+/// never with `NO_COLOR` set.
+pub fn init_logging(args: &LogArgs) {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let color = std::env::var_os("NO_COLOR").is_none() && std::io::stderr().is_terminal();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match args.log_format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.with_ansi(color).try_init(),
+    };
+}
+
+/// Resolves when the process receives SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+        else {
+            // Without signal handlers the process still stops on the default action.
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
+            _ = int.recv() => tracing::info!("SIGINT received, shutting down"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bare_addresses_get_http() {
+        assert_eq!(with_scheme("127.0.0.1:8500"), "http://127.0.0.1:8500");
+        assert_eq!(with_scheme("https://c:8501/"), "https://c:8501");
+    }
+}

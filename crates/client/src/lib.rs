@@ -1,0 +1,45 @@
+//! `cairn-client`: the async HTTP client every cairn binary uses to talk to catalogd (or to a
+//! real Consul, since catalogd speaks Consul's API).
+//!
+//! - [`CatalogClient`]: typed calls for the KV store, catalog, health, agent and session
+//!   endpoints. Reads take [`QueryOptions`] and return the data with its [`QueryMeta`]
+//!   (`X-Consul-Index` and friends); non-2xx answers become [`ClientError::Status`] carrying the
+//!   server's message.
+//! - [`Watch`]: a blocking-query loop over any read that follows Consul's index rules, backs off
+//!   on failure and rate-limits itself; [`Watch::spawn`] turns it into a
+//!   `tokio::sync::watch::Receiver`.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), cairn_client::ClientError> {
+//! use cairn_client::{CatalogClient, QueryOptions, Watch};
+//!
+//! let client = CatalogClient::new("http://127.0.0.1:8500", None)?;
+//! let (web, meta) = client.health_service("web", &QueryOptions { passing: true, ..Default::default() }).await?;
+//! println!("{} passing instances at index {}", web.len(), meta.index);
+//!
+//! let mut watch = Watch::health_service(client, "web", QueryOptions::default());
+//! loop {
+//!     let instances = watch.next().await?; // returns when the index moves
+//!     println!("{} instances", instances.len());
+//! }
+//! # }
+//! ```
+
+mod agent;
+mod backoff;
+mod catalog;
+mod client;
+mod error;
+mod kv;
+mod options;
+mod session;
+mod watch;
+
+pub use backoff::Backoff;
+pub use client::{CONNECT_TIMEOUT, CatalogClient, DEFAULT_TIMEOUT, TOKEN_HEADER, parse_base_url};
+pub use error::ClientError;
+pub use options::{
+    DEFAULT_BLOCKING_WAIT, KvPutOptions, MAX_BLOCKING_WAIT, QueryMeta, QueryOptions,
+    TIMEOUT_MARGIN, format_wait,
+};
+pub use watch::{IndexStep, Watch, WatchConfig, WatchStatus, index_step};
