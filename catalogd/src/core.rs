@@ -62,15 +62,18 @@ fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
 fn arm_restored(state: &State, timers: &Timers) {
     let mut arm = Vec::new();
     for (key, check) in state.checks.iter() {
-        if let Ok(ttl) = cairn_wire::parse_go_duration(&check.definition.ttl) {
-            if !ttl.is_zero() {
-                arm.push(TtlChange::ArmCheck(key.clone(), ttl));
-            }
+        if let Ok(ttl) = cairn_wire::parse_go_duration(&check.definition.ttl)
+            && !ttl.is_zero()
+        {
+            arm.push(TtlChange::ArmCheck(key.clone(), ttl));
         }
     }
     for (id, s) in state.sessions.iter() {
         if s.ttl_ms > 0 {
-            arm.push(TtlChange::ArmSession(id.clone(), Duration::from_millis(s.ttl_ms)));
+            arm.push(TtlChange::ArmSession(
+                id.clone(),
+                Duration::from_millis(s.ttl_ms),
+            ));
         }
     }
     timers.apply(&arm, Instant::now());
@@ -124,21 +127,42 @@ impl Catalog {
             id: self_id,
             node: config.node.clone(),
             address: config.advertise.to_string(),
-            tagged_addresses: existing.as_ref().map(|n| n.tagged_addresses.clone()).unwrap_or_default(),
+            tagged_addresses: existing
+                .as_ref()
+                .map(|n| n.tagged_addresses.clone())
+                .unwrap_or_default(),
             node_meta: existing.map(|n| n.meta).unwrap_or_default(),
             ..Default::default()
         };
-        writer.submit(Command::Register(reg)).await.context("registering catalogd's own node")?;
+        writer
+            .submit(Command::Register(Box::new(reg)))
+            .await
+            .context("registering catalogd's own node")?;
         let sweeper = tokio::spawn(timers::sweep(timers.clone(), writer.clone()));
-        let core = Arc::new(Core { current, registry, writer, timers, metrics, config });
-        Ok(Catalog { core, writer_thread, sweeper })
+        let core = Arc::new(Core {
+            current,
+            registry,
+            writer,
+            timers,
+            metrics,
+            config,
+        });
+        Ok(Catalog {
+            core,
+            writer_thread,
+            sweeper,
+        })
     }
 
     /// Stops the sweeper and waits for the writer to finish what it was given.
     pub async fn stop(self) {
         self.sweeper.abort();
         let _ = self.sweeper.await;
-        let Catalog { core, writer_thread, .. } = self;
+        let Catalog {
+            core,
+            writer_thread,
+            ..
+        } = self;
         // The writer stops once the last handle is gone; HTTP handlers have finished by now.
         drop(core);
         let _ = tokio::task::spawn_blocking(move || writer_thread.join()).await;

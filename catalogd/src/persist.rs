@@ -78,16 +78,27 @@ pub fn batch_for(state: &State, changes: &Changes) -> Batch {
             b.put(format!("i/n/{name}"), i.to_le_bytes().to_vec());
         }
     }
-    b.put(META, json(&Meta { index: state.index, tables: state.tables }));
+    b.put(
+        META,
+        json(&Meta {
+            index: state.index,
+            tables: state.tables,
+        }),
+    );
     b
 }
 
 fn corrupt(key: &[u8], reason: &'static str) -> StoreError {
-    StoreError::Corrupt { key: String::from_utf8_lossy(key).into_owned(), reason }
+    StoreError::Corrupt {
+        key: String::from_utf8_lossy(key).into_owned(),
+        reason,
+    }
 }
 
 fn u64_of(key: &[u8], raw: &[u8]) -> Result<u64, StoreError> {
-    let bytes: [u8; 8] = raw.try_into().map_err(|_| corrupt(key, "index is not 8 bytes"))?;
+    let bytes: [u8; 8] = raw
+        .try_into()
+        .map_err(|_| corrupt(key, "index is not 8 bytes"))?;
     Ok(u64::from_le_bytes(bytes))
 }
 
@@ -106,8 +117,11 @@ pub fn load(store: &dyn Store) -> Result<State, StoreError> {
             st.tables = meta.tables;
             continue;
         }
-        let key = std::str::from_utf8(&raw_key).map_err(|_| corrupt(&raw_key, "key is not UTF-8"))?;
-        let (kind, rest) = key.split_once('/').ok_or_else(|| corrupt(&raw_key, "unknown key"))?;
+        let key =
+            std::str::from_utf8(&raw_key).map_err(|_| corrupt(&raw_key, "key is not UTF-8"))?;
+        let (kind, rest) = key
+            .split_once('/')
+            .ok_or_else(|| corrupt(&raw_key, "unknown key"))?;
         match kind {
             "n" => {
                 st.nodes.insert(rest.to_string(), from_json(&raw_key, raw)?);
@@ -115,7 +129,10 @@ pub fn load(store: &dyn Store) -> Result<State, StoreError> {
             "s" => {
                 let k = split_pair(rest).ok_or_else(|| corrupt(&raw_key, "bad service key"))?;
                 let svc: cairn_wire::NodeService = from_json(&raw_key, raw)?;
-                st.by_service.entry(svc.service.clone()).or_default().insert(k.clone());
+                st.by_service
+                    .entry(svc.service.clone())
+                    .or_default()
+                    .insert(k.clone());
                 st.services.insert(k, svc);
             }
             "c" => {
@@ -127,15 +144,17 @@ pub fn load(store: &dyn Store) -> Result<State, StoreError> {
                 st.kv.insert(rest.to_string(), e);
             }
             "t" => {
-                st.tombstones.insert(rest.to_string(), u64_of(&raw_key, raw)?);
+                st.tombstones
+                    .insert(rest.to_string(), u64_of(&raw_key, raw)?);
             }
             "x" => {
                 let s: Session = from_json(&raw_key, raw)?;
                 st.sessions.insert(rest.to_string(), s);
             }
             "i" => {
-                let (which, name) =
-                    rest.split_once('/').ok_or_else(|| corrupt(&raw_key, "bad index key"))?;
+                let (which, name) = rest
+                    .split_once('/')
+                    .ok_or_else(|| corrupt(&raw_key, "bad index key"))?;
                 let v = u64_of(&raw_key, raw)?;
                 match which {
                     "s" => st.service_index.insert(name.to_string(), v),

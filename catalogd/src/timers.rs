@@ -77,13 +77,21 @@ impl Timers {
     /// Removes and returns everything expired at `now`.
     fn take_expired(&self, now: Instant) -> (Vec<NodeKey>, Vec<String>) {
         let mut d = self.lock();
-        let checks: Vec<NodeKey> =
-            d.checks.iter().filter(|(_, t)| **t <= now).map(|(k, _)| k.clone()).collect();
+        let checks: Vec<NodeKey> = d
+            .checks
+            .iter()
+            .filter(|(_, t)| **t <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
         for k in &checks {
             d.checks.remove(k);
         }
-        let sessions: Vec<String> =
-            d.sessions.iter().filter(|(_, (t, _))| *t <= now).map(|(k, _)| k.clone()).collect();
+        let sessions: Vec<String> = d
+            .sessions
+            .iter()
+            .filter(|(_, (t, _))| *t <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
         for s in &sessions {
             d.sessions.remove(s);
         }
@@ -101,7 +109,12 @@ pub async fn sweep(timers: Arc<Timers>, writer: Writer) {
         if !checks.is_empty() && writer.submit(Command::ExpireChecks(checks)).await.is_err() {
             return;
         }
-        if !sessions.is_empty() && writer.submit(Command::ExpireSessions(sessions)).await.is_err() {
+        if !sessions.is_empty()
+            && writer
+                .submit(Command::ExpireSessions(sessions))
+                .await
+                .is_err()
+        {
             return;
         }
     }

@@ -47,7 +47,11 @@ impl Subscription<'_> {
 
 impl Drop for Subscription<'_> {
     fn drop(&mut self) {
-        let mut topics = self.registry.topics.lock().unwrap_or_else(|p| p.into_inner());
+        let mut topics = self
+            .registry
+            .topics
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         // Clones are only made under this lock: 2 = the map's and ours.
         if Arc::strong_count(&self.notify) == 2 {
             topics.remove(&self.topic);
@@ -59,7 +63,11 @@ impl Registry {
     pub fn subscribe(&self, topic: Topic) -> Subscription<'_> {
         let mut topics = self.topics.lock().unwrap_or_else(|p| p.into_inner());
         let notify = topics.entry(topic.clone()).or_default().clone();
-        Subscription { registry: self, topic, notify }
+        Subscription {
+            registry: self,
+            topic,
+            notify,
+        }
     }
 
     /// Shutdown: wakes every waiter and tells it to answer now.

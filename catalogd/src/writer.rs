@@ -31,15 +31,26 @@ const KEEP_TOMBSTONES: usize = 100_000;
 /// A change to the catalog.
 #[derive(Debug)]
 pub enum Command {
-    Register(CatalogRegistration),
+    Register(Box<CatalogRegistration>),
     Deregister(CatalogDeregistration),
-    AgentServiceRegister { reg: AgentServiceRegistration, replace_checks: bool },
+    AgentServiceRegister {
+        reg: Box<AgentServiceRegistration>,
+        replace_checks: bool,
+    },
     AgentServiceDeregister(String),
-    AgentCheckRegister(AgentCheckRegistration),
+    AgentCheckRegister(Box<AgentCheckRegistration>),
     AgentCheckDeregister(String),
-    CheckUpdate { check_id: String, status: CheckStatus, output: String },
+    CheckUpdate {
+        check_id: String,
+        status: CheckStatus,
+        output: String,
+    },
     KvPut(KvPut),
-    KvDelete { key: String, recurse: bool, cas: Option<u64> },
+    KvDelete {
+        key: String,
+        recurse: bool,
+        cas: Option<u64>,
+    },
     SessionCreate(SessionRequest),
     SessionDestroy(String),
     Txn(Vec<TxnKvOp>),
@@ -152,7 +163,9 @@ fn commit_group(parts: &WriterParts, delays: &mut LockDelays, group: &mut Vec<Re
         let ops = batch.ops.len();
         let started = Instant::now();
         let outcome = parts.store.commit(batch);
-        parts.metrics.record_commit(replies.len(), ops, started.elapsed());
+        parts
+            .metrics
+            .record_commit(replies.len(), ops, started.elapsed());
         match outcome {
             Ok(Outcome::Applied(_)) => {}
             Ok(Outcome::CompareFailed(_)) | Err(_) => {
@@ -178,7 +191,10 @@ fn commit_group(parts: &WriterParts, delays: &mut LockDelays, group: &mut Vec<Re
     delays.prune(after);
     for (reply, r) in replies {
         if r.is_err() {
-            parts.metrics.writes_rejected.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            parts
+                .metrics
+                .writes_rejected
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         let _ = reply.send(r);
     }
@@ -195,15 +211,18 @@ fn apply(
     let cfg = &parts.config;
     Ok(match cmd {
         Command::Register(reg) => {
-            st.register(reg, &cfg.datacenter, ch)?;
+            st.register(*reg, &cfg.datacenter, ch)?;
             Reply::Done
         }
         Command::Deregister(d) => {
             st.deregister(d, &cfg.datacenter, ch)?;
             Reply::Done
         }
-        Command::AgentServiceRegister { reg, replace_checks } => {
-            st.agent_register_service(&cfg.node, reg, replace_checks, ch)?;
+        Command::AgentServiceRegister {
+            reg,
+            replace_checks,
+        } => {
+            st.agent_register_service(&cfg.node, *reg, replace_checks, ch)?;
             Reply::Done
         }
         Command::AgentServiceDeregister(id) => {
@@ -213,7 +232,7 @@ fn apply(
             Reply::Done
         }
         Command::AgentCheckRegister(def) => {
-            st.agent_register_check(&cfg.node, def, ch)?;
+            st.agent_register_check(&cfg.node, *def, ch)?;
             Reply::Done
         }
         Command::AgentCheckDeregister(id) => {
@@ -222,12 +241,18 @@ fn apply(
             }
             Reply::Done
         }
-        Command::CheckUpdate { check_id, status, output } => {
+        Command::CheckUpdate {
+            check_id,
+            status,
+            output,
+        } => {
             st.update_check(&cfg.node, &check_id, status, output, ch)?;
             Reply::Done
         }
         Command::KvPut(put) => Reply::Bool(st.kv_put(put, delays, now, ch)?),
-        Command::KvDelete { key, recurse, cas } => Reply::Bool(st.kv_delete(&key, recurse, cas, ch)?),
+        Command::KvDelete { key, recurse, cas } => {
+            Reply::Bool(st.kv_delete(&key, recurse, cas, ch)?)
+        }
         Command::SessionCreate(req) => {
             let id = uuid::Uuid::new_v4().to_string();
             Reply::Id(st.session_create(id, req, &cfg.node, cfg.min_session_ttl, ch)?)

@@ -108,7 +108,9 @@ pub async fn kv(client: &CatalogClient, cmd: KvCommand) -> anyhow::Result<()> {
     match cmd {
         KvCommand::Get { key, json } => {
             let (pair, _) = client.kv_get(&key, &opts).await?;
-            let Some(pair) = pair else { bail!(NotFound(format!("key {key:?} not found"))) };
+            let Some(pair) = pair else {
+                bail!(NotFound(format!("key {key:?} not found")))
+            };
             if json {
                 print_json(&pair)?;
             } else {
@@ -117,28 +119,49 @@ pub async fn kv(client: &CatalogClient, cmd: KvCommand) -> anyhow::Result<()> {
                 out.write_all(b"\n")?;
             }
         }
-        KvCommand::Put { key, value, flags, cas } => {
+        KvCommand::Put {
+            key,
+            value,
+            flags,
+            cas,
+        } => {
             let bytes = match value.as_deref() {
                 None | Some("-") => {
                     let mut buf = Vec::new();
-                    std::io::stdin().read_to_end(&mut buf).context("reading the value from stdin")?;
+                    std::io::stdin()
+                        .read_to_end(&mut buf)
+                        .context("reading the value from stdin")?;
                     buf
                 }
                 Some(v) => v.as_bytes().to_vec(),
             };
-            let put = KvPutOptions { flags, cas, ..Default::default() };
+            let put = KvPutOptions {
+                flags,
+                cas,
+                ..Default::default()
+            };
             if !client.kv_put(&key, &bytes, &put).await? {
-                bail!("key {key:?} not written: its ModifyIndex is not {}", cas.unwrap_or(0));
+                bail!(
+                    "key {key:?} not written: its ModifyIndex is not {}",
+                    cas.unwrap_or(0)
+                );
             }
             eprintln!("Success! Data written to: {key}");
         }
         KvCommand::Delete { key, recurse, cas } => {
             if !client.kv_delete(&key, recurse, cas).await? {
-                bail!("key {key:?} not deleted: its ModifyIndex is not {}", cas.unwrap_or(0));
+                bail!(
+                    "key {key:?} not deleted: its ModifyIndex is not {}",
+                    cas.unwrap_or(0)
+                );
             }
             eprintln!("Success! Deleted key: {key}");
         }
-        KvCommand::Ls { prefix, separator, json } => {
+        KvCommand::Ls {
+            prefix,
+            separator,
+            json,
+        } => {
             if json {
                 let (pairs, _) = client.kv_list(&prefix, &opts).await?;
                 if pairs.is_empty() {
@@ -177,10 +200,17 @@ pub async fn services(client: &CatalogClient, json: bool) -> anyhow::Result<()> 
 }
 
 pub async fn service(client: &CatalogClient, args: ServiceArgs) -> anyhow::Result<()> {
-    let opts = QueryOptions { tag: args.tag.clone(), passing: args.passing, ..Default::default() };
+    let opts = QueryOptions {
+        tag: args.tag.clone(),
+        passing: args.passing,
+        ..Default::default()
+    };
     let (entries, _) = client.health_service(&args.name, &opts).await?;
     if entries.is_empty() {
-        bail!(NotFound(format!("service {:?} has no matching instances", args.name)));
+        bail!(NotFound(format!(
+            "service {:?} has no matching instances",
+            args.name
+        )));
     }
     if args.json {
         return print_json(&entries);
@@ -216,10 +246,13 @@ pub async fn nodes(client: &CatalogClient, json: bool) -> anyhow::Result<()> {
 pub async fn register(client: &CatalogClient, args: RegisterArgs) -> anyhow::Result<()> {
     let text = if args.file.as_os_str() == "-" {
         let mut s = String::new();
-        std::io::stdin().read_to_string(&mut s).context("reading stdin")?;
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .context("reading stdin")?;
         s
     } else {
-        std::fs::read_to_string(&args.file).with_context(|| format!("reading {}", args.file.display()))?
+        std::fs::read_to_string(&args.file)
+            .with_context(|| format!("reading {}", args.file.display()))?
     };
     let mut value: serde_json::Value = serde_json::from_str(&text)
         .with_context(|| format!("{}: not valid JSON", args.file.display()))?;
@@ -231,13 +264,28 @@ pub async fn register(client: &CatalogClient, args: RegisterArgs) -> anyhow::Res
     for (i, item) in items.into_iter().enumerate() {
         let what = format!("{} item {i}", args.file.display());
         if item.get("Node").is_some() {
-            let reg: CatalogRegistration = serde_json::from_value(item).with_context(|| what.clone())?;
-            client.catalog_register(&reg).await.with_context(|| what.clone())?;
+            let reg: CatalogRegistration =
+                serde_json::from_value(item).with_context(|| what.clone())?;
+            client
+                .catalog_register(&reg)
+                .await
+                .with_context(|| what.clone())?;
             eprintln!("Registered node {}", reg.node);
         } else {
-            let reg: AgentServiceRegistration = serde_json::from_value(item).with_context(|| what.clone())?;
-            client.agent_service_register(&reg).await.with_context(|| what.clone())?;
-            eprintln!("Registered service {}", if reg.id.is_empty() { &reg.name } else { &reg.id });
+            let reg: AgentServiceRegistration =
+                serde_json::from_value(item).with_context(|| what.clone())?;
+            client
+                .agent_service_register(&reg)
+                .await
+                .with_context(|| what.clone())?;
+            eprintln!(
+                "Registered service {}",
+                if reg.id.is_empty() {
+                    &reg.name
+                } else {
+                    &reg.id
+                }
+            );
         }
     }
     Ok(())
@@ -256,7 +304,9 @@ pub async fn deregister(client: &CatalogClient, args: DeregisterArgs) -> anyhow:
         }
         (None, Some(service), None) => client.agent_service_deregister(&service).await?,
         (None, None, Some(check)) => client.agent_check_deregister(&check).await?,
-        _ => bail!("give --service or --check (and --node to deregister from another node, or --node alone for the whole node)"),
+        _ => bail!(
+            "give --service or --check (and --node to deregister from another node, or --node alone for the whole node)"
+        ),
     }
     eprintln!("Deregistered");
     Ok(())

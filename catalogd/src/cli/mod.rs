@@ -110,7 +110,10 @@ impl ServeArgs {
 /// not found; clap itself exits 2 on usage errors).
 pub fn run(cli: Cli) -> ExitCode {
     cairn_cli::init_logging(&cli.log);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("catalogd: error: cannot start the async runtime: {e}");

@@ -58,11 +58,23 @@ pub async fn watch(client: CatalogClient, args: WatchArgs) -> anyhow::Result<()>
             WatchTarget::Key { key } => follow(Watch::kv(client, key), once).await,
             WatchTarget::Keyprefix { prefix } => follow(Watch::kv_tree(client, prefix), once).await,
             WatchTarget::Service { name, tag, passing } => {
-                let opts = QueryOptions { tag, passing, ..Default::default() };
+                let opts = QueryOptions {
+                    tag,
+                    passing,
+                    ..Default::default()
+                };
                 follow(Watch::health_service(client, name, opts), once).await
             }
-            WatchTarget::Services => follow(Watch::catalog_services(client, QueryOptions::default()), once).await,
-            WatchTarget::Nodes => follow(Watch::catalog_nodes(client, QueryOptions::default()), once).await,
+            WatchTarget::Services => {
+                follow(
+                    Watch::catalog_services(client, QueryOptions::default()),
+                    once,
+                )
+                .await
+            }
+            WatchTarget::Nodes => {
+                follow(Watch::catalog_nodes(client, QueryOptions::default()), once).await
+            }
             WatchTarget::Catalog => follow(Watch::whole_catalog(client), once).await,
         }
     };

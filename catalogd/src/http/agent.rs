@@ -23,7 +23,10 @@ fn member(core: &Core) -> AgentMember {
     let mut tags = BTreeMap::new();
     tags.insert("role".to_string(), "consul".to_string());
     tags.insert("dc".to_string(), core.config.datacenter.clone());
-    tags.insert("build".to_string(), format!("{API_VERSION}:cairn-{}", env!("CARGO_PKG_VERSION")));
+    tags.insert(
+        "build".to_string(),
+        format!("{API_VERSION}:cairn-{}", env!("CARGO_PKG_VERSION")),
+    );
     AgentMember {
         name: core.config.node.clone(),
         addr: core.config.advertise.to_string(),
@@ -41,9 +44,16 @@ fn member(core: &Core) -> AgentMember {
 
 pub async fn self_info(State(core): State<Arc<Core>>) -> HttpResult {
     let st = core.current.load();
-    let node_id = st.nodes.get(&core.config.node).map(|n| n.id.clone()).unwrap_or_default();
+    let node_id = st
+        .nodes
+        .get(&core.config.node)
+        .map(|n| n.id.clone())
+        .unwrap_or_default();
     let mut meta = BTreeMap::new();
-    meta.insert("cairn-version".to_string(), env!("CARGO_PKG_VERSION").to_string());
+    meta.insert(
+        "cairn-version".to_string(),
+        env!("CARGO_PKG_VERSION").to_string(),
+    );
     let body = AgentSelf {
         config: AgentConfig {
             datacenter: core.config.datacenter.clone(),
@@ -66,8 +76,10 @@ pub async fn members(State(core): State<Arc<Core>>) -> HttpResult {
 pub async fn services(State(core): State<Arc<Core>>, RawQuery(q): RawQuery) -> HttpResult {
     let opts = ReadOpts::parse(&Query::parse(q.as_deref()), &core.config.datacenter)?;
     let st = core.current.load();
-    let map: BTreeMap<String, _> =
-        st.node_services(&core.config.node).map(|(k, s)| (k.1.clone(), s.clone())).collect();
+    let map: BTreeMap<String, _> = st
+        .node_services(&core.config.node)
+        .map(|(k, s)| (k.1.clone(), s.clone()))
+        .collect();
     Ok(json_map(st.index, &map, &opts))
 }
 
@@ -82,8 +94,10 @@ pub async fn service(State(core): State<Arc<Core>>, Path(id): Path<String>) -> H
 pub async fn checks(State(core): State<Arc<Core>>, RawQuery(q): RawQuery) -> HttpResult {
     let opts = ReadOpts::parse(&Query::parse(q.as_deref()), &core.config.datacenter)?;
     let st = core.current.load();
-    let map: BTreeMap<String, HealthCheck> =
-        st.node_checks(&core.config.node).map(|(k, c)| (k.1.clone(), c.clone())).collect();
+    let map: BTreeMap<String, HealthCheck> = st
+        .node_checks(&core.config.node)
+        .map(|(k, c)| (k.1.clone(), c.clone()))
+        .collect();
     Ok(json_map(st.index, &map, &opts))
 }
 
@@ -94,53 +108,100 @@ pub async fn register_service(
 ) -> HttpResult {
     let reg: AgentServiceRegistration = decode_body(&body)?;
     let replace_checks = Query::parse(q.as_deref()).flag("replace-existing-checks");
-    core.writer.submit(Command::AgentServiceRegister { reg, replace_checks }).await?;
+    core.writer
+        .submit(Command::AgentServiceRegister {
+            reg: Box::new(reg),
+            replace_checks,
+        })
+        .await?;
     Ok(json_read(core.index(), &()))
 }
 
-pub async fn deregister_service(State(core): State<Arc<Core>>, Path(id): Path<String>) -> HttpResult {
-    core.writer.submit(Command::AgentServiceDeregister(id)).await?;
+pub async fn deregister_service(
+    State(core): State<Arc<Core>>,
+    Path(id): Path<String>,
+) -> HttpResult {
+    core.writer
+        .submit(Command::AgentServiceDeregister(id))
+        .await?;
     Ok(json_read(core.index(), &()))
 }
 
 pub async fn register_check(State(core): State<Arc<Core>>, body: Bytes) -> HttpResult {
     let def: AgentCheckRegistration = decode_body(&body)?;
-    core.writer.submit(Command::AgentCheckRegister(def)).await?;
+    core.writer
+        .submit(Command::AgentCheckRegister(Box::new(def)))
+        .await?;
     Ok(json_read(core.index(), &()))
 }
 
 pub async fn deregister_check(State(core): State<Arc<Core>>, Path(id): Path<String>) -> HttpResult {
-    core.writer.submit(Command::AgentCheckDeregister(id)).await?;
+    core.writer
+        .submit(Command::AgentCheckDeregister(id))
+        .await?;
     Ok(json_read(core.index(), &()))
 }
 
 async fn set_status(core: &Core, id: String, status: CheckStatus, q: Option<String>) -> HttpResult {
-    let output = Query::parse(q.as_deref()).get("note").unwrap_or_default().to_string();
-    core.writer.submit(Command::CheckUpdate { check_id: id, status, output }).await?;
+    let output = Query::parse(q.as_deref())
+        .get("note")
+        .unwrap_or_default()
+        .to_string();
+    core.writer
+        .submit(Command::CheckUpdate {
+            check_id: id,
+            status,
+            output,
+        })
+        .await?;
     Ok(json_read(core.index(), &()))
 }
 
-pub async fn pass(State(core): State<Arc<Core>>, Path(id): Path<String>, RawQuery(q): RawQuery) -> HttpResult {
+pub async fn pass(
+    State(core): State<Arc<Core>>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> HttpResult {
     set_status(&core, id, CheckStatus::Passing, q).await
 }
 
-pub async fn warn(State(core): State<Arc<Core>>, Path(id): Path<String>, RawQuery(q): RawQuery) -> HttpResult {
+pub async fn warn(
+    State(core): State<Arc<Core>>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> HttpResult {
     set_status(&core, id, CheckStatus::Warning, q).await
 }
 
-pub async fn fail(State(core): State<Arc<Core>>, Path(id): Path<String>, RawQuery(q): RawQuery) -> HttpResult {
+pub async fn fail(
+    State(core): State<Arc<Core>>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> HttpResult {
     set_status(&core, id, CheckStatus::Critical, q).await
 }
 
-pub async fn update(State(core): State<Arc<Core>>, Path(id): Path<String>, body: Bytes) -> HttpResult {
+pub async fn update(
+    State(core): State<Arc<Core>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> HttpResult {
     let upd: CheckUpdate = decode_body(&body)?;
     let status = match upd.status {
         Some(CheckStatus::Maintenance) | None => {
-            return Err(HttpError::bad_request("Status: must be passing, warning or critical"));
+            return Err(HttpError::bad_request(
+                "Status: must be passing, warning or critical",
+            ));
         }
         Some(s) => s,
     };
-    core.writer.submit(Command::CheckUpdate { check_id: id, status, output: upd.output }).await?;
+    core.writer
+        .submit(Command::CheckUpdate {
+            check_id: id,
+            status,
+            output: upd.output,
+        })
+        .await?;
     Ok(json_read(core.index(), &()))
 }
 
@@ -148,14 +209,19 @@ pub async fn update(State(core): State<Arc<Core>>, Path(id): Path<String>, body:
 /// critical check with Consul's reserved ID, so every health reader sees it.
 async fn maintenance(core: &Core, service_id: Option<String>, q: Option<String>) -> HttpResult {
     let query = Query::parse(q.as_deref());
-    let enable = query
-        .bool("enable")?
-        .ok_or_else(|| HttpError::bad_request("query parameter enable: required (true or false)"))?;
+    let enable = query.bool("enable")?.ok_or_else(|| {
+        HttpError::bad_request("query parameter enable: required (true or false)")
+    })?;
     let reason = query.get("reason").unwrap_or_default().to_string();
     let node = core.config.node.clone();
     let check_id = match &service_id {
         Some(id) => {
-            if !core.current.load().services.contains_key(&(node.clone(), id.clone())) {
+            if !core
+                .current
+                .load()
+                .services
+                .contains_key(&(node.clone(), id.clone()))
+            {
                 return Err(HttpError::not_found(format!("unknown service ID {id:?}")));
             }
             format!("_service_maintenance:{id}")
@@ -166,22 +232,34 @@ async fn maintenance(core: &Core, service_id: Option<String>, q: Option<String>)
         let check = HealthCheck {
             node: node.clone(),
             check_id,
-            name: if service_id.is_some() { "Service Maintenance Mode" } else { "Node Maintenance Mode" }
-                .to_string(),
+            name: if service_id.is_some() {
+                "Service Maintenance Mode"
+            } else {
+                "Node Maintenance Mode"
+            }
+            .to_string(),
             status: CheckStatus::Critical,
-            notes: if reason.is_empty() { "Maintenance mode is enabled".into() } else { reason },
+            notes: if reason.is_empty() {
+                "Maintenance mode is enabled".into()
+            } else {
+                reason
+            },
             service_id: service_id.unwrap_or_default(),
             check_type: "maintenance".into(),
             ..Default::default()
         };
-        Command::Register(CatalogRegistration {
+        Command::Register(Box::new(CatalogRegistration {
             node,
             skip_node_update: true,
             check: Some(check),
             ..Default::default()
-        })
+        }))
     } else {
-        Command::Deregister(CatalogDeregistration { node, check_id, ..Default::default() })
+        Command::Deregister(CatalogDeregistration {
+            node,
+            check_id,
+            ..Default::default()
+        })
     };
     core.writer.submit(cmd).await?;
     Ok(json_read(core.index(), &()))

@@ -15,7 +15,7 @@ use crate::writer::Command;
 
 pub async fn register(State(core): State<Arc<Core>>, body: Bytes) -> HttpResult {
     let reg: CatalogRegistration = decode_body(&body)?;
-    core.writer.submit(Command::Register(reg)).await?;
+    core.writer.submit(Command::Register(Box::new(reg))).await?;
     Ok(json_read(core.index(), &true))
 }
 
@@ -30,7 +30,9 @@ pub async fn services(State(core): State<Arc<Core>>, RawQuery(q): RawQuery) -> H
     let (idx, map) = blocking(&core, &opts, Topic::Services, |st| {
         let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for ((node, _), svc) in st.services.iter() {
-            let Some(n) = st.nodes.get(node) else { continue };
+            let Some(n) = st.nodes.get(node) else {
+                continue;
+            };
             if !opts.node_matches(&n.meta) {
                 continue;
             }
@@ -79,8 +81,12 @@ pub async fn service(
 pub async fn nodes(State(core): State<Arc<Core>>, RawQuery(q): RawQuery) -> HttpResult {
     let opts = ReadOpts::parse(&Query::parse(q.as_deref()), &core.config.datacenter)?;
     let (idx, nodes) = blocking(&core, &opts, Topic::Nodes, |st| {
-        let nodes: Vec<_> =
-            st.nodes.values().filter(|n| opts.node_matches(&n.meta)).cloned().collect();
+        let nodes: Vec<_> = st
+            .nodes
+            .values()
+            .filter(|n| opts.node_matches(&n.meta))
+            .cloned()
+            .collect();
         (st.tables.nodes, nodes)
     })
     .await;

@@ -15,11 +15,17 @@ pub struct HttpError {
 
 impl HttpError {
     pub fn bad_request(message: impl Into<String>) -> Self {
-        HttpError { status: StatusCode::BAD_REQUEST, message: message.into() }
+        HttpError {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+        }
     }
 
     pub fn not_found(message: impl Into<String>) -> Self {
-        HttpError { status: StatusCode::NOT_FOUND, message: message.into() }
+        HttpError {
+            status: StatusCode::NOT_FOUND,
+            message: message.into(),
+        }
     }
 }
 
@@ -40,7 +46,10 @@ impl From<WriteError> for HttpError {
             WriteError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
             WriteError::Closed => StatusCode::SERVICE_UNAVAILABLE,
         };
-        HttpError { status, message: e.to_string() }
+        HttpError {
+            status,
+            message: e.to_string(),
+        }
     }
 }
 

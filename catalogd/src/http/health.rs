@@ -48,7 +48,9 @@ pub async fn checks(
                 continue;
             }
             checks.extend(
-                st.node_checks(&node.node).filter(|(_, c)| c.service_id == svc.id).map(|(_, c)| c.clone()),
+                st.node_checks(&node.node)
+                    .filter(|(_, c)| c.service_id == svc.id)
+                    .map(|(_, c)| c.clone()),
             );
         }
         (st.service_read_index(&name), checks)
@@ -91,7 +93,11 @@ pub async fn state(
             .checks
             .values()
             .filter(|c| wanted.is_none_or(|w| c.status == w))
-            .filter(|c| st.nodes.get(&c.node).is_some_and(|n| opts.node_matches(&n.meta)))
+            .filter(|c| {
+                st.nodes
+                    .get(&c.node)
+                    .is_some_and(|n| opts.node_matches(&n.meta))
+            })
             .cloned()
             .collect();
         (st.tables.checks, checks)

@@ -61,18 +61,33 @@ async fn read(core: Arc<Core>, key: String, q: Option<String>) -> HttpResult {
     let raw = query.flag("raw");
     let separator = query.get("separator").map(str::to_string);
     if !recurse && key.is_empty() {
-        return Err(HttpError::bad_request("missing key name (use ?recurse to list every key)"));
+        return Err(HttpError::bad_request(
+            "missing key name (use ?recurse to list every key)",
+        ));
     }
-    let topic = if recurse { Topic::KvPrefix(key.clone()) } else { Topic::Kv(key.clone()) };
+    let topic = if recurse {
+        Topic::KvPrefix(key.clone())
+    } else {
+        Topic::Kv(key.clone())
+    };
     let (idx, found) = blocking(&core, &opts, topic, |st| {
         if keys {
             let list = list_keys(st, &key, separator.as_deref());
-            let found = if list.is_empty() { KvRead::Missing } else { KvRead::Keys(list) };
+            let found = if list.is_empty() {
+                KvRead::Missing
+            } else {
+                KvRead::Keys(list)
+            };
             (st.kv_prefix_index(&key), found)
         } else if recurse {
-            let entries: Vec<KvPair> =
-                prefix_range(&st.kv, &key).map(|(k, e)| e.to_pair(k, true)).collect();
-            let found = if entries.is_empty() { KvRead::Missing } else { KvRead::Entries(entries) };
+            let entries: Vec<KvPair> = prefix_range(&st.kv, &key)
+                .map(|(k, e)| e.to_pair(k, true))
+                .collect();
+            let found = if entries.is_empty() {
+                KvRead::Missing
+            } else {
+                KvRead::Entries(entries)
+            };
             (st.kv_prefix_index(&key), found)
         } else {
             let found = match st.kv.get(&key) {
@@ -88,7 +103,10 @@ async fn read(core: Arc<Core>, key: String, q: Option<String>) -> HttpResult {
         KvRead::Missing => with_index(StatusCode::NOT_FOUND.into_response(), idx),
         KvRead::Raw(bytes) => with_index(
             (
-                [(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"))],
+                [(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/octet-stream"),
+                )],
                 bytes.to_vec(),
             )
                 .into_response(),
@@ -108,7 +126,11 @@ pub async fn put(
     write(core, key, q, body).await
 }
 
-pub async fn put_root(State(core): State<Arc<Core>>, RawQuery(q): RawQuery, body: Bytes) -> HttpResult {
+pub async fn put_root(
+    State(core): State<Arc<Core>>,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> HttpResult {
     write(core, String::new(), q, body).await
 }
 
@@ -125,7 +147,9 @@ async fn write(core: Arc<Core>, key: String, q: Option<String>, body: Bytes) -> 
     };
     for (name, v) in [("acquire", &put.acquire), ("release", &put.release)] {
         if v.as_deref() == Some("") {
-            return Err(HttpError::bad_request(format!("query parameter {name}: missing session ID")));
+            return Err(HttpError::bad_request(format!(
+                "query parameter {name}: missing session ID"
+            )));
         }
     }
     match core.writer.submit(Command::KvPut(put)).await? {
@@ -152,9 +176,15 @@ async fn remove(core: Arc<Core>, key: String, q: Option<String>) -> HttpResult {
     let recurse = query.flag("recurse");
     let cas = query.u64("cas")?;
     if !recurse && key.is_empty() {
-        return Err(HttpError::bad_request("missing key name (use ?recurse to delete every key)"));
+        return Err(HttpError::bad_request(
+            "missing key name (use ?recurse to delete every key)",
+        ));
     }
-    match core.writer.submit(Command::KvDelete { key, recurse, cas }).await? {
+    match core
+        .writer
+        .submit(Command::KvDelete { key, recurse, cas })
+        .await?
+    {
         Reply::Bool(ok) => Ok(json_read(core.index(), &ok)),
         _ => Ok(json_read(core.index(), &true)),
     }

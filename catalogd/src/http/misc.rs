@@ -25,9 +25,14 @@ pub async fn peers(State(core): State<Arc<Core>>) -> HttpResult {
 }
 
 pub async fn metrics(State(core): State<Arc<Core>>) -> HttpResult {
-    let body = core.metrics.render(&core.current.load(), core.registry.topic_count());
+    let body = core
+        .metrics
+        .render(&core.current.load(), core.registry.topic_count());
     Ok((
-        [(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"))],
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4"),
+        )],
         body,
     )
         .into_response())

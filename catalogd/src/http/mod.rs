@@ -58,14 +58,24 @@ async fn count_requests(State(core): State<Arc<Core>>, req: Request, next: Next)
 }
 
 async fn unknown_endpoint(req: Request) -> HttpError {
-    HttpError::not_found(format!("unknown endpoint {} {}", req.method(), req.uri().path()))
+    HttpError::not_found(format!(
+        "unknown endpoint {} {}",
+        req.method(),
+        req.uri().path()
+    ))
 }
 
 /// Every route of the API.
 pub fn router(core: Arc<Core>) -> Router {
     Router::new()
-        .route("/v1/catalog/register", put(catalog::register).post(catalog::register))
-        .route("/v1/catalog/deregister", put(catalog::deregister).post(catalog::deregister))
+        .route(
+            "/v1/catalog/register",
+            put(catalog::register).post(catalog::register),
+        )
+        .route(
+            "/v1/catalog/deregister",
+            put(catalog::deregister).post(catalog::deregister),
+        )
         .route("/v1/catalog/services", get(catalog::services))
         .route("/v1/catalog/service/{name}", get(catalog::service))
         .route("/v1/catalog/nodes", get(catalog::nodes))
@@ -80,21 +90,66 @@ pub fn router(core: Arc<Core>) -> Router {
         .route("/v1/agent/services", get(agent::services))
         .route("/v1/agent/service/{id}", get(agent::service))
         .route("/v1/agent/checks", get(agent::checks))
-        .route("/v1/agent/service/register", put(agent::register_service).post(agent::register_service))
-        .route("/v1/agent/service/deregister/{id}", put(agent::deregister_service).post(agent::deregister_service))
-        .route("/v1/agent/service/maintenance/{id}", put(agent::service_maintenance).post(agent::service_maintenance))
-        .route("/v1/agent/maintenance", put(agent::node_maintenance).post(agent::node_maintenance))
-        .route("/v1/agent/check/register", put(agent::register_check).post(agent::register_check))
-        .route("/v1/agent/check/deregister/{id}", put(agent::deregister_check).post(agent::deregister_check))
-        .route("/v1/agent/check/pass/{id}", put(agent::pass).post(agent::pass))
-        .route("/v1/agent/check/warn/{id}", put(agent::warn).post(agent::warn))
-        .route("/v1/agent/check/fail/{id}", put(agent::fail).post(agent::fail))
-        .route("/v1/agent/check/update/{id}", put(agent::update).post(agent::update))
-        .route("/v1/kv/", get(kv::get_root).put(kv::put_root).delete(kv::delete_root))
-        .route("/v1/kv/{*key}", get(kv::get).put(kv::put).post(kv::put).delete(kv::delete))
-        .route("/v1/session/create", put(session::create).post(session::create))
-        .route("/v1/session/destroy/{id}", put(session::destroy).post(session::destroy))
-        .route("/v1/session/renew/{id}", put(session::renew).post(session::renew))
+        .route(
+            "/v1/agent/service/register",
+            put(agent::register_service).post(agent::register_service),
+        )
+        .route(
+            "/v1/agent/service/deregister/{id}",
+            put(agent::deregister_service).post(agent::deregister_service),
+        )
+        .route(
+            "/v1/agent/service/maintenance/{id}",
+            put(agent::service_maintenance).post(agent::service_maintenance),
+        )
+        .route(
+            "/v1/agent/maintenance",
+            put(agent::node_maintenance).post(agent::node_maintenance),
+        )
+        .route(
+            "/v1/agent/check/register",
+            put(agent::register_check).post(agent::register_check),
+        )
+        .route(
+            "/v1/agent/check/deregister/{id}",
+            put(agent::deregister_check).post(agent::deregister_check),
+        )
+        .route(
+            "/v1/agent/check/pass/{id}",
+            put(agent::pass).post(agent::pass),
+        )
+        .route(
+            "/v1/agent/check/warn/{id}",
+            put(agent::warn).post(agent::warn),
+        )
+        .route(
+            "/v1/agent/check/fail/{id}",
+            put(agent::fail).post(agent::fail),
+        )
+        .route(
+            "/v1/agent/check/update/{id}",
+            put(agent::update).post(agent::update),
+        )
+        .route(
+            "/v1/kv/",
+            get(kv::get_root).put(kv::put_root).delete(kv::delete_root),
+        )
+        .route(
+            "/v1/kv/{*key}",
+            get(kv::get).put(kv::put).post(kv::put).delete(kv::delete),
+        )
+        .route(
+            "/v1/session/create",
+            put(session::create).post(session::create),
+        )
+        .route(
+            "/v1/session/destroy/{id}",
+            put(session::destroy).post(session::destroy),
+        )
+        .route(
+            "/v1/session/renew/{id}",
+            put(session::renew).post(session::renew),
+        )
         .route("/v1/session/info/{id}", get(session::info))
         .route("/v1/session/list", get(session::list))
         .route("/v1/session/node/{node}", get(session::node))

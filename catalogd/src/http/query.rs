@@ -22,7 +22,11 @@ pub struct Query {
 impl Query {
     pub fn parse(raw: Option<&str>) -> Self {
         let pairs = raw
-            .map(|r| url::form_urlencoded::parse(r.as_bytes()).into_owned().collect())
+            .map(|r| {
+                url::form_urlencoded::parse(r.as_bytes())
+                    .into_owned()
+                    .collect()
+            })
             .unwrap_or_default();
         Query { pairs }
     }
@@ -33,11 +37,17 @@ impl Query {
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.pairs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn all(&self, name: &str) -> impl Iterator<Item = &str> {
-        self.pairs.iter().filter(move |(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.pairs
+            .iter()
+            .filter(move |(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// An unsigned integer parameter; present but not a number is an error naming it.
@@ -45,7 +55,9 @@ impl Query {
         match self.get(name) {
             None => Ok(None),
             Some(v) => v.trim().parse().map(Some).map_err(|_| {
-                HttpError::bad_request(format!("query parameter {name}: {v:?} is not an unsigned integer"))
+                HttpError::bad_request(format!(
+                    "query parameter {name}: {v:?} is not an unsigned integer"
+                ))
             }),
         }
     }
@@ -57,7 +69,9 @@ impl Query {
             Some(v) => match v.to_ascii_lowercase().as_str() {
                 "true" | "1" | "" => Ok(Some(true)),
                 "false" | "0" => Ok(Some(false)),
-                _ => Err(HttpError::bad_request(format!("query parameter {name}: {v:?} is not a boolean"))),
+                _ => Err(HttpError::bad_request(format!(
+                    "query parameter {name}: {v:?} is not a boolean"
+                ))),
             },
         }
     }
@@ -75,13 +89,14 @@ pub struct ReadOpts {
 impl ReadOpts {
     /// Parses and validates the read options; `dc` must name this datacenter.
     pub fn parse(q: &Query, datacenter: &str) -> Result<Self, HttpError> {
-        if let Some(dc) = q.get("dc") {
-            if !dc.is_empty() && dc != datacenter {
-                return Err(HttpError {
-                    status: axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-                    message: format!("No path to datacenter {dc:?}"),
-                });
-            }
+        if let Some(dc) = q.get("dc")
+            && !dc.is_empty()
+            && dc != datacenter
+        {
+            return Err(HttpError {
+                status: axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                message: format!("No path to datacenter {dc:?}"),
+            });
         }
         let index = q.u64("index")?.unwrap_or(0);
         let wait = match q.get("wait") {
@@ -92,18 +107,27 @@ impl ReadOpts {
         };
         let filter = match q.get("filter") {
             None | Some("") => None,
-            Some(f) => Some(
-                Filter::parse(f).map_err(|e| HttpError::bad_request(format!("Failed to create boolean expression evaluator: {e}")))?,
-            ),
+            Some(f) => Some(Filter::parse(f).map_err(|e| {
+                HttpError::bad_request(format!(
+                    "Failed to create boolean expression evaluator: {e}"
+                ))
+            })?),
         };
         let mut node_meta = Vec::new();
         for nm in q.all("node-meta") {
             let (k, v) = nm.split_once(':').ok_or_else(|| {
-                HttpError::bad_request(format!("query parameter node-meta: {nm:?} is not key:value"))
+                HttpError::bad_request(format!(
+                    "query parameter node-meta: {nm:?} is not key:value"
+                ))
             })?;
             node_meta.push((k.to_string(), v.to_string()));
         }
-        Ok(ReadOpts { index, wait, filter, node_meta })
+        Ok(ReadOpts {
+            index,
+            wait,
+            filter,
+            node_meta,
+        })
     }
 
     /// Whether a node's metadata matches every `node-meta` pair.

@@ -27,7 +27,11 @@ pub async fn blocking<T>(
     }
     core.metrics.blocking_queries.fetch_add(1, Relaxed);
     let jitter = opts.wait.as_millis() as u64 / 16;
-    let jitter = if jitter > 0 { rand::rng().random_range(0..=jitter) } else { 0 };
+    let jitter = if jitter > 0 {
+        rand::rng().random_range(0..=jitter)
+    } else {
+        0
+    };
     let deadline = tokio::time::Instant::now() + opts.wait + Duration::from_millis(jitter);
     let sub = core.registry.subscribe(topic);
     let _waiting = Waiting::new(core);
@@ -73,11 +77,21 @@ pub fn with_index(mut resp: Response, index: u64) -> Response {
 
 /// A JSON body with the read headers.
 pub fn json_read<T: Serialize>(index: u64, body: &T) -> Response {
-    with_index(json_bytes(StatusCode::OK, serde_json::to_vec(body).unwrap_or_default()), index)
+    with_index(
+        json_bytes(StatusCode::OK, serde_json::to_vec(body).unwrap_or_default()),
+        index,
+    )
 }
 
 pub fn json_bytes(status: StatusCode, bytes: Vec<u8>) -> Response {
-    (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], bytes)
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        bytes,
+    )
         .into_response()
 }
 

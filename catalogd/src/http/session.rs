@@ -16,8 +16,11 @@ use crate::writer::{Command, Reply};
 
 pub async fn create(State(core): State<Arc<Core>>, body: Bytes) -> HttpResult {
     // An empty body is allowed: every field has a default.
-    let req: SessionRequest =
-        if body.iter().all(u8::is_ascii_whitespace) { SessionRequest::default() } else { decode_body(&body)? };
+    let req: SessionRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        SessionRequest::default()
+    } else {
+        decode_body(&body)?
+    };
     match core.writer.submit(Command::SessionCreate(req)).await? {
         Reply::Id(id) => Ok(json_read(core.index(), &serde_json::json!({ "ID": id }))),
         _ => Err(HttpError::bad_request("unexpected reply")),
@@ -37,7 +40,8 @@ pub async fn renew(State(core): State<Arc<Core>>, Path(id): Path<String>) -> Htt
     if session.ttl_ms > 0 && !core.timers.renew_session(&id, Instant::now()) {
         // The sweeper took the deadline a moment ago; re-arm so the expiry it queued is dropped.
         let ttl = Duration::from_millis(session.ttl_ms);
-        core.timers.apply(&[TtlChange::ArmSession(id.clone(), ttl)], Instant::now());
+        core.timers
+            .apply(&[TtlChange::ArmSession(id.clone(), ttl)], Instant::now());
     }
     Ok(json_read(st.index, &[&session.entry]))
 }
@@ -69,8 +73,13 @@ async fn list_where(
 ) -> HttpResult {
     let opts = ReadOpts::parse(&Query::parse(q.as_deref()), &core.config.datacenter)?;
     let (idx, sessions) = blocking(&core, &opts, Topic::Sessions, |st| {
-        let list: Vec<SessionEntry> =
-            st.sessions.values().map(|s| &s.entry).filter(|e| keep(e)).cloned().collect();
+        let list: Vec<SessionEntry> = st
+            .sessions
+            .values()
+            .map(|s| &s.entry)
+            .filter(|e| keep(e))
+            .cloned()
+            .collect();
         (st.tables.sessions, list)
     })
     .await;

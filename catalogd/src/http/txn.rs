@@ -20,10 +20,25 @@ const MAX_OPS: usize = 4096;
 
 fn answer(index: u64, result: Result<Vec<cairn_wire::TxnResult>, Vec<TxnError>>) -> HttpResult {
     let (status, body) = match result {
-        Ok(results) => (StatusCode::OK, TxnResponse { results: Some(results), errors: None }),
-        Err(errors) => (StatusCode::CONFLICT, TxnResponse { results: None, errors: Some(errors) }),
+        Ok(results) => (
+            StatusCode::OK,
+            TxnResponse {
+                results: Some(results),
+                errors: None,
+            },
+        ),
+        Err(errors) => (
+            StatusCode::CONFLICT,
+            TxnResponse {
+                results: None,
+                errors: Some(errors),
+            },
+        ),
     };
-    Ok(with_index(json_bytes(status, serde_json::to_vec(&body).unwrap_or_default()), index))
+    Ok(with_index(
+        json_bytes(status, serde_json::to_vec(&body).unwrap_or_default()),
+        index,
+    ))
 }
 
 pub async fn txn(State(core): State<Arc<Core>>, body: Bytes) -> HttpResult {
@@ -31,7 +46,10 @@ pub async fn txn(State(core): State<Arc<Core>>, body: Bytes) -> HttpResult {
     if ops.len() > MAX_OPS {
         return Err(HttpError {
             status: StatusCode::PAYLOAD_TOO_LARGE,
-            message: format!("transaction has {} operations, more than the {MAX_OPS} allowed", ops.len()),
+            message: format!(
+                "transaction has {} operations, more than the {MAX_OPS} allowed",
+                ops.len()
+            ),
         });
     }
     let mut kv_ops: Vec<TxnKvOp> = Vec::with_capacity(ops.len());
@@ -54,11 +72,19 @@ pub async fn txn(State(core): State<Arc<Core>>, body: Bytes) -> HttpResult {
             }
         }
     }
-    if kv_ops.iter().all(|op| READ_VERBS.contains(&op.verb.as_str())) {
+    if kv_ops
+        .iter()
+        .all(|op| READ_VERBS.contains(&op.verb.as_str()))
+    {
         let mut snapshot = (**core.current.load()).clone();
         let index = snapshot.index;
         let mut scratch = Changes::default();
-        let result = snapshot.txn(&kv_ops, &LockDelays::default(), Instant::now(), &mut scratch);
+        let result = snapshot.txn(
+            &kv_ops,
+            &LockDelays::default(),
+            Instant::now(),
+            &mut scratch,
+        );
         return match result {
             Ok(results) => answer(index, Ok(results)),
             Err(ApplyError::Txn(errors)) => answer(index, Err(errors)),

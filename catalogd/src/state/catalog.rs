@@ -20,12 +20,20 @@ fn same_node(a: &Node, b: &Node) -> bool {
 }
 
 fn same_service(a: &NodeService, b: &NodeService) -> bool {
-    let strip = |s: &NodeService| NodeService { create_index: 0, modify_index: 0, ..s.clone() };
+    let strip = |s: &NodeService| NodeService {
+        create_index: 0,
+        modify_index: 0,
+        ..s.clone()
+    };
     strip(a) == strip(b)
 }
 
 fn same_check(a: &HealthCheck, b: &HealthCheck) -> bool {
-    let strip = |c: &HealthCheck| HealthCheck { create_index: 0, modify_index: 0, ..c.clone() };
+    let strip = |c: &HealthCheck| HealthCheck {
+        create_index: 0,
+        modify_index: 0,
+        ..c.clone()
+    };
     strip(a) == strip(b)
 }
 
@@ -33,7 +41,9 @@ fn ttl_of(check: &HealthCheck) -> Option<Duration> {
     if check.definition.ttl.is_empty() {
         return None;
     }
-    parse_go_duration(&check.definition.ttl).ok().filter(|d| !d.is_zero())
+    parse_go_duration(&check.definition.ttl)
+        .ok()
+        .filter(|d| !d.is_zero())
 }
 
 /// Validates every duration field of a check definition.
@@ -42,12 +52,15 @@ fn validate_definition(def: &CheckDefinition, what: &str) -> Result<(), ApplyErr
         ("Interval", &def.interval),
         ("Timeout", &def.timeout),
         ("TTL", &def.ttl),
-        ("DeregisterCriticalServiceAfter", &def.deregister_critical_service_after),
+        (
+            "DeregisterCriticalServiceAfter",
+            &def.deregister_critical_service_after,
+        ),
     ] {
-        if !value.is_empty() {
-            if let Err(e) = parse_go_duration(value) {
-                return invalid(format!("{what}.{field}: {e}"));
-            }
+        if !value.is_empty()
+            && let Err(e) = parse_go_duration(value)
+        {
+            return invalid(format!("{what}.{field}: {e}"));
         }
     }
     Ok(())
@@ -65,7 +78,10 @@ impl State {
             return invalid("Node: missing node name");
         }
         if !reg.datacenter.is_empty() && reg.datacenter != datacenter {
-            return invalid(format!("Datacenter: unknown datacenter {:?}", reg.datacenter));
+            return invalid(format!(
+                "Datacenter: unknown datacenter {:?}",
+                reg.datacenter
+            ));
         }
         let exists = self.nodes.contains_key(&reg.node);
         if reg.address.is_empty() && !(reg.skip_node_update && exists) {
@@ -171,7 +187,10 @@ impl State {
         let name = svc.service.clone();
         let tags = svc.tags.clone();
         self.services.insert(key.clone(), svc);
-        self.by_service.entry(name.clone()).or_default().insert(key.clone());
+        self.by_service
+            .entry(name.clone())
+            .or_default()
+            .insert(key.clone());
         self.tables.services = idx;
         ch.services.insert(key.clone());
         self.touch_service(&name, idx, ch);
@@ -214,7 +233,10 @@ impl State {
         ch: &mut Changes,
     ) -> Result<bool, ApplyError> {
         if !self.nodes.contains_key(&check.node) {
-            return Err(ApplyError::NotFound(format!("unknown node {:?}", check.node)));
+            return Err(ApplyError::NotFound(format!(
+                "unknown node {:?}",
+                check.node
+            )));
         }
         if check.status == CheckStatus::Maintenance && !check.check_id.starts_with("_") {
             return invalid(format!(
@@ -285,7 +307,9 @@ impl State {
     ) -> Result<(), ApplyError> {
         let key: NodeKey = (node.to_string(), check_id.to_string());
         let Some(old) = self.checks.get(&key).cloned() else {
-            return Err(ApplyError::NotFound(format!("unknown check ID {check_id:?}")));
+            return Err(ApplyError::NotFound(format!(
+                "unknown check ID {check_id:?}"
+            )));
         };
         if let Some(ttl) = ttl_of(&old) {
             ch.ttl.push(TtlChange::ArmCheck(key.clone(), ttl));
@@ -307,11 +331,11 @@ impl State {
 
     /// Marks a TTL check critical because its TTL passed without an update.
     pub fn expire_check(&mut self, key: &NodeKey, ch: &mut Changes) {
-        if let Some(c) = self.checks.get(key) {
-            if c.status != CheckStatus::Critical {
-                let output = format!("TTL expired (last output: {})", c.output);
-                let _ = self.update_check(&key.0, &key.1, CheckStatus::Critical, output, ch);
-            }
+        if let Some(c) = self.checks.get(key)
+            && c.status != CheckStatus::Critical
+        {
+            let output = format!("TTL expired (last output: {})", c.output);
+            let _ = self.update_check(&key.0, &key.1, CheckStatus::Critical, output, ch);
         }
     }
 
@@ -326,7 +350,10 @@ impl State {
             return invalid("Node: missing node name");
         }
         if !dereg.datacenter.is_empty() && dereg.datacenter != datacenter {
-            return invalid(format!("Datacenter: unknown datacenter {:?}", dereg.datacenter));
+            return invalid(format!(
+                "Datacenter: unknown datacenter {:?}",
+                dereg.datacenter
+            ));
         }
         if !self.nodes.contains_key(&dereg.node) {
             return Ok(());
@@ -344,7 +371,9 @@ impl State {
     /// Removes a service instance and its checks; false when it did not exist.
     pub fn remove_service(&mut self, node: &str, id: &str, ch: &mut Changes) -> bool {
         let key: NodeKey = (node.to_string(), id.to_string());
-        let Some(svc) = self.services.get(&key).cloned() else { return false };
+        let Some(svc) = self.services.get(&key).cloned() else {
+            return false;
+        };
         let idx = self.next_index();
         let doomed: Vec<NodeKey> = self
             .node_checks(node)
@@ -374,7 +403,9 @@ impl State {
     }
 
     fn drop_check(&mut self, key: &NodeKey, idx: u64, ch: &mut Changes) {
-        let Some(check) = self.checks.remove(key) else { return };
+        let Some(check) = self.checks.remove(key) else {
+            return;
+        };
         self.tables.checks = idx;
         ch.checks.insert(key.clone());
         ch.ttl.push(TtlChange::DisarmCheck(key.clone()));
@@ -395,8 +426,10 @@ impl State {
         for ck in checks {
             self.drop_check(&ck, idx, ch);
         }
-        let services: Vec<(NodeKey, String)> =
-            self.node_services(node).map(|(k, s)| (k.clone(), s.service.clone())).collect();
+        let services: Vec<(NodeKey, String)> = self
+            .node_services(node)
+            .map(|(k, s)| (k.clone(), s.service.clone()))
+            .collect();
         for (key, name) in services {
             self.services.remove(&key);
             self.unindex_service(&name, &key);
@@ -428,7 +461,11 @@ impl State {
         if reg.name.is_empty() {
             return invalid("Name: missing service name");
         }
-        let id = if reg.id.is_empty() { reg.name.clone() } else { reg.id.clone() };
+        let id = if reg.id.is_empty() {
+            reg.name.clone()
+        } else {
+            reg.id.clone()
+        };
         let svc = NodeService {
             id: id.clone(),
             service: reg.name.clone(),
@@ -449,8 +486,11 @@ impl State {
         let mut checks = Vec::with_capacity(defs.len());
         for (i, mut def) in defs.into_iter().enumerate() {
             def.service_id = id.clone();
-            let default_id =
-                if many { format!("service:{id}:{}", i + 1) } else { format!("service:{id}") };
+            let default_id = if many {
+                format!("service:{id}:{}", i + 1)
+            } else {
+                format!("service:{id}")
+            };
             let default_name = format!("Service '{}' check", reg.name);
             checks.push(agent_check(self_node, def, &default_id, &default_name, i)?);
         }
@@ -519,13 +559,21 @@ fn agent_check(
     default_name: &str,
     position: usize,
 ) -> Result<HealthCheck, ApplyError> {
-    let what = if position == 0 { "Check".to_string() } else { format!("Checks[{position}]") };
+    let what = if position == 0 {
+        "Check".to_string()
+    } else {
+        format!("Checks[{position}]")
+    };
     let id = [def.check_id.as_str(), def.id.as_str(), default_id]
         .into_iter()
         .find(|s| !s.is_empty())
         .unwrap_or(default_id)
         .to_string();
-    let args = if def.args.is_empty() { def.script_args } else { def.args };
+    let args = if def.args.is_empty() {
+        def.script_args
+    } else {
+        def.args
+    };
     let definition = CheckDefinition {
         http: def.http,
         header: def.header,
@@ -546,19 +594,33 @@ fn agent_check(
         !definition.script_args.is_empty(),
     ];
     match kinds.iter().filter(|k| **k).count() {
-        0 => return invalid(format!("{what}: must provide one of TTL, HTTP, TCP or Args")),
+        0 => {
+            return invalid(format!(
+                "{what}: must provide one of TTL, HTTP, TCP or Args"
+            ));
+        }
         1 => {}
-        _ => return invalid(format!("{what}: TTL, HTTP, TCP and Args are mutually exclusive")),
+        _ => {
+            return invalid(format!(
+                "{what}: TTL, HTTP, TCP and Args are mutually exclusive"
+            ));
+        }
     }
     if definition.ttl.is_empty() && definition.interval.is_empty() {
-        return invalid(format!("{what}.Interval: required for HTTP, TCP and script checks"));
+        return invalid(format!(
+            "{what}.Interval: required for HTTP, TCP and script checks"
+        ));
     }
     validate_definition(&definition, &what)?;
     let check_type = infer_type(&definition).to_string();
     Ok(HealthCheck {
         node: node.to_string(),
         check_id: id,
-        name: if def.name.is_empty() { default_name.to_string() } else { def.name },
+        name: if def.name.is_empty() {
+            default_name.to_string()
+        } else {
+            def.name
+        },
         status: def.status.unwrap_or(CheckStatus::Critical),
         notes: def.notes,
         output: String::new(),

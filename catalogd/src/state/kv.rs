@@ -97,7 +97,10 @@ pub fn validate_key(key: &str) -> Result<(), ApplyError> {
         return invalid(format!("invalid key {key:?}: must not begin with '/'"));
     }
     if key.len() > 8192 {
-        return invalid(format!("invalid key: {} bytes is longer than 8192", key.len()));
+        return invalid(format!(
+            "invalid key: {} bytes is longer than 8192",
+            key.len()
+        ));
     }
     Ok(())
 }
@@ -208,9 +211,15 @@ impl State {
             }
         }
         let doomed: Vec<String> = if recurse {
-            prefix_range(&self.kv, key).map(|(k, _)| k.clone()).collect()
+            prefix_range(&self.kv, key)
+                .map(|(k, _)| k.clone())
+                .collect()
         } else {
-            self.kv.contains_key(key).then(|| key.to_string()).into_iter().collect()
+            self.kv
+                .contains_key(key)
+                .then(|| key.to_string())
+                .into_iter()
+                .collect()
         };
         if doomed.is_empty() {
             return Ok(true);
@@ -228,8 +237,11 @@ impl State {
         if self.tombstones.len() <= keep {
             return;
         }
-        let mut by_age: Vec<(u64, String)> =
-            self.tombstones.iter().map(|(k, i)| (*i, k.clone())).collect();
+        let mut by_age: Vec<(u64, String)> = self
+            .tombstones
+            .iter()
+            .map(|(k, i)| (*i, k.clone()))
+            .collect();
         by_age.sort_unstable();
         let excess = by_age.len() - keep;
         for (idx, key) in by_age.into_iter().take(excess) {

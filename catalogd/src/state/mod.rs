@@ -105,8 +105,10 @@ impl State {
         self.node_index.insert(node.to_string(), idx);
         ch.node_idx.insert(node.to_string());
         if with_services {
-            let names: Vec<String> =
-                self.node_services(node).map(|(_, s)| s.service.clone()).collect();
+            let names: Vec<String> = self
+                .node_services(node)
+                .map(|(_, s)| s.service.clone())
+                .collect();
             for name in names {
                 self.touch_service(&name, idx, ch);
             }

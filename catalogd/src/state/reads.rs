@@ -11,7 +11,8 @@ pub fn prefix_range<'a, V: Clone>(
     map: &'a OrdMap<String, V>,
     prefix: &'a str,
 ) -> impl Iterator<Item = (&'a String, &'a V)> + 'a {
-    map.range(prefix.to_string()..).take_while(move |(k, _)| k.starts_with(prefix))
+    map.range(prefix.to_string()..)
+        .take_while(move |(k, _)| k.starts_with(prefix))
 }
 
 /// Lower bound of every (node, id) key of `node`.
@@ -25,7 +26,9 @@ impl State {
         &'a self,
         node: &'a str,
     ) -> impl Iterator<Item = (&'a NodeKey, &'a NodeService)> + 'a {
-        self.services.range(node_lo(node)..).take_while(move |(k, _)| k.0 == node)
+        self.services
+            .range(node_lo(node)..)
+            .take_while(move |(k, _)| k.0 == node)
     }
 
     /// The checks registered on `node` (node-level and service-level).
@@ -33,7 +36,9 @@ impl State {
         &'a self,
         node: &'a str,
     ) -> impl Iterator<Item = (&'a NodeKey, &'a HealthCheck)> + 'a {
-        self.checks.range(node_lo(node)..).take_while(move |(k, _)| k.0 == node)
+        self.checks
+            .range(node_lo(node)..)
+            .take_while(move |(k, _)| k.0 == node)
     }
 
     /// Checks that decide an instance's health: its own and its node's.
@@ -46,7 +51,9 @@ impl State {
 
     /// Every instance of service `name` with its node, in (node, id) order.
     pub fn service_instances(&self, name: &str) -> Vec<(&Node, &NodeService)> {
-        let Some(keys) = self.by_service.get(name) else { return Vec::new() };
+        let Some(keys) = self.by_service.get(name) else {
+            return Vec::new();
+        };
         keys.iter()
             .filter_map(|k| Some((self.nodes.get(&k.0)?, self.services.get(k)?)))
             .collect()
@@ -66,25 +73,47 @@ impl State {
 
     /// Index a reader of service `name` compares: the service's own, else the catalog tables'.
     pub fn service_read_index(&self, name: &str) -> u64 {
-        self.service_index.get(name).copied().unwrap_or_else(|| self.catalog_index()).max(1)
+        self.service_index
+            .get(name)
+            .copied()
+            .unwrap_or_else(|| self.catalog_index())
+            .max(1)
     }
 
     /// Index a reader of node `name` compares.
     pub fn node_read_index(&self, name: &str) -> u64 {
-        self.node_index.get(name).copied().unwrap_or(self.tables.nodes).max(1)
+        self.node_index
+            .get(name)
+            .copied()
+            .unwrap_or(self.tables.nodes)
+            .max(1)
     }
 
     /// Highest index of the node, service and check tables.
     pub fn catalog_index(&self) -> u64 {
-        self.tables.nodes.max(self.tables.services).max(self.tables.checks).max(1)
+        self.tables
+            .nodes
+            .max(self.tables.services)
+            .max(self.tables.checks)
+            .max(1)
     }
 
     /// Index a recursive KV read of `prefix` compares: the newest write or delete under it.
     pub fn kv_prefix_index(&self, prefix: &str) -> u64 {
-        let live = prefix_range(&self.kv, prefix).map(|(_, e)| e.modify_index).max().unwrap_or(0);
-        let dead = prefix_range(&self.tombstones, prefix).map(|(_, i)| *i).max().unwrap_or(0);
+        let live = prefix_range(&self.kv, prefix)
+            .map(|(_, e)| e.modify_index)
+            .max()
+            .unwrap_or(0);
+        let dead = prefix_range(&self.tombstones, prefix)
+            .map(|(_, i)| *i)
+            .max()
+            .unwrap_or(0);
         let idx = live.max(dead);
-        if idx == 0 { self.tables.kv.max(1) } else { idx.max(self.tables.kv_reap_floor) }
+        if idx == 0 {
+            self.tables.kv.max(1)
+        } else {
+            idx.max(self.tables.kv_reap_floor)
+        }
     }
 
     /// Index a single-key KV read compares: the key's ModifyIndex, or the KV table's when absent.

@@ -65,7 +65,11 @@ impl State {
         min_ttl: Duration,
         ch: &mut Changes,
     ) -> Result<String, ApplyError> {
-        let node = if req.node.is_empty() { self_node.to_string() } else { req.node.clone() };
+        let node = if req.node.is_empty() {
+            self_node.to_string()
+        } else {
+            req.node.clone()
+        };
         if !self.nodes.contains_key(&node) {
             return Err(ApplyError::NotFound(format!("Node: unknown node {node:?}")));
         }
@@ -143,12 +147,18 @@ impl State {
 
     /// Ends a session at `idx`: releases or deletes its keys and starts their lock-delay.
     pub(crate) fn end_session(&mut self, id: &str, idx: u64, ch: &mut Changes) {
-        let Some(session) = self.sessions.remove(id) else { return };
+        let Some(session) = self.sessions.remove(id) else {
+            return;
+        };
         self.tables.sessions = idx;
         ch.sessions.insert(id.to_string());
         ch.ttl.push(TtlChange::DisarmSession(id.to_string()));
-        let held: Vec<String> =
-            self.kv.iter().filter(|(_, e)| e.session == id).map(|(k, _)| k.clone()).collect();
+        let held: Vec<String> = self
+            .kv
+            .iter()
+            .filter(|(_, e)| e.session == id)
+            .map(|(k, _)| k.clone())
+            .collect();
         let delay = Duration::from_nanos(session.entry.lock_delay);
         for key in held {
             if !delay.is_zero() {
@@ -170,7 +180,12 @@ impl State {
     }
 
     /// Ends every session that depends on a check that went critical or away.
-    pub(crate) fn invalidate_sessions_of_check(&mut self, key: &NodeKey, idx: u64, ch: &mut Changes) {
+    pub(crate) fn invalidate_sessions_of_check(
+        &mut self,
+        key: &NodeKey,
+        idx: u64,
+        ch: &mut Changes,
+    ) {
         let doomed: Vec<String> = self
             .sessions
             .iter()

@@ -9,8 +9,14 @@ use super::kv::{KvPut, validate_key};
 use super::{ApplyError, Changes, LockDelays, State, prefix_range};
 
 /// Verbs that only read; a transaction made of them alone needs no write.
-pub const READ_VERBS: &[&str] =
-    &["get", "get-or-empty", "get-tree", "check-index", "check-session", "check-not-exists"];
+pub const READ_VERBS: &[&str] = &[
+    "get",
+    "get-or-empty",
+    "get-tree",
+    "check-index",
+    "check-session",
+    "check-not-exists",
+];
 
 impl State {
     /// Runs every operation in order; on the first failure returns every error found so far and
@@ -29,7 +35,11 @@ impl State {
                 errors.push(TxnError { op_index: i, what });
             }
         }
-        if errors.is_empty() { Ok(results) } else { Err(ApplyError::Txn(errors)) }
+        if errors.is_empty() {
+            Ok(results)
+        } else {
+            Err(ApplyError::Txn(errors))
+        }
     }
 
     fn txn_op(
@@ -44,12 +54,16 @@ impl State {
         let value = || -> Result<Vec<u8>, String> {
             match &op.value {
                 None => Ok(Vec::new()),
-                Some(v) => b64_decode(v).map_err(|e| format!("Value of key {key:?}: invalid base64: {e}")),
+                Some(v) => {
+                    b64_decode(v).map_err(|e| format!("Value of key {key:?}: invalid base64: {e}"))
+                }
             }
         };
         let push = |state: &State, results: &mut Vec<TxnResult>, with_value: bool| {
             if let Some(e) = state.kv.get(key) {
-                results.push(TxnResult { kv: e.to_pair(key, with_value) });
+                results.push(TxnResult {
+                    kv: e.to_pair(key, with_value),
+                });
             }
         };
         let put = |state: &mut State, put: KvPut, ch: &mut Changes| -> Result<bool, String> {
@@ -61,7 +75,12 @@ impl State {
         let current_index = self.kv.get(key).map_or(0, |e| e.modify_index);
         match op.verb.as_str() {
             "set" => {
-                let p = KvPut { key: key.into(), value: value()?, flags: Some(op.flags), ..Default::default() };
+                let p = KvPut {
+                    key: key.into(),
+                    value: value()?,
+                    flags: Some(op.flags),
+                    ..Default::default()
+                };
                 put(self, p, ch)?;
                 push(self, results, false);
             }
@@ -103,7 +122,10 @@ impl State {
                     ..Default::default()
                 };
                 if !put(self, p, ch)? {
-                    return Err(format!("failed to unlock key {key:?}, lock isn't held by session {:?}", op.session));
+                    return Err(format!(
+                        "failed to unlock key {key:?}, lock isn't held by session {:?}",
+                        op.session
+                    ));
                 }
                 push(self, results, false);
             }
@@ -116,7 +138,9 @@ impl State {
             "get-or-empty" => push(self, results, true),
             "get-tree" => {
                 for (k, e) in prefix_range(&self.kv, key) {
-                    results.push(TxnResult { kv: e.to_pair(k, true) });
+                    results.push(TxnResult {
+                        kv: e.to_pair(k, true),
+                    });
                 }
             }
             "check-index" => {
@@ -136,7 +160,10 @@ impl State {
                 match held {
                     None => return Err(format!("key {key:?} doesn't exist")),
                     Some(s) if s != op.session => {
-                        return Err(format!("failed session check for key {key:?}, current session {s:?} != {:?}", op.session));
+                        return Err(format!(
+                            "failed session check for key {key:?}, current session {s:?} != {:?}",
+                            op.session
+                        ));
                     }
                     Some(_) => push(self, results, false),
                 }
@@ -148,13 +175,17 @@ impl State {
             }
             "delete" => {
                 validate_key(key).map_err(|e| e.to_string())?;
-                self.kv_delete(key, false, None, ch).map_err(|e| e.to_string())?;
+                self.kv_delete(key, false, None, ch)
+                    .map_err(|e| e.to_string())?;
             }
             "delete-tree" => {
-                self.kv_delete(key, true, None, ch).map_err(|e| e.to_string())?;
+                self.kv_delete(key, true, None, ch)
+                    .map_err(|e| e.to_string())?;
             }
             "delete-cas" => {
-                let done = self.kv_delete(key, false, Some(op.index), ch).map_err(|e| e.to_string())?;
+                let done = self
+                    .kv_delete(key, false, Some(op.index), ch)
+                    .map_err(|e| e.to_string())?;
                 if !done {
                     return Err(format!(
                         "failed to delete key {key:?}, index is stale (current {current_index}, expected {})",

@@ -35,7 +35,10 @@ pub struct Weights {
 
 impl Default for Weights {
     fn default() -> Self {
-        Weights { passing: 1, warning: 1 }
+        Weights {
+            passing: 1,
+            warning: 1,
+        }
     }
 }
 
@@ -174,7 +177,11 @@ pub struct ServiceEntry {
 impl ServiceEntry {
     /// The address to reach this instance at: the service's own, else its node's.
     pub fn address(&self) -> &str {
-        if self.service.address.is_empty() { &self.node.address } else { &self.service.address }
+        if self.service.address.is_empty() {
+            &self.node.address
+        } else {
+            &self.service.address
+        }
     }
 
     /// Aggregated status over the service's and its node's checks (critical > warning > passing).

@@ -13,7 +13,10 @@ pub struct DurationError {
 
 /// Parses a Go duration string. A bare number is read as seconds, as Consul does for `wait`.
 pub fn parse_go_duration(input: &str) -> Result<Duration, DurationError> {
-    let err = |reason| DurationError { input: input.to_string(), reason };
+    let err = |reason| DurationError {
+        input: input.to_string(),
+        reason,
+    };
     let s = input.trim();
     if s.is_empty() {
         return Err(err("empty"));
@@ -68,9 +71,9 @@ pub fn format_go_duration(d: Duration) -> String {
         return "0s".into();
     }
     if ns < 1_000_000_000 {
-        return if ns % 1_000_000 == 0 {
+        return if ns.is_multiple_of(1_000_000) {
             format!("{}ms", ns / 1_000_000)
-        } else if ns % 1_000 == 0 {
+        } else if ns.is_multiple_of(1_000) {
             format!("{}µs", ns / 1_000)
         } else {
             format!("{ns}ns")
@@ -103,9 +106,15 @@ mod tests {
     fn parses_go_forms() {
         assert_eq!(parse_go_duration("10s").unwrap(), Duration::from_secs(10));
         assert_eq!(parse_go_duration("5m").unwrap(), Duration::from_secs(300));
-        assert_eq!(parse_go_duration("60000ms").unwrap(), Duration::from_secs(60));
+        assert_eq!(
+            parse_go_duration("60000ms").unwrap(),
+            Duration::from_secs(60)
+        );
         assert_eq!(parse_go_duration("1m30s").unwrap(), Duration::from_secs(90));
-        assert_eq!(parse_go_duration("1.5h").unwrap(), Duration::from_secs(5400));
+        assert_eq!(
+            parse_go_duration("1.5h").unwrap(),
+            Duration::from_secs(5400)
+        );
         assert_eq!(parse_go_duration("7").unwrap(), Duration::from_secs(7));
         assert!(parse_go_duration("ten").is_err());
         assert!(parse_go_duration("10x").is_err());

@@ -3,7 +3,9 @@
 use serde::{Deserialize, Serialize};
 
 /// A check's status. `maintenance` only appears in aggregation and in maintenance-mode checks.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum CheckStatus {
     Passing,
@@ -60,7 +62,10 @@ impl std::fmt::Display for CheckStatus {
 
 /// Worst status of a set of checks; no checks at all counts as passing, as in Consul.
 pub fn aggregate_status(statuses: impl IntoIterator<Item = CheckStatus>) -> CheckStatus {
-    statuses.into_iter().max_by_key(|s| s.rank()).unwrap_or(CheckStatus::Passing)
+    statuses
+        .into_iter()
+        .max_by_key(|s| s.rank())
+        .unwrap_or(CheckStatus::Passing)
 }
 
 #[cfg(test)]

@@ -21,7 +21,10 @@ pub struct KvPair {
 impl KvPair {
     /// The decoded value (empty when absent or not valid base64).
     pub fn value_bytes(&self) -> Vec<u8> {
-        self.value.as_deref().and_then(|v| b64_decode(v).ok()).unwrap_or_default()
+        self.value
+            .as_deref()
+            .and_then(|v| b64_decode(v).ok())
+            .unwrap_or_default()
     }
 }
 

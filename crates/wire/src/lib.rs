@@ -17,20 +17,21 @@ mod txn;
 mod whole;
 
 pub use agent::{
-    AgentCheckRegistration, AgentConfig, AgentMember, AgentSelf, AgentServiceRegistration, CheckUpdate,
+    AgentCheckRegistration, AgentConfig, AgentMember, AgentSelf, AgentServiceRegistration,
+    CheckUpdate,
 };
+pub use catalog::StringMap;
 pub use catalog::{
-    CatalogDeregistration, CatalogNodeServices, CatalogRegistration, CatalogService, CheckDefinition,
-    HealthCheck, Node, NodeService, ServiceEntry, Weights,
+    CatalogDeregistration, CatalogNodeServices, CatalogRegistration, CatalogService,
+    CheckDefinition, HealthCheck, Node, NodeService, ServiceEntry, Weights,
 };
-pub use duration::{format_go_duration, parse_go_duration, DurationError};
-pub use health::{aggregate_status, CheckStatus, UnknownStatus};
+pub use duration::{DurationError, format_go_duration, parse_go_duration};
+pub use health::{CheckStatus, UnknownStatus, aggregate_status};
 pub use keys::canonicalize_keys;
-pub use kv::{b64_decode, b64_encode, KvPair};
+pub use kv::{KvPair, b64_decode, b64_encode};
 pub use session::{SessionBehavior, SessionEntry, SessionRequest};
 pub use txn::{TxnError, TxnKvOp, TxnOp, TxnResponse, TxnResult};
 pub use whole::{NodeHealth, WholeCatalog};
-pub use catalog::StringMap;
 
 /// Default datacenter name, as Consul's.
 pub const DEFAULT_DATACENTER: &str = "dc1";

@@ -25,7 +25,9 @@ pub struct WholeCatalog {
 impl WholeCatalog {
     /// Instances of `name`, optionally only those that are not critical.
     pub fn instances<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a ServiceEntry> + 'a {
-        self.services.iter().filter(move |e| e.service.service == name)
+        self.services
+            .iter()
+            .filter(move |e| e.service.service == name)
     }
 
     /// Status of a node's own checks.

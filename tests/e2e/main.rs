@@ -1,0 +1,7 @@
+//! cairn's end-to-end tests: one binary, one module per area. Every test starts the real
+//! `catalogd` (and, for later binaries, the real peers) and talks to it over loopback.
+
+mod catalogd_blocking;
+mod catalogd_catalog;
+mod catalogd_durability;
+mod catalogd_kv;
