@@ -5,3 +5,4 @@ mod catalogd_blocking;
 mod catalogd_catalog;
 mod catalogd_durability;
 mod catalogd_kv;
+mod demo;
