@@ -173,14 +173,30 @@ async fn many_watchers_on_one_key_all_wake() {
     let waiters: Vec<_> = (0..200)
         .map(|_| spawn_get(h, format!("/v1/kv/fanout?index={idx}&wait=60s")))
         .collect();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let metrics = h.get("/metrics").await.text();
-    let waiting: f64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("catalogd_blocking_queries_waiting "))
-        .and_then(|v| v.parse().ok())
-        .expect("catalogd_blocking_queries_waiting in /metrics");
-    assert_eq!(waiting as usize, 200, "every watcher parks");
+    // Poll /metrics until every watcher is parked (a loaded machine may take a while).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let metrics = h.get("/metrics").await.text();
+        let waiting: f64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("catalogd_blocking_queries_waiting "))
+            .and_then(|v| v.parse().ok())
+            .expect("catalogd_blocking_queries_waiting in /metrics");
+        if waiting as usize == 200 {
+            break;
+        }
+        assert!(
+            waiting <= 200.0,
+            "more watchers parked than sent: {waiting}"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "only {waiting} of 200 watchers parked"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Nobody was answered before the write.
+    assert!(waiters.iter().all(|w| !w.is_finished()));
     h.put("/v1/kv/fanout", "1").await;
     for w in waiters {
         let (_, r) = w.await.unwrap();

@@ -11,9 +11,10 @@ use cairn_wire::{
     CatalogDeregistration, CatalogRegistration, CheckStatus, CheckUpdate, HealthCheck,
 };
 
-use super::respond::{json_map, json_read};
+use super::respond::{blocking, json_map, json_read};
 use super::{HttpError, HttpResult, Query, ReadOpts, decode_body};
 use crate::core::Core;
+use crate::watch::Topic;
 use crate::writer::Command;
 
 /// The Consul API level reported in `Config.Version`, for clients that gate features on it.
@@ -75,12 +76,16 @@ pub async fn members(State(core): State<Arc<Core>>) -> HttpResult {
 
 pub async fn services(State(core): State<Arc<Core>>, RawQuery(q): RawQuery) -> HttpResult {
     let opts = ReadOpts::parse(&Query::parse(q.as_deref()), &core.config.datacenter)?;
-    let st = core.current.load();
-    let map: BTreeMap<String, _> = st
-        .node_services(&core.config.node)
-        .map(|(k, s)| (k.1.clone(), s.clone()))
-        .collect();
-    Ok(json_map(st.index, &map, &opts))
+    let node = core.config.node.clone();
+    let (idx, map) = blocking(&core, &opts, Topic::Node(node.clone()), |st| {
+        let map: BTreeMap<String, _> = st
+            .node_services(&node)
+            .map(|(k, s)| (k.1.clone(), s.clone()))
+            .collect();
+        (st.node_read_index(&node), map)
+    })
+    .await;
+    Ok(json_map(idx, &map, &opts))
 }
 
 pub async fn service(State(core): State<Arc<Core>>, Path(id): Path<String>) -> HttpResult {
@@ -93,12 +98,16 @@ pub async fn service(State(core): State<Arc<Core>>, Path(id): Path<String>) -> H
 
 pub async fn checks(State(core): State<Arc<Core>>, RawQuery(q): RawQuery) -> HttpResult {
     let opts = ReadOpts::parse(&Query::parse(q.as_deref()), &core.config.datacenter)?;
-    let st = core.current.load();
-    let map: BTreeMap<String, HealthCheck> = st
-        .node_checks(&core.config.node)
-        .map(|(k, c)| (k.1.clone(), c.clone()))
-        .collect();
-    Ok(json_map(st.index, &map, &opts))
+    let node = core.config.node.clone();
+    let (idx, map) = blocking(&core, &opts, Topic::Node(node.clone()), |st| {
+        let map: BTreeMap<String, HealthCheck> = st
+            .node_checks(&node)
+            .map(|(k, c)| (k.1.clone(), c.clone()))
+            .collect();
+        (st.node_read_index(&node), map)
+    })
+    .await;
+    Ok(json_map(idx, &map, &opts))
 }
 
 pub async fn register_service(
