@@ -229,10 +229,10 @@ impl Catalogd {
     async fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if let Ok(r) = self.http.try_send("GET", "/v1/status/leader", None).await {
-                if r.status == 200 {
-                    return;
-                }
+            if let Ok(r) = self.http.try_send("GET", "/v1/status/leader", None).await
+                && r.status == 200
+            {
+                return;
             }
             if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
                 panic!(

@@ -17,7 +17,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use serde::de::DeserializeOwned;
 
@@ -48,9 +48,26 @@ pub fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, HttpError> {
     })
 }
 
+/// Counts requests and reads every body whole before routing: a handler that answers without
+/// reading the body (a GET with one, a 404, a 405) would otherwise make hyper drop the
+/// keep-alive connection under a pooled client's next request.
 async fn count_requests(State(core): State<Arc<Core>>, req: Request, next: Next) -> Response {
     core.metrics.http_requests.fetch_add(1, Relaxed);
-    let resp = next.run(req).await;
+    let (parts, body) = req.into_parts();
+    let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
+        Ok(b) => b,
+        Err(e) => {
+            core.metrics.http_errors.fetch_add(1, Relaxed);
+            return HttpError {
+                status: axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+                message: format!("request body unreadable or larger than {MAX_BODY} bytes: {e}"),
+            }
+            .into_response();
+        }
+    };
+    let resp = next
+        .run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+        .await;
     if resp.status().is_client_error() || resp.status().is_server_error() {
         core.metrics.http_errors.fetch_add(1, Relaxed);
     }

@@ -59,6 +59,8 @@ pub struct State {
     /// Deleted keys → index of the deletion, so prefix reads see deletes as changes.
     pub tombstones: OrdMap<String, u64>,
     pub sessions: OrdMap<String, Session>,
+    /// While set, every write stamps this index (a transaction is one write).
+    pinned_index: Option<u64>,
 }
 
 /// A session with what the server needs beyond its wire form.
@@ -90,8 +92,19 @@ pub(crate) fn invalid<T>(msg: impl Into<String>) -> Result<T, ApplyError> {
 impl State {
     /// Starts a new write: the index it will stamp.
     pub(crate) fn next_index(&mut self) -> u64 {
-        self.index += 1;
+        match self.pinned_index {
+            Some(idx) => self.index = idx,
+            None => self.index += 1,
+        }
         self.index
+    }
+
+    /// Runs `f` so that every write it makes shares one index, as one Raft entry would.
+    pub(crate) fn as_one_write<T>(&mut self, f: impl FnOnce(&mut State) -> T) -> T {
+        self.pinned_index = Some(self.index + 1);
+        let out = f(self);
+        self.pinned_index = None;
+        out
     }
 
     /// Records that a service name's readers must see index `idx`.

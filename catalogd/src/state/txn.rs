@@ -30,11 +30,13 @@ impl State {
     ) -> Result<Vec<TxnResult>, ApplyError> {
         let mut results = Vec::new();
         let mut errors = Vec::new();
-        for (i, op) in ops.iter().enumerate() {
-            if let Err(what) = self.txn_op(op, delays, now, ch, &mut results) {
-                errors.push(TxnError { op_index: i, what });
+        self.as_one_write(|st| {
+            for (i, op) in ops.iter().enumerate() {
+                if let Err(what) = st.txn_op(op, delays, now, ch, &mut results) {
+                    errors.push(TxnError { op_index: i, what });
+                }
             }
-        }
+        });
         if errors.is_empty() {
             Ok(results)
         } else {
@@ -135,7 +137,17 @@ impl State {
                 }
                 push(self, results, true);
             }
-            "get-or-empty" => push(self, results, true),
+            "get-or-empty" => match self.kv.get(key) {
+                Some(e) => results.push(TxnResult {
+                    kv: e.to_pair(key, true),
+                }),
+                None => results.push(TxnResult {
+                    kv: cairn_wire::KvPair {
+                        key: key.to_string(),
+                        ..Default::default()
+                    },
+                }),
+            },
             "get-tree" => {
                 for (k, e) in prefix_range(&self.kv, key) {
                     results.push(TxnResult {
