@@ -46,7 +46,11 @@ fn env_nonempty(name: &str) -> Option<String> {
 /// `127.0.0.1:8500` → `http://127.0.0.1:8500` (Consul's env var often has no scheme).
 pub fn with_scheme(addr: &str) -> String {
     let addr = addr.trim().trim_end_matches('/');
-    if addr.contains("://") { addr.to_string() } else { format!("http://{addr}") }
+    if addr.contains("://") {
+        addr.to_string()
+    } else {
+        format!("http://{addr}")
+    }
 }
 
 /// Log line format.
@@ -72,7 +76,9 @@ pub fn init_logging(args: &LogArgs) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let color = std::env::var_os("NO_COLOR").is_none() && std::io::stderr().is_terminal();
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match args.log_format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.with_ansi(color).try_init(),
@@ -84,8 +90,10 @@ pub async fn shutdown_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
-        else {
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
             // Without signal handlers the process still stops on the default action.
             return std::future::pending().await;
         };

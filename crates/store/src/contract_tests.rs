@@ -11,13 +11,23 @@ fn exercise(store: &dyn Store) {
     assert_eq!(store.commit(b).unwrap(), Outcome::Applied(1));
     assert_eq!(store.get(b"a/1").unwrap().unwrap().value, b"one");
     assert_eq!(store.get(b"a/1").unwrap().unwrap().mod_revision, 1);
-    let keys: Vec<_> = store.scan_prefix(b"a/").unwrap().into_iter().map(|(k, _)| k).collect();
+    let keys: Vec<_> = store
+        .scan_prefix(b"a/")
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
     assert_eq!(keys, vec![b"a/1".to_vec(), b"a/2".to_vec()]);
 
     // A failing compare writes nothing and keeps the revision.
     let failing = Batch {
-        compares: vec![Compare { key: b"a/1".to_vec(), revision: 7 }],
-        ops: vec![Op::Delete { key: b"a/2".to_vec() }],
+        compares: vec![Compare {
+            key: b"a/1".to_vec(),
+            revision: 7,
+        }],
+        ops: vec![Op::Delete {
+            key: b"a/2".to_vec(),
+        }],
     };
     assert_eq!(store.commit(failing).unwrap(), Outcome::CompareFailed(0));
     assert!(store.get(b"a/2").unwrap().is_some());
@@ -25,14 +35,25 @@ fn exercise(store: &dyn Store) {
 
     // Revision 0 means "absent".
     let create = Batch {
-        compares: vec![Compare { key: b"c".to_vec(), revision: 0 }],
-        ops: vec![Op::Put { key: b"c".to_vec(), value: b"see".to_vec() }],
+        compares: vec![Compare {
+            key: b"c".to_vec(),
+            revision: 0,
+        }],
+        ops: vec![Op::Put {
+            key: b"c".to_vec(),
+            value: b"see".to_vec(),
+        }],
     };
     assert_eq!(store.commit(create.clone()).unwrap(), Outcome::Applied(2));
     assert_eq!(store.commit(create).unwrap(), Outcome::CompareFailed(0));
 
     let mut rx = store.subscribe();
-    let del = Batch { compares: vec![], ops: vec![Op::DeletePrefix { prefix: b"a/".to_vec() }] };
+    let del = Batch {
+        compares: vec![],
+        ops: vec![Op::DeletePrefix {
+            prefix: b"a/".to_vec(),
+        }],
+    };
     assert_eq!(store.commit(del).unwrap(), Outcome::Applied(3));
     assert!(rx.has_changed().unwrap());
     assert_eq!(*rx.borrow_and_update(), 3);

@@ -47,7 +47,10 @@ pub struct Batch {
 
 impl Batch {
     pub fn put(&mut self, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
-        self.ops.push(Op::Put { key: key.into(), value: value.into() });
+        self.ops.push(Op::Put {
+            key: key.into(),
+            value: value.into(),
+        });
     }
 
     pub fn delete(&mut self, key: impl Into<Vec<u8>>) {
@@ -72,7 +75,10 @@ pub enum Outcome {
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("store at {path}: {source}")]
-    Open { path: String, source: Box<dyn std::error::Error + Send + Sync> },
+    Open {
+        path: String,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error("store: {0}")]
     Backend(Box<dyn std::error::Error + Send + Sync>),
     #[error("store: corrupt entry for key {key:?}: {reason}")]

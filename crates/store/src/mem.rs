@@ -15,7 +15,10 @@ pub struct MemStore {
 
 impl Default for MemStore {
     fn default() -> Self {
-        MemStore { inner: Mutex::new((BTreeMap::new(), 0)), revision_tx: watch::channel(0).0 }
+        MemStore {
+            inner: Mutex::new((BTreeMap::new(), 0)),
+            revision_tx: watch::channel(0).0,
+        }
     }
 }
 
@@ -55,7 +58,13 @@ impl Store for MemStore {
         for op in batch.ops {
             match op {
                 Op::Put { key, value } => {
-                    map.insert(key, Entry { value, mod_revision: rev });
+                    map.insert(
+                        key,
+                        Entry {
+                            value,
+                            mod_revision: rev,
+                        },
+                    );
                 }
                 Op::Delete { key } => {
                     map.remove(&key);

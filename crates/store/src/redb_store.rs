@@ -21,11 +21,16 @@ fn backend(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
 }
 
 fn decode(key: &[u8], raw: &[u8]) -> Result<Entry, StoreError> {
-    let (rev, value) = raw.split_first_chunk::<8>().ok_or_else(|| StoreError::Corrupt {
-        key: String::from_utf8_lossy(key).into_owned(),
-        reason: "shorter than its revision header",
-    })?;
-    Ok(Entry { value: value.to_vec(), mod_revision: u64::from_le_bytes(*rev) })
+    let (rev, value) = raw
+        .split_first_chunk::<8>()
+        .ok_or_else(|| StoreError::Corrupt {
+            key: String::from_utf8_lossy(key).into_owned(),
+            reason: "shorter than its revision header",
+        })?;
+    Ok(Entry {
+        value: value.to_vec(),
+        mod_revision: u64::from_le_bytes(*rev),
+    })
 }
 
 /// A redb-backed store in one file.
@@ -57,9 +62,15 @@ impl RedbStore {
         let revision = {
             let read = db.begin_read().map_err(backend)?;
             let meta = read.open_table(META).map_err(backend)?;
-            meta.get("revision").map_err(backend)?.map_or(0, |v| v.value())
+            meta.get("revision")
+                .map_err(backend)?
+                .map_or(0, |v| v.value())
         };
-        Ok(RedbStore { db, commit_lock: Mutex::new(()), revision_tx: watch::channel(revision).0 })
+        Ok(RedbStore {
+            db,
+            commit_lock: Mutex::new(()),
+            revision_tx: watch::channel(revision).0,
+        })
     }
 }
 
@@ -110,7 +121,9 @@ impl Store for RedbStore {
                         buf.clear();
                         buf.extend_from_slice(&rev.to_le_bytes());
                         buf.extend_from_slice(value);
-                        table.insert(key.as_slice(), buf.as_slice()).map_err(backend)?;
+                        table
+                            .insert(key.as_slice(), buf.as_slice())
+                            .map_err(backend)?;
                     }
                     Op::Delete { key } => {
                         table.remove(key.as_slice()).map_err(backend)?;
