@@ -169,13 +169,27 @@ impl Catalog {
     }
 }
 
+/// Pending connections the kernel queues before accept: a fleet of watchers reconnecting after a
+/// restart must not overflow it (tokio's default is 128, and overflowed SYNs retry after 1 s).
+const LISTEN_BACKLOG: u32 = 4096;
+
+fn listen(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// `catalogd serve`: runs until `shutdown` resolves, then drains connections and stops.
 pub async fn serve(
     config: Config,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(config.http_addr)
-        .await
+    let listener = listen(config.http_addr)
         .with_context(|| format!("binding HTTP on {}", config.http_addr))?;
     let catalog = Catalog::start(config).await?;
     let local = listener.local_addr().context("reading the bound address")?;
@@ -189,7 +203,9 @@ pub async fn serve(
         // Blocking queries answer at once with what they have, so connections drain quickly.
         core.registry.release_all();
     };
-    let server = axum::serve(listener, app).with_graceful_shutdown(graceful);
+    // A make-service keeps one router for every connection (a bare Router is cloned and
+    // re-stated per connection: ~20 KiB each, which 10,000 parked watchers multiply).
+    let server = axum::serve(listener, app.into_make_service()).with_graceful_shutdown(graceful);
     let mut stop_rx2 = stop_rx.clone();
     tokio::select! {
         res = server => res.context("HTTP server")?,

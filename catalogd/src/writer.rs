@@ -181,7 +181,6 @@ fn commit_group(parts: &WriterParts, delays: &mut LockDelays, group: &mut Vec<Re
             }
         }
         parts.current.store(Arc::new(state));
-        parts.registry.publish(&changes);
     }
     let after = Instant::now();
     parts.timers.apply(&changes.ttl, after);
@@ -198,6 +197,9 @@ fn commit_group(parts: &WriterParts, delays: &mut LockDelays, group: &mut Vec<Re
         }
         let _ = reply.send(r);
     }
+    // Writers first, then watchers: the runtime schedules wake-ups in order, so a write to a key
+    // with thousands of watchers is acknowledged without waiting behind all of them.
+    parts.registry.publish(&changes);
 }
 
 fn apply(

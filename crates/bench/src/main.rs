@@ -1,0 +1,56 @@
+//! `cairn-bench`: the load generator behind `scripts/bench/`. It owns the command line and the
+//! runtime; each subcommand lives in its own module. Throughput runs use `wrk`; this tool does
+//! what `wrk` cannot, such as parking thousands of blocking queries and timing their wake-up.
+
+mod http;
+mod watchers;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Load generator for cairn's benchmarks (loopback targets only).
+#[derive(Parser, Debug)]
+#[command(name = "cairn-bench", version, about)]
+struct Cli {
+    /// Runtime worker threads (few, so the server under test keeps the CPU)
+    #[arg(long, global = true, default_value_t = 1)]
+    threads: usize,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Park many blocking queries on one KV key, write it, time every wake-up
+    Watchers(watchers::WatchersArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cli.threads.max(1))
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cairn-bench: error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Watchers(args) => watchers::run(args).await,
+        }
+    });
+    // Parked tasks may still hold sockets; do not wait for them.
+    runtime.shutdown_background();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("cairn-bench: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
