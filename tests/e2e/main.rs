@@ -11,4 +11,5 @@ mod catalogd_durability;
 mod catalogd_kv;
 mod catalogd_sessions;
 mod catalogd_txn;
+mod consul_clients;
 mod demo;

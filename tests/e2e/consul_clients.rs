@@ -1,0 +1,34 @@
+//! Unmodified Consul clients against catalogd: the py-consul library (installed by
+//! scripts/test) runs a script of what operators' Python tooling does.
+
+use std::process::Command;
+
+use cairn_tests::{Catalogd, workspace_root};
+
+#[tokio::test]
+async fn py_consul_works_unmodified() {
+    let c = Catalogd::start().await;
+    let script = workspace_root().join("tests/clients/py_consul_check.py");
+    let port = c.port.to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("python3")
+            .arg(script)
+            .arg(port)
+            .output()
+            .expect("running python3")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("No module named 'consul'"),
+        "py-consul is not installed: run scripts/test (or pip install py-consul)"
+    );
+    assert!(
+        out.status.success(),
+        "py-consul script failed:\n{stdout}\n{stderr}\ncatalogd log:\n{}",
+        c.log_text()
+    );
+    assert!(stdout.contains("py-consul: all checks passed"), "{stdout}");
+}
