@@ -13,3 +13,4 @@ mod catalogd_sessions;
 mod catalogd_txn;
 mod consul_clients;
 mod demo;
+mod prometheus_metrics;
