@@ -10,6 +10,8 @@ mod changes;
 mod kv;
 mod reads;
 mod session;
+#[cfg(test)]
+mod tests;
 mod txn;
 
 pub use txn::READ_VERBS;
