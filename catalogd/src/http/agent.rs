@@ -12,7 +12,7 @@ use cairn_wire::{
 };
 
 use super::respond::{blocking, json_map, json_read};
-use super::{HttpError, HttpResult, Query, ReadOpts, decode_body};
+use super::{HttpError, HttpResult, Query, Read, decode_body};
 use crate::core::Core;
 use crate::watch::Topic;
 use crate::writer::Command;
@@ -74,8 +74,8 @@ pub async fn members(State(core): State<Arc<Core>>) -> HttpResult {
     Ok(json_read(core.index(), &[member(&core)]))
 }
 
-pub async fn services(State(core): State<Arc<Core>>, RawQuery(q): RawQuery) -> HttpResult {
-    let opts = ReadOpts::parse(&Query::parse(q.as_deref()), &core.config.datacenter)?;
+pub async fn services(State(core): State<Arc<Core>>, read: Read) -> HttpResult {
+    let opts = read.opts;
     let node = core.config.node.clone();
     let (idx, map) = blocking(&core, &opts, Topic::Node(node.clone()), |st| {
         let map: BTreeMap<String, _> = st
@@ -96,8 +96,8 @@ pub async fn service(State(core): State<Arc<Core>>, Path(id): Path<String>) -> H
     }
 }
 
-pub async fn checks(State(core): State<Arc<Core>>, RawQuery(q): RawQuery) -> HttpResult {
-    let opts = ReadOpts::parse(&Query::parse(q.as_deref()), &core.config.datacenter)?;
+pub async fn checks(State(core): State<Arc<Core>>, read: Read) -> HttpResult {
+    let opts = read.opts;
     let node = core.config.node.clone();
     let (idx, map) = blocking(&core, &opts, Topic::Node(node.clone()), |st| {
         let map: BTreeMap<String, HealthCheck> = st

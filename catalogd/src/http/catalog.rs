@@ -4,11 +4,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, State};
 use cairn_wire::{CatalogDeregistration, CatalogNodeServices, CatalogRegistration, CatalogService};
 
 use super::respond::{blocking, json_list, json_read};
-use super::{HttpResult, Query, ReadOpts, decode_body};
+use super::{HttpResult, Read, decode_body};
 use crate::core::Core;
 use crate::watch::Topic;
 use crate::writer::Command;
@@ -25,8 +25,8 @@ pub async fn deregister(State(core): State<Arc<Core>>, body: Bytes) -> HttpResul
     Ok(json_read(core.index(), &true))
 }
 
-pub async fn services(State(core): State<Arc<Core>>, RawQuery(q): RawQuery) -> HttpResult {
-    let opts = ReadOpts::parse(&Query::parse(q.as_deref()), &core.config.datacenter)?;
+pub async fn services(State(core): State<Arc<Core>>, read: Read) -> HttpResult {
+    let opts = read.opts;
     let (idx, map) = blocking(&core, &opts, Topic::Services, |st| {
         let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for ((node, _), svc) in st.services.iter() {
@@ -58,10 +58,9 @@ pub async fn services(State(core): State<Arc<Core>>, RawQuery(q): RawQuery) -> H
 pub async fn service(
     State(core): State<Arc<Core>>,
     Path(name): Path<String>,
-    RawQuery(q): RawQuery,
+    read: Read,
 ) -> HttpResult {
-    let query = Query::parse(q.as_deref());
-    let opts = ReadOpts::parse(&query, &core.config.datacenter)?;
+    let Read { query, opts } = read;
     let tags: Vec<&str> = query.all("tag").collect();
     let (idx, rows) = blocking(&core, &opts, Topic::Service(name.clone()), |st| {
         let rows: Vec<CatalogService> = st
@@ -78,8 +77,8 @@ pub async fn service(
     Ok(json_list(idx, &rows, &opts))
 }
 
-pub async fn nodes(State(core): State<Arc<Core>>, RawQuery(q): RawQuery) -> HttpResult {
-    let opts = ReadOpts::parse(&Query::parse(q.as_deref()), &core.config.datacenter)?;
+pub async fn nodes(State(core): State<Arc<Core>>, read: Read) -> HttpResult {
+    let opts = read.opts;
     let (idx, nodes) = blocking(&core, &opts, Topic::Nodes, |st| {
         let nodes: Vec<_> = st
             .nodes
@@ -96,9 +95,9 @@ pub async fn nodes(State(core): State<Arc<Core>>, RawQuery(q): RawQuery) -> Http
 pub async fn node(
     State(core): State<Arc<Core>>,
     Path(node): Path<String>,
-    RawQuery(q): RawQuery,
+    read: Read,
 ) -> HttpResult {
-    let opts = ReadOpts::parse(&Query::parse(q.as_deref()), &core.config.datacenter)?;
+    let opts = read.opts;
     let (idx, found) = blocking(&core, &opts, Topic::Node(node.clone()), |st| {
         let found = st.nodes.get(&node).map(|n| CatalogNodeServices {
             node: n.clone(),

@@ -2,21 +2,20 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, State};
 use cairn_wire::{CheckStatus, HealthCheck, ServiceEntry};
 
 use super::respond::{blocking, json_list};
-use super::{HttpError, HttpResult, Query, ReadOpts};
+use super::{HttpError, HttpResult, Read};
 use crate::core::Core;
 use crate::watch::Topic;
 
 pub async fn service(
     State(core): State<Arc<Core>>,
     Path(name): Path<String>,
-    RawQuery(q): RawQuery,
+    read: Read,
 ) -> HttpResult {
-    let query = Query::parse(q.as_deref());
-    let opts = ReadOpts::parse(&query, &core.config.datacenter)?;
+    let Read { query, opts } = read;
     let passing = query.flag("passing") && query.get("passing") != Some("false");
     let tags: Vec<&str> = query.all("tag").collect();
     let (idx, entries) = blocking(&core, &opts, Topic::Service(name.clone()), |st| {
@@ -38,9 +37,9 @@ pub async fn service(
 pub async fn checks(
     State(core): State<Arc<Core>>,
     Path(name): Path<String>,
-    RawQuery(q): RawQuery,
+    read: Read,
 ) -> HttpResult {
-    let opts = ReadOpts::parse(&Query::parse(q.as_deref()), &core.config.datacenter)?;
+    let opts = read.opts;
     let (idx, checks) = blocking(&core, &opts, Topic::Service(name.clone()), |st| {
         let mut checks: Vec<HealthCheck> = Vec::new();
         for (node, svc) in st.service_instances(&name) {
@@ -62,9 +61,9 @@ pub async fn checks(
 pub async fn node(
     State(core): State<Arc<Core>>,
     Path(node): Path<String>,
-    RawQuery(q): RawQuery,
+    read: Read,
 ) -> HttpResult {
-    let opts = ReadOpts::parse(&Query::parse(q.as_deref()), &core.config.datacenter)?;
+    let opts = read.opts;
     let (idx, checks) = blocking(&core, &opts, Topic::Node(node.clone()), |st| {
         let checks: Vec<HealthCheck> = st.node_checks(&node).map(|(_, c)| c.clone()).collect();
         (st.node_read_index(&node), checks)
@@ -76,9 +75,9 @@ pub async fn node(
 pub async fn state(
     State(core): State<Arc<Core>>,
     Path(state): Path<String>,
-    RawQuery(q): RawQuery,
+    read: Read,
 ) -> HttpResult {
-    let opts = ReadOpts::parse(&Query::parse(q.as_deref()), &core.config.datacenter)?;
+    let opts = read.opts;
     let wanted: Option<CheckStatus> = match state.as_str() {
         "any" => None,
         "passing" | "warning" | "critical" => state.parse().ok(),

@@ -10,7 +10,7 @@ use axum::response::IntoResponse;
 use cairn_wire::KvPair;
 
 use super::respond::{blocking, json_list, json_read, with_index};
-use super::{HttpError, HttpResult, Query, ReadOpts};
+use super::{HttpError, HttpResult, Query, Read, ReadOpts};
 use crate::core::Core;
 use crate::state::{KvPut, State as CatalogState, prefix_range};
 use crate::watch::Topic;
@@ -41,21 +41,16 @@ fn list_keys(st: &CatalogState, prefix: &str, separator: Option<&str>) -> Vec<St
     keys
 }
 
-pub async fn get(
-    State(core): State<Arc<Core>>,
-    Path(key): Path<String>,
-    RawQuery(q): RawQuery,
-) -> HttpResult {
-    read(core, key, q).await
+pub async fn get(State(core): State<Arc<Core>>, Path(key): Path<String>, req: Read) -> HttpResult {
+    read(core, key, req).await
 }
 
-pub async fn get_root(State(core): State<Arc<Core>>, RawQuery(q): RawQuery) -> HttpResult {
-    read(core, String::new(), q).await
+pub async fn get_root(State(core): State<Arc<Core>>, req: Read) -> HttpResult {
+    read(core, String::new(), req).await
 }
 
-async fn read(core: Arc<Core>, key: String, q: Option<String>) -> HttpResult {
-    let query = Query::parse(q.as_deref());
-    let opts = ReadOpts::parse(&query, &core.config.datacenter)?;
+async fn read(core: Arc<Core>, key: String, req: Read) -> HttpResult {
+    let Read { query, opts } = req;
     let keys = query.flag("keys");
     let recurse = query.flag("recurse") || keys;
     let raw = query.flag("raw");

@@ -2,13 +2,13 @@
 
 use std::sync::Arc;
 
-use axum::extract::{RawQuery, State};
+use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::IntoResponse;
 use cairn_wire::{NodeHealth, WholeCatalog};
 
 use super::respond::{blocking, json_read};
-use super::{HttpResult, Query, ReadOpts};
+use super::{HttpResult, Read};
 use crate::core::Core;
 use crate::watch::Topic;
 
@@ -40,8 +40,8 @@ pub async fn metrics(State(core): State<Arc<Core>>) -> HttpResult {
 
 /// `GET /v1/cairn/catalog`: every node with its checks and every instance with its checks, as
 /// one blocking read that wakes on any catalog change.
-pub async fn whole_catalog(State(core): State<Arc<Core>>, RawQuery(q): RawQuery) -> HttpResult {
-    let opts = ReadOpts::parse(&Query::parse(q.as_deref()), &core.config.datacenter)?;
+pub async fn whole_catalog(State(core): State<Arc<Core>>, read: Read) -> HttpResult {
+    let opts = read.opts;
     let (idx, body) = blocking(&core, &opts, Topic::Catalog, |st| {
         let nodes = st
             .nodes

@@ -22,7 +22,7 @@ use axum::routing::{get, put};
 use serde::de::DeserializeOwned;
 
 pub use error::{HttpError, HttpResult};
-pub use query::{Query, ReadOpts};
+pub use query::{Query, Read, ReadOpts};
 
 use crate::core::Core;
 

@@ -77,6 +77,26 @@ impl Query {
     }
 }
 
+/// A read request's query: the raw parameters and the validated read options, extracted once
+/// for every read handler.
+pub struct Read {
+    pub query: Query,
+    pub opts: ReadOpts,
+}
+
+impl axum::extract::FromRequestParts<std::sync::Arc<crate::core::Core>> for Read {
+    type Rejection = HttpError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        core: &std::sync::Arc<crate::core::Core>,
+    ) -> Result<Self, HttpError> {
+        let query = Query::parse(parts.uri.query());
+        let opts = ReadOpts::parse(&query, &core.config.datacenter)?;
+        Ok(Read { query, opts })
+    }
+}
+
 /// Options shared by every read.
 #[derive(Debug)]
 pub struct ReadOpts {

@@ -4,11 +4,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, State};
 use cairn_wire::{SessionEntry, SessionRequest};
 
 use super::respond::{blocking, json_list, json_read};
-use super::{HttpError, HttpResult, Query, ReadOpts, decode_body};
+use super::{HttpError, HttpResult, Read, decode_body};
 use crate::core::Core;
 use crate::state::TtlChange;
 use crate::watch::Topic;
@@ -46,32 +46,28 @@ pub async fn renew(State(core): State<Arc<Core>>, Path(id): Path<String>) -> Htt
     Ok(json_read(st.index, &[&session.entry]))
 }
 
-pub async fn info(
-    State(core): State<Arc<Core>>,
-    Path(id): Path<String>,
-    RawQuery(q): RawQuery,
-) -> HttpResult {
-    list_where(core, q, move |s| s.id == id).await
+pub async fn info(State(core): State<Arc<Core>>, Path(id): Path<String>, read: Read) -> HttpResult {
+    list_where(core, read, move |s| s.id == id).await
 }
 
-pub async fn list(State(core): State<Arc<Core>>, RawQuery(q): RawQuery) -> HttpResult {
-    list_where(core, q, |_| true).await
+pub async fn list(State(core): State<Arc<Core>>, read: Read) -> HttpResult {
+    list_where(core, read, |_| true).await
 }
 
 pub async fn node(
     State(core): State<Arc<Core>>,
     Path(node): Path<String>,
-    RawQuery(q): RawQuery,
+    read: Read,
 ) -> HttpResult {
-    list_where(core, q, move |s| s.node == node).await
+    list_where(core, read, move |s| s.node == node).await
 }
 
 async fn list_where(
     core: Arc<Core>,
-    q: Option<String>,
+    read: Read,
     keep: impl Fn(&SessionEntry) -> bool,
 ) -> HttpResult {
-    let opts = ReadOpts::parse(&Query::parse(q.as_deref()), &core.config.datacenter)?;
+    let opts = read.opts;
     let (idx, sessions) = blocking(&core, &opts, Topic::Sessions, |st| {
         let list: Vec<SessionEntry> = st
             .sessions
