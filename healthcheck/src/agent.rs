@@ -1,0 +1,282 @@
+//! `healthcheck agent`: the check half of a Consul agent for one node. It follows the checks
+//! registered in the catalog for `--node` with a blocking query, runs every HTTP, TCP and (when
+//! enabled) script check on its interval, and writes status changes back through the catalog
+//! register path. It never exits because the catalog is down: the watch and the pushes retry.
+
+use std::collections::HashMap;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use cairn_checks::{Check, CheckSpec, Context, Kind};
+use cairn_client::{CatalogClient, QueryOptions, Watch};
+use cairn_wire::{CatalogRegistration, HealthCheck};
+use tokio::task::JoinHandle;
+
+use crate::cli::AgentArgs;
+
+/// Interval for a registered check that names none (Consul requires one; be forgiving).
+const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Agent settings.
+#[derive(Clone, Debug)]
+pub struct AgentConfig {
+    pub node: String,
+    pub enable_script_checks: bool,
+    /// An output-only change (same status) is pushed at most this often.
+    pub output_update_interval: Duration,
+}
+
+/// What makes a running check the same check: changing any of it restarts its loop.
+fn identity(c: &HealthCheck) -> String {
+    serde_json::to_string(&(&c.definition, &c.service_id, &c.name)).unwrap_or_default()
+}
+
+/// A check loop and what it was started from.
+struct Running {
+    identity: String,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Turns a registered check into something runnable, or says why it is skipped.
+pub fn runnable(c: &HealthCheck, enable_script_checks: bool) -> Result<(Check, Duration), String> {
+    let spec = CheckSpec::from_consul(&c.check_id, &c.definition).ok_or_else(|| {
+        "no HTTP, TCP or script definition (TTL or externally updated)".to_string()
+    })?;
+    if spec.kind == Some(Kind::Exec) && !enable_script_checks {
+        return Err("script checks are disabled (--enable-script-checks)".into());
+    }
+    let every = spec.interval().unwrap_or(DEFAULT_INTERVAL);
+    let check = spec
+        .build()
+        .map_err(|e| format!("invalid definition: {e}"))?;
+    Ok((check, every))
+}
+
+/// Writes a check's new status and output to the catalog (the node must exist, so its own
+/// fields are left alone).
+async fn push(
+    client: &CatalogClient,
+    check: &HealthCheck,
+) -> Result<(), cairn_client::ClientError> {
+    let reg = CatalogRegistration {
+        node: check.node.clone(),
+        skip_node_update: true,
+        check: Some(HealthCheck {
+            create_index: 0,
+            modify_index: 0,
+            ..check.clone()
+        }),
+        ..Default::default()
+    };
+    client.catalog_register(&reg).await
+}
+
+/// Runs one registered check forever on its interval, pushing what changed.
+async fn check_loop(
+    client: CatalogClient,
+    ctx: Context,
+    mut registered: HealthCheck,
+    check: Check,
+    every: Duration,
+    cfg: AgentConfig,
+) {
+    let mut last_output_push = Instant::now();
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let result = check.run(&ctx).await;
+        let status = result.status.to_consul();
+        let output = result.nagios_line();
+        let status_changed = status != registered.status;
+        let output_due =
+            output != registered.output && last_output_push.elapsed() >= cfg.output_update_interval;
+        if !(status_changed || output_due) {
+            continue;
+        }
+        let mut next = registered.clone();
+        next.status = status;
+        next.output = output;
+        match push(&client, &next).await {
+            Ok(()) => {
+                if status_changed {
+                    tracing::info!(check = %next.check_id, from = %registered.status, to = %status, output = %next.output, "check status changed");
+                }
+                registered = next;
+                last_output_push = Instant::now();
+            }
+            // Not recorded as pushed: the next run tries again.
+            Err(e) => {
+                tracing::warn!(check = %next.check_id, error = %e, "cannot push the check result; will retry")
+            }
+        }
+    }
+}
+
+/// Reconciles running loops with the checks now registered for the node.
+fn reconcile(
+    running: &mut HashMap<String, Running>,
+    registered: Vec<HealthCheck>,
+    client: &CatalogClient,
+    ctx: &Context,
+    cfg: &AgentConfig,
+) {
+    let mut seen = Vec::new();
+    for c in registered {
+        let id = identity(&c);
+        if running.get(&c.check_id).is_some_and(|r| r.identity == id) {
+            seen.push(c.check_id.clone());
+            continue;
+        }
+        match runnable(&c, cfg.enable_script_checks) {
+            Ok((check, every)) => {
+                tracing::info!(check = %c.check_id, every = ?every, "running check");
+                let task = tokio::spawn(check_loop(
+                    client.clone(),
+                    ctx.clone(),
+                    c.clone(),
+                    check,
+                    every,
+                    cfg.clone(),
+                ));
+                seen.push(c.check_id.clone());
+                running.insert(c.check_id.clone(), Running { identity: id, task });
+            }
+            Err(why) => {
+                if running.remove(&c.check_id).is_some() {
+                    tracing::info!(check = %c.check_id, %why, "check no longer runnable; stopped");
+                } else {
+                    tracing::debug!(check = %c.check_id, %why, "not running check");
+                }
+            }
+        }
+    }
+    running.retain(|id, _| {
+        let keep = seen.contains(id);
+        if !keep {
+            tracing::info!(check = %id, "check deregistered; stopped");
+        }
+        keep
+    });
+}
+
+/// Runs the agent until `shutdown` resolves.
+pub async fn run(
+    client: CatalogClient,
+    cfg: AgentConfig,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let node = cfg.node.clone();
+    let mut watch = Watch::new(
+        client.clone(),
+        QueryOptions::default(),
+        Default::default(),
+        move |c, o| {
+            let node = node.clone();
+            async move { c.health_node(&node, &o).await }
+        },
+    )
+    .named(format!("checks of node {}", cfg.node));
+    let ctx = Context::new();
+    let mut running: HashMap<String, Running> = HashMap::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            next = watch.next() => match next {
+                Ok(checks) => reconcile(&mut running, checks, &client, &ctx, &cfg),
+                Err(e) => {
+                    // Non-transient answers (e.g. a 4xx) are retried too, after a pause.
+                    tracing::warn!(error = %e, "reading the node's checks failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            },
+        }
+    }
+    running.clear();
+    tracing::info!("healthcheck agent stopped");
+}
+
+/// `healthcheck agent` entry point.
+pub fn main(args: &AgentArgs) -> ExitCode {
+    cairn_cli::init_logging(&args.log);
+    let outcome = (|| -> anyhow::Result<()> {
+        let output_update_interval = cairn_wire::parse_go_duration(
+            &crate::cli::seconds_or_duration(&args.output_update_interval),
+        )
+        .context("--output-update-interval")?;
+        let client =
+            CatalogClient::new(&args.catalog.url(), args.catalog.token()).context("--catalog")?;
+        let cfg = AgentConfig {
+            node: args.node.clone(),
+            enable_script_checks: args.enable_script_checks,
+            output_update_interval,
+        };
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("starting the runtime")?;
+        tracing::info!(node = %cfg.node, catalog = %args.catalog.url(), "healthcheck agent starting");
+        rt.block_on(run(client, cfg, cairn_cli::shutdown_signal()));
+        Ok(())
+    })();
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            println!("HEALTHCHECK UNKNOWN - {e:#}");
+            ExitCode::from(3)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_wire::{CheckDefinition, CheckStatus};
+
+    fn check(def: CheckDefinition) -> HealthCheck {
+        HealthCheck {
+            node: "n".into(),
+            check_id: "c".into(),
+            definition: def,
+            status: CheckStatus::Critical,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn registered_definitions_become_checks() {
+        let http = check(CheckDefinition {
+            http: "http://127.0.0.1:1/".into(),
+            interval: "3s".into(),
+            ..Default::default()
+        });
+        let (c, every) = runnable(&http, false).unwrap();
+        assert!(matches!(c, Check::Http(_)));
+        assert_eq!(every, Duration::from_secs(3));
+        let tcp = check(CheckDefinition {
+            tcp: "127.0.0.1:1".into(),
+            ..Default::default()
+        });
+        assert_eq!(runnable(&tcp, false).unwrap().1, DEFAULT_INTERVAL);
+        let script = check(CheckDefinition {
+            script_args: vec!["/bin/true".into()],
+            interval: "1s".into(),
+            ..Default::default()
+        });
+        assert!(runnable(&script, false).unwrap_err().contains("disabled"));
+        assert!(runnable(&script, true).is_ok());
+        let ttl = check(CheckDefinition {
+            ttl: "10s".into(),
+            ..Default::default()
+        });
+        assert!(runnable(&ttl, true).is_err());
+    }
+}
