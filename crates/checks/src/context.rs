@@ -1,13 +1,35 @@
-//! Shared state for running many checks: pooled HTTP clients (one per TLS/redirect policy, built
-//! on first use) so a batch of 10,000 HTTP checks reuses connections instead of opening one per
-//! check, and nothing TLS-related is loaded when no check needs it.
+//! Shared state for running many checks: pooled HTTP clients, built on first use, so a batch of
+//! 10,000 HTTP checks reuses connections, and a plain-HTTP check never loads TLS (the system
+//! root store is read only when an https URL is checked).
+//!
+//! The transport is hyper with rustls (ring) directly rather than reqwest, so the TLS choice of
+//! the check engine never leaks into other crates' reqwest through feature unification.
 
 use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+/// Client for plain http:// URLs.
+pub(crate) type PlainClient = Client<HttpConnector, Full<Bytes>>;
+/// Client for https:// (and http://) URLs.
+pub(crate) type TlsClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 /// Clients and settings shared by checks. Cheap to clone.
 #[derive(Clone, Default)]
 pub struct Context {
-    clients: Arc<[OnceLock<Result<reqwest::Client, String>>; 4]>,
+    inner: Arc<Clients>,
+}
+
+#[derive(Default)]
+struct Clients {
+    plain: OnceLock<PlainClient>,
+    verified: OnceLock<Result<TlsClient, String>>,
+    insecure: OnceLock<Result<TlsClient, String>>,
 }
 
 /// Accepts any server certificate (`--insecure`, Consul's `TLSSkipVerify`).
@@ -59,11 +81,42 @@ impl rustls::client::danger::ServerCertVerifier for AcceptAnyCert {
     }
 }
 
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    rustls::crypto::CryptoProvider::get_default()
-        .cloned()
-        .unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()))
+fn connector() -> HttpConnector {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http
+}
+
+fn builder() -> hyper_util::client::legacy::Builder {
+    let mut b = Client::builder(TokioExecutor::new());
+    b.pool_max_idle_per_host(1024);
+    b
+}
+
+fn tls_client(insecure: bool) -> Result<TlsClient, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS setup: {e}"))?;
+    let config = if insecure {
+        config
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AcceptAnyCert(provider)))
+            .with_no_client_auth()
+    } else {
+        use hyper_rustls::ConfigBuilderExt as _;
+        config
+            .with_native_roots()
+            .map_err(|e| format!("TLS setup: {e}"))?
+            .with_no_client_auth()
+    };
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(config)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(connector());
+    Ok(builder().build(https))
 }
 
 impl Context {
@@ -71,41 +124,19 @@ impl Context {
         Context::default()
     }
 
-    /// The pooled client for a policy, or why it could not be built (a broken TLS setup).
-    pub(crate) fn http_client(
-        &self,
-        insecure: bool,
-        follow_redirects: bool,
-    ) -> Result<reqwest::Client, String> {
-        let slot = usize::from(insecure) * 2 + usize::from(follow_redirects);
-        self.clients[slot]
-            .get_or_init(|| build_client(insecure, follow_redirects))
+    pub(crate) fn plain(&self) -> PlainClient {
+        self.inner
+            .plain
+            .get_or_init(|| builder().build(connector()))
             .clone()
     }
-}
 
-fn build_client(insecure: bool, follow_redirects: bool) -> Result<reqwest::Client, String> {
-    let provider = provider();
-    let mut builder = reqwest::Client::builder()
-        .user_agent(concat!("cairn-healthcheck/", env!("CARGO_PKG_VERSION")))
-        .redirect(if follow_redirects {
-            reqwest::redirect::Policy::limited(10)
+    pub(crate) fn tls(&self, insecure: bool) -> Result<TlsClient, String> {
+        let slot = if insecure {
+            &self.inner.insecure
         } else {
-            reqwest::redirect::Policy::none()
-        })
-        .pool_max_idle_per_host(512)
-        .no_proxy();
-    if insecure {
-        let tls = rustls::ClientConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .map(|b| {
-                b.dangerous()
-                    .with_custom_certificate_verifier(Arc::new(AcceptAnyCert(provider)))
-                    .with_no_client_auth()
-            });
-        builder = builder.tls_backend_preconfigured(tls.map_err(|e| format!("TLS setup: {e}"))?);
+            &self.inner.verified
+        };
+        slot.get_or_init(|| tls_client(insecure)).clone()
     }
-    builder
-        .build()
-        .map_err(|e| format!("HTTP client setup: {e}"))
 }

@@ -5,7 +5,12 @@
 
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue};
+use http::{Method, Request, StatusCode, Version};
+use http_body_util::{BodyExt, Full};
 use regex::Regex;
+use url::Url;
 
 use crate::context::Context;
 use crate::spec::{CheckError, CheckSpec, bad};
@@ -14,6 +19,9 @@ use crate::thresholds::Thresholds;
 
 /// Most body bytes read for `contains`/`regex` and the size figure.
 const MAX_BODY: usize = 4 * 1024 * 1024;
+/// Most redirects followed, as curl's and Go's defaults.
+const MAX_REDIRECTS: usize = 10;
+const USER_AGENT: &str = concat!("cairn-healthcheck/", env!("CARGO_PKG_VERSION"));
 
 /// Accepted status codes: inclusive ranges such as `200-399,404`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -76,9 +84,9 @@ impl std::fmt::Display for StatusRanges {
 #[derive(Clone, Debug)]
 pub struct HttpCheck {
     pub label: String,
-    pub url: reqwest::Url,
-    pub method: reqwest::Method,
-    pub headers: Vec<(reqwest::header::HeaderName, reqwest::header::HeaderValue)>,
+    pub url: Url,
+    pub method: Method,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
     pub body: Option<String>,
     pub expect_status: StatusRanges,
     pub contains: Option<String>,
@@ -89,6 +97,13 @@ pub struct HttpCheck {
     pub thresholds: Thresholds,
 }
 
+/// What came back from the (last) request.
+struct Answer {
+    status: StatusCode,
+    version: Version,
+    body: Vec<u8>,
+}
+
 impl HttpCheck {
     pub(crate) fn from_spec(
         spec: &CheckSpec,
@@ -96,7 +111,7 @@ impl HttpCheck {
         timeout: Duration,
         thresholds: Thresholds,
     ) -> Result<HttpCheck, CheckError> {
-        let url = reqwest::Url::parse(&spec.target)
+        let url = Url::parse(&spec.target)
             .map_err(|e| CheckError(format!("URL {:?}: {e}", spec.target)))?;
         if !matches!(url.scheme(), "http" | "https") {
             return bad(format!(
@@ -108,13 +123,13 @@ impl HttpCheck {
             return bad(format!("URL {:?}: missing host", spec.target));
         }
         let method_name = spec.method.as_deref().unwrap_or("GET").to_ascii_uppercase();
-        let method = reqwest::Method::from_bytes(method_name.as_bytes())
+        let method = Method::from_bytes(method_name.as_bytes())
             .map_err(|_| CheckError(format!("method {method_name:?}: not an HTTP method")))?;
         let mut headers = Vec::new();
         for (k, v) in &spec.headers {
-            let name = reqwest::header::HeaderName::from_bytes(k.as_bytes())
+            let name = HeaderName::from_bytes(k.as_bytes())
                 .map_err(|_| CheckError(format!("header {k:?}: not a valid header name")))?;
-            let value = reqwest::header::HeaderValue::from_str(v)
+            let value = HeaderValue::from_str(v)
                 .map_err(|_| CheckError(format!("header {k:?}: value is not valid in a header")))?;
             headers.push((name, value));
         }
@@ -142,53 +157,105 @@ impl HttpCheck {
         })
     }
 
-    pub(crate) async fn run(&self, ctx: &Context) -> CheckResult {
-        let critical = |msg: String| CheckResult::new(&self.label, Status::Critical, msg);
-        let client = match ctx.http_client(self.insecure, self.follow_redirects) {
-            Ok(c) => c,
-            Err(e) => return CheckResult::new(&self.label, Status::Unknown, e),
-        };
-        let mut req = client
-            .request(self.method.clone(), self.url.clone())
-            .timeout(self.timeout);
+    /// One request to `url`; the body is read up to [`MAX_BODY`].
+    async fn request(
+        &self,
+        ctx: &Context,
+        url: &Url,
+        method: &Method,
+        body: Option<&str>,
+    ) -> Result<(Answer, Option<String>), String> {
+        let mut req = Request::builder()
+            .method(method.clone())
+            .uri(url.as_str())
+            .header(http::header::USER_AGENT, USER_AGENT);
         for (k, v) in &self.headers {
             req = req.header(k, v);
         }
-        if let Some(b) = &self.body {
-            req = req.body(b.clone());
+        let req = req
+            .body(Full::new(Bytes::from(body.unwrap_or_default().to_string())))
+            .map_err(|e| format!("cannot build the request: {e}"))?;
+        let resp = if url.scheme() == "https" {
+            ctx.tls(self.insecure)?.request(req).await
+        } else {
+            ctx.plain().request(req).await
         }
-        let started = Instant::now();
-        let outcome = tokio::time::timeout(self.timeout, async {
-            let mut resp = req.send().await?;
-            let mut body = Vec::new();
-            while let Some(chunk) = resp.chunk().await? {
-                if body.len() < MAX_BODY {
-                    body.extend_from_slice(&chunk[..chunk.len().min(MAX_BODY - body.len())]);
-                }
+        .map_err(|e| self.describe_error(&e, url))?;
+        let status = resp.status();
+        let version = resp.version();
+        let location = resp
+            .headers()
+            .get(http::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let mut incoming = resp.into_body();
+        let mut bytes = Vec::new();
+        while let Some(frame) = incoming.frame().await {
+            let frame = frame.map_err(|e| format!("reading the body from {url}: {e}"))?;
+            if let Some(chunk) = frame.data_ref()
+                && bytes.len() < MAX_BODY
+            {
+                bytes.extend_from_slice(&chunk[..chunk.len().min(MAX_BODY - bytes.len())]);
             }
-            Ok::<_, reqwest::Error>((resp.status(), resp.version(), body))
-        })
-        .await;
+        }
+        Ok((
+            Answer {
+                status,
+                version,
+                body: bytes,
+            },
+            location,
+        ))
+    }
+
+    /// The request, following redirects when asked.
+    async fn fetch(&self, ctx: &Context) -> Result<Answer, String> {
+        let mut url = self.url.clone();
+        let mut method = self.method.clone();
+        let mut body = self.body.clone();
+        for _ in 0..=MAX_REDIRECTS {
+            let (answer, location) = self.request(ctx, &url, &method, body.as_deref()).await?;
+            let redirect = self.follow_redirects && answer.status.is_redirection();
+            let Some(location) = location.filter(|_| redirect) else {
+                return Ok(answer);
+            };
+            url = url
+                .join(&location)
+                .map_err(|e| format!("bad redirect Location {location:?}: {e}"))?;
+            // 301/302/303 turn into GET without a body, as browsers and curl -L do; 307/308 keep both.
+            if !matches!(answer.status.as_u16(), 307 | 308) {
+                method = Method::GET;
+                body = None;
+            }
+        }
+        Err(format!("more than {MAX_REDIRECTS} redirects"))
+    }
+
+    pub(crate) async fn run(&self, ctx: &Context) -> CheckResult {
+        let started = Instant::now();
+        let outcome = tokio::time::timeout(self.timeout, self.fetch(ctx)).await;
         let elapsed = started.elapsed();
         let time = self.thresholds.time_perf(elapsed);
-        let (status, version, body) = match outcome {
+        let critical = |msg: String| {
+            CheckResult::new(&self.label, Status::Critical, msg).with_perf(time.clone())
+        };
+        let answer = match outcome {
             Err(_) => {
                 return critical(format!(
                     "timed out after {:.3} s",
                     self.timeout.as_secs_f64()
-                ))
-                .with_perf(time);
+                ));
             }
-            Ok(Err(e)) => return critical(self.describe_error(&e)).with_perf(time),
-            Ok(Ok(r)) => r,
+            Ok(Err(e)) => return critical(e),
+            Ok(Ok(a)) => a,
         };
-        let mut size = Perf::new("size", body.len() as f64, "B");
+        let mut size = Perf::new("size", answer.body.len() as f64, "B");
         size.min = Some(0.0);
         let summary = format!(
             "{:?} {}, {} bytes in {:.3} s",
-            version,
-            status,
-            body.len(),
+            answer.version,
+            answer.status,
+            answer.body.len(),
             elapsed.as_secs_f64()
         );
         let result = |s: Status, msg: String| {
@@ -196,7 +263,7 @@ impl HttpCheck {
                 .with_perf(time.clone())
                 .with_perf(size.clone())
         };
-        if !self.expect_status.contains(status.as_u16()) {
+        if !self.expect_status.contains(answer.status.as_u16()) {
             return result(
                 Status::Critical,
                 format!(
@@ -205,7 +272,7 @@ impl HttpCheck {
                 ),
             );
         }
-        let text = String::from_utf8_lossy(&body);
+        let text = String::from_utf8_lossy(&answer.body);
         if let Some(needle) = &self.contains
             && !text.contains(needle.as_str())
         {
@@ -223,23 +290,26 @@ impl HttpCheck {
             );
         }
         match self.thresholds.judge(elapsed) {
-            (Status::Ok, _) => result(Status::Ok, summary),
             (s, Some(why)) => result(s, format!("{summary}, {why}")),
             (s, None) => result(s, summary),
         }
     }
 
-    /// Names the failure: refused, DNS, TLS, timeout, or the underlying message.
-    fn describe_error(&self, e: &reqwest::Error) -> String {
-        let host = self.url.host_str().unwrap_or_default();
-        let port = self.url.port_or_known_default().unwrap_or(0);
-        if e.is_timeout() {
-            return format!("timed out after {:.3} s", self.timeout.as_secs_f64());
-        }
+    /// Names the failure: refused, DNS, TLS, or the underlying message.
+    fn describe_error(&self, e: &hyper_util::client::legacy::Error, url: &Url) -> String {
+        let host = url.host_str().unwrap_or_default();
+        let port = url.port_or_known_default().unwrap_or(0);
         let mut chain = Vec::new();
-        let mut source: Option<&dyn std::error::Error> = Some(e);
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
         while let Some(err) = source {
             if let Some(io) = err.downcast_ref::<std::io::Error>() {
+                // rustls errors arrive wrapped in io::Error, whose source() skips the wrapped value.
+                if let Some(tls) = io
+                    .get_ref()
+                    .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+                {
+                    return format!("TLS failure with {host}:{port}: {tls}");
+                }
                 match io.kind() {
                     std::io::ErrorKind::ConnectionRefused => {
                         return format!("connection refused by {host}:{port}");
@@ -247,36 +317,23 @@ impl HttpCheck {
                     std::io::ErrorKind::ConnectionReset => {
                         return format!("connection reset by {host}:{port}");
                     }
-                    std::io::ErrorKind::TimedOut => {
-                        return format!("timed out after {:.3} s", self.timeout.as_secs_f64());
-                    }
                     _ => {}
                 }
+            }
+            if let Some(tls) = err.downcast_ref::<rustls::Error>() {
+                return format!("TLS failure with {host}:{port}: {tls}");
             }
             chain.push(err.to_string());
             source = err.source();
         }
-        let joined = chain.join(": ");
-        let lower = joined.to_ascii_lowercase();
+        let last = chain.last().cloned().unwrap_or_default();
+        let lower = chain.join(": ").to_ascii_lowercase();
         if lower.contains("dns error") || lower.contains("failed to lookup address") {
-            format!(
-                "cannot resolve host {host:?}: {}",
-                chain.last().cloned().unwrap_or_default()
-            )
-        } else if lower.contains("certificate")
-            || lower.contains("tls")
-            || lower.contains("handshake")
-        {
-            format!(
-                "TLS failure with {host}:{port}: {}",
-                chain.last().cloned().unwrap_or_default()
-            )
+            format!("cannot resolve host {host:?}: {last}")
+        } else if lower.contains("certificate") || lower.contains("tls") {
+            format!("TLS failure with {host}:{port}: {last}")
         } else {
-            format!(
-                "request to {} failed: {}",
-                self.url,
-                chain.last().cloned().unwrap_or(joined)
-            )
+            format!("request to {url} failed: {last}")
         }
     }
 }
