@@ -267,7 +267,24 @@ pub fn print_result(result: &CheckResult, json: bool) {
     }
 }
 
+/// clap's message up to its usage block, on one line (`error:` prefix and hints dropped).
+fn clap_reason(text: &str) -> String {
+    let body: Vec<&str> = text
+        .lines()
+        .take_while(|l| !l.starts_with("Usage:") && !l.trim_start().starts_with("tip:"))
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let joined = body.join(" ");
+    joined
+        .strip_prefix("error: ")
+        .unwrap_or(&joined)
+        .to_string()
+}
+
+/// Prints the UNKNOWN status line; any reason is folded onto that one line.
 fn unknown(reason: &str) -> ExitCode {
+    let reason = reason.split_whitespace().collect::<Vec<_>>().join(" ");
     println!("HEALTHCHECK UNKNOWN - {reason}");
     ExitCode::from(Status::Unknown.exit_code() as u8)
 }
@@ -282,26 +299,20 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             use clap::error::ErrorKind;
-            if matches!(
-                e.kind(),
-                ErrorKind::DisplayHelp
-                    | ErrorKind::DisplayVersion
-                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
-            ) {
-                let _ = e.print();
-                return if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
-                    exit(Status::Unknown)
-                } else {
-                    ExitCode::SUCCESS
-                };
+            match e.kind() {
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+                    let _ = e.print();
+                    return ExitCode::SUCCESS;
+                }
+                ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+                    // Usage to stderr for the human; the one status line to stdout for the monitor.
+                    let _ = e.print();
+                    return unknown(
+                        "missing subcommand: one of http, tcp, dns, exec, file, run, agent",
+                    );
+                }
+                _ => return unknown(&clap_reason(&e.to_string())),
             }
-            let text = e.to_string();
-            let first = text
-                .lines()
-                .next()
-                .unwrap_or("invalid arguments")
-                .trim_start_matches("error: ");
-            return unknown(first);
         }
     };
     match &cli.command {
@@ -339,6 +350,15 @@ mod tests {
     fn command_line_is_consistent() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn clap_errors_fold_to_one_line() {
+        let text = "error: the following required arguments were not provided:\n  <URL>\n\nUsage: healthcheck http <URL>\n\nFor more information, try '--help'.\n";
+        assert_eq!(
+            clap_reason(text),
+            "the following required arguments were not provided: <URL>"
+        );
     }
 
     #[test]

@@ -192,8 +192,10 @@ impl DnsCheck {
         };
         let code = msg.metadata.response_code;
         if code != ResponseCode::NoError {
+            // The RFC mnemonic (NXDOMAIN, SERVFAIL, REFUSED) first: that is what operators grep for.
+            let mnemonic = format!("{code:?}").to_ascii_uppercase();
             return critical(format!(
-                "{} {} from {}: {code}",
+                "{} {} from {}: {mnemonic} ({code})",
                 self.name, self.record_type, self.server
             ));
         }
