@@ -293,3 +293,65 @@ fn two_thousand_http_checks_in_one_batch() {
         "every check hit the server"
     );
 }
+
+/// `run --forever` repeats each check on its own interval until SIGTERM.
+#[test]
+fn forever_repeats_each_check_on_its_interval() {
+    use std::io::BufRead as _;
+    let dir = tempfile::tempdir().unwrap();
+    let present = dir.path().join("stamp");
+    std::fs::write(&present, "x").unwrap();
+    let checks = json!([
+        {"name": "fast", "kind": "file", "target": present.display().to_string(), "interval": "100ms"},
+        {"name": "slow", "kind": "file", "target": dir.path().join("missing").display().to_string(), "interval": "1h"}
+    ]);
+    let file = dir.path().join("checks.json");
+    std::fs::write(&file, checks.to_string()).unwrap();
+    let mut child = std::process::Command::new(cairn_tests::bin("healthcheck"))
+        .args(["run", "--forever"])
+        .arg(&file)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let mut by_name: BTreeMap<String, usize> = BTreeMap::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while by_name.get("fast").copied().unwrap_or(0) < 5 {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let line = rx
+            .recv_timeout(left)
+            .expect("run --forever stopped printing");
+        let v: Value = serde_json::from_str(&line).unwrap();
+        *by_name
+            .entry(v["name"].as_str().unwrap().to_string())
+            .or_default() += 1;
+        if v["name"] == "slow" {
+            assert_eq!(v["status"], "critical", "{v}");
+        }
+    }
+    assert_eq!(
+        by_name.get("slow"),
+        Some(&1),
+        "the 1h check ran once so far: {by_name:?}"
+    );
+    let _ = std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let status = child.wait().unwrap();
+    assert!(
+        status.code().is_some(),
+        "exited by itself on SIGTERM, not killed: {status:?}"
+    );
+}
