@@ -72,9 +72,15 @@ pub struct LogArgs {
 /// Sends logs to stderr, filtered by `RUST_LOG` (default `info`), colour only on a terminal and
 /// never with `NO_COLOR` set.
 pub fn init_logging(args: &LogArgs) {
+    init_logging_with(args, "info");
+}
+
+/// Like [`init_logging`], with another default filter when `RUST_LOG` is unset (e.g. to quiet a
+/// chatty dependency: `"info,hickory_server=warn"`).
+pub fn init_logging_with(args: &LogArgs, default_filter: &str) {
     use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
     let color = std::env::var_os("NO_COLOR").is_none() && std::io::stderr().is_terminal();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -1,0 +1,101 @@
+//! `dnsbridge serve`: binds UDP and TCP, keeps the view current with one blocking watch on the
+//! whole catalog (reconnecting with backoff, answering from the last view meanwhile), and stops
+//! cleanly on shutdown.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use arc_swap::ArcSwap;
+use cairn_client::{CatalogClient, Watch, WatchConfig};
+use hickory_proto::rr::Name;
+use hickory_server::Server;
+
+use crate::answer::Zone;
+use crate::handler::Handler;
+use crate::view::View;
+
+/// Settings of `dnsbridge serve`.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub dns_addr: SocketAddr,
+    pub domain: String,
+    pub datacenter: String,
+    pub ttl: u32,
+    pub only_passing: bool,
+    pub recursors: Vec<SocketAddr>,
+}
+
+/// Idle TCP connections are closed after this long.
+const TCP_IDLE: Duration = Duration::from_secs(10);
+
+/// Follows the catalog forever, swapping in a new view on every change.
+async fn follow(client: CatalogClient, view: Arc<ArcSwap<View>>, only_passing: bool) {
+    // Reconnect quickly after a catalogd restart: answers are stale meanwhile.
+    let config = WatchConfig {
+        backoff_max: Duration::from_secs(2),
+        ..WatchConfig::default()
+    };
+    let mut watch = Watch::whole_catalog(client).with_config(config);
+    loop {
+        match watch.next().await {
+            Ok(catalog) => {
+                let index = watch.index();
+                let next = View::build(&catalog, index, only_passing);
+                tracing::debug!(index, services = next.services.len(), "view updated");
+                view.store(Arc::new(next));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "catalog read failed; answering from the last view");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+/// Runs the DNS server until `shutdown` resolves.
+pub async fn serve(
+    config: Config,
+    client: CatalogClient,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let fqdn = if config.domain.ends_with('.') {
+        config.domain.clone()
+    } else {
+        format!("{}.", config.domain)
+    };
+    let domain = Name::from_ascii(fqdn.to_ascii_lowercase())
+        .with_context(|| format!("--domain {:?}", config.domain))?;
+    let udp = tokio::net::UdpSocket::bind(config.dns_addr)
+        .await
+        .with_context(|| format!("binding UDP {}", config.dns_addr))?;
+    let tcp = tokio::net::TcpListener::bind(config.dns_addr)
+        .await
+        .with_context(|| format!("binding TCP {}", config.dns_addr))?;
+    let ns_addr: IpAddr = if config.dns_addr.ip().is_unspecified() {
+        [127, 0, 0, 1].into()
+    } else {
+        config.dns_addr.ip()
+    };
+    let zone = Zone {
+        domain,
+        datacenter: config.datacenter.to_ascii_lowercase(),
+        ttl: config.ttl,
+        ns_addr,
+    };
+    let view = Arc::new(ArcSwap::from_pointee(View::default()));
+    let watcher = tokio::spawn(follow(client, view.clone(), config.only_passing));
+    let mut server = Server::new(Handler::new(zone, view, config.recursors.clone()));
+    server.register_socket(udp);
+    server.register_listener(tcp, TCP_IDLE, 64 * 1024);
+    tracing::info!(addr = %config.dns_addr, domain = %fqdn, "dnsbridge serving DNS (udp+tcp)");
+    shutdown.await;
+    watcher.abort();
+    server
+        .shutdown_gracefully()
+        .await
+        .context("stopping the DNS server")?;
+    tracing::info!("dnsbridge stopped");
+    Ok(())
+}
