@@ -104,6 +104,15 @@ impl Zone {
                     ..Default::default()
                 }
             }
+            Lookup::NameServer => {
+                if !wants_address(qtype, self.ns_addr) {
+                    return negative(ResponseCode::NoError);
+                }
+                Answer {
+                    answers: vec![self.address_record(qname.clone(), self.ns_addr)],
+                    ..Default::default()
+                }
+            }
             Lookup::Node { name } => {
                 let Some((_, addr)) = view.nodes.get(name) else {
                     return negative(ResponseCode::NXDomain);

@@ -1,82 +1,26 @@
-//! The hickory-server request handler: names under the domain are answered from the current
-//! view (no I/O on the query path); other names go to the recursors, or are REFUSED.
+//! The hickory-server request handler (TCP; UDP has its own fast path in [`crate::udp`]): names
+//! under the domain are answered from the current view, others forwarded or REFUSED.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
-use arc_swap::ArcSwap;
-use hickory_proto::op::{
-    Edns, Header, HeaderCounts, Message, MessageType, Metadata, OpCode, ResponseCode,
-};
+use hickory_proto::op::{Edns, Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode};
 use hickory_proto::rr::{Name, Record};
 use hickory_server::net::runtime::Time;
 use hickory_server::net::xfer::Protocol;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponseBuilder;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::answer::{Answer, Zone};
-use crate::names;
-use crate::view::View;
+use crate::answer::Answer;
+use crate::resolve::{Decision, Resolver};
 
-/// How long a recursor gets to answer.
-const RECURSOR_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// Answers DNS requests.
+/// Answers DNS requests that arrive through hickory-server.
 pub struct Handler {
-    zone: Zone,
-    domain_labels: Vec<String>,
-    view: Arc<ArcSwap<View>>,
-    recursors: Vec<SocketAddr>,
-}
-
-fn lower_labels(name: &Name) -> Vec<String> {
-    name.iter()
-        .map(|l| String::from_utf8_lossy(l).to_ascii_lowercase())
-        .collect()
+    resolver: Arc<Resolver>,
 }
 
 impl Handler {
-    pub fn new(zone: Zone, view: Arc<ArcSwap<View>>, recursors: Vec<SocketAddr>) -> Handler {
-        let domain_labels = lower_labels(&zone.domain);
-        Handler {
-            zone,
-            domain_labels,
-            view,
-            recursors,
-        }
-    }
-
-    /// Asks the recursors in turn (over the client's protocol) and returns the first answer.
-    async fn forward(&self, raw: &[u8], protocol: Protocol) -> Option<Message> {
-        for r in &self.recursors {
-            let asked = async {
-                if protocol == Protocol::Tcp {
-                    let mut s = tokio::net::TcpStream::connect(r).await.ok()?;
-                    let mut framed = (raw.len() as u16).to_be_bytes().to_vec();
-                    framed.extend_from_slice(raw);
-                    s.write_all(&framed).await.ok()?;
-                    let len = s.read_u16().await.ok()?;
-                    let mut buf = vec![0u8; usize::from(len)];
-                    s.read_exact(&mut buf).await.ok()?;
-                    Message::from_vec(&buf).ok()
-                } else {
-                    let bind = if r.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" };
-                    let sock = tokio::net::UdpSocket::bind(bind).await.ok()?;
-                    sock.connect(r).await.ok()?;
-                    sock.send(raw).await.ok()?;
-                    let mut buf = vec![0u8; 65535];
-                    let n = sock.recv(&mut buf).await.ok()?;
-                    Message::from_vec(&buf[..n]).ok()
-                }
-            };
-            match tokio::time::timeout(RECURSOR_TIMEOUT, asked).await {
-                Ok(Some(m)) => return Some(m),
-                _ => tracing::debug!(recursor = %r, "recursor gave no answer"),
-            }
-        }
-        None
+    pub fn new(resolver: Arc<Resolver>) -> Handler {
+        Handler { resolver }
     }
 }
 
@@ -122,7 +66,7 @@ impl RequestHandler for Handler {
             e
         });
         let mut metadata = Metadata::response_from_request(&request.metadata);
-        metadata.recursion_available = !self.recursors.is_empty();
+        metadata.recursion_available = !self.resolver.recursors.is_empty();
         let fail = |code: ResponseCode| Answer {
             code,
             ..Default::default()
@@ -156,16 +100,14 @@ impl RequestHandler for Handler {
         };
         let qname: Name = info.query.name().clone().into();
         let qtype = info.query.query_type();
-        let labels = lower_labels(&qname);
-        match names::parse(&labels, &self.domain_labels, &self.zone.datacenter) {
-            Some(lookup) => {
-                let view = self.view.load();
-                let answer = self.zone.answer(&view, &lookup, &qname, qtype);
+        let view = self.resolver.view.load();
+        match self.resolver.decide(&view, &qname, qtype) {
+            Decision::Local(answer) => {
                 metadata.authoritative = true;
                 metadata.response_code = answer.code;
                 send(request, handle, metadata, edns.as_ref(), &answer).await
             }
-            None if self.recursors.is_empty() => {
+            Decision::Refused => {
                 metadata.response_code = ResponseCode::Refused;
                 send(
                     request,
@@ -176,30 +118,34 @@ impl RequestHandler for Handler {
                 )
                 .await
             }
-            None => match self.forward(request.as_slice(), request.protocol()).await {
-                Some(reply) => {
-                    metadata.response_code = reply.metadata.response_code;
-                    metadata.authoritative = false;
-                    let answer = Answer {
-                        code: reply.metadata.response_code,
-                        answers: reply.answers,
-                        authority: reply.authorities,
-                        additionals: reply.additionals,
-                    };
-                    send(request, handle, metadata, edns.as_ref(), &answer).await
+            Decision::Forward => {
+                let tcp = request.protocol() == Protocol::Tcp;
+                match self.resolver.forward(request.as_slice(), tcp).await {
+                    Some(reply) => {
+                        metadata.response_code = reply.metadata.response_code;
+                        // A cut answer stays marked as cut, so the client retries over TCP.
+                        metadata.truncation = reply.metadata.truncation;
+                        let answer = Answer {
+                            code: reply.metadata.response_code,
+                            answers: reply.answers,
+                            authority: reply.authorities,
+                            additionals: reply.additionals,
+                        };
+                        send(request, handle, metadata, edns.as_ref(), &answer).await
+                    }
+                    None => {
+                        metadata.response_code = ResponseCode::ServFail;
+                        send(
+                            request,
+                            handle,
+                            metadata,
+                            edns.as_ref(),
+                            &fail(ResponseCode::ServFail),
+                        )
+                        .await
+                    }
                 }
-                None => {
-                    metadata.response_code = ResponseCode::ServFail;
-                    send(
-                        request,
-                        handle,
-                        metadata,
-                        edns.as_ref(),
-                        &fail(ResponseCode::ServFail),
-                    )
-                    .await
-                }
-            },
+            }
         }
     }
 }

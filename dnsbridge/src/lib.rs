@@ -6,5 +6,7 @@ pub mod answer;
 pub mod cli;
 pub mod handler;
 pub mod names;
+pub mod resolve;
 pub mod serve;
+pub mod udp;
 pub mod view;

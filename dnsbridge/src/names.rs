@@ -8,6 +8,8 @@
 pub enum Lookup {
     /// The domain itself (SOA, NS).
     Apex,
+    /// `ns.<domain>`, the name server the SOA and NS records name.
+    NameServer,
     Service {
         name: String,
         tag: Option<String>,
@@ -28,6 +30,9 @@ pub fn parse(labels: &[String], domain: &[String], datacenter: &str) -> Option<L
     let rest = &labels[..labels.len() - domain.len()];
     if rest.is_empty() {
         return Some(Lookup::Apex);
+    }
+    if rest.len() == 1 && rest[0] == "ns" {
+        return Some(Lookup::NameServer);
     }
     // Optional datacenter label after `service` / `node`.
     let (kind_at, dc) = match rest.last().map(String::as_str) {
@@ -101,6 +106,10 @@ mod tests {
             Some(Lookup::Node { name: "n1".into() })
         );
         assert_eq!(p("consul."), Some(Lookup::Apex));
+        assert_eq!(
+            p("NS.consul.".to_ascii_lowercase().as_str()),
+            Some(Lookup::NameServer)
+        );
         assert_eq!(p("web.service.dc2.consul."), Some(Lookup::Unknown));
         assert_eq!(p("a.b.web.service.consul."), Some(Lookup::Unknown));
         assert_eq!(p("web.consul."), Some(Lookup::Unknown));

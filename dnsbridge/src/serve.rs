@@ -1,9 +1,10 @@
-//! `dnsbridge serve`: binds UDP and TCP, keeps the view current with one blocking watch on the
-//! whole catalog (reconnecting with backoff, answering from the last view meanwhile), and stops
-//! cleanly on shutdown.
+//! `dnsbridge serve`: UDP on one reuseport socket per core ([`crate::udp`]), TCP through
+//! hickory-server, the view kept current by one blocking watch on the whole catalog
+//! (reconnecting with backoff, answering from the last view meanwhile); stops cleanly.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -14,6 +15,7 @@ use hickory_server::Server;
 
 use crate::answer::Zone;
 use crate::handler::Handler;
+use crate::resolve::Resolver;
 use crate::view::View;
 
 /// Settings of `dnsbridge serve`.
@@ -67,8 +69,8 @@ pub async fn serve(
     };
     let domain = Name::from_ascii(fqdn.to_ascii_lowercase())
         .with_context(|| format!("--domain {:?}", config.domain))?;
-    let udp = tokio::net::UdpSocket::bind(config.dns_addr)
-        .await
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let udp = crate::udp::bind(config.dns_addr, workers)
         .with_context(|| format!("binding UDP {}", config.dns_addr))?;
     let tcp = tokio::net::TcpListener::bind(config.dns_addr)
         .await
@@ -86,16 +88,29 @@ pub async fn serve(
     };
     let view = Arc::new(ArcSwap::from_pointee(View::default()));
     let watcher = tokio::spawn(follow(client, view.clone(), config.only_passing));
-    let mut server = Server::new(Handler::new(zone, view, config.recursors.clone()));
-    server.register_socket(udp);
+
+    let resolver = Arc::new(Resolver::new(zone, view.clone(), config.recursors.clone()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let udp_workers = crate::udp::spawn(
+        udp,
+        resolver.clone(),
+        tokio::runtime::Handle::current(),
+        stop.clone(),
+    )
+    .context("starting the UDP workers")?;
+    let mut server = Server::new(Handler::new(resolver));
     server.register_listener(tcp, TCP_IDLE, 64 * 1024);
     tracing::info!(addr = %config.dns_addr, domain = %fqdn, "dnsbridge serving DNS (udp+tcp)");
     shutdown.await;
     watcher.abort();
+    stop.store(true, Ordering::Relaxed);
     server
         .shutdown_gracefully()
         .await
         .context("stopping the DNS server")?;
+    for w in udp_workers {
+        let _ = tokio::task::spawn_blocking(move || w.join()).await;
+    }
     tracing::info!("dnsbridge stopped");
     Ok(())
 }

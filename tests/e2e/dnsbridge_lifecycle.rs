@@ -1,0 +1,123 @@
+//! dnsbridge's process life: SIGTERM (and SIGINT) stop it promptly with exit 0 and
+//! "dnsbridge stopped" in the log — while answering, with an idle TCP client connected, and
+//! with catalogd gone — and a DNS port already in use is a clear startup error.
+
+use std::net::{TcpStream, UdpSocket};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cairn_tests::{Catalogd, bin};
+use hickory_proto::rr::RecordType;
+
+use crate::dnsbridge_common::{Bridge, Inst};
+
+/// "Promptly".
+const STOP_WITHIN: Duration = Duration::from_secs(5);
+
+async fn running() -> (Catalogd, Bridge) {
+    let c = Catalogd::start().await;
+    Inst::new("web", "web-1", "n1", "127.0.0.71", 80)
+        .register(&c)
+        .await;
+    let b = Bridge::start(&c.url, &[]);
+    b.wait_for_addrs("web.service.consul", RecordType::A, &["127.0.0.71"]);
+    (c, b)
+}
+
+fn assert_clean_stop(b: &mut Bridge, signal: &str, label: &str) {
+    let (status, took) = b.signal_and_wait(signal, STOP_WITHIN);
+    println!("{label}: stopped {took:?} after kill {signal}");
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "{label}: exit 0 after kill {signal}; log:\n{}",
+        b.log_text()
+    );
+    let log = b.log_text();
+    assert!(
+        log.contains("dnsbridge stopped"),
+        "{label}: the log says it stopped:\n{log}"
+    );
+    assert!(!log.contains("panicked"), "{label}: {log}");
+    assert!(
+        TcpStream::connect(b.addr()).is_err(),
+        "{label}: the DNS port is closed after exit"
+    );
+}
+
+#[tokio::test]
+async fn sigterm_stops_it_cleanly() {
+    let (_c, mut b) = running().await;
+    assert_clean_stop(&mut b, "-TERM", "SIGTERM");
+}
+
+#[tokio::test]
+async fn sigint_stops_it_cleanly() {
+    let (_c, mut b) = running().await;
+    assert_clean_stop(&mut b, "-INT", "SIGINT");
+}
+
+#[tokio::test]
+async fn sigterm_with_an_idle_tcp_client_stops_promptly() {
+    let (_c, mut b) = running().await;
+    // A client that connected, asked nothing and keeps the connection open.
+    let idle = TcpStream::connect(b.addr()).expect("connect");
+    // And one that asked once and keeps the connection open.
+    let mut asked = TcpStream::connect(b.addr()).expect("connect");
+    {
+        use std::io::Write as _;
+        let q = crate::dnsbridge_common::query("web.service.consul", RecordType::A, None);
+        let bytes = q.to_vec().expect("encode");
+        let mut f = (bytes.len() as u16).to_be_bytes().to_vec();
+        f.extend_from_slice(&bytes);
+        asked.write_all(&f).expect("write");
+        asked
+            .set_read_timeout(Some(Duration::from_secs(3)))
+            .expect("timeout");
+        crate::dnsbridge_common::read_frame(&mut asked).expect("an answer");
+    }
+    assert_clean_stop(&mut b, "-TERM", "SIGTERM with idle TCP clients");
+    drop((idle, asked));
+}
+
+#[tokio::test]
+async fn sigterm_while_catalogd_is_gone() {
+    let (mut c, mut b) = running().await;
+    c.kill9();
+    // Let the watch notice and enter its reconnect backoff.
+    std::thread::sleep(Duration::from_millis(1500));
+    let r = b.udp("web.service.consul", RecordType::A);
+    assert_eq!(r.msg.answers.len(), 1, "{}", r.summary());
+    assert_clean_stop(&mut b, "-TERM", "SIGTERM with catalogd down");
+}
+
+#[tokio::test]
+async fn dns_port_in_use_is_a_startup_error() {
+    let c = Catalogd::start().await;
+    let taken = UdpSocket::bind("127.0.0.1:0").expect("udp");
+    let addr = taken.local_addr().expect("addr");
+    let started = Instant::now();
+    let out = Command::new(bin("dnsbridge"))
+        .args([
+            "serve",
+            "--catalog",
+            &c.url,
+            "--dns-addr",
+            &addr.to_string(),
+        ])
+        .env_remove("CAIRN_CATALOG")
+        .env_remove("CONSUL_HTTP_ADDR")
+        .stdin(Stdio::null())
+        .output()
+        .expect("running dnsbridge");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "it gives up at once"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "exit 1: {stderr}");
+    assert!(
+        stderr.contains("dnsbridge: error:") && stderr.contains(&addr.to_string()),
+        "one error line naming the address: {stderr}"
+    );
+}
