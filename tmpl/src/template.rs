@@ -1,0 +1,330 @@
+//! One template: Tera source plus the functions that read catalog and KV data. Rendering also
+//! discovers dependencies: a function whose data has not been fetched yet records it as missing,
+//! and the caller fetches it and renders again (consul-template's model). A template never
+//! produces output from missing data.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use serde_json::Value;
+use tera::Tera;
+
+use crate::deps::Dep;
+
+/// Fetched data: `Some(v)` exists, `None` fetched and absent (a missing key).
+pub type Data = BTreeMap<Dep, Option<Value>>;
+
+/// Why a template cannot be used: names the file, and line and column when Tera knows them.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}: {message}")]
+pub struct TemplateError {
+    pub file: String,
+    pub message: String,
+}
+
+/// The result of one render.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Rendered {
+    /// Every dependency was available.
+    Complete { text: String, deps: BTreeSet<Dep> },
+    /// Some data is not there yet: `missing` must be fetched, `blocked` names keys that do not
+    /// exist (a template using `key` waits for them, as consul-template does).
+    Incomplete {
+        missing: BTreeSet<Dep>,
+        blocked: Vec<String>,
+        deps: BTreeSet<Dep>,
+    },
+}
+
+#[derive(Default)]
+struct RenderState {
+    data: Arc<Data>,
+    used: BTreeSet<Dep>,
+    missing: BTreeSet<Dep>,
+    blocked: Vec<String>,
+}
+
+type Shared = Arc<Mutex<RenderState>>;
+
+fn lock(s: &Shared) -> std::sync::MutexGuard<'_, RenderState> {
+    s.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Looks a dependency up; records it as used, and as missing when not fetched yet.
+fn lookup(state: &Shared, dep: Dep) -> Option<Value> {
+    let mut st = lock(state);
+    st.used.insert(dep.clone());
+    match st.data.get(&dep) {
+        Some(v) => v.clone(),
+        None => {
+            st.missing.insert(dep.clone());
+            None
+        }
+    }
+}
+
+fn str_arg(args: &HashMap<String, Value>, func: &str, name: &str) -> tera::Result<Option<String>> {
+    match args.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(other) => Err(tera::Error::msg(format!(
+            "{func}(): argument {name} must be a string, got {other}"
+        ))),
+    }
+}
+
+fn required(args: &HashMap<String, Value>, func: &str, name: &str) -> tera::Result<String> {
+    str_arg(args, func, name)?
+        .ok_or_else(|| tera::Error::msg(format!("{func}(): missing argument {name}")))
+}
+
+/// The first string argument under any of `names` (functions take `name=` or `path=` alike).
+fn first_of(args: &HashMap<String, Value>, func: &str, names: &[&str]) -> tera::Result<String> {
+    for n in names {
+        if let Some(v) = str_arg(args, func, n)? {
+            return Ok(v);
+        }
+    }
+    Err(tera::Error::msg(format!(
+        "{func}(): missing argument {}",
+        names[0]
+    )))
+}
+
+fn register(tera: &mut Tera, state: &Shared) {
+    let s = state.clone();
+    tera.register_function("service", move |args: &HashMap<String, Value>| {
+        let name = required(args, "service", "name")?;
+        let tag = str_arg(args, "service", "tag")?;
+        let passing = match args.get("passing") {
+            None | Some(Value::Null) => true,
+            Some(Value::Bool(b)) => *b,
+            Some(other) => {
+                return Err(tera::Error::msg(format!(
+                    "service(): passing must be true or false, got {other}"
+                )));
+            }
+        };
+        let dep = Dep::Service { name, tag, passing };
+        Ok(lookup(&s, dep.clone()).unwrap_or_else(|| dep.absent_value()))
+    });
+    let s = state.clone();
+    tera.register_function("services", move |_: &HashMap<String, Value>| {
+        Ok(lookup(&s, Dep::Services).unwrap_or_else(|| Dep::Services.absent_value()))
+    });
+    let s = state.clone();
+    tera.register_function("key", move |args: &HashMap<String, Value>| {
+        let path = first_of(args, "key", &["path", "name", "key"])?;
+        let dep = Dep::Key(path.clone());
+        let fetched = lock(&s).data.contains_key(&dep);
+        match lookup(&s, dep) {
+            Some(v) => Ok(v),
+            None => {
+                if fetched {
+                    lock(&s).blocked.push(path);
+                }
+                Ok(Value::String(String::new()))
+            }
+        }
+    });
+    let s = state.clone();
+    tera.register_function("key_or_default", move |args: &HashMap<String, Value>| {
+        let path = first_of(args, "key_or_default", &["path", "name", "key"])?;
+        let default = args
+            .get("default")
+            .cloned()
+            .unwrap_or(Value::String(String::new()));
+        Ok(lookup(&s, Dep::Key(path)).unwrap_or(default))
+    });
+    for (fname, recursive) in [("ls", false), ("tree", true)] {
+        let s = state.clone();
+        tera.register_function(fname, move |args: &HashMap<String, Value>| {
+            let prefix = first_of(args, fname, &["prefix", "path", "name"])?;
+            let dep = if recursive {
+                Dep::Tree(prefix)
+            } else {
+                Dep::Ls(prefix)
+            };
+            Ok(lookup(&s, dep.clone()).unwrap_or_else(|| dep.absent_value()))
+        });
+    }
+    let s = state.clone();
+    tera.register_function("nodes", move |_: &HashMap<String, Value>| {
+        Ok(lookup(&s, Dep::Nodes).unwrap_or_else(|| Dep::Nodes.absent_value()))
+    });
+    let s = state.clone();
+    tera.register_function("node", move |args: &HashMap<String, Value>| {
+        let name = str_arg(args, "node", "name")?.unwrap_or_default();
+        Ok(lookup(&s, Dep::Node(name)).unwrap_or(Value::Null))
+    });
+    tera.register_function("env", |args: &HashMap<String, Value>| {
+        let name = required(args, "env", "name")?;
+        Ok(Value::String(std::env::var(name).unwrap_or_default()))
+    });
+}
+
+/// The deepest message of a Tera error chain, with pest's `--> line:col` turned into a prefix.
+fn describe(e: &tera::Error) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        parts.push(s.to_string());
+        src = s.source();
+    }
+    let full = parts.join("\n");
+    let position = full.lines().find_map(|l| {
+        let rest = l.trim().strip_prefix("-->")?.trim();
+        let (line, col) = rest.split_once(':')?;
+        Some(format!("line {}, column {}", line.trim(), col.trim()))
+    });
+    let detail = parts
+        .iter()
+        .rev()
+        .flat_map(|p| p.lines())
+        .map(str::trim)
+        .find(|l| {
+            !l.is_empty()
+                && !l.starts_with("-->")
+                && !l.starts_with('|')
+                && !l.chars().next().is_some_and(|c| c.is_ascii_digit())
+                && *l != "="
+        })
+        .unwrap_or("template error")
+        .trim_start_matches("= ")
+        .to_string();
+    match position {
+        Some(pos) => format!("{pos}: {detail}"),
+        None => parts.join(": ").replace('\n', " "),
+    }
+}
+
+/// A parsed template.
+pub struct Template {
+    /// Where it came from (a path, or `-`).
+    pub source: PathBuf,
+    tera: Tera,
+    state: Shared,
+}
+
+const NAME: &str = "template";
+
+impl Template {
+    /// Parses template text; `source` names it in errors.
+    pub fn parse(source: &Path, text: &str) -> Result<Template, TemplateError> {
+        let state: Shared = Arc::default();
+        let mut tera = Tera::default();
+        register(&mut tera, &state);
+        tera.add_raw_template(NAME, text)
+            .map_err(|e| TemplateError {
+                file: source.display().to_string(),
+                message: describe(&e),
+            })?;
+        Ok(Template {
+            source: source.to_path_buf(),
+            tera,
+            state,
+        })
+    }
+
+    /// Reads and parses a template file.
+    pub fn load(path: &Path) -> Result<Template, TemplateError> {
+        let text = std::fs::read_to_string(path).map_err(|e| TemplateError {
+            file: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        Template::parse(path, &text)
+    }
+
+    /// Renders against `data`.
+    pub fn render(&self, data: &Arc<Data>) -> Result<Rendered, TemplateError> {
+        *lock(&self.state) = RenderState {
+            data: data.clone(),
+            ..Default::default()
+        };
+        let out = self.tera.render(NAME, &tera::Context::new());
+        let st = std::mem::take(&mut *lock(&self.state));
+        let text = out.map_err(|e| TemplateError {
+            file: self.source.display().to_string(),
+            message: describe(&e),
+        })?;
+        if st.missing.is_empty() && st.blocked.is_empty() {
+            Ok(Rendered::Complete {
+                text,
+                deps: st.used,
+            })
+        } else {
+            Ok(Rendered::Incomplete {
+                missing: st.missing,
+                blocked: st.blocked,
+                deps: st.used,
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn data(pairs: Vec<(Dep, Option<Value>)>) -> Arc<Data> {
+        Arc::new(pairs.into_iter().collect())
+    }
+
+    #[test]
+    fn dependencies_are_discovered_then_rendered() {
+        let t = Template::parse(
+            Path::new("t.tmpl"),
+            "{% for s in service(name=\"web\") %}{{ s.Address }}:{{ s.Port }} {% endfor %}{{ key_or_default(path=\"x\", default=\"d\") }}",
+        )
+        .unwrap();
+        let web = Dep::Service {
+            name: "web".into(),
+            tag: None,
+            passing: true,
+        };
+        match t.render(&data(vec![])).unwrap() {
+            Rendered::Incomplete { missing, .. } => {
+                assert!(missing.contains(&web) && missing.contains(&Dep::Key("x".into())));
+            }
+            other => panic!("expected missing deps, got {other:?}"),
+        }
+        let d = data(vec![
+            (web, Some(json!([{"Address": "10.0.0.1", "Port": 80}]))),
+            (Dep::Key("x".into()), None),
+        ]);
+        assert_eq!(
+            t.render(&d).unwrap(),
+            Rendered::Complete {
+                text: "10.0.0.1:80 d".into(),
+                deps: [
+                    Dep::Service {
+                        name: "web".into(),
+                        tag: None,
+                        passing: true
+                    },
+                    Dep::Key("x".into())
+                ]
+                .into()
+            }
+        );
+    }
+
+    #[test]
+    fn a_missing_key_blocks_and_syntax_errors_have_positions() {
+        let t = Template::parse(Path::new("k.tmpl"), "v={{ key(path=\"a/b\") }}").unwrap();
+        match t
+            .render(&data(vec![(Dep::Key("a/b".into()), None)]))
+            .unwrap()
+        {
+            Rendered::Incomplete { blocked, .. } => assert_eq!(blocked, vec!["a/b".to_string()]),
+            other => panic!("a missing key must block: {other:?}"),
+        }
+        let err = Template::parse(Path::new("bad.tmpl"), "line one\n{% for x in %}\n")
+            .err()
+            .unwrap();
+        assert_eq!(err.file, "bad.tmpl");
+        assert!(err.message.starts_with("line 2, column"), "{}", err.message);
+    }
+}
