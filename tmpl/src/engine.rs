@@ -188,12 +188,19 @@ pub async fn run(
         };
         tokio::select! {
             _ = sleep => {}
-            Some((dep, value)) = rx.recv() => {
-                if data.get(&dep) != Some(&value) {
-                    let mut next = (*data).clone();
-                    next.insert(dep.clone(), value);
-                    data = Arc::new(next);
-                    let now = Instant::now();
+            Some(first) = rx.recv() => {
+                // Take every update already queued, so a burst (e.g. startup) renders once.
+                let mut updates = vec![first];
+                while let Ok(more) = rx.try_recv() {
+                    updates.push(more);
+                }
+                let now = Instant::now();
+                for (dep, value) in updates {
+                    if data.get(&dep) == Some(&value) {
+                        continue;
+                    }
+                    // No render holds the data between renders, so this updates it in place.
+                    Arc::make_mut(&mut data).insert(dep.clone(), value);
                     for slot in slots.iter_mut().filter(|s| s.deps.contains(&dep)) {
                         slot.dirty = Some(slot.dirty.map_or((now, now), |(first, _)| (first, now)));
                     }
