@@ -223,20 +223,31 @@ fn register(tera: &mut Tera, state: &Shared) -> HashMap<&'static str, DataFn> {
     });
     for (fname, recursive) in [("ls", false), ("tree", true)] {
         let s = state.clone();
-        tera.register_function(fname, move |args: &HashMap<String, Value>| {
-            let prefix = first_of(args, fname, &["prefix", "path", "name"])?;
-            let dep = if recursive {
-                Dep::Tree(prefix)
-            } else {
-                Dep::Ls(prefix)
-            };
-            Ok(lookup(&s, dep.clone()).unwrap_or_else(|| dep.absent_value()))
-        });
+        fns.insert(
+            fname,
+            Arc::new(move |args: &HashMap<String, Value>| {
+                let prefix = first_of(args, fname, &["prefix", "path", "name"])?;
+                let dep = if recursive {
+                    Dep::Tree(prefix)
+                } else {
+                    Dep::Ls(prefix)
+                };
+                Ok(lookup(&s, dep.clone()).unwrap_or_else(|| dep.absent_value()))
+            }),
+        );
     }
     let s = state.clone();
-    tera.register_function("nodes", move |_: &HashMap<String, Value>| {
-        Ok(lookup(&s, Dep::Nodes).unwrap_or_else(|| Dep::Nodes.absent_value()))
-    });
+    fns.insert(
+        "nodes",
+        Arc::new(move |_: &HashMap<String, Value>| {
+            Ok(lookup(&s, Dep::Nodes).unwrap_or_else(|| Dep::Nodes.absent_value()))
+        }),
+    );
+    // The same functions, callable from anywhere in a template.
+    for (name, f) in &fns {
+        let f = f.clone();
+        tera.register_function(name, move |args: &HashMap<String, Value>| f(args));
+    }
     let s = state.clone();
     tera.register_function("node", move |args: &HashMap<String, Value>| {
         let name = str_arg(args, "node", "name")?.unwrap_or_default();
@@ -419,6 +430,41 @@ mod tests {
                 .into()
             }
         );
+    }
+
+    #[test]
+    fn every_data_function_works_in_loops_and_elsewhere() {
+        let t = Template::parse(
+            Path::new("all.tmpl"),
+            "{% for s in services() %}{{ s.Name }};{% endfor %}{% for k in ls(prefix=\"a\") %}{{ k.Key }};{% endfor %}\
+             {% for k in tree(prefix=\"a\") %}{{ k.Key }};{% endfor %}{% for n in nodes() %}{{ n.Node }};{% endfor %}\
+             {{ services() | length }}{% if true %}{% for s in service(name=\"web\", tag=\"x\") %}{{ s.Port }}{% endfor %}{% endif %}",
+        )
+        .unwrap();
+        let d = data(vec![
+            (Dep::Services, Some(json!([{"Name": "web", "Tags": []}]))),
+            (
+                Dep::Ls("a".into()),
+                Some(json!([{"Key": "k1", "Value": "v"}])),
+            ),
+            (
+                Dep::Tree("a".into()),
+                Some(json!([{"Key": "k1", "Value": "v"}, {"Key": "d/k2", "Value": "w"}])),
+            ),
+            (Dep::Nodes, Some(json!([{"Node": "n1"}]))),
+            (
+                Dep::Service {
+                    name: "web".into(),
+                    tag: Some("x".into()),
+                    passing: true,
+                },
+                Some(json!([{"Port": 8080}])),
+            ),
+        ]);
+        match t.render(&d).unwrap() {
+            Rendered::Complete { text, .. } => assert_eq!(text, "web;k1;k1;d/k2;n1;18080"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
