@@ -303,9 +303,58 @@ pub struct Template {
     state: Shared,
     functions: HashMap<&'static str, DataFn>,
     hoisted: Vec<Hoisted>,
+    /// The same template with `service(name=<variable>)` loops reading a prepared map (see
+    /// [`index_services`]); None when the template has no such loop.
+    fast: Option<Tera>,
+    /// Dependencies of the last general render (the fast path does not call `service()`).
+    last_deps: Mutex<Option<BTreeSet<Dep>>>,
 }
 
 const NAME: &str = "template";
+/// Context variable holding every fetched `service(name)` list, by service name.
+const SERVICES_VAR: &str = "__cairn_services";
+
+/// Rewrites `{% for s in service(name=svc.Name) %}` into `{% for s in __cairn_services[svc.Name] %}`
+/// so the nested loop of the classic "every instance of every service" template iterates the
+/// context by reference. Returns whether anything was rewritten.
+fn index_services(nodes: &mut [tera::ast::Node]) -> bool {
+    use tera::ast::{Expr, ExprVal, Node};
+    let mut changed = false;
+    for node in nodes {
+        match node {
+            Node::Forloop(_, f, _) => {
+                if let ExprVal::FunctionCall(call) = &f.container.val
+                    && call.name == "service"
+                    && call.args.len() == 1
+                    && !f.container.negated
+                    && f.container.filters.is_empty()
+                    && let Some(arg) = call.args.get("name")
+                    && let ExprVal::Ident(path) = &arg.val
+                    && !arg.negated
+                    && arg.filters.is_empty()
+                {
+                    f.container = Expr::new(ExprVal::Ident(format!("{SERVICES_VAR}[{path}]")));
+                    changed = true;
+                }
+                changed |= index_services(&mut f.body);
+                if let Some(empty) = &mut f.empty_body {
+                    changed |= index_services(empty);
+                }
+            }
+            Node::If(i, _) => {
+                for (_, _, body) in &mut i.conditions {
+                    changed |= index_services(body);
+                }
+                if let Some((_, body)) = &mut i.otherwise {
+                    changed |= index_services(body);
+                }
+            }
+            Node::FilterSection(_, section, _) => changed |= index_services(&mut section.body),
+            _ => {}
+        }
+    }
+    changed
+}
 
 impl Template {
     /// Parses template text; `source` names it in errors.
@@ -322,12 +371,19 @@ impl Template {
         if let Some(t) = tera.templates.get_mut(NAME) {
             hoist(&mut t.ast, &mut hoisted);
         }
+        let mut fast = tera.clone();
+        let indexed = fast
+            .templates
+            .get_mut(NAME)
+            .is_some_and(|t| index_services(&mut t.ast));
         Ok(Template {
             source: source.to_path_buf(),
             tera,
             state,
             functions,
             hoisted,
+            fast: indexed.then_some(fast),
+            last_deps: Mutex::new(None),
         })
     }
 
@@ -342,45 +398,87 @@ impl Template {
 
     /// Renders against `data`.
     pub fn render(&self, data: &Arc<Data>) -> Result<Rendered, TemplateError> {
-        *lock(&self.state) = RenderState {
-            data: data.clone(),
-            ..Default::default()
-        };
         let error = |e: tera::Error| TemplateError {
             file: self.source.display().to_string(),
             message: describe(&e),
         };
-        let mut vars = serde_json::Map::new();
-        for h in &self.hoisted {
-            let Some(f) = self.functions.get(h.func.as_str()) else {
-                continue;
-            };
-            match f(&h.args) {
-                Ok(v) => {
-                    vars.insert(h.var.clone(), v);
-                }
-                Err(e) => {
-                    *lock(&self.state) = RenderState::default();
-                    return Err(error(e));
-                }
+        let previous = self
+            .last_deps
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let (Some(fast), Some(previous)) = (&self.fast, previous) {
+            // Every list the template read last time is fetched: try the by-reference path.
+            let services: serde_json::Map<String, Value> = data
+                .iter()
+                .filter_map(|(dep, v)| match (dep, v) {
+                    (
+                        Dep::Service {
+                            name,
+                            tag: None,
+                            passing: true,
+                        },
+                        Some(v),
+                    ) => Some((name.clone(), v.clone())),
+                    _ => None,
+                })
+                .collect();
+            if let Ok(Rendered::Complete { text, deps }) = self
+                .render_with(fast, data, Some(Value::Object(services)))
+                .map_err(error)
+            {
+                let deps: BTreeSet<Dep> = deps.union(&previous).cloned().collect();
+                return Ok(Rendered::Complete { text, deps });
             }
+            // A list it needs is not fetched yet (or anything else went wrong): the general
+            // path below discovers what is missing.
         }
-        let out = tera::Context::from_value(Value::Object(vars))
-            .and_then(|ctx| self.tera.render(NAME, &ctx));
+        let rendered = self.render_with(&self.tera, data, None).map_err(error)?;
+        // What it read (fetched or still missing) is what the fast path must keep depending on.
+        let (Rendered::Complete { deps, .. } | Rendered::Incomplete { deps, .. }) = &rendered;
+        *self.last_deps.lock().unwrap_or_else(|p| p.into_inner()) = Some(deps.clone());
+        Ok(rendered)
+    }
+
+    /// One render with `tera`, with the hoisted loop containers and `services` in the context.
+    fn render_with(
+        &self,
+        tera: &Tera,
+        data: &Arc<Data>,
+        services: Option<Value>,
+    ) -> tera::Result<Rendered> {
+        *lock(&self.state) = RenderState {
+            data: data.clone(),
+            ..Default::default()
+        };
+        let result = (|| {
+            let mut vars = serde_json::Map::new();
+            for h in &self.hoisted {
+                let f = self.functions.get(h.func.as_str()).ok_or_else(|| {
+                    tera::Error::msg(format!("function {} is not defined", h.func))
+                })?;
+                vars.insert(h.var.clone(), f(&h.args)?);
+            }
+            if let Some(s) = services {
+                vars.insert(SERVICES_VAR.to_string(), s);
+            }
+            tera.render(NAME, &tera::Context::from_value(Value::Object(vars))?)
+        })();
+        // Always release the data, so the engine can update it in place.
         let st = std::mem::take(&mut *lock(&self.state));
-        let text = out.map_err(error)?;
-        if st.missing.is_empty() && st.blocked.is_empty() {
-            Ok(Rendered::Complete {
+        let text = result?;
+        Ok(if st.missing.is_empty() && st.blocked.is_empty() {
+            Rendered::Complete {
                 text,
                 deps: st.used,
-            })
+            }
         } else {
-            Ok(Rendered::Incomplete {
+            Rendered::Incomplete {
                 missing: st.missing,
                 blocked: st.blocked,
                 deps: st.used,
-            })
-        }
+            }
+        })
     }
 }
 
@@ -463,6 +561,60 @@ mod tests {
         ]);
         match t.render(&d).unwrap() {
             Rendered::Complete { text, .. } => assert_eq!(text, "web;k1;k1;d/k2;n1;18080"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn nested_service_loops_take_the_indexed_path_and_stay_correct() {
+        let t = Template::parse(
+            Path::new("lb.tmpl"),
+            "{% for svc in services() %}[{{ svc.Name }}]{% for s in service(name=svc.Name) %} {{ s.Port }}{% endfor %}{% endfor %}",
+        )
+        .unwrap();
+        assert!(t.fast.is_some());
+        let web = Dep::Service {
+            name: "web".into(),
+            tag: None,
+            passing: true,
+        };
+        let db = Dep::Service {
+            name: "db".into(),
+            tag: None,
+            passing: true,
+        };
+        let mut d: Data = [(Dep::Services, Some(json!([{"Name": "web"}])))]
+            .into_iter()
+            .collect();
+        assert!(matches!(
+            t.render(&Arc::new(d.clone())).unwrap(),
+            Rendered::Incomplete { .. }
+        ));
+        d.insert(web.clone(), Some(json!([{"Port": 1}, {"Port": 2}])));
+        let first = t.render(&Arc::new(d.clone())).unwrap();
+        assert_eq!(
+            first,
+            Rendered::Complete {
+                text: "[web] 1 2".into(),
+                deps: [Dep::Services, web.clone()].into()
+            }
+        );
+        // A new service appears: the indexed path cannot see it yet, the general path fetches it.
+        d.insert(
+            Dep::Services,
+            Some(json!([{"Name": "db"}, {"Name": "web"}])),
+        );
+        match t.render(&Arc::new(d.clone())).unwrap() {
+            Rendered::Incomplete { missing, .. } => assert_eq!(missing, [db.clone()].into()),
+            other => panic!("{other:?}"),
+        }
+        d.insert(db.clone(), Some(json!([{"Port": 5432}])));
+        d.insert(web.clone(), Some(json!([{"Port": 3}])));
+        match t.render(&Arc::new(d)).unwrap() {
+            Rendered::Complete { text, deps } => {
+                assert_eq!(text, "[db] 5432[web] 3");
+                assert!(deps.contains(&db) && deps.contains(&web));
+            }
             other => panic!("{other:?}"),
         }
     }
