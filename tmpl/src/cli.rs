@@ -198,8 +198,24 @@ async fn watch(cli_catalog: &CatalogArgs, args: WatchArgs) -> anyhow::Result<()>
             }
         }
     });
+    let mut last_good: Option<(Vec<TemplateConfig>, Options, Option<String>)> = None;
     loop {
-        let (templates, options, file_catalog) = configure(&args)?;
+        // A reload that finds a broken config or template keeps the running configuration.
+        let fresh = configure(&args).and_then(|c| {
+            for t in &c.0 {
+                Template::load(&t.source).map_err(|e| anyhow!("{e}"))?;
+            }
+            Ok(c)
+        });
+        let (templates, options, file_catalog) = match (fresh, &last_good) {
+            (Ok(c), _) => c,
+            (Err(e), Some(good)) => {
+                tracing::error!(error = %format!("{e:#}"), "the new configuration is invalid; keeping the running one");
+                good.clone()
+            }
+            (Err(e), None) => return Err(e),
+        };
+        last_good = Some((templates.clone(), options.clone(), file_catalog.clone()));
         let url = match (&cli_catalog.catalog, file_catalog) {
             (None, Some(from_file)) => cairn_cli::with_scheme(&from_file),
             _ => cli_catalog.url(),

@@ -114,6 +114,8 @@ pub fn resolve(doc: &Value, dep: &Dep) -> Option<Value> {
                             if let Some(o) = i.as_object_mut() {
                                 o.entry("Service")
                                     .or_insert_with(|| Value::String(svc.clone()));
+                                o.entry("Name")
+                                    .or_insert_with(|| Value::String(svc.clone()));
                             }
                             i
                         })

@@ -50,30 +50,50 @@ struct Slot {
     /// First and last change since the last render.
     dirty: Option<(Instant, Instant)>,
     blocked_reported: Vec<String>,
+    /// The running (or last) command.
+    command: Option<tokio::task::JoinHandle<()>>,
+    /// A template edit waits until the file has been quiet this long.
+    edited: Option<Instant>,
 }
 
 /// Writes or prints a rendering and runs the command when the content changed.
-async fn deliver(config: &TemplateConfig, text: &str, dry: bool) {
+/// Writes or prints a rendering. Returns the command to run when the output changed, so the
+/// watch loop can run it without stopping (and `--once` can wait for it).
+fn deliver(config: &TemplateConfig, text: &str, dry: bool) -> Option<(String, Duration, PathBuf)> {
     if dry {
         println!("> {}\n{text}", config.destination.path.display());
-        return;
+        return None;
     }
     match crate::output::write_if_changed(&config.destination, text.as_bytes()) {
-        Ok(false) => tracing::debug!(dest = %config.destination.path.display(), "output unchanged"),
+        Ok(false) => {
+            tracing::debug!(dest = %config.destination.path.display(), "output unchanged");
+            None
+        }
         Ok(true) => {
             tracing::info!(dest = %config.destination.path.display(), "rendered");
-            if let Some(cmd) = &config.command {
-                let outcome = crate::command::run(cmd, config.command_timeout).await;
-                if outcome != crate::command::Outcome::Success {
-                    tracing::error!(dest = %config.destination.path.display(), ?outcome, "command after render did not succeed");
-                }
-            }
+            config
+                .command
+                .clone()
+                .map(|c| (c, config.command_timeout, config.destination.path.clone()))
         }
         Err(e) => {
-            tracing::error!(dest = %config.destination.path.display(), error = %e, "cannot write output; the previous file stays")
+            tracing::error!(dest = %config.destination.path.display(), error = %e, "cannot write output; the previous file stays");
+            None
         }
     }
 }
+
+/// Runs a template's command and reports how it ended.
+async fn run_command(command: String, timeout: Duration, dest: PathBuf) {
+    let outcome = crate::command::run(&command, timeout).await;
+    if outcome != crate::command::Outcome::Success {
+        tracing::error!(dest = %dest.display(), ?outcome, "command after render did not succeed");
+    }
+}
+
+/// How long a template file must stay unchanged before an edit is picked up: editors and
+/// `cat >` write in several steps, and a half-written template must not be rendered.
+const EDIT_SETTLE: Duration = Duration::from_millis(500);
 
 async fn watch_dep(
     client: CatalogClient,
@@ -122,14 +142,37 @@ pub async fn run(
             deps: BTreeSet::new(),
             dirty: Some((now, now)),
             blocked_reported: Vec::new(),
+            command: None,
+            edited: None,
         });
     }
     let (tx, mut rx) = mpsc::unbounded_channel();
     let mut watches: HashMap<Dep, tokio::task::JoinHandle<()>> = HashMap::new();
     let mut data: Arc<Data> = Arc::new(Data::new());
     let exit = loop {
-        // Render what is due.
+        // Pick up template edits once the file has settled.
         let now = Instant::now();
+        for slot in slots.iter_mut() {
+            if slot.edited.is_some_and(|t| now >= t + EDIT_SETTLE) {
+                slot.edited = None;
+                let path = slot.config.source.clone();
+                if std::fs::metadata(&path).is_ok_and(|m| m.len() == 0) {
+                    tracing::warn!(template = %path.display(), "template file is empty; keeping the last good version");
+                    continue;
+                }
+                match Template::load(&path) {
+                    Ok(t) => {
+                        tracing::info!(template = %path.display(), "template changed; re-rendering");
+                        slot.template = t;
+                        slot.dirty = Some((now, now));
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "template edit does not parse; keeping the last good version")
+                    }
+                }
+            }
+        }
+        // Render what is due.
         for slot in slots.iter_mut() {
             let wait = slot.config.wait.unwrap_or(options.wait);
             let Some((first, last)) = slot.dirty else {
@@ -153,7 +196,16 @@ pub async fn run(
                 Ok(Rendered::Complete { text, deps }) => {
                     slot.deps = deps;
                     slot.blocked_reported.clear();
-                    deliver(&slot.config, &text, options.dry).await;
+                    if let Some((cmd, timeout, dest)) = deliver(&slot.config, &text, options.dry) {
+                        // Per template, one command at a time, in order; the loop goes on.
+                        let previous = slot.command.take();
+                        slot.command = Some(tokio::spawn(async move {
+                            if let Some(p) = previous {
+                                let _ = p.await;
+                            }
+                            run_command(cmd, timeout, dest).await;
+                        }));
+                    }
                 }
             }
         }
@@ -174,11 +226,14 @@ pub async fn run(
         // Sleep until the next render is due or something happens.
         let next_due = slots
             .iter()
-            .filter_map(|s| {
+            .flat_map(|s| {
                 let wait = s.config.wait.unwrap_or(options.wait);
-                s.dirty
-                    .map(|(first, last)| (last + wait.min).min(first + wait.max))
+                let render = s
+                    .dirty
+                    .map(|(first, last)| (last + wait.min).min(first + wait.max));
+                [render, s.edited.map(|t| t + EDIT_SETTLE)]
             })
+            .flatten()
             .min();
         let sleep = async {
             match next_due {
@@ -208,16 +263,9 @@ pub async fn run(
             }
             event = events.recv() => match event {
                 Some(Event::TemplateChanged(path)) => {
+                    let now = Instant::now();
                     for slot in slots.iter_mut().filter(|s| s.config.source == path) {
-                        match Template::load(&slot.config.source) {
-                            Ok(t) => {
-                                tracing::info!(template = %path.display(), "template changed; re-rendering");
-                                slot.template = t;
-                                let now = Instant::now();
-                                slot.dirty = Some((now, now));
-                            }
-                            Err(e) => tracing::error!(error = %e, "template edit does not parse; keeping the last good version"),
-                        }
+                        slot.edited = Some(now);
                     }
                 }
                 Some(Event::Reload) => break Exit::Reload,
@@ -227,6 +275,12 @@ pub async fn run(
     };
     for (_, h) in watches {
         h.abort();
+    }
+    // A command still running is stopped with us (its shell is killed when dropped).
+    for slot in &mut slots {
+        if let Some(c) = slot.command.take() {
+            c.abort();
+        }
     }
     Ok(exit)
 }
@@ -311,7 +365,9 @@ pub async fn once(
             }
         })
         .await?;
-        deliver(config, &text, options.dry).await;
+        if let Some((cmd, timeout, dest)) = deliver(config, &text, options.dry) {
+            run_command(cmd, timeout, dest).await;
+        }
     }
     Ok(())
 }

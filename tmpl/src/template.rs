@@ -466,7 +466,13 @@ impl Template {
         })();
         // Always release the data, so the engine can update it in place.
         let st = std::mem::take(&mut *lock(&self.state));
-        let text = result?;
+        let text = match result {
+            Ok(text) => text,
+            // A null from a not-yet-fetched function (e.g. `node().Node.Address`) fails the
+            // render; that is not an error until every dependency is there.
+            Err(_) if !st.missing.is_empty() => String::new(),
+            Err(e) => return Err(e),
+        };
         Ok(if st.missing.is_empty() && st.blocked.is_empty() {
             Rendered::Complete {
                 text,
