@@ -320,3 +320,26 @@ async fn sigterm_while_a_command_runs_stops_promptly() {
         w.log_text()
     );
 }
+
+/// A SIGHUP that finds a broken config file keeps the running configuration (and process).
+#[tokio::test]
+async fn sighup_with_a_broken_config_keeps_the_running_one() {
+    let c = Catalogd::start().await;
+    put_kv(&c, "r/v", "one").await;
+    let work = Work::new();
+    work.write("a.tmpl", "a={{ key(path=\"r/v\") }}\n");
+    let good = "wait = \"0s\"\n[[template]]\nsource = \"a.tmpl\"\ndestination = \"a.out\"\n";
+    let config = work.write("tmpl.toml", good);
+    let mut w = Watcher::start(&c.url, work.root(), &["--config", config.to_str().unwrap()]).await;
+    w.wait_file(&work, "a.out", "a=one\n").await;
+    work.write("tmpl.toml", "[[template]]\nsource = \"a.tmpl\"\n");
+    w.signal("-HUP");
+    w.wait_log(
+        "the new configuration is invalid; keeping the running one",
+        SOON,
+    )
+    .await;
+    w.assert_alive("after a SIGHUP with a broken config");
+    put_kv(&c, "r/v", "two").await;
+    w.wait_file(&work, "a.out", "a=two\n").await;
+}
