@@ -149,6 +149,9 @@ pub async fn run(
     let (tx, mut rx) = mpsc::unbounded_channel();
     let mut watches: HashMap<Dep, tokio::task::JoinHandle<()>> = HashMap::new();
     let mut data: Arc<Data> = Arc::new(Data::new());
+    // A counter per dependency, bumped on each change: renders copy only what changed.
+    let mut versions = crate::template::Versions::new();
+    let mut version = 0u64;
     let exit = loop {
         // Pick up template edits once the file has settled.
         let now = Instant::now();
@@ -182,7 +185,7 @@ pub async fn run(
                 continue;
             }
             slot.dirty = None;
-            match slot.template.render(&data) {
+            match slot.template.render_versioned(&data, &versions) {
                 Err(e) => tracing::error!(error = %e, "render failed; keeping the last output"),
                 Ok(Rendered::Incomplete { deps, blocked, .. }) => {
                     for key in &blocked {
@@ -256,6 +259,8 @@ pub async fn run(
                     }
                     // No render holds the data between renders, so this updates it in place.
                     Arc::make_mut(&mut data).insert(dep.clone(), value);
+                    version += 1;
+                    versions.insert(dep.clone(), version);
                     for slot in slots.iter_mut().filter(|s| s.deps.contains(&dep)) {
                         slot.dirty = Some(slot.dirty.map_or((now, now), |(first, _)| (first, now)));
                     }

@@ -308,7 +308,14 @@ pub struct Template {
     fast: Option<Tera>,
     /// Dependencies of the last general render (the fast path does not call `service()`).
     last_deps: Mutex<Option<BTreeSet<Dep>>>,
+    /// The service lists the fast path reads, kept between renders with the version each was
+    /// copied at, so a change copies only the lists that changed.
+    services: Mutex<(serde_json::Map<String, Value>, HashMap<String, u64>)>,
 }
+
+/// Per-dependency change counters kept by the caller (the watch engine); a dependency without
+/// one counts as changed.
+pub type Versions = HashMap<Dep, u64>;
 
 const NAME: &str = "template";
 /// Context variable holding every fetched `service(name)` list, by service name.
@@ -384,6 +391,7 @@ impl Template {
             hoisted,
             fast: indexed.then_some(fast),
             last_deps: Mutex::new(None),
+            services: Mutex::default(),
         })
     }
 
@@ -398,6 +406,15 @@ impl Template {
 
     /// Renders against `data`.
     pub fn render(&self, data: &Arc<Data>) -> Result<Rendered, TemplateError> {
+        self.render_versioned(data, &Versions::new())
+    }
+
+    /// Renders against `data`, reusing what did not change since the last render per `versions`.
+    pub fn render_versioned(
+        &self,
+        data: &Arc<Data>,
+        versions: &Versions,
+    ) -> Result<Rendered, TemplateError> {
         let error = |e: tera::Error| TemplateError {
             file: self.source.display().to_string(),
             message: describe(&e),
@@ -409,61 +426,96 @@ impl Template {
             .clone();
         if let (Some(fast), Some(previous)) = (&self.fast, previous) {
             // Every list the template read last time is fetched: try the by-reference path.
-            let services: serde_json::Map<String, Value> = data
-                .iter()
-                .filter_map(|(dep, v)| match (dep, v) {
-                    (
-                        Dep::Service {
-                            name,
-                            tag: None,
-                            passing: true,
-                        },
-                        Some(v),
-                    ) => Some((name.clone(), v.clone())),
-                    _ => None,
-                })
-                .collect();
-            if let Ok(Rendered::Complete { text, deps }) = self
-                .render_with(fast, data, Some(Value::Object(services)))
-                .map_err(error)
-            {
+            let mut guard = self.services.lock().unwrap_or_else(|p| p.into_inner());
+            let (lists, copied_at) = &mut *guard;
+            for (dep, v) in data.iter() {
+                if let (
+                    Dep::Service {
+                        name,
+                        tag: None,
+                        passing: true,
+                    },
+                    Some(v),
+                ) = (dep, v)
+                {
+                    let version = versions.get(dep);
+                    if version.is_none()
+                        || copied_at.get(name) != version
+                        || !lists.contains_key(name)
+                    {
+                        lists.insert(name.clone(), v.clone());
+                        match version {
+                            Some(ver) => copied_at.insert(name.clone(), *ver),
+                            None => copied_at.remove(name),
+                        };
+                    }
+                }
+            }
+            let services = Value::Object(std::mem::take(lists));
+            let (result, services) = self.render_with(fast, data, services);
+            if let Value::Object(back) = services {
+                *lists = back;
+            }
+            drop(guard);
+            if let Ok(Rendered::Complete { text, deps }) = result.map_err(error) {
                 let deps: BTreeSet<Dep> = deps.union(&previous).cloned().collect();
                 return Ok(Rendered::Complete { text, deps });
             }
             // A list it needs is not fetched yet (or anything else went wrong): the general
             // path below discovers what is missing.
         }
-        let rendered = self.render_with(&self.tera, data, None).map_err(error)?;
+        let (rendered, _) = self.render_with(&self.tera, data, Value::Null);
+        let rendered = rendered.map_err(error)?;
         // What it read (fetched or still missing) is what the fast path must keep depending on.
         let (Rendered::Complete { deps, .. } | Rendered::Incomplete { deps, .. }) = &rendered;
         *self.last_deps.lock().unwrap_or_else(|p| p.into_inner()) = Some(deps.clone());
         Ok(rendered)
     }
 
-    /// One render with `tera`, with the hoisted loop containers and `services` in the context.
+    /// One render with `tera`, with the hoisted loop containers and `services` (unless null) in
+    /// the context; hands `services` back so the caller keeps it for the next render.
     fn render_with(
         &self,
         tera: &Tera,
         data: &Arc<Data>,
-        services: Option<Value>,
-    ) -> tera::Result<Rendered> {
+        services: Value,
+    ) -> (tera::Result<Rendered>, Value) {
         *lock(&self.state) = RenderState {
             data: data.clone(),
             ..Default::default()
         };
-        let result = (|| {
-            let mut vars = serde_json::Map::new();
-            for h in &self.hoisted {
-                let f = self.functions.get(h.func.as_str()).ok_or_else(|| {
-                    tera::Error::msg(format!("function {} is not defined", h.func))
-                })?;
-                vars.insert(h.var.clone(), f(&h.args)?);
+        let mut vars = serde_json::Map::new();
+        let mut failed = None;
+        for h in &self.hoisted {
+            let value = self
+                .functions
+                .get(h.func.as_str())
+                .ok_or_else(|| tera::Error::msg(format!("function {} is not defined", h.func)))
+                .and_then(|f| f(&h.args));
+            match value {
+                Ok(v) => {
+                    vars.insert(h.var.clone(), v);
+                }
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
             }
-            if let Some(s) = services {
-                vars.insert(SERVICES_VAR.to_string(), s);
-            }
-            tera.render(NAME, &tera::Context::from_value(Value::Object(vars))?)
-        })();
+        }
+        let has_services = !services.is_null();
+        if has_services {
+            vars.insert(SERVICES_VAR.to_string(), services);
+        }
+        let (result, services) = match failed {
+            Some(e) => (Err(e), vars.remove(SERVICES_VAR).unwrap_or(Value::Null)),
+            None => match tera::Context::from_value(Value::Object(vars)) {
+                Ok(mut ctx) => {
+                    let out = tera.render(NAME, &ctx);
+                    (out, ctx.remove(SERVICES_VAR).unwrap_or(Value::Null))
+                }
+                Err(e) => (Err(e), Value::Null),
+            },
+        };
         // Always release the data, so the engine can update it in place.
         let st = std::mem::take(&mut *lock(&self.state));
         let text = match result {
@@ -471,9 +523,9 @@ impl Template {
             // A null from a not-yet-fetched function (e.g. `node().Node.Address`) fails the
             // render; that is not an error until every dependency is there.
             Err(_) if !st.missing.is_empty() => String::new(),
-            Err(e) => return Err(e),
+            Err(e) => return (Err(e), services),
         };
-        Ok(if st.missing.is_empty() && st.blocked.is_empty() {
+        let rendered = if st.missing.is_empty() && st.blocked.is_empty() {
             Rendered::Complete {
                 text,
                 deps: st.used,
@@ -484,7 +536,8 @@ impl Template {
                 blocked: st.blocked,
                 deps: st.used,
             }
-        })
+        };
+        (Ok(rendered), services)
     }
 }
 
