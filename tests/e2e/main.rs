@@ -31,6 +31,7 @@ mod healthcheck_file;
 mod healthcheck_http;
 mod healthcheck_run;
 mod healthcheck_tcp;
+mod lbconf_render;
 mod prometheus_metrics;
 mod tmpl_atomic;
 mod tmpl_command;

@@ -1,0 +1,231 @@
+//! The routing model: which services HAProxy serves and how, derived from the whole catalog.
+//! Everything that comes from `ServiceMeta` is validated here, so the renderer only ever sees
+//! safe identifiers, host names, paths and keywords: a hostile value is dropped (and logged),
+//! never copied into the config.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use cairn_wire::{CheckStatus, WholeCatalog};
+
+/// Balance algorithms accepted from `lb_balance`.
+const BALANCE: &[&str] = &[
+    "roundrobin",
+    "static-rr",
+    "leastconn",
+    "first",
+    "source",
+    "random",
+    "uri",
+];
+
+/// One routable instance.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Server {
+    pub addr: IpAddr,
+    pub port: u16,
+}
+
+/// How a service is exposed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Exposure {
+    /// Shared HTTP frontend, routed by Host (and path prefix).
+    Http {
+        hosts: Vec<String>,
+        path: Option<String>,
+    },
+    /// Its own TCP frontend.
+    Tcp { port: u16 },
+}
+
+/// A service HAProxy routes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// The catalog name, for humans (comments are written sanitised too).
+    pub service: String,
+    /// HAProxy identifier of its backend (unique, safe).
+    pub backend: String,
+    pub exposure: Exposure,
+    pub balance: String,
+    /// Passing instances, sorted.
+    pub servers: Vec<Server>,
+}
+
+/// Something in the catalog that could not be used, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    pub service: String,
+    pub reason: String,
+}
+
+/// Letters, digits, `-`, `_` and `.` only: safe anywhere an HAProxy identifier goes.
+pub fn identifier(raw: &str) -> String {
+    let s: String = raw
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if s.is_empty() { "_".into() } else { s }
+}
+
+/// A host name as `lb_vhost` may give it: labels of letters, digits and `-`, an optional
+/// leading `*.` wildcard; lowercase.
+pub fn host(raw: &str) -> Option<String> {
+    let h = raw.trim().to_ascii_lowercase();
+    let body = h.strip_prefix("*.").unwrap_or(&h);
+    let ok = !body.is_empty()
+        && h.len() <= 253
+        && body.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        });
+    ok.then_some(h)
+}
+
+/// A path prefix: starts with `/`, only URL-safe characters, no spaces or quotes.
+pub fn path(raw: &str) -> Option<String> {
+    let p = raw.trim();
+    let ok = p.starts_with('/')
+        && p.len() <= 1024
+        && p.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/-._~%!$&'()*+,;=:@".contains(c) && c != '\'');
+    ok.then(|| p.to_string())
+}
+
+/// Builds the routes from the catalog; services without `lb_*` meta are not routed.
+pub fn routes(catalog: &WholeCatalog) -> (Vec<Route>, Vec<Rejected>) {
+    // Group instances by service name; meta is read from the instances (the first valid wins).
+    let mut by_name: BTreeMap<&str, Vec<&cairn_wire::ServiceEntry>> = BTreeMap::new();
+    for e in &catalog.services {
+        by_name
+            .entry(e.service.service.as_str())
+            .or_default()
+            .push(e);
+    }
+    let mut routes = Vec::new();
+    let mut rejected = Vec::new();
+    let mut used_ids: BTreeMap<String, usize> = BTreeMap::new();
+    for (name, entries) in by_name {
+        let meta = &entries[0].service.meta;
+        let reject = |reason: String| Rejected {
+            service: name.to_string(),
+            reason,
+        };
+        let mode = meta.get("lb_mode").map(|m| m.trim().to_ascii_lowercase());
+        let exposure = match mode.as_deref() {
+            Some("tcp") => match meta
+                .get("lb_port")
+                .and_then(|p| p.trim().parse::<u16>().ok())
+                .filter(|p| *p > 0)
+            {
+                Some(port) => Exposure::Tcp { port },
+                None => {
+                    rejected.push(reject("lb_mode tcp needs lb_port (1-65535)".into()));
+                    continue;
+                }
+            },
+            Some("http") | None => {
+                let Some(vhosts) = meta.get("lb_vhost") else {
+                    if mode.is_some() {
+                        rejected.push(reject("lb_mode http needs lb_vhost".into()));
+                    }
+                    continue;
+                };
+                let mut hosts = Vec::new();
+                for raw in vhosts.split(',').filter(|h| !h.trim().is_empty()) {
+                    match host(raw) {
+                        Some(h) => hosts.push(h),
+                        None => rejected.push(reject(format!(
+                            "lb_vhost {raw:?} is not a host name; ignored"
+                        ))),
+                    }
+                }
+                if hosts.is_empty() {
+                    continue;
+                }
+                let p = match meta.get("lb_path") {
+                    None => None,
+                    Some(raw) => match path(raw) {
+                        Some(p) => Some(p),
+                        None => {
+                            rejected.push(reject(format!(
+                                "lb_path {raw:?} is not a path prefix; service not routed"
+                            )));
+                            continue;
+                        }
+                    },
+                };
+                Exposure::Http { hosts, path: p }
+            }
+            Some(other) => {
+                rejected.push(reject(format!("lb_mode {other:?} is neither http nor tcp")));
+                continue;
+            }
+        };
+        let balance = match meta
+            .get("lb_balance")
+            .map(|b| b.trim().to_ascii_lowercase())
+        {
+            None => "roundrobin".to_string(),
+            Some(b) if BALANCE.contains(&b.as_str()) => b,
+            Some(b) => {
+                rejected.push(reject(format!(
+                    "lb_balance {b:?} is not one of {}; using roundrobin",
+                    BALANCE.join(", ")
+                )));
+                "roundrobin".to_string()
+            }
+        };
+        let mut servers: Vec<Server> = entries
+            .iter()
+            .filter(|e| e.status() == CheckStatus::Passing)
+            .filter_map(|e| {
+                Some(Server {
+                    addr: e.address().parse().ok()?,
+                    port: e.service.port,
+                })
+            })
+            .filter(|s| s.port > 0)
+            .collect();
+        servers.sort();
+        servers.dedup();
+        let base = format!("be_{}", identifier(name));
+        let n = used_ids.entry(base.clone()).or_default();
+        *n += 1;
+        let backend = if *n == 1 { base } else { format!("{base}_{n}") };
+        routes.push(Route {
+            service: name.to_string(),
+            backend,
+            exposure,
+            balance,
+            servers,
+        });
+    }
+    (routes, rejected)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostile_values_are_refused() {
+        assert_eq!(host("Web.Example.com"), Some("web.example.com".into()));
+        assert_eq!(host("*.example.com"), Some("*.example.com".into()));
+        assert_eq!(host("evil.com\n    server x 1.2.3.4:80"), None);
+        assert_eq!(host("a b"), None);
+        assert_eq!(host("a\"b"), None);
+        assert_eq!(path("/api/v1"), Some("/api/v1".into()));
+        assert_eq!(path("/api v1"), None);
+        assert_eq!(path("api"), None);
+        assert_eq!(path("/a'b"), None);
+        assert_eq!(path("/a\nb"), None);
+        assert_eq!(identifier("shop/web prod\n"), "shop_web_prod_");
+    }
+}
