@@ -23,10 +23,31 @@ pub struct Cli {
 pub enum Command {
     /// Print a complete haproxy.cfg for the current catalog
     Render(RenderArgs),
+    /// Keep a running HAProxy in step with the catalog
+    Watch(WatchArgs),
 }
 
 #[derive(clap::Args, Debug)]
-pub struct RenderArgs {
+pub struct WatchArgs {
+    /// The haproxy.cfg to maintain
+    #[arg(long)]
+    pub out: std::path::PathBuf,
+    /// HAProxy's runtime API socket: instance changes go through it without a reload
+    #[arg(long)]
+    pub haproxy_socket: Option<std::path::PathBuf>,
+    /// Command that makes HAProxy load the new config (e.g. `kill -USR2 $(cat haproxy.pid)`)
+    #[arg(long)]
+    pub reload_cmd: Option<String>,
+    /// HAProxy binary used to validate configs (`haproxy -c`)
+    #[arg(long, default_value = "haproxy")]
+    pub haproxy: String,
+    #[command(flatten)]
+    pub layout: Layout,
+}
+
+/// How the config is laid out (shared by render and watch).
+#[derive(clap::Args, Debug, Clone)]
+pub struct Layout {
     /// Address the frontends bind to
     #[arg(long, default_value = "0.0.0.0")]
     pub bind: IpAddr,
@@ -36,40 +57,87 @@ pub struct RenderArgs {
     /// Free server slots per backend, for instance changes without a reload
     #[arg(long, default_value_t = 8)]
     pub spare_slots: usize,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RenderArgs {
+    #[command(flatten)]
+    pub layout: Layout,
     /// Add a runtime API socket at this path
     #[arg(long)]
     pub haproxy_socket: Option<String>,
 }
 
+fn settings(layout: &Layout, stats_socket: Option<String>) -> crate::render::Settings {
+    crate::render::Settings {
+        bind: layout.bind,
+        http_port: layout.http_port,
+        spare_slots: layout.spare_slots,
+        stats_socket,
+    }
+}
+
 pub fn run(cli: Cli) -> ExitCode {
     cairn_cli::init_logging(&cli.log);
     let result = (|| -> anyhow::Result<()> {
-        let Command::Render(args) = cli.command;
-        if let Some(sock) = &args.haproxy_socket
-            && sock.contains(|c: char| c.is_whitespace() || c == '"' || c == '\'')
-        {
-            anyhow::bail!("--haproxy-socket {sock:?}: the path must not contain spaces or quotes");
-        }
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .context("starting the runtime")?;
         let client = cairn_client::CatalogClient::new(&cli.catalog.url(), cli.catalog.token())
             .context("--catalog")?;
-        let (catalog, _) = rt
-            .block_on(client.whole_catalog(&Default::default()))
-            .context("reading the catalog")?;
-        let (routes, rejected) = crate::model::routes(&catalog);
-        for r in rejected {
-            tracing::warn!(service = ?r.service, reason = %r.reason, "not routed as asked");
+        let safe = |p: &str| !p.contains(|c: char| c.is_whitespace() || c == '"' || c == '\'');
+        match cli.command {
+            Command::Render(args) => {
+                if let Some(sock) = &args.haproxy_socket
+                    && !safe(sock)
+                {
+                    anyhow::bail!(
+                        "--haproxy-socket {sock:?}: the path must not contain spaces or quotes"
+                    );
+                }
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .context("starting the runtime")?;
+                let (catalog, _) = rt
+                    .block_on(client.whole_catalog(&Default::default()))
+                    .context("reading the catalog")?;
+                let (routes, rejected) = crate::model::routes(&catalog);
+                for r in rejected {
+                    tracing::warn!(service = ?r.service, reason = %r.reason, "not routed as asked");
+                }
+                print!(
+                    "{}",
+                    crate::render::config(&routes, &settings(&args.layout, args.haproxy_socket))
+                );
+            }
+            Command::Watch(args) => {
+                let socket = args
+                    .haproxy_socket
+                    .as_ref()
+                    .map(|p| p.display().to_string());
+                if let Some(sock) = &socket
+                    && !safe(sock)
+                {
+                    anyhow::bail!(
+                        "--haproxy-socket {sock:?}: the path must not contain spaces or quotes"
+                    );
+                }
+                let options = crate::watch::Options {
+                    out: args.out,
+                    socket: args.haproxy_socket,
+                    reload_cmd: args.reload_cmd,
+                    haproxy: args.haproxy,
+                    settings: settings(&args.layout, socket),
+                };
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .enable_all()
+                    .build()
+                    .context("starting the runtime")?;
+                rt.block_on(crate::watch::run(
+                    client,
+                    options,
+                    cairn_cli::shutdown_signal(),
+                ));
+            }
         }
-        let settings = crate::render::Settings {
-            bind: args.bind,
-            http_port: args.http_port,
-            spare_slots: args.spare_slots,
-            stats_socket: args.haproxy_socket,
-        };
-        print!("{}", crate::render::config(&routes, &settings));
         Ok(())
     })();
     match result {

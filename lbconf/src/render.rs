@@ -9,6 +9,74 @@ use std::net::IpAddr;
 
 use crate::model::{Exposure, Route, Server};
 
+/// Which instance sits in which server slot of each backend (None = a parked spare slot).
+pub type Assignment = BTreeMap<String, Vec<Option<Server>>>;
+
+/// A fresh assignment: instances in order, then spare slots.
+pub fn fresh_assignment(routes: &[Route], spare: usize) -> Assignment {
+    routes
+        .iter()
+        .map(|r| {
+            let mut slots: Vec<Option<Server>> = r.servers.iter().cloned().map(Some).collect();
+            slots.resize(self::slots(r.servers.len(), spare), None);
+            (r.backend.clone(), slots)
+        })
+        .collect()
+}
+
+/// Fits `routes`' instances into the slots of `current`, moving as little as possible: kept
+/// instances stay in their slots, gone ones free theirs, new ones take free slots. None when a
+/// backend is missing or has too few slots (a reload is needed).
+pub fn reassign(current: &Assignment, routes: &[Route]) -> Option<Assignment> {
+    let mut next = Assignment::new();
+    for r in routes {
+        let mut slots = current.get(&r.backend)?.clone();
+        for slot in slots.iter_mut() {
+            if slot.as_ref().is_some_and(|s| !r.servers.contains(s)) {
+                *slot = None;
+            }
+        }
+        for s in &r.servers {
+            if !slots.iter().any(|x| x.as_ref() == Some(s)) {
+                let free = slots.iter_mut().find(|x| x.is_none())?;
+                *free = Some(s.clone());
+            }
+        }
+        next.insert(r.backend.clone(), slots);
+    }
+    Some(next)
+}
+
+/// The runtime API commands that turn `from` into `to` (same backends and slot counts).
+pub fn runtime_commands(from: &Assignment, to: &Assignment) -> Vec<String> {
+    let mut cmds = Vec::new();
+    for (backend, slots) in to {
+        let Some(old) = from.get(backend) else {
+            continue;
+        };
+        for (i, (was, now)) in old.iter().zip(slots).enumerate() {
+            if was == now {
+                continue;
+            }
+            let server = format!("{backend}/s{}", i + 1);
+            match now {
+                Some(s) => {
+                    cmds.push(format!(
+                        "set server {server} addr {} port {}",
+                        s.addr, s.port
+                    ));
+                    cmds.push(format!("set server {server} state ready"));
+                }
+                None => {
+                    cmds.push(format!("set server {server} state maint"));
+                    cmds.push(format!("set server {server} addr 127.0.0.1 port 1"));
+                }
+            }
+        }
+    }
+    cmds
+}
+
 /// Rendering settings.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -41,8 +109,17 @@ pub fn slots(n: usize, spare: usize) -> usize {
     (n + spare).max(1)
 }
 
-/// Renders the whole configuration.
+/// Renders the whole configuration with a fresh slot assignment.
 pub fn config(routes: &[Route], settings: &Settings) -> String {
+    config_with(
+        routes,
+        settings,
+        &fresh_assignment(routes, settings.spare_slots),
+    )
+}
+
+/// Renders the whole configuration with the given slot assignment.
+pub fn config_with(routes: &[Route], settings: &Settings, assignment: &Assignment) -> String {
     let mut out = String::new();
     let w = &mut out;
     let _ = writeln!(
@@ -146,9 +223,14 @@ pub fn config(routes: &[Route], settings: &Settings) -> String {
         let _ = writeln!(w, "    # service {}", crate::model::identifier(&r.service));
         let _ = writeln!(w, "    mode {mode}");
         let _ = writeln!(w, "    balance {}", r.balance);
-        let total = slots(r.servers.len(), settings.spare_slots);
-        for i in 0..total {
-            match r.servers.get(i) {
+        let fallback = Vec::new();
+        for (i, slot) in assignment
+            .get(&r.backend)
+            .unwrap_or(&fallback)
+            .iter()
+            .enumerate()
+        {
+            match slot {
                 Some(s) => {
                     let _ = writeln!(w, "    server s{} {}", i + 1, endpoint(s));
                 }
@@ -160,4 +242,72 @@ pub fn config(routes: &[Route], settings: &Settings) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(backend: &str, ports: &[u16]) -> Route {
+        Route {
+            service: backend.into(),
+            backend: backend.into(),
+            exposure: Exposure::Http {
+                hosts: vec!["a.test".into()],
+                path: None,
+            },
+            balance: "roundrobin".into(),
+            servers: ports
+                .iter()
+                .map(|p| Server {
+                    addr: "127.0.0.1".parse().unwrap(),
+                    port: *p,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn instance_churn_reuses_slots_and_needs_no_reload_until_they_run_out() {
+        let a = fresh_assignment(&[route("be", &[1, 2])], 2);
+        assert_eq!(a["be"].len(), 4);
+        let b = reassign(&a, &[route("be", &[2, 3])]).unwrap();
+        assert_eq!(
+            b["be"][1].as_ref().unwrap().port,
+            2,
+            "a kept instance keeps its slot"
+        );
+        assert_eq!(
+            b["be"][0].as_ref().unwrap().port,
+            3,
+            "the freed slot is reused"
+        );
+        let cmds = runtime_commands(&a, &b);
+        assert_eq!(
+            cmds,
+            vec![
+                "set server be/s1 addr 127.0.0.1 port 3",
+                "set server be/s1 state ready"
+            ]
+        );
+        assert!(
+            reassign(&b, &[route("be", &[1, 2, 3, 4, 5])]).is_none(),
+            "five instances do not fit four slots"
+        );
+        assert!(
+            reassign(&b, &[route("other", &[1])]).is_none(),
+            "a new backend needs a reload"
+        );
+        let text = config_with(
+            &[route("be", &[2, 3])],
+            &Settings {
+                bind: "127.0.0.1".parse().unwrap(),
+                http_port: 80,
+                spare_slots: 2,
+                stats_socket: None,
+            },
+            &b,
+        );
+        assert!(text.contains("server s1 127.0.0.1:3\n    server s2 127.0.0.1:2\n    server s3 127.0.0.1:1 disabled"), "{text}");
+    }
 }

@@ -32,6 +32,7 @@ mod healthcheck_http;
 mod healthcheck_run;
 mod healthcheck_tcp;
 mod lbconf_render;
+mod lbconf_watch;
 mod prometheus_metrics;
 mod tmpl_atomic;
 mod tmpl_command;

@@ -1,0 +1,218 @@
+//! `lbconf watch`: keeps a running HAProxy in step with the catalog through one whole-catalog
+//! watch. Instance changes that fit the existing server slots go through the runtime API (no
+//! reload, no dropped connection); structural changes (a new service or host, slots exhausted)
+//! write a new config, validated by `haproxy -c` first, and run the reload command. An invalid
+//! config is reported and the running one kept; later valid changes still apply.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use cairn_client::{CatalogClient, Watch, WatchConfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::model::{Exposure, Route};
+use crate::render::{self, Assignment, Settings};
+
+/// Settings of `lbconf watch`.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub out: PathBuf,
+    pub socket: Option<PathBuf>,
+    pub reload_cmd: Option<String>,
+    pub haproxy: String,
+    pub settings: Settings,
+}
+
+/// What HAProxy runs now.
+struct Applied {
+    /// Routes without their servers: a change here needs a reload.
+    structure: Vec<(String, String, Exposure, String)>,
+    assignment: Assignment,
+}
+
+fn structure(routes: &[Route]) -> Vec<(String, String, Exposure, String)> {
+    routes
+        .iter()
+        .map(|r| {
+            (
+                r.backend.clone(),
+                r.service.clone(),
+                r.exposure.clone(),
+                r.balance.clone(),
+            )
+        })
+        .collect()
+}
+
+/// Sends one runtime API command; HAProxy answers nothing on success.
+async fn runtime(socket: &Path, command: &str) -> Result<(), String> {
+    let mut s = tokio::net::UnixStream::connect(socket)
+        .await
+        .map_err(|e| format!("{}: {e}", socket.display()))?;
+    s.write_all(format!("{command}\n").as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut reply = String::new();
+    s.read_to_string(&mut reply)
+        .await
+        .map_err(|e| e.to_string())?;
+    let reply = reply.trim();
+    if reply.is_empty() || reply.starts_with("IP changed") || reply.contains("no need to change") {
+        Ok(())
+    } else {
+        Err(format!("{command}: {reply}"))
+    }
+}
+
+/// Writes `text` to `path` atomically.
+fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.lbconf-{}",
+        path.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default(),
+        std::process::id()
+    ));
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// `haproxy -c` on a candidate config; Err carries HAProxy's complaint.
+async fn validate(haproxy: &str, text: &str, next_to: &Path) -> Result<(), String> {
+    let dir = next_to
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let candidate = dir.join(format!(".lbconf-candidate-{}.cfg", std::process::id()));
+    std::fs::write(&candidate, text).map_err(|e| format!("{}: {e}", candidate.display()))?;
+    let out = tokio::process::Command::new(haproxy)
+        .arg("-c")
+        .arg("-q")
+        .arg("-f")
+        .arg(&candidate)
+        .output()
+        .await;
+    let _ = std::fs::remove_file(&candidate);
+    let out = out.map_err(|e| format!("running {haproxy} -c: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        let mut msg = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        if msg.is_empty() {
+            msg = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        }
+        Err(msg.replace('\n', " | "))
+    }
+}
+
+/// Applies one catalog state; returns what runs afterwards.
+async fn apply(options: &Options, routes: &[Route], current: Option<Applied>) -> Option<Applied> {
+    let wanted = structure(routes);
+    if let (Some(cur), Some(socket)) = (&current, &options.socket)
+        && cur.structure == wanted
+        && let Some(next) = render::reassign(&cur.assignment, routes)
+    {
+        let commands = render::runtime_commands(&cur.assignment, &next);
+        if commands.is_empty() {
+            return current;
+        }
+        let mut failed = None;
+        for c in &commands {
+            if let Err(e) = runtime(socket, c).await {
+                failed = Some(e);
+                break;
+            }
+        }
+        match failed {
+            None => {
+                // Keep the file in step, so a later restart starts from the same state.
+                let text = render::config_with(routes, &options.settings, &next);
+                if let Err(e) = write_atomic(&options.out, &text) {
+                    tracing::error!(error = %e, "cannot write the config after a runtime update");
+                }
+                tracing::info!(
+                    commands = commands.len(),
+                    "instances updated through the runtime API (no reload)"
+                );
+                return Some(Applied {
+                    structure: wanted,
+                    assignment: next,
+                });
+            }
+            Some(e) => tracing::warn!(error = %e, "runtime update failed; reloading instead"),
+        }
+    }
+    let assignment = render::fresh_assignment(routes, options.settings.spare_slots);
+    let text = render::config_with(routes, &options.settings, &assignment);
+    if let Err(why) = validate(&options.haproxy, &text, &options.out).await {
+        tracing::error!(error = %why, "new config rejected by haproxy -c; the running config stays");
+        return current;
+    }
+    if let Err(e) = write_atomic(&options.out, &text) {
+        tracing::error!(error = %e, "cannot write the config; the running config stays");
+        return current;
+    }
+    match &options.reload_cmd {
+        Some(cmd) => {
+            let status = tokio::process::Command::new("sh")
+                .arg("-c")
+                .arg(cmd)
+                .status()
+                .await;
+            match status {
+                Ok(s) if s.success() => {
+                    tracing::info!(out = %options.out.display(), "config written; HAProxy reloaded")
+                }
+                Ok(s) => tracing::error!(status = %s, "reload command failed"),
+                Err(e) => tracing::error!(error = %e, "cannot run the reload command"),
+            }
+        }
+        None => tracing::info!(out = %options.out.display(), "config written"),
+    }
+    Some(Applied {
+        structure: wanted,
+        assignment,
+    })
+}
+
+/// Runs until `shutdown` resolves.
+pub async fn run(
+    client: CatalogClient,
+    options: Options,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let config = WatchConfig {
+        backoff_max: Duration::from_secs(2),
+        ..WatchConfig::default()
+    };
+    let mut watch = Watch::whole_catalog(client).with_config(config);
+    let mut current: Option<Applied> = None;
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            next = watch.next() => match next {
+                Ok(catalog) => {
+                    let (routes, rejected) = crate::model::routes(&catalog);
+                    for r in rejected {
+                        tracing::warn!(service = ?r.service, reason = %r.reason, "not routed as asked");
+                    }
+                    current = apply(&options, &routes, current.take()).await;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "catalog read failed; HAProxy keeps its config");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            },
+        }
+    }
+    tracing::info!("lbconf stopped");
+}

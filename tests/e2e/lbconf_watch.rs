@@ -1,0 +1,244 @@
+//! `lbconf watch` driving a real HAProxy (master-worker, runtime API socket) from a real
+//! catalogd, with real HTTP backends: instance churn goes through the runtime API with no
+//! reload, a new service reloads, a rejected config keeps the running one and later changes
+//! still apply.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cairn_tests::{Catalogd, bin, free_port};
+use serde_json::json;
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A Python HTTP server answering `/` with `name`.
+fn backend(dir: &Path, name: &str) -> (Proc, u16) {
+    let root = dir.join(name);
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("index.html"), name).unwrap();
+    let port = free_port();
+    let child = Command::new("python3")
+        .args([
+            "-m",
+            "http.server",
+            "--bind",
+            "127.0.0.1",
+            &port.to_string(),
+        ])
+        .current_dir(&root)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3");
+    (Proc(child), port)
+}
+
+async fn get(port: u16, host: &str) -> Option<String> {
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(3))
+        .build()
+        .ok()?;
+    let r = client
+        .get(format!("http://127.0.0.1:{port}/"))
+        .header("Host", host)
+        .send()
+        .await
+        .ok()?;
+    if r.status().as_u16() != 200 {
+        return Some(format!("status {}", r.status().as_u16()));
+    }
+    r.text().await.ok()
+}
+
+/// The set of bodies seen over `n` requests.
+async fn seen(port: u16, host: &str, n: usize) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    for _ in 0..n {
+        out.insert(get(port, host).await.unwrap_or_else(|| "no answer".into()));
+    }
+    out
+}
+
+async fn eventually(what: &str, log: &Path, mut ok: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !ok().await {
+        assert!(
+            Instant::now() < deadline,
+            "{what} never happened; lbconf log:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn count(path: &Path, needle: &str) -> usize {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .matches(needle)
+        .count()
+}
+
+#[tokio::test]
+async fn runtime_updates_without_reload_and_reloads_when_needed() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (_a, port_a) = backend(d, "A");
+    let (_b, port_b) = backend(d, "B");
+    let (_c, port_c) = backend(d, "C");
+    let c = Catalogd::start().await;
+    let reg = |node: &str, svc: &str, port: u16, host: &str| {
+        json!({"Node": node, "Address": "127.0.0.1",
+               "Service": {"ID": node, "Service": svc, "Port": port, "Meta": {"lb_vhost": host}}})
+    };
+    c.http
+        .put_json("/v1/catalog/register", &reg("a", "web", port_a, "web.test"))
+        .await;
+
+    // A validator that is the real `haproxy -c`, except that it refuses any config routing
+    // bad.test: how the test makes lbconf meet a config HAProxy rejects.
+    let validator = d.join("haproxy-check");
+    std::fs::write(
+        &validator,
+        "#!/bin/sh\nfor f; do :; done\nif grep -q bad.test \"$f\"; then echo \"[ALERT] bad.test refused\" >&2; exit 1; fi\nexec haproxy \"$@\"\n",
+    )
+    .unwrap();
+    Command::new("chmod")
+        .arg("+x")
+        .arg(&validator)
+        .status()
+        .unwrap();
+
+    let http_port = free_port();
+    let cfg = d.join("haproxy.cfg");
+    let sock = d.join("admin.sock");
+    let pidfile = d.join("haproxy.pid");
+    let lb_log = d.join("lbconf.log");
+    let _lbconf = Proc(
+        Command::new(bin("lbconf"))
+            .arg("watch")
+            .arg("--out")
+            .arg(&cfg)
+            .arg("--haproxy-socket")
+            .arg(&sock)
+            .arg("--reload-cmd")
+            .arg(format!(
+                "test -f {p} && kill -USR2 $(cat {p})",
+                p = pidfile.display()
+            ))
+            .arg("--haproxy")
+            .arg(&validator)
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--http-port",
+                &http_port.to_string(),
+                "--spare-slots",
+                "2",
+            ])
+            .env("CAIRN_CATALOG", &c.url)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&lb_log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    eventually("the first config", &lb_log, async || cfg.exists()).await;
+    let hap_log = d.join("haproxy.log");
+    let haproxy = Proc(
+        Command::new("haproxy")
+            .args(["-W", "-db", "-f"])
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&hap_log).unwrap())
+            .spawn()
+            .expect("haproxy is not installed: run scripts/test"),
+    );
+    std::fs::write(&pidfile, haproxy.0.id().to_string()).unwrap();
+    eventually("web.test served by A", &lb_log, async || {
+        get(http_port, "web.test").await.as_deref() == Some("A")
+    })
+    .await;
+    let reloads = || count(&hap_log, "Reloading HAProxy");
+    assert_eq!(reloads(), 0);
+
+    // Instance churn: B joins, A leaves, A returns: all through the runtime API, no reload.
+    c.http
+        .put_json("/v1/catalog/register", &reg("b", "web", port_b, "web.test"))
+        .await;
+    eventually("A and B both served", &lb_log, async || {
+        seen(http_port, "web.test", 8).await == ["A".to_string(), "B".to_string()].into()
+    })
+    .await;
+    c.http
+        .put_json("/v1/catalog/deregister", &json!({"Node": "a"}))
+        .await;
+    eventually("only B served", &lb_log, async || {
+        seen(http_port, "web.test", 6).await == ["B".to_string()].into()
+    })
+    .await;
+    c.http
+        .put_json("/v1/catalog/register", &reg("a", "web", port_a, "web.test"))
+        .await;
+    eventually("A back", &lb_log, async || {
+        seen(http_port, "web.test", 8).await.contains("A")
+    })
+    .await;
+    assert_eq!(reloads(), 0, "instance changes must not reload HAProxy");
+    assert!(
+        count(&lb_log, "no reload") >= 3,
+        "{}",
+        std::fs::read_to_string(&lb_log).unwrap()
+    );
+
+    // A new service is a structural change: config rewritten, validated, HAProxy reloaded.
+    c.http
+        .put_json("/v1/catalog/register", &reg("c", "api", port_c, "api.test"))
+        .await;
+    eventually("api.test served by C", &lb_log, async || {
+        get(http_port, "api.test").await.as_deref() == Some("C")
+    })
+    .await;
+    assert!(reloads() >= 1, "a new service reloads HAProxy");
+    assert!(
+        seen(http_port, "web.test", 8).await.contains("B"),
+        "web keeps both instances"
+    );
+
+    // A config the validator refuses: reported, the running config stays...
+    let before = std::fs::read_to_string(&cfg).unwrap();
+    c.http
+        .put_json("/v1/catalog/register", &reg("x", "bad", port_c, "bad.test"))
+        .await;
+    eventually("the rejection logged", &lb_log, async || {
+        count(&lb_log, "rejected by haproxy -c") >= 1
+    })
+    .await;
+    assert_eq!(
+        std::fs::read_to_string(&cfg).unwrap(),
+        before,
+        "a rejected config never replaces the running one"
+    );
+    assert_eq!(get(http_port, "api.test").await.as_deref(), Some("C"));
+    // ...and once the bad service is gone, later valid changes apply again.
+    c.http
+        .put_json("/v1/catalog/deregister", &json!({"Node": "x"}))
+        .await;
+    c.http
+        .put_json(
+            "/v1/catalog/register",
+            &reg("c2", "shop", port_c, "shop.test"),
+        )
+        .await;
+    eventually("shop.test served", &lb_log, async || {
+        get(http_port, "shop.test").await.as_deref() == Some("C")
+    })
+    .await;
+}
