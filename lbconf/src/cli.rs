@@ -57,6 +57,11 @@ pub struct Layout {
     /// Free server slots per backend, for instance changes without a reload
     #[arg(long, default_value_t = 8)]
     pub spare_slots: usize,
+    /// Your Tera template for the global/defaults sections (rendered with section="global",
+    /// stats_socket, bind, http_port) and extra backend lines (section="backend", backend,
+    /// service, mode, meta)
+    #[arg(long)]
+    pub template: Option<std::path::PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -68,13 +73,36 @@ pub struct RenderArgs {
     pub haproxy_socket: Option<String>,
 }
 
-fn settings(layout: &Layout, stats_socket: Option<String>) -> crate::render::Settings {
-    crate::render::Settings {
+fn settings(
+    layout: &Layout,
+    stats_socket: Option<String>,
+) -> anyhow::Result<crate::render::Settings> {
+    let template = match &layout.template {
+        None => None,
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("--template {}", path.display()))?;
+            let mut t = tera::Tera::default();
+            t.add_raw_template(crate::render::TEMPLATE, &text)
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "--template {}: {e}: {}",
+                        path.display(),
+                        std::error::Error::source(&e)
+                            .map(ToString::to_string)
+                            .unwrap_or_default()
+                    )
+                })?;
+            Some(std::sync::Arc::new(t))
+        }
+    };
+    Ok(crate::render::Settings {
         bind: layout.bind,
         http_port: layout.http_port,
         spare_slots: layout.spare_slots,
         stats_socket,
-    }
+        template,
+    })
 }
 
 pub fn run(cli: Cli) -> ExitCode {
@@ -103,10 +131,10 @@ pub fn run(cli: Cli) -> ExitCode {
                 for r in rejected {
                     tracing::warn!(service = ?r.service, reason = %r.reason, "not routed as asked");
                 }
-                print!(
-                    "{}",
-                    crate::render::config(&routes, &settings(&args.layout, args.haproxy_socket))
-                );
+                let text =
+                    crate::render::config(&routes, &settings(&args.layout, args.haproxy_socket)?)
+                        .map_err(|e| anyhow::anyhow!(e))?;
+                print!("{text}");
             }
             Command::Watch(args) => {
                 let socket = args
@@ -125,7 +153,7 @@ pub fn run(cli: Cli) -> ExitCode {
                     socket: args.haproxy_socket,
                     reload_cmd: args.reload_cmd,
                     haproxy: args.haproxy,
-                    settings: settings(&args.layout, socket),
+                    settings: settings(&args.layout, socket)?,
                 };
                 let rt = tokio::runtime::Builder::new_multi_thread()
                     .enable_all()

@@ -49,6 +49,9 @@ pub struct Route {
     pub balance: String,
     /// Passing instances, sorted.
     pub servers: Vec<Server>,
+    /// The service's meta with only values safe to place in a config line (no control
+    /// characters or quotes), for operators' templates.
+    pub meta: BTreeMap<String, String>,
 }
 
 /// Something in the catalog that could not be used, and why.
@@ -199,12 +202,23 @@ pub fn routes(catalog: &WholeCatalog) -> (Vec<Route>, Vec<Rejected>) {
         let n = used_ids.entry(base.clone()).or_default();
         *n += 1;
         let backend = if *n == 1 { base } else { format!("{base}_{n}") };
+        // Only values safe on a config line reach operators' templates.
+        let safe = |x: &str| {
+            !x.chars()
+                .any(|c| c.is_control() || matches!(c, '"' | '\'' | '\\'))
+        };
+        let meta = meta
+            .iter()
+            .filter(|(k, v)| safe(k) && safe(v))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         routes.push(Route {
             service: name.to_string(),
             backend,
             exposure,
             balance,
             servers,
+            meta,
         });
     }
     (routes, rejected)

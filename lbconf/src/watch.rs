@@ -134,9 +134,15 @@ async fn apply(options: &Options, routes: &[Route], current: Option<Applied>) ->
         match failed {
             None => {
                 // Keep the file in step, so a later restart starts from the same state.
-                let text = render::config_with(routes, &options.settings, &next);
-                if let Err(e) = write_atomic(&options.out, &text) {
-                    tracing::error!(error = %e, "cannot write the config after a runtime update");
+                match render::config_with(routes, &options.settings, &next) {
+                    Ok(text) => {
+                        if let Err(e) = write_atomic(&options.out, &text) {
+                            tracing::error!(error = %e, "cannot write the config after a runtime update");
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot render the config after a runtime update")
+                    }
                 }
                 tracing::info!(
                     commands = commands.len(),
@@ -151,7 +157,13 @@ async fn apply(options: &Options, routes: &[Route], current: Option<Applied>) ->
         }
     }
     let assignment = render::fresh_assignment(routes, options.settings.spare_slots);
-    let text = render::config_with(routes, &options.settings, &assignment);
+    let text = match render::config_with(routes, &options.settings, &assignment) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot render the config; the running config stays");
+            return current;
+        }
+    };
     if let Err(why) = validate(&options.haproxy, &text, &options.out).await {
         tracing::error!(error = %why, "new config rejected by haproxy -c; the running config stays");
         return current;

@@ -244,3 +244,88 @@ async fn haproxy_routes_what_lbconf_renders() {
         Some(503)
     );
 }
+
+/// `--template`: operators' own global/defaults and per-backend lines; unsafe meta never reaches it.
+#[tokio::test]
+async fn operators_template_shapes_global_and_backends() {
+    let c = Catalogd::start().await;
+    let body = json!({"Node": "n1", "Address": "127.0.0.1",
+        "Service": {"ID": "web-1", "Service": "web", "Port": 8080,
+                    "Meta": {"lb_vhost": "web.test", "team": "shop", "note": "x\n    bind :1"}}});
+    assert_eq!(
+        c.http.put_json("/v1/catalog/register", &body).await.status,
+        200
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let template = dir.path().join("lb.tera");
+    std::fs::write(
+        &template,
+        "{% if section == \"global\" %}global\n    maxconn 1000\n\ndefaults\n    mode http\n    timeout connect 3s\n    timeout client 30s\n    timeout server 30s\n\
+         {% else %}http-response set-header X-Backend {{ backend }}\n\
+         {% if meta.team %}http-response set-header X-Team {{ meta.team }}{% endif %}\n\
+         {% if meta.note %}# {{ meta.note }}{% endif %}{% endif %}\n",
+    )
+    .unwrap();
+    let out = Command::new(bin("lbconf"))
+        .args([
+            "render",
+            "--bind",
+            "127.0.0.1",
+            "--http-port",
+            &free_port().to_string(),
+            "--template",
+        ])
+        .arg(&template)
+        .env("CAIRN_CATALOG", &c.url)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cfg = String::from_utf8(out.stdout).unwrap();
+    assert!(cfg.contains("    maxconn 1000"), "{cfg}");
+    assert!(cfg.contains("timeout connect 3s"), "{cfg}");
+    assert!(
+        cfg.contains("    http-response set-header X-Backend be_web"),
+        "{cfg}"
+    );
+    assert!(
+        cfg.contains("    http-response set-header X-Team shop"),
+        "{cfg}"
+    );
+    assert!(
+        !cfg.contains("bind :1"),
+        "meta with control characters stays out:\n{cfg}"
+    );
+    let path = dir.path().join("haproxy.cfg");
+    std::fs::write(&path, &cfg).unwrap();
+    let check = Command::new("haproxy")
+        .arg("-c")
+        .arg("-f")
+        .arg(&path)
+        .output()
+        .expect("haproxy");
+    assert!(
+        check.status.success(),
+        "{}\n{cfg}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+
+    // A broken template is a clear error, not a half config.
+    std::fs::write(&template, "{% if section == %}").unwrap();
+    let out = Command::new(bin("lbconf"))
+        .args(["render", "--template"])
+        .arg(&template)
+        .env("CAIRN_CATALOG", &c.url)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--template"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
