@@ -119,6 +119,16 @@ async fn haproxy_routes_what_lbconf_renders() {
             json!({"lb_vhost": "web.test", "lb_path": "/api/"}),
             "passing",
         ),
+        // A service whose only instance is unhealthy: its host answers 503.
+        reg(
+            "n7",
+            "127.0.0.1",
+            "down-1",
+            "down",
+            web.port,
+            json!({"lb_vhost": "down.test"}),
+            "critical",
+        ),
         reg(
             "n4",
             "127.0.0.1",
@@ -227,6 +237,11 @@ async fn haproxy_routes_what_lbconf_renders() {
     assert_eq!(
         get(&format!("{front}/api/"), "web.test").await,
         Some((200, "api api".into()))
+    );
+    // A service with no passing instance answers 503 (no server to try).
+    assert_eq!(
+        get(&format!("{front}/"), "down.test").await.map(|r| r.0),
+        Some(503)
     );
     // Unknown hosts get a quick 503.
     assert_eq!(
