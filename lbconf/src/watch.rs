@@ -64,27 +64,6 @@ async fn runtime(socket: &Path, command: &str) -> Result<(), String> {
     }
 }
 
-/// Writes `text` to `path` atomically.
-fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write as _;
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.lbconf-{}",
-        path.file_name()
-            .map(|n| n.to_string_lossy())
-            .unwrap_or_default(),
-        std::process::id()
-    ));
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(text.as_bytes())?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    std::fs::File::open(dir)?.sync_all()
-}
-
 /// `haproxy -c` on a candidate config; Err carries HAProxy's complaint.
 async fn validate(haproxy: &str, text: &str, next_to: &Path) -> Result<(), String> {
     let dir = next_to
@@ -136,7 +115,8 @@ async fn apply(options: &Options, routes: &[Route], current: Option<Applied>) ->
                 // Keep the file in step, so a later restart starts from the same state.
                 match render::config_with(routes, &options.settings, &next) {
                     Ok(text) => {
-                        if let Err(e) = write_atomic(&options.out, &text) {
+                        if let Err(e) = cairn_cli::replace_file(&options.out, text.as_bytes(), None)
+                        {
                             tracing::error!(error = %e, "cannot write the config after a runtime update");
                         }
                     }
@@ -168,7 +148,7 @@ async fn apply(options: &Options, routes: &[Route], current: Option<Applied>) ->
         tracing::error!(error = %why, "new config rejected by haproxy -c; the running config stays");
         return current;
     }
-    if let Err(e) = write_atomic(&options.out, &text) {
+    if let Err(e) = cairn_cli::replace_file(&options.out, text.as_bytes(), None) {
         tracing::error!(error = %e, "cannot write the config; the running config stays");
         return current;
     }

@@ -102,7 +102,7 @@ impl Work {
             .map(|rd| {
                 rd.filter_map(Result::ok)
                     .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .filter(|n| n.contains(".tmpl-"))
+                    .filter(|n| n.contains(".tmp-"))
                     .collect()
             })
             .unwrap_or_default()

@@ -3,7 +3,6 @@
 //! one, optionally keeping a `.bak` of the previous content.
 
 use std::fs;
-use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
@@ -27,39 +26,16 @@ pub fn write_if_changed(dest: &Destination, content: &[u8]) -> std::io::Result<b
     if existing.as_deref() == Some(content) && old_mode == Some(mode) {
         return Ok(false);
     }
-    let dir = match dest.path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    if dest.create_dirs {
-        fs::create_dir_all(&dir)?;
+    if dest.create_dirs
+        && let Some(dir) = dest.path.parent().filter(|d| !d.as_os_str().is_empty())
+    {
+        fs::create_dir_all(dir)?;
     }
-    let name = dest
-        .path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "output".into());
-    let tmp = dir.join(format!(".{name}.tmpl-{}", std::process::id()));
-    let written = (|| {
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)?;
-        f.write_all(content)?;
-        f.set_permissions(fs::Permissions::from_mode(mode))?;
-        f.sync_all()?;
-        if dest.backup && existing.is_some() {
-            fs::copy(&dest.path, backup_path(&dest.path))?;
-        }
-        fs::rename(&tmp, &dest.path)?;
-        // The rename itself must survive a crash.
-        fs::File::open(&dir)?.sync_all()
-    })();
-    if written.is_err() {
-        let _ = fs::remove_file(&tmp);
+    if dest.backup && existing.is_some() {
+        fs::copy(&dest.path, backup_path(&dest.path))?;
     }
-    written.map(|()| true)
+    cairn_cli::replace_file(&dest.path, content, Some(mode))?;
+    Ok(true)
 }
 
 /// `<path>.bak`.
@@ -110,7 +86,7 @@ mod tests {
         let leftovers: Vec<_> = fs::read_dir(dir.path().join("sub"))
             .unwrap()
             .filter_map(Result::ok)
-            .filter(|e| e.file_name().to_string_lossy().contains(".tmpl-"))
+            .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
             .collect();
         assert!(leftovers.is_empty());
     }
