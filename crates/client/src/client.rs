@@ -246,6 +246,32 @@ impl CatalogClient {
         Ok((resp.json()?, meta))
     }
 
+    /// A JSON read of any path under the base URL with the blocking-query protocol, for servers
+    /// other than catalogd that speak it (offerd's agent endpoints). 404 is an error.
+    pub async fn get_json<T: DeserializeOwned + Default>(
+        &self,
+        segments: &[&str],
+        opts: &QueryOptions,
+    ) -> Result<(T, QueryMeta), ClientError> {
+        self.read_json(segments.iter().copied(), &[], opts).await
+    }
+
+    /// `method` with an optional JSON body to any path under the base URL; non-2xx is an error.
+    pub async fn send_json<B: Serialize + ?Sized>(
+        &self,
+        method: Method,
+        segments: &[&str],
+        body: Option<&B>,
+    ) -> Result<Response, ClientError> {
+        let url = self.url(segments.iter().copied(), &Vec::new());
+        let bytes = match body {
+            Some(b) => Some(serde_json::to_vec(b).map_err(|e| ClientError::decode(&url, e))?),
+            None => None,
+        };
+        let resp = self.send(method, url, self.inner.timeout, bytes).await?;
+        check_status(resp)
+    }
+
     /// A non-blocking request without index headers (agent endpoints, writes); non-2xx is an error.
     pub(crate) async fn call<'a>(
         &self,

@@ -36,10 +36,13 @@ mod session;
 mod watch;
 
 pub use backoff::Backoff;
-pub use client::{CONNECT_TIMEOUT, CatalogClient, DEFAULT_TIMEOUT, TOKEN_HEADER, parse_base_url};
+pub use client::{
+    CONNECT_TIMEOUT, CatalogClient, DEFAULT_TIMEOUT, Response, TOKEN_HEADER, parse_base_url,
+};
 pub use error::ClientError;
 pub use options::{
     DEFAULT_BLOCKING_WAIT, KvPutOptions, MAX_BLOCKING_WAIT, QueryMeta, QueryOptions,
     TIMEOUT_MARGIN, format_wait,
 };
+pub use reqwest::Method;
 pub use watch::{IndexStep, Watch, WatchConfig, WatchStatus, index_step};
