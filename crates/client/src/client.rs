@@ -52,8 +52,8 @@ impl fmt::Debug for CatalogClient {
     }
 }
 
-/// A response whose status has been checked, with its body read.
-pub(crate) struct Response {
+/// A response with its body read (its status checked where the method says so).
+pub struct Response {
     pub url: Url,
     pub status: u16,
     pub headers: HeaderMap,
