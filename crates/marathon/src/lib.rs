@@ -19,7 +19,8 @@ pub use agent::{
     TaskStatusUpdate,
 };
 pub use app::{
-    App, HealthCheckDef, PortDefinition, UpgradeStrategy, merge_update, service_name, task_id_for,
+    App, CommandValue, HealthCheckDef, PortDefinition, UpgradeStrategy, VersionInfo, merge_update,
+    service_name, task_id_for,
 };
 pub use constraint::{Constraint, Operator};
 pub use resources::{Attributes, PortRange, ResourceError, Resources, parse_attributes};

@@ -39,11 +39,12 @@ impl TaskState {
     }
 
     /// A terminal state that counts towards the app's launch backoff (Marathon: FAILED and
-    /// FINISHED, not KILLED; a lost or errored task failed too).
+    /// FINISHED, not KILLED). A task LOST with its agent did nothing wrong: it is replaced at
+    /// once.
     pub fn counts_as_failure(self) -> bool {
         matches!(
             self,
-            TaskState::Finished | TaskState::Failed | TaskState::Lost | TaskState::Error
+            TaskState::Finished | TaskState::Failed | TaskState::Error
         )
     }
 

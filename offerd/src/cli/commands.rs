@@ -1,0 +1,195 @@
+//! `offerd apps`, `tasks`, `scale`, `kill`, `agents`.
+
+use std::process::ExitCode;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use super::client::{OfferdClient, app_path};
+
+#[derive(clap::Args, Debug)]
+pub struct JsonFlag {
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct TasksArgs {
+    /// Only the tasks of this app
+    pub app: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ScaleArgs {
+    /// App id
+    pub app: String,
+    /// New number of instances
+    pub instances: u32,
+    /// Override a deployment in progress
+    #[arg(long)]
+    pub force: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct KillArgs {
+    /// Task id
+    pub task: String,
+    /// Also lower the app's instances, so the task is not replaced
+    #[arg(long)]
+    pub scale: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn print_json(v: &Value) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+fn s(v: &Value) -> &str {
+    v.as_str().unwrap_or("")
+}
+
+pub async fn apps(c: &OfferdClient, as_json: bool) -> anyhow::Result<ExitCode> {
+    let v = c.get("/v2/apps", &[("embed", "apps.counts")]).await?;
+    if as_json {
+        print_json(&v["apps"]);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<32} {:>9} {:>7} {:>7} {:>6} {:>7}  DEPLOYING",
+        "ID", "INSTANCES", "RUNNING", "STAGED", "CPUS", "MEM"
+    );
+    for a in v["apps"].as_array().into_iter().flatten() {
+        println!(
+            "{:<32} {:>9} {:>7} {:>7} {:>6} {:>7}  {}",
+            s(&a["id"]),
+            a["instances"],
+            a["tasksRunning"],
+            a["tasksStaged"],
+            a["cpus"],
+            a["mem"],
+            if a["deployments"].as_array().is_some_and(|d| !d.is_empty()) {
+                "yes"
+            } else {
+                "no"
+            }
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn tasks(c: &OfferdClient, args: TasksArgs) -> anyhow::Result<ExitCode> {
+    let v = match &args.app {
+        Some(app) => c.get(&format!("{}/tasks", app_path(app)), &[]).await?,
+        None => c.get("/v2/tasks", &[]).await?,
+    };
+    if args.json {
+        print_json(&v["tasks"]);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<56} {:<14} {:<16} {:<14} PORTS",
+        "ID", "STATE", "HOST", "AGENT"
+    );
+    for t in v["tasks"].as_array().into_iter().flatten() {
+        let ports: Vec<String> = t["ports"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| p.to_string())
+            .collect();
+        println!(
+            "{:<56} {:<14} {:<16} {:<14} {}",
+            s(&t["id"]),
+            s(&t["state"]),
+            s(&t["host"]),
+            s(&t["slaveId"]),
+            ports.join(",")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn scale(c: &OfferdClient, args: ScaleArgs) -> anyhow::Result<ExitCode> {
+    let query: &[(&str, &str)] = if args.force {
+        &[("force", "true")]
+    } else {
+        &[]
+    };
+    let v = c
+        .call(
+            Method::PUT,
+            &app_path(&args.app),
+            query,
+            Some(&json!({ "instances": args.instances })),
+        )
+        .await?;
+    if args.json {
+        print_json(&v);
+    } else {
+        println!(
+            "scaling {} to {} (deployment {})",
+            args.app,
+            args.instances,
+            s(&v["deploymentId"])
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn kill(c: &OfferdClient, args: KillArgs) -> anyhow::Result<ExitCode> {
+    let query: &[(&str, &str)] = if args.scale {
+        &[("scale", "true")]
+    } else {
+        &[]
+    };
+    let v = c
+        .call(
+            Method::POST,
+            "/v2/tasks/delete",
+            query,
+            Some(&json!({ "ids": [args.task] })),
+        )
+        .await?;
+    if args.json {
+        print_json(&v);
+    } else if args.scale {
+        println!(
+            "killed {} and scaled its app down (deployment {})",
+            args.task,
+            s(&v["deploymentId"])
+        );
+    } else {
+        println!("killed {} (it will be replaced)", args.task);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn agents(c: &OfferdClient, as_json: bool) -> anyhow::Result<ExitCode> {
+    let v = c.get("/v1/agents", &[]).await?;
+    if as_json {
+        print_json(&v);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<20} {:<16} {:<7} {:>5} {:>13} {:>17}",
+        "NODE", "ADDRESS", "STATE", "TASKS", "CPUS used/all", "MEM used/all"
+    );
+    for a in v.as_array().into_iter().flatten() {
+        println!(
+            "{:<20} {:<16} {:<7} {:>5} {:>13} {:>17}",
+            s(&a["node"]),
+            s(&a["address"]),
+            s(&a["state"]),
+            a["tasks"],
+            format!("{}/{}", a["used"]["cpus"], a["resources"]["cpus"]),
+            format!("{}/{}", a["used"]["mem"], a["resources"]["mem"]),
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

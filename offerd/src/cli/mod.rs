@@ -1,0 +1,134 @@
+//! The `offerd` command line: `serve` runs the daemon; `apply`, `apps`, `tasks`, `scale`, `kill`
+//! and `agents` are clients of a running offerd (or Marathon, for the `/v2` ones) for scripts and
+//! Ansible: human text by default, `--json` for machines, exit 1 on failure or when what was
+//! asked for does not exist.
+
+mod apply;
+mod client;
+mod commands;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use cairn_cli::{CatalogArgs, LogArgs};
+use clap::{Parser, Subcommand};
+
+pub use client::OfferdClient;
+
+/// cairn's scheduler: places apps' tasks on taskrun agents; a Marathon-compatible API.
+#[derive(Parser, Debug)]
+#[command(name = "offerd", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// offerd's address (for the client commands)
+    #[arg(
+        long,
+        global = true,
+        env = "CAIRN_OFFERD",
+        default_value = "http://127.0.0.1:5050"
+    )]
+    pub offerd: String,
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the scheduler
+    Serve(ServeArgs),
+    /// Make the cluster's apps match app JSON files (a file or a directory of them)
+    Apply(apply::ApplyArgs),
+    /// List apps with their instance counts
+    Apps(commands::JsonFlag),
+    /// List tasks (of one app, or all)
+    Tasks(commands::TasksArgs),
+    /// Set an app's number of instances
+    Scale(commands::ScaleArgs),
+    /// Kill a task (it is replaced unless --scale)
+    Kill(commands::KillArgs),
+    /// List agents with their resources
+    Agents(commands::JsonFlag),
+}
+
+/// Flags of `offerd serve`.
+#[derive(clap::Args, Debug)]
+pub struct ServeArgs {
+    /// HTTP listen address
+    #[arg(long, default_value = "127.0.0.1:5050")]
+    pub http_addr: SocketAddr,
+    /// Directory of the durable state
+    #[arg(long, default_value = "offerd.data")]
+    pub data_dir: PathBuf,
+    /// An agent silent this long is lost and its tasks are replaced elsewhere
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    pub agent_timeout: Duration,
+    /// Run without reading task health from the catalog (running counts as healthy)
+    #[arg(long)]
+    pub no_catalog: bool,
+    #[command(flatten)]
+    pub catalog: CatalogArgs,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = cairn_wire::parse_go_duration(s).map_err(|e| e.to_string())?;
+    if d < Duration::from_millis(300) {
+        return Err("must be at least 300ms".into());
+    }
+    Ok(d)
+}
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> ExitCode {
+    cairn_cli::init_logging(&cli.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("offerd: error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("offerd: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    let client = || OfferdClient::new(&cli.offerd).context("--offerd");
+    match cli.command {
+        Command::Serve(args) => {
+            let catalog = if args.no_catalog {
+                None
+            } else {
+                Some(
+                    cairn_client::CatalogClient::new(&args.catalog.url(), args.catalog.token())
+                        .context("--catalog")?,
+                )
+            };
+            let cfg = crate::serve::ServeConfig {
+                http_addr: args.http_addr,
+                data_dir: args.data_dir,
+                agent_timeout: args.agent_timeout,
+                catalog,
+            };
+            crate::serve::serve(cfg, cairn_cli::shutdown_signal()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Apply(args) => apply::apply(&client()?, args).await,
+        Command::Apps(f) => commands::apps(&client()?, f.json).await,
+        Command::Tasks(args) => commands::tasks(&client()?, args).await,
+        Command::Scale(args) => commands::scale(&client()?, args).await,
+        Command::Kill(args) => commands::kill(&client()?, args).await,
+        Command::Agents(f) => commands::agents(&client()?, f.json).await,
+    }
+}

@@ -1,0 +1,394 @@
+//! The core: offerd's state behind one lock, the store it is made durable in, and the rules for
+//! changing it. Every change runs through [`Core::mutate`]: apply the request, let the scheduler
+//! react, write everything touched in one store batch, and only then wake the agents whose
+//! desired sets changed and publish the events. A request is acknowledged after its batch is on
+//! disk, so nothing acknowledged is lost by `kill -9`.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use cairn_marathon::{App, DesiredTasks, now_millis};
+use cairn_store::{Batch, Outcome, Store};
+use tokio::sync::watch;
+
+use crate::events::{Event, EventBus};
+use crate::model::{Agent, AppEntry, Deployment, State, Task};
+use crate::scheduler;
+
+/// Settings the scheduler needs.
+#[derive(Clone, Debug)]
+pub struct CoreConfig {
+    /// An agent silent this long is lost.
+    pub agent_timeout: Duration,
+}
+
+/// What a change touched: records to write, agents to wake, events to publish.
+#[derive(Debug)]
+pub struct Tx {
+    pub now_ms: u64,
+    apps: BTreeSet<String>,
+    tasks: BTreeSet<String>,
+    agents: BTreeSet<String>,
+    deployments: BTreeSet<String>,
+    versions: Vec<App>,
+    /// Agents whose desired task set changed.
+    pub nodes: BTreeSet<String>,
+    pub events: Vec<Event>,
+}
+
+impl Tx {
+    pub fn new(now_ms: u64) -> Tx {
+        Tx {
+            now_ms,
+            apps: BTreeSet::new(),
+            tasks: BTreeSet::new(),
+            agents: BTreeSet::new(),
+            deployments: BTreeSet::new(),
+            versions: Vec::new(),
+            nodes: BTreeSet::new(),
+            events: Vec::new(),
+        }
+    }
+
+    pub fn app(&mut self, id: &str) {
+        self.apps.insert(id.to_string());
+    }
+    pub fn version(&mut self, app: &App) {
+        self.versions.push(app.clone());
+    }
+    /// A task changed; `node`'s desired set may have changed with it.
+    pub fn task(&mut self, id: &str, node: &str) {
+        self.tasks.insert(id.to_string());
+        self.nodes.insert(node.to_string());
+    }
+    pub fn agent(&mut self, node: &str) {
+        self.agents.insert(node.to_string());
+    }
+    pub fn deployment(&mut self, id: &str) {
+        self.deployments.insert(id.to_string());
+    }
+    pub fn event(&mut self, e: Event) {
+        self.events.push(e);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.apps.is_empty()
+            && self.tasks.is_empty()
+            && self.agents.is_empty()
+            && self.deployments.is_empty()
+            && self.versions.is_empty()
+    }
+}
+
+/// Store keys.
+pub(crate) mod keys {
+    pub const APPS: &str = "apps/";
+    pub const VERSIONS: &str = "versions/";
+    pub const TASKS: &str = "tasks/";
+    pub const AGENTS: &str = "agents/";
+    pub const DEPLOYMENTS: &str = "deployments/";
+
+    pub fn version(app_id: &str, version: &str) -> String {
+        format!("{VERSIONS}{app_id}\u{0}{version}")
+    }
+}
+
+/// Versions kept per app (older ones are dropped from the store).
+pub const MAX_VERSIONS: usize = 50;
+
+struct Inner {
+    state: State,
+    /// Per agent: the store revision at which its desired set last changed.
+    desired_index: HashMap<String, u64>,
+    /// Index for agents with no recorded change (the revision at load).
+    base_index: u64,
+    last_version_ms: u64,
+}
+
+/// Why a change was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum CoreError {
+    #[error("store: {0}")]
+    Store(#[from] cairn_store::StoreError),
+}
+
+/// offerd's state and its durable home.
+pub struct Core {
+    inner: Mutex<Inner>,
+    store: Arc<dyn Store>,
+    pub events: EventBus,
+    desired_changed: watch::Sender<u64>,
+    pub cfg: CoreConfig,
+    pub started_ms: u64,
+}
+
+fn load_prefix<T: serde::de::DeserializeOwned>(
+    store: &dyn Store,
+    prefix: &str,
+) -> Result<Vec<T>, cairn_store::StoreError> {
+    let mut out = Vec::new();
+    for (key, entry) in store.scan_prefix(prefix.as_bytes())? {
+        let v =
+            serde_json::from_slice(&entry.value).map_err(|_| cairn_store::StoreError::Corrupt {
+                key: String::from_utf8_lossy(&key).into_owned(),
+                reason: "not a valid offerd record",
+            })?;
+        out.push(v);
+    }
+    Ok(out)
+}
+
+impl Core {
+    /// Loads the state from `store`. Agents get a full `agent_timeout` from now to be heard
+    /// from again before their tasks are declared lost.
+    pub fn open(store: Arc<dyn Store>, cfg: CoreConfig) -> Result<Core, CoreError> {
+        let now = now_millis();
+        let mut state = State::default();
+        for e in load_prefix::<AppEntry>(&*store, keys::APPS)? {
+            state.apps.insert(e.app.id.clone(), e);
+        }
+        for t in load_prefix::<Task>(&*store, keys::TASKS)? {
+            state.tasks.insert(t.id.clone(), t);
+        }
+        for mut a in load_prefix::<Agent>(&*store, keys::AGENTS)? {
+            a.last_seen_ms = now;
+            state.agents.insert(a.node.clone(), a);
+        }
+        for d in load_prefix::<Deployment>(&*store, keys::DEPLOYMENTS)? {
+            state.deployments.insert(d.id.clone(), d);
+        }
+        let base_index = store.revision().max(1);
+        tracing::info!(
+            apps = state.apps.len(),
+            tasks = state.tasks.len(),
+            agents = state.agents.len(),
+            deployments = state.deployments.len(),
+            "state loaded"
+        );
+        Ok(Core {
+            inner: Mutex::new(Inner {
+                state,
+                desired_index: HashMap::new(),
+                base_index,
+                last_version_ms: now,
+            }),
+            store,
+            events: EventBus::default(),
+            desired_changed: watch::channel(base_index).0,
+            cfg,
+            started_ms: now,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Reads the state.
+    pub fn read<R>(&self, f: impl FnOnce(&State) -> R) -> R {
+        f(&self.lock().state)
+    }
+
+    /// A fresh, strictly increasing version timestamp (Unix ms).
+    pub fn next_version_ms(&self) -> u64 {
+        let mut inner = self.lock();
+        let ms = now_millis().max(inner.last_version_ms + 1);
+        inner.last_version_ms = ms;
+        ms
+    }
+
+    /// Applies a change. `f` must validate before it modifies anything: an `Err` from it leaves
+    /// the state as it was. Then the scheduler reacts, and all of it is committed at once.
+    ///
+    /// A store that cannot write is fatal: memory would be ahead of the disk, so offerd exits
+    /// and its supervisor restarts it from the last durable state (crash-only).
+    pub fn mutate<R, E>(
+        &self,
+        f: impl FnOnce(&mut State, &mut Tx) -> Result<R, E>,
+    ) -> Result<R, E> {
+        let mut inner = self.lock();
+        let mut tx = Tx::new(now_millis());
+        let r = f(&mut inner.state, &mut tx)?;
+        scheduler::reconcile(&mut inner.state, &mut tx, &self.cfg);
+        if let Err(e) = self.commit(&mut inner, tx) {
+            tracing::error!(error = %e, "cannot write the state; exiting so a restart reloads the last durable state");
+            std::process::exit(70);
+        }
+        Ok(r)
+    }
+
+    fn commit(&self, inner: &mut Inner, tx: Tx) -> Result<(), CoreError> {
+        if tx.is_empty() {
+            for e in tx.events {
+                self.events.publish(e);
+            }
+            return Ok(());
+        }
+        let state = &inner.state;
+        let mut batch = Batch::default();
+        let put = |batch: &mut Batch, key: String, v: Option<Vec<u8>>| match v {
+            Some(v) => batch.put(key, v),
+            None => batch.delete(key),
+        };
+        for id in &tx.apps {
+            put(
+                &mut batch,
+                format!("{}{id}", keys::APPS),
+                state.apps.get(id).map(to_json),
+            );
+            if !state.apps.contains_key(id) {
+                batch.ops.push(cairn_store::Op::DeletePrefix {
+                    prefix: format!("{}{id}\u{0}", keys::VERSIONS).into_bytes(),
+                });
+            }
+        }
+        for app in &tx.versions {
+            let v = app.version.clone().unwrap_or_default();
+            batch.put(keys::version(&app.id, &v), to_json(app));
+        }
+        for id in &tx.tasks {
+            put(
+                &mut batch,
+                format!("{}{id}", keys::TASKS),
+                state.tasks.get(id).map(to_json),
+            );
+        }
+        for id in &tx.agents {
+            put(
+                &mut batch,
+                format!("{}{id}", keys::AGENTS),
+                state.agents.get(id).map(to_json),
+            );
+        }
+        for id in &tx.deployments {
+            put(
+                &mut batch,
+                format!("{}{id}", keys::DEPLOYMENTS),
+                state.deployments.get(id).map(to_json),
+            );
+        }
+        let revision = match self.store.commit(batch)? {
+            Outcome::Applied(r) => r,
+            // No compares are sent, so this cannot happen; treat it as a store fault.
+            Outcome::CompareFailed(_) => {
+                return Err(CoreError::Store(cairn_store::StoreError::Corrupt {
+                    key: String::new(),
+                    reason: "unexpected compare failure",
+                }));
+            }
+        };
+        for node in &tx.nodes {
+            inner.desired_index.insert(node.clone(), revision);
+        }
+        if !tx.nodes.is_empty() {
+            self.desired_changed.send_replace(revision);
+        }
+        for e in tx.events {
+            self.events.publish(e);
+        }
+        Ok(())
+    }
+
+    /// Drops versions beyond [`MAX_VERSIONS`] from the store.
+    pub fn prune_versions(&self, app_id: &str, dropped: &[String]) -> Result<(), CoreError> {
+        if dropped.is_empty() {
+            return Ok(());
+        }
+        let mut batch = Batch::default();
+        for v in dropped {
+            batch.delete(keys::version(app_id, v));
+        }
+        self.store.commit(batch)?;
+        Ok(())
+    }
+
+    /// One stored version of an app.
+    pub fn version(&self, app_id: &str, version: &str) -> Result<Option<App>, CoreError> {
+        let Some(entry) = self.store.get(keys::version(app_id, version).as_bytes())? else {
+            return Ok(None);
+        };
+        Ok(serde_json::from_slice(&entry.value).ok())
+    }
+
+    /// The desired set of `node` once its index passes `index` or `wait` runs out, with the
+    /// index to block on next. `None` when the node is unknown (it must register). Every call
+    /// counts as the agent's heartbeat.
+    pub async fn desired_tasks(
+        &self,
+        node: &str,
+        index: u64,
+        wait: Duration,
+    ) -> Option<(DesiredTasks, u64)> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut changed = self.desired_changed.subscribe();
+        loop {
+            changed.borrow_and_update();
+            let now = now_millis();
+            {
+                let mut inner = self.lock();
+                let base = inner.base_index;
+                let current = inner.desired_index.get(node).copied().unwrap_or(base);
+                let agent = inner.state.agents.get_mut(node)?;
+                agent.last_seen_ms = now;
+                let lost = agent.lost;
+                if !lost
+                    && (current > index || index == 0 || tokio::time::Instant::now() >= deadline)
+                {
+                    let tasks = inner
+                        .state
+                        .tasks
+                        .values()
+                        .filter(|t| t.node == node && t.is_desired())
+                        .map(|t| t.spec.clone())
+                        .collect();
+                    return Some((DesiredTasks { tasks }, current));
+                }
+                if lost {
+                    drop(inner);
+                    self.agent_returned(node);
+                    continue;
+                }
+            }
+            tokio::select! {
+                _ = changed.changed() => {}
+                _ = tokio::time::sleep_until(deadline) => {}
+            }
+        }
+    }
+
+    /// A lost agent is heard from again: it is active, and its desired set (without the tasks
+    /// that were replaced meanwhile) tells it what to kill.
+    fn agent_returned(&self, node: &str) {
+        let r: Result<(), CoreError> = self.mutate(|s, tx| {
+            if let Some(a) = s.agents.get_mut(node) {
+                a.lost = false;
+                a.last_seen_ms = tx.now_ms;
+                tx.agent(node);
+                tx.nodes.insert(node.to_string());
+                tracing::info!(node, "lost agent is back");
+            }
+            Ok(())
+        });
+        if let Err(e) = r {
+            tracing::error!(error = %e, "recording a returning agent failed");
+        }
+    }
+
+    /// Marks an agent as heard from (status posts).
+    pub fn touch_agent(&self, node: &str) -> bool {
+        let mut inner = self.lock();
+        match inner.state.agents.get_mut(node) {
+            Some(a) => {
+                a.last_seen_ms = now_millis();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> Vec<u8> {
+    // Records are plain data (strings, numbers, maps with string keys): encoding cannot fail.
+    serde_json::to_vec(v).unwrap_or_default()
+}

@@ -1,0 +1,91 @@
+//! Task health from the catalog: taskrun registers each task's health checks as catalog checks
+//! (service id = task id) and runs them; offerd follows `/v1/health/state/any` with a blocking
+//! query and records, per task with checks, whether all of them pass. A change publishes
+//! `health_status_changed_event` and lets the scheduler act on it (deployments wait for health).
+
+use std::collections::HashMap;
+
+use cairn_client::{CatalogClient, QueryOptions, Watch};
+use cairn_wire::{CheckStatus, HealthCheck};
+use serde_json::json;
+
+use crate::core::Core;
+use crate::events::Event;
+
+/// Per task id: whether all its checks pass.
+pub fn task_health(checks: &[HealthCheck]) -> HashMap<String, bool> {
+    let mut out: HashMap<String, bool> = HashMap::new();
+    for c in checks.iter().filter(|c| !c.service_id.is_empty()) {
+        let passing = c.status == CheckStatus::Passing;
+        out.entry(c.service_id.clone())
+            .and_modify(|all| *all &= passing)
+            .or_insert(passing);
+    }
+    out
+}
+
+/// Applies catalog health to the tasks; returns how many changed.
+pub fn apply(core: &Core, health: &HashMap<String, bool>) -> usize {
+    let r: Result<usize, std::convert::Infallible> = core.mutate(|s, tx| {
+        let mut changed = Vec::new();
+        for t in s.tasks.values_mut() {
+            if t.spec.health_checks.is_empty() || !t.is_active() {
+                continue;
+            }
+            let now = health.get(&t.id).copied();
+            if now.is_some() && now != t.healthy {
+                t.healthy = now;
+                changed.push((t.id.clone(), t.node.clone()));
+                tx.event(Event::new(
+                    "health_status_changed_event",
+                    tx.now_ms,
+                    json!({
+                        "appId": t.app_id,
+                        "taskId": t.id,
+                        "instanceId": t.id,
+                        "version": t.version,
+                        "alive": now == Some(true),
+                    }),
+                ));
+            }
+        }
+        for (id, node) in &changed {
+            tx.task(id, node);
+        }
+        Ok(changed.len())
+    });
+    r.unwrap_or_default()
+}
+
+/// Follows the catalog's health until `shutdown`.
+pub async fn follow(
+    core: std::sync::Arc<Core>,
+    client: CatalogClient,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let mut watch = Watch::new(
+        client,
+        QueryOptions::default(),
+        Default::default(),
+        |c, o| async move { c.health_state("any", &o).await },
+    )
+    .named("task health");
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => return,
+            next = watch.next() => match next {
+                Ok(checks) => {
+                    let n = apply(&core, &task_health(&checks));
+                    if n > 0 {
+                        tracing::debug!(changed = n, "task health updated from the catalog");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading health from the catalog failed; retrying");
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
+            },
+        }
+    }
+}

@@ -1,0 +1,170 @@
+//! The agent protocol (see `cairn_marathon::agent`): registration, the desired task set as a
+//! blocking query, and batched status updates.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use cairn_marathon::{
+    AgentInfo, AgentRegistration, RegisterResponse, Resources, StatusBatch, TaskState, now_millis,
+};
+use serde_json::Value;
+
+use super::{ApiError, AppState};
+use crate::model::Agent;
+use crate::scheduler;
+
+/// Longest a desired-set poll is held.
+const MAX_WAIT: Duration = Duration::from_secs(600);
+
+fn heartbeat(st: &AppState) -> Duration {
+    st.core.cfg.agent_timeout / 3
+}
+
+pub async fn register(
+    State(st): State<AppState>,
+    body: Bytes,
+) -> Result<Json<RegisterResponse>, ApiError> {
+    let reg: AgentRegistration = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::BadRequest(format!("invalid agent registration: {e}")))?;
+    if reg.node.is_empty() {
+        return Err(ApiError::BadRequest(
+            "agent registration: node must not be empty".into(),
+        ));
+    }
+    let r = &reg.resources;
+    if [r.cpus, r.mem, r.disk]
+        .iter()
+        .any(|x| !x.is_finite() || *x < 0.0)
+    {
+        return Err(ApiError::BadRequest(
+            "agent registration: resources must be non-negative".into(),
+        ));
+    }
+    let node = reg.node.clone();
+    st.core.mutate(|s, tx| {
+        let known: Vec<String> = reg.tasks.iter().map(|u| u.task_id.clone()).collect();
+        let agent = Agent::from_registration(&reg, tx.now_ms);
+        let changed = s.agents.get(&node).is_none_or(|a| *a != agent);
+        if changed {
+            tracing::info!(%node, address = %reg.address, resources = %reg.resources, "agent registered");
+            s.agents.insert(node.clone(), agent);
+            tx.agent(&node);
+        }
+        tx.nodes.insert(node.clone());
+        for u in &reg.tasks {
+            scheduler::apply_status(s, tx, &node, u);
+        }
+        // Tasks offerd saw running there that the agent no longer knows are gone.
+        let vanished: Vec<String> = s
+            .tasks
+            .values()
+            .filter(|t| t.node == node && t.is_active() && t.state != TaskState::Staging && !known.contains(&t.id))
+            .map(|t| t.id.clone())
+            .collect();
+        for id in vanished {
+            scheduler::finish_task(s, tx, &id, TaskState::Lost, "the agent restarted without this task");
+        }
+        Ok::<_, ApiError>(())
+    })?;
+    Ok(Json(RegisterResponse {
+        node,
+        heartbeat_ms: heartbeat(&st).as_millis() as u64,
+    }))
+}
+
+pub async fn list(State(st): State<AppState>) -> Json<Vec<AgentInfo>> {
+    let now = now_millis();
+    Json(st.core.read(|s| {
+        let offers = scheduler::build_offers(s);
+        s.agents
+            .values()
+            .map(|a| {
+                let free = offers.iter().find(|o| o.node == a.node);
+                let used = free.map_or(Resources::default(), |o| Resources {
+                    cpus: a.resources.cpus - o.free_cpus,
+                    mem: a.resources.mem - o.free_mem,
+                    disk: a.resources.disk - o.free_disk,
+                    ports: Vec::new(),
+                });
+                AgentInfo {
+                    node: a.node.clone(),
+                    address: a.address.clone(),
+                    http_addr: a.http_addr.clone(),
+                    resources: a.resources.clone(),
+                    used,
+                    attributes: a.attributes.clone(),
+                    state: if a.lost { "lost" } else { "active" }.into(),
+                    tasks: s
+                        .tasks
+                        .values()
+                        .filter(|t| t.node == a.node && t.is_active())
+                        .count(),
+                    last_seen_ms_ago: now.saturating_sub(a.last_seen_ms),
+                }
+            })
+            .collect()
+    }))
+}
+
+/// `GET /v1/agents/{node}/tasks?index=N&wait=D`.
+pub async fn desired(
+    State(st): State<AppState>,
+    Path(node): Path<String>,
+    Query(q): Query<Vec<(String, String)>>,
+) -> Result<Response, ApiError> {
+    let get = |name: &str| {
+        q.iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let index: u64 = match get("index") {
+        None | Some("") => 0,
+        Some(v) => v
+            .parse()
+            .map_err(|_| ApiError::BadRequest(format!("index: {v:?} is not a number")))?,
+    };
+    let wait = match get("wait") {
+        None | Some("") => heartbeat(&st),
+        Some(v) => cairn_wire::parse_go_duration(v)
+            .map_err(|e| ApiError::BadRequest(format!("wait: {e}")))?,
+    }
+    .min(MAX_WAIT)
+    .min(heartbeat(&st).max(Duration::from_secs(1)));
+    let Some((tasks, index)) = st.core.desired_tasks(&node, index, wait).await else {
+        return Err(ApiError::NotFound(format!(
+            "agent {node:?} is not registered"
+        )));
+    };
+    let mut headers = HeaderMap::new();
+    if let Ok(v) = HeaderValue::from_str(&index.to_string()) {
+        headers.insert("X-Consul-Index", v);
+    }
+    Ok((headers, Json(tasks)).into_response())
+}
+
+/// `POST /v1/agents/{node}/status`.
+pub async fn status(
+    State(st): State<AppState>,
+    Path(node): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let batch: StatusBatch = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::BadRequest(format!("invalid status batch: {e}")))?;
+    if !st.core.touch_agent(&node) {
+        return Err(ApiError::NotFound(format!(
+            "agent {node:?} is not registered"
+        )));
+    }
+    st.core.mutate(|s, tx| {
+        for u in &batch.updates {
+            scheduler::apply_status(s, tx, &node, u);
+        }
+        Ok::<_, ApiError>(())
+    })?;
+    Ok(Json(serde_json::json!({ "accepted": batch.updates.len() })))
+}

@@ -1,0 +1,559 @@
+//! `/v2/apps`: create, read, update (partial by default), scale, restart, delete, versions, and
+//! the per-app task endpoints. Every change is validated whole before anything is applied, and
+//! is refused with 409 while the app has a deployment running, unless `?force=true`.
+
+use std::collections::BTreeSet;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use cairn_marathon::{App, TaskState, ValidationError, iso8601_millis, merge_update, parse_app};
+use serde_json::{Value, json};
+
+use super::render::{Embed, app_json, task_json};
+use super::{ApiError, AppState};
+use crate::core::Tx;
+use crate::events::Event;
+use crate::model::{Deployment, DeploymentKind, State as Model};
+use crate::scheduler::{self, deployment_plan_json, next_version, used_service_ports};
+
+type Params = Query<Vec<(String, String)>>;
+
+fn param<'a>(q: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    q.iter()
+        .rev()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+fn flag(q: &[(String, String)], name: &str) -> bool {
+    param(q, name).is_some_and(|v| v.is_empty() || v == "true" || v == "1")
+}
+
+fn json_body(body: &[u8]) -> Result<Value, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::Invalid(ValidationError::Syntax(e.to_string())))
+}
+
+/// `{"deploymentId","version"}` with the `Marathon-Deployment-Id` header.
+fn deployment_response(status: StatusCode, id: &str, version: &str) -> Response {
+    let mut headers = HeaderMap::new();
+    if let Ok(v) = HeaderValue::from_str(id) {
+        headers.insert("Marathon-Deployment-Id", v);
+    }
+    (
+        status,
+        headers,
+        Json(json!({ "deploymentId": id, "version": version })),
+    )
+        .into_response()
+}
+
+/// Gives every `port: 0` definition a service port from 10000 up that no other app uses,
+/// keeping the ones this app had at the same positions.
+fn assign_service_ports(app: &mut App, previous: Option<&App>, used: &BTreeSet<i64>) {
+    let prev: Vec<i64> = previous
+        .and_then(|p| p.port_definitions.clone())
+        .unwrap_or_default()
+        .iter()
+        .map(|d| d.port)
+        .collect();
+    let mut taken: BTreeSet<i64> = used.clone();
+    let mut next = 10000;
+    for (i, def) in app.port_definitions.iter_mut().flatten().enumerate() {
+        if def.port != 0 {
+            taken.insert(def.port);
+            continue;
+        }
+        if let Some(p) = prev.get(i).filter(|p| **p != 0 && !taken.contains(p)) {
+            def.port = *p;
+        } else {
+            while taken.contains(&next) && next < 20000 {
+                next += 1;
+            }
+            def.port = next;
+        }
+        taken.insert(def.port);
+    }
+}
+
+/// Refuses a change while a deployment runs, unless forced (which cancels it).
+fn check_lock(s: &mut Model, tx: &mut Tx, app_id: &str, force: bool) -> Result<(), ApiError> {
+    let running: Vec<String> = s
+        .deployments
+        .values()
+        .filter(|d| d.app_id == app_id)
+        .map(|d| d.id.clone())
+        .collect();
+    if running.is_empty() {
+        return Ok(());
+    }
+    if !force {
+        return Err(ApiError::Locked(running));
+    }
+    for id in running {
+        if let Some(d) = s.deployments.remove(&id) {
+            tx.deployment(&id);
+            let plan = deployment_plan_json(&d.id, &d.version, &d.app_id, &d.steps());
+            tx.event(Event::new(
+                "deployment_failed",
+                tx.now_ms,
+                json!({ "id": d.id, "plan": plan }),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Starts a deployment for `app_id` towards `version`.
+pub(crate) fn start_deployment(
+    s: &mut Model,
+    tx: &mut Tx,
+    app_id: &str,
+    version: &str,
+    kind: DeploymentKind,
+    previous: Option<App>,
+) -> String {
+    let id = uuid::Uuid::new_v4().to_string();
+    let d = Deployment {
+        id: id.clone(),
+        version: version.to_string(),
+        app_id: app_id.to_string(),
+        kind,
+        previous,
+        started_ms: tx.now_ms,
+    };
+    let plan = deployment_plan_json(&d.id, &d.version, &d.app_id, &d.steps());
+    tx.event(Event::new(
+        "deployment_info",
+        tx.now_ms,
+        json!({ "plan": plan, "currentStep": plan["steps"][0] }),
+    ));
+    tx.deployment(&id);
+    s.deployments.insert(id.clone(), d);
+    id
+}
+
+/// Installs a new version of an app (creating it when new) and starts its deployment.
+/// Returns (deployment id, version).
+pub(crate) fn install(
+    s: &mut Model,
+    tx: &mut Tx,
+    mut app: App,
+    version_ms: u64,
+    restart: bool,
+    force: bool,
+) -> Result<(String, String), ApiError> {
+    let id = app.id.clone();
+    check_lock(s, tx, &id, force)?;
+    let prev = s.apps.get(&id).cloned();
+    assign_service_ports(
+        &mut app,
+        prev.as_ref().map(|p| &p.app),
+        &used_service_ports(&s.apps, &id),
+    );
+    let entry = next_version(prev.as_ref(), app, version_ms, restart);
+    let version = entry.app.version.clone().unwrap_or_default();
+    let kind = match &prev {
+        None => DeploymentKind::Start,
+        Some(p) if p.config_version() == entry.config_version() => DeploymentKind::Scale,
+        Some(_) => DeploymentKind::Restart,
+    };
+    tx.version(&entry.app);
+    tx.app(&id);
+    tx.event(Event::new(
+        "api_post_event",
+        tx.now_ms,
+        json!({ "clientIp": "", "uri": format!("/v2/apps{id}"), "appDefinition": serde_json::to_value(&entry.app).unwrap_or(Value::Null) }),
+    ));
+    let dropped: Vec<String> = if entry.versions.len() > crate::core::MAX_VERSIONS {
+        entry.versions[..entry.versions.len() - crate::core::MAX_VERSIONS].to_vec()
+    } else {
+        Vec::new()
+    };
+    let mut entry = entry;
+    entry.versions.drain(..dropped.len());
+    s.apps.insert(id.clone(), entry);
+    let dep = start_deployment(s, tx, &id, &version, kind, prev.map(|p| p.app));
+    Ok((dep, version))
+}
+
+pub async fn list(State(st): State<AppState>, Query(q): Params) -> Json<Value> {
+    let embed = Embed::parse(
+        q.iter()
+            .filter(|(k, _)| k == "embed")
+            .map(|(_, v)| v.as_str()),
+        "apps.",
+    );
+    let id_filter = param(&q, "id").map(str::to_string);
+    let cmd_filter = param(&q, "cmd").map(str::to_string);
+    let label_filter = param(&q, "label").map(|l| match l.split_once("==") {
+        Some((k, v)) => (k.to_string(), Some(v.to_string())),
+        None => (l.to_string(), None),
+    });
+    let apps = st.core.read(|s| {
+        s.apps
+            .values()
+            .filter(|e| id_filter.as_deref().is_none_or(|f| e.app.id.contains(f)))
+            .filter(|e| {
+                cmd_filter
+                    .as_deref()
+                    .is_none_or(|f| e.app.cmd.as_deref().is_some_and(|c| c.contains(f)))
+            })
+            .filter(|e| match &label_filter {
+                None => true,
+                Some((k, None)) => e.app.labels.contains_key(k),
+                Some((k, Some(v))) => e.app.labels.get(k) == Some(v),
+            })
+            .map(|e| app_json(s, e, embed))
+            .collect::<Vec<_>>()
+    });
+    Json(json!({ "apps": apps }))
+}
+
+pub async fn create(
+    State(st): State<AppState>,
+    Query(q): Params,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let app = parse_app(json_body(&body)?, None)?;
+    let version_ms = st.core.next_version_ms();
+    let force = flag(&q, "force");
+    let (dep, body) = st.core.mutate(|s, tx| {
+        if s.apps.contains_key(&app.id) {
+            return Err(ApiError::Conflict(format!(
+                "An app with id [{}] already exists.",
+                app.id
+            )));
+        }
+        let id = app.id.clone();
+        let (dep, _) = install(s, tx, app, version_ms, false, force)?;
+        let entry = &s.apps[&id];
+        Ok((
+            dep,
+            app_json(
+                s,
+                entry,
+                Embed {
+                    deployments: true,
+                    ..Default::default()
+                },
+            ),
+        ))
+    })?;
+    let mut headers = HeaderMap::new();
+    if let Ok(v) = HeaderValue::from_str(&dep) {
+        headers.insert("Marathon-Deployment-Id", v);
+    }
+    if let Some(Ok(loc)) = body["id"]
+        .as_str()
+        .map(|id| HeaderValue::from_str(&format!("/v2/apps{id}")))
+    {
+        headers.insert("Location", loc);
+    }
+    Ok((StatusCode::CREATED, headers, Json(body)).into_response())
+}
+
+/// The current definition as an update's base: what the operator gave, without the stamps.
+fn current_input(app: &App) -> Value {
+    let mut v = serde_json::to_value(app).unwrap_or(Value::Null);
+    if let Value::Object(m) = &mut v {
+        m.remove("version");
+        m.remove("versionInfo");
+    }
+    v
+}
+
+/// Turns an update body into the full new definition (partial by default; a body naming a
+/// stored `version` restores that version).
+fn updated_app(st: &AppState, id: &str, patch: Value, partial: bool) -> Result<App, ApiError> {
+    if let Some(v) = patch.get("version").and_then(Value::as_str)
+        && patch.as_object().is_some_and(|m| m.len() == 1)
+    {
+        let old = st
+            .core
+            .version(id, v)
+            .ok()
+            .flatten()
+            .ok_or_else(|| ApiError::NotFound(format!("App '{id}' has no version {v}")))?;
+        return Ok(parse_app(current_input(&old), Some(id))?);
+    }
+    let base = st
+        .core
+        .read(|s| s.apps.get(id).map(|e| current_input(&e.app)));
+    let merged = match (partial, base) {
+        (true, Some(base)) => merge_update(&base, &patch),
+        _ => patch,
+    };
+    Ok(parse_app(merged, Some(id))?)
+}
+
+pub async fn put_one(
+    State(st): State<AppState>,
+    Path(rest): Path<String>,
+    Query(q): Params,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let id = format!("/{}", rest.trim_matches('/'));
+    let partial = param(&q, "partialUpdate") != Some("false");
+    let app = updated_app(&st, &id, json_body(&body)?, partial)?;
+    let version_ms = st.core.next_version_ms();
+    let force = flag(&q, "force");
+    let (dep, version) = st
+        .core
+        .mutate(|s, tx| install(s, tx, app, version_ms, false, force))?;
+    Ok(deployment_response(StatusCode::OK, &dep, &version))
+}
+
+pub async fn put_bulk(
+    State(st): State<AppState>,
+    Query(q): Params,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let Value::Array(items) = json_body(&body)? else {
+        return Err(ApiError::BadRequest(
+            "PUT /v2/apps takes a JSON array of apps".into(),
+        ));
+    };
+    let partial = param(&q, "partialUpdate") != Some("false");
+    let mut apps = Vec::new();
+    for (i, item) in items.into_iter().enumerate() {
+        let Some(id) = item.get("id").and_then(Value::as_str).map(str::to_string) else {
+            return Err(ApiError::Invalid(ValidationError::Invalid(vec![
+                cairn_marathon::Violation {
+                    path: format!("({i})/id"),
+                    errors: vec!["every app of a bulk update needs an id".into()],
+                },
+            ])));
+        };
+        let id = format!("/{}", id.trim_matches('/'));
+        let app = updated_app(&st, &id, item, partial).map_err(|e| match e {
+            ApiError::Invalid(v) => ApiError::Invalid(v.prefixed(&format!("({i})"))),
+            other => other,
+        })?;
+        apps.push(app);
+    }
+    let force = flag(&q, "force");
+    let mut versions = Vec::new();
+    for _ in &apps {
+        versions.push(st.core.next_version_ms());
+    }
+    let (dep, version) = st.core.mutate(|s, tx| {
+        // Refuse before changing anything: a bulk update is applied whole or not at all.
+        if !force {
+            let locked: Vec<String> = apps
+                .iter()
+                .filter_map(|a| s.deployment_of(&a.id).map(|d| d.id.clone()))
+                .collect();
+            if !locked.is_empty() {
+                return Err(ApiError::Locked(locked));
+            }
+        }
+        let mut last = (String::new(), iso8601_millis(tx.now_ms));
+        for (app, v) in apps.into_iter().zip(versions) {
+            last = install(s, tx, app, v, false, force)?;
+        }
+        Ok::<_, ApiError>(last)
+    })?;
+    Ok(deployment_response(StatusCode::OK, &dep, &version))
+}
+
+/// What a path under `/v2/apps/` names.
+enum Sub {
+    App,
+    Tasks,
+    Task(String),
+    Versions,
+    Version(String),
+    Restart,
+}
+
+/// Splits `shop/web/tasks/<id>` into the app id and the sub-resource. A suffix counts only when
+/// what precedes it is a known app (an app may itself be called `tasks`).
+fn split(st: &AppState, rest: &str) -> (String, Sub) {
+    let segs: Vec<&str> = rest.trim_matches('/').split('/').collect();
+    let known = |n: usize| {
+        let id = format!("/{}", segs[..n].join("/"));
+        st.core.read(|s| s.apps.contains_key(&id)).then_some(id)
+    };
+    let n = segs.len();
+    if n >= 2 {
+        if let Some(id) = known(n - 1) {
+            match segs[n - 1] {
+                "tasks" => return (id, Sub::Tasks),
+                "versions" => return (id, Sub::Versions),
+                "restart" => return (id, Sub::Restart),
+                _ => {}
+            }
+        }
+        if n >= 3
+            && let Some(id) = known(n - 2)
+        {
+            match segs[n - 2] {
+                "tasks" => return (id, Sub::Task(segs[n - 1].to_string())),
+                "versions" => return (id, Sub::Version(segs[n - 1].to_string())),
+                _ => {}
+            }
+        }
+    }
+    (format!("/{}", segs.join("/")), Sub::App)
+}
+
+pub async fn get_sub(
+    State(st): State<AppState>,
+    Path(rest): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let (id, sub) = split(&st, &rest);
+    match sub {
+        Sub::App => st
+            .core
+            .read(|s| {
+                s.apps
+                    .get(&id)
+                    .map(|e| json!({ "app": app_json(s, e, Embed::single()) }))
+            })
+            .map(Json)
+            .ok_or_else(|| ApiError::app_not_found(&id)),
+        Sub::Tasks => Ok(Json(json!({
+            "tasks": st.core.read(|s| s.app_tasks(&id).map(task_json).collect::<Vec<_>>())
+        }))),
+        Sub::Versions => st
+            .core
+            .read(|s| {
+                s.apps
+                    .get(&id)
+                    .map(|e| json!({ "versions": e.versions.iter().rev().collect::<Vec<_>>() }))
+            })
+            .map(Json)
+            .ok_or_else(|| ApiError::app_not_found(&id)),
+        Sub::Version(v) => st
+            .core
+            .version(&id, &v)
+            .ok()
+            .flatten()
+            .map(|app| Json(serde_json::to_value(app).unwrap_or(Value::Null)))
+            .ok_or_else(|| ApiError::NotFound(format!("App '{id}' has no version {v}"))),
+        Sub::Task(_) | Sub::Restart => Err(ApiError::NotFound(format!(
+            "no such resource: /v2/apps/{rest}"
+        ))),
+    }
+}
+
+pub async fn post_sub(
+    State(st): State<AppState>,
+    Path(rest): Path<String>,
+    Query(q): Params,
+) -> Result<Response, ApiError> {
+    let (id, sub) = split(&st, &rest);
+    let Sub::Restart = sub else {
+        return Err(ApiError::NotFound(format!(
+            "no such resource: POST /v2/apps/{rest}"
+        )));
+    };
+    let version_ms = st.core.next_version_ms();
+    let force = flag(&q, "force");
+    let (dep, version) = st.core.mutate(|s, tx| {
+        let app = s
+            .apps
+            .get(&id)
+            .map(|e| e.app.clone())
+            .ok_or_else(|| ApiError::app_not_found(&id))?;
+        install(s, tx, app, version_ms, true, force)
+    })?;
+    Ok(deployment_response(StatusCode::OK, &dep, &version))
+}
+
+pub async fn delete_sub(
+    State(st): State<AppState>,
+    Path(rest): Path<String>,
+    Query(q): Params,
+) -> Result<Response, ApiError> {
+    let (id, sub) = split(&st, &rest);
+    let force = flag(&q, "force");
+    let scale = flag(&q, "scale");
+    match sub {
+        Sub::App => {
+            let (dep, version) = st.core.mutate(|s, tx| {
+                let Some(entry) = s.apps.get(&id) else {
+                    return Err(ApiError::app_not_found(&id));
+                };
+                let previous = entry.app.clone();
+                check_lock(s, tx, &id, force)?;
+                s.apps.remove(&id);
+                tx.app(&id);
+                let version = iso8601_millis(tx.now_ms);
+                let dep =
+                    start_deployment(s, tx, &id, &version, DeploymentKind::Stop, Some(previous));
+                Ok((dep, version))
+            })?;
+            Ok(deployment_response(StatusCode::OK, &dep, &version))
+        }
+        Sub::Tasks => {
+            let host = param(&q, "host").map(str::to_string);
+            kill_tasks(&st, &id, None, host, scale, force).await
+        }
+        Sub::Task(task_id) => kill_tasks(&st, &id, Some(task_id), None, scale, force).await,
+        _ => Err(ApiError::NotFound(format!(
+            "no such resource: DELETE /v2/apps/{rest}"
+        ))),
+    }
+}
+
+/// Kills an app's tasks (one, all, or those on `host`); with `scale`, lowers `instances` by
+/// the number killed so they are not replaced.
+async fn kill_tasks(
+    st: &AppState,
+    app_id: &str,
+    task_id: Option<String>,
+    host: Option<String>,
+    scale: bool,
+    force: bool,
+) -> Result<Response, ApiError> {
+    let version_ms = st.core.next_version_ms();
+    let out = st.core.mutate(|s, tx| {
+        if !s.apps.contains_key(app_id) {
+            return Err(ApiError::app_not_found(app_id));
+        }
+        let victims: Vec<String> = s
+            .app_tasks(app_id)
+            .filter(|t| t.is_desired())
+            .filter(|t| task_id.as_deref().is_none_or(|id| t.id == id))
+            .filter(|t| host.as_deref().is_none_or(|h| t.host == h || t.node == h))
+            .map(|t| t.id.clone())
+            .collect();
+        if let Some(tid) = &task_id
+            && victims.is_empty()
+        {
+            return Err(ApiError::NotFound(format!("Task '{tid}' does not exist")));
+        }
+        let before: Vec<Value> = victims
+            .iter()
+            .filter_map(|id| s.tasks.get(id))
+            .map(|t| {
+                let mut j = task_json(t);
+                j["state"] = json!(TaskState::Killing.as_str());
+                j
+            })
+            .collect();
+        let scaled = if scale {
+            let mut app = s.apps[app_id].app.clone();
+            app.instances = (app.instances - victims.len() as i64).max(0);
+            Some(install(s, tx, app, version_ms, false, force)?)
+        } else {
+            None
+        };
+        for id in &victims {
+            scheduler::kill_task(s, tx, id);
+        }
+        Ok((before, scaled))
+    })?;
+    Ok(match out {
+        (_, Some((dep, version))) => deployment_response(StatusCode::OK, &dep, &version),
+        (mut tasks, None) if task_id.is_some() && !tasks.is_empty() => {
+            Json(json!({ "task": tasks.swap_remove(0) })).into_response()
+        }
+        (tasks, None) => Json(json!({ "tasks": tasks })).into_response(),
+    })
+}

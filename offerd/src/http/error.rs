@@ -1,0 +1,55 @@
+//! API errors with Marathon's bodies: `{"message": ...}`, 422 with `details`, 409 with the
+//! deployments in the way.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use cairn_marathon::ValidationError;
+use serde_json::json;
+
+#[derive(Debug)]
+pub enum ApiError {
+    NotFound(String),
+    BadRequest(String),
+    Invalid(ValidationError),
+    /// Locked by running deployments (their ids).
+    Locked(Vec<String>),
+    Conflict(String),
+}
+
+impl ApiError {
+    pub fn app_not_found(id: &str) -> ApiError {
+        ApiError::NotFound(format!("App '{id}' does not exist"))
+    }
+}
+
+impl From<ValidationError> for ApiError {
+    fn from(e: ValidationError) -> Self {
+        ApiError::Invalid(e)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, body) = match self {
+            ApiError::NotFound(m) => (StatusCode::NOT_FOUND, json!({ "message": m })),
+            ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, json!({ "message": m })),
+            ApiError::Invalid(e @ ValidationError::Syntax(_)) => {
+                (StatusCode::BAD_REQUEST, e.body())
+            }
+            ApiError::Invalid(e) => (StatusCode::UNPROCESSABLE_ENTITY, e.body()),
+            ApiError::Locked(ids) => (
+                StatusCode::CONFLICT,
+                json!({
+                    "message": format!(
+                        "App is locked by one or more deployments. Override with the option '?force=true'. View details at '/v2/deployments/{}'.",
+                        ids.first().map(String::as_str).unwrap_or_default()
+                    ),
+                    "deployments": ids.iter().map(|id| json!({ "id": id })).collect::<Vec<_>>(),
+                }),
+            ),
+            ApiError::Conflict(m) => (StatusCode::CONFLICT, json!({ "message": m })),
+        };
+        (status, Json(body)).into_response()
+    }
+}

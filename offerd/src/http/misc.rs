@@ -1,0 +1,220 @@
+//! Deployments, the launch queue, `/v2/info`, `/v2/leader`, `/ping`, `/metrics` and the 404
+//! fallback.
+
+use std::fmt::Write as _;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use cairn_marathon::{TaskState, now_millis};
+use serde_json::{Value, json};
+
+use super::render::{deployment_json, queue_json};
+use super::{ApiError, AppState};
+use crate::model::DeploymentKind;
+
+pub async fn deployments(State(st): State<AppState>) -> Json<Value> {
+    Json(Value::Array(st.core.read(|s| {
+        s.deployments.values().map(deployment_json).collect()
+    })))
+}
+
+/// `DELETE /v2/deployments/{id}`: rolls the app back to the definition before the deployment
+/// (a new deployment); with `?force=true` just forgets the deployment (202, empty body).
+pub async fn cancel_deployment(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<Vec<(String, String)>>,
+) -> Result<Response, ApiError> {
+    let force = super::flag(&q.iter().cloned().collect(), "force");
+    let version_ms = st.core.next_version_ms();
+    let out = st.core.mutate(|s, tx| {
+        let Some(d) = s.deployments.get(&id).cloned() else {
+            return Err(ApiError::NotFound(format!(
+                "DeploymentPlan {id} does not exist"
+            )));
+        };
+        s.deployments.remove(&id);
+        tx.deployment(&id);
+        let plan = crate::scheduler::deployment_plan_json(&d.id, &d.version, &d.app_id, &d.steps());
+        tx.event(crate::events::Event::new(
+            "deployment_failed",
+            tx.now_ms,
+            json!({ "id": d.id, "plan": plan }),
+        ));
+        if force {
+            return Ok(None);
+        }
+        match d.previous {
+            // Undo a start: the app goes away again.
+            None => {
+                s.apps.remove(&d.app_id);
+                tx.app(&d.app_id);
+                let version = cairn_marathon::iso8601_millis(tx.now_ms);
+                let dep = super::apps::start_deployment(
+                    s,
+                    tx,
+                    &d.app_id,
+                    &version,
+                    DeploymentKind::Stop,
+                    None,
+                );
+                Ok(Some((dep, version)))
+            }
+            Some(prev) => {
+                if d.kind == DeploymentKind::Stop {
+                    // Undo a delete: the previous definition comes back as a new version.
+                    s.apps.remove(&d.app_id);
+                }
+                super::apps::install(s, tx, prev, version_ms, false, true).map(Some)
+            }
+        }
+    })?;
+    Ok(match out {
+        None => StatusCode::ACCEPTED.into_response(),
+        Some((dep, version)) => {
+            Json(json!({ "deploymentId": dep, "version": version })).into_response()
+        }
+    })
+}
+
+pub async fn queue(State(st): State<AppState>) -> Json<Value> {
+    let now = now_millis();
+    let queue = st.core.read(|s| {
+        s.queue
+            .iter()
+            .map(|(id, q)| queue_json(s, id, q, now))
+            .collect::<Vec<_>>()
+    });
+    Json(json!({ "queue": queue }))
+}
+
+/// `DELETE /v2/queue/{app}/delay`: launch again now.
+pub async fn reset_delay(
+    State(st): State<AppState>,
+    Path(rest): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let Some(app) = rest.trim_matches('/').strip_suffix("/delay") else {
+        return Err(ApiError::NotFound(format!(
+            "no such resource: /v2/queue/{rest}"
+        )));
+    };
+    let id = format!("/{app}");
+    st.core.mutate(|s, tx| {
+        let e = s
+            .apps
+            .get_mut(&id)
+            .ok_or_else(|| ApiError::app_not_found(&id))?;
+        e.failures = 0;
+        e.delay_until_ms = 0;
+        tx.app(&id);
+        Ok::<_, ApiError>(())
+    })?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn info(State(st): State<AppState>) -> Json<Value> {
+    Json(json!({
+        "name": "offerd",
+        "version": env!("CARGO_PKG_VERSION"),
+        "buildref": "cairn",
+        "elected": true,
+        "leader": st.advertise,
+        "frameworkId": "cairn-offerd",
+        "marathon_config": {
+            "checkpoint": true,
+            "executor": "//cmd",
+            "failover_timeout": 604800,
+            "framework_name": "marathon",
+            "ha": false,
+            "hostname": st.advertise.split(':').next().unwrap_or_default(),
+            "local_port_min": 10000,
+            "local_port_max": 20000,
+            "master": st.advertise,
+            "task_launch_timeout": 300000,
+        },
+        "http_config": { "http_port": st.advertise.rsplit(':').next().and_then(|p| p.parse::<u16>().ok()) },
+        "event_subscriber": { "type": "sse" },
+    }))
+}
+
+pub async fn leader(State(st): State<AppState>) -> Json<Value> {
+    Json(json!({ "leader": st.advertise }))
+}
+
+pub async fn ping() -> &'static str {
+    "pong"
+}
+
+pub async fn not_found() -> ApiError {
+    ApiError::NotFound("no such resource".into())
+}
+
+/// Prometheus text format.
+pub async fn metrics(State(st): State<AppState>) -> Response {
+    let mut out = String::new();
+    let (apps, agents, lost, deployments, queued, by_state) = st.core.read(|s| {
+        let mut by_state = std::collections::HashMap::new();
+        for t in s.tasks.values() {
+            *by_state.entry(t.state).or_insert(0u64) += 1;
+        }
+        (
+            s.apps.len(),
+            s.agents.values().filter(|a| !a.lost).count(),
+            s.agents.values().filter(|a| a.lost).count(),
+            s.deployments.len(),
+            s.queue.values().map(|q| u64::from(q.count)).sum::<u64>(),
+            by_state,
+        )
+    });
+    let _ = writeln!(
+        out,
+        "# HELP offerd_apps Apps defined.\n# TYPE offerd_apps gauge\nofferd_apps {apps}"
+    );
+    let _ = writeln!(
+        out,
+        "# HELP offerd_agents Agents by state.\n# TYPE offerd_agents gauge"
+    );
+    let _ = writeln!(
+        out,
+        "offerd_agents{{state=\"active\"}} {agents}\nofferd_agents{{state=\"lost\"}} {lost}"
+    );
+    let _ = writeln!(
+        out,
+        "# HELP offerd_tasks Tasks by state.\n# TYPE offerd_tasks gauge"
+    );
+    for state in [
+        TaskState::Staging,
+        TaskState::Starting,
+        TaskState::Running,
+        TaskState::Killing,
+    ] {
+        let _ = writeln!(
+            out,
+            "offerd_tasks{{state=\"{state}\"}} {}",
+            by_state.get(&state).copied().unwrap_or(0)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP offerd_deployments Deployments running.\n# TYPE offerd_deployments gauge\nofferd_deployments {deployments}"
+    );
+    let _ = writeln!(
+        out,
+        "# HELP offerd_queued_tasks Tasks waiting to be launched.\n# TYPE offerd_queued_tasks gauge\nofferd_queued_tasks {queued}"
+    );
+    let _ = writeln!(
+        out,
+        "# HELP offerd_event_subscribers SSE subscribers.\n# TYPE offerd_event_subscribers gauge\nofferd_event_subscribers {}",
+        st.core.events.subscribers()
+    );
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        out,
+    )
+        .into_response()
+}

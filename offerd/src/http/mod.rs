@@ -1,0 +1,73 @@
+//! offerd's HTTP API: Marathon's `/v2` (apps, tasks, deployments, queue, events, info) and the
+//! agents' `/v1/agents`. Handlers translate requests into [`crate::core::Core::mutate`] calls
+//! and state into Marathon's JSON (see [`render`]).
+
+mod agents;
+mod apps;
+mod error;
+mod events;
+mod misc;
+pub mod render;
+mod tasks;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{get, post};
+
+use crate::core::Core;
+
+pub use error::ApiError;
+
+/// Shared by every handler.
+#[derive(Clone)]
+pub struct AppState {
+    pub core: Arc<Core>,
+    /// `host:port` offerd answers on (for `/v2/leader` and `/v2/info`).
+    pub advertise: String,
+}
+
+/// The whole API.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route(
+            "/v2/apps",
+            get(apps::list).post(apps::create).put(apps::put_bulk),
+        )
+        .route(
+            "/v2/apps/{*rest}",
+            get(apps::get_sub)
+                .put(apps::put_one)
+                .delete(apps::delete_sub)
+                .post(apps::post_sub),
+        )
+        .route("/v2/tasks", get(tasks::list))
+        .route("/v2/tasks/delete", post(tasks::delete_many))
+        .route("/v2/deployments", get(misc::deployments))
+        .route(
+            "/v2/deployments/{id}",
+            axum::routing::delete(misc::cancel_deployment),
+        )
+        .route("/v2/queue", get(misc::queue))
+        .route(
+            "/v2/queue/{*rest}",
+            axum::routing::delete(misc::reset_delay),
+        )
+        .route("/v2/events", get(events::stream))
+        .route("/v2/info", get(misc::info))
+        .route("/v2/leader", get(misc::leader))
+        .route("/ping", get(misc::ping))
+        .route("/metrics", get(misc::metrics))
+        .route("/v1/agents", get(agents::list))
+        .route("/v1/agents/register", post(agents::register))
+        .route("/v1/agents/{node}/tasks", get(agents::desired))
+        .route("/v1/agents/{node}/status", post(agents::status))
+        .fallback(misc::not_found)
+        .with_state(state)
+}
+
+/// `?force=true` (also `?force` with no value, as Marathon's clients send it).
+pub(crate) fn flag(q: &std::collections::HashMap<String, String>, name: &str) -> bool {
+    q.get(name)
+        .is_some_and(|v| v.is_empty() || v == "true" || v == "1")
+}

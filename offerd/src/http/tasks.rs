@@ -1,0 +1,92 @@
+//! `/v2/tasks`: every task, and killing tasks by id across apps.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Response};
+use cairn_marathon::TaskState;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::render::task_json;
+use super::{ApiError, AppState};
+use crate::scheduler;
+
+pub async fn list(
+    State(st): State<AppState>,
+    Query(q): Query<Vec<(String, String)>>,
+) -> Json<Value> {
+    let wanted: Vec<TaskState> = q
+        .iter()
+        .filter(|(k, _)| k == "status")
+        .filter_map(|(_, v)| match v.as_str() {
+            "running" => Some(TaskState::Running),
+            "staging" => Some(TaskState::Staging),
+            _ => None,
+        })
+        .collect();
+    let tasks = st.core.read(|s| {
+        s.tasks
+            .values()
+            .filter(|t| t.is_active())
+            .filter(|t| wanted.is_empty() || wanted.contains(&t.state))
+            .map(task_json)
+            .collect::<Vec<_>>()
+    });
+    Json(json!({ "tasks": tasks }))
+}
+
+#[derive(Deserialize)]
+struct Ids {
+    ids: Vec<String>,
+}
+
+/// `POST /v2/tasks/delete {"ids": [...]}` (`?scale=true` lowers each app's instances).
+pub async fn delete_many(
+    State(st): State<AppState>,
+    Query(q): Query<Vec<(String, String)>>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let ids: Ids = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::BadRequest(format!("expected {{\"ids\": [task ids]}}: {e}")))?;
+    let scale = super::flag(&q.iter().cloned().collect(), "scale");
+    let force = super::flag(&q.iter().cloned().collect(), "force");
+    let version_ms = st.core.next_version_ms();
+    let out = st.core.mutate(|s, tx| {
+        let unknown: Vec<&String> = ids
+            .ids
+            .iter()
+            .filter(|id| !s.tasks.get(*id).is_some_and(|t| t.is_desired()))
+            .collect();
+        if !unknown.is_empty() {
+            return Err(ApiError::NotFound(format!(
+                "Tasks do not exist: {unknown:?}"
+            )));
+        }
+        let mut deployment = None;
+        if scale {
+            let mut per_app: std::collections::BTreeMap<String, i64> = Default::default();
+            for id in &ids.ids {
+                *per_app.entry(s.tasks[id].app_id.clone()).or_default() += 1;
+            }
+            for (app_id, n) in per_app {
+                let Some(entry) = s.apps.get(&app_id) else {
+                    continue;
+                };
+                let mut app = entry.app.clone();
+                app.instances = (app.instances - n).max(0);
+                deployment = Some(super::apps::install(s, tx, app, version_ms, false, force)?);
+            }
+        }
+        for id in &ids.ids {
+            scheduler::kill_task(s, tx, id);
+        }
+        Ok(deployment)
+    })?;
+    Ok(match out {
+        Some((dep, version)) => {
+            Json(json!({ "deploymentId": dep, "version": version })).into_response()
+        }
+        None => Json(json!({})).into_response(),
+    })
+}

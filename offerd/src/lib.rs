@@ -1,0 +1,19 @@
+//! offerd: agents' resources, placement, and the life of apps and tasks, behind a
+//! Marathon-compatible HTTP API and cairn's agent protocol.
+//!
+//! - [`placement`]: offers and bin-packing with constraints (pure; benchmarked alone).
+//! - [`scheduler`]: the level-triggered loop that launches, kills, replaces and finishes.
+//! - [`core`]: the state behind one lock, made durable in a [`cairn_store::Store`].
+//! - [`http`]: Marathon's `/v2` API, the agents' `/v1/agents` API and the event stream.
+//! - [`health`]: task health read from the catalog with a blocking query.
+//! - [`cli`]: `offerd serve` and the client commands (`apply`, `apps`, `tasks`, `scale`, `kill`).
+
+pub mod cli;
+pub mod core;
+pub mod events;
+pub mod health;
+pub mod http;
+pub mod model;
+pub mod placement;
+pub mod scheduler;
+pub mod serve;

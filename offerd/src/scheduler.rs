@@ -1,0 +1,540 @@
+//! The scheduler: after every change (and on a timer) it compares each app's tasks with what the
+//! app asks for and acts — declares silent agents lost, launches missing tasks through
+//! [`crate::placement`] (after the app's backoff), kills extra and outdated ones within the
+//! upgrade strategy, finishes deployments, and fills the launch queue with the reason a task
+//! waits. It is level-triggered: it never remembers what it did, only what is.
+
+use std::collections::{BTreeMap, HashMap};
+
+use cairn_marathon::{
+    App, TaskSpec, TaskState, TaskStatusUpdate, iso8601_millis, service_name, task_id_for,
+};
+use serde_json::json;
+
+use crate::core::{CoreConfig, Tx};
+use crate::events::Event;
+use crate::model::{AppEntry, DeploymentKind, QueueEntry, State, Task, TaskFailure};
+use crate::placement::{Demand, Offer, Placer};
+
+/// Runs one round of scheduling.
+pub fn reconcile(state: &mut State, tx: &mut Tx, cfg: &CoreConfig) {
+    expire_agents(state, tx, cfg);
+    kill_orphans(state, tx);
+    let mut offers = build_offers(state);
+    state.queue.clear();
+    let ids: Vec<String> = state.apps.keys().cloned().collect();
+    for id in &ids {
+        reconcile_app(state, tx, id, &mut offers);
+    }
+    finish_deployments(state, tx);
+}
+
+/// Agents silent past the timeout are lost, and so are their tasks.
+fn expire_agents(state: &mut State, tx: &mut Tx, cfg: &CoreConfig) {
+    let timeout = cfg.agent_timeout.as_millis() as u64;
+    let lost: Vec<String> = state
+        .agents
+        .values()
+        .filter(|a| !a.lost && tx.now_ms.saturating_sub(a.last_seen_ms) > timeout)
+        .map(|a| a.node.clone())
+        .collect();
+    for node in lost {
+        tracing::warn!(%node, "agent silent past the agent timeout: lost; replacing its tasks");
+        if let Some(a) = state.agents.get_mut(&node) {
+            a.lost = true;
+        }
+        tx.agent(&node);
+        let tasks: Vec<String> = state
+            .tasks
+            .values()
+            .filter(|t| t.node == node && t.is_active())
+            .map(|t| t.id.clone())
+            .collect();
+        for id in tasks {
+            finish_task(
+                state,
+                tx,
+                &id,
+                TaskState::Lost,
+                "agent lost: silent past --agent-timeout",
+            );
+        }
+    }
+}
+
+/// Tasks whose app is gone are killed.
+fn kill_orphans(state: &mut State, tx: &mut Tx) {
+    let orphans: Vec<String> = state
+        .tasks
+        .values()
+        .filter(|t| t.is_desired() && !state.apps.contains_key(&t.app_id))
+        .map(|t| t.id.clone())
+        .collect();
+    for id in orphans {
+        kill_task(state, tx, &id);
+    }
+}
+
+/// Every active agent's unused resources.
+pub fn build_offers(state: &State) -> Vec<Offer> {
+    let mut offers: Vec<Offer> = Vec::with_capacity(state.agents.len());
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    for a in state.agents.values().filter(|a| !a.lost) {
+        index.insert(a.node.as_str(), offers.len());
+        offers.push(Offer {
+            node: a.node.clone(),
+            attributes: a.attributes.clone(),
+            total_cpus: a.resources.cpus,
+            total_mem: a.resources.mem,
+            free_cpus: a.resources.cpus,
+            free_mem: a.resources.mem,
+            free_disk: a.resources.disk,
+            port_ranges: a.resources.ports.clone(),
+            used_ports: Default::default(),
+            app_counts: HashMap::new(),
+        });
+    }
+    for t in state.tasks.values().filter(|t| t.is_active()) {
+        let Some(&i) = index.get(t.node.as_str()) else {
+            continue;
+        };
+        let o = &mut offers[i];
+        o.free_cpus -= t.spec.cpus;
+        o.free_mem -= t.spec.mem;
+        o.free_disk -= t.spec.disk;
+        o.used_ports.extend(t.ports.iter().copied());
+        if t.is_desired() {
+            *o.app_counts.entry(t.app_id.clone()).or_insert(0) += 1;
+        }
+    }
+    offers
+}
+
+/// Running, and passing its health checks if it has any.
+pub fn is_healthy(t: &Task) -> bool {
+    t.state == TaskState::Running && (t.spec.health_checks.is_empty() || t.healthy == Some(true))
+}
+
+fn reconcile_app(state: &mut State, tx: &mut Tx, app_id: &str, offers: &mut [Offer]) {
+    let Some(entry) = state.apps.get(app_id) else {
+        return;
+    };
+    let app = entry.app.clone();
+    let config_version = entry.config_version().to_string();
+    let n = usize::try_from(app.instances).unwrap_or(0);
+    let mut current: Vec<&Task> = Vec::new();
+    let mut old: Vec<&Task> = Vec::new();
+    for t in state.app_tasks(app_id).filter(|t| t.is_desired()) {
+        if t.config_version == config_version {
+            current.push(t);
+        } else {
+            old.push(t);
+        }
+    }
+
+    // Scale down: the kill selection picks which go; tasks not yet running go first.
+    let mut kills: Vec<String> = Vec::new();
+    if current.len() > n {
+        let mut order = current.clone();
+        order.sort_by_key(|t| {
+            let age_key = if app.kill_selection == "OLDEST_FIRST" {
+                t.staged_at as i128
+            } else {
+                -(t.staged_at as i128)
+            };
+            (t.state == TaskState::Running, age_key)
+        });
+        kills.extend(order.iter().take(current.len() - n).map(|t| t.id.clone()));
+        current.retain(|t| !kills.contains(&t.id));
+    }
+
+    // Old version: unhealthy ones go at once; healthy ones while enough healthy remain.
+    let min_healthy = (n as f64 * app.upgrade_strategy.minimum_health_capacity).ceil() as usize;
+    let healthy_new = current.iter().filter(|t| is_healthy(t)).count();
+    let mut healthy_old = old.iter().filter(|t| is_healthy(t)).count();
+    let mut old_left = old.len();
+    let mut old_sorted = old.clone();
+    old_sorted.sort_by_key(|t| (is_healthy(t), std::cmp::Reverse(t.staged_at)));
+    for t in &old_sorted {
+        if !is_healthy(t) {
+            kills.push(t.id.clone());
+            old_left -= 1;
+        } else if healthy_new + healthy_old > min_healthy || healthy_new >= n {
+            kills.push(t.id.clone());
+            healthy_old -= 1;
+            old_left -= 1;
+        }
+    }
+
+    // Launch what is missing, within maximumOverCapacity and after the backoff.
+    let missing = n.saturating_sub(current.len());
+    let max_active = n + (n as f64 * app.upgrade_strategy.maximum_over_capacity).floor() as usize;
+    let mut room = max_active.saturating_sub(current.len() + old_left);
+    if room == 0 && missing > 0 && old_left > 0 && healthy_new == 0 {
+        // minimumHealthCapacity 1 with maximumOverCapacity 0 would never move: make room.
+        if let Some(t) = old_sorted.iter().find(|t| !kills.contains(&t.id)) {
+            kills.push(t.id.clone());
+            room = 1;
+        }
+    }
+    let to_launch = missing.min(room);
+    for id in kills {
+        kill_task(state, tx, &id);
+    }
+    if to_launch == 0 {
+        return;
+    }
+    let (delay_until, failures) = {
+        let e = &state.apps[app_id];
+        (e.delay_until_ms, e.failures)
+    };
+    let since = state
+        .deployment_of(app_id)
+        .map_or(tx.now_ms, |d| d.started_ms);
+    if tx.now_ms < delay_until {
+        state.queue.insert(
+            app_id.to_string(),
+            QueueEntry {
+                count: to_launch as u32,
+                delay_until_ms: delay_until,
+                since_ms: since,
+                reason: Some(format!(
+                    "launch delayed by backoff after {failures} failed task(s)"
+                )),
+                agents_considered: offers.len(),
+            },
+        );
+        return;
+    }
+    let required: Vec<u16> = if app.require_ports {
+        app.port_definitions
+            .iter()
+            .flatten()
+            .map(|p| p.port as u16)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let demand = Demand {
+        app_id,
+        cpus: app.cpus,
+        mem: app.mem,
+        disk: app.disk,
+        ports: app.port_count(),
+        required_ports: required,
+        constraints: &app.constraints,
+    };
+    let mut placer = match Placer::new(offers, demand) {
+        Ok(p) => p,
+        Err(reason) => {
+            queue_reason(state, app_id, to_launch, since, reason, offers.len());
+            return;
+        }
+    };
+    let mut launched = 0;
+    for _ in 0..to_launch {
+        match placer.place_one(offers) {
+            Ok(p) => {
+                let node = offers[p.offer].node.clone();
+                launch(state, tx, &app, &config_version, &node, p.ports);
+                launched += 1;
+            }
+            Err(reason) => {
+                queue_reason(
+                    state,
+                    app_id,
+                    to_launch - launched,
+                    since,
+                    reason,
+                    offers.len(),
+                );
+                break;
+            }
+        }
+    }
+}
+
+fn queue_reason(
+    state: &mut State,
+    app_id: &str,
+    count: usize,
+    since: u64,
+    reason: String,
+    n: usize,
+) {
+    state.queue.insert(
+        app_id.to_string(),
+        QueueEntry {
+            count: count as u32,
+            delay_until_ms: 0,
+            since_ms: since,
+            reason: Some(reason),
+            agents_considered: n,
+        },
+    );
+}
+
+/// Creates a task on `node` and puts it in the node's desired set.
+fn launch(
+    state: &mut State,
+    tx: &mut Tx,
+    app: &App,
+    config_version: &str,
+    node: &str,
+    ports: Vec<u16>,
+) {
+    let id = task_id_for(&app.id, &uuid::Uuid::new_v4().to_string());
+    let host = state
+        .agents
+        .get(node)
+        .map(|a| a.address.clone())
+        .unwrap_or_default();
+    let version = app.version.clone().unwrap_or_default();
+    let defs = app.port_definitions.clone().unwrap_or_default();
+    let spec = TaskSpec {
+        id: id.clone(),
+        app_id: app.id.clone(),
+        version: version.clone(),
+        cmd: app.cmd.clone(),
+        args: app.args.clone(),
+        env: app.env.clone(),
+        labels: app.labels.clone(),
+        cpus: app.cpus,
+        mem: app.mem,
+        disk: app.disk,
+        ports: ports.clone(),
+        port_names: defs.iter().map(|d| d.name.clone()).collect(),
+        health_checks: app.health_checks.clone(),
+        kill_grace_seconds: app.kill_grace_seconds(),
+        container: app.container.clone(),
+        service_name: service_name(&app.id, &app.labels),
+    };
+    let task = Task {
+        id: id.clone(),
+        app_id: app.id.clone(),
+        version,
+        config_version: config_version.to_string(),
+        node: node.to_string(),
+        host,
+        ports,
+        service_ports: defs.iter().map(|d| d.port as u16).collect(),
+        state: TaskState::Staging,
+        staged_at: tx.now_ms,
+        started_at: None,
+        message: String::new(),
+        healthy: None,
+        kill_requested: false,
+        spec,
+    };
+    tx.event(Event::status_update(
+        &task,
+        TaskState::Staging,
+        "",
+        tx.now_ms,
+    ));
+    tx.task(&id, node);
+    state.tasks.insert(id, task);
+}
+
+/// Takes a task out of its agent's desired set; the agent kills it and reports TASK_KILLED. A
+/// task the agent never acknowledged is killed on the spot: it may never have started.
+pub fn kill_task(state: &mut State, tx: &mut Tx, id: &str) {
+    let Some(t) = state.tasks.get_mut(id) else {
+        return;
+    };
+    if !t.is_desired() {
+        return;
+    }
+    t.kill_requested = true;
+    let node = t.node.clone();
+    let staging = t.state == TaskState::Staging;
+    tx.task(id, &node);
+    if staging {
+        finish_task(state, tx, id, TaskState::Killed, "killed before it started");
+    }
+}
+
+/// A task reached a terminal state: it is removed, and a failure feeds the app's backoff.
+pub fn finish_task(state: &mut State, tx: &mut Tx, id: &str, end: TaskState, message: &str) {
+    let Some(t) = state.tasks.remove(id) else {
+        return;
+    };
+    tx.task(id, &t.node);
+    tx.event(Event::status_update(&t, end, message, tx.now_ms));
+    if t.kill_requested || (!end.counts_as_failure() && end != TaskState::Lost) {
+        return;
+    }
+    let Some(entry) = state.apps.get_mut(&t.app_id) else {
+        return;
+    };
+    entry.last_failure = Some(TaskFailure {
+        app_id: t.app_id.clone(),
+        host: t.host.clone(),
+        message: message.to_string(),
+        state: end.as_str().to_string(),
+        task_id: t.id.clone(),
+        timestamp: iso8601_millis(tx.now_ms),
+        version: t.version.clone(),
+        slave_id: t.node.clone(),
+    });
+    if end.counts_as_failure() && t.config_version == entry.config_version() {
+        entry.failures = entry.failures.saturating_add(1);
+        let delay = entry.app.launch_delay_seconds(entry.failures);
+        entry.delay_until_ms = tx.now_ms + (delay * 1000.0) as u64;
+        tracing::info!(app = %t.app_id, task = %t.id, state = %end, failures = entry.failures, delay_s = delay, "task failed; relaunch delayed");
+    }
+    tx.app(&t.app_id);
+}
+
+/// Applies one status update from `node`. Updates for unknown tasks, or from an agent the task
+/// is not on, are ignored: the desired set already tells that agent what to do.
+pub fn apply_status(state: &mut State, tx: &mut Tx, node: &str, u: &TaskStatusUpdate) {
+    let Some(t) = state.tasks.get_mut(&u.task_id) else {
+        return;
+    };
+    if t.node != node {
+        return;
+    }
+    if u.state.is_terminal() {
+        finish_task(state, tx, &u.task_id, u.state, &u.message);
+        return;
+    }
+    if t.state == u.state {
+        return;
+    }
+    t.state = u.state;
+    t.message = u.message.clone();
+    if u.state == TaskState::Running && t.started_at.is_none() {
+        t.started_at = Some(if u.timestamp > 0 {
+            u.timestamp
+        } else {
+            tx.now_ms
+        });
+    }
+    let event = Event::status_update(t, u.state, &u.message, tx.now_ms);
+    tx.task(&u.task_id, node);
+    tx.event(event);
+}
+
+/// A deployment is done when its app has exactly its instances, all of the current config and
+/// healthy, and nothing is still being killed; a stop is done when no task is left.
+fn finish_deployments(state: &mut State, tx: &mut Tx) {
+    let mut done = Vec::new();
+    for d in state.deployments.values() {
+        let tasks: Vec<&Task> = state
+            .tasks
+            .values()
+            .filter(|t| t.app_id == d.app_id && t.is_active())
+            .collect();
+        let finished = match state.apps.get(&d.app_id) {
+            None => tasks.is_empty(),
+            Some(entry) if d.kind == DeploymentKind::Stop => {
+                tasks.is_empty() && entry.app.instances == 0
+            }
+            Some(entry) => {
+                let cv = entry.config_version();
+                tasks.len() == usize::try_from(entry.app.instances).unwrap_or(0)
+                    && tasks
+                        .iter()
+                        .all(|t| t.config_version == cv && !t.kill_requested && is_healthy(t))
+            }
+        };
+        if finished {
+            done.push(d.id.clone());
+        }
+    }
+    for id in done {
+        if let Some(d) = state.deployments.remove(&id) {
+            tx.deployment(&id);
+            let plan = deployment_plan_json(&d.id, &d.version, &d.app_id, &d.steps());
+            tx.event(Event::new(
+                "deployment_step_success",
+                tx.now_ms,
+                json!({ "plan": plan, "currentStep": plan["steps"].as_array().and_then(|s| s.last()).cloned() }),
+            ));
+            tx.event(Event::new(
+                "deployment_success",
+                tx.now_ms,
+                json!({ "id": d.id, "plan": plan }),
+            ));
+            if !state.apps.contains_key(&d.app_id) {
+                tx.event(Event::new(
+                    "app_terminated_event",
+                    tx.now_ms,
+                    json!({ "appId": d.app_id }),
+                ));
+            }
+            tracing::info!(deployment = %d.id, app = %d.app_id, "deployment finished");
+        }
+    }
+}
+
+/// Marathon's deployment plan JSON (`deployment_info` and friends).
+pub fn deployment_plan_json(
+    id: &str,
+    version: &str,
+    app_id: &str,
+    steps: &[Vec<&str>],
+) -> serde_json::Value {
+    let steps: Vec<_> = steps
+        .iter()
+        .map(|actions| json!({ "actions": actions.iter().map(|a| json!({"action": a, "app": app_id})).collect::<Vec<_>>() }))
+        .collect();
+    json!({
+        "id": id,
+        "version": version,
+        "original": { "id": "/", "apps": [], "groups": [], "dependencies": [], "version": version },
+        "target": { "id": "/", "apps": [], "groups": [], "dependencies": [], "version": version },
+        "steps": steps,
+    })
+}
+
+/// Builds a new app entry or the next version of one (`restart` forces a new config version).
+pub fn next_version(
+    prev: Option<&AppEntry>,
+    mut app: App,
+    version_ms: u64,
+    restart: bool,
+) -> AppEntry {
+    let version = iso8601_millis(version_ms);
+    let config_changed = match prev {
+        None => true,
+        Some(p) => restart || p.app.config_json() != app.config_json(),
+    };
+    let last_config = if config_changed {
+        version.clone()
+    } else {
+        prev.map(|p| p.config_version().to_string())
+            .unwrap_or_else(|| version.clone())
+    };
+    app.version = Some(version.clone());
+    app.version_info = Some(cairn_marathon::VersionInfo {
+        last_scaling_at: version.clone(),
+        last_config_change_at: last_config,
+    });
+    let mut versions = prev.map(|p| p.versions.clone()).unwrap_or_default();
+    versions.push(version);
+    let (failures, delay_until_ms, last_failure) = match prev {
+        Some(p) if !config_changed => (p.failures, p.delay_until_ms, p.last_failure.clone()),
+        Some(p) => (0, 0, p.last_failure.clone()),
+        None => (0, 0, None),
+    };
+    AppEntry {
+        app,
+        versions,
+        failures,
+        delay_until_ms,
+        last_failure,
+    }
+}
+
+/// Service ports in use by apps other than `except`.
+pub fn used_service_ports(
+    apps: &BTreeMap<String, AppEntry>,
+    except: &str,
+) -> std::collections::BTreeSet<i64> {
+    apps.values()
+        .filter(|e| e.app.id != except)
+        .flat_map(|e| e.app.port_definitions.iter().flatten().map(|p| p.port))
+        .collect()
+}

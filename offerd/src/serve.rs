@@ -1,0 +1,105 @@
+//! `offerd serve`: open the store, load the state, serve the API, run the scheduler's timer
+//! (agent timeouts, backoff expiry) and follow task health in the catalog, until SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use cairn_client::CatalogClient;
+use cairn_store::{RedbStore, Store};
+
+use crate::core::{Core, CoreConfig};
+use crate::http::{AppState, router};
+
+/// How often the scheduler runs without a request (timeouts, backoff delays).
+const TICK: Duration = Duration::from_millis(250);
+
+/// Settings of `offerd serve`.
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    pub http_addr: SocketAddr,
+    pub data_dir: PathBuf,
+    pub agent_timeout: Duration,
+    /// Where task health is read from; `None` runs without health (running = healthy).
+    pub catalog: Option<CatalogClient>,
+}
+
+/// Runs offerd until `shutdown` resolves.
+pub async fn serve(
+    cfg: ServeConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("creating --data-dir {}", cfg.data_dir.display()))?;
+    let store: Arc<dyn Store> =
+        Arc::new(RedbStore::open(&cfg.data_dir.join("offerd.redb")).context("opening the store")?);
+    let core = Arc::new(
+        Core::open(
+            store,
+            CoreConfig {
+                agent_timeout: cfg.agent_timeout,
+            },
+        )
+        .context("loading the state")?,
+    );
+    let listener = tokio::net::TcpListener::bind(cfg.http_addr)
+        .await
+        .with_context(|| format!("binding HTTP on {}", cfg.http_addr))?;
+    let local = listener.local_addr().context("reading the bound address")?;
+    tracing::info!(addr = %local, data_dir = %cfg.data_dir.display(), "offerd serving HTTP");
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let tick = {
+        let core = core.clone();
+        let stop = stopped();
+        tokio::spawn(async move {
+            tokio::pin!(stop);
+            let mut every = tokio::time::interval(TICK);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = &mut stop => return,
+                    _ = every.tick() => {
+                        let _: Result<(), std::convert::Infallible> = core.mutate(|_, _| Ok(()));
+                    }
+                }
+            }
+        })
+    };
+    let health = cfg
+        .catalog
+        .clone()
+        .map(|client| tokio::spawn(crate::health::follow(core.clone(), client, stopped())));
+
+    let app = router(AppState {
+        core: core.clone(),
+        advertise: local.to_string(),
+    });
+    let graceful = async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    };
+    let server = axum::serve(listener, app.into_make_service()).with_graceful_shutdown(graceful);
+    let stop = stopped();
+    tokio::select! {
+        res = server => res.context("HTTP server")?,
+        // Parked agent polls and event streams must not hold the process forever.
+        _ = async { stop.await; tokio::time::sleep(Duration::from_secs(2)).await; } => {
+            tracing::info!("closing connections still open");
+        }
+    }
+    tick.abort();
+    if let Some(h) = health {
+        h.abort();
+    }
+    tracing::info!("offerd stopped");
+    Ok(())
+}
