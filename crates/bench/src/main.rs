@@ -3,6 +3,7 @@
 //! what `wrk` cannot, such as parking thousands of blocking queries and timing their wake-up.
 
 mod http;
+mod place;
 mod watchers;
 
 use std::process::ExitCode;
@@ -24,10 +25,21 @@ struct Cli {
 enum Command {
     /// Park many blocking queries on one KV key, write it, time every wake-up
     Watchers(watchers::WatchersArgs),
+    /// Run offerd's placement alone on simulated agents and report placements per second
+    Place(place::PlaceArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Place(args) = cli.command {
+        return match place::run(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("cairn-bench: error: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(cli.threads.max(1))
         .enable_all()
@@ -42,6 +54,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Watchers(args) => watchers::run(args).await,
+            Command::Place(_) => Ok(()),
         }
     });
     // Parked tasks may still hold sockets; do not wait for them.
