@@ -469,7 +469,10 @@ mod tests {
         // Both empty agents tie; the first choice fills up and the third task may not move on.
         assert_eq!(got[0], Ok(0));
         assert_eq!(got[1], Ok(0));
-        assert!(got[2].clone().unwrap_err().contains("rack:CLUSTER"), "{got:?}");
+        assert!(
+            got[2].clone().unwrap_err().contains("rack:CLUSTER"),
+            "{got:?}"
+        );
     }
 
     #[test]

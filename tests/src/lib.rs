@@ -10,6 +10,9 @@ use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 
+pub mod cluster;
+pub mod daemon;
+
 /// Root of the workspace (this crate lives in `tests/`).
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -1,0 +1,273 @@
+//! The `taskrun` command line and the wiring behind each subcommand. Usage errors (clap's, and
+//! malformed `--resources`/`--attributes`/`--offerd`) exit 2 with one line naming the bad part
+//! before anything starts; failures at run time exit 1.
+
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use cairn_cli::{CatalogArgs, LogArgs};
+use clap::{Args, Parser, Subcommand};
+
+use crate::logs::DEFAULT_ROTATE_BYTES;
+
+/// Default offerd address (env `CAIRN_OFFERD`).
+pub const DEFAULT_OFFERD: &str = "http://127.0.0.1:5050";
+
+/// Node agent: runs offerd's tasks as processes, reports their status, registers them in the
+/// catalog.
+#[derive(Parser, Debug)]
+#[command(name = "taskrun", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    #[command(flatten)]
+    pub catalog: CatalogArgs,
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the node agent: register with offerd, run the tasks it wants here, report them
+    Agent(AgentArgs),
+    /// Run one command as a task in the foreground (same sandbox, env, limits, logs) and exit
+    /// with its exit code
+    Run(RunArgs),
+    /// The per-task supervisor the exec driver starts (internal)
+    #[command(hide = true)]
+    Wrap(WrapArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct AgentArgs {
+    /// offerd HTTP address [env: CAIRN_OFFERD]
+    #[arg(long, env = "CAIRN_OFFERD", default_value = DEFAULT_OFFERD, value_name = "URL")]
+    pub offerd: String,
+    /// Node name [default: this host's name]
+    #[arg(long)]
+    pub node: Option<String>,
+    /// Address tasks are reachable on (HOST, catalog address of the node and its services)
+    #[arg(long, default_value = "127.0.0.1", value_name = "IP")]
+    pub address: String,
+    /// Address of the agent's HTTP API (task list, logs)
+    #[arg(long, default_value = "127.0.0.1:5051", value_name = "HOST:PORT")]
+    pub http_addr: SocketAddr,
+    /// Resources offered, e.g. 'cpus:2;mem:2048;disk:10000;ports:[31000-32000]'; what is not
+    /// named is detected [default: every CPU, memory minus 512 MB, disk 10000, ports
+    /// [31000-32000]]
+    #[arg(long, value_name = "RESOURCES")]
+    pub resources: Option<String>,
+    /// Attributes for constraints, e.g. 'rack:a;zone:z1'
+    #[arg(long, value_name = "ATTRIBUTES")]
+    pub attributes: Option<String>,
+    /// Where task sandboxes and records live
+    #[arg(long, default_value = "/var/lib/taskrun", value_name = "DIR")]
+    pub work_dir: PathBuf,
+    /// Rotate a task's stdout/stderr above this many bytes (keeping .1 to .3)
+    #[arg(long, default_value_t = DEFAULT_ROTATE_BYTES, value_name = "BYTES")]
+    pub log_rotate_bytes: u64,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Work dir holding the sandbox [default: a new directory under $TMPDIR]
+    #[arg(long, value_name = "DIR")]
+    pub work_dir: Option<PathBuf>,
+    /// Environment variable for the task (repeatable)
+    #[arg(long = "env", value_name = "K=V", value_parser = parse_env)]
+    pub env: Vec<(String, String)>,
+    /// Memory limit in MB
+    #[arg(long, value_name = "MB", value_parser = non_negative)]
+    pub mem: Option<f64>,
+    /// CPU limit (enforced with cgroup v2 only)
+    #[arg(long, value_name = "N", value_parser = non_negative)]
+    pub cpus: Option<f64>,
+    /// Seconds between SIGTERM and SIGKILL when taskrun is told to stop
+    #[arg(long, default_value_t = 3.0, value_name = "SECONDS", value_parser = non_negative)]
+    pub grace: f64,
+    /// Host port given to the task as PORT0, PORT1, ... (repeatable)
+    #[arg(long = "port", value_name = "N")]
+    pub ports: Vec<u16>,
+    /// Rotate the task's stdout/stderr files above this many bytes
+    #[arg(long, default_value_t = DEFAULT_ROTATE_BYTES, value_name = "BYTES")]
+    pub log_rotate_bytes: u64,
+    /// The command: one argument runs through `sh -c`, several run directly
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct WrapArgs {
+    /// Where to record how the program ended
+    #[arg(long)]
+    pub exit_file: PathBuf,
+    /// Program and arguments
+    #[arg(last = true, required = true)]
+    pub argv: Vec<OsString>,
+}
+
+fn parse_env(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("{s:?} is not K=V")),
+    }
+}
+
+fn non_negative(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err(format!("{s:?} is not a non-negative number")),
+    }
+}
+
+/// Runs the command line.
+pub fn run(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Wrap(args) => crate::wrap::run(&args.exit_file, &args.argv),
+        Command::Agent(args) => {
+            cairn_cli::init_logging(&cli.log);
+            agent(args, &cli.catalog)
+        }
+        Command::Run(args) => {
+            cairn_cli::init_logging_with(&cli.log, "warn");
+            run_one(args)
+        }
+    }
+}
+
+fn usage(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("taskrun: error: {message}");
+    ExitCode::from(2)
+}
+
+fn agent(args: AgentArgs, catalog: &CatalogArgs) -> ExitCode {
+    let defaults =
+        crate::node::default_resources(crate::node::cpu_count(), crate::node::total_memory_mb());
+    let resources = match &args.resources {
+        None => defaults,
+        Some(s) => match crate::node::resources_with_defaults(s, &defaults) {
+            Ok(r) => r,
+            Err(e) => return usage(format_args!("--resources: {e}")),
+        },
+    };
+    let attributes = match &args.attributes {
+        None => Default::default(),
+        Some(s) => match cairn_marathon::parse_attributes(s) {
+            Ok(a) => a,
+            Err(e) => return usage(format_args!("--attributes: {e}")),
+        },
+    };
+    let node = args
+        .node
+        .clone()
+        .unwrap_or_else(crate::node::hostname)
+        .trim()
+        .to_string();
+    if node.is_empty() {
+        return usage("--node: must not be empty");
+    }
+    if args.address.trim().is_empty() {
+        return usage("--address: must not be empty");
+    }
+    let offerd = match cairn_client::CatalogClient::new(&cairn_cli::with_scheme(&args.offerd), None)
+    {
+        Ok(c) => c,
+        Err(cairn_client::ClientError::InvalidUrl { url, reason }) => {
+            return usage(format_args!("--offerd: invalid URL {url:?}: {reason}"));
+        }
+        Err(e) => return usage(format_args!("--offerd: {e}")),
+    };
+    let catalog = match cairn_client::CatalogClient::new(&catalog.url(), catalog.token()) {
+        Ok(c) => c.with_timeout(Duration::from_secs(10)),
+        Err(e) => return usage(format_args!("--catalog: {e}")),
+    };
+    let outcome = (|| -> anyhow::Result<()> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("starting the runtime")?;
+        let cfg = crate::agent::AgentConfig {
+            node,
+            address: args.address.trim().to_string(),
+            http_addr: args.http_addr,
+            resources,
+            attributes,
+            work_dir: args.work_dir.clone(),
+            offerd,
+            catalog,
+            wrapper: PathBuf::from("/proc/self/exe"),
+            limit_mode: crate::limits::LimitMode::detect(),
+            log_rotate_bytes: args.log_rotate_bytes,
+        };
+        let result = rt.block_on(crate::agent::run(cfg, cairn_cli::shutdown_signal()));
+        rt.shutdown_timeout(Duration::from_secs(1));
+        result.context("taskrun agent")
+    })();
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("taskrun: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_one(args: RunArgs) -> ExitCode {
+    let opts = crate::run::RunOptions {
+        work_dir: args.work_dir,
+        env: args.env,
+        mem_mb: args.mem,
+        cpus: args.cpus,
+        grace_seconds: args.grace,
+        ports: args.ports,
+        command: args.command,
+        log_rotate_bytes: args.log_rotate_bytes,
+    };
+    match crate::run::run(opts).context("taskrun run") {
+        Ok(code) => ExitCode::from(u8::try_from(code.clamp(0, 255)).unwrap_or(1)),
+        Err(e) => {
+            eprintln!("taskrun: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_agent_and_run_lines() {
+        let cli = Cli::try_parse_from([
+            "taskrun",
+            "agent",
+            "--offerd",
+            "http://o:5050",
+            "--resources",
+            "cpus:2",
+        ])
+        .unwrap();
+        let Command::Agent(a) = cli.command else {
+            panic!("not agent")
+        };
+        assert_eq!(a.http_addr.to_string(), "127.0.0.1:5051");
+        assert_eq!(a.work_dir, PathBuf::from("/var/lib/taskrun"));
+        let cli = Cli::try_parse_from([
+            "taskrun", "run", "--env", "A=b=c", "--port", "8080", "--mem", "64", "--", "echo", "hi",
+        ])
+        .unwrap();
+        let Command::Run(r) = cli.command else {
+            panic!("not run")
+        };
+        assert_eq!(r.env, [("A".to_string(), "b=c".to_string())]);
+        assert_eq!(r.command, ["echo", "hi"]);
+        assert_eq!(r.grace, 3.0);
+        assert!(Cli::try_parse_from(["taskrun", "run", "--env", "novalue", "--", "x"]).is_err());
+        assert!(Cli::try_parse_from(["taskrun", "run", "--mem", "-1", "--", "x"]).is_err());
+        assert!(Cli::try_parse_from(["taskrun", "run"]).is_err());
+    }
+}

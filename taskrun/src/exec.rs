@@ -1,0 +1,378 @@
+//! The exec driver: starts a task as a process under its supervisor (`taskrun wrap`), follows it
+//! (as its parent, or by pid + start time when adopted after a restart), kills it (SIGTERM to
+//! its process group, SIGKILL after the grace period), and says how it ended.
+//!
+//! A task's process tree never depends on the agent: it runs in its own session (so neither a
+//! terminal's signals nor `kill -9` of the agent reach it), its stdin is `/dev/null` and its
+//! stdout/stderr are the sandbox's log files opened with `O_APPEND` (no pipes through the agent).
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::fs::File;
+use std::os::unix::process::ExitStatusExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use cairn_marathon::{TaskSpec, TaskState};
+
+use crate::limits::{LimitMode, TaskLimits};
+use crate::sandbox::{EXIT_FILE, ExitInfo, STDERR_FILE, STDOUT_FILE};
+
+/// How often an adopted task (not our child) is checked for having ended.
+const ADOPTED_POLL: Duration = Duration::from_millis(200);
+
+/// Why a task could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error("the task has neither cmd nor args")]
+    NoCommand,
+    #[error("docker containers are not supported by the exec driver yet")]
+    Docker,
+    #[error("cannot prepare the sandbox {path}: {source}")]
+    Sandbox {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot create the task's cgroup: {0}")]
+    Cgroup(#[from] crate::limits::CgroupError),
+    #[error("cannot start the task: {0}")]
+    Spawn(#[source] std::io::Error),
+}
+
+/// Whether the spec asks for a Docker container: a `container` whose `type` is DOCKER
+/// (Marathon's default type when a container is given without one).
+pub fn wants_docker(spec: &TaskSpec) -> bool {
+    spec.container.as_ref().is_some_and(|c| {
+        c.get("type")
+            .and_then(|t| t.as_str())
+            .unwrap_or("DOCKER")
+            .eq_ignore_ascii_case("DOCKER")
+    })
+}
+
+/// The program and arguments: `cmd` through `sh -c` (as Marathon), else `args` as given.
+pub fn command_argv(spec: &TaskSpec) -> Result<Vec<OsString>, ExecError> {
+    if let Some(cmd) = spec.cmd.as_ref().filter(|c| !c.trim().is_empty()) {
+        return Ok(vec!["sh".into(), "-c".into(), cmd.into()]);
+    }
+    match &spec.args {
+        Some(args) if !args.is_empty() => Ok(args.iter().map(OsString::from).collect()),
+        _ => Err(ExecError::NoCommand),
+    }
+}
+
+/// Opens (creating) a log file for appending: every writer's data lands at the end, so the
+/// rotator may truncate it under running writers.
+pub fn open_log(path: &Path) -> std::io::Result<File> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+}
+
+/// What [`launch`] needs.
+pub struct Launch<'a> {
+    pub task_id: &'a str,
+    pub sandbox: &'a Path,
+    pub argv: Vec<OsString>,
+    pub env: BTreeMap<String, String>,
+    pub limits: TaskLimits,
+    pub mode: &'a LimitMode,
+    /// The taskrun binary (`/proc/self/exe`), run as `taskrun wrap`.
+    pub wrapper: &'a Path,
+}
+
+/// A started task.
+pub struct Started {
+    pub child: tokio::process::Child,
+    /// The supervisor's pid = the task's process group.
+    pub pid: i32,
+    pub start_time: Option<u64>,
+    pub cgroup: Option<PathBuf>,
+}
+
+/// Starts a task: sandbox files, cgroup, then `taskrun wrap` in a new session.
+pub fn launch(l: Launch<'_>) -> Result<Started, ExecError> {
+    let sandbox_err = |source| ExecError::Sandbox {
+        path: l.sandbox.to_path_buf(),
+        source,
+    };
+    std::fs::create_dir_all(l.sandbox).map_err(sandbox_err)?;
+    let exit_file = l.sandbox.join(EXIT_FILE);
+    match std::fs::remove_file(&exit_file) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(sandbox_err(e)),
+    }
+    let stdout = open_log(&l.sandbox.join(STDOUT_FILE)).map_err(sandbox_err)?;
+    let stderr = open_log(&l.sandbox.join(STDERR_FILE)).map_err(sandbox_err)?;
+    let cgroup = l.mode.prepare(l.task_id, l.limits)?;
+    let pre = l.mode.pre_exec(cgroup.as_deref(), l.limits);
+
+    let mut cmd = tokio::process::Command::new(l.wrapper);
+    cmd.arg0("taskrun")
+        .arg("wrap")
+        .arg("--exit-file")
+        .arg(&exit_file)
+        .arg("--")
+        .args(&l.argv)
+        .env_clear()
+        .envs(&l.env)
+        .current_dir(l.sandbox)
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr)
+        .kill_on_drop(false);
+    // SAFETY: PreExec::apply only makes async-signal-safe system calls on prepared data.
+    unsafe {
+        cmd.pre_exec(move || pre.apply());
+    }
+    let child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            if let Some(cg) = &cgroup {
+                crate::limits::remove_task_cgroup(cg);
+            }
+            return Err(ExecError::Spawn(e));
+        }
+    };
+    let pid = child.id().and_then(|p| i32::try_from(p).ok()).unwrap_or(0);
+    let start_time = crate::procfs::read_stat(pid)
+        .ok()
+        .flatten()
+        .map(|s| s.start_time);
+    Ok(Started {
+        child,
+        pid,
+        start_time,
+        cgroup,
+    })
+}
+
+/// A task's process as the agent follows it.
+pub enum Proc {
+    /// Started by this agent: waited for as a child.
+    Owned(tokio::process::Child),
+    /// Started by an earlier agent: followed by pid and start time.
+    Adopted { pid: i32, start_time: Option<u64> },
+}
+
+impl Proc {
+    /// Waits until the supervisor has exited; the wait status when it was our child.
+    pub async fn wait(&mut self) -> Option<ExitStatus> {
+        match self {
+            Proc::Owned(child) => child.wait().await.ok(),
+            Proc::Adopted { pid, start_time } => {
+                while crate::procfs::is_same_process(*pid, *start_time) {
+                    tokio::time::sleep(ADOPTED_POLL).await;
+                }
+                None
+            }
+        }
+    }
+
+    /// Sends `sig` to the task's process group, if the group is still the task's: an unreaped
+    /// child pins its pid; an adopted pid is checked against its start time first.
+    pub fn signal_group(&self, sig: i32) -> bool {
+        let pid = match self {
+            Proc::Owned(child) => match child.id().and_then(|p| i32::try_from(p).ok()) {
+                Some(p) => p,
+                None => return false,
+            },
+            Proc::Adopted { pid, start_time } => {
+                if !crate::procfs::is_same_process(*pid, *start_time) {
+                    return false;
+                }
+                *pid
+            }
+        };
+        if pid <= 1 {
+            return false;
+        }
+        // SAFETY: kill(2) on a process group we started.
+        unsafe { libc::kill(-pid, sig) == 0 }
+    }
+}
+
+/// How a kill went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KillReport {
+    /// SIGKILL was needed after the grace period.
+    pub escalated: bool,
+}
+
+/// Kills a task: SIGTERM to its group, SIGKILL to the group if it has not ended within `grace`.
+/// Returns once the supervisor has exited, with its wait status when it was our child.
+pub async fn kill(proc: &mut Proc, grace: Duration) -> (Option<ExitStatus>, KillReport) {
+    proc.signal_group(libc::SIGTERM);
+    if let Ok(status) = tokio::time::timeout(grace, proc.wait()).await {
+        return (status, KillReport { escalated: false });
+    }
+    proc.signal_group(libc::SIGKILL);
+    let status = proc.wait().await;
+    (status, KillReport { escalated: true })
+}
+
+/// The grace period of a spec (Mesos' 3 s when unset or nonsensical).
+pub fn grace_of(seconds: f64) -> Duration {
+    if seconds.is_finite() && seconds >= 0.0 {
+        Duration::from_secs_f64(seconds.min(86_400.0))
+    } else {
+        Duration::from_secs(3)
+    }
+}
+
+/// How a task ended, all things considered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    pub state: TaskState,
+    pub message: String,
+    /// The shell's exit code for it (128 + signal for a signal).
+    pub exit_code: i32,
+    pub exit: Option<ExitInfo>,
+}
+
+/// Combines the supervisor's exit file, its wait status (when it was our child) and whether the
+/// agent killed the task.
+pub fn outcome(
+    exit: Option<ExitInfo>,
+    wait: Option<ExitStatus>,
+    killed: Option<KillReport>,
+) -> Outcome {
+    let wait_code = wait.map(|w| match (w.code(), w.signal()) {
+        (Some(c), _) => c,
+        (None, Some(s)) => 128 + s,
+        (None, None) => 1,
+    });
+    let exit_code = exit
+        .as_ref()
+        .map(ExitInfo::exit_code)
+        .or(wait_code)
+        .unwrap_or(128 + libc::SIGKILL);
+    if let Some(k) = killed {
+        let how = if k.escalated {
+            "killed: no longer desired (SIGKILL after the grace period)"
+        } else {
+            "killed: no longer desired"
+        };
+        return Outcome {
+            state: TaskState::Killed,
+            message: how.into(),
+            exit_code,
+            exit,
+        };
+    }
+    let (state, message) = match (&exit, wait) {
+        (Some(info), _) => info.describe(),
+        (None, Some(w)) => match (w.code(), w.signal()) {
+            (_, Some(s)) => (TaskState::Failed, format!("killed by signal {s}")),
+            (Some(c), _) => (
+                TaskState::Failed,
+                format!("exited with status {c} without recording it"),
+            ),
+            _ => (TaskState::Failed, "ended with an unknown status".into()),
+        },
+        (None, None) => (
+            TaskState::Failed,
+            "ended while taskrun was not running; exit status unknown".into(),
+        ),
+    };
+    Outcome {
+        state,
+        message,
+        exit_code,
+        exit,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn spec(extra: serde_json::Value) -> TaskSpec {
+        let mut base = json!({
+            "id": "a.1", "app_id": "/a", "version": "v",
+            "cpus": 1.0, "mem": 32.0, "disk": 0.0,
+            "kill_grace_seconds": 3.0, "service_name": "a"
+        });
+        if let (Some(b), Some(e)) = (base.as_object_mut(), extra.as_object()) {
+            b.extend(e.clone());
+        }
+        serde_json::from_value(base).unwrap()
+    }
+
+    #[test]
+    fn cmd_runs_through_the_shell_args_directly() {
+        let argv = command_argv(&spec(json!({"cmd": "echo $HOME"}))).unwrap();
+        assert_eq!(argv, ["sh", "-c", "echo $HOME"]);
+        let argv = command_argv(&spec(json!({"args": ["/bin/echo", "a b"]}))).unwrap();
+        assert_eq!(argv, ["/bin/echo", "a b"]);
+        assert!(matches!(
+            command_argv(&spec(json!({}))),
+            Err(ExecError::NoCommand)
+        ));
+    }
+
+    #[test]
+    fn docker_containers_are_recognised() {
+        assert!(wants_docker(&spec(
+            json!({"container": {"type": "DOCKER", "docker": {"image": "x"}}})
+        )));
+        assert!(!wants_docker(&spec(
+            json!({"container": {"type": "MESOS"}})
+        )));
+        assert!(wants_docker(&spec(
+            json!({"container": {"docker": {"image": "x"}}})
+        )));
+        assert!(!wants_docker(&spec(json!({}))));
+    }
+
+    #[test]
+    fn outcomes() {
+        let code = |c| {
+            Some(ExitInfo {
+                code: Some(c),
+                ..Default::default()
+            })
+        };
+        let o = outcome(code(0), None, None);
+        assert_eq!((o.state, o.exit_code), (TaskState::Finished, 0));
+        let o = outcome(code(3), None, None);
+        assert_eq!(o.state, TaskState::Failed);
+        assert_eq!(o.message, "exited with status 3");
+        // Killed by the agent: KILLED whatever the code.
+        let o = outcome(
+            Some(ExitInfo {
+                signal: Some(15),
+                ..Default::default()
+            }),
+            None,
+            Some(KillReport { escalated: false }),
+        );
+        assert_eq!((o.state, o.exit_code), (TaskState::Killed, 143));
+        // Escalated: the supervisor died with the group, no exit file.
+        let o = outcome(
+            None,
+            Some(ExitStatus::from_raw(libc::SIGKILL)),
+            Some(KillReport { escalated: true }),
+        );
+        assert_eq!((o.state, o.exit_code), (TaskState::Killed, 137));
+        // The whole group killed by someone else.
+        let o = outcome(None, Some(ExitStatus::from_raw(libc::SIGKILL)), None);
+        assert_eq!(o.message, "killed by signal 9");
+        // Ended while nobody watched and left no file.
+        let o = outcome(None, None, None);
+        assert_eq!(o.state, TaskState::Failed);
+        assert!(o.message.contains("unknown"));
+    }
+
+    #[test]
+    fn grace_periods() {
+        assert_eq!(grace_of(1.5), Duration::from_millis(1500));
+        assert_eq!(grace_of(f64::NAN), Duration::from_secs(3));
+        assert_eq!(grace_of(-1.0), Duration::from_secs(3));
+    }
+}

@@ -1,0 +1,42 @@
+//! taskrun: the node agent of cairn (Mesos agent + executor + registrator in one process).
+//!
+//! `taskrun agent` registers the node with offerd, long-polls the node's *desired* task set and
+//! converges on it by comparing sets (start what it never ran, kill what is no longer wanted),
+//! reports every state change in batches, registers running tasks as services with their health
+//! checks in the catalog and runs those checks in-process (the `healthcheck` agent), and serves
+//! task lists and logs over HTTP. `taskrun run` runs one task with the same exec driver in the
+//! foreground, like `docker run` for a process.
+//!
+//! Tasks outlive taskrun: each runs under a small supervisor (`taskrun wrap`, the same binary) in
+//! its own session, with its output appended straight to files in its sandbox and its exit status
+//! written to a file there, so a restarted agent re-adopts what still runs and learns how the
+//! rest ended.
+//!
+//! Module map: [`cli`] (flags, wiring) · [`agent`] (state, offerd protocol, supervisors) ·
+//! [`desired`] (set diff) · [`status`] (batched status updates) · [`catalog`] (services and
+//! checks) · [`http`] (API) · [`run`] (one foreground task) · [`exec`] (spawn, wait, kill) ·
+//! [`wrap`] (the per-task supervisor process) · [`sandbox`] (task.json, exit file, GC) ·
+//! [`env`] (task environment) · [`limits`] (cgroup v2 or rlimits) · [`logs`] (rotation,
+//! tailing) · [`procfs`] (process identity, adoption) · [`node`] (host facts, default resources).
+
+pub mod agent;
+pub mod catalog;
+pub mod cli;
+pub mod desired;
+pub mod env;
+pub mod exec;
+pub mod http;
+pub mod limits;
+pub mod logs;
+pub mod node;
+pub mod procfs;
+pub mod run;
+pub mod sandbox;
+pub mod status;
+pub mod wrap;
+
+/// Resolves once `stop` is true (or its sender is gone): the agent's loops select on it to
+/// end. The borrow of the value is released before returning, so the future stays `Send`.
+pub async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await.map(|_| ());
+}

@@ -1,0 +1,387 @@
+//! offerd's API as clients see it: constraints and the queue's reasons, the event stream,
+//! validation (422 with paths, 404, 409) and `offerd apply` of a directory.
+
+use std::process::Command;
+use std::time::Duration;
+
+use cairn_tests::cluster::{Cluster, ClusterOpts, sleep_app};
+use serde_json::{Value, json};
+
+fn opts_with_racks() -> ClusterOpts {
+    ClusterOpts {
+        attributes: vec!["rack:a;zone:z1".into(), "rack:b;zone:z2".into()],
+        ..Default::default()
+    }
+}
+
+async fn queue_reason(c: &Cluster, app: &str) -> String {
+    c.wait_for(&format!("a queue entry for {app}"), 30, || async {
+        let q = c.offerd.http.get("/v2/queue").await.value();
+        let item = q["queue"]
+            .as_array()?
+            .iter()
+            .find(|i| i["app"]["id"] == app)?
+            .clone();
+        item["processedOffersSummary"]["rejectSummaryLastOffers"][0]["reason"]
+            .as_str()
+            .map(str::to_string)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn constraints_are_honoured_and_misfits_wait_in_the_queue_with_a_reason() {
+    let c = Cluster::start(opts_with_racks()).await;
+    // UNIQUE hostname: one per agent; the third waits.
+    let mut app = sleep_app("/uniq", 3);
+    app["constraints"] = json!([["hostname", "UNIQUE"]]);
+    assert_eq!(c.post_app(&app).await.status, 201);
+    let reason = queue_reason(&c, "/uniq").await;
+    assert!(reason.contains("hostname:UNIQUE"), "{reason}");
+    c.wait_for("two unique tasks running", 60, || async {
+        (c.running("/uniq").await.len() == 2).then_some(())
+    })
+    .await;
+    let hosts: std::collections::BTreeSet<String> = c
+        .tasks("/uniq")
+        .await
+        .iter()
+        .filter_map(|t| t["slaveId"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(hosts.len(), 2);
+
+    // LIKE on an attribute: only rack b.
+    let mut app = sleep_app("/rackb", 3);
+    app["constraints"] = json!([["rack", "LIKE", "b"]]);
+    assert_eq!(c.post_app(&app).await.status, 201);
+    c.wait_running("/rackb", 3, 60).await;
+    assert!(
+        c.tasks("/rackb")
+            .await
+            .iter()
+            .all(|t| t["slaveId"] == "node-1")
+    );
+
+    // GROUP_BY zone spreads evenly.
+    let mut app = sleep_app("/spread", 4);
+    app["constraints"] = json!([["zone", "GROUP_BY"]]);
+    assert_eq!(c.post_app(&app).await.status, 201);
+    c.wait_running("/spread", 4, 60).await;
+    let on0 = c
+        .tasks("/spread")
+        .await
+        .iter()
+        .filter(|t| t["slaveId"] == "node-0")
+        .count();
+    assert_eq!(on0, 2);
+
+    // Too big for any agent: queued, saying what is short.
+    let mut app = sleep_app("/huge", 1);
+    app["mem"] = json!(100000);
+    assert_eq!(c.post_app(&app).await.status, 201);
+    let reason = queue_reason(&c, "/huge").await;
+    assert!(reason.contains("mem 100000"), "{reason}");
+    assert!(c.tasks("/huge").await.is_empty());
+    // Scaling it to zero empties the queue.
+    assert_eq!(
+        c.put_app("/huge", &json!({ "instances": 0 }), true)
+            .await
+            .status,
+        200
+    );
+    c.wait_for("the queue to drop /huge", 30, || async {
+        let q = c.offerd.http.get("/v2/queue").await.value();
+        (!q["queue"]
+            .as_array()?
+            .iter()
+            .any(|i| i["app"]["id"] == "/huge"))
+        .then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_event_stream_reports_a_deployment() {
+    let c = Cluster::start(ClusterOpts::default()).await;
+    let mut body = reqwest::Client::new()
+        .get(format!("{}/v2/events", c.offerd.url))
+        .header("Accept", "text/event-stream")
+        .send()
+        .await
+        .expect("event stream");
+    assert_eq!(body.status(), 200);
+    assert_eq!(c.post_app(&sleep_app("/ev", 1)).await.status, 201);
+    let mut text = String::new();
+    let wanted = [
+        "event_stream_attached",
+        "api_post_event",
+        "deployment_info",
+        "TASK_STAGING",
+        "TASK_RUNNING",
+        "deployment_success",
+    ];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !wanted.iter().all(|w| text.contains(w)) {
+        match tokio::time::timeout_at(deadline, body.chunk()).await {
+            Ok(Ok(Some(chunk))) => text.push_str(&String::from_utf8_lossy(&chunk)),
+            other => panic!(
+                "stream ended or timed out ({other:?}); got:\n{text}\n{}",
+                c.logs()
+            ),
+        }
+    }
+    // SSE framing with Marathon's event names, JSON data carrying eventType.
+    assert!(text.contains("event: status_update_event\n"), "{text}");
+    let data = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: ").or_else(|| l.strip_prefix("data:")))
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .find(|v| v["eventType"] == "status_update_event" && v["taskStatus"] == "TASK_RUNNING")
+        .expect("a TASK_RUNNING event");
+    assert_eq!(data["appId"], "/ev");
+    assert!(
+        data["slaveId"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("node-"))
+    );
+
+    // ?event_type= filters.
+    let mut body = reqwest::Client::new()
+        .get(format!(
+            "{}/v2/events?event_type=deployment_success",
+            c.offerd.url
+        ))
+        .send()
+        .await
+        .expect("filtered stream");
+    assert_eq!(
+        c.put_app("/ev", &json!({ "instances": 2 }), false)
+            .await
+            .status,
+        200
+    );
+    let mut text = String::new();
+    while !text.contains("deployment_success") {
+        match tokio::time::timeout_at(deadline, body.chunk()).await {
+            Ok(Ok(Some(chunk))) => text.push_str(&String::from_utf8_lossy(&chunk)),
+            other => panic!("filtered stream: {other:?}; got:\n{text}"),
+        }
+    }
+    assert!(
+        !text.contains("status_update_event"),
+        "filter let other events through:\n{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_input_is_refused_with_paths_and_changes_nothing() {
+    let c = Cluster::start(ClusterOpts {
+        agents: 1,
+        ..Default::default()
+    })
+    .await;
+    let http = &c.offerd.http;
+    let r = http
+        .send(
+            "POST",
+            "/v2/apps",
+            Some(json!({ "id": "/Bad_Id", "cmd": "x", "cpus": -1, "instances": -2, "constraints": [["rack", "MAX_PER"]] }).to_string().into_bytes()),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.text());
+    let v = r.value();
+    assert_eq!(v["message"], "Object is not valid");
+    let paths: Vec<&str> = v["details"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|d| d["path"].as_str())
+        .collect();
+    for p in ["/id", "/cpus", "/instances", "/constraints(0)"] {
+        assert!(paths.contains(&p), "{p} missing in {paths:?}");
+    }
+    let r = http
+        .send(
+            "POST",
+            "/v2/apps",
+            Some(br#"{"id":"/a","cmd":"x","constraints":[["rack","NEAR","a"]]}"#.to_vec()),
+        )
+        .await;
+    assert_eq!(r.status, 422);
+    assert!(r.text().contains("NEAR"), "{}", r.text());
+    let r = http
+        .send(
+            "POST",
+            "/v2/apps",
+            Some(br#"{"id":"/a","cmd":"x","mem":"lots"}"#.to_vec()),
+        )
+        .await;
+    assert_eq!(r.status, 422);
+    assert_eq!(r.value()["details"][0]["path"], "/mem");
+    let r = http
+        .send("POST", "/v2/apps", Some(b"{not json".to_vec()))
+        .await;
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        http.get("/v2/apps").await.value()["apps"],
+        json!([]),
+        "a refused app was stored"
+    );
+
+    // 404s and 409s.
+    assert_eq!(http.get("/v2/apps/nope").await.status, 404);
+    assert_eq!(http.delete("/v2/apps/nope").await.status, 404);
+    assert_eq!(c.post_app(&sleep_app("/dup", 1)).await.status, 201);
+    let r = c.post_app(&sleep_app("/dup", 1)).await;
+    assert_eq!(r.status, 409, "{}", r.text());
+    // A change while a deployment runs is refused unless forced.
+    c.wait_running("/dup", 1, 60).await;
+    let big = json!({ "instances": 50 });
+    assert_eq!(c.put_app("/dup", &big, false).await.status, 200);
+    let r = c.put_app("/dup", &json!({ "instances": 1 }), false).await;
+    assert_eq!(r.status, 409, "{}", r.text());
+    assert!(r.value()["deployments"][0]["id"].is_string());
+    assert_eq!(
+        c.put_app("/dup", &json!({ "instances": 1 }), true)
+            .await
+            .status,
+        200
+    );
+    c.wait_running("/dup", 1, 60).await;
+    // Marathon's small endpoints.
+    assert_eq!(http.get("/ping").await.text(), "pong");
+    assert!(
+        http.get("/v2/leader").await.value()["leader"]
+            .as_str()
+            .is_some_and(|l| l.starts_with("127.0.0.1:"))
+    );
+    assert_eq!(http.get("/v2/info").await.value()["name"], "offerd");
+    assert!(
+        http.get("/metrics")
+            .await
+            .text()
+            .contains("offerd_tasks{state=\"TASK_RUNNING\"} 1")
+    );
+}
+
+fn offerd_cli(c: &Cluster, args: &[&str]) -> std::process::Output {
+    Command::new(cairn_tests::bin("offerd"))
+        .args(args)
+        .env("CAIRN_OFFERD", &c.offerd.url)
+        .output()
+        .expect("offerd CLI")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn apply_makes_the_cluster_match_a_directory() {
+    let c = Cluster::start(ClusterOpts::default()).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let write = |name: &str, v: &Value| {
+        std::fs::write(
+            dir.path().join(name),
+            serde_json::to_vec_pretty(v).expect("json"),
+        )
+        .expect("write")
+    };
+    write("a.json", &sleep_app("/team/a", 1));
+    write(
+        "bc.json",
+        &json!([sleep_app("/team/b", 1), sleep_app("/team/c", 2)]),
+    );
+    std::fs::create_dir(dir.path().join("more")).expect("subdir");
+    std::fs::write(
+        dir.path().join("more/d.json"),
+        sleep_app("/team/d", 1).to_string(),
+    )
+    .expect("write");
+    std::fs::write(dir.path().join("README.md"), "not an app").expect("write");
+    // An app created by hand, not in the files: only --prune removes it.
+    assert_eq!(c.post_app(&sleep_app("/manual", 1)).await.status, 201);
+
+    let path = dir.path().display().to_string();
+    let out = offerd_cli(&c, &["apply", "-f", &path, "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).expect("json report");
+    assert_eq!(
+        report["created"],
+        json!(["/team/a", "/team/b", "/team/c", "/team/d"])
+    );
+    c.wait_running("/team/c", 2, 60).await;
+
+    // Again: nothing to do.
+    let out = offerd_cli(&c, &["apply", "-f", &path, "--json"]);
+    let report: Value = serde_json::from_slice(&out.stdout).expect("json report");
+    assert_eq!(
+        report["unchanged"].as_array().map(Vec::len),
+        Some(4),
+        "{report}"
+    );
+    assert_eq!(report["updated"], json!([]));
+
+    // A bad file: nothing is applied, the file and the problem are named.
+    write(
+        "a.json",
+        &json!({ "id": "/team/a", "cmd": "sleep 600", "cpus": -3 }),
+    );
+    write(
+        "bc.json",
+        &json!([sleep_app("/team/b", 3), sleep_app("/team/c", 2)]),
+    );
+    let out = offerd_cli(&c, &["apply", "-f", &path]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("a.json") && err.contains("/cpus"), "{err}");
+    let b = c.offerd.http.get("/v2/apps/team/b").await.value();
+    assert_eq!(
+        b["app"]["instances"], 1,
+        "part of a failed apply was applied"
+    );
+
+    // Fixed, one app removed, --prune: updated, deleted, the rest untouched.
+    write("a.json", &sleep_app("/team/a", 1));
+    std::fs::remove_file(dir.path().join("more/d.json")).expect("rm");
+    for id in ["/team/a", "/team/b", "/team/c", "/team/d"] {
+        c.wait_for("deployments to finish", 60, || async {
+            let d = c.offerd.http.get("/v2/deployments").await.value();
+            (!d.as_array()?.iter().any(|d| d["affectedApps"][0] == id)).then_some(())
+        })
+        .await;
+    }
+    let out = offerd_cli(&c, &["apply", "-f", &path, "--prune"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("/team/b updated"), "{text}");
+    assert!(
+        text.contains("/team/d deleted") && text.contains("/manual deleted"),
+        "{text}"
+    );
+    assert!(text.contains("1 updated, 2 unchanged, 2 deleted"), "{text}");
+    c.wait_running("/team/b", 3, 60).await;
+    assert_eq!(c.offerd.http.get("/v2/apps/team/d").await.status, 404);
+
+    // The listing commands.
+    let out = offerd_cli(&c, &["apps"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("/team/b") && text.contains("/team/c"),
+        "{text}"
+    );
+    let out = offerd_cli(&c, &["tasks", "/team/b", "--json"]);
+    let tasks: Value = serde_json::from_slice(&out.stdout).expect("tasks json");
+    assert_eq!(tasks.as_array().map(Vec::len), Some(3));
+    let out = offerd_cli(&c, &["scale", "/team/c", "1"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    c.wait_running("/team/c", 1, 60).await;
+}

@@ -1,0 +1,300 @@
+//! A whole cairn cluster on loopback for the scheduler's tests: catalogd, offerd and N taskrun
+//! agents, each agent with its own work dir, node name and host-port range. Dropping it kills
+//! every daemon and every task process group the agents started (tasks outlive taskrun by
+//! design, so the test must reap them).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::daemon::Daemon;
+use crate::{Catalogd, Resp, free_port};
+
+pub struct Cluster {
+    pub catalog: Catalogd,
+    pub offerd: Daemon,
+    pub agents: Vec<Daemon>,
+    pub agent_dirs: Vec<PathBuf>,
+    pub offerd_data: PathBuf,
+    pub tmp: tempfile::TempDir,
+}
+
+/// Cluster settings.
+#[derive(Clone, Debug)]
+pub struct ClusterOpts {
+    pub agents: usize,
+    pub agent_timeout: &'static str,
+    /// `--resources` of agent i (its port range is added).
+    pub resources: &'static str,
+    /// `--attributes` per agent (empty = none).
+    pub attributes: Vec<String>,
+}
+
+impl Default for ClusterOpts {
+    fn default() -> Self {
+        ClusterOpts {
+            agents: 2,
+            agent_timeout: "3s",
+            resources: "cpus:4;mem:2048;disk:1000",
+            attributes: Vec::new(),
+        }
+    }
+}
+
+impl Cluster {
+    pub async fn start(opts: ClusterOpts) -> Cluster {
+        let catalog = Catalogd::start().await;
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let offerd_data = tmp.path().join("offerd");
+        let port = free_port();
+        let offerd = Daemon::start(
+            "offerd",
+            vec![
+                "serve".into(),
+                "--http-addr".into(),
+                format!("127.0.0.1:{port}"),
+                "--data-dir".into(),
+                offerd_data.display().to_string(),
+                "--agent-timeout".into(),
+                opts.agent_timeout.into(),
+                "--catalog".into(),
+                catalog.url.clone(),
+            ],
+            format!("http://127.0.0.1:{port}"),
+            "/ping",
+            tmp.path().join("offerd.log"),
+        )
+        .await;
+        let mut c = Cluster {
+            catalog,
+            offerd,
+            agents: Vec::new(),
+            agent_dirs: Vec::new(),
+            offerd_data,
+            tmp,
+        };
+        for i in 0..opts.agents {
+            let attrs = opts.attributes.get(i).cloned().unwrap_or_default();
+            c.add_agent(i, opts.resources, &attrs).await;
+        }
+        c
+    }
+
+    /// Starts agent `node-{i}` with ports `[33000+100i, 33099+100i]`.
+    pub async fn add_agent(&mut self, i: usize, resources: &str, attributes: &str) {
+        let dir = self.tmp.path().join(format!("agent-{i}"));
+        let port = free_port();
+        let base = 33000 + 100 * i;
+        let mut args = vec![
+            "agent".to_string(),
+            "--offerd".into(),
+            self.offerd.url.clone(),
+            "--catalog".into(),
+            self.catalog.url.clone(),
+            "--node".into(),
+            format!("node-{i}"),
+            "--address".into(),
+            "127.0.0.1".into(),
+            "--http-addr".into(),
+            format!("127.0.0.1:{port}"),
+            "--work-dir".into(),
+            dir.display().to_string(),
+            "--resources".into(),
+            format!("{resources};ports:[{base}-{}]", base + 99),
+        ];
+        if !attributes.is_empty() {
+            args.push("--attributes".into());
+            args.push(attributes.into());
+        }
+        let agent = Daemon::start(
+            "taskrun",
+            args,
+            format!("http://127.0.0.1:{port}"),
+            "/health",
+            self.tmp.path().join(format!("taskrun-{i}.log")),
+        )
+        .await;
+        self.agents.push(agent);
+        self.agent_dirs.push(dir);
+    }
+
+    /// Every daemon's log, for failure messages.
+    pub fn logs(&self) -> String {
+        let mut out = format!("--- offerd ---\n{}", self.offerd.log_text());
+        for (i, a) in self.agents.iter().enumerate() {
+            out.push_str(&format!("\n--- taskrun node-{i} ---\n{}", a.log_text()));
+        }
+        out
+    }
+
+    pub async fn post_app(&self, app: &Value) -> Resp {
+        self.offerd
+            .http
+            .send("POST", "/v2/apps", Some(app.to_string().into_bytes()))
+            .await
+    }
+
+    pub async fn put_app(&self, id: &str, body: &Value, force: bool) -> Resp {
+        let q = if force { "?force=true" } else { "" };
+        self.offerd
+            .http
+            .send(
+                "PUT",
+                &format!("/v2/apps{id}{q}"),
+                Some(body.to_string().into_bytes()),
+            )
+            .await
+    }
+
+    /// The app's active tasks.
+    pub async fn tasks(&self, app: &str) -> Vec<Value> {
+        let r = self.offerd.http.get(&format!("/v2/apps{app}/tasks")).await;
+        r.value()["tasks"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Ids of the app's TASK_RUNNING tasks, sorted.
+    pub async fn running(&self, app: &str) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .tasks(app)
+            .await
+            .iter()
+            .filter(|t| t["state"] == "TASK_RUNNING")
+            .filter_map(|t| t["id"].as_str().map(str::to_string))
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    /// Waits (up to `secs`) for `check` to return Some, panicking with every log otherwise.
+    pub async fn wait_for<T, F, Fut>(&self, what: &str, secs: u64, mut check: F) -> T
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Option<T>>,
+    {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            if let Some(v) = check().await {
+                return v;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "timed out after {secs}s waiting for {what}\n{}",
+                    self.logs()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits until the app has exactly `n` running tasks and no deployment; returns their ids.
+    pub async fn wait_running(&self, app: &str, n: usize, secs: u64) -> Vec<String> {
+        self.wait_for(
+            &format!("{app} to have {n} running tasks and no deployment"),
+            secs,
+            || async {
+                let running = self.running(app).await;
+                let tasks = self.tasks(app).await;
+                let deps = self.offerd.http.get("/v2/deployments").await.value();
+                let busy = deps
+                    .as_array()
+                    .is_some_and(|d| d.iter().any(|d| d["affectedApps"][0] == app));
+                (running.len() == n && tasks.len() == n && !busy).then_some(running)
+            },
+        )
+        .await
+    }
+
+    /// Healthy-or-not instances of a catalog service: (task id, port, status of all checks).
+    pub async fn catalog_instances(&self, service: &str) -> Vec<(String, u64, String)> {
+        let v = self
+            .catalog
+            .http
+            .get(&format!("/v1/health/service/{service}"))
+            .await
+            .value();
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .map(|e| {
+                let worst = e["Checks"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|c| c["ServiceID"] != "")
+                    .map(|c| c["Status"].as_str().unwrap_or("").to_string())
+                    .max_by_key(|s| match s.as_str() {
+                        "passing" => 0,
+                        "warning" => 1,
+                        _ => 2,
+                    })
+                    .unwrap_or_else(|| "none".into());
+                (
+                    e["Service"]["ID"].as_str().unwrap_or("").to_string(),
+                    e["Service"]["Port"].as_u64().unwrap_or(0),
+                    worst,
+                )
+            })
+            .collect()
+    }
+
+    /// The pid of a task's process group, from its agent's work dir.
+    pub fn task_pid(&self, task_id: &str) -> Option<i32> {
+        self.agent_dirs
+            .iter()
+            .find_map(|d| read_pid(&d.join("tasks").join(task_id)))
+    }
+}
+
+fn read_pid(sandbox: &Path) -> Option<i32> {
+    let text = std::fs::read_to_string(sandbox.join("task.json")).ok()?;
+    let v: Value = serde_json::from_str(&text).ok()?;
+    v["pid"].as_i64().map(|p| p as i32)
+}
+
+/// Whether a process exists (and is not a zombie).
+pub fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z'),
+        Err(_) => false,
+    }
+}
+
+/// Kills every task process group recorded under `work_dir`.
+pub fn reap_tasks(work_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(work_dir.join("tasks")) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if let Some(pid) = read_pid(&e.path())
+            && pid > 1
+        {
+            // SAFETY: kill(2) on a process group the test's agents created.
+            unsafe {
+                libc::kill(-pid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for a in &mut self.agents {
+            a.kill9();
+        }
+        self.offerd.kill9();
+        for d in &self.agent_dirs {
+            reap_tasks(d);
+        }
+    }
+}
+
+/// A `sleep` app of `n` instances with small resources.
+pub fn sleep_app(id: &str, n: usize) -> Value {
+    json!({ "id": id, "cmd": "sleep 600", "cpus": 0.1, "mem": 16, "instances": n })
+}

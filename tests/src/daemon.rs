@@ -1,0 +1,162 @@
+//! A long-running cairn process under test (offerd, taskrun): started with its flags, its log
+//! kept in a file, ready once an HTTP path answers 200; it can be killed (-9), stopped with
+//! SIGTERM, and started again with the same flags and state.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::{Http, bin};
+
+pub struct Daemon {
+    name: &'static str,
+    args: Vec<String>,
+    envs: Vec<(String, String)>,
+    child: Option<Child>,
+    pub url: String,
+    pub http: Http,
+    ready_path: String,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    /// Starts `bin(name) args...` (logging to `log`) and waits for `GET {url}{ready_path}` to
+    /// answer 200.
+    pub async fn start(
+        name: &'static str,
+        args: Vec<String>,
+        url: String,
+        ready_path: &str,
+        log: PathBuf,
+    ) -> Daemon {
+        Self::start_env(name, args, Vec::new(), url, ready_path, log).await
+    }
+
+    pub async fn start_env(
+        name: &'static str,
+        args: Vec<String>,
+        envs: Vec<(String, String)>,
+        url: String,
+        ready_path: &str,
+        log: PathBuf,
+    ) -> Daemon {
+        let mut d = Daemon {
+            name,
+            args,
+            envs,
+            child: None,
+            http: Http::new(&url),
+            url,
+            ready_path: ready_path.to_string(),
+            log,
+        };
+        d.spawn().await;
+        d
+    }
+
+    async fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
+        let child = Command::new(bin(self.name))
+            .args(&self.args)
+            .envs(self.envs.iter().map(|(k, v)| (k, v)))
+            .env(
+                "RUST_LOG",
+                std::env::var("CAIRN_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", self.name));
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(r) = self.http.try_send("GET", &self.ready_path, None).await
+                && r.status == 200
+            {
+                return;
+            }
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!(
+                    "{} exited early with {status}; log:\n{}",
+                    self.name,
+                    self.log_text()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} did not answer in 20s; log:\n{}",
+                self.name,
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child
+            .as_ref()
+            .map(|c| c.id())
+            .expect("daemon is running")
+    }
+
+    /// `kill -9`.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, then the exit status (asserting it stops within `within`).
+    pub fn sigterm(&mut self, within: Duration) -> ExitStatus {
+        let mut c = self.child.take().expect("daemon is running");
+        // SAFETY: kill(2) on a pid we own.
+        unsafe {
+            libc::kill(c.id() as i32, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + within;
+        loop {
+            if let Ok(Some(status)) = c.try_wait() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                panic!(
+                    "{} did not stop within {within:?} of SIGTERM; log:\n{}",
+                    self.name,
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts it again with the same flags (after kill9 or sigterm).
+    pub async fn restart(&mut self) {
+        assert!(
+            self.child.is_none(),
+            "stop {} before restarting it",
+            self.name
+        );
+        self.spawn().await;
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
