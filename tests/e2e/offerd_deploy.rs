@@ -243,3 +243,72 @@ async fn killing_tasks_with_and_without_scale() {
         .await;
     assert_eq!(r.status, 404);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn task_logs_are_served_by_the_agent_and_health_changes_are_events() {
+    let c = Cluster::start(ClusterOpts::default()).await;
+    let mut events = reqwest::Client::new()
+        .get(format!(
+            "{}/v2/events?event_type=health_status_changed_event",
+            c.offerd.url
+        ))
+        .send()
+        .await
+        .expect("event stream");
+    let app = json!({
+        "id": "/logs", "cpus": 0.1, "mem": 16, "instances": 1,
+        "cmd": "echo \"hello from $MESOS_TASK_ID\"; echo oops >&2; sleep 1; echo second line; touch healthy; exec sleep 600",
+        "healthChecks": [{ "protocol": "COMMAND", "command": { "value": "true" }, "intervalSeconds": 1, "gracePeriodSeconds": 1 }]
+    });
+    assert_eq!(c.post_app(&app).await.status, 201);
+    let ids = c.wait_running("/logs", 1, 60).await;
+    let id = &ids[0];
+    let task = &c.tasks("/logs").await[0];
+    let agents = c.offerd.http.get("/v1/agents").await.value();
+    let agent = agents
+        .as_array()
+        .and_then(|a| a.iter().find(|a| a["node"] == task["slaveId"]))
+        .expect("the task's agent");
+    let base = format!("http://{}", agent["http_addr"].as_str().expect("http_addr"));
+
+    // Follow: the stream starts with what is there and delivers what comes later.
+    let mut follow = reqwest::get(format!(
+        "{base}/v1/tasks/{id}/logs?stream=stdout&follow=true"
+    ))
+    .await
+    .expect("logs");
+    assert_eq!(follow.status(), 200);
+    let mut text = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !text.contains("second line") {
+        match tokio::time::timeout_at(deadline, follow.chunk()).await {
+            Ok(Ok(Some(chunk))) => text.push_str(&String::from_utf8_lossy(&chunk)),
+            other => panic!("log stream ended ({other:?}); got {text:?}"),
+        }
+    }
+    assert!(text.starts_with(&format!("hello from {id}\n")), "{text:?}");
+    let stderr = reqwest::get(format!("{base}/v1/tasks/{id}/logs?stream=stderr"))
+        .await
+        .expect("stderr");
+    assert_eq!(stderr.text().await.expect("body"), "oops\n");
+    let missing = reqwest::get(format!("{base}/v1/tasks/nope.1/logs?stream=stdout"))
+        .await
+        .expect("404");
+    assert_eq!(missing.status(), 404);
+    let bad = reqwest::get(format!("{base}/v1/tasks/{id}/logs?stream=both"))
+        .await
+        .expect("400");
+    assert_eq!(bad.status(), 400);
+
+    // The COMMAND check passes: offerd reports the task healthy and says so on the stream.
+    let mut seen = String::new();
+    while !seen.contains("\"alive\":true") {
+        match tokio::time::timeout_at(deadline, events.chunk()).await {
+            Ok(Ok(Some(chunk))) => seen.push_str(&String::from_utf8_lossy(&chunk)),
+            other => panic!("event stream ended ({other:?}); got {seen:?}\n{}", c.logs()),
+        }
+    }
+    assert!(seen.contains(&format!("\"taskId\":\"{id}\"")), "{seen}");
+    let t = &c.tasks("/logs").await[0];
+    assert_eq!(t["healthCheckResults"][0]["alive"], true, "{t}");
+}

@@ -13,24 +13,13 @@ use cairn_marathon::{App, TaskState, ValidationError, iso8601_millis, merge_upda
 use serde_json::{Value, json};
 
 use super::render::{Embed, app_json, task_json};
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, flag, param};
 use crate::core::Tx;
 use crate::events::Event;
 use crate::model::{Deployment, DeploymentKind, State as Model};
 use crate::scheduler::{self, deployment_plan_json, next_version, used_service_ports};
 
 type Params = Query<Vec<(String, String)>>;
-
-fn param<'a>(q: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    q.iter()
-        .rev()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
-}
-
-fn flag(q: &[(String, String)], name: &str) -> bool {
-    param(q, name).is_some_and(|v| v.is_empty() || v == "true" || v == "1")
-}
 
 fn json_body(body: &[u8]) -> Result<Value, ApiError> {
     serde_json::from_slice(body)

@@ -27,7 +27,7 @@ pub async fn cancel_deployment(
     Path(id): Path<String>,
     Query(q): Query<Vec<(String, String)>>,
 ) -> Result<Response, ApiError> {
-    let force = super::flag(&q.iter().cloned().collect(), "force");
+    let force = super::flag(&q, "force");
     let version_ms = st.core.next_version_ms();
     let out = st.core.mutate(|s, tx| {
         let Some(d) = s.deployments.get(&id).cloned() else {
@@ -135,7 +135,9 @@ pub async fn info(State(st): State<AppState>) -> Json<Value> {
             "task_launch_timeout": 300000,
         },
         "http_config": { "http_port": st.advertise.rsplit(':').next().and_then(|p| p.parse::<u16>().ok()) },
-        "event_subscriber": { "type": "sse" },
+        "event_subscriber": { "type": "sse", "http_endpoints": [] },
+        // No ZooKeeper: offerd keeps its state in its own store. Clients expect the object.
+        "zookeeper_config": { "zk": "", "zk_timeout": 10000, "zk_max_versions": crate::core::MAX_VERSIONS },
     }))
 }
 

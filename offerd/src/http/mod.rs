@@ -66,8 +66,15 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// `?force=true` (also `?force` with no value, as Marathon's clients send it).
-pub(crate) fn flag(q: &std::collections::HashMap<String, String>, name: &str) -> bool {
-    q.get(name)
-        .is_some_and(|v| v.is_empty() || v == "true" || v == "1")
+/// The last value of a query parameter.
+pub(crate) fn param<'a>(q: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    q.iter()
+        .rev()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// `?force=true` (also `?force` with no value, and Python's `True`, as clients send them).
+pub(crate) fn flag(q: &[(String, String)], name: &str) -> bool {
+    param(q, name).is_some_and(|v| v.is_empty() || v.eq_ignore_ascii_case("true") || v == "1")
 }

@@ -49,8 +49,8 @@ pub async fn delete_many(
 ) -> Result<Response, ApiError> {
     let ids: Ids = serde_json::from_slice(&body)
         .map_err(|e| ApiError::BadRequest(format!("expected {{\"ids\": [task ids]}}: {e}")))?;
-    let scale = super::flag(&q.iter().cloned().collect(), "scale");
-    let force = super::flag(&q.iter().cloned().collect(), "force");
+    let scale = super::flag(&q, "scale");
+    let force = super::flag(&q, "force");
     let version_ms = st.core.next_version_ms();
     let out = st.core.mutate(|s, tx| {
         let unknown: Vec<&String> = ids
