@@ -385,3 +385,76 @@ async fn apply_makes_the_cluster_match_a_directory() {
     );
     c.wait_running("/team/c", 1, 60).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cancelling_a_deployment_rolls_back_and_force_just_stops_it() {
+    let c = Cluster::start(ClusterOpts {
+        agents: 1,
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(c.post_app(&sleep_app("/roll", 2)).await.status, 201);
+    let before = c.wait_running("/roll", 2, 60).await;
+    // A version that cannot finish (more instances than the agent holds, new command).
+    let r = c
+        .put_app(
+            "/roll",
+            &json!({ "instances": 60, "cmd": "sleep 601" }),
+            false,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let dep = r.value()["deploymentId"]
+        .as_str()
+        .expect("deployment id")
+        .to_string();
+    let deps = c.offerd.http.get("/v2/deployments").await.value();
+    let d = deps
+        .as_array()
+        .and_then(|d| d.iter().find(|d| d["id"] == dep.as_str()))
+        .cloned()
+        .expect("listed");
+    assert_eq!(d["affectedApps"], json!(["/roll"]));
+    assert_eq!(d["currentActions"][0]["action"], "RestartApplication");
+
+    // Rollback: the previous definition comes back as a new version and converges.
+    let r = c
+        .offerd
+        .http
+        .delete(&format!("/v2/deployments/{dep}"))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let after = c.wait_running("/roll", 2, 60).await;
+    let app = c.offerd.http.get("/v2/apps/roll").await.value();
+    assert_eq!(app["app"]["cmd"], "sleep 600");
+    assert_eq!(app["app"]["instances"], 2);
+    assert_eq!(after.len(), before.len());
+    assert_eq!(
+        c.offerd
+            .http
+            .delete(&format!("/v2/deployments/{dep}"))
+            .await
+            .status,
+        404
+    );
+
+    // Force: the deployment is forgotten, the app keeps its (unreachable) target.
+    let r = c.put_app("/roll", &json!({ "instances": 60 }), false).await;
+    let dep = r.value()["deploymentId"]
+        .as_str()
+        .expect("deployment id")
+        .to_string();
+    let r = c
+        .offerd
+        .http
+        .delete(&format!("/v2/deployments/{dep}?force=true"))
+        .await;
+    assert_eq!(r.status, 202, "{}", r.text());
+    assert!(r.body.is_empty());
+    let deps = c.offerd.http.get("/v2/deployments").await.value();
+    assert_eq!(deps, json!([]));
+    assert_eq!(
+        c.offerd.http.get("/v2/apps/roll").await.value()["app"]["instances"],
+        60
+    );
+}

@@ -4,9 +4,9 @@
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 
@@ -167,15 +167,13 @@ impl Http {
 
 /// A running `catalogd serve` with its own data directory.
 pub struct Catalogd {
-    child: Option<Child>,
+    daemon: daemon::Daemon,
     pub port: u16,
     pub url: String,
     pub http: Http,
     pub data_dir: PathBuf,
     pub node: String,
-    extra: Vec<String>,
-    _tmp: Option<tempfile::TempDir>,
-    log: PathBuf,
+    _tmp: tempfile::TempDir,
 }
 
 impl Catalogd {
@@ -188,116 +186,59 @@ impl Catalogd {
     pub async fn start_with(extra: &[&str]) -> Catalogd {
         let tmp = tempfile::tempdir().expect("temp dir");
         let data_dir = tmp.path().join("data");
-        let mut c = Catalogd {
-            child: None,
-            port: free_port(),
-            url: String::new(),
-            http: Http::new("http://127.0.0.1:1"),
+        let port = free_port();
+        let node = "cairn-test".to_string();
+        let url = format!("http://127.0.0.1:{port}");
+        let mut args: Vec<String> = vec![
+            "serve".into(),
+            "--http-addr".into(),
+            format!("127.0.0.1:{port}"),
+            "--data-dir".into(),
+            data_dir.display().to_string(),
+            "--node".into(),
+            node.clone(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let daemon = daemon::Daemon::start(
+            "catalogd",
+            args,
+            url.clone(),
+            "/v1/status/leader",
+            tmp.path().join("catalogd.log"),
+        )
+        .await;
+        Catalogd {
+            daemon,
+            port,
+            http: Http::new(&url),
+            url,
             data_dir,
-            node: "cairn-test".into(),
-            extra: extra.iter().map(|s| s.to_string()).collect(),
-            log: tmp.path().join("catalogd.log"),
-            _tmp: Some(tmp),
-        };
-        c.spawn().await;
-        c
-    }
-
-    async fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .expect("log file");
-        let child = Command::new(bin("catalogd"))
-            .arg("serve")
-            .arg("--http-addr")
-            .arg(format!("127.0.0.1:{}", self.port))
-            .arg("--data-dir")
-            .arg(&self.data_dir)
-            .arg("--node")
-            .arg(&self.node)
-            .args(&self.extra)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("starting catalogd");
-        self.child = Some(child);
-        self.url = format!("http://127.0.0.1:{}", self.port);
-        self.http = Http::new(&self.url);
-        self.wait_ready().await;
-    }
-
-    async fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(r) = self.http.try_send("GET", "/v1/status/leader", None).await
-                && r.status == 200
-            {
-                return;
-            }
-            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
-                panic!(
-                    "catalogd exited early with {status}; log:\n{}",
-                    self.log_text()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "catalogd did not answer in 20s; log:\n{}",
-                self.log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
+            node,
+            _tmp: tmp,
         }
     }
 
     pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.daemon.log_text()
     }
 
     pub fn pid(&self) -> u32 {
-        self.child
-            .as_ref()
-            .map(|c| c.id())
-            .expect("catalogd is running")
+        self.daemon.pid()
     }
 
     /// `kill -9`: no chance to flush anything.
     pub fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.daemon.kill9();
     }
 
     /// SIGTERM, then the exit status (asserting it stops within `within`).
     pub fn sigterm(&mut self, within: Duration) -> ExitStatus {
-        let mut c = self.child.take().expect("catalogd is running");
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(c.id().to_string())
-            .status();
-        let deadline = Instant::now() + within;
-        loop {
-            if let Ok(Some(status)) = c.try_wait() {
-                return status;
-            }
-            if Instant::now() > deadline {
-                let _ = c.kill();
-                panic!(
-                    "catalogd did not stop within {within:?} of SIGTERM; log:\n{}",
-                    self.log_text()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.daemon.sigterm(within)
     }
 
     /// Starts the process again on the same port and data directory.
     pub async fn restart(&mut self) {
-        assert!(self.child.is_none(), "stop catalogd before restarting it");
-        self.spawn().await;
+        self.daemon.restart().await;
     }
 
     /// Runs a `catalogd` client subcommand against this server.
@@ -318,11 +259,5 @@ impl Catalogd {
         }
         drop(input);
         child.wait_with_output().expect("CLI output")
-    }
-}
-
-impl Drop for Catalogd {
-    fn drop(&mut self) {
-        self.kill9();
     }
 }
