@@ -303,7 +303,10 @@ fn launch(
         mem: app.mem,
         disk: app.disk,
         ports: ports.clone(),
-        port_names: defs.iter().map(|d| d.name.clone()).collect(),
+        port_names: match app.docker().filter(|d| d.host_ports_needed().is_some()) {
+            Some(d) => d.port_mappings.iter().map(|m| m.name.clone()).collect(),
+            None => defs.iter().map(|d| d.name.clone()).collect(),
+        },
         health_checks: app.health_checks.clone(),
         kill_grace_seconds: app.kill_grace_seconds(),
         container: app.container.clone(),

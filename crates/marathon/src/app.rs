@@ -219,8 +219,19 @@ pub struct App {
 }
 
 impl App {
-    /// Host ports each task needs.
+    /// The Docker container, if the app has one (validated when the app was parsed).
+    pub fn docker(&self) -> Option<crate::DockerSpec> {
+        self.container
+            .as_ref()
+            .and_then(|c| crate::docker_spec(c).ok().flatten())
+    }
+
+    /// Host ports each task needs: one per port mapping of a BRIDGE container, else one per
+    /// port definition.
     pub fn port_count(&self) -> usize {
+        if let Some(n) = self.docker().and_then(|d| d.host_ports_needed()) {
+            return n;
+        }
         self.port_definitions.as_ref().map_or(0, Vec::len)
     }
 

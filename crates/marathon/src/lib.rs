@@ -9,6 +9,7 @@
 mod agent;
 mod app;
 mod constraint;
+mod container;
 mod resources;
 mod task_state;
 mod time;
@@ -23,6 +24,9 @@ pub use app::{
     service_name, task_id_for,
 };
 pub use constraint::{Constraint, Operator};
+pub use container::{
+    DockerNetwork, DockerSpec, Parameter, PortMapping, SUPPORTED_PARAMETERS, Volume, docker_spec,
+};
 pub use resources::{Attributes, PortRange, ResourceError, Resources, parse_attributes};
 pub use task_state::TaskState;
 pub use time::{iso8601_millis, now_millis};

@@ -73,7 +73,7 @@ impl ValidationError {
 }
 
 /// Marathon writes array positions as `(n)`: `/healthChecks(0)/protocol`.
-fn marathon_path(path: &serde_path_to_error::Path) -> String {
+pub(crate) fn marathon_path(path: &serde_path_to_error::Path) -> String {
     use serde_path_to_error::Segment;
     let mut out = String::new();
     for seg in path.iter() {
@@ -144,9 +144,19 @@ pub fn parse_app(value: Value, id_from_path: Option<&str>) -> Result<App, Valida
         (None, None, None) => bad("/", "an app needs cmd, args or container".into()),
         _ => {}
     }
+    let mut bridge = false;
     if let Some(c) = &app.container {
         match c.get("type").and_then(Value::as_str) {
-            None | Some("DOCKER") | Some("MESOS") => {}
+            None | Some("DOCKER") | Some("MESOS") => match crate::container::docker_spec(c) {
+                Ok(d) => bridge = d.is_some_and(|d| d.host_ports_needed().is_some()),
+                Err(vs) => {
+                    for x in vs {
+                        for e in x.errors {
+                            bad(&x.path, e);
+                        }
+                    }
+                }
+            },
             Some(t) => bad(
                 "/container/type",
                 format!("unknown container type {t:?} (DOCKER or MESOS)"),
@@ -255,6 +265,10 @@ pub fn parse_app(value: Value, id_from_path: Option<&str>) -> Result<App, Valida
 
     // `ports` (older form) becomes portDefinitions; none at all means one assigned port.
     match (app.port_definitions.is_some(), app.ports.take()) {
+        (true, _) | (false, Some(_)) if bridge => bad(
+            "/portDefinitions",
+            "BRIDGE networking takes its ports from portMappings".into(),
+        ),
         (true, Some(_)) => bad("/ports", "give ports or portDefinitions, not both".into()),
         (false, Some(ports)) => {
             app.port_definitions = Some(
@@ -269,7 +283,7 @@ pub fn parse_app(value: Value, id_from_path: Option<&str>) -> Result<App, Valida
                     .collect(),
             )
         }
-        (false, None) if app.container.is_none() => {
+        (false, None) if !bridge => {
             app.port_definitions = Some(vec![PortDefinition {
                 port: 0,
                 protocol: "tcp".into(),
@@ -507,6 +521,31 @@ mod tests {
             .iter()
             .map(|x| x.path.clone())
             .collect()
+    }
+
+    #[test]
+    fn docker_bridge_apps_take_ports_from_mappings() {
+        let app = parse_app(
+            json!({"id": "/d", "container": {"type": "DOCKER", "docker": {"image": "busybox", "network": "BRIDGE"},
+                "portMappings": [{"containerPort": 80}, {"containerPort": 443}]}}),
+            None,
+        )
+        .unwrap();
+        assert_eq!(app.port_count(), 2);
+        assert!(app.port_definitions.is_none());
+        let host = parse_app(
+            json!({"id": "/h", "container": {"docker": {"image": "busybox"}}}),
+            None,
+        )
+        .unwrap();
+        assert_eq!(host.port_count(), 1);
+        assert_eq!(
+            paths(
+                json!({"id": "/d", "container": {"type": "DOCKER", "docker": {"image": "x", "network": "BRIDGE"},
+                "portMappings": [{"containerPort": 0}]}})
+            ),
+            ["/container/portMappings(0)/containerPort"]
+        );
     }
 
     #[test]
