@@ -281,7 +281,7 @@ impl Core {
         for node in &tx.nodes {
             inner.desired_index.insert(node.clone(), revision);
         }
-        if !tx.nodes.is_empty() {
+        if !tx.nodes.is_empty() || !tx.agents.is_empty() {
             self.desired_changed.send_replace(revision);
         }
         for e in tx.events {
@@ -373,6 +373,11 @@ impl Core {
         if let Err(e) = r {
             tracing::error!(error = %e, "recording a returning agent failed");
         }
+    }
+
+    /// A receiver that sees every committed change to tasks or agents (offers long-poll on it).
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.desired_changed.subscribe()
     }
 
     /// Marks an agent as heard from (status posts).

@@ -35,6 +35,7 @@ pub fn apply(core: &Core, health: &HashMap<String, bool>) -> usize {
             let now = health.get(&t.id).copied();
             if now.is_some() && now != t.healthy {
                 t.healthy = now;
+                t.unhealthy_since = (now == Some(false)).then_some(tx.now_ms);
                 changed.push((t.id.clone(), t.node.clone()));
                 tx.event(Event::new(
                     "health_status_changed_event",

@@ -68,11 +68,17 @@ pub struct Task {
     /// All its catalog checks passing (None: no checks, or not known yet).
     #[serde(default)]
     pub healthy: Option<bool>,
+    /// Since when (Unix ms) its checks have been failing, without a pass in between.
+    #[serde(default)]
+    pub unhealthy_since: Option<u64>,
     /// offerd wants it gone: it has left its agent's desired set.
     #[serde(default)]
     pub kill_requested: bool,
     /// The whole launch spec, as sent to the agent.
     pub spec: cairn_marathon::TaskSpec,
+    /// The framework that launched it through the offers API (None: a Marathon app's task).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub framework: Option<String>,
 }
 
 impl Task {
@@ -97,6 +103,9 @@ pub struct Agent {
     pub attributes: Attributes,
     /// Declared lost after `--agent-timeout` of silence; its tasks were replaced.
     pub lost: bool,
+    /// Taken out for maintenance: no new tasks; its tasks are replaced elsewhere.
+    #[serde(default)]
+    pub draining: bool,
     /// Unix ms of the last request from it.
     pub last_seen_ms: u64,
 }
@@ -110,6 +119,7 @@ impl Agent {
             resources: r.resources.clone(),
             attributes: r.attributes.clone(),
             lost: false,
+            draining: false,
             last_seen_ms: now_ms,
         }
     }
@@ -166,7 +176,13 @@ pub struct State {
     pub agents: BTreeMap<String, Agent>,
     pub deployments: BTreeMap<String, Deployment>,
     pub queue: BTreeMap<String, QueueEntry>,
+    /// The most recently ended tasks with their final state, newest last (memory only), so
+    /// frameworks and operators can read how a task ended.
+    pub finished: std::collections::VecDeque<Task>,
 }
+
+/// How many ended tasks [`State::finished`] keeps.
+pub const FINISHED_KEPT: usize = 1000;
 
 impl State {
     /// The active tasks of an app.

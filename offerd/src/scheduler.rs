@@ -20,6 +20,7 @@ use crate::placement::{Demand, Offer, Placer};
 pub fn reconcile(state: &mut State, tx: &mut Tx, cfg: &CoreConfig) {
     expire_agents(state, tx, cfg);
     kill_orphans(state, tx);
+    kill_unhealthy(state, tx);
     let mut offers = build_offers(state);
     state.queue.clear();
     let ids: Vec<String> = state.apps.keys().cloned().collect();
@@ -67,10 +68,60 @@ fn kill_orphans(state: &mut State, tx: &mut Tx) {
     let orphans: Vec<String> = state
         .tasks
         .values()
-        .filter(|t| t.is_desired() && !state.apps.contains_key(&t.app_id))
+        .filter(|t| t.is_desired() && t.framework.is_none() && !state.apps.contains_key(&t.app_id))
         .map(|t| t.id.clone())
         .collect();
     for id in orphans {
+        kill_task(state, tx, &id);
+    }
+}
+
+/// When a task failing its health checks is killed: failures inside the grace period after its
+/// start do not count; after it, `maxConsecutiveFailures` intervals of failing (0 = never).
+/// The catalog reports status changes, not each run, so "consecutive failures" is measured as
+/// time spent failing. `None` when the task is healthy or its health is unknown.
+pub fn unhealthy_kill_at(t: &Task) -> Option<u64> {
+    let since = t.unhealthy_since.filter(|_| t.healthy == Some(false))?;
+    let started = t.started_at?;
+    t.spec
+        .health_checks
+        .iter()
+        .filter(|hc| hc.max_consecutive_failures > 0)
+        .map(|hc| {
+            let counted_from = since.max(started + hc.grace_period_seconds * 1000);
+            counted_from + hc.max_consecutive_failures * hc.interval_seconds * 1000
+        })
+        .min()
+}
+
+/// Kills tasks that failed their health checks for too long; the app's scheduling replaces them.
+fn kill_unhealthy(state: &mut State, tx: &mut Tx) {
+    let doomed: Vec<(String, String, String, String, String)> = state
+        .tasks
+        .values()
+        .filter(|t| t.is_desired() && t.state == TaskState::Running)
+        .filter(|t| unhealthy_kill_at(t).is_some_and(|at| at <= tx.now_ms))
+        .map(|t| {
+            (
+                t.id.clone(),
+                t.app_id.clone(),
+                t.version.clone(),
+                t.host.clone(),
+                t.node.clone(),
+            )
+        })
+        .collect();
+    for (id, app_id, version, host, node) in doomed {
+        tracing::warn!(task = %id, app = %app_id, "task failed its health checks past maxConsecutiveFailures; killing it");
+        tx.event(Event::new(
+            "unhealthy_instance_kill_event",
+            tx.now_ms,
+            json!({
+                "appId": app_id, "taskId": id, "instanceId": id, "version": version,
+                "reason": "health checks failed past maxConsecutiveFailures",
+                "host": host, "slaveId": node,
+            }),
+        ));
         kill_task(state, tx, &id);
     }
 }
@@ -79,7 +130,7 @@ fn kill_orphans(state: &mut State, tx: &mut Tx) {
 pub fn build_offers(state: &State) -> Vec<Offer> {
     let mut offers: Vec<Offer> = Vec::with_capacity(state.agents.len());
     let mut index: HashMap<&str, usize> = HashMap::new();
-    for a in state.agents.values().filter(|a| !a.lost) {
+    for a in state.agents.values().filter(|a| !a.lost && !a.draining) {
         index.insert(a.node.as_str(), offers.len());
         offers.push(Offer {
             node: a.node.clone(),
@@ -124,8 +175,11 @@ fn reconcile_app(state: &mut State, tx: &mut Tx, app_id: &str, offers: &mut [Off
     let n = usize::try_from(app.instances).unwrap_or(0);
     let mut current: Vec<&Task> = Vec::new();
     let mut old: Vec<&Task> = Vec::new();
+    let draining = |node: &str| state.agents.get(node).is_some_and(|a| a.draining);
     for t in state.app_tasks(app_id).filter(|t| t.is_desired()) {
-        if t.config_version == config_version {
+        // A task on a draining agent is replaced like one of an old version: within the
+        // upgrade strategy, new ones first.
+        if t.config_version == config_version && !draining(&t.node) {
             current.push(t);
         } else {
             old.push(t);
@@ -170,8 +224,9 @@ fn reconcile_app(state: &mut State, tx: &mut Tx, app_id: &str, offers: &mut [Off
     let missing = n.saturating_sub(current.len());
     let max_active = n + (n as f64 * app.upgrade_strategy.maximum_over_capacity).floor() as usize;
     let mut room = max_active.saturating_sub(current.len() + old_left);
-    if room == 0 && missing > 0 && old_left > 0 && healthy_new == 0 {
-        // minimumHealthCapacity 1 with maximumOverCapacity 0 would never move: make room.
+    if max_active == n && room == 0 && missing > 0 && old_left > 0 && healthy_new == current.len() {
+        // No room above the target at all (maximumOverCapacity rounds to 0): replace one task at
+        // a time — kill one old task once every new one so far is healthy.
         if let Some(t) = old_sorted.iter().find(|t| !kills.contains(&t.id)) {
             kills.push(t.id.clone());
             room = 1;
@@ -236,7 +291,7 @@ fn reconcile_app(state: &mut State, tx: &mut Tx, app_id: &str, offers: &mut [Off
         match placer.place_one(offers) {
             Ok(p) => {
                 let node = offers[p.offer].node.clone();
-                launch(state, tx, &app, &config_version, &node, p.ports);
+                launch(state, tx, &app, &config_version, &node, p.ports, None);
                 launched += 1;
             }
             Err(reason) => {
@@ -274,15 +329,17 @@ fn queue_reason(
     );
 }
 
-/// Creates a task on `node` and puts it in the node's desired set.
-fn launch(
+/// Creates a task of `app` on `node` (for `framework`, when launched through an offer) and puts
+/// it in the node's desired set; returns its id.
+pub fn launch(
     state: &mut State,
     tx: &mut Tx,
     app: &App,
     config_version: &str,
     node: &str,
     ports: Vec<u16>,
-) {
+    framework: Option<&str>,
+) -> String {
     let id = task_id_for(&app.id, &uuid::Uuid::new_v4().to_string());
     let host = state
         .agents
@@ -326,8 +383,10 @@ fn launch(
         started_at: None,
         message: String::new(),
         healthy: None,
+        unhealthy_since: None,
         kill_requested: false,
         spec,
+        framework: framework.map(str::to_string),
     };
     tx.event(Event::status_update(
         &task,
@@ -336,7 +395,8 @@ fn launch(
         tx.now_ms,
     ));
     tx.task(&id, node);
-    state.tasks.insert(id, task);
+    state.tasks.insert(id.clone(), task);
+    id
 }
 
 /// Takes a task out of its agent's desired set; the agent kills it and reports TASK_KILLED. A
@@ -364,6 +424,13 @@ pub fn finish_task(state: &mut State, tx: &mut Tx, id: &str, end: TaskState, mes
     };
     tx.task(id, &t.node);
     tx.event(Event::status_update(&t, end, message, tx.now_ms));
+    let mut ended = t.clone();
+    ended.state = end;
+    ended.message = message.to_string();
+    if state.finished.len() == crate::model::FINISHED_KEPT {
+        state.finished.pop_front();
+    }
+    state.finished.push_back(ended);
     if t.kill_requested || (!end.counts_as_failure() && end != TaskState::Lost) {
         return;
     }
@@ -493,11 +560,16 @@ pub fn deployment_plan_json(
 }
 
 /// Builds a new app entry or the next version of one (`restart` forces a new config version).
+///
+/// `running_config`: the config version of tasks that already run exactly what `app` asks for
+/// (see [`runs_as`]); a changed config that matches them (a rollback) keeps them instead of
+/// replacing healthy tasks with identical ones.
 pub fn next_version(
     prev: Option<&AppEntry>,
     mut app: App,
     version_ms: u64,
     restart: bool,
+    running_config: Option<String>,
 ) -> AppEntry {
     let version = iso8601_millis(version_ms);
     let config_changed = match prev {
@@ -505,7 +577,9 @@ pub fn next_version(
         Some(p) => restart || p.app.config_json() != app.config_json(),
     };
     let last_config = if config_changed {
-        version.clone()
+        running_config
+            .filter(|_| !restart)
+            .unwrap_or_else(|| version.clone())
     } else {
         prev.map(|p| p.config_version().to_string())
             .unwrap_or_else(|| version.clone())
@@ -529,6 +603,23 @@ pub fn next_version(
         delay_until_ms,
         last_failure,
     }
+}
+
+/// Whether a task runs what `app` defines (same command, resources, environment, labels, checks,
+/// container and number of ports).
+pub fn runs_as(t: &Task, app: &App) -> bool {
+    let s = &t.spec;
+    s.cmd == app.cmd
+        && s.args == app.args
+        && s.env == app.env
+        && s.labels == app.labels
+        && s.cpus == app.cpus
+        && s.mem == app.mem
+        && s.disk == app.disk
+        && s.health_checks == app.health_checks
+        && s.container == app.container
+        && s.kill_grace_seconds == app.kill_grace_seconds()
+        && s.ports.len() == app.port_count()
 }
 
 /// Service ports in use by apps other than `except`.

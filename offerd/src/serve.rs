@@ -82,6 +82,7 @@ pub async fn serve(
     let app = router(AppState {
         core: core.clone(),
         advertise: local.to_string(),
+        offers: Arc::default(),
     });
     let graceful = async move {
         shutdown.await;

@@ -36,6 +36,7 @@ mod lbconf_watch;
 mod offerd_api;
 mod offerd_deploy;
 mod offerd_lifecycle;
+mod offerd_ops;
 mod prometheus_metrics;
 mod taskrun_run;
 mod tmpl_atomic;

@@ -193,3 +193,47 @@ pub async fn agents(c: &OfferdClient, as_json: bool) -> anyhow::Result<ExitCode>
     }
     Ok(ExitCode::SUCCESS)
 }
+
+#[derive(clap::Args, Debug)]
+pub struct DrainArgs {
+    /// Node name of the agent
+    pub node: String,
+    /// Wait until the agent is drained (no task left), printing progress
+    #[arg(long)]
+    pub wait: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn drain(c: &OfferdClient, args: DrainArgs, on: bool) -> anyhow::Result<ExitCode> {
+    let path = format!("/v1/agents/{}/drain", args.node);
+    let method = if on { Method::POST } else { Method::DELETE };
+    let mut v = c.call(method, &path, &[], None).await?;
+    if on && args.wait {
+        let mut last = None;
+        loop {
+            let agents = c.get("/v1/agents", &[]).await?;
+            let me = agents
+                .as_array()
+                .and_then(|a| a.iter().find(|a| a["node"] == args.node.as_str()))
+                .cloned()
+                .unwrap_or(Value::Null);
+            let tasks = me["tasks"].as_u64().unwrap_or(0);
+            if last != Some(tasks) && !args.json {
+                eprintln!("{}: {} task(s) left", args.node, tasks);
+                last = Some(tasks);
+            }
+            if me["state"] == "drained" {
+                v = json!({ "node": args.node, "state": "drained" });
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+    }
+    if args.json {
+        print_json(&v);
+    } else {
+        println!("{}: {}", args.node, s(&v["state"]));
+    }
+    Ok(ExitCode::SUCCESS)
+}

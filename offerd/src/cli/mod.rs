@@ -52,6 +52,10 @@ pub enum Command {
     Kill(commands::KillArgs),
     /// List agents with their resources
     Agents(commands::JsonFlag),
+    /// Take an agent out for maintenance: no new tasks, its tasks replaced elsewhere
+    Drain(commands::DrainArgs),
+    /// Put a drained agent back into service
+    Undrain(commands::DrainArgs),
 }
 
 /// Flags of `offerd serve`.
@@ -130,5 +134,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Scale(args) => commands::scale(&client()?, args).await,
         Command::Kill(args) => commands::kill(&client()?, args).await,
         Command::Agents(f) => commands::agents(&client()?, f.json).await,
+        Command::Drain(args) => commands::drain(&client()?, args, true).await,
+        Command::Undrain(args) => commands::drain(&client()?, args, false).await,
     }
 }

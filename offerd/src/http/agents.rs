@@ -47,7 +47,8 @@ pub async fn register(
     let node = reg.node.clone();
     st.core.mutate(|s, tx| {
         let known: Vec<String> = reg.tasks.iter().map(|u| u.task_id.clone()).collect();
-        let agent = Agent::from_registration(&reg, tx.now_ms);
+        let mut agent = Agent::from_registration(&reg, tx.now_ms);
+        agent.draining = s.agents.get(&node).is_some_and(|a| a.draining);
         let changed = s.agents.get(&node).is_none_or(|a| *a != agent);
         if changed {
             tracing::info!(%node, address = %reg.address, resources = %reg.resources, "agent registered");
@@ -97,7 +98,7 @@ pub async fn list(State(st): State<AppState>) -> Json<Vec<AgentInfo>> {
                     resources: a.resources.clone(),
                     used,
                     attributes: a.attributes.clone(),
-                    state: if a.lost { "lost" } else { "active" }.into(),
+                    state: agent_state(s, a).into(),
                     tasks: s
                         .tasks
                         .values()
@@ -108,6 +109,44 @@ pub async fn list(State(st): State<AppState>) -> Json<Vec<AgentInfo>> {
             })
             .collect()
     }))
+}
+
+/// `lost`, `drained` (draining with no task left), `draining` or `active`.
+fn agent_state(s: &crate::model::State, a: &Agent) -> &'static str {
+    if a.lost {
+        "lost"
+    } else if a.draining && !s.tasks.values().any(|t| t.node == a.node && t.is_active()) {
+        "drained"
+    } else if a.draining {
+        "draining"
+    } else {
+        "active"
+    }
+}
+
+/// `POST /v1/agents/{node}/drain` (drain) and `DELETE` (undrain): the agent's state after.
+pub async fn drain(
+    State(st): State<AppState>,
+    Path(node): Path<String>,
+    method: axum::http::Method,
+) -> Result<Json<Value>, ApiError> {
+    let on = method == axum::http::Method::POST;
+    st.core.mutate(|s, tx| {
+        let a = s
+            .agents
+            .get_mut(&node)
+            .ok_or_else(|| ApiError::NotFound(format!("agent {node:?} is not registered")))?;
+        if a.draining != on {
+            a.draining = on;
+            tx.agent(&node);
+            tracing::info!(%node, draining = on, "agent maintenance changed");
+        }
+        Ok::<_, ApiError>(())
+    })?;
+    let now = st
+        .core
+        .read(|s| s.agents.get(&node).map(|a| agent_state(s, a)));
+    Ok(Json(serde_json::json!({ "node": node, "state": now })))
 }
 
 /// `GET /v1/agents/{node}/tasks?index=N&wait=D`.

@@ -143,7 +143,11 @@ pub(crate) fn install(
         prev.as_ref().map(|p| &p.app),
         &used_service_ports(&s.apps, &id),
     );
-    let entry = next_version(prev.as_ref(), app, version_ms, restart);
+    let running_config = s
+        .app_tasks(&id)
+        .find(|t| t.is_desired() && scheduler::runs_as(t, &app))
+        .map(|t| t.config_version.clone());
+    let entry = next_version(prev.as_ref(), app, version_ms, restart, running_config);
     let version = entry.app.version.clone().unwrap_or_default();
     let kind = match &prev {
         None => DeploymentKind::Start,

@@ -7,6 +7,7 @@ mod apps;
 mod error;
 mod events;
 mod misc;
+mod offers;
 pub mod render;
 mod tasks;
 
@@ -25,6 +26,8 @@ pub struct AppState {
     pub core: Arc<Core>,
     /// `host:port` offerd answers on (for `/v2/leader` and `/v2/info`).
     pub advertise: String,
+    /// Outstanding offers of the offers API.
+    pub offers: Arc<crate::offers::OfferBook>,
 }
 
 /// The whole API.
@@ -62,6 +65,16 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/agents/register", post(agents::register))
         .route("/v1/agents/{node}/tasks", get(agents::desired))
         .route("/v1/agents/{node}/status", post(agents::status))
+        .route(
+            "/v1/agents/{node}/drain",
+            post(agents::drain).delete(agents::drain),
+        )
+        .route("/v1/offers", get(offers::list))
+        .route("/v1/offers/{id}/accept", post(offers::accept))
+        .route("/v1/offers/{id}/decline", post(offers::decline))
+        .route("/v1/tasks/{id}", get(offers::get_task))
+        .route("/v1/tasks/{id}/kill", post(offers::kill_task))
+        .route("/v1/frameworks/{name}/tasks", get(offers::framework_tasks))
         .fallback(misc::not_found)
         .with_state(state)
 }
