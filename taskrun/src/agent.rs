@@ -3,13 +3,17 @@
 //!
 //! - start-up: every `task.json` under the work dir is loaded; a task whose supervisor still runs
 //!   (same pid *and* start time) is re-adopted, one that ended meanwhile is recorded terminal
-//!   with the outcome its supervisor wrote to `exit_status`;
+//!   with the outcome its supervisor wrote to `exit_status`. A Docker task is found again by the
+//!   container id in its record (a running container re-adopted, its log copy and wait resumed;
+//!   an exited one recorded with the exit code `inspect` gives), and containers of this agent
+//!   that no live task owns are stopped and removed;
 //! - offerd: register (retrying with backoff until it answers), then long-poll the desired set
 //!   (each poll is the heartbeat) and apply [`crate::desired::plan`] to every answer; a 404 means
 //!   offerd lost the node, so register again;
-//! - one supervisor task per task: launch, wait, kill on request, record each state change in
-//!   `task.json` and queue it as a status update (in that order, so the queue never announces
-//!   what the disk does not hold);
+//! - one supervisor task per task (exec or Docker driver): launch, wait, kill on request, record
+//!   each state change in `task.json` and queue it as a status update (in that order, so the
+//!   queue never announces what the disk does not hold). A kill first takes the task out of the
+//!   catalog and waits the drain delay ([`crate::drain`]);
 //! - status sender, catalog registrar, in-process `healthcheck` agent, HTTP API, and a
 //!   housekeeper that rotates logs and removes old terminal sandboxes.
 //!
@@ -27,10 +31,13 @@ use cairn_marathon::{
     AgentRegistration, Attributes, DesiredTasks, RegisterResponse, Resources, TaskSpec, TaskState,
     TaskStatusUpdate, now_millis,
 };
+use cairn_wire::CatalogDeregistration;
 use tokio::sync::{Notify, mpsc, watch};
 
 use crate::catalog::{Registrar, RunningTasks};
-use crate::exec::{self, ExecError, KillReport, Launch, Proc, Started};
+use crate::container::ContainerPlan;
+use crate::docker::{ContainerState, DockerError, Engine};
+use crate::exec::{self, ExecError, KillReport, Launch, Outcome, Proc, Started};
 use crate::limits::{LimitMode, TaskLimits};
 use crate::procfs::{Adoption, adoption, read_stat};
 use crate::sandbox::{self, ExitInfo, TaskRecord};
@@ -44,6 +51,12 @@ const ROTATE_EVERY: Duration = Duration::from_secs(2);
 const GC_EVERY: Duration = Duration::from_secs(60);
 /// How long shutdown waits for the HTTP server and the status flush.
 const STOP_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a kill waits for the catalog to deregister the task's service before draining.
+const DEREGISTER_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long an ended container's remaining output may take to be copied.
+const LOGS_TAIL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Grace period of a container no task owns (its spec is unknown).
+const ORPHAN_GRACE: Duration = Duration::from_secs(3);
 
 /// Everything the agent is configured with.
 pub struct AgentConfig {
@@ -60,6 +73,8 @@ pub struct AgentConfig {
     pub wrapper: PathBuf,
     pub limit_mode: LimitMode,
     pub log_rotate_bytes: u64,
+    /// How long a task stays out of the catalog before it is stopped (0: no drain).
+    pub kill_drain: Duration,
 }
 
 /// Why the agent cannot run at all.
@@ -101,12 +116,18 @@ pub struct Shared {
     inherited_env: Vec<(String, String)>,
     wrapper: PathBuf,
     limit_mode: LimitMode,
+    catalog: CatalogClient,
+    kill_drain: Duration,
+    docker: Engine,
 }
 
 /// How a supervisor begins.
 enum Start {
     New,
+    /// An exec task started by an earlier agent.
     Adopted(Proc),
+    /// A Docker task started by an earlier agent (its record holds the container id).
+    AdoptedContainer,
 }
 
 impl Shared {
@@ -122,6 +143,9 @@ impl Shared {
             inherited_env: inherited_env(),
             wrapper: cfg.wrapper.clone(),
             limit_mode: cfg.limit_mode.clone(),
+            catalog: cfg.catalog.clone(),
+            kill_drain: cfg.kill_drain,
+            docker: Engine::new(),
         }
     }
 
@@ -268,9 +292,6 @@ impl Shared {
     /// Starts a task's process.
     fn launch(&self, record: &TaskRecord, sandbox: &Path) -> Result<Started, ExecError> {
         let spec = &record.spec;
-        if exec::wants_docker(spec) {
-            return Err(ExecError::Docker);
-        }
         let argv = exec::command_argv(spec)?;
         let env = crate::env::task_env(spec, &self.address, sandbox, self.inherited_env.clone());
         exec::launch(Launch {
@@ -287,6 +308,116 @@ impl Shared {
         })
     }
 
+    /// The container a Docker task runs in.
+    fn container_plan(
+        &self,
+        spec: &TaskSpec,
+    ) -> Result<ContainerPlan, crate::container::ContainerError> {
+        crate::container::plan(
+            spec,
+            &crate::container::Context {
+                node: &self.node,
+                host: &self.address,
+                work_dir: &self.work_dir,
+                host_cpus: crate::node::cpu_count(),
+            },
+        )
+    }
+
+    /// Takes a task's service out of the catalog now, without waiting for the registrar (which
+    /// would remove it too, the task being no longer running): a kill drains only after this.
+    async fn deregister(&self, id: &str) {
+        let dereg = CatalogDeregistration {
+            node: self.node.clone(),
+            service_id: id.to_string(),
+            ..Default::default()
+        };
+        match tokio::time::timeout(DEREGISTER_TIMEOUT, self.catalog.catalog_deregister(&dereg))
+            .await
+        {
+            Ok(Ok(())) => {
+                tracing::info!(task = %id, drain = ?self.kill_drain, "service deregistered; draining before the kill")
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(task = %id, error = %e, "cannot deregister the service; draining anyway")
+            }
+            Err(_) => {
+                tracing::warn!(task = %id, "the catalog did not answer the deregistration in time; draining anyway")
+            }
+        }
+    }
+
+    /// The drain before a kill ([`crate::drain`]): only for a task that was running (and so
+    /// registered). `Some` when the task ended by itself meanwhile.
+    async fn drain<T>(
+        &self,
+        id: &str,
+        was_running: bool,
+        ended: impl std::future::Future<Output = T>,
+    ) -> Option<T> {
+        if !was_running {
+            return None;
+        }
+        crate::drain::drain(self.kill_drain, self.deregister(id), ended).await
+    }
+
+    /// Recovers a Docker task that was not terminal when the agent stopped.
+    async fn recover_container(self: &Arc<Self>, mut rec: TaskRecord) {
+        let id = rec.id().to_string();
+        if let Some(container) = rec.container.clone() {
+            tracing::info!(task = %id, container = %container, "re-adopting a container");
+            let (tx, rx) = mpsc::unbounded_channel();
+            self.insert(rec.clone(), Some(tx));
+            tokio::spawn(supervise(self.clone(), rec, Start::AdoptedContainer, rx));
+            return;
+        }
+        // Accepted, launch not recorded: a container it may have created is nobody's now.
+        let name = crate::container::container_name(&id);
+        let message = match self.docker.remove(&name).await {
+            Ok(()) => "taskrun stopped while launching the container; the launch was abandoned",
+            Err(e) => {
+                tracing::warn!(task = %id, error = %e, "cannot remove a container whose launch was never recorded");
+                "taskrun stopped while launching the container"
+            }
+        };
+        rec.set_state(TaskState::Failed, message, now_millis());
+        self.commit(&rec).await;
+    }
+
+    /// Stops and removes this agent's containers that no live task owns: left by a task that
+    /// ended while the agent was away, or whose record is gone. (A live task's container that
+    /// offerd no longer wants is killed by the desired-set diff, with the drain.)
+    async fn sweep_containers(self: &Arc<Self>) {
+        let work_dir = self.work_dir.display().to_string();
+        let owned = match self.docker.list_owned(&self.node, &work_dir).await {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::debug!(error = %e, "no containers to sweep (Docker engine not reachable)");
+                return;
+            }
+        };
+        for c in owned {
+            let live = self.record(&c.task_id).is_some_and(|r| {
+                !r.state.is_terminal() && r.container.as_deref() == Some(c.id.as_str())
+            });
+            if live {
+                continue;
+            }
+            tracing::info!(task = %c.task_id, container = %c.id, running = c.running, "removing a container no live task owns");
+            let engine = self.docker.clone();
+            tokio::spawn(async move {
+                if c.running
+                    && let Err(e) = engine.stop(&c.id, ORPHAN_GRACE).await
+                {
+                    tracing::warn!(container = %c.id, error = %e, "cannot stop an orphan container");
+                }
+                if let Err(e) = engine.remove(&c.id).await {
+                    tracing::warn!(container = %c.id, error = %e, "cannot remove an orphan container");
+                }
+            });
+        }
+    }
+
     /// Loads the work dir: re-adopts live tasks, records the ones that ended while the agent was
     /// away.
     async fn recover(self: &Arc<Self>) {
@@ -301,6 +432,10 @@ impl Shared {
             let id = rec.id().to_string();
             if rec.state.is_terminal() {
                 self.insert(rec, None);
+                continue;
+            }
+            if exec::wants_docker(&rec.spec) {
+                self.recover_container(rec).await;
                 continue;
             }
             let Some(pid) = rec.pid else {
@@ -351,6 +486,7 @@ impl Shared {
                 }
             }
         }
+        self.sweep_containers().await;
     }
 
     fn insert(&self, record: TaskRecord, kill: Option<mpsc::UnboundedSender<()>>) {
@@ -445,22 +581,57 @@ fn finish(rec: &mut TaskRecord, out: exec::Outcome) {
 /// One task from acceptance (or adoption) to its terminal state.
 async fn supervise(
     shared: Arc<Shared>,
-    mut rec: TaskRecord,
+    rec: TaskRecord,
     start: Start,
+    kill_rx: mpsc::UnboundedReceiver<()>,
+) {
+    match start {
+        Start::AdoptedContainer => supervise_container(shared, rec, true, kill_rx).await,
+        Start::New if exec::wants_docker(&rec.spec) => {
+            supervise_container(shared, rec, false, kill_rx).await
+        }
+        Start::New => supervise_process(shared, rec, None, kill_rx).await,
+        Start::Adopted(proc) => supervise_process(shared, rec, Some(proc), kill_rx).await,
+    }
+}
+
+/// Records a task killed before it started (its kill came while it was being accepted).
+async fn killed_before_start(shared: &Shared, rec: &mut TaskRecord) {
+    rec.set_state(
+        TaskState::Killed,
+        "killed: no longer desired (before it started)",
+        now_millis(),
+    );
+    shared.commit(rec).await;
+}
+
+/// Records the kill decision: TASK_KILLING, and whether the task was running (so registered in
+/// the catalog, so to be drained).
+async fn begin_kill(shared: &Shared, rec: &mut TaskRecord) -> bool {
+    let was_running = rec.state == TaskState::Running;
+    rec.set_state(
+        TaskState::Killing,
+        "killing: no longer desired",
+        now_millis(),
+    );
+    shared.commit(rec).await;
+    was_running
+}
+
+/// An exec task: started here (`adopted` = `None`) or followed by pid.
+async fn supervise_process(
+    shared: Arc<Shared>,
+    mut rec: TaskRecord,
+    adopted: Option<Proc>,
     mut kill_rx: mpsc::UnboundedReceiver<()>,
 ) {
     let sandbox = shared.sandbox(rec.id());
-    let mut proc = match start {
-        Start::Adopted(p) => p,
-        Start::New => {
+    let mut proc = match adopted {
+        Some(p) => p,
+        None => {
             shared.commit(&rec).await;
             if kill_rx.try_recv().is_ok() {
-                rec.set_state(
-                    TaskState::Killed,
-                    "killed: no longer desired (before it started)",
-                    now_millis(),
-                );
-                shared.commit(&rec).await;
+                killed_before_start(&shared, &mut rec).await;
                 return;
             }
             match shared.launch(&rec, &sandbox) {
@@ -490,10 +661,15 @@ async fn supervise(
         tokio::select! {
             w = proc.wait() => (w, None),
             Some(()) = kill_rx.recv() => {
-                rec.set_state(TaskState::Killing, "killing: no longer desired", now_millis());
-                shared.commit(&rec).await;
-                let (w, k) = exec::kill(&mut proc, grace).await;
-                (w, Some(k))
+                let was_running = begin_kill(&shared, &mut rec).await;
+                match shared.drain(rec.id(), was_running, proc.wait()).await {
+                    // It ended by itself during the drain.
+                    Some(w) => (w, Some(KillReport { escalated: false })),
+                    None => {
+                        let (w, k) = exec::kill(&mut proc, grace).await;
+                        (w, Some(k))
+                    }
+                }
             }
         }
     };
@@ -502,6 +678,128 @@ async fn supervise(
     shared.commit(&rec).await;
     if let Some(cg) = &rec.cgroup {
         crate::limits::remove_task_cgroup(cg);
+    }
+}
+
+/// `docker stop` with the grace period, then the container's final state.
+async fn stop_container(
+    engine: &Engine,
+    id: &str,
+    grace: Duration,
+) -> Result<ContainerState, DockerError> {
+    if let Err(e) = engine.stop(id, grace).await {
+        tracing::warn!(container = %id, error = %e, "docker stop failed; waiting for the container anyway");
+    }
+    engine.wait(id).await
+}
+
+/// A Docker task: launched here, or re-adopted (`adopted`) from its record's container id.
+async fn supervise_container(
+    shared: Arc<Shared>,
+    mut rec: TaskRecord,
+    adopted: bool,
+    mut kill_rx: mpsc::UnboundedReceiver<()>,
+) {
+    let sandbox = shared.sandbox(rec.id());
+    let engine = shared.docker.clone();
+    if !adopted {
+        shared.commit(&rec).await;
+        if kill_rx.try_recv().is_ok() {
+            killed_before_start(&shared, &mut rec).await;
+            return;
+        }
+        let plan = match shared.container_plan(&rec.spec) {
+            Ok(p) => p,
+            Err(e) => {
+                rec.set_state(TaskState::Failed, e.to_string(), now_millis());
+                shared.commit(&rec).await;
+                return;
+            }
+        };
+        // A pull may take long: a kill meanwhile abandons the launch.
+        let launched = tokio::select! {
+            r = engine.launch(&plan) => Some(r),
+            Some(()) = kill_rx.recv() => None,
+        };
+        match launched {
+            None => {
+                if let Err(e) = engine.remove(&plan.name).await {
+                    tracing::warn!(task = %rec.id(), error = %e, "cannot remove the container of an abandoned launch");
+                }
+                killed_before_start(&shared, &mut rec).await;
+                return;
+            }
+            Some(Err(e)) => {
+                rec.set_state(TaskState::Failed, e.to_string(), now_millis());
+                shared.commit(&rec).await;
+                return;
+            }
+            Some(Ok(id)) => {
+                let now = now_millis();
+                tracing::info!(task = %rec.id(), container = %id, image = %plan.image, "container started");
+                rec.container = Some(id);
+                rec.started_at = Some(now);
+                rec.set_state(TaskState::Running, "", now);
+                shared.commit(&rec).await;
+            }
+        }
+    }
+    let Some(id) = rec.container.clone() else {
+        rec.set_state(
+            TaskState::Failed,
+            "no container recorded for the task",
+            now_millis(),
+        );
+        shared.commit(&rec).await;
+        return;
+    };
+    let mut logs = crate::docker_logs::follow(engine.clone(), id.clone(), sandbox);
+    let grace = exec::grace_of(rec.spec.kill_grace_seconds);
+    let (ended, killed) = if rec.state == TaskState::Killing {
+        (stop_container(&engine, &id, grace).await, true)
+    } else {
+        tokio::select! {
+            r = engine.wait(&id) => (r, false),
+            Some(()) = kill_rx.recv() => {
+                let was_running = begin_kill(&shared, &mut rec).await;
+                let r = match shared.drain(rec.id(), was_running, engine.wait(&id)).await {
+                    Some(r) => r,
+                    None => stop_container(&engine, &id, grace).await,
+                };
+                (r, true)
+            }
+        }
+    };
+    // All its output in the sandbox before the state says terminal (log followers end there).
+    if tokio::time::timeout(LOGS_TAIL_TIMEOUT, &mut logs)
+        .await
+        .is_err()
+    {
+        logs.abort();
+        tracing::warn!(task = %rec.id(), container = %id, "the container's last output was not all copied in time");
+    }
+    let out = match ended {
+        Ok(state) => crate::docker::outcome(&state, killed),
+        Err(e) => Outcome {
+            state: if killed {
+                TaskState::Killed
+            } else {
+                TaskState::Failed
+            },
+            message: match e {
+                DockerError::Gone(_) if killed => "killed: no longer desired".into(),
+                DockerError::Gone(_) => "the container was removed behind taskrun's back".into(),
+                other => other.to_string(),
+            },
+            exit_code: 128 + libc::SIGKILL,
+            exit: None,
+        },
+    };
+    finish(&mut rec, out);
+    shared.commit(&rec).await;
+    // Recorded terminal first: an agent dying here leaves a container the next one sweeps.
+    if let Err(e) = engine.remove(&id).await {
+        tracing::warn!(task = %rec.id(), container = %id, error = %e, "cannot remove the container");
     }
 }
 

@@ -17,8 +17,8 @@ use crate::logs::DEFAULT_ROTATE_BYTES;
 /// Default offerd address (env `CAIRN_OFFERD`).
 pub const DEFAULT_OFFERD: &str = "http://127.0.0.1:5050";
 
-/// Node agent: runs offerd's tasks as processes, reports their status, registers them in the
-/// catalog.
+/// Node agent: runs offerd's tasks as processes or Docker containers, reports their status,
+/// registers them in the catalog.
 #[derive(Parser, Debug)]
 #[command(name = "taskrun", version, about)]
 pub struct Cli {
@@ -70,6 +70,10 @@ pub struct AgentArgs {
     /// Rotate a task's stdout/stderr above this many bytes (keeping .1 to .3)
     #[arg(long, default_value_t = DEFAULT_ROTATE_BYTES, value_name = "BYTES")]
     pub log_rotate_bytes: u64,
+    /// When a task is no longer wanted, time between taking it out of the catalog and stopping
+    /// it, for load balancers to stop sending it requests (e.g. 1s, 500ms; 0 disables)
+    #[arg(long, default_value = "1s", value_name = "DURATION", value_parser = duration)]
+    pub kill_drain_delay: Duration,
 }
 
 #[derive(Args, Debug)]
@@ -115,6 +119,10 @@ fn parse_env(s: &str) -> Result<(String, String), String> {
         Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
         _ => Err(format!("{s:?} is not K=V")),
     }
+}
+
+fn duration(s: &str) -> Result<Duration, String> {
+    cairn_wire::parse_go_duration(s).map_err(|e| e.to_string())
 }
 
 fn non_negative(s: &str) -> Result<f64, String> {
@@ -202,6 +210,7 @@ fn agent(args: AgentArgs, catalog: &CatalogArgs) -> ExitCode {
             wrapper: PathBuf::from("/proc/self/exe"),
             limit_mode: crate::limits::LimitMode::detect(),
             log_rotate_bytes: args.log_rotate_bytes,
+            kill_drain: args.kill_drain_delay,
         };
         let result = rt.block_on(crate::agent::run(cfg, cairn_cli::shutdown_signal()));
         rt.shutdown_timeout(Duration::from_secs(1));
@@ -256,6 +265,18 @@ mod tests {
         };
         assert_eq!(a.http_addr.to_string(), "127.0.0.1:5051");
         assert_eq!(a.work_dir, PathBuf::from("/var/lib/taskrun"));
+        assert_eq!(a.kill_drain_delay, crate::drain::DEFAULT_DELAY);
+        let cli = Cli::try_parse_from(["taskrun", "agent", "--kill-drain-delay", "0"]).unwrap();
+        let Command::Agent(a) = cli.command else {
+            panic!("not agent")
+        };
+        assert_eq!(a.kill_drain_delay, Duration::ZERO);
+        let cli = Cli::try_parse_from(["taskrun", "agent", "--kill-drain-delay", "250ms"]).unwrap();
+        let Command::Agent(a) = cli.command else {
+            panic!("not agent")
+        };
+        assert_eq!(a.kill_drain_delay, Duration::from_millis(250));
+        assert!(Cli::try_parse_from(["taskrun", "agent", "--kill-drain-delay", "soon"]).is_err());
         let cli = Cli::try_parse_from([
             "taskrun", "run", "--env", "A=b=c", "--port", "8080", "--mem", "64", "--", "echo", "hi",
         ])

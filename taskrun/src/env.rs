@@ -90,6 +90,25 @@ fn marathon_float(v: f64) -> String {
     format!("{v:?}")
 }
 
+/// Marathon's and Mesos' variables that do not depend on where the task runs: ports, `HOST`,
+/// `MARATHON_APP_*` (labels included) and `MESOS_TASK_ID`.
+fn marathon_env(spec: &TaskSpec, host: &str) -> BTreeMap<String, String> {
+    let mut env = port_env(&spec.ports, &spec.port_names);
+    for (k, v) in [
+        ("HOST", host.to_string()),
+        ("MARATHON_APP_ID", spec.app_id.clone()),
+        ("MARATHON_APP_VERSION", spec.version.clone()),
+        ("MARATHON_APP_RESOURCE_CPUS", marathon_float(spec.cpus)),
+        ("MARATHON_APP_RESOURCE_MEM", marathon_float(spec.mem)),
+        ("MARATHON_APP_RESOURCE_DISK", marathon_float(spec.disk)),
+        ("MESOS_TASK_ID", spec.id.clone()),
+    ] {
+        env.insert(k.to_string(), v);
+    }
+    env.extend(label_env(&spec.labels));
+    env
+}
+
 /// The whole environment of a task: `inherited` (the agent's environment), Marathon's and Mesos'
 /// variables, the app's `env` last. `HOME` defaults to the sandbox when nobody set it.
 pub fn task_env(
@@ -102,24 +121,30 @@ pub fn task_env(
         .into_iter()
         .filter(|(k, _)| !NOT_INHERITED.contains(&k.as_str()))
         .collect();
-    env.extend(port_env(&spec.ports, &spec.port_names));
+    env.extend(marathon_env(spec, host));
     let sandbox = sandbox.display().to_string();
-    for (k, v) in [
-        ("HOST", host.to_string()),
-        ("MARATHON_APP_ID", spec.app_id.clone()),
-        ("MARATHON_APP_VERSION", spec.version.clone()),
-        ("MARATHON_APP_RESOURCE_CPUS", marathon_float(spec.cpus)),
-        ("MARATHON_APP_RESOURCE_MEM", marathon_float(spec.mem)),
-        ("MARATHON_APP_RESOURCE_DISK", marathon_float(spec.disk)),
-        ("MESOS_TASK_ID", spec.id.clone()),
-        ("MESOS_SANDBOX", sandbox.clone()),
-        ("MESOS_DIRECTORY", sandbox.clone()),
-    ] {
-        env.insert(k.to_string(), v);
-    }
-    env.extend(label_env(&spec.labels));
+    env.insert("MESOS_SANDBOX".into(), sandbox.clone());
+    env.insert("MESOS_DIRECTORY".into(), sandbox.clone());
     env.extend(spec.env.iter().map(|(k, v)| (k.clone(), v.clone())));
     env.entry("HOME".into()).or_insert(sandbox);
+    env
+}
+
+/// The environment of a Docker task: Marathon's and Mesos' variables and the app's `env` (last),
+/// but neither the agent's own environment (the image brings its `PATH` and `HOME`) nor the
+/// sandbox variables (the sandbox is not mounted into the container). `container_ports` are the
+/// BRIDGE port mappings' container ports, in the order of the task's host ports: as Marathon
+/// does, `PORT0..n` stay the host ports and `PORT_<containerPort>` names the host port of each.
+pub fn container_env(
+    spec: &TaskSpec,
+    host: &str,
+    container_ports: &[u16],
+) -> BTreeMap<String, String> {
+    let mut env = marathon_env(spec, host);
+    for (cp, hp) in container_ports.iter().zip(&spec.ports) {
+        env.insert(format!("PORT_{cp}"), hp.to_string());
+    }
+    env.extend(spec.env.iter().map(|(k, v)| (k.clone(), v.clone())));
     env
 }
 
@@ -198,6 +223,35 @@ mod tests {
             "HAPROXY_GROUP LB_VHOST_NAME TEAM"
         );
         assert_eq!(escape_label_key("a--b..c"), "A_B_C");
+    }
+
+    #[test]
+    fn containers_get_marathon_variables_but_not_the_agents_environment() {
+        let mut s = spec();
+        s.ports = vec![31001, 31002];
+        s.port_names = vec![Some("http".into()), None];
+        s.labels = BTreeMap::from([("team".into(), "payments".into())]);
+        let env = container_env(&s, "10.0.0.5", &[8080, 9090]);
+        assert_eq!(
+            env["PORT0"], "31001",
+            "host ports, as Marathon in BRIDGE mode"
+        );
+        assert_eq!(env["PORT1"], "31002");
+        assert_eq!(env["PORT_8080"], "31001");
+        assert_eq!(env["PORT_9090"], "31002");
+        assert_eq!(env["PORT_HTTP"], "31001");
+        assert_eq!(env["PORTS"], "31001,31002");
+        assert_eq!(env["HOST"], "10.0.0.5");
+        assert_eq!(env["MESOS_TASK_ID"], "shop_web.1234");
+        assert_eq!(env["MARATHON_APP_ID"], "/shop/web");
+        assert_eq!(env["MARATHON_APP_LABEL_TEAM"], "payments");
+        assert_eq!(env["APP_MODE"], "prod");
+        for absent in ["HOME", "PATH", "MESOS_SANDBOX", "MESOS_DIRECTORY"] {
+            assert!(!env.contains_key(absent), "{absent} in {env:?}");
+        }
+        // HOST networking: no container ports, no PORT_<n>.
+        let env = container_env(&s, "h", &[]);
+        assert!(!env.contains_key("PORT_8080"));
     }
 
     #[test]

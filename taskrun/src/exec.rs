@@ -27,8 +27,6 @@ const ADOPTED_POLL: Duration = Duration::from_millis(200);
 pub enum ExecError {
     #[error("the task has neither cmd nor args")]
     NoCommand,
-    #[error("docker containers are not supported by the exec driver yet")]
-    Docker,
     #[error("cannot prepare the sandbox {path}: {source}")]
     Sandbox {
         path: PathBuf,
@@ -41,15 +39,16 @@ pub enum ExecError {
     Spawn(#[source] std::io::Error),
 }
 
-/// Whether the spec asks for a Docker container: a `container` whose `type` is DOCKER
-/// (Marathon's default type when a container is given without one).
+/// Whether the spec asks for a Docker container (run by [`crate::docker`], not this driver): a
+/// `container` whose `type` is DOCKER, or that has no type but a `docker` part — the rule
+/// [`cairn_marathon::docker_spec`] reads it by.
 pub fn wants_docker(spec: &TaskSpec) -> bool {
-    spec.container.as_ref().is_some_and(|c| {
-        c.get("type")
-            .and_then(|t| t.as_str())
-            .unwrap_or("DOCKER")
-            .eq_ignore_ascii_case("DOCKER")
-    })
+    spec.container
+        .as_ref()
+        .is_some_and(|c| match c.get("type").and_then(|t| t.as_str()) {
+            Some(t) => t.eq_ignore_ascii_case("DOCKER"),
+            None => c.get("docker").is_some(),
+        })
 }
 
 /// The program and arguments: `cmd` through `sh -c` (as Marathon), else `args` as given.
@@ -328,6 +327,7 @@ mod tests {
             json!({"container": {"docker": {"image": "x"}}})
         )));
         assert!(!wants_docker(&spec(json!({}))));
+        assert!(!wants_docker(&spec(json!({"container": {"volumes": []}}))));
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! The agent's HTTP API (default 127.0.0.1:5051), what offerd links to and operators curl:
 //!
 //! - `GET /health` → `ok`;
-//! - `GET /v1/tasks` → every known task (id, app_id, state, message, pid, ports, sandbox,
-//!   started_at, finished_at);
+//! - `GET /v1/tasks` → every known task (id, app_id, state, message, pid or container, ports,
+//!   sandbox, started_at, finished_at);
 //! - `GET /v1/tasks/{id}/logs?stream=stdout|stderr&offset=N&follow=true|false` → the log from
 //!   `offset` (header `X-Taskrun-Offset` = the offset after it, to resume); with `follow`, the
 //!   file and then whatever is appended, until the task is terminal and the file drained, the
@@ -45,6 +45,9 @@ struct TaskView {
     state: TaskState,
     message: String,
     pid: Option<i32>,
+    /// The Docker container's id, for a Docker task.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    container: Option<String>,
     ports: Vec<u16>,
     sandbox: String,
     started_at: Option<String>,
@@ -94,6 +97,7 @@ async fn list(State(app): State<App>) -> Response {
             state: r.state,
             message: r.message,
             pid: r.pid,
+            container: r.container,
             ports: r.ports,
             started_at: r.started_at.map(iso8601_millis),
             finished_at: r.finished_at.map(iso8601_millis),

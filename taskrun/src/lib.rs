@@ -4,25 +4,34 @@
 //! converges on it by comparing sets (start what it never ran, kill what is no longer wanted),
 //! reports every state change in batches, registers running tasks as services with their health
 //! checks in the catalog and runs those checks in-process (the `healthcheck` agent), and serves
-//! task lists and logs over HTTP. `taskrun run` runs one task with the same exec driver in the
-//! foreground, like `docker run` for a process.
+//! task lists and logs over HTTP. Tasks run as processes (the exec driver) or, when the app has a
+//! DOCKER container, as containers of the local Docker engine (the Docker driver). `taskrun run`
+//! runs one task with the same exec driver in the foreground, like `docker run` for a process.
 //!
-//! Tasks outlive taskrun: each runs under a small supervisor (`taskrun wrap`, the same binary) in
-//! its own session, with its output appended straight to files in its sandbox and its exit status
-//! written to a file there, so a restarted agent re-adopts what still runs and learns how the
-//! rest ended.
+//! Tasks outlive taskrun: each process runs under a small supervisor (`taskrun wrap`, the same
+//! binary) in its own session, with its output appended straight to files in its sandbox and its
+//! exit status written to a file there; each container is the engine's, its id recorded in the
+//! sandbox and its output copied to the same files. A restarted agent re-adopts what still runs
+//! and learns how the rest ended.
 //!
 //! Module map: [`cli`] (flags, wiring) · [`agent`] (state, offerd protocol, supervisors) ·
-//! [`desired`] (set diff) · [`status`] (batched status updates) · [`catalog`] (services and
-//! checks) · [`http`] (API) · [`run`] (one foreground task) · [`exec`] (spawn, wait, kill) ·
-//! [`wrap`] (the per-task supervisor process) · [`sandbox`] (task.json, exit file, GC) ·
-//! [`env`] (task environment) · [`limits`] (cgroup v2 or rlimits) · [`logs`] (rotation,
-//! tailing) · [`procfs`] (process identity, adoption) · [`node`] (host facts, default resources).
+//! [`desired`] (set diff) · [`drain`] (deregister, wait, then kill) · [`status`] (batched status
+//! updates) · [`catalog`] (services and checks) · [`http`] (API) · [`run`] (one foreground
+//! task) · [`exec`] (spawn, wait, kill) · [`wrap`] (the per-task supervisor process) ·
+//! [`container`] (Marathon's container → Docker's create body) · [`docker`] (engine calls:
+//! pull, create, wait, stop, list) · [`docker_logs`] (container output into the sandbox) ·
+//! [`sandbox`] (task.json, exit file, GC) · [`env`] (task environment) · [`limits`] (cgroup v2
+//! or rlimits) · [`logs`] (rotation, tailing) · [`procfs`] (process identity, adoption) ·
+//! [`node`] (host facts, default resources).
 
 pub mod agent;
 pub mod catalog;
 pub mod cli;
+pub mod container;
 pub mod desired;
+pub mod docker;
+pub mod docker_logs;
+pub mod drain;
 pub mod env;
 pub mod exec;
 pub mod http;

@@ -1,7 +1,9 @@
 //! A task's sandbox `<work-dir>/tasks/<task-id>/` and what is kept in it: `task.json` (the
 //! [`TaskRecord`]: spec, process identity, state, exit; replaced atomically on every change so a
 //! restarted agent knows every task), `exit_status` (the [`ExitInfo`] the per-task supervisor
-//! writes when the task ends, whoever its parent is by then), and the `stdout`/`stderr` logs.
+//! writes when the task ends, whoever its parent is by then), and the `stdout`/`stderr` logs
+//! (for a Docker task, copied from the container with `log_cursor` saying how far, see
+//! [`crate::docker_logs`]).
 //! Terminal sandboxes are kept so logs stay readable; [`gc_victims`] picks which to remove.
 
 use std::io;
@@ -142,6 +144,9 @@ pub struct TaskRecord {
     /// The task's cgroup, in cgroup v2 mode.
     #[serde(default)]
     pub cgroup: Option<PathBuf>,
+    /// The Docker container's id, for a Docker task once it started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
 }
 
 impl TaskRecord {
@@ -160,6 +165,7 @@ impl TaskRecord {
             updated_at: now,
             exit: None,
             cgroup: None,
+            container: None,
         }
     }
 

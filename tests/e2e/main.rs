@@ -38,6 +38,7 @@ mod offerd_deploy;
 mod offerd_lifecycle;
 mod offerd_ops;
 mod prometheus_metrics;
+mod taskrun_docker;
 mod taskrun_run;
 mod tmpl_atomic;
 mod tmpl_command;

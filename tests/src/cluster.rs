@@ -16,6 +16,8 @@ pub struct Cluster {
     pub offerd: Daemon,
     pub agents: Vec<Daemon>,
     pub agent_dirs: Vec<PathBuf>,
+    /// Extra flags every agent gets ([`ClusterOpts::agent_args`]).
+    pub agent_args: Vec<String>,
     pub offerd_data: PathBuf,
     pub tmp: tempfile::TempDir,
 }
@@ -29,6 +31,8 @@ pub struct ClusterOpts {
     pub resources: &'static str,
     /// `--attributes` per agent (empty = none).
     pub attributes: Vec<String>,
+    /// More `taskrun agent` flags, for every agent (e.g. `--kill-drain-delay 5s`).
+    pub agent_args: Vec<String>,
 }
 
 impl Default for ClusterOpts {
@@ -38,6 +42,7 @@ impl Default for ClusterOpts {
             agent_timeout: "3s",
             resources: "cpus:4;mem:2048;disk:1000",
             attributes: Vec::new(),
+            agent_args: Vec::new(),
         }
     }
 }
@@ -71,6 +76,7 @@ impl Cluster {
             offerd,
             agents: Vec::new(),
             agent_dirs: Vec::new(),
+            agent_args: opts.agent_args.clone(),
             offerd_data,
             tmp,
         };
@@ -107,6 +113,7 @@ impl Cluster {
             args.push("--attributes".into());
             args.push(attributes.into());
         }
+        args.extend(self.agent_args.iter().cloned());
         let agent = Daemon::start(
             "taskrun",
             args,

@@ -346,10 +346,12 @@ pub fn parse_app(value: Value, id_from_path: Option<&str>) -> Result<App, Valida
             "HTTP" | "HTTPS" | "TCP" => {
                 if hc.port.is_none() {
                     let idx = hc.port_index.unwrap_or(0);
-                    if idx < 0 || idx as usize >= defs.len() {
+                    // BRIDGE containers count their port mappings, others their definitions.
+                    let ports = app.port_count();
+                    if idx < 0 || idx as usize >= ports {
                         bad(
                             &format!("{path}/portIndex"),
-                            format!("port index {idx} but the app has {} ports", defs.len()),
+                            format!("port index {idx} but the app has {ports} ports"),
                         );
                     }
                 }
@@ -533,6 +535,9 @@ mod tests {
         .unwrap();
         assert_eq!(app.port_count(), 2);
         assert!(app.port_definitions.is_none());
+        let checked = json!({"id": "/d", "container": {"type": "DOCKER", "docker": {"image": "b", "network": "BRIDGE"},
+            "portMappings": [{"containerPort": 80}]}, "healthChecks": [{"protocol": "HTTP", "portIndex": 0}]});
+        assert!(parse_app(checked, None).is_ok());
         let host = parse_app(
             json!({"id": "/h", "container": {"docker": {"image": "busybox"}}}),
             None,

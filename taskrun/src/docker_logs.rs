@@ -1,0 +1,407 @@
+//! A container's output, copied into its task's sandbox: Docker's log stream (`follow`, both
+//! streams, with timestamps) is appended to the same `stdout`/`stderr` files the exec driver's
+//! tasks write, so the logs endpoint, following and rotation work unchanged for containers.
+//!
+//! Resuming after an agent restart: every entry comes with Docker's timestamp (RFC 3339, UTC,
+//! nanoseconds); the timestamp of the last entry written is kept in `<sandbox>/log_cursor`. A
+//! resumed copy asks Docker for the entries since that second (the API takes whole seconds) and
+//! skips those not newer than the cursor, so nothing is written twice from one cursor. The
+//! cursor is saved after the bytes it covers, at most once a second while output flows and when
+//! the stream ends: an agent killed in between writes again what came after the last save — up to
+//! a second of output may be duplicated after `kill -9` of the agent, never lost (as long as
+//! Docker's own log still holds it).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bollard::container::LogOutput;
+use bollard::query_parameters::LogsOptionsBuilder;
+use futures::StreamExt as _;
+use tokio::io::AsyncWriteExt as _;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::docker::Engine;
+use crate::sandbox::{STDERR_FILE, STDOUT_FILE};
+
+/// The timestamp of the last log entry copied.
+pub const CURSOR_FILE: &str = "log_cursor";
+/// Least time between two saves of the cursor.
+const SAVE_EVERY: Duration = Duration::from_secs(1);
+/// Retry delay while the engine cannot be reached.
+const RETRY: Duration = Duration::from_secs(1);
+
+/// A point in time as Docker stamps log entries, ordered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Stamp {
+    /// Seconds since the Unix epoch (negative before it, as Go's zero time).
+    pub secs: i64,
+    pub nanos: u32,
+}
+
+/// Days from 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's `days_from_civil`).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = if y >= 0 { y } else { y - 399 } / 400;
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+impl Stamp {
+    /// Parses RFC 3339 (`2026-05-07T21:09:36.123456789Z`, or an offset `+02:00`).
+    pub fn parse(s: &str) -> Option<Stamp> {
+        let b = s.as_bytes();
+        if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't') {
+            return None;
+        }
+        if b[13] != b':' || b[16] != b':' {
+            return None;
+        }
+        let num = |r: std::ops::Range<usize>| -> Option<i64> {
+            let part = s.get(r)?;
+            part.bytes()
+                .all(|c| c.is_ascii_digit())
+                .then(|| part.parse().ok())
+                .flatten()
+        };
+        let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+        let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+        if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
+            return None;
+        }
+        let mut rest = s.get(19..)?;
+        let mut nanos = 0u32;
+        if let Some(frac) = rest.strip_prefix('.') {
+            let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
+            if digits == 0 {
+                return None;
+            }
+            let mut n: u64 = 0;
+            for (i, c) in frac.bytes().take(digits).enumerate() {
+                if i < 9 {
+                    n = n * 10 + u64::from(c - b'0');
+                }
+            }
+            for _ in digits..9 {
+                n *= 10;
+            }
+            nanos = u32::try_from(n).ok()?;
+            rest = &frac[digits..];
+        }
+        let offset = match rest {
+            "Z" | "z" => 0,
+            _ => {
+                let sign = match rest.as_bytes().first()? {
+                    b'+' => 1,
+                    b'-' => -1,
+                    _ => return None,
+                };
+                let (oh, om) = rest.get(1..)?.split_once(':')?;
+                if oh.len() != 2 || om.len() != 2 {
+                    return None;
+                }
+                sign * (oh.parse::<i64>().ok()? * 3600 + om.parse::<i64>().ok()? * 60)
+            }
+        };
+        let secs = days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + sec - offset;
+        Some(Stamp { secs, nanos })
+    }
+
+    /// Unix milliseconds; `None` before the epoch (Docker's "not yet" is year 1).
+    pub fn unix_millis(&self) -> Option<u64> {
+        let secs = u64::try_from(self.secs).ok()?;
+        Some(secs * 1000 + u64::from(self.nanos / 1_000_000))
+    }
+
+    /// The whole second it falls in, as the logs API's `since` takes it.
+    pub fn since_secs(&self) -> i32 {
+        i32::try_from(self.secs.max(0)).unwrap_or(i32::MAX)
+    }
+}
+
+/// Splits a log entry `"<timestamp> <text>"` into its stamp, the stamp as written, and the text.
+pub fn split_stamp(entry: &[u8]) -> Option<(Stamp, &str, &[u8])> {
+    let space = entry.iter().take(64).position(|b| *b == b' ')?;
+    let raw = std::str::from_utf8(&entry[..space]).ok()?;
+    let stamp = Stamp::parse(raw)?;
+    Some((stamp, raw, &entry[space + 1..]))
+}
+
+/// The cursor saved in `sandbox`, if any.
+pub fn load_cursor(sandbox: &Path) -> Option<Stamp> {
+    let text = std::fs::read_to_string(sandbox.join(CURSOR_FILE)).ok()?;
+    Stamp::parse(text.trim())
+}
+
+async fn save_cursor(sandbox: &Path, raw: &str) {
+    let path = sandbox.join(CURSOR_FILE);
+    let bytes = format!("{raw}\n").into_bytes();
+    let saved =
+        tokio::task::spawn_blocking(move || cairn_cli::replace_file(&path, &bytes, None)).await;
+    match saved {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "cannot save the log cursor"),
+        Err(e) => tracing::warn!(error = %e, "cannot save the log cursor"),
+    }
+}
+
+async fn open_append(path: &Path) -> std::io::Result<tokio::fs::File> {
+    tokio::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .await
+}
+
+/// Starts copying container `id`'s output into `sandbox`; the task ends once the container has
+/// stopped and its output is all copied, or the container is gone.
+pub fn follow(engine: Engine, id: String, sandbox: PathBuf) -> JoinHandle<()> {
+    tokio::spawn(async move { pump(&engine, &id, &sandbox).await })
+}
+
+/// The two sandbox files and where the copy stands.
+struct Sink {
+    out: tokio::fs::File,
+    err: tokio::fs::File,
+    cursor: Option<Stamp>,
+    /// The stamp (as written by Docker) of the newest entry copied but not yet saved.
+    unsaved: Option<String>,
+    saved_at: Instant,
+    write_failed: bool,
+}
+
+impl Sink {
+    /// Appends one entry, unless the cursor says it was copied already.
+    async fn entry(&mut self, stderr: bool, entry: &[u8]) {
+        let text = match split_stamp(entry) {
+            Some((stamp, raw, text)) => {
+                if self.cursor.is_some_and(|c| stamp <= c) {
+                    return;
+                }
+                self.cursor = Some(stamp);
+                self.unsaved = Some(raw.to_string());
+                text
+            }
+            None => entry,
+        };
+        let file = if stderr { &mut self.err } else { &mut self.out };
+        if let Err(e) = file.write_all(text).await
+            && !self.write_failed
+        {
+            self.write_failed = true;
+            tracing::warn!(error = %e, "cannot write the container's output to the sandbox");
+        }
+    }
+
+    /// Flushes both files, then saves the cursor (so it never covers bytes not written).
+    async fn checkpoint(&mut self, sandbox: &Path) {
+        let _ = self.out.flush().await;
+        let _ = self.err.flush().await;
+        if let Some(raw) = self.unsaved.take() {
+            save_cursor(sandbox, &raw).await;
+        }
+        self.saved_at = Instant::now();
+    }
+}
+
+async fn pump(engine: &Engine, id: &str, sandbox: &Path) {
+    let files = async {
+        Ok::<_, std::io::Error>((
+            open_append(&sandbox.join(STDOUT_FILE)).await?,
+            open_append(&sandbox.join(STDERR_FILE)).await?,
+        ))
+    };
+    let (out, err) = match files.await {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::warn!(id, error = %e, "cannot open the sandbox's log files; the container's output is not copied");
+            return;
+        }
+    };
+    let mut sink = Sink {
+        out,
+        err,
+        cursor: load_cursor(sandbox),
+        unsaved: None,
+        saved_at: Instant::now(),
+        write_failed: false,
+    };
+    loop {
+        let d = match engine.client().await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::debug!(id, error = %e, "cannot reach the Docker engine for logs; retrying");
+                tokio::time::sleep(RETRY).await;
+                continue;
+            }
+        };
+        let mut opts = LogsOptionsBuilder::default()
+            .follow(true)
+            .stdout(true)
+            .stderr(true)
+            .timestamps(true);
+        if let Some(c) = sink.cursor {
+            opts = opts.since(c.since_secs());
+        }
+        let mut stream = d.logs(id, Some(opts.build()));
+        let mut broken = false;
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(LogOutput::StdOut { message }) | Ok(LogOutput::Console { message }) => {
+                    sink.entry(false, &message).await;
+                }
+                Ok(LogOutput::StdErr { message }) => sink.entry(true, &message).await,
+                Ok(LogOutput::StdIn { .. }) => {}
+                Err(e) => {
+                    sink.checkpoint(sandbox).await;
+                    match e {
+                        bollard::errors::Error::DockerResponseServerError {
+                            status_code: 404,
+                            ..
+                        } => return,
+                        bollard::errors::Error::DockerResponseServerError { .. } => {
+                            // The engine refuses (e.g. a logging driver it cannot read back):
+                            // say so where the task's output would be.
+                            let why = crate::docker::reason(&e);
+                            tracing::warn!(id, error = %why, "cannot read the container's logs");
+                            sink.entry(
+                                true,
+                                format!("taskrun: cannot read the container's logs: {why}\n")
+                                    .as_bytes(),
+                            )
+                            .await;
+                            sink.checkpoint(sandbox).await;
+                            return;
+                        }
+                        other => {
+                            tracing::debug!(id, error = %crate::docker::reason(&other), "the log stream broke; resuming");
+                            broken = true;
+                            break;
+                        }
+                    }
+                }
+            }
+            if sink.unsaved.is_some() && sink.saved_at.elapsed() >= SAVE_EVERY {
+                sink.checkpoint(sandbox).await;
+            }
+        }
+        sink.checkpoint(sandbox).await;
+        if broken {
+            tokio::time::sleep(RETRY).await;
+            continue;
+        }
+        // The stream ended: the container stopped (or the connection closed under a running
+        // one, then follow again from the cursor).
+        match engine.inspect(id).await {
+            Ok(Some(st)) if st.running => tokio::time::sleep(Duration::from_millis(200)).await,
+            Ok(_) => return,
+            Err(_) => tokio::time::sleep(RETRY).await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_dockers_timestamps() {
+        let s = Stamp::parse("2026-05-07T21:09:36.123456789Z").unwrap();
+        assert_eq!(s.nanos, 123_456_789);
+        assert_eq!(s.unix_millis(), Some(1_778_188_176_123));
+        assert_eq!(Stamp::parse("1970-01-01T00:00:00Z").unwrap().secs, 0);
+        assert_eq!(
+            Stamp::parse("2000-03-01T00:00:00Z").unwrap().secs,
+            951_868_800
+        );
+        // Offsets and short fractions.
+        assert_eq!(
+            Stamp::parse("1970-01-01T01:00:00.5+01:00").unwrap(),
+            Stamp {
+                secs: 0,
+                nanos: 500_000_000
+            }
+        );
+        // Go's zero time: before the epoch, no milliseconds.
+        assert_eq!(
+            Stamp::parse("0001-01-01T00:00:00Z").unwrap().unix_millis(),
+            None
+        );
+        for bad in [
+            "",
+            "2026-05-07",
+            "2026-05-07T21:09:36",
+            "2026-13-07T21:09:36Z",
+            "x026-05-07T21:09:36Z",
+            "2026-05-07T21:09:36.Z",
+        ] {
+            assert_eq!(Stamp::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn orders_by_time_not_by_text() {
+        let a = Stamp::parse("2026-05-07T21:09:36.1Z").unwrap();
+        let b = Stamp::parse("2026-05-07T21:09:36.12Z").unwrap();
+        assert!(
+            a < b,
+            "0.1 s is before 0.12 s although '.1Z' > '.12' as text"
+        );
+        assert_eq!(a.since_secs(), i32::try_from(a.secs).unwrap());
+    }
+
+    #[test]
+    fn splits_entries() {
+        let (stamp, raw, text) =
+            split_stamp(b"2026-05-07T21:09:36.000000001Z hello world\n").unwrap();
+        assert_eq!(stamp.nanos, 1);
+        assert_eq!(raw, "2026-05-07T21:09:36.000000001Z");
+        assert_eq!(text, b"hello world\n");
+        assert_eq!(split_stamp(b"no stamp here"), None);
+        assert_eq!(split_stamp(b""), None);
+    }
+
+    #[tokio::test]
+    async fn entries_at_or_before_the_cursor_are_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let (out, err) = (
+            open_append(&dir.path().join(STDOUT_FILE)).await.unwrap(),
+            open_append(&dir.path().join(STDERR_FILE)).await.unwrap(),
+        );
+        std::fs::write(dir.path().join(CURSOR_FILE), "2026-05-07T21:09:36.5Z\n").unwrap();
+        let mut sink = Sink {
+            out,
+            err,
+            cursor: load_cursor(dir.path()),
+            unsaved: None,
+            saved_at: Instant::now(),
+            write_failed: false,
+        };
+        // A resumed stream starts at the cursor's whole second.
+        sink.entry(false, b"2026-05-07T21:09:36.1Z old\n").await;
+        sink.entry(false, b"2026-05-07T21:09:36.5Z last copied\n")
+            .await;
+        sink.entry(false, b"2026-05-07T21:09:36.6Z new\n").await;
+        sink.entry(true, b"2026-05-07T21:09:37Z err\n").await;
+        sink.checkpoint(dir.path()).await;
+        assert_eq!(
+            std::fs::read(dir.path().join(STDOUT_FILE)).unwrap(),
+            b"new\n"
+        );
+        assert_eq!(
+            std::fs::read(dir.path().join(STDERR_FILE)).unwrap(),
+            b"err\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join(CURSOR_FILE)).unwrap(),
+            "2026-05-07T21:09:37Z\n"
+        );
+        assert_eq!(
+            load_cursor(dir.path()),
+            Stamp::parse("2026-05-07T21:09:37Z")
+        );
+    }
+}
