@@ -35,6 +35,9 @@ pub struct Tx {
     /// Agents whose desired task set changed.
     pub nodes: BTreeSet<String>,
     pub events: Vec<Event>,
+    /// Catalog services (node, service id) to remove: tasks of lost agents, whose own agent
+    /// cannot deregister them.
+    pub stale_services: Vec<(String, String)>,
 }
 
 impl Tx {
@@ -48,6 +51,7 @@ impl Tx {
             versions: Vec::new(),
             nodes: BTreeSet::new(),
             events: Vec::new(),
+            stale_services: Vec::new(),
         }
     }
 
@@ -119,6 +123,9 @@ pub struct Core {
     store: Arc<dyn Store>,
     pub events: EventBus,
     desired_changed: watch::Sender<u64>,
+    /// Where stale catalog services go to be deregistered (see [`Core::stale_services`]).
+    stale_tx: tokio::sync::mpsc::UnboundedSender<(String, String)>,
+    stale_rx: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<(String, String)>>>,
     pub cfg: CoreConfig,
     pub started_ms: u64,
 }
@@ -166,7 +173,10 @@ impl Core {
             deployments = state.deployments.len(),
             "state loaded"
         );
+        let (stale_tx, stale_rx) = tokio::sync::mpsc::unbounded_channel();
         Ok(Core {
+            stale_tx,
+            stale_rx: Mutex::new(Some(stale_rx)),
             inner: Mutex::new(Inner {
                 state,
                 desired_index: HashMap::new(),
@@ -287,7 +297,19 @@ impl Core {
         for e in tx.events {
             self.events.publish(e);
         }
+        for s in tx.stale_services {
+            // Nobody listening (no catalog configured) is fine.
+            let _ = self.stale_tx.send(s);
+        }
         Ok(())
+    }
+
+    /// The stream of catalog services to deregister, for the one task that does it.
+    pub fn stale_services(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<(String, String)>> {
+        self.stale_rx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
     }
 
     /// Drops versions beyond [`MAX_VERSIONS`] from the store.

@@ -58,6 +58,37 @@ pub fn apply(core: &Core, health: &HashMap<String, bool>) -> usize {
     r.unwrap_or_default()
 }
 
+/// Deregisters the catalog services of lost tasks as they come, retrying while the catalog is
+/// unreachable.
+pub async fn deregister_stale(
+    mut stale: tokio::sync::mpsc::UnboundedReceiver<(String, String)>,
+    client: CatalogClient,
+) {
+    while let Some((node, service_id)) = stale.recv().await {
+        let dereg = cairn_wire::CatalogDeregistration {
+            node: node.clone(),
+            service_id: service_id.clone(),
+            ..Default::default()
+        };
+        for attempt in 0u32.. {
+            match client.catalog_deregister(&dereg).await {
+                Ok(()) => {
+                    tracing::info!(%node, service = %service_id, "lost task's service deregistered from the catalog");
+                    break;
+                }
+                Err(e) if attempt < 30 => {
+                    tracing::warn!(%node, service = %service_id, error = %e, "deregistering a lost task's service failed; retrying");
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
+                Err(e) => {
+                    tracing::error!(%node, service = %service_id, error = %e, "giving up deregistering a lost task's service");
+                    break;
+                }
+            }
+        }
+    }
+}
+
 /// Follows the catalog's health until `shutdown`.
 pub async fn follow(
     core: std::sync::Arc<Core>,

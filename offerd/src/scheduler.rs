@@ -59,6 +59,9 @@ fn expire_agents(state: &mut State, tx: &mut Tx, cfg: &CoreConfig) {
                 TaskState::Lost,
                 "agent lost: silent past --agent-timeout",
             );
+            // Its agent cannot take it out of the catalog: DNS and load balancers must stop
+            // sending traffic there now, not when the node's TTL check runs out.
+            tx.stale_services.push((node.clone(), id));
         }
     }
 }

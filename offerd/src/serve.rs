@@ -74,6 +74,10 @@ pub async fn serve(
             }
         })
     };
+    let deregister = match (cfg.catalog.clone(), core.stale_services()) {
+        (Some(client), Some(rx)) => Some(tokio::spawn(crate::health::deregister_stale(rx, client))),
+        _ => None,
+    };
     let health = cfg
         .catalog
         .clone()
@@ -100,6 +104,9 @@ pub async fn serve(
     tick.abort();
     if let Some(h) = health {
         h.abort();
+    }
+    if let Some(d) = deregister {
+        d.abort();
     }
     tracing::info!("offerd stopped");
     Ok(())

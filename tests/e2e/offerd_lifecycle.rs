@@ -129,8 +129,25 @@ async fn a_dead_agent_loses_its_tasks_and_kills_them_when_it_returns() {
         .and_then(|a| a.iter().find(|a| a["node"] == node.as_str()))
         .cloned();
     assert_eq!(lost.map(|a| a["state"].clone()), Some(json!("lost")));
-    // The old processes still run: nobody told them otherwise yet.
+    // The old processes still run: nobody told them otherwise yet. But the catalog no longer
+    // offers them to DNS and load balancers: offerd removed the lost tasks' services.
     assert!(stale.iter().all(|(_, pid)| alive(*pid)));
+    let mut moved_ids: Vec<String> = moved
+        .iter()
+        .filter_map(|t| t["id"].as_str().map(str::to_string))
+        .collect();
+    moved_ids.sort();
+    c.wait_for("the catalog to list only the replacements", 60, || async {
+        let mut ids: Vec<String> = c
+            .catalog_instances("move")
+            .await
+            .into_iter()
+            .map(|i| i.0)
+            .collect();
+        ids.sort();
+        (ids == moved_ids).then_some(())
+    })
+    .await;
 
     // The agent comes back: it learns its desired set is empty and kills the stale tasks.
     c.agents[idx].restart().await;

@@ -56,6 +56,8 @@ pub enum Command {
     Drain(commands::DrainArgs),
     /// Put a drained agent back into service
     Undrain(commands::DrainArgs),
+    #[command(flatten)]
+    Docs(cairn_cli::DocsCommand),
 }
 
 /// Flags of `offerd serve`.
@@ -87,6 +89,9 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> ExitCode {
+    if let Command::Docs(docs) = &cli.command {
+        return docs.run(<Cli as clap::CommandFactory>::command());
+    }
     cairn_cli::init_logging(&cli.log);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -136,5 +141,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Agents(f) => commands::agents(&client()?, f.json).await,
         Command::Drain(args) => commands::drain(&client()?, args, true).await,
         Command::Undrain(args) => commands::drain(&client()?, args, false).await,
+        // Answered in `run`, before logging and the runtime start.
+        Command::Docs(_) => Ok(ExitCode::SUCCESS),
     }
 }
