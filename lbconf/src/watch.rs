@@ -46,6 +46,17 @@ fn structure(routes: &[Route]) -> Vec<(String, String, Exposure, String)> {
 
 /// Sends one runtime API command; HAProxy answers nothing on success.
 async fn runtime(socket: &Path, command: &str) -> Result<(), String> {
+    let reply = query(socket, command).await?;
+    let reply = reply.trim();
+    if reply.is_empty() || reply.starts_with("IP changed") || reply.contains("no need to change") {
+        Ok(())
+    } else {
+        Err(format!("{command}: {reply}"))
+    }
+}
+
+/// Runtime API queries (answers that carry data).
+async fn query(socket: &Path, command: &str) -> Result<String, String> {
     let mut s = tokio::net::UnixStream::connect(socket)
         .await
         .map_err(|e| format!("{}: {e}", socket.display()))?;
@@ -56,11 +67,35 @@ async fn runtime(socket: &Path, command: &str) -> Result<(), String> {
     s.read_to_string(&mut reply)
         .await
         .map_err(|e| e.to_string())?;
-    let reply = reply.trim();
-    if reply.is_empty() || reply.starts_with("IP changed") || reply.contains("no need to change") {
-        Ok(())
-    } else {
-        Err(format!("{command}: {reply}"))
+    Ok(reply)
+}
+
+/// Longest wait for a reloaded HAProxy to answer with the new config.
+const RELOAD_SETTLE: Duration = Duration::from_secs(10);
+
+/// Waits until the runtime socket is served by a process that knows every backend of `config`.
+/// A reload is asynchronous: until the new worker owns the socket, runtime commands reach the
+/// old one ("No such backend"), and a second reload signal sent in that window can be lost —
+/// which would leave HAProxy on a config whose servers are all disabled slots.
+async fn wait_for_reload(socket: &Path, config: &str) {
+    let wanted: Vec<&str> = config
+        .lines()
+        .filter_map(|l| l.strip_prefix("backend "))
+        .map(str::trim)
+        .collect();
+    let deadline = tokio::time::Instant::now() + RELOAD_SETTLE;
+    loop {
+        if let Ok(reply) = query(socket, "show backend").await {
+            let known: Vec<&str> = reply.lines().map(str::trim).collect();
+            if wanted.iter().all(|b| known.contains(b)) {
+                return;
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!(socket = %socket.display(), "HAProxy does not show the new config's backends yet; going on");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -161,7 +196,10 @@ async fn apply(options: &Options, routes: &[Route], current: Option<Applied>) ->
                 .await;
             match status {
                 Ok(s) if s.success() => {
-                    tracing::info!(out = %options.out.display(), "config written; HAProxy reloaded")
+                    tracing::info!(out = %options.out.display(), "config written; HAProxy reloaded");
+                    if let Some(socket) = &options.socket {
+                        wait_for_reload(socket, &text).await;
+                    }
                 }
                 Ok(s) => tracing::error!(status = %s, "reload command failed"),
                 Err(e) => tracing::error!(error = %e, "cannot run the reload command"),
