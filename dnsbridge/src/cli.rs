@@ -23,6 +23,8 @@ pub struct Cli {
 pub enum Command {
     /// Answer DNS queries (udp+tcp) from the catalog
     Serve(ServeArgs),
+    #[command(flatten)]
+    Docs(cairn_cli::DocsCommand),
 }
 
 #[derive(clap::Args, Debug)]
@@ -48,10 +50,13 @@ pub struct ServeArgs {
 }
 
 pub fn run(cli: Cli) -> ExitCode {
+    let args = match cli.command {
+        Command::Serve(args) => args,
+        Command::Docs(docs) => return docs.run(<Cli as clap::CommandFactory>::command()),
+    };
     // hickory-server logs every query at info: far too much for a busy resolver.
     cairn_cli::init_logging_with(&cli.log, "info,hickory_server=warn");
     let result = (|| -> anyhow::Result<()> {
-        let Command::Serve(args) = cli.command;
         let ttl = cairn_wire::parse_go_duration(&args.ttl).context("--ttl")?;
         let ttl = u32::try_from(ttl.as_secs()).context("--ttl is too long")?;
         let client = cairn_client::CatalogClient::new(&cli.catalog.url(), cli.catalog.token())

@@ -38,6 +38,10 @@ pub enum Command {
     Run(crate::batch::RunArgs),
     /// Run the checks registered in the catalog for a node and push their status
     Agent(AgentArgs),
+    // `completions <shell>` and `man`: exit 0 with the script or page on stdout (a bad shell
+    // name is a bad argument, so UNKNOWN like any other)
+    #[command(flatten)]
+    Docs(cairn_cli::DocsCommand),
 }
 
 /// Flags every single check takes.
@@ -254,7 +258,9 @@ pub fn spec_of(command: &Command) -> Result<CheckSpec, String> {
             max_size: a.max_size,
             ..Default::default()
         },
-        Command::Run(_) | Command::Agent(_) => return Err("not a single check".into()),
+        Command::Run(_) | Command::Agent(_) | Command::Docs(_) => {
+            return Err("not a single check".into());
+        }
     })
 }
 
@@ -318,6 +324,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     match &cli.command {
         Command::Run(args) => crate::batch::main(args, cli.json),
         Command::Agent(args) => crate::agent::main(args),
+        Command::Docs(docs) => docs.run(<Cli as clap::CommandFactory>::command()),
         single => {
             let spec = match spec_of(single) {
                 Ok(s) => s,

@@ -25,6 +25,8 @@ pub enum Command {
     Render(RenderArgs),
     /// Keep a running HAProxy in step with the catalog
     Watch(WatchArgs),
+    #[command(flatten)]
+    Docs(cairn_cli::DocsCommand),
 }
 
 #[derive(clap::Args, Debug)]
@@ -106,6 +108,9 @@ fn settings(
 }
 
 pub fn run(cli: Cli) -> ExitCode {
+    if let Command::Docs(docs) = &cli.command {
+        return docs.run(<Cli as clap::CommandFactory>::command());
+    }
     cairn_cli::init_logging(&cli.log);
     let result = (|| -> anyhow::Result<()> {
         let client = cairn_client::CatalogClient::new(&cli.catalog.url(), cli.catalog.token())
@@ -165,6 +170,8 @@ pub fn run(cli: Cli) -> ExitCode {
                     cairn_cli::shutdown_signal(),
                 ));
             }
+            // Answered in `run`, before logging and the runtime start.
+            Command::Docs(_) => {}
         }
         Ok(())
     })();

@@ -40,6 +40,8 @@ pub enum Command {
     /// The per-task supervisor the exec driver starts (internal)
     #[command(hide = true)]
     Wrap(WrapArgs),
+    #[command(flatten)]
+    Docs(cairn_cli::DocsCommand),
 }
 
 #[derive(Args, Debug)]
@@ -144,6 +146,7 @@ pub fn run(cli: Cli) -> ExitCode {
             cairn_cli::init_logging_with(&cli.log, "warn");
             run_one(args)
         }
+        Command::Docs(docs) => docs.run(<Cli as clap::CommandFactory>::command()),
     }
 }
 

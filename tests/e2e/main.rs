@@ -1,6 +1,7 @@
 //! cairn's end-to-end tests: one binary, one module per area. Every test starts the real
 //! `catalogd` (and, for later binaries, the real peers) and talks to it over loopback.
 
+mod ansible_playbook;
 mod catalogd_agent;
 mod catalogd_bad_input;
 mod catalogd_blocking;
@@ -11,6 +12,7 @@ mod catalogd_durability;
 mod catalogd_kv;
 mod catalogd_sessions;
 mod catalogd_txn;
+mod cli_extras;
 mod consul_clients;
 mod demo;
 mod dnsbridge_common;
@@ -38,6 +40,7 @@ mod offerd_deploy;
 mod offerd_lifecycle;
 mod offerd_ops;
 mod prometheus_metrics;
+mod systemd_units;
 mod taskrun_docker;
 mod taskrun_run;
 mod tmpl_atomic;

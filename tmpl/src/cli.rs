@@ -34,6 +34,8 @@ pub enum Command {
     Render(RenderArgs),
     /// Keep templates rendered into files as the catalog changes
     Watch(WatchArgs),
+    #[command(flatten)]
+    Docs(cairn_cli::DocsCommand),
 }
 
 #[derive(clap::Args, Debug)]
@@ -245,6 +247,9 @@ async fn watch(cli_catalog: &CatalogArgs, args: WatchArgs) -> anyhow::Result<()>
 }
 
 pub fn run(cli: Cli) -> ExitCode {
+    if let Command::Docs(docs) = &cli.command {
+        return docs.run(<Cli as clap::CommandFactory>::command());
+    }
     cairn_cli::init_logging(&cli.log);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -261,6 +266,8 @@ pub fn run(cli: Cli) -> ExitCode {
         match cli.command {
             Command::Render(args) => render(&cli.catalog, args).await,
             Command::Watch(args) => watch(&cli.catalog, args).await,
+            // Answered in `run`, before logging and the runtime start.
+            Command::Docs(_) => Ok(()),
         }
     });
     match result {

@@ -47,6 +47,8 @@ pub enum Command {
     Deregister(client_cmds::DeregisterArgs),
     /// Print one JSON line each time something changes (for pipes)
     Watch(watch_cmd::WatchArgs),
+    #[command(flatten)]
+    Docs(cairn_cli::DocsCommand),
 }
 
 /// Flags of `catalogd serve`.
@@ -109,6 +111,9 @@ impl ServeArgs {
 /// Runs the parsed command line; the exit code follows cairn's convention (0 ok, 1 failure or
 /// not found; clap itself exits 2 on usage errors).
 pub fn run(cli: Cli) -> ExitCode {
+    if let Command::Docs(docs) = &cli.command {
+        return docs.run(<Cli as clap::CommandFactory>::command());
+    }
     cairn_cli::init_logging(&cli.log);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -148,5 +153,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Register(args) => client_cmds::register(&client()?, args).await,
         Command::Deregister(args) => client_cmds::deregister(&client()?, args).await,
         Command::Watch(args) => watch_cmd::watch(client()?, args).await,
+        // Answered in `run`, before logging and the runtime start.
+        Command::Docs(_) => Ok(()),
     }
 }

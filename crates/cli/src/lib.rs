@@ -1,6 +1,11 @@
 //! Command-line plumbing shared by every cairn binary, so they all behave alike: the same peer
 //! address flags and environment variables, the same logging (`--log-format`, `RUST_LOG`,
-//! `NO_COLOR`, logs on stderr) and the same clean stop on SIGTERM/SIGINT.
+//! `NO_COLOR`, logs on stderr), the same clean stop on SIGTERM/SIGINT, and the same
+//! `completions <shell>` and `man` subcommands ([`docs`]).
+
+pub mod docs;
+
+pub use docs::DocsCommand;
 
 use clap::{Args, ValueEnum};
 
