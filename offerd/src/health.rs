@@ -89,6 +89,53 @@ pub async fn deregister_stale(
     }
 }
 
+/// How often lost agents' catalog entries are swept.
+const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+/// The meta key taskrun marks its task services with (value: the app id).
+const TASK_SERVICE_META: &str = "marathon-app-id";
+
+/// The level-triggered half of [`deregister_stale`]: every [`SWEEP_EVERY`], the task services
+/// still registered on lost agents' nodes that are no active task are deregistered. This covers
+/// what the immediate path can miss (offerd killed between declaring an agent lost and
+/// deregistering, or the catalog down for long).
+pub async fn sweep_lost(core: std::sync::Arc<Core>, client: CatalogClient) {
+    loop {
+        tokio::time::sleep(SWEEP_EVERY).await;
+        let lost: Vec<String> = core.read(|s| {
+            s.agents
+                .values()
+                .filter(|a| a.lost)
+                .map(|a| a.node.clone())
+                .collect()
+        });
+        for node in lost {
+            let Ok((Some(entry), _)) = client.catalog_node(&node, &Default::default()).await else {
+                continue;
+            };
+            for (id, svc) in entry.services {
+                let is_task_service = svc.meta.contains_key(TASK_SERVICE_META);
+                let active = core.read(|s| s.tasks.get(&id).is_some_and(|t| t.is_active()));
+                if !is_task_service || active {
+                    continue;
+                }
+                let dereg = cairn_wire::CatalogDeregistration {
+                    node: node.clone(),
+                    service_id: id.clone(),
+                    ..Default::default()
+                };
+                match client.catalog_deregister(&dereg).await {
+                    Ok(()) => {
+                        tracing::info!(%node, service = %id, "stale task service of a lost agent deregistered")
+                    }
+                    Err(e) => {
+                        tracing::warn!(%node, service = %id, error = %e, "sweeping a lost agent's service failed")
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Follows the catalog's health until `shutdown`.
 pub async fn follow(
     core: std::sync::Arc<Core>,

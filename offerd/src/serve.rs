@@ -78,6 +78,10 @@ pub async fn serve(
         (Some(client), Some(rx)) => Some(tokio::spawn(crate::health::deregister_stale(rx, client))),
         _ => None,
     };
+    let sweep = cfg
+        .catalog
+        .clone()
+        .map(|client| tokio::spawn(crate::health::sweep_lost(core.clone(), client)));
     let health = cfg
         .catalog
         .clone()
@@ -107,6 +111,9 @@ pub async fn serve(
     }
     if let Some(d) = deregister {
         d.abort();
+    }
+    if let Some(w) = sweep {
+        w.abort();
     }
     tracing::info!("offerd stopped");
     Ok(())

@@ -35,6 +35,7 @@ mod healthcheck_run;
 mod healthcheck_tcp;
 mod lbconf_render;
 mod lbconf_watch;
+mod many_hosts;
 mod offerd_api;
 mod offerd_deploy;
 mod offerd_lifecycle;

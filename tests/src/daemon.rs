@@ -10,6 +10,8 @@ use crate::{Http, bin};
 
 pub struct Daemon {
     name: &'static str,
+    /// What runs: `bin(name)` unless started with [`Daemon::start_program`].
+    program: Option<PathBuf>,
     args: Vec<String>,
     envs: Vec<(String, String)>,
     child: Option<Child>,
@@ -42,8 +44,34 @@ impl Daemon {
     ) -> Daemon {
         let mut d = Daemon {
             name,
+            program: None,
             args,
             envs,
+            child: None,
+            http: Http::new(&url),
+            url,
+            ready_path: ready_path.to_string(),
+            log,
+        };
+        d.spawn().await;
+        d
+    }
+
+    /// Starts `program args...` (e.g. `ip netns exec NS <taskrun> agent ...`), named `name` in
+    /// messages, and waits for `GET {url}{ready_path}` to answer 200.
+    pub async fn start_program(
+        name: &'static str,
+        program: PathBuf,
+        args: Vec<String>,
+        url: String,
+        ready_path: &str,
+        log: PathBuf,
+    ) -> Daemon {
+        let mut d = Daemon {
+            name,
+            program: Some(program),
+            args,
+            envs: Vec::new(),
             child: None,
             http: Http::new(&url),
             url,
@@ -60,7 +88,8 @@ impl Daemon {
             .append(true)
             .open(&self.log)
             .expect("log file");
-        let child = Command::new(bin(self.name))
+        let program = self.program.clone().unwrap_or_else(|| bin(self.name));
+        let child = Command::new(&program)
             .args(&self.args)
             .envs(self.envs.iter().map(|(k, v)| (k, v)))
             .env(
@@ -71,7 +100,7 @@ impl Daemon {
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .unwrap_or_else(|e| panic!("starting {}: {e}", self.name));
+            .unwrap_or_else(|e| panic!("starting {} ({}): {e}", self.name, program.display()));
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
