@@ -205,7 +205,9 @@ fn reconcile_app(state: &mut State, tx: &mut Tx, app_id: &str, offers: &mut [Off
         current.retain(|t| !kills.contains(&t.id));
     }
 
-    // Old version: unhealthy ones go at once; healthy ones while enough healthy remain.
+    // Old version: unhealthy ones go first, but only once the new version has proven healthy
+    // (a blip in an old task's checks must not shrink the app while a new version that may
+    // never become healthy is on its way); healthy ones while enough healthy remain.
     let min_healthy = (n as f64 * app.upgrade_strategy.minimum_health_capacity).ceil() as usize;
     let healthy_new = current.iter().filter(|t| is_healthy(t)).count();
     let mut healthy_old = old.iter().filter(|t| is_healthy(t)).count();
@@ -214,8 +216,10 @@ fn reconcile_app(state: &mut State, tx: &mut Tx, app_id: &str, offers: &mut [Off
     old_sorted.sort_by_key(|t| (is_healthy(t), std::cmp::Reverse(t.staged_at)));
     for t in &old_sorted {
         if !is_healthy(t) {
-            kills.push(t.id.clone());
-            old_left -= 1;
+            if healthy_new > 0 || min_healthy == 0 {
+                kills.push(t.id.clone());
+                old_left -= 1;
+            }
         } else if healthy_new + healthy_old > min_healthy || healthy_new >= n {
             kills.push(t.id.clone());
             healthy_old -= 1;
