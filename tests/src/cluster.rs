@@ -272,8 +272,24 @@ pub fn alive(pid: i32) -> bool {
     }
 }
 
-/// Kills every task process group recorded under `work_dir`.
+/// Kills every task process group recorded under `work_dir`, and every task supervisor whose
+/// command line names it (a task launched just before its agent was killed may have no pid on
+/// record yet).
 pub fn reap_tasks(work_dir: &Path) {
+    let needle = work_dir.display().to_string();
+    for proc_entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = proc_entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let cmdline = std::fs::read(proc_entry.path().join("cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmdline).contains(&needle) && pid > 1 {
+            // SAFETY: kill(2) on a process group (the supervisor leads its own) and the process.
+            unsafe {
+                libc::kill(-pid, libc::SIGKILL);
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
+    }
     let Ok(entries) = std::fs::read_dir(work_dir.join("tasks")) else {
         return;
     };
