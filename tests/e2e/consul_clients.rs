@@ -6,28 +6,35 @@ use std::process::Command;
 
 use cairn_tests::{Catalogd, workspace_root};
 
-#[tokio::test]
-async fn py_consul_works_unmodified() {
-    let c = Catalogd::start().await;
-    let script = workspace_root().join("tests/clients/py_consul_check.py");
-    let port = c.port.to_string();
+/// Runs `tests/clients/<script> <arg>` with python3: (success, stdout, stderr).
+async fn run_client(script: &str, arg: String) -> (bool, String, String) {
+    let script = workspace_root().join("tests/clients").join(script);
     let out = tokio::task::spawn_blocking(move || {
         Command::new("python3")
             .arg(script)
-            .arg(port)
+            .arg(arg)
             .output()
             .expect("running python3")
     })
     .await
     .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn py_consul_works_unmodified() {
+    let c = Catalogd::start().await;
+    let (ok, stdout, stderr) = run_client("py_consul_check.py", c.port.to_string()).await;
     assert!(
         !stderr.contains("No module named 'consul'"),
         "py-consul is not installed: run scripts/test (or pip install py-consul)"
     );
     assert!(
-        out.status.success(),
+        ok,
         "py-consul script failed:\n{stdout}\n{stderr}\ncatalogd log:\n{}",
         c.log_text()
     );
@@ -38,25 +45,13 @@ async fn py_consul_works_unmodified() {
 #[tokio::test(flavor = "multi_thread")]
 async fn py_marathon_works_unmodified() {
     let c = cairn_tests::cluster::Cluster::start(Default::default()).await;
-    let script = workspace_root().join("tests/clients/py_marathon_check.py");
-    let url = c.offerd.url.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("python3")
-            .arg(script)
-            .arg(url)
-            .output()
-            .expect("running python3")
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (ok, stdout, stderr) = run_client("py_marathon_check.py", c.offerd.url.clone()).await;
     assert!(
         !stderr.contains("No module named 'marathon'"),
         "the marathon client is not installed: run scripts/test (or pip install marathon)"
     );
     assert!(
-        out.status.success(),
+        ok,
         "py-marathon script failed:\n{stdout}\n{stderr}\n{}",
         c.logs()
     );

@@ -2,9 +2,9 @@
 //! validation (422 with paths, 404, 409) and `offerd apply` of a directory.
 
 use std::process::Command;
-use std::time::Duration;
 
 use cairn_tests::cluster::{Cluster, ClusterOpts, sleep_app};
+use cairn_tests::read_stream_until;
 use serde_json::{Value, json};
 
 fn opts_with_racks() -> ClusterOpts {
@@ -111,7 +111,6 @@ async fn the_event_stream_reports_a_deployment() {
         .expect("event stream");
     assert_eq!(body.status(), 200);
     assert_eq!(c.post_app(&sleep_app("/ev", 1)).await.status, 201);
-    let mut text = String::new();
     let wanted = [
         "event_stream_attached",
         "api_post_event",
@@ -120,16 +119,9 @@ async fn the_event_stream_reports_a_deployment() {
         "TASK_RUNNING",
         "deployment_success",
     ];
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while !wanted.iter().all(|w| text.contains(w)) {
-        match tokio::time::timeout_at(deadline, body.chunk()).await {
-            Ok(Ok(Some(chunk))) => text.push_str(&String::from_utf8_lossy(&chunk)),
-            other => panic!(
-                "stream ended or timed out ({other:?}); got:\n{text}\n{}",
-                c.logs()
-            ),
-        }
-    }
+    let text = read_stream_until(&mut body, 60, |t| wanted.iter().all(|w| t.contains(w)))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
     // SSE framing with Marathon's event names, JSON data carrying eventType.
     assert!(text.contains("event: status_update_event\n"), "{text}");
     let data = text
@@ -160,13 +152,9 @@ async fn the_event_stream_reports_a_deployment() {
             .status,
         200
     );
-    let mut text = String::new();
-    while !text.contains("deployment_success") {
-        match tokio::time::timeout_at(deadline, body.chunk()).await {
-            Ok(Ok(Some(chunk))) => text.push_str(&String::from_utf8_lossy(&chunk)),
-            other => panic!("filtered stream: {other:?}; got:\n{text}"),
-        }
-    }
+    let text = read_stream_until(&mut body, 60, |t| t.contains("deployment_success"))
+        .await
+        .unwrap_or_else(|e| panic!("filtered stream: {e}"));
     assert!(
         !text.contains("status_update_event"),
         "filter let other events through:\n{text}"

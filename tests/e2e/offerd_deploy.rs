@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use cairn_tests::cluster::{Cluster, ClusterOpts, alive, sleep_app};
+use cairn_tests::read_stream_until;
 use serde_json::json;
 
 /// An HTTP app (python's http.server on PORT0) with a catalog-visible health check.
@@ -278,14 +279,9 @@ async fn task_logs_are_served_by_the_agent_and_health_changes_are_events() {
     .await
     .expect("logs");
     assert_eq!(follow.status(), 200);
-    let mut text = String::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while !text.contains("second line") {
-        match tokio::time::timeout_at(deadline, follow.chunk()).await {
-            Ok(Ok(Some(chunk))) => text.push_str(&String::from_utf8_lossy(&chunk)),
-            other => panic!("log stream ended ({other:?}); got {text:?}"),
-        }
-    }
+    let text = read_stream_until(&mut follow, 30, |t| t.contains("second line"))
+        .await
+        .unwrap_or_else(|e| panic!("log stream: {e}"));
     assert!(text.starts_with(&format!("hello from {id}\n")), "{text:?}");
     let stderr = reqwest::get(format!("{base}/v1/tasks/{id}/logs?stream=stderr"))
         .await
@@ -301,13 +297,9 @@ async fn task_logs_are_served_by_the_agent_and_health_changes_are_events() {
     assert_eq!(bad.status(), 400);
 
     // The COMMAND check passes: offerd reports the task healthy and says so on the stream.
-    let mut seen = String::new();
-    while !seen.contains("\"alive\":true") {
-        match tokio::time::timeout_at(deadline, events.chunk()).await {
-            Ok(Ok(Some(chunk))) => seen.push_str(&String::from_utf8_lossy(&chunk)),
-            other => panic!("event stream ended ({other:?}); got {seen:?}\n{}", c.logs()),
-        }
-    }
+    let seen = read_stream_until(&mut events, 30, |t| t.contains("\"alive\":true"))
+        .await
+        .unwrap_or_else(|e| panic!("event stream: {e}\n{}", c.logs()));
     assert!(seen.contains(&format!("\"taskId\":\"{id}\"")), "{seen}");
     let t = &c.tasks("/logs").await[0];
     assert_eq!(t["healthCheckResults"][0]["alive"], true, "{t}");

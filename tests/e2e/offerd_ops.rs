@@ -5,7 +5,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use cairn_tests::cluster::{Cluster, ClusterOpts, alive, sleep_app};
-use cairn_tests::workspace_root;
+use cairn_tests::{read_stream_until, workspace_root};
 use serde_json::{Value, json};
 
 /// An HTTP app that is healthy (python's http.server on PORT0).
@@ -45,14 +45,9 @@ async fn unhealthy_tasks_are_killed_and_replaced() {
     let pid = c
         .wait_for("its pid", 30, || async { c.task_pid(&first) })
         .await;
-    let mut text = String::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while !text.contains(&first) {
-        match tokio::time::timeout_at(deadline, events.chunk()).await {
-            Ok(Ok(Some(chunk))) => text.push_str(&String::from_utf8_lossy(&chunk)),
-            other => panic!("no kill event ({other:?}): {text}\n{}", c.logs()),
-        }
-    }
+    let text = read_stream_until(&mut events, 60, |t| t.contains(&first))
+        .await
+        .unwrap_or_else(|e| panic!("no kill event: {e}\n{}", c.logs()));
     assert!(text.contains("maxConsecutiveFailures"), "{text}");
     c.wait_for("the unhealthy task's process to be killed", 30, || async {
         (!alive(pid)).then_some(())

@@ -46,6 +46,26 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
+/// Reads a streaming HTTP body (SSE, followed logs) until `done(text so far)` holds. `Err`
+/// carries what was read and why it stopped when the stream ends, fails, or `secs` pass first.
+pub async fn read_stream_until(
+    resp: &mut reqwest::Response,
+    secs: u64,
+    done: impl Fn(&str) -> bool,
+) -> Result<String, String> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    let mut text = String::new();
+    while !done(&text) {
+        match tokio::time::timeout_at(deadline, resp.chunk()).await {
+            Ok(Ok(Some(chunk))) => text.push_str(&String::from_utf8_lossy(&chunk)),
+            Ok(Ok(None)) => return Err(format!("stream ended; got:\n{text}")),
+            Ok(Err(e)) => return Err(format!("stream failed: {e}; got:\n{text}")),
+            Err(_) => return Err(format!("timed out after {secs}s; got:\n{text}")),
+        }
+    }
+    Ok(text)
+}
+
 /// A free loopback port (bound then released; the OS does not hand it out again at once).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
