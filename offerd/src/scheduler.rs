@@ -498,11 +498,7 @@ pub fn apply_status(state: &mut State, tx: &mut Tx, node: &str, u: &TaskStatusUp
 fn finish_deployments(state: &mut State, tx: &mut Tx) {
     let mut done = Vec::new();
     for d in state.deployments.values() {
-        let tasks: Vec<&Task> = state
-            .tasks
-            .values()
-            .filter(|t| t.app_id == d.app_id && t.is_active())
-            .collect();
+        let tasks: Vec<&Task> = state.app_tasks(&d.app_id).collect();
         let finished = match state.apps.get(&d.app_id) {
             None => tasks.is_empty(),
             Some(entry) if d.kind == DeploymentKind::Stop => {

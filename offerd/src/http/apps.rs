@@ -26,12 +26,18 @@ fn json_body(body: &[u8]) -> Result<Value, ApiError> {
         .map_err(|e| ApiError::Invalid(ValidationError::Syntax(e.to_string())))
 }
 
-/// `{"deploymentId","version"}` with the `Marathon-Deployment-Id` header.
-fn deployment_response(status: StatusCode, id: &str, version: &str) -> Response {
+/// The `Marathon-Deployment-Id` header.
+fn deployment_headers(id: &str) -> HeaderMap {
     let mut headers = HeaderMap::new();
     if let Ok(v) = HeaderValue::from_str(id) {
         headers.insert("Marathon-Deployment-Id", v);
     }
+    headers
+}
+
+/// `{"deploymentId","version"}` with the `Marathon-Deployment-Id` header.
+fn deployment_response(status: StatusCode, id: &str, version: &str) -> Response {
+    let headers = deployment_headers(id);
     (
         status,
         headers,
@@ -236,10 +242,7 @@ pub async fn create(
             ),
         ))
     })?;
-    let mut headers = HeaderMap::new();
-    if let Ok(v) = HeaderValue::from_str(&dep) {
-        headers.insert("Marathon-Deployment-Id", v);
-    }
+    let mut headers = deployment_headers(&dep);
     if let Some(Ok(loc)) = body["id"]
         .as_str()
         .map(|id| HeaderValue::from_str(&format!("/v2/apps{id}")))
