@@ -32,7 +32,7 @@ async fn deploys_scales_and_registers_in_the_catalog() {
     for t in &tasks {
         let port = t["ports"][0].as_u64().expect("a host port");
         assert!(
-            (33000..33200).contains(&port),
+            (c.port_base(0)..c.port_base(2)).contains(&(port as u16)),
             "port {port} outside the agents' ranges"
         );
         let page = reqwest::get(format!("http://127.0.0.1:{port}/"))

@@ -101,7 +101,8 @@ async fn an_unhealthy_version_never_replaces_the_healthy_one_and_cancel_rolls_ba
         let running = c.running("/web").await;
         assert!(
             v1.iter().all(|id| running.contains(id)),
-            "a healthy v1 task was killed: {running:?}"
+            "a healthy v1 task was killed: {running:?}\n{}",
+            c.logs()
         );
         assert!(c.tasks("/web").await.len() <= 3, "over capacity");
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -245,7 +246,7 @@ async fn offers_are_single_use_and_declines_refuse_the_agent() {
         .cloned()
         .expect("node-1 offer");
     assert_eq!(o0["resources"]["cpus"], 4.0);
-    assert_eq!(o0["resources"]["ports"][0]["begin"], 33000);
+    assert_eq!(o0["resources"]["ports"][0]["begin"], c.port_base(0));
 
     // Decline node-0 for a minute: only node-1 is offered (the same, still valid offer).
     let r = http
@@ -290,7 +291,7 @@ async fn offers_are_single_use_and_declines_refuse_the_agent() {
     assert!(
         task["ports"][0]
             .as_u64()
-            .is_some_and(|p| (33100..33200).contains(&p))
+            .is_some_and(|p| (c.port_base(1)..c.port_base(2)).contains(&(p as u16)))
     );
     // Used once.
     let r = http

@@ -20,6 +20,27 @@ pub struct Cluster {
     pub agent_args: Vec<String>,
     pub offerd_data: PathBuf,
     pub tmp: tempfile::TempDir,
+    /// First host port of agent 0's range (see [`Cluster::port_base`]).
+    pub ports_from: u16,
+}
+
+/// A block of `len` loopback ports that are free now and not handed to another cluster of this
+/// test process: tests run in parallel, and two clusters on the same host ports would see each
+/// other's tasks (a health check passing against another test's server).
+fn port_block(len: u16) -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    loop {
+        // Below Linux's ephemeral range (32768+), where outgoing connections take their ports.
+        // Each test process starts at its own place, so parallel test runs rarely meet.
+        let start = (std::process::id() % 12) as u16 * 1000;
+        let offset = start.wrapping_add(NEXT.fetch_add(len, Ordering::Relaxed)) % 12000;
+        let base = 20000 + offset;
+        let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
+        if (base..base + len).all(free) {
+            return base;
+        }
+    }
 }
 
 /// Cluster settings.
@@ -79,6 +100,7 @@ impl Cluster {
             agent_args: opts.agent_args.clone(),
             offerd_data,
             tmp,
+            ports_from: port_block(1000),
         };
         for i in 0..opts.agents {
             let attrs = opts.attributes.get(i).cloned().unwrap_or_default();
@@ -87,11 +109,16 @@ impl Cluster {
         c
     }
 
-    /// Starts agent `node-{i}` with ports `[33000+100i, 33099+100i]`.
+    /// The first host port of agent `i`'s range `[base, base+99]`.
+    pub fn port_base(&self, i: usize) -> u16 {
+        self.ports_from + 100 * i as u16
+    }
+
+    /// Starts agent `node-{i}` with the ports `[port_base(i), port_base(i)+99]`.
     pub async fn add_agent(&mut self, i: usize, resources: &str, attributes: &str) {
         let dir = self.tmp.path().join(format!("agent-{i}"));
         let port = free_port();
-        let base = 33000 + 100 * i;
+        let base = self.port_base(i) as usize;
         let mut args = vec![
             "agent".to_string(),
             "--offerd".into(),
