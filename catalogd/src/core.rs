@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
 use cairn_store::{MemStore, RedbStore, Store};
-use cairn_wire::CatalogRegistration;
 
 use crate::metrics::Metrics;
 use crate::state::{State, TtlChange};
@@ -29,6 +28,8 @@ pub struct Config {
     pub advertise: IpAddr,
     /// Shortest session TTL accepted (Consul: 10s).
     pub min_session_ttl: Duration,
+    /// Whether script checks may be registered and run (Consul's `enable_script_checks`).
+    pub enable_script_checks: bool,
 }
 
 /// Everything the HTTP handlers share.
@@ -119,21 +120,13 @@ impl Catalog {
                 node: config.node.clone(),
                 datacenter: config.datacenter.clone(),
                 min_session_ttl: config.min_session_ttl,
+                enable_script_checks: config.enable_script_checks,
             },
         });
-        // catalogd is the agent of its own node: make sure that node exists.
+        // catalogd is the agent of its own node and its server: make sure that node exists with
+        // what a Consul server keeps on it.
         let existing = current.load().nodes.get(&config.node).cloned();
-        let reg = CatalogRegistration {
-            id: self_id,
-            node: config.node.clone(),
-            address: config.advertise.to_string(),
-            tagged_addresses: existing
-                .as_ref()
-                .map(|n| n.tagged_addresses.clone())
-                .unwrap_or_default(),
-            node_meta: existing.map(|n| n.meta).unwrap_or_default(),
-            ..Default::default()
-        };
+        let reg = crate::server_node::registration(&config, self_id, existing.as_ref());
         writer
             .submit(Command::Register(Box::new(reg)))
             .await
@@ -196,6 +189,7 @@ pub async fn serve(
     tracing::info!(addr = %local, node = %catalog.core.config.node, "catalogd serving HTTP");
     let app = crate::http::router(catalog.core.clone());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let checks = crate::agent_checks::spawn(&catalog.core, local, stop_rx.clone())?;
     let core = catalog.core.clone();
     let graceful = async move {
         shutdown.await;
@@ -216,6 +210,8 @@ pub async fn serve(
         } => tracing::warn!("connections still open after 5s; closing them"),
     }
     drop(stop_rx);
+    checks.abort();
+    let _ = checks.await;
     catalog.stop().await;
     tracing::info!("catalogd stopped");
     Ok(())

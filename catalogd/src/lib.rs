@@ -6,11 +6,13 @@
 //! [`persist`] maps the state onto a [`cairn_store::Store`]; [`watch`] wakes blocking queries by
 //! topic; [`timers`] enforces TTLs; [`http`] is the API; [`cli`] the client subcommands.
 
+pub mod agent_checks;
 pub mod cli;
 pub mod core;
 pub mod http;
 pub mod metrics;
 pub mod persist;
+pub mod server_node;
 pub mod state;
 pub mod timers;
 pub mod watch;

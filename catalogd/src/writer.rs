@@ -101,6 +101,7 @@ pub struct WriterConfig {
     pub node: String,
     pub datacenter: String,
     pub min_session_ttl: Duration,
+    pub enable_script_checks: bool,
 }
 
 /// Everything the writer thread owns or shares.
@@ -202,6 +203,20 @@ fn commit_group(parts: &WriterParts, delays: &mut LockDelays, group: &mut Vec<Re
     parts.registry.publish(&changes);
 }
 
+/// Whether an agent check definition runs a command.
+fn uses_script(def: &AgentCheckRegistration) -> bool {
+    !def.args.is_empty() || !def.script_args.is_empty()
+}
+
+/// Consul's refusal of a script check on an agent that does not run them.
+fn scripts_disabled() -> ApplyError {
+    ApplyError::Invalid(
+        "Scripts are disabled on this agent; to enable, configure 'enable_script_checks' or \
+         'enable_local_script_checks' to true"
+            .into(),
+    )
+}
+
 fn apply(
     st: &mut State,
     cmd: Command,
@@ -224,6 +239,9 @@ fn apply(
             reg,
             replace_checks,
         } => {
+            if !cfg.enable_script_checks && reg.check.iter().chain(&reg.checks).any(uses_script) {
+                return Err(scripts_disabled());
+            }
             st.agent_register_service(&cfg.node, *reg, replace_checks, ch)?;
             Reply::Done
         }
@@ -234,6 +252,9 @@ fn apply(
             Reply::Done
         }
         Command::AgentCheckRegister(def) => {
+            if !cfg.enable_script_checks && uses_script(&def) {
+                return Err(scripts_disabled());
+            }
             st.agent_register_check(&cfg.node, *def, ch)?;
             Reply::Done
         }

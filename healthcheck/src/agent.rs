@@ -17,6 +17,9 @@ use crate::cli::AgentArgs;
 
 /// Interval for a registered check that names none (Consul requires one; be forgiving).
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
+/// Shortest interval a registered check runs at, as Consul's `checks.MinInterval`: a definition
+/// asking for less (`"Interval": 10` is 10 ns to Consul's decoder) must not spin.
+const MIN_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Agent settings.
 #[derive(Clone, Debug)]
@@ -52,35 +55,51 @@ pub fn runnable(c: &HealthCheck, enable_script_checks: bool) -> Result<(Check, D
     if spec.kind == Some(Kind::Exec) && !enable_script_checks {
         return Err("script checks are disabled (--enable-script-checks)".into());
     }
-    let every = spec.interval().unwrap_or(DEFAULT_INTERVAL);
+    let every = spec
+        .interval()
+        .unwrap_or(DEFAULT_INTERVAL)
+        .max(MIN_INTERVAL);
     let check = spec
         .build()
         .map_err(|e| format!("invalid definition: {e}"))?;
     Ok((check, every))
 }
 
-/// Writes a check's new status and output to the catalog (the node must exist, so its own
-/// fields are left alone).
-async fn push(
-    client: &CatalogClient,
-    check: &HealthCheck,
-) -> Result<(), cairn_client::ClientError> {
-    let reg = CatalogRegistration {
-        node: check.node.clone(),
-        skip_node_update: true,
-        check: Some(HealthCheck {
-            create_index: 0,
-            modify_index: 0,
-            ..check.clone()
-        }),
-        ..Default::default()
-    };
-    client.catalog_register(&reg).await
+/// Where a check's new status and output go.
+pub trait StatusSink: Clone + Send + Sync + 'static {
+    fn push(
+        &self,
+        check: &HealthCheck,
+    ) -> impl std::future::Future<Output = Result<(), String>> + Send;
+}
+
+/// Writes results to a catalog over HTTP through the register path (the node must exist, so its
+/// own fields are left alone).
+#[derive(Clone)]
+pub struct CatalogSink(pub CatalogClient);
+
+impl StatusSink for CatalogSink {
+    async fn push(&self, check: &HealthCheck) -> Result<(), String> {
+        let reg = CatalogRegistration {
+            node: check.node.clone(),
+            skip_node_update: true,
+            check: Some(HealthCheck {
+                create_index: 0,
+                modify_index: 0,
+                ..check.clone()
+            }),
+            ..Default::default()
+        };
+        self.0
+            .catalog_register(&reg)
+            .await
+            .map_err(|e| e.to_string())
+    }
 }
 
 /// Runs one registered check forever on its interval, pushing what changed.
 async fn check_loop(
-    client: CatalogClient,
+    sink: impl StatusSink,
     ctx: Context,
     mut registered: HealthCheck,
     check: Check,
@@ -104,7 +123,7 @@ async fn check_loop(
         let mut next = registered.clone();
         next.status = status;
         next.output = output;
-        match push(&client, &next).await {
+        match sink.push(&next).await {
             Ok(()) => {
                 if status_changed {
                     tracing::info!(check = %next.check_id, from = %registered.status, to = %status, output = %next.output, "check status changed");
@@ -124,7 +143,7 @@ async fn check_loop(
 fn reconcile(
     running: &mut HashMap<String, Running>,
     registered: Vec<HealthCheck>,
-    client: &CatalogClient,
+    sink: &impl StatusSink,
     ctx: &Context,
     cfg: &AgentConfig,
 ) {
@@ -139,7 +158,7 @@ fn reconcile(
             Ok((check, every)) => {
                 tracing::info!(check = %c.check_id, every = ?every, "running check");
                 let task = tokio::spawn(check_loop(
-                    client.clone(),
+                    sink.clone(),
                     ctx.clone(),
                     c.clone(),
                     check,
@@ -167,9 +186,11 @@ fn reconcile(
     });
 }
 
-/// Runs the agent until `shutdown` resolves.
+/// Runs the agent until `shutdown` resolves: follows the node's checks through `client` and
+/// sends results to `sink`.
 pub async fn run(
     client: CatalogClient,
+    sink: impl StatusSink,
     cfg: AgentConfig,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
@@ -191,7 +212,7 @@ pub async fn run(
         tokio::select! {
             _ = &mut shutdown => break,
             next = watch.next() => match next {
-                Ok(checks) => reconcile(&mut running, checks, &client, &ctx, &cfg),
+                Ok(checks) => reconcile(&mut running, checks, &sink, &ctx, &cfg),
                 Err(e) => {
                     // Non-transient answers (e.g. a 4xx) are retried too, after a pause.
                     tracing::warn!(error = %e, "reading the node's checks failed; retrying");
@@ -224,7 +245,8 @@ pub fn main(args: &AgentArgs) -> ExitCode {
             .build()
             .context("starting the runtime")?;
         tracing::info!(node = %cfg.node, catalog = %args.catalog.url(), "healthcheck agent starting");
-        rt.block_on(run(client, cfg, cairn_cli::shutdown_signal()));
+        let sink = CatalogSink(client.clone());
+        rt.block_on(run(client, sink, cfg, cairn_cli::shutdown_signal()));
         Ok(())
     })();
     match outcome {
@@ -266,6 +288,12 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(runnable(&tcp, false).unwrap().1, DEFAULT_INTERVAL);
+        let hot = check(CheckDefinition {
+            tcp: "127.0.0.1:1".into(),
+            interval: "10ns".into(),
+            ..Default::default()
+        });
+        assert_eq!(runnable(&hot, false).unwrap().1, MIN_INTERVAL);
         let script = check(CheckDefinition {
             script_args: vec!["/bin/true".into()],
             interval: "1s".into(),

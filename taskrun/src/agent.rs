@@ -1006,6 +1006,7 @@ pub async fn run(
     let mut hc_stop = stop_rx.clone();
     let checks = tokio::spawn(healthcheck::agent::run(
         cfg.catalog.clone(),
+        healthcheck::agent::CatalogSink(cfg.catalog.clone()),
         healthcheck::agent::AgentConfig {
             node: cfg.node.clone(),
             enable_script_checks: true,

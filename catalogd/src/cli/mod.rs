@@ -75,6 +75,10 @@ pub struct ServeArgs {
     /// Shortest session TTL accepted
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub session_ttl_min: Duration,
+    /// Accept and run script checks (`Args`) registered on catalogd's node: they run commands
+    /// as catalogd's user, so they are off unless the operator turns them on
+    #[arg(long)]
+    pub enable_script_checks: bool,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -104,6 +108,7 @@ impl ServeArgs {
             datacenter: self.datacenter.clone(),
             advertise,
             min_session_ttl: self.session_ttl_min,
+            enable_script_checks: self.enable_script_checks,
         }
     }
 }

@@ -14,11 +14,9 @@ use cairn_wire::{
 use super::respond::{blocking, json_map, json_read};
 use super::{HttpError, HttpResult, Query, Read, decode_body};
 use crate::core::Core;
+use crate::server_node::{CONSUL_VERSION, is_server_check, is_server_service};
 use crate::watch::Topic;
 use crate::writer::Command;
-
-/// The Consul API level reported in `Config.Version`, for clients that gate features on it.
-const API_VERSION: &str = "1.17.0";
 
 fn member(core: &Core) -> AgentMember {
     let mut tags = BTreeMap::new();
@@ -26,7 +24,7 @@ fn member(core: &Core) -> AgentMember {
     tags.insert("dc".to_string(), core.config.datacenter.clone());
     tags.insert(
         "build".to_string(),
-        format!("{API_VERSION}:cairn-{}", env!("CARGO_PKG_VERSION")),
+        format!("{CONSUL_VERSION}:cairn-{}", env!("CARGO_PKG_VERSION")),
     );
     AgentMember {
         name: core.config.node.clone(),
@@ -62,7 +60,7 @@ pub async fn self_info(State(core): State<Arc<Core>>) -> HttpResult {
             node_id,
             server: true,
             revision: "cairn".to_string(),
-            version: API_VERSION.to_string(),
+            version: CONSUL_VERSION.to_string(),
         },
         member: member(&core),
         meta,
@@ -80,6 +78,7 @@ pub async fn services(State(core): State<Arc<Core>>, read: Read) -> HttpResult {
     let (idx, map) = blocking(&core, &opts, Topic::Node(node.clone()), |st| {
         let map: BTreeMap<String, _> = st
             .node_services(&node)
+            .filter(|(k, _)| !is_server_service(&k.1))
             .map(|(k, s)| (k.1.clone(), s.clone()))
             .collect();
         (st.node_read_index(&node), map)
@@ -102,6 +101,7 @@ pub async fn checks(State(core): State<Arc<Core>>, read: Read) -> HttpResult {
     let (idx, map) = blocking(&core, &opts, Topic::Node(node.clone()), |st| {
         let map: BTreeMap<String, HealthCheck> = st
             .node_checks(&node)
+            .filter(|(k, _)| !is_server_check(&k.1))
             .map(|(k, c)| (k.1.clone(), c.clone()))
             .collect();
         (st.node_read_index(&node), map)

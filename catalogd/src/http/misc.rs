@@ -16,6 +16,12 @@ fn raft_addr(core: &Core) -> String {
     format!("{}:8300", core.config.advertise)
 }
 
+/// `GET /`: says what answers here, with 200 as Consul's agent does without its UI (HTTP checks
+/// and load balancers probe the root).
+pub async fn index() -> &'static str {
+    "catalogd: a Consul-compatible catalog (HTTP API under /v1/, metrics at /metrics)\n"
+}
+
 pub async fn leader(State(core): State<Arc<Core>>) -> HttpResult {
     Ok(json_read(core.index(), &raft_addr(&core)))
 }

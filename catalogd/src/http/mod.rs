@@ -38,6 +38,8 @@ pub fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, HttpError> {
     let mut value: serde_json::Value = serde_json::from_slice(body)
         .map_err(|e| HttpError::bad_request(format!("request body is not valid JSON: {e}")))?;
     cairn_wire::canonicalize_keys(&mut value);
+    cairn_wire::drop_nulls(&mut value);
+    cairn_wire::durations_from_numbers(&mut value);
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         if path == "." {
@@ -174,6 +176,7 @@ pub fn router(core: Arc<Core>) -> Router {
         .route("/v1/status/leader", get(misc::leader))
         .route("/v1/status/peers", get(misc::peers))
         .route("/v1/cairn/catalog", get(misc::whole_catalog))
+        .route("/", get(misc::index))
         .route("/metrics", get(misc::metrics))
         .route("/v1/agent/metrics", get(misc::metrics))
         .fallback(unknown_endpoint)

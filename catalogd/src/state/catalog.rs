@@ -261,6 +261,12 @@ impl State {
         if check.check_type.is_empty() {
             check.check_type = infer_type(&check.definition).to_string();
         }
+        if check.interval.is_empty() {
+            check.interval = check.definition.interval.clone();
+        }
+        if check.timeout.is_empty() {
+            check.timeout = check.definition.timeout.clone();
+        }
         let key: NodeKey = (check.node.clone(), check.check_id.clone());
         match ttl_of(&check) {
             Some(ttl) => ch.ttl.push(TtlChange::ArmCheck(key.clone(), ttl)),
@@ -628,6 +634,9 @@ fn agent_check(
         service_name: String::new(),
         service_tags: Vec::new(),
         check_type,
+        interval: definition.interval.clone(),
+        timeout: definition.timeout.clone(),
+        exposed_port: 0,
         definition,
         create_index: 0,
         modify_index: 0,

@@ -108,6 +108,10 @@ pub struct HealthCheck {
     pub service_tags: Vec<String>,
     #[serde(rename = "Type")]
     pub check_type: String,
+    /// The definition's interval and timeout, repeated at the top level as Consul does.
+    pub interval: String,
+    pub timeout: String,
+    pub exposed_port: u16,
     pub definition: CheckDefinition,
     pub create_index: u64,
     pub modify_index: u64,

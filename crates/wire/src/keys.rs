@@ -132,10 +132,75 @@ pub fn canonicalize_keys(value: &mut Value) {
     }
 }
 
+/// Fields Consul's check decoder reads as Go durations, given as a string (`"10s"`) or as a
+/// number of nanoseconds (what `time.Duration` marshals to).
+const DURATION_FIELDS: &[&str] = &[
+    "Interval",
+    "Timeout",
+    "TTL",
+    "DeregisterCriticalServiceAfter",
+];
+
+/// Rewrites numeric values of duration fields as Go duration strings (a number is nanoseconds,
+/// as Consul reads it), recursively, skipping user maps. Run after [`canonicalize_keys`].
+pub fn durations_from_numbers(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            for (key, v) in map.iter_mut() {
+                if USER_MAPS.contains(&key.as_str()) {
+                    continue;
+                }
+                if DURATION_FIELDS.contains(&key.as_str())
+                    && let Some(ns) = v.as_f64()
+                    && ns >= 0.0
+                {
+                    *v = Value::String(crate::format_go_duration(std::time::Duration::from_nanos(
+                        ns as u64,
+                    )));
+                } else {
+                    durations_from_numbers(v);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(durations_from_numbers),
+        _ => {}
+    }
+}
+
+/// Drops `null` members of objects (Go's decoder leaves the field at its zero value, so `null`
+/// means "not given"), recursively, keeping user maps as they are.
+pub fn drop_nulls(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            map.retain(|_, v| !v.is_null());
+            for (key, v) in map.iter_mut() {
+                if !USER_MAPS.contains(&key.as_str()) {
+                    drop_nulls(v);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(drop_nulls),
+        _ => {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn numeric_durations_are_nanoseconds_and_nulls_are_absent() {
+        let mut v = json!({"Check": {"Interval": 10, "TTL": "5s", "Timeout": 2_000_000_000u64,
+            "Name": null}, "Meta": {"Interval": 3}, "Port": null});
+        durations_from_numbers(&mut v);
+        drop_nulls(&mut v);
+        assert_eq!(
+            v,
+            json!({"Check": {"Interval": "10ns", "TTL": "5s", "Timeout": "2s"},
+                "Meta": {"Interval": 3}})
+        );
+    }
 
     #[test]
     fn snake_and_lower_case_become_pascal() {

@@ -27,7 +27,7 @@ pub use catalog::{
 };
 pub use duration::{DurationError, format_go_duration, parse_go_duration};
 pub use health::{CheckStatus, UnknownStatus, aggregate_status};
-pub use keys::canonicalize_keys;
+pub use keys::{canonicalize_keys, drop_nulls, durations_from_numbers};
 pub use kv::{KvPair, b64_decode, b64_encode};
 pub use session::{SessionBehavior, SessionEntry, SessionRequest};
 pub use txn::{TxnError, TxnKvOp, TxnOp, TxnResponse, TxnResult};
