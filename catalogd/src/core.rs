@@ -30,6 +30,8 @@ pub struct Config {
     pub min_session_ttl: Duration,
     /// Whether script checks may be registered and run (Consul's `enable_script_checks`).
     pub enable_script_checks: bool,
+    /// The process's log, streamed by `/v1/agent/monitor`.
+    pub log_tap: cairn_cli::LogTap,
 }
 
 /// Everything the HTTP handlers share.
@@ -40,12 +42,25 @@ pub struct Core {
     pub timers: Arc<Timers>,
     pub metrics: Arc<Metrics>,
     pub config: Config,
+    pub log_tap: cairn_cli::LogTap,
+    /// Turns true when catalogd is asked to stop (`/v1/agent/leave`, or a signal once serving).
+    shutdown: tokio::sync::watch::Sender<bool>,
 }
 
 impl Core {
     /// The current catalog index (never 0).
     pub fn index(&self) -> u64 {
         self.current.load().index.max(1)
+    }
+
+    /// Asks the server to stop as SIGTERM does.
+    pub fn request_shutdown(&self) {
+        self.shutdown.send_replace(true);
+    }
+
+    /// Watches for a stop request.
+    pub fn shutdown_rx(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.shutdown.subscribe()
     }
 }
 
@@ -132,6 +147,7 @@ impl Catalog {
             .await
             .context("registering catalogd's own node")?;
         let sweeper = tokio::spawn(timers::sweep(timers.clone(), writer.clone()));
+        let log_tap = config.log_tap.clone();
         let core = Arc::new(Core {
             current,
             registry,
@@ -139,6 +155,8 @@ impl Catalog {
             timers,
             metrics,
             config,
+            log_tap,
+            shutdown: tokio::sync::watch::channel(false).0,
         });
         Ok(Catalog {
             core,
@@ -188,12 +206,17 @@ pub async fn serve(
     let local = listener.local_addr().context("reading the bound address")?;
     tracing::info!(addr = %local, node = %catalog.core.config.node, "catalogd serving HTTP");
     let app = crate::http::router(catalog.core.clone());
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stop_rx = catalog.core.shutdown_rx();
     let checks = crate::agent_checks::spawn(&catalog.core, local, stop_rx.clone())?;
     let core = catalog.core.clone();
+    let mut leave = catalog.core.shutdown_rx();
     let graceful = async move {
-        shutdown.await;
-        let _ = stop_tx.send(true);
+        tokio::select! {
+            _ = shutdown => {}
+            // Dropped sender: the catalog is going away anyway.
+            _ = leave.wait_for(|s| *s) => {}
+        }
+        core.request_shutdown();
         // Blocking queries answer at once with what they have, so connections drain quickly.
         core.registry.release_all();
     };

@@ -28,6 +28,40 @@ impl Metrics {
         self.commit_nanos.fetch_add(took.as_nanos() as u64, Relaxed);
     }
 
+    /// The counters in Consul's `/v1/agent/metrics` JSON shape (go-metrics' in-memory display:
+    /// `Timestamp`, `Gauges`, `Points`, `Counters`, `Samples`).
+    pub fn summary(&self, st: &State, topics: usize) -> serde_json::Value {
+        let gauge = |name: &str, value: f64| serde_json::json!({"Name": name, "Value": value, "Labels": {}});
+        let counter = |name: &str, a: &AtomicU64| {
+            let v = a.load(Relaxed) as f64;
+            serde_json::json!({"Name": name, "Count": v as u64, "Rate": 0.0, "Sum": v,
+                "Min": v, "Max": v, "Mean": v, "Stddev": 0.0, "Labels": {}})
+        };
+        let now = std::time::SystemTime::now();
+        serde_json::json!({
+            "Timestamp": humantime::format_rfc3339_seconds(now).to_string(),
+            "Gauges": [
+                gauge("consul.catalog.index", st.index as f64),
+                gauge("consul.catalog.nodes", st.nodes.len() as f64),
+                gauge("consul.catalog.services", st.by_service.len() as f64),
+                gauge("consul.kv.entries", st.kv.len() as f64),
+                gauge("consul.session_ttl.active", st.sessions.len() as f64),
+                gauge("catalogd.blocking_queries.waiting", self.blocking_waiting.load(Relaxed) as f64),
+                gauge("catalogd.watch_topics", topics as f64),
+            ],
+            "Points": [],
+            "Counters": [
+                counter("catalogd.http.requests", &self.http_requests),
+                counter("catalogd.http.errors", &self.http_errors),
+                counter("catalogd.blocking_queries", &self.blocking_queries),
+                counter("catalogd.commits", &self.commits),
+                counter("catalogd.writes.committed", &self.committed_writes),
+                counter("catalogd.writes.rejected", &self.writes_rejected),
+            ],
+            "Samples": [],
+        })
+    }
+
     /// Renders every metric; `topics` is the number of watched topics.
     pub fn render(&self, st: &State, topics: usize) -> String {
         let mut out = String::with_capacity(2048);

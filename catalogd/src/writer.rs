@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::metrics::Metrics;
 use crate::persist;
-use crate::state::{ApplyError, Changes, KvPut, LockDelays, NodeKey, State};
+use crate::state::{ApplyError, Changes, KvPut, LockDelays, NodeKey, State, runs_script};
 use crate::timers::Timers;
 use crate::watch::Registry;
 
@@ -40,7 +40,14 @@ pub enum Command {
     AgentServiceDeregister(String),
     AgentCheckRegister(Box<AgentCheckRegistration>),
     AgentCheckDeregister(String),
-    CheckUpdate {
+    /// A client's update of a TTL check on catalogd's node (`/v1/agent/check/pass` etc.).
+    TtlUpdate {
+        check_id: String,
+        status: CheckStatus,
+        output: String,
+    },
+    /// A result of a check catalogd runs itself; changes nothing if the check is gone.
+    CheckResult {
         check_id: String,
         status: CheckStatus,
         output: String,
@@ -203,16 +210,11 @@ fn commit_group(parts: &WriterParts, delays: &mut LockDelays, group: &mut Vec<Re
     parts.registry.publish(&changes);
 }
 
-/// Whether an agent check definition runs a command.
-fn uses_script(def: &AgentCheckRegistration) -> bool {
-    !def.args.is_empty() || !def.script_args.is_empty()
-}
-
 /// Consul's refusal of a script check on an agent that does not run them.
 fn scripts_disabled() -> ApplyError {
-    ApplyError::Invalid(
-        "Scripts are disabled on this agent; to enable, configure 'enable_script_checks' or \
-         'enable_local_script_checks' to true"
+    ApplyError::Rpc(
+        "Scripts are disabled on this agent from remote calls; to enable, configure \
+         'enable_script_checks' to true"
             .into(),
     )
 }
@@ -239,32 +241,48 @@ fn apply(
             reg,
             replace_checks,
         } => {
-            if !cfg.enable_script_checks && reg.check.iter().chain(&reg.checks).any(uses_script) {
+            let sidecar_checks = reg
+                .connect
+                .iter()
+                .flat_map(|c| &c.sidecar_service)
+                .flat_map(|s| s.check.iter().chain(&s.checks));
+            if !cfg.enable_script_checks
+                && reg
+                    .check
+                    .iter()
+                    .chain(&reg.checks)
+                    .chain(sidecar_checks)
+                    .any(runs_script)
+            {
                 return Err(scripts_disabled());
             }
             st.agent_register_service(&cfg.node, *reg, replace_checks, ch)?;
             Reply::Done
         }
         Command::AgentServiceDeregister(id) => {
-            if !st.remove_service(&cfg.node, &id, ch) {
-                return Err(ApplyError::NotFound(format!("unknown service ID {id:?}")));
-            }
+            st.agent_deregister_service(&cfg.node, &id, ch)?;
             Reply::Done
         }
         Command::AgentCheckRegister(def) => {
-            if !cfg.enable_script_checks && uses_script(&def) {
+            if !cfg.enable_script_checks && runs_script(&def) {
                 return Err(scripts_disabled());
             }
             st.agent_register_check(&cfg.node, *def, ch)?;
             Reply::Done
         }
         Command::AgentCheckDeregister(id) => {
-            if !st.remove_check(&(cfg.node.clone(), id.clone()), ch) {
-                return Err(ApplyError::NotFound(format!("unknown check ID {id:?}")));
-            }
+            st.agent_deregister_check(&cfg.node, &id, ch)?;
             Reply::Done
         }
-        Command::CheckUpdate {
+        Command::TtlUpdate {
+            check_id,
+            status,
+            output,
+        } => {
+            st.ttl_update(&cfg.node, &check_id, status, output, ch)?;
+            Reply::Done
+        }
+        Command::CheckResult {
             check_id,
             status,
             output,

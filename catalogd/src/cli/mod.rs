@@ -94,7 +94,7 @@ fn hostname() -> String {
 }
 
 impl ServeArgs {
-    pub fn config(&self) -> crate::Config {
+    pub fn config(&self, log_tap: cairn_cli::LogTap) -> crate::Config {
         let ip = self.http_addr.ip();
         let advertise = self.advertise.unwrap_or(if ip.is_unspecified() {
             IpAddr::V4(Ipv4Addr::LOCALHOST)
@@ -109,6 +109,7 @@ impl ServeArgs {
             advertise,
             min_session_ttl: self.session_ttl_min,
             enable_script_checks: self.enable_script_checks,
+            log_tap,
         }
     }
 }
@@ -119,7 +120,10 @@ pub fn run(cli: Cli) -> ExitCode {
     if let Command::Docs(docs) = &cli.command {
         return docs.run(<Cli as clap::CommandFactory>::command());
     }
-    cairn_cli::init_logging(&cli.log);
+    // The server's log is also streamed by /v1/agent/monitor.
+    let tap = cairn_cli::LogTap::default();
+    let tapped = matches!(cli.command, Command::Serve(_)).then_some(&tap);
+    cairn_cli::init_logging_tapped(&cli.log, "info", tapped);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -130,7 +134,7 @@ pub fn run(cli: Cli) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(dispatch(cli));
+    let result = runtime.block_on(dispatch(cli, tap));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.is::<NotFound>() => {
@@ -144,13 +148,13 @@ pub fn run(cli: Cli) -> ExitCode {
     }
 }
 
-async fn dispatch(cli: Cli) -> anyhow::Result<()> {
+async fn dispatch(cli: Cli, tap: cairn_cli::LogTap) -> anyhow::Result<()> {
     let client = || {
         cairn_client::CatalogClient::new(&cli.catalog.url(), cli.catalog.token())
             .context("catalog address")
     };
     match cli.command {
-        Command::Serve(args) => crate::serve(args.config(), cairn_cli::shutdown_signal()).await,
+        Command::Serve(args) => crate::serve(args.config(tap), cairn_cli::shutdown_signal()).await,
         Command::Kv(cmd) => client_cmds::kv(&client()?, cmd).await,
         Command::Services(f) => client_cmds::services(&client()?, f.json).await,
         Command::Service(args) => client_cmds::service(&client()?, args).await,

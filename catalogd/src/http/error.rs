@@ -1,4 +1,4 @@
-//! HTTP errors: a status and a message naming what was wrong, sent as `{"message": "..."}`.
+//! HTTP errors: a status and a message naming what was wrong, sent as the plain-text body.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -29,10 +29,19 @@ impl HttpError {
     }
 }
 
+/// Consul answers errors in plain text, and clients match on the text's start (for example
+/// `Invalid Session TTL`), so the message is the whole body.
 impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({ "message": self.message });
-        (self.status, axum::Json(body)).into_response()
+        (
+            self.status,
+            [(
+                axum::http::header::CONTENT_TYPE,
+                axum::http::HeaderValue::from_static("text/plain; charset=utf-8"),
+            )],
+            self.message,
+        )
+            .into_response()
     }
 }
 
@@ -40,6 +49,7 @@ impl From<WriteError> for HttpError {
     fn from(e: WriteError) -> Self {
         let status = match &e {
             WriteError::Apply(ApplyError::Invalid(_)) => StatusCode::BAD_REQUEST,
+            WriteError::Apply(ApplyError::Rpc(_)) => StatusCode::INTERNAL_SERVER_ERROR,
             WriteError::Apply(ApplyError::NotFound(_)) => StatusCode::NOT_FOUND,
             WriteError::Apply(ApplyError::TooLarge(_)) => StatusCode::PAYLOAD_TOO_LARGE,
             WriteError::Apply(ApplyError::Txn(_)) => StatusCode::CONFLICT,

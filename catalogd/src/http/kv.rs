@@ -10,7 +10,7 @@ use axum::response::IntoResponse;
 use cairn_wire::KvPair;
 
 use super::respond::{blocking, json_list, json_read, with_index};
-use super::{HttpError, HttpResult, Query, Read, ReadOpts};
+use super::{HttpError, HttpResult, Query, Read};
 use crate::core::Core;
 use crate::state::{KvPut, State as CatalogState, prefix_range};
 use crate::watch::Topic;
@@ -131,7 +131,6 @@ pub async fn put_root(
 
 async fn write(core: Arc<Core>, key: String, q: Option<String>, body: Bytes) -> HttpResult {
     let query = Query::parse(q.as_deref());
-    ReadOpts::parse(&query, &core.config.datacenter)?;
     let put = KvPut {
         key,
         value: body.to_vec(),
@@ -167,7 +166,6 @@ pub async fn delete_root(State(core): State<Arc<Core>>, RawQuery(q): RawQuery) -
 
 async fn remove(core: Arc<Core>, key: String, q: Option<String>) -> HttpResult {
     let query = Query::parse(q.as_deref());
-    ReadOpts::parse(&query, &core.config.datacenter)?;
     let recurse = query.flag("recurse");
     let cas = query.u64("cas")?;
     if !recurse && key.is_empty() {

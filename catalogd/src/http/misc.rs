@@ -12,7 +12,8 @@ use super::{HttpResult, Read};
 use crate::core::Core;
 use crate::watch::Topic;
 
-fn raft_addr(core: &Core) -> String {
+/// The address catalogd reports as its Raft server (Consul's server RPC port).
+pub(crate) fn raft_addr(core: &Core) -> String {
     format!("{}:8300", core.config.advertise)
 }
 

@@ -2,6 +2,7 @@
 
 mod agent;
 mod catalog;
+pub mod coordinate;
 mod error;
 mod health;
 mod kv;
@@ -29,23 +30,55 @@ use crate::core::Core;
 /// Largest request body accepted (a txn of many maximal values); KV values are checked on their own.
 const MAX_BODY: usize = 64 * 1024 * 1024;
 
-/// Decodes a JSON body the way Consul does: keys matched case-insensitively (snake_case too),
-/// errors naming the offending field.
-pub fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, HttpError> {
+/// Reads a JSON body the way Consul's decoder sees it: keys matched case-insensitively
+/// (snake_case too), `null` as absent, numeric durations as nanoseconds. Errors start with
+/// Consul's `Request decode failed:`.
+pub fn decode_value(body: &[u8]) -> Result<serde_json::Value, HttpError> {
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(HttpError::bad_request("missing request body"));
+        return Err(HttpError::bad_request("Request decode failed: EOF"));
     }
     let mut value: serde_json::Value = serde_json::from_slice(body)
-        .map_err(|e| HttpError::bad_request(format!("request body is not valid JSON: {e}")))?;
+        .map_err(|e| HttpError::bad_request(format!("Request decode failed: {e}")))?;
     cairn_wire::canonicalize_keys(&mut value);
     cairn_wire::drop_nulls(&mut value);
     cairn_wire::durations_from_numbers(&mut value);
+    if let Some(field) = enterprise_field(&value) {
+        let mut message = format!("Request decode failed: json: unknown field {field:?}");
+        if field == "Namespace" {
+            message.push_str(" - Namespaces are a Consul Enterprise feature");
+        }
+        return Err(HttpError::bad_request(message));
+    }
+    Ok(value)
+}
+
+/// A `Namespace` or `Partition` set to something other than the default, anywhere in a body:
+/// open-source Consul has neither and refuses them as unknown fields.
+fn enterprise_field(v: &serde_json::Value) -> Option<&'static str> {
+    match v {
+        serde_json::Value::Object(map) => map.iter().find_map(|(k, v)| {
+            let set = v.as_str().is_some_and(|s| !s.is_empty() && s != "default");
+            match k.as_str() {
+                "Namespace" if set => Some("Namespace"),
+                "Partition" if set => Some("Partition"),
+                "Meta" | "NodeMeta" | "ServiceMeta" | "Config" => None,
+                _ => enterprise_field(v),
+            }
+        }),
+        serde_json::Value::Array(items) => items.iter().find_map(enterprise_field),
+        _ => None,
+    }
+}
+
+/// Decodes a JSON body into `T` as [`decode_value`] reads it, naming the offending field.
+pub fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, HttpError> {
+    let value = decode_value(body)?;
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         if path == "." {
-            HttpError::bad_request(format!("request body: {}", e.inner()))
+            HttpError::bad_request(format!("Request decode failed: {}", e.inner()))
         } else {
-            HttpError::bad_request(format!("{path}: {}", e.inner()))
+            HttpError::bad_request(format!("Request decode failed: {path}: {}", e.inner()))
         }
     })
 }
@@ -55,6 +88,11 @@ pub fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, HttpError> {
 /// keep-alive connection under a pooled client's next request.
 async fn count_requests(State(core): State<Arc<Core>>, req: Request, next: Next) -> Response {
     core.metrics.http_requests.fetch_add(1, Relaxed);
+    if let Err(e) = local_datacenter(&req, &core.config.datacenter).and_then(|()| open_source(&req))
+    {
+        core.metrics.http_errors.fetch_add(1, Relaxed);
+        return with_policy(e.into_response());
+    }
     let (parts, body) = req.into_parts();
     let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
         Ok(b) => b,
@@ -73,15 +111,136 @@ async fn count_requests(State(core): State<Arc<Core>>, req: Request, next: Next)
     if resp.status().is_client_error() || resp.status().is_server_error() {
         core.metrics.http_errors.fetch_add(1, Relaxed);
     }
+    with_policy(resp)
+}
+
+/// Consul sends its default ACL policy on every answer.
+fn with_policy(mut resp: Response) -> Response {
+    resp.headers_mut().insert(
+        "X-Consul-Default-ACL-Policy",
+        axum::http::HeaderValue::from_static("allow"),
+    );
     resp
 }
 
+/// Namespaces and admin partitions are Consul Enterprise features: open-source Consul refuses
+/// a request that names one, and so does catalogd, with the same text.
+fn open_source(req: &Request) -> Result<(), HttpError> {
+    let refuse = |what: String, feature: &str| {
+        Err(HttpError::bad_request(format!(
+            "{what} - {feature} are a Consul Enterprise feature"
+        )))
+    };
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty())
+            .is_some()
+    };
+    if header("X-Consul-Namespace") {
+        return refuse(
+            "Invalid header: \"X-Consul-Namespace\"".into(),
+            "Namespaces",
+        );
+    }
+    if header("X-Consul-Partition") {
+        return refuse(
+            "Invalid header: \"X-Consul-Partition\"".into(),
+            "Partitions",
+        );
+    }
+    let q = Query::parse(req.uri().query());
+    if q.get("ns").is_some_and(|v| !v.is_empty()) {
+        return refuse("Invalid query parameter: \"ns\"".into(), "Namespaces");
+    }
+    if q.get("partition")
+        .is_some_and(|v| !v.is_empty() && v != "default")
+    {
+        return refuse(
+            "Invalid query parameter: \"partition\"".into(),
+            "Partitions",
+        );
+    }
+    Ok(())
+}
+
+/// A request for another datacenter (`?dc=`) has nowhere to go: catalogd is one datacenter.
+/// The agent endpoints answer for the local agent whatever `dc` says, as Consul's do.
+fn local_datacenter(req: &Request, datacenter: &str) -> Result<(), HttpError> {
+    if req.uri().path().starts_with("/v1/agent/") {
+        return Ok(());
+    }
+    match Query::parse(req.uri().query()).get("dc") {
+        Some(dc) if !dc.is_empty() && dc != datacenter => Err(HttpError {
+            status: axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            message: "No path to datacenter".into(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Consul's answer for a path it has no endpoint for.
 async fn unknown_endpoint(req: Request) -> HttpError {
-    HttpError::not_found(format!(
-        "unknown endpoint {} {}",
-        req.method(),
-        req.uri().path()
-    ))
+    HttpError::not_found(if req.uri().path().contains("/v1/") {
+        "Invalid URL path: not a recognized HTTP API endpoint\n"
+    } else {
+        "Invalid URL path: if attempting to use the HTTP API, ensure the path starts with '/v1/'\n"
+    })
+}
+
+/// Consul's answer for a method an endpoint does not take.
+async fn method_not_allowed(req: Request) -> HttpError {
+    HttpError {
+        status: axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        message: format!("method {} not allowed", req.method()),
+    }
+}
+
+/// A write endpoint: Consul's method (PUT), and POST, which earlier cairn clients sent.
+fn write<H, T>(handler: H) -> axum::routing::MethodRouter<Arc<Core>>
+where
+    H: axum::handler::Handler<T, Arc<Core>> + Clone,
+    T: 'static,
+{
+    put(handler.clone()).post(handler)
+}
+
+/// `/v1/agent/*`. IDs take the rest of the path (`/v1/agent/service/deregister/a/b` is service
+/// `a/b`), as Consul's prefix routes do.
+fn agent_routes() -> Router<Arc<Core>> {
+    Router::new()
+        .route("/v1/agent/self", get(agent::self_info))
+        .route("/v1/agent/version", get(agent::version))
+        .route("/v1/agent/members", get(agent::members))
+        .route("/v1/agent/services", get(agent::services))
+        .route("/v1/agent/service/{*id}", get(agent::service))
+        .route("/v1/agent/checks", get(agent::checks))
+        .route("/v1/agent/metrics", get(agent::metrics))
+        .route("/v1/agent/monitor", get(agent::monitor))
+        .route("/v1/agent/reload", put(agent::reload))
+        .route("/v1/agent/leave", put(agent::leave))
+        .route("/v1/agent/force-leave/{*node}", put(agent::force_leave))
+        .route("/v1/agent/token/{*kind}", put(agent::token))
+        .route("/v1/agent/maintenance", write(agent::node_maintenance))
+        .route("/v1/agent/service/register", write(agent::register_service))
+        .route(
+            "/v1/agent/service/deregister/{*id}",
+            write(agent::deregister_service),
+        )
+        .route(
+            "/v1/agent/service/maintenance/{*id}",
+            write(agent::service_maintenance),
+        )
+        .route("/v1/agent/check/register", write(agent::register_check))
+        .route(
+            "/v1/agent/check/deregister/{*id}",
+            write(agent::deregister_check),
+        )
+        .route("/v1/agent/check/pass/{*id}", write(agent::pass))
+        .route("/v1/agent/check/warn/{*id}", write(agent::warn))
+        .route("/v1/agent/check/fail/{*id}", write(agent::fail))
+        .route("/v1/agent/check/update/{*id}", write(agent::update))
 }
 
 /// Every route of the API.
@@ -104,51 +263,7 @@ pub fn router(core: Arc<Core>) -> Router {
         .route("/v1/health/checks/{name}", get(health::checks))
         .route("/v1/health/node/{node}", get(health::node))
         .route("/v1/health/state/{state}", get(health::state))
-        .route("/v1/agent/self", get(agent::self_info))
-        .route("/v1/agent/members", get(agent::members))
-        .route("/v1/agent/services", get(agent::services))
-        .route("/v1/agent/service/{id}", get(agent::service))
-        .route("/v1/agent/checks", get(agent::checks))
-        .route(
-            "/v1/agent/service/register",
-            put(agent::register_service).post(agent::register_service),
-        )
-        .route(
-            "/v1/agent/service/deregister/{id}",
-            put(agent::deregister_service).post(agent::deregister_service),
-        )
-        .route(
-            "/v1/agent/service/maintenance/{id}",
-            put(agent::service_maintenance).post(agent::service_maintenance),
-        )
-        .route(
-            "/v1/agent/maintenance",
-            put(agent::node_maintenance).post(agent::node_maintenance),
-        )
-        .route(
-            "/v1/agent/check/register",
-            put(agent::register_check).post(agent::register_check),
-        )
-        .route(
-            "/v1/agent/check/deregister/{id}",
-            put(agent::deregister_check).post(agent::deregister_check),
-        )
-        .route(
-            "/v1/agent/check/pass/{id}",
-            put(agent::pass).post(agent::pass),
-        )
-        .route(
-            "/v1/agent/check/warn/{id}",
-            put(agent::warn).post(agent::warn),
-        )
-        .route(
-            "/v1/agent/check/fail/{id}",
-            put(agent::fail).post(agent::fail),
-        )
-        .route(
-            "/v1/agent/check/update/{id}",
-            put(agent::update).post(agent::update),
-        )
+        .merge(agent_routes())
         .route(
             "/v1/kv/",
             get(kv::get_root).put(kv::put_root).delete(kv::delete_root),
@@ -178,8 +293,8 @@ pub fn router(core: Arc<Core>) -> Router {
         .route("/v1/cairn/catalog", get(misc::whole_catalog))
         .route("/", get(misc::index))
         .route("/metrics", get(misc::metrics))
-        .route("/v1/agent/metrics", get(misc::metrics))
         .fallback(unknown_endpoint)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(middleware::from_fn_with_state(core.clone(), count_requests))
         .with_state(core)

@@ -89,10 +89,10 @@ impl axum::extract::FromRequestParts<std::sync::Arc<crate::core::Core>> for Read
 
     async fn from_request_parts(
         parts: &mut axum::http::request::Parts,
-        core: &std::sync::Arc<crate::core::Core>,
+        _: &std::sync::Arc<crate::core::Core>,
     ) -> Result<Self, HttpError> {
         let query = Query::parse(parts.uri.query());
-        let opts = ReadOpts::parse(&query, &core.config.datacenter)?;
+        let opts = ReadOpts::parse(&query)?;
         Ok(Read { query, opts })
     }
 }
@@ -107,17 +107,8 @@ pub struct ReadOpts {
 }
 
 impl ReadOpts {
-    /// Parses and validates the read options; `dc` must name this datacenter.
-    pub fn parse(q: &Query, datacenter: &str) -> Result<Self, HttpError> {
-        if let Some(dc) = q.get("dc")
-            && !dc.is_empty()
-            && dc != datacenter
-        {
-            return Err(HttpError {
-                status: axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-                message: format!("No path to datacenter {dc:?}"),
-            });
-        }
+    /// Parses and validates the read options (`dc` was checked before routing).
+    pub fn parse(q: &Query) -> Result<Self, HttpError> {
         let index = q.u64("index")?.unwrap_or(0);
         let wait = match q.get("wait") {
             None | Some("") => DEFAULT_WAIT,

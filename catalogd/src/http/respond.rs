@@ -66,13 +66,27 @@ impl Drop for Waiting<'_> {
     }
 }
 
-/// Adds the Consul read headers.
+/// Adds the Consul read headers (`setMeta`): the index (never 0), a known leader with no lag,
+/// and the consistency and backend a Consul server reports for a leader read.
 pub fn with_index(mut resp: Response, index: u64) -> Response {
     let h = resp.headers_mut();
     h.insert("X-Consul-Index", HeaderValue::from(index.max(1)));
     h.insert("X-Consul-KnownLeader", HeaderValue::from_static("true"));
     h.insert("X-Consul-LastContact", HeaderValue::from_static("0"));
+    h.insert(
+        "X-Consul-Effective-Consistency",
+        HeaderValue::from_static("leader"),
+    );
+    h.insert(
+        "X-Consul-Query-Backend",
+        HeaderValue::from_static("blocking-query"),
+    );
     resp
+}
+
+/// A JSON body without read headers (agent endpoints, writes that answer a value).
+pub fn json_plain<T: Serialize>(body: &T) -> Response {
+    json_bytes(StatusCode::OK, serde_json::to_vec(body).unwrap_or_default())
 }
 
 /// A JSON body with the read headers.
@@ -110,21 +124,20 @@ pub fn json_list<T: Serialize>(index: u64, items: &[T], opts: &ReadOpts) -> Resp
     }
 }
 
-/// A JSON map (agent services/checks), filtered on its values.
-pub fn json_map<T: Serialize>(
-    index: u64,
+/// A JSON map (agent services/checks), filtered on its values, without read headers.
+pub fn json_map_plain<T: Serialize>(
     items: &std::collections::BTreeMap<String, T>,
     opts: &ReadOpts,
 ) -> Response {
     match &opts.filter {
-        None => json_read(index, items),
+        None => json_plain(items),
         Some(f) => {
             let kept: serde_json::Map<String, serde_json::Value> = items
                 .iter()
                 .filter_map(|(k, i)| Some((k.clone(), serde_json::to_value(i).ok()?)))
                 .filter(|(_, v)| f.matches(v))
                 .collect();
-            json_read(index, &kept)
+            json_plain(&kept)
         }
     }
 }

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use cairn_wire::{
-    AgentCheckRegistration, AgentServiceRegistration, CatalogDeregistration, CatalogRegistration,
-    CheckDefinition, CheckStatus, HealthCheck, Node, NodeService, parse_go_duration,
+    CatalogDeregistration, CatalogRegistration, CheckDefinition, CheckStatus, HealthCheck, Node,
+    NodeService, parse_go_duration,
 };
 
 use super::{ApplyError, Changes, NodeKey, State, TtlChange, invalid};
@@ -340,7 +340,14 @@ impl State {
         if let Some(c) = self.checks.get(key)
             && c.status != CheckStatus::Critical
         {
-            let output = format!("TTL expired (last output: {})", c.output);
+            let output = if c.output.is_empty() {
+                "TTL expired".to_string()
+            } else {
+                format!(
+                    "TTL expired (last output before timeout follows): {}",
+                    c.output
+                )
+            };
             let _ = self.update_check(&key.0, &key.1, CheckStatus::Critical, output, ch);
         }
     }
@@ -455,95 +462,9 @@ impl State {
             self.end_session(&id, idx, ch);
         }
     }
-
-    /// `PUT /v1/agent/service/register` on catalogd's own node.
-    pub fn agent_register_service(
-        &mut self,
-        self_node: &str,
-        reg: AgentServiceRegistration,
-        replace_existing_checks: bool,
-        ch: &mut Changes,
-    ) -> Result<(), ApplyError> {
-        if reg.name.is_empty() {
-            return invalid("Name: missing service name");
-        }
-        let id = if reg.id.is_empty() {
-            reg.name.clone()
-        } else {
-            reg.id.clone()
-        };
-        let svc = NodeService {
-            id: id.clone(),
-            service: reg.name.clone(),
-            tags: reg.tags,
-            address: reg.address,
-            tagged_addresses: reg.tagged_addresses,
-            meta: reg.meta,
-            port: reg.port,
-            weights: reg.weights.unwrap_or_default(),
-            enable_tag_override: reg.enable_tag_override,
-            kind: reg.kind,
-            create_index: 0,
-            modify_index: 0,
-        };
-        let mut defs = reg.checks;
-        defs.extend(reg.check);
-        let many = defs.len() > 1;
-        let mut checks = Vec::with_capacity(defs.len());
-        for (i, mut def) in defs.into_iter().enumerate() {
-            def.service_id = id.clone();
-            let default_id = if many {
-                format!("service:{id}:{}", i + 1)
-            } else {
-                format!("service:{id}")
-            };
-            let default_name = format!("Service '{}' check", reg.name);
-            checks.push(agent_check(self_node, def, &default_id, &default_name, i)?);
-        }
-        let idx = self.index + 1;
-        let mut changed = self.upsert_service(self_node, svc, idx, ch)?;
-        let keep: Vec<String> = checks.iter().map(|c| c.check_id.clone()).collect();
-        for check in checks {
-            changed |= self.upsert_check(check, idx, ch)?;
-        }
-        if changed {
-            self.index = idx;
-        }
-        if replace_existing_checks {
-            let doomed: Vec<NodeKey> = self
-                .node_checks(self_node)
-                .filter(|(_, c)| c.service_id == id && !keep.contains(&c.check_id))
-                .map(|(k, _)| k.clone())
-                .collect();
-            for key in doomed {
-                self.remove_check(&key, ch);
-            }
-        }
-        Ok(())
-    }
-
-    /// `PUT /v1/agent/check/register` on catalogd's own node.
-    pub fn agent_register_check(
-        &mut self,
-        self_node: &str,
-        def: AgentCheckRegistration,
-        ch: &mut Changes,
-    ) -> Result<(), ApplyError> {
-        if def.name.is_empty() {
-            return invalid("Name: missing check name");
-        }
-        let default_id = def.name.clone();
-        let name = def.name.clone();
-        let check = agent_check(self_node, def, &default_id, &name, 0)?;
-        let idx = self.index + 1;
-        if self.upsert_check(check, idx, ch)? {
-            self.index = idx;
-        }
-        Ok(())
-    }
 }
 
-fn infer_type(def: &CheckDefinition) -> &'static str {
+pub(crate) fn infer_type(def: &CheckDefinition) -> &'static str {
     if !def.ttl.is_empty() {
         "ttl"
     } else if !def.http.is_empty() {
@@ -555,90 +476,4 @@ fn infer_type(def: &CheckDefinition) -> &'static str {
     } else {
         ""
     }
-}
-
-/// Turns an agent check definition into a health check on `node`.
-fn agent_check(
-    node: &str,
-    def: AgentCheckRegistration,
-    default_id: &str,
-    default_name: &str,
-    position: usize,
-) -> Result<HealthCheck, ApplyError> {
-    let what = if position == 0 {
-        "Check".to_string()
-    } else {
-        format!("Checks[{position}]")
-    };
-    let id = [def.check_id.as_str(), def.id.as_str(), default_id]
-        .into_iter()
-        .find(|s| !s.is_empty())
-        .unwrap_or(default_id)
-        .to_string();
-    let args = if def.args.is_empty() {
-        def.script_args
-    } else {
-        def.args
-    };
-    let definition = CheckDefinition {
-        http: def.http,
-        header: def.header,
-        method: def.method,
-        body: def.body,
-        tls_skip_verify: def.tls_skip_verify,
-        tcp: def.tcp,
-        script_args: args,
-        interval: def.interval,
-        timeout: def.timeout,
-        ttl: def.ttl,
-        deregister_critical_service_after: def.deregister_critical_service_after,
-    };
-    let kinds = [
-        !definition.ttl.is_empty(),
-        !definition.http.is_empty(),
-        !definition.tcp.is_empty(),
-        !definition.script_args.is_empty(),
-    ];
-    match kinds.iter().filter(|k| **k).count() {
-        0 => {
-            return invalid(format!(
-                "{what}: must provide one of TTL, HTTP, TCP or Args"
-            ));
-        }
-        1 => {}
-        _ => {
-            return invalid(format!(
-                "{what}: TTL, HTTP, TCP and Args are mutually exclusive"
-            ));
-        }
-    }
-    if definition.ttl.is_empty() && definition.interval.is_empty() {
-        return invalid(format!(
-            "{what}.Interval: required for HTTP, TCP and script checks"
-        ));
-    }
-    validate_definition(&definition, &what)?;
-    let check_type = infer_type(&definition).to_string();
-    Ok(HealthCheck {
-        node: node.to_string(),
-        check_id: id,
-        name: if def.name.is_empty() {
-            default_name.to_string()
-        } else {
-            def.name
-        },
-        status: def.status.unwrap_or(CheckStatus::Critical),
-        notes: def.notes,
-        output: String::new(),
-        service_id: def.service_id,
-        service_name: String::new(),
-        service_tags: Vec::new(),
-        check_type,
-        interval: definition.interval.clone(),
-        timeout: definition.timeout.clone(),
-        exposed_port: 0,
-        definition,
-        create_index: 0,
-        modify_index: 0,
-    })
 }

@@ -5,6 +5,7 @@
 //! the change is on disk; readers load whichever snapshot is current and never take a lock. Each
 //! successful command advances `index` by one (Consul's Raft index) and stamps what it touched.
 
+mod agent;
 mod catalog;
 mod changes;
 mod kv;
@@ -22,6 +23,7 @@ use cairn_wire::{HealthCheck, Node, NodeService, SessionEntry};
 use imbl::{OrdMap, OrdSet};
 use serde::{Deserialize, Serialize};
 
+pub use agent::runs_script;
 pub use changes::{Changes, TtlChange};
 pub use kv::{KvEntry, KvPut, validate_key};
 pub use reads::prefix_range;
@@ -78,6 +80,9 @@ pub struct Session {
 pub enum ApplyError {
     #[error("{0}")]
     Invalid(String),
+    /// Refused the way Consul's RPC layer refuses: HTTP 500 with the message as the body.
+    #[error("{0}")]
+    Rpc(String),
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]

@@ -4,8 +4,10 @@
 //! `completions <shell>` and `man` subcommands ([`docs`]).
 
 pub mod docs;
+pub mod logtap;
 
 pub use docs::DocsCommand;
+pub use logtap::{LogRecord, LogTap};
 
 use clap::{Args, ValueEnum};
 
@@ -83,17 +85,42 @@ pub fn init_logging(args: &LogArgs) {
 /// Like [`init_logging`], with another default filter when `RUST_LOG` is unset (e.g. to quiet a
 /// chatty dependency: `"info,hickory_server=warn"`).
 pub fn init_logging_with(args: &LogArgs, default_filter: &str) {
+    init_logging_tapped(args, default_filter, None);
+}
+
+/// Like [`init_logging_with`], also feeding `tap` with every event that passes the filter.
+pub fn init_logging_tapped(args: &LogArgs, default_filter: &str, tap: Option<&LogTap>) {
     use std::io::IsTerminal;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
     let color = std::env::var_os("NO_COLOR").is_none() && std::io::stderr().is_terminal();
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match args.log_format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder.with_ansi(color).try_init(),
+    let (json, text) = match args.log_format {
+        LogFormat::Json => (
+            Some(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_writer(std::io::stderr),
+            ),
+            None,
+        ),
+        LogFormat::Text => (
+            None,
+            Some(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(color)
+                    .with_writer(std::io::stderr),
+            ),
+        ),
     };
+    // A second initialisation (tests calling twice) keeps the first subscriber.
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(json)
+        .with(text)
+        .with(tap.map(LogTap::layer))
+        .try_init();
 }
 
 /// Resolves when the process receives SIGTERM or SIGINT.

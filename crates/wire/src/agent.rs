@@ -3,9 +3,12 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
-use crate::catalog::{StringMap, Weights};
+use crate::catalog::{NodeService, StringMap, Weights};
+use crate::connect::{
+    AgentProxyConfig, ConnectProxyConfig, Locality, ServiceConnect, ServiceTaggedAddresses,
+    is_proxy_kind,
+};
 use crate::health::CheckStatus;
 
 /// A check as registered through the agent (`/v1/agent/check/register` or a service's `Check`).
@@ -32,30 +35,125 @@ pub struct AgentCheckRegistration {
     pub tls_skip_verify: bool,
     #[serde(rename = "TCP")]
     pub tcp: String,
+    #[serde(rename = "UDP")]
+    pub udp: String,
+    #[serde(rename = "GRPC")]
+    pub grpc: String,
+    #[serde(rename = "GRPCUseTLS")]
+    pub grpc_use_tls: bool,
+    #[serde(rename = "H2PING")]
+    pub h2ping: String,
+    #[serde(rename = "H2PingUseTLS")]
+    pub h2ping_use_tls: Option<bool>,
+    #[serde(rename = "TLSServerName")]
+    pub tls_server_name: String,
+    pub disable_redirects: bool,
+    #[serde(rename = "DockerContainerID")]
+    pub docker_container_id: String,
+    pub shell: String,
+    pub alias_node: String,
+    pub alias_service: String,
     pub args: Vec<String>,
     pub script_args: Vec<String>,
     pub interval: String,
     pub timeout: String,
     pub deregister_critical_service_after: String,
+    pub output_max_size: u64,
+    pub success_before_passing: u64,
+    pub failures_before_warning: u64,
+    pub failures_before_critical: u64,
 }
 
-/// Body of `PUT /v1/agent/service/register`.
+/// Body of `PUT /v1/agent/service/register` (Consul's `ServiceDefinition`).
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct AgentServiceRegistration {
+    pub kind: String,
     #[serde(rename = "ID")]
     pub id: String,
     pub name: String,
     pub tags: Vec<String>,
     pub address: String,
-    pub tagged_addresses: BTreeMap<String, Value>,
+    pub tagged_addresses: ServiceTaggedAddresses,
     pub meta: StringMap,
     pub port: u16,
-    pub kind: String,
+    pub socket_path: String,
     pub check: Option<AgentCheckRegistration>,
     pub checks: Vec<AgentCheckRegistration>,
     pub enable_tag_override: bool,
     pub weights: Option<Weights>,
+    pub locality: Option<Locality>,
+    pub proxy: Option<ConnectProxyConfig>,
+    pub connect: Option<AgentServiceConnect>,
+    /// Accepted as Consul does; catalogd keeps no per-service tokens.
+    #[serde(skip_serializing)]
+    pub token: String,
+}
+
+/// `Connect` of a service registration: mesh-native, or a sidecar proxy to register with it.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct AgentServiceConnect {
+    pub native: bool,
+    pub sidecar_service: Option<Box<AgentServiceRegistration>>,
+}
+
+/// A service as the agent endpoints return it (`api.AgentService`).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct AgentService {
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub kind: String,
+    #[serde(rename = "ID")]
+    pub id: String,
+    pub service: String,
+    pub tags: Vec<String>,
+    pub meta: StringMap,
+    pub port: u16,
+    pub address: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub socket_path: String,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub tagged_addresses: ServiceTaggedAddresses,
+    pub weights: Weights,
+    pub enable_tag_override: bool,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub content_hash: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<AgentProxyConfig>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connect: Option<ServiceConnect>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub peer_name: String,
+    pub datacenter: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub locality: Option<Locality>,
+}
+
+impl AgentService {
+    /// The agent's view of a stored service: no Raft indexes, `Proxy` only for proxies and
+    /// gateways, `Connect` only when native.
+    pub fn from_node_service(s: &NodeService, datacenter: &str) -> Self {
+        AgentService {
+            kind: s.kind.clone(),
+            id: s.id.clone(),
+            service: s.service.clone(),
+            tags: s.tags.clone(),
+            meta: s.meta.clone(),
+            port: s.port,
+            address: s.address.clone(),
+            socket_path: s.socket_path.clone(),
+            tagged_addresses: s.tagged_addresses.clone(),
+            weights: s.weights,
+            enable_tag_override: s.enable_tag_override,
+            content_hash: String::new(),
+            proxy: is_proxy_kind(&s.kind).then(|| s.proxy.for_agent()),
+            connect: s.connect.native.then(|| s.connect.clone()),
+            peer_name: s.peer_name.clone(),
+            datacenter: datacenter.to_string(),
+            locality: s.locality.clone(),
+        }
+    }
 }
 
 /// Body of `PUT /v1/agent/check/update/:id`.

@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
+use crate::connect::{ConnectProxyConfig, Locality, ServiceConnect, ServiceTaggedAddresses};
 use crate::health::CheckStatus;
 
 /// Map of user-chosen string keys (`Meta`, `NodeMeta`, node `TaggedAddresses`).
@@ -42,23 +42,40 @@ impl Default for Weights {
     }
 }
 
-/// A service instance on a node (agent `AgentService`, catalog node `Services`, health `Service`).
+fn is_zero_u64(n: &u64) -> bool {
+    *n == 0
+}
+
+fn is_zero_port(p: &u16) -> bool {
+    *p == 0
+}
+
+/// A service instance on a node (catalog node `Services`, health `Service`), in Consul's field
+/// order and with its omissions.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct NodeService {
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub kind: String,
     #[serde(rename = "ID")]
     pub id: String,
     pub service: String,
     pub tags: Vec<String>,
     pub address: String,
-    /// Service tagged addresses are objects (`{"Address": "...", "Port": 80}`).
-    pub tagged_addresses: BTreeMap<String, Value>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub tagged_addresses: ServiceTaggedAddresses,
     pub meta: StringMap,
+    #[serde(skip_serializing_if = "is_zero_port")]
     pub port: u16,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub socket_path: String,
     pub weights: Weights,
     pub enable_tag_override: bool,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub kind: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub locality: Option<Locality>,
+    pub proxy: ConnectProxyConfig,
+    pub connect: ServiceConnect,
+    pub peer_name: String,
     pub create_index: u64,
     pub modify_index: u64,
 }
@@ -75,12 +92,36 @@ pub struct CheckDefinition {
     pub method: String,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub body: String,
+    #[serde(rename = "TLSServerName", skip_serializing_if = "String::is_empty")]
+    pub tls_server_name: String,
     #[serde(rename = "TLSSkipVerify", skip_serializing_if = "std::ops::Not::not")]
     pub tls_skip_verify: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub disable_redirects: bool,
     #[serde(rename = "TCP", skip_serializing_if = "String::is_empty")]
     pub tcp: String,
+    #[serde(rename = "UDP", skip_serializing_if = "String::is_empty")]
+    pub udp: String,
+    #[serde(rename = "H2PING", skip_serializing_if = "String::is_empty")]
+    pub h2ping: String,
+    #[serde(rename = "H2PingUseTLS", skip_serializing_if = "std::ops::Not::not")]
+    pub h2ping_use_tls: bool,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub script_args: Vec<String>,
+    #[serde(rename = "DockerContainerID", skip_serializing_if = "String::is_empty")]
+    pub docker_container_id: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub shell: String,
+    #[serde(rename = "GRPC", skip_serializing_if = "String::is_empty")]
+    pub grpc: String,
+    #[serde(rename = "GRPCUseTLS", skip_serializing_if = "std::ops::Not::not")]
+    pub grpc_use_tls: bool,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub alias_node: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub alias_service: String,
+    #[serde(skip_serializing_if = "is_zero_u64")]
+    pub output_max_size: u64,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub interval: String,
     #[serde(skip_serializing_if = "String::is_empty")]
@@ -128,17 +169,24 @@ pub struct CatalogService {
     pub datacenter: String,
     pub tagged_addresses: StringMap,
     pub node_meta: StringMap,
+    pub service_kind: String,
     #[serde(rename = "ServiceID")]
     pub service_id: String,
     pub service_name: String,
-    pub service_address: String,
     pub service_tags: Vec<String>,
+    pub service_address: String,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub service_tagged_addresses: ServiceTaggedAddresses,
+    pub service_weights: Weights,
     pub service_meta: StringMap,
     pub service_port: u16,
-    pub service_tagged_addresses: BTreeMap<String, Value>,
-    pub service_weights: Weights,
+    pub service_socket_path: String,
     pub service_enable_tag_override: bool,
-    pub service_kind: String,
+    pub service_proxy: ConnectProxyConfig,
+    pub service_connect: ServiceConnect,
+    pub service_locality: Option<Locality>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub peer_name: String,
     pub create_index: u64,
     pub modify_index: u64,
 }
@@ -153,16 +201,21 @@ impl CatalogService {
             datacenter: node.datacenter.clone(),
             tagged_addresses: node.tagged_addresses.clone(),
             node_meta: node.meta.clone(),
+            service_kind: svc.kind.clone(),
             service_id: svc.id.clone(),
             service_name: svc.service.clone(),
-            service_address: svc.address.clone(),
             service_tags: svc.tags.clone(),
-            service_meta: svc.meta.clone(),
-            service_port: svc.port,
+            service_address: svc.address.clone(),
             service_tagged_addresses: svc.tagged_addresses.clone(),
             service_weights: svc.weights,
+            service_meta: svc.meta.clone(),
+            service_port: svc.port,
+            service_socket_path: svc.socket_path.clone(),
             service_enable_tag_override: svc.enable_tag_override,
-            service_kind: svc.kind.clone(),
+            service_proxy: svc.proxy.clone(),
+            service_connect: svc.connect.clone(),
+            service_locality: svc.locality.clone(),
+            peer_name: svc.peer_name.clone(),
             create_index: svc.create_index,
             modify_index: svc.modify_index,
         }

@@ -87,16 +87,61 @@ const FIELDS: &[&str] = &[
     "H2PING",
     "UDP",
     "OSService",
+    "ExposedPort",
+    "SocketPath",
+    "Locality",
+    "Region",
+    "Zone",
+    "Native",
+    "SidecarService",
+    "DestinationServiceName",
+    "DestinationServiceID",
+    "LocalServiceAddress",
+    "LocalServicePort",
+    "LocalServiceSocketPath",
+    "Mode",
+    "Config",
+    "Upstreams",
+    "MeshGateway",
+    "Expose",
+    "TransparentProxy",
+    "AccessLogs",
+    "EnvoyExtensions",
+    "DestinationType",
+    "DestinationNamespace",
+    "DestinationPartition",
+    "DestinationPeer",
+    "DestinationName",
+    "LocalBindAddress",
+    "LocalBindPort",
+    "LocalBindSocketPath",
+    "LocalBindSocketMode",
+    "Paths",
+    "Path",
+    "ListenerPort",
+    "LocalPathPort",
+    "Protocol",
+    "ParsedFromCheck",
+    "OutboundListenerPort",
+    "DialedDirectly",
+    "Token",
+    "PeerName",
+    "H2PingUseTLS",
+    "DisableRedirects",
+    "Coord",
+    "Segment",
+    "Vec",
+    "Error",
+    "Adjustment",
+    "Height",
 ];
 
 /// Keys whose value is a map owned by the user: its keys are data, not field names.
-const USER_MAPS: &[&str] = &[
-    "Meta",
-    "NodeMeta",
-    "TaggedAddresses",
-    "Header",
-    "ServiceMeta",
-];
+const USER_MAPS: &[&str] = &["Meta", "NodeMeta", "Header", "ServiceMeta", "Config"];
+
+/// Maps whose keys are the user's but whose values are Consul objects (service tagged addresses
+/// `{"lan": {"address": ..., "port": ...}}`): the keys stay, the values are canonicalized.
+const KEYED_MAPS: &[&str] = &["TaggedAddresses", "ServiceTaggedAddresses"];
 
 fn canonical(key: &str) -> Option<&'static str> {
     let folded: String = key
@@ -118,7 +163,11 @@ pub fn canonicalize_keys(value: &mut Value) {
             let entries = std::mem::take(map);
             for (key, mut v) in entries {
                 let name = canonical(&key).map(str::to_string).unwrap_or(key);
-                if !USER_MAPS.contains(&name.as_str()) {
+                if KEYED_MAPS.contains(&name.as_str()) {
+                    if let Value::Object(inner) = &mut v {
+                        inner.values_mut().for_each(canonicalize_keys);
+                    }
+                } else if !USER_MAPS.contains(&name.as_str()) {
                     canonicalize_keys(&mut v);
                 }
                 // An explicit canonical key wins over a differently cased duplicate.
@@ -205,12 +254,14 @@ mod tests {
     #[test]
     fn snake_and_lower_case_become_pascal() {
         let mut v = json!({"name": "web", "id": "web1", "check": {"ttl": "10s",
-            "deregister_critical_service_after": "1m"}, "meta": {"some_key": "v"}});
+            "deregister_critical_service_after": "1m"}, "meta": {"some_key": "v"},
+            "tagged_addresses": {"lan": {"address": "10.0.0.1", "port": 80}, "wan": "1.2.3.4"}});
         canonicalize_keys(&mut v);
         assert_eq!(
             v,
             json!({"Name": "web", "ID": "web1", "Check": {"TTL": "10s",
-                "DeregisterCriticalServiceAfter": "1m"}, "Meta": {"some_key": "v"}})
+                "DeregisterCriticalServiceAfter": "1m"}, "Meta": {"some_key": "v"},
+                "TaggedAddresses": {"lan": {"Address": "10.0.0.1", "Port": 80}, "wan": "1.2.3.4"}})
         );
     }
 }

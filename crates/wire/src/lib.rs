@@ -8,6 +8,7 @@
 
 mod agent;
 mod catalog;
+mod connect;
 mod duration;
 mod health;
 mod keys;
@@ -17,13 +18,17 @@ mod txn;
 mod whole;
 
 pub use agent::{
-    AgentCheckRegistration, AgentConfig, AgentMember, AgentSelf, AgentServiceRegistration,
-    CheckUpdate,
+    AgentCheckRegistration, AgentConfig, AgentMember, AgentSelf, AgentService, AgentServiceConnect,
+    AgentServiceRegistration, CheckUpdate,
 };
 pub use catalog::StringMap;
 pub use catalog::{
     CatalogDeregistration, CatalogNodeServices, CatalogRegistration, CatalogService,
     CheckDefinition, HealthCheck, Node, NodeService, ServiceEntry, Weights,
+};
+pub use connect::{
+    AgentProxyConfig, ConnectProxyConfig, ExposeConfig, Locality, MeshGatewayConfig,
+    ServiceAddress, ServiceConnect, ServiceTaggedAddresses, Upstream, is_proxy_kind,
 };
 pub use duration::{DurationError, format_go_duration, parse_go_duration};
 pub use health::{CheckStatus, UnknownStatus, aggregate_status};
