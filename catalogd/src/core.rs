@@ -43,6 +43,10 @@ pub struct Core {
     pub metrics: Arc<Metrics>,
     pub config: Config,
     pub log_tap: cairn_cli::LogTap,
+    /// When this catalogd started (autopilot's `StableSince`).
+    pub started: std::time::SystemTime,
+    /// User events this agent accepted (in memory, as Consul keeps them).
+    pub events: crate::events::EventBuffer,
     /// Turns true when catalogd is asked to stop (`/v1/agent/leave`, or a signal once serving).
     shutdown: tokio::sync::watch::Sender<bool>,
 }
@@ -146,6 +150,32 @@ impl Catalog {
             .submit(Command::Register(Box::new(reg)))
             .await
             .context("registering catalogd's own node")?;
+        if current
+            .load()
+            .doc(crate::state::Table::Coordinates, &config.node)
+            .is_none()
+        {
+            writer
+                .submit(Command::CoordinateUpdate {
+                    node: config.node.clone(),
+                    coord: crate::http::coordinate::origin(),
+                })
+                .await
+                .context("setting catalogd's own coordinate")?;
+        }
+        if current
+            .load()
+            .doc(crate::state::Table::Autopilot, crate::state::AUTOPILOT_KEY)
+            .is_none()
+        {
+            writer
+                .submit(Command::AutopilotSet {
+                    config: crate::http::operator::default_autopilot(),
+                    cas: None,
+                })
+                .await
+                .context("storing the default autopilot configuration")?;
+        }
         let sweeper = tokio::spawn(timers::sweep(timers.clone(), writer.clone()));
         let log_tap = config.log_tap.clone();
         let core = Arc::new(Core {
@@ -156,6 +186,8 @@ impl Catalog {
             metrics,
             config,
             log_tap,
+            events: Default::default(),
+            started: std::time::SystemTime::now(),
             shutdown: tokio::sync::watch::channel(false).0,
         });
         Ok(Catalog {

@@ -9,6 +9,7 @@
 pub mod agent_checks;
 pub mod cli;
 pub mod core;
+pub mod events;
 pub mod http;
 pub mod metrics;
 pub mod persist;

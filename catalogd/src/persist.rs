@@ -1,13 +1,21 @@
 //! How the state maps onto the store: one key per node, service, check, KV entry, tombstone,
-//! session and per-name index, plus one metadata key. A batch persists exactly its dirty keys;
+//! session, document (`d/<table>/<key>`) and per-name index, plus one metadata key. A batch persists exactly its dirty keys;
 //! startup rebuilds the whole state, indexes included, from a scan.
 
 use cairn_store::{Batch, Store, StoreError};
 use serde::{Deserialize, Serialize};
 
-use crate::state::{Changes, KvEntry, NodeKey, Session, State, TableIndexes};
+use crate::state::{Changes, Doc, KvEntry, NodeKey, Session, State, Table, TableIndexes};
 
 const META: &[u8] = b"m";
+
+/// A persisted document: its value and indexes.
+#[derive(Serialize, Deserialize)]
+struct StoredDoc {
+    v: serde_json::Value,
+    c: u64,
+    m: u64,
+}
 
 #[derive(Serialize, Deserialize, Default)]
 struct Meta {
@@ -68,6 +76,20 @@ pub fn batch_for(state: &State, changes: &Changes) -> Batch {
             None => b.delete(format!("x/{id}")),
         }
     }
+    for (table, key) in &changes.docs {
+        let k = format!("d/{}/{key}", table.name());
+        match state.docs.get(&(*table, key.clone())) {
+            Some(d) => b.put(
+                k,
+                json(&StoredDoc {
+                    v: (*d.value).clone(),
+                    c: d.create_index,
+                    m: d.modify_index,
+                }),
+            ),
+            None => b.delete(k),
+        }
+    }
     for name in &changes.service_idx {
         if let Some(i) = state.service_index.get(name) {
             b.put(format!("i/s/{name}"), i.to_le_bytes().to_vec());
@@ -82,7 +104,7 @@ pub fn batch_for(state: &State, changes: &Changes) -> Batch {
         META,
         json(&Meta {
             index: state.index,
-            tables: state.tables,
+            tables: state.tables.clone(),
         }),
     );
     b
@@ -150,6 +172,21 @@ pub fn load(store: &dyn Store) -> Result<State, StoreError> {
             "x" => {
                 let s: Session = from_json(&raw_key, raw)?;
                 st.sessions.insert(rest.to_string(), s);
+            }
+            "d" => {
+                let (table, name) = rest
+                    .split_once('/')
+                    .and_then(|(t, n)| Some((Table::from_name(t)?, n)))
+                    .ok_or_else(|| corrupt(&raw_key, "bad document key"))?;
+                let d: StoredDoc = from_json(&raw_key, raw)?;
+                st.docs.insert(
+                    (table, name.to_string()),
+                    Doc {
+                        value: std::sync::Arc::new(d.v),
+                        create_index: d.c,
+                        modify_index: d.m,
+                    },
+                );
             }
             "i" => {
                 let (which, name) = rest

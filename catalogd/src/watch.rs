@@ -23,6 +23,8 @@ pub enum Topic {
     Sessions,
     /// Any node, service or check change (the whole-catalog endpoint).
     Catalog,
+    /// Any change to a document table (coordinates, config entries, queries, autopilot).
+    Table(crate::state::Table),
 }
 
 /// Topic → the `Notify` its waiters park on. Entries exist only while someone waits.
@@ -129,6 +131,12 @@ impl Registry {
         }
         if !changes.sessions.is_empty() {
             wake(&Topic::Sessions);
+        }
+        let mut tables: Vec<crate::state::Table> = changes.docs.iter().map(|(t, _)| *t).collect();
+        tables.sort_unstable();
+        tables.dedup();
+        for t in tables {
+            wake(&Topic::Table(t));
         }
         if !changes.nodes.is_empty() || !changes.services.is_empty() || !changes.checks.is_empty() {
             wake(&Topic::Catalog);

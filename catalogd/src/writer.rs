@@ -61,6 +61,14 @@ pub enum Command {
     SessionCreate(SessionRequest),
     SessionDestroy(String),
     Txn(Vec<TxnKvOp>),
+    CoordinateUpdate {
+        node: String,
+        coord: serde_json::Value,
+    },
+    AutopilotSet {
+        config: serde_json::Value,
+        cas: Option<u64>,
+    },
     ExpireChecks(Vec<NodeKey>),
     ExpireSessions(Vec<String>),
 }
@@ -303,6 +311,11 @@ fn apply(
             Reply::Bool(true)
         }
         Command::Txn(ops) => Reply::Txn(st.txn(&ops, delays, now, ch)?),
+        Command::CoordinateUpdate { node, coord } => {
+            st.coordinate_update(&node, coord, ch)?;
+            Reply::Done
+        }
+        Command::AutopilotSet { config, cas } => Reply::Bool(st.autopilot_set(config, cas, ch)),
         Command::ExpireChecks(keys) => {
             for key in keys {
                 if parts.timers.check_expired(&key, now) {

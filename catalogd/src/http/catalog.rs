@@ -7,7 +7,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use cairn_wire::{CatalogDeregistration, CatalogNodeServices, CatalogRegistration, CatalogService};
 
-use super::respond::{blocking, json_list, json_read};
+use super::respond::{blocking, json_list, json_plain, json_read};
 use super::{HttpResult, Read, decode_body};
 use crate::core::Core;
 use crate::watch::Topic;
@@ -16,13 +16,13 @@ use crate::writer::Command;
 pub async fn register(State(core): State<Arc<Core>>, body: Bytes) -> HttpResult {
     let reg: CatalogRegistration = decode_body(&body)?;
     core.writer.submit(Command::Register(Box::new(reg))).await?;
-    Ok(json_read(core.index(), &true))
+    Ok(json_plain(&true))
 }
 
 pub async fn deregister(State(core): State<Arc<Core>>, body: Bytes) -> HttpResult {
     let d: CatalogDeregistration = decode_body(&body)?;
     core.writer.submit(Command::Deregister(d)).await?;
-    Ok(json_read(core.index(), &true))
+    Ok(json_plain(&true))
 }
 
 pub async fn services(State(core): State<Arc<Core>>, read: Read) -> HttpResult {

@@ -9,7 +9,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
 use cairn_wire::KvPair;
 
-use super::respond::{blocking, json_list, json_read, with_index};
+use super::respond::{blocking, json_list, json_plain, json_read, with_index};
 use super::{HttpError, HttpResult, Query, Read};
 use crate::core::Core;
 use crate::state::{KvPut, State as CatalogState, prefix_range};
@@ -56,9 +56,7 @@ async fn read(core: Arc<Core>, key: String, req: Read) -> HttpResult {
     let raw = query.flag("raw");
     let separator = query.get("separator").map(str::to_string);
     if !recurse && key.is_empty() {
-        return Err(HttpError::bad_request(
-            "missing key name (use ?recurse to list every key)",
-        ));
+        return Err(HttpError::bad_request("Missing key name"));
     }
     let topic = if recurse {
         Topic::KvPrefix(key.clone())
@@ -68,7 +66,8 @@ async fn read(core: Arc<Core>, key: String, req: Read) -> HttpResult {
     let (idx, found) = blocking(&core, &opts, topic, |st| {
         if keys {
             let list = list_keys(st, &key, separator.as_deref());
-            let found = if list.is_empty() {
+            // An empty listing of everything is `[]`; of a prefix, a 404 (Consul's answers).
+            let found = if list.is_empty() && !key.is_empty() {
                 KvRead::Missing
             } else {
                 KvRead::Keys(list)
@@ -96,12 +95,20 @@ async fn read(core: Arc<Core>, key: String, req: Read) -> HttpResult {
     .await;
     Ok(match found {
         KvRead::Missing => with_index(StatusCode::NOT_FOUND.into_response(), idx),
+        // Raw values are the user's bytes: never let a browser interpret them.
         KvRead::Raw(bytes) => with_index(
             (
-                [(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/octet-stream"),
-                )],
+                [
+                    (header::CONTENT_TYPE, HeaderValue::from_static("text/plain")),
+                    (
+                        header::X_CONTENT_TYPE_OPTIONS,
+                        HeaderValue::from_static("nosniff"),
+                    ),
+                    (
+                        header::CONTENT_SECURITY_POLICY,
+                        HeaderValue::from_static("sandbox"),
+                    ),
+                ],
                 bytes.to_vec(),
             )
                 .into_response(),
@@ -129,26 +136,60 @@ pub async fn put_root(
     write(core, String::new(), q, body).await
 }
 
+/// Reads an unsigned integer parameter as Consul does: a bad value is a bare parse error (500).
+fn consul_u64(query: &Query, name: &str) -> Result<Option<u64>, HttpError> {
+    match query.get(name) {
+        None => Ok(None),
+        Some(v) => v.parse().map(Some).map_err(|_| HttpError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: format!("strconv.ParseUint: parsing {v:?}: invalid syntax"),
+        }),
+    }
+}
+
+/// Consul's refusal of parameters that contradict each other.
+fn conflicting(raw_query: Option<&str>) -> HttpError {
+    HttpError::bad_request(format!(
+        "Conflicting flags: {}",
+        raw_query.unwrap_or_default()
+    ))
+}
+
 async fn write(core: Arc<Core>, key: String, q: Option<String>, body: Bytes) -> HttpResult {
     let query = Query::parse(q.as_deref());
+    if key.is_empty() {
+        return Err(HttpError::bad_request("Missing key name"));
+    }
+    let cas = consul_u64(&query, "cas")?;
+    let acquire = query.get("acquire").map(str::to_string);
+    let release = query.get("release").map(str::to_string);
+    if (cas.is_some() && (acquire.is_some() || release.is_some()))
+        || (acquire.is_some() && release.is_some())
+    {
+        return Err(conflicting(q.as_deref()));
+    }
+    if body.len() > cairn_wire::MAX_KV_VALUE {
+        return Err(HttpError {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            message: format!(
+                "Request body({} bytes) too large, max size: {} bytes. See \
+                 https://www.consul.io/docs/agent/config/config-files#kv_max_value_size.",
+                body.len(),
+                cairn_wire::MAX_KV_VALUE
+            ),
+        });
+    }
     let put = KvPut {
         key,
         value: body.to_vec(),
-        flags: query.u64("flags")?,
-        cas: query.u64("cas")?,
-        acquire: query.get("acquire").map(str::to_string),
-        release: query.get("release").map(str::to_string),
+        flags: consul_u64(&query, "flags")?,
+        cas,
+        acquire,
+        release,
     };
-    for (name, v) in [("acquire", &put.acquire), ("release", &put.release)] {
-        if v.as_deref() == Some("") {
-            return Err(HttpError::bad_request(format!(
-                "query parameter {name}: missing session ID"
-            )));
-        }
-    }
     match core.writer.submit(Command::KvPut(put)).await? {
-        Reply::Bool(ok) => Ok(json_read(core.index(), &ok)),
-        _ => Ok(json_read(core.index(), &true)),
+        Reply::Bool(ok) => Ok(json_plain(&ok)),
+        _ => Ok(json_plain(&true)),
     }
 }
 
@@ -167,18 +208,19 @@ pub async fn delete_root(State(core): State<Arc<Core>>, RawQuery(q): RawQuery) -
 async fn remove(core: Arc<Core>, key: String, q: Option<String>) -> HttpResult {
     let query = Query::parse(q.as_deref());
     let recurse = query.flag("recurse");
-    let cas = query.u64("cas")?;
+    let cas = consul_u64(&query, "cas")?;
+    if recurse && cas.is_some() {
+        return Err(conflicting(q.as_deref()));
+    }
     if !recurse && key.is_empty() {
-        return Err(HttpError::bad_request(
-            "missing key name (use ?recurse to delete every key)",
-        ));
+        return Err(HttpError::bad_request("Missing key name"));
     }
     match core
         .writer
         .submit(Command::KvDelete { key, recurse, cas })
         .await?
     {
-        Reply::Bool(ok) => Ok(json_read(core.index(), &ok)),
-        _ => Ok(json_read(core.index(), &true)),
+        Reply::Bool(ok) => Ok(json_plain(&ok)),
+        _ => Ok(json_plain(&true)),
     }
 }

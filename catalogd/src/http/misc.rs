@@ -7,7 +7,7 @@ use axum::http::{HeaderValue, header};
 use axum::response::IntoResponse;
 use cairn_wire::{NodeHealth, WholeCatalog};
 
-use super::respond::{blocking, json_read};
+use super::respond::{blocking, json_plain, json_read};
 use super::{HttpResult, Read};
 use crate::core::Core;
 use crate::watch::Topic;
@@ -24,11 +24,11 @@ pub async fn index() -> &'static str {
 }
 
 pub async fn leader(State(core): State<Arc<Core>>) -> HttpResult {
-    Ok(json_read(core.index(), &raft_addr(&core)))
+    Ok(json_plain(&raft_addr(&core)))
 }
 
 pub async fn peers(State(core): State<Arc<Core>>) -> HttpResult {
-    Ok(json_read(core.index(), &[raft_addr(&core)]))
+    Ok(json_plain(&[raft_addr(&core)]))
 }
 
 pub async fn metrics(State(core): State<Arc<Core>>) -> HttpResult {

@@ -4,9 +4,11 @@ mod agent;
 mod catalog;
 pub mod coordinate;
 mod error;
+mod event;
 mod health;
 mod kv;
 mod misc;
+pub mod operator;
 mod query;
 mod respond;
 mod session;
@@ -288,6 +290,44 @@ pub fn router(core: Arc<Core>) -> Router {
         .route("/v1/session/list", get(session::list))
         .route("/v1/session/node/{node}", get(session::node))
         .route("/v1/txn", put(txn::txn).post(txn::txn))
+        .route("/v1/coordinate/datacenters", get(coordinate::datacenters))
+        .route("/v1/coordinate/nodes", get(coordinate::nodes))
+        .route("/v1/coordinate/node/{*node}", get(coordinate::node))
+        .route("/v1/coordinate/update", write(coordinate::update))
+        .route(
+            "/v1/operator/raft/configuration",
+            get(operator::raft_configuration),
+        )
+        .route(
+            "/v1/operator/raft/transfer-leader",
+            axum::routing::post(operator::transfer_leader),
+        )
+        .route(
+            "/v1/operator/raft/peer",
+            axum::routing::delete(operator::remove_peer),
+        )
+        .route(
+            "/v1/operator/autopilot/configuration",
+            get(operator::autopilot_get).put(operator::autopilot_put),
+        )
+        .route(
+            "/v1/operator/autopilot/health",
+            get(operator::autopilot_health),
+        )
+        .route(
+            "/v1/operator/autopilot/state",
+            get(operator::autopilot_state),
+        )
+        .route(
+            "/v1/operator/keyring",
+            get(operator::keyring)
+                .post(operator::keyring)
+                .put(operator::keyring)
+                .delete(operator::keyring),
+        )
+        .route("/v1/operator/usage", get(operator::usage))
+        .route("/v1/event/fire/{*name}", write(event::fire))
+        .route("/v1/event/list", get(event::list))
         .route("/v1/status/leader", get(misc::leader))
         .route("/v1/status/peers", get(misc::peers))
         .route("/v1/cairn/catalog", get(misc::whole_catalog))

@@ -7,7 +7,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use cairn_wire::{SessionEntry, SessionRequest};
 
-use super::respond::{blocking, json_list, json_read};
+use super::respond::{blocking, json_list, json_plain};
 use super::{HttpError, HttpResult, Read, decode_body};
 use crate::core::Core;
 use crate::state::TtlChange;
@@ -22,14 +22,14 @@ pub async fn create(State(core): State<Arc<Core>>, body: Bytes) -> HttpResult {
         decode_body(&body)?
     };
     match core.writer.submit(Command::SessionCreate(req)).await? {
-        Reply::Id(id) => Ok(json_read(core.index(), &serde_json::json!({ "ID": id }))),
+        Reply::Id(id) => Ok(json_plain(&serde_json::json!({ "ID": id }))),
         _ => Err(HttpError::bad_request("unexpected reply")),
     }
 }
 
 pub async fn destroy(State(core): State<Arc<Core>>, Path(id): Path<String>) -> HttpResult {
     core.writer.submit(Command::SessionDestroy(id)).await?;
-    Ok(json_read(core.index(), &true))
+    Ok(json_plain(&true))
 }
 
 pub async fn renew(State(core): State<Arc<Core>>, Path(id): Path<String>) -> HttpResult {
@@ -43,7 +43,7 @@ pub async fn renew(State(core): State<Arc<Core>>, Path(id): Path<String>) -> Htt
         core.timers
             .apply(&[TtlChange::ArmSession(id.clone(), ttl)], Instant::now());
     }
-    Ok(json_read(st.index, &[&session.entry]))
+    Ok(json_plain(&[&session.entry]))
 }
 
 pub async fn info(State(core): State<Arc<Core>>, Path(id): Path<String>, read: Read) -> HttpResult {

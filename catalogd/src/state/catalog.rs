@@ -452,6 +452,12 @@ impl State {
         self.nodes.remove(node);
         self.tables.nodes = idx;
         ch.nodes.insert(node.to_string());
+        // A node's coordinate goes with it, in the same write.
+        let key = (super::Table::Coordinates, node.to_string());
+        if self.docs.remove(&key).is_some() {
+            self.tables.docs.insert(super::Table::Coordinates, idx);
+            ch.docs.insert(key);
+        }
         let sessions: Vec<String> = self
             .sessions
             .iter()

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use super::NodeKey;
+use super::{DocKey, NodeKey};
 
 /// A TTL timer change, applied by the writer after a successful commit.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,6 +27,7 @@ pub struct Changes {
     pub kv: HashSet<String>,
     pub tombstones: HashSet<String>,
     pub sessions: HashSet<String>,
+    pub docs: HashSet<DocKey>,
     pub service_idx: HashSet<String>,
     pub node_idx: HashSet<String>,
     pub ttl: Vec<TtlChange>,
@@ -42,6 +43,7 @@ impl Changes {
             && self.kv.is_empty()
             && self.tombstones.is_empty()
             && self.sessions.is_empty()
+            && self.docs.is_empty()
             && self.service_idx.is_empty()
             && self.node_idx.is_empty()
     }
@@ -54,6 +56,7 @@ impl Changes {
         self.kv.extend(other.kv);
         self.tombstones.extend(other.tombstones);
         self.sessions.extend(other.sessions);
+        self.docs.extend(other.docs);
         self.service_idx.extend(other.service_idx);
         self.node_idx.extend(other.node_idx);
         self.ttl.extend(other.ttl);

@@ -124,7 +124,7 @@ impl State {
             )));
         }
         if put.acquire.is_some() && put.release.is_some() {
-            return invalid("acquire and release are mutually exclusive");
+            return invalid("Conflicting flags: acquire and release");
         }
         let old = self.kv.get(&put.key).cloned();
         if let Some(cas) = put.cas {
@@ -135,8 +135,13 @@ impl State {
         }
         let mut entry = old.clone().unwrap_or_default();
         if let Some(sid) = &put.acquire {
+            if sid.is_empty() {
+                return Err(ApplyError::Rpc("raft apply failed: missing session".into()));
+            }
             if !self.sessions.contains_key(sid) {
-                return invalid(format!("invalid session {sid:?}"));
+                return Err(ApplyError::Rpc(format!(
+                    "raft apply failed: invalid session {sid:?}"
+                )));
             }
             if !entry.session.is_empty() && &entry.session != sid {
                 return Ok(false);
@@ -149,11 +154,13 @@ impl State {
                 entry.session = sid.clone();
             }
         }
+        // Consul looks no session up on release: one that does not hold the lock (unknown or
+        // not) simply does not match.
         if let Some(sid) = &put.release {
-            if !self.sessions.contains_key(sid) {
-                return invalid(format!("invalid session {sid:?}"));
+            if sid.is_empty() {
+                return Err(ApplyError::Rpc("raft apply failed: missing session".into()));
             }
-            if &entry.session != sid {
+            if old.is_none() || &entry.session != sid {
                 return Ok(false);
             }
             entry.session.clear();
@@ -203,8 +210,10 @@ impl State {
         }
         if let Some(cas) = cas {
             if recurse {
-                return invalid("cas cannot be combined with recurse");
+                return invalid("Conflicting flags: cas and recurse");
             }
+            // cas=0 holds only for an absent key (nothing to delete); an existing key's
+            // ModifyIndex is never 0.
             let current = self.kv.get(key).map_or(0, |e| e.modify_index);
             if current != cas {
                 return Ok(false);

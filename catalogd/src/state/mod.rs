@@ -8,6 +8,7 @@
 mod agent;
 mod catalog;
 mod changes;
+mod docs;
 mod kv;
 mod reads;
 mod session;
@@ -25,6 +26,7 @@ use serde::{Deserialize, Serialize};
 
 pub use agent::runs_script;
 pub use changes::{Changes, TtlChange};
+pub use docs::{AUTOPILOT_KEY, Doc, DocKey, Table};
 pub use kv::{KvEntry, KvPut, validate_key};
 pub use reads::prefix_range;
 pub use session::LockDelays;
@@ -33,7 +35,7 @@ pub use session::LockDelays;
 pub type NodeKey = (String, String);
 
 /// Per-table indexes: the last index at which each table changed (Consul's `index` table).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TableIndexes {
     pub nodes: u64,
     pub services: u64,
@@ -42,6 +44,9 @@ pub struct TableIndexes {
     pub sessions: u64,
     /// Highest index of a reaped KV tombstone; prefix indexes never fall below it.
     pub kv_reap_floor: u64,
+    /// Last change of each document table (absent in stores written before they existed).
+    #[serde(default)]
+    pub docs: std::collections::BTreeMap<Table, u64>,
 }
 
 /// The whole catalog at one index.
@@ -63,6 +68,8 @@ pub struct State {
     /// Deleted keys → index of the deletion, so prefix reads see deletes as changes.
     pub tombstones: OrdMap<String, u64>,
     pub sessions: OrdMap<String, Session>,
+    /// Coordinates, config entries, prepared queries, autopilot configuration.
+    pub docs: OrdMap<DocKey, Doc>,
     /// While set, every write stamps this index (a transaction is one write).
     pinned_index: Option<u64>,
 }

@@ -5,7 +5,10 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use cairn_wire::{CheckStatus, SessionBehavior, SessionEntry, SessionRequest, parse_go_duration};
+use cairn_wire::{
+    CheckStatus, SessionBehavior, SessionEntry, SessionRequest, format_go_duration,
+    parse_go_duration,
+};
 use serde_json::Value;
 
 use super::{ApplyError, Changes, NodeKey, Session, State, TtlChange, invalid};
@@ -37,22 +40,56 @@ impl LockDelays {
     }
 }
 
-/// Reads `LockDelay`: a duration string, or a number (below 1000 = seconds, else nanoseconds).
+/// Reads `LockDelay` as Consul does: a duration string or a number of nanoseconds, and then a
+/// value below 1000 ns counts as seconds (clients send `15` meaning 15 s).
 fn lock_delay(raw: Option<&Value>) -> Result<Duration, ApplyError> {
     let d = match raw {
         None | Some(Value::Null) => return Ok(DEFAULT_LOCK_DELAY),
         Some(Value::String(s)) => match parse_go_duration(s) {
             Ok(d) => d,
-            Err(e) => return invalid(format!("LockDelay: {e}")),
+            Err(_) => {
+                return invalid(format!(
+                    "Request decode failed: time: invalid duration {s:?}"
+                ));
+            }
         },
-        Some(Value::Number(n)) => match n.as_u64() {
-            Some(v) if v < 1000 => Duration::from_secs(v),
-            Some(v) => Duration::from_nanos(v),
-            None => return invalid("LockDelay: must be a non-negative duration"),
+        Some(Value::Number(n)) => match n.as_f64() {
+            Some(v) if v >= 0.0 => Duration::from_nanos(v as u64),
+            _ => return invalid("Request decode failed: LockDelay: must not be negative"),
         },
-        Some(other) => return invalid(format!("LockDelay: expected a duration, got {other}")),
+        Some(other) => {
+            return invalid(format!(
+                "Request decode failed: LockDelay: expected a duration, got {other}"
+            ));
+        }
     };
-    Ok(d.min(MAX_LOCK_DELAY))
+    Ok(if d < Duration::from_nanos(1000) {
+        Duration::from_secs(d.as_nanos() as u64)
+    } else {
+        d
+    })
+}
+
+/// Consul's default session checks: the node's `serfHealth`.
+const DEFAULT_CHECKS: &[&str] = &["serfHealth"];
+
+/// Consul's `fixupEmptySessionChecks`: which check lists a create request ends up with.
+fn session_checks(req: &SessionRequest) -> (Vec<String>, Vec<String>) {
+    let default = || {
+        DEFAULT_CHECKS
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()
+    };
+    let mut checks = req.checks.clone().unwrap_or_else(default);
+    let mut node_checks = req.node_checks.clone().unwrap_or_else(default);
+    if checks.is_empty() {
+        // `"Checks": []` means no checks at all.
+        node_checks.clear();
+    } else if checks == default() || node_checks.is_empty() {
+        checks.clear();
+    }
+    (checks, node_checks)
 }
 
 impl State {
@@ -70,60 +107,78 @@ impl State {
         } else {
             req.node.clone()
         };
-        if !self.nodes.contains_key(&node) {
-            return Err(ApplyError::NotFound(format!("Node: unknown node {node:?}")));
-        }
+        let delay = lock_delay(req.lock_delay.as_ref())?;
+        let behavior = match req.behavior.as_deref() {
+            None | Some("" | "release") => SessionBehavior::Release,
+            Some("delete") => SessionBehavior::Delete,
+            Some(other) => {
+                return Err(ApplyError::Rpc(format!(
+                    "Invalid Behavior setting '{other}'"
+                )));
+            }
+        };
         let ttl = if req.ttl.is_empty() {
             None
         } else {
-            let ttl = parse_go_duration(&req.ttl).or_else(|e| invalid(format!("TTL: {e}")))?;
+            let ttl = parse_go_duration(&req.ttl).map_err(|_| {
+                ApplyError::Rpc(format!(
+                    "Session TTL '{}' invalid: time: invalid duration {:?}",
+                    req.ttl, req.ttl
+                ))
+            })?;
             if ttl.is_zero() {
                 None
             } else if ttl < min_ttl || ttl > MAX_SESSION_TTL {
-                return invalid(format!(
-                    "TTL: {} is outside the allowed range {}s to {}s",
-                    req.ttl,
-                    min_ttl.as_secs_f64(),
-                    MAX_SESSION_TTL.as_secs()
-                ));
+                return Err(ApplyError::Rpc(format!(
+                    "Invalid Session TTL '{}', must be between [{}={}]",
+                    ttl.as_nanos(),
+                    format_go_duration(min_ttl),
+                    format_go_duration(MAX_SESSION_TTL)
+                )));
             } else {
                 Some(ttl)
             }
         };
-        let delay = lock_delay(req.lock_delay.as_ref())?;
-        let mut node_checks = req.checks.clone().unwrap_or_default();
-        node_checks.extend(req.node_checks.clone().unwrap_or_default());
-        let service_checks = req.service_checks.clone().unwrap_or_default();
-        let mut check_ids = node_checks.clone();
-        for sc in &service_checks {
-            match sc.get("ID").and_then(Value::as_str) {
-                Some(id) => check_ids.push(id.to_string()),
-                None => return invalid("ServiceChecks: each entry needs an ID"),
-            }
+        if !self.nodes.contains_key(&node) {
+            return Err(ApplyError::Rpc(
+                "apply failed: Missing node registration".into(),
+            ));
         }
-        for cid in &check_ids {
-            match self.checks.get(&(node.clone(), cid.clone())) {
+        let (checks, node_checks) = session_checks(&req);
+        let service_checks = req.service_checks.clone().filter(|v| !v.is_empty());
+        let entry = SessionEntry {
+            id: id.clone(),
+            name: req.name,
+            node: node.clone(),
+            lock_delay: delay.as_nanos() as u64,
+            behavior,
+            ttl: req.ttl,
+            checks,
+            node_checks,
+            service_checks,
+            create_index: 0,
+            modify_index: 0,
+        };
+        for cid in entry.check_ids() {
+            match self.checks.get(&(node.clone(), cid.to_string())) {
                 None => {
-                    return invalid(format!("Checks: unknown check {cid:?} on node {node:?}"));
+                    return Err(ApplyError::Rpc(format!(
+                        "apply failed: Missing check '{cid}' registration"
+                    )));
                 }
                 Some(c) if c.status == CheckStatus::Critical => {
-                    return invalid(format!("Checks: check {cid:?} is in critical state"));
+                    return Err(ApplyError::Rpc(format!(
+                        "apply failed: Check '{cid}' is in critical state"
+                    )));
                 }
                 Some(_) => {}
             }
         }
         let idx = self.next_index();
         let entry = SessionEntry {
-            id: id.clone(),
-            name: req.name,
-            node,
-            lock_delay: delay.as_nanos() as u64,
-            behavior: req.behavior.unwrap_or(SessionBehavior::Release),
-            ttl: req.ttl,
-            node_checks,
-            service_checks,
             create_index: idx,
             modify_index: idx,
+            ..entry
         };
         let ttl_ms = ttl.map_or(0, |t| t.as_millis() as u64);
         self.sessions.insert(id.clone(), Session { entry, ttl_ms });
@@ -159,7 +214,7 @@ impl State {
             .filter(|(_, e)| e.session == id)
             .map(|(k, _)| k.clone())
             .collect();
-        let delay = Duration::from_nanos(session.entry.lock_delay);
+        let delay = Duration::from_nanos(session.entry.lock_delay).min(MAX_LOCK_DELAY);
         for key in held {
             if !delay.is_zero() {
                 ch.lock_delays.push((key.clone(), delay));
@@ -189,14 +244,7 @@ impl State {
         let doomed: Vec<String> = self
             .sessions
             .iter()
-            .filter(|(_, s)| {
-                s.entry.node == key.0
-                    && (s.entry.node_checks.contains(&key.1)
-                        || s.entry
-                            .service_checks
-                            .iter()
-                            .any(|sc| sc.get("ID").and_then(Value::as_str) == Some(&key.1)))
-            })
+            .filter(|(_, s)| s.entry.node == key.0 && s.entry.check_ids().any(|c| c == key.1))
             .map(|(id, _)| id.clone())
             .collect();
         for id in doomed {
