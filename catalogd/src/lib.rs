@@ -8,6 +8,7 @@
 
 pub mod agent_checks;
 pub mod cli;
+pub mod config_entries;
 pub mod core;
 pub mod events;
 pub mod http;
