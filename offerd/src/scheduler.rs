@@ -4,7 +4,7 @@
 //! upgrade strategy, finishes deployments, and fills the launch queue with the reason a task
 //! waits. It is level-triggered: it never remembers what it did, only what is.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use cairn_marathon::{
     App, TaskSpec, TaskState, TaskStatusUpdate, iso8601_millis, service_name, task_id_for,
@@ -268,12 +268,9 @@ fn reconcile_app(state: &mut State, tx: &mut Tx, app_id: &str, offers: &mut [Off
         );
         return;
     }
-    let required: Vec<u16> = if app.require_ports {
-        app.port_definitions
-            .iter()
-            .flatten()
-            .map(|p| p.port as u16)
-            .collect()
+    let host_ports = app.host_port_demand();
+    let required: Vec<u16> = if host_ports.iter().any(|p| *p != 0) {
+        host_ports
     } else {
         Vec::new()
     };
@@ -354,7 +351,11 @@ pub fn launch(
         .map(|a| a.address.clone())
         .unwrap_or_default();
     let version = app.version.clone().unwrap_or_default();
-    let defs = app.port_definitions.clone().unwrap_or_default();
+    let service_ports: Vec<u16> = app
+        .service_ports()
+        .into_iter()
+        .map(|p| u16::try_from(p).unwrap_or(0))
+        .collect();
     let spec = TaskSpec {
         id: id.clone(),
         app_id: app.id.clone(),
@@ -367,13 +368,12 @@ pub fn launch(
         mem: app.mem,
         disk: app.disk,
         ports: ports.clone(),
-        port_names: match app.docker().filter(|d| d.host_ports_needed().is_some()) {
-            Some(d) => d.port_mappings.iter().map(|m| m.name.clone()).collect(),
-            None => defs.iter().map(|d| d.name.clone()).collect(),
-        },
+        port_names: app.host_port_names(),
         health_checks: app.health_checks.clone(),
         kill_grace_seconds: app.kill_grace_seconds(),
         container: app.container.clone(),
+        networks: app.networks.clone(),
+        service_ports: service_ports.clone(),
         service_name: service_name(&app.id, &app.labels),
     };
     let task = Task {
@@ -384,7 +384,7 @@ pub fn launch(
         node: node.to_string(),
         host,
         ports,
-        service_ports: defs.iter().map(|d| d.port as u16).collect(),
+        service_ports,
         state: TaskState::Staging,
         staged_at: tx.now_ms,
         started_at: None,
@@ -621,17 +621,13 @@ pub fn runs_as(t: &Task, app: &App) -> bool {
         && s.disk == app.disk
         && s.health_checks == app.health_checks
         && s.container == app.container
+        && on_network(&s.networks) == on_network(&app.networks)
         && s.kill_grace_seconds == app.kill_grace_seconds()
         && s.ports.len() == app.port_count()
 }
 
-/// Service ports in use by apps other than `except`.
-pub fn used_service_ports(
-    apps: &BTreeMap<String, AppEntry>,
-    except: &str,
-) -> std::collections::BTreeSet<i64> {
-    apps.values()
-        .filter(|e| e.app.id != except)
-        .flat_map(|e| e.app.port_definitions.iter().flatten().map(|p| p.port))
-        .collect()
+/// The networks a task joins: specs and apps from before `networks` existed mean the host's.
+fn on_network(n: &Option<Vec<cairn_marathon::Network>>) -> Vec<cairn_marathon::Network> {
+    n.clone()
+        .unwrap_or_else(|| vec![cairn_marathon::Network::host()])
 }
