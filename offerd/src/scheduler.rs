@@ -391,6 +391,7 @@ pub fn launch(
         message: String::new(),
         healthy: None,
         unhealthy_since: None,
+        health: Default::default(),
         kill_requested: false,
         spec,
         framework: framework.map(str::to_string),
@@ -519,7 +520,7 @@ fn finish_deployments(state: &mut State, tx: &mut Tx) {
     for id in done {
         if let Some(d) = state.deployments.remove(&id) {
             tx.deployment(&id);
-            let plan = deployment_plan_json(&d.id, &d.version, &d.app_id, &d.steps());
+            let plan = deployment_plan_json(&d, state.apps.get(&d.app_id).map(|e| &e.app));
             tx.event(Event::new(
                 "deployment_step_success",
                 tx.now_ms,
@@ -542,24 +543,58 @@ fn finish_deployments(state: &mut State, tx: &mut Tx) {
     }
 }
 
-/// Marathon's deployment plan JSON (`deployment_info` and friends).
+/// Marathon's deployment plan JSON (`deployment_info` and friends): id, version, steps and the
+/// root groups before (`original`) and after (`target`) as Marathon 1.4 and the `marathon`
+/// Python client (which reads both) know them. The groups hold the deployment's own app only
+/// (with the groups on its path), not every app: an event per deployment stays small on a
+/// cluster of thousands of apps. `target` is the app the deployment moves to (none for a stop).
 pub fn deployment_plan_json(
-    id: &str,
-    version: &str,
-    app_id: &str,
-    steps: &[Vec<&str>],
+    d: &crate::model::Deployment,
+    target: Option<&App>,
 ) -> serde_json::Value {
-    let steps: Vec<_> = steps
+    let steps: Vec<_> = d
+        .steps()
         .iter()
-        .map(|actions| json!({ "actions": actions.iter().map(|a| json!({"action": a, "app": app_id})).collect::<Vec<_>>() }))
+        .map(|actions| json!({ "actions": actions.iter().map(|a| json!({"action": a, "app": d.app_id})).collect::<Vec<_>>() }))
         .collect();
+    let original_version = d
+        .previous
+        .as_ref()
+        .and_then(|a| a.version.clone())
+        .unwrap_or_else(|| d.version.clone());
     json!({
-        "id": id,
-        "version": version,
-        "original": { "id": "/", "apps": [], "groups": [], "dependencies": [], "version": version },
-        "target": { "id": "/", "apps": [], "groups": [], "dependencies": [], "version": version },
+        "id": d.id,
+        "version": d.version,
+        "original": root_group(&d.app_id, d.previous.as_ref(), &original_version),
+        "target": root_group(&d.app_id, target, &d.version),
         "steps": steps,
     })
+}
+
+/// Marathon's group JSON from the root down to `app_id`'s group, holding `app` if any
+/// (`/shop/web` → `/` ⊃ `/shop` ⊃ the app).
+fn root_group(app_id: &str, app: Option<&App>, version: &str) -> serde_json::Value {
+    let segments: Vec<&str> = app_id.split('/').filter(|s| !s.is_empty()).collect();
+    let parents = segments.len().saturating_sub(1);
+    let group = |id: String, apps: Vec<serde_json::Value>, groups: Vec<serde_json::Value>| json!({ "id": id, "apps": apps, "groups": groups, "pods": [], "dependencies": [], "version": version });
+    let apps: Vec<serde_json::Value> = app
+        .map(|a| serde_json::to_value(a).unwrap_or(serde_json::Value::Null))
+        .into_iter()
+        .collect();
+    // Innermost group first, then wrap it in its parents up to the root.
+    let mut inner = group(
+        format!("/{}", segments[..parents].join("/")),
+        apps,
+        Vec::new(),
+    );
+    for depth in (0..parents).rev() {
+        inner = group(
+            format!("/{}", segments[..depth].join("/")),
+            Vec::new(),
+            vec![inner],
+        );
+    }
+    inner
 }
 
 /// Builds a new app entry or the next version of one (`restart` forces a new config version).

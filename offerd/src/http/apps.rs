@@ -62,7 +62,7 @@ fn check_lock(s: &mut Model, tx: &mut Tx, app_id: &str, force: bool) -> Result<(
     for id in running {
         if let Some(d) = s.deployments.remove(&id) {
             tx.deployment(&id);
-            let plan = deployment_plan_json(&d.id, &d.version, &d.app_id, &d.steps());
+            let plan = deployment_plan_json(&d, s.apps.get(&d.app_id).map(|e| &e.app));
             tx.event(Event::new(
                 "deployment_failed",
                 tx.now_ms,
@@ -91,7 +91,7 @@ pub(crate) fn start_deployment(
         previous,
         started_ms: tx.now_ms,
     };
-    let plan = deployment_plan_json(&d.id, &d.version, &d.app_id, &d.steps());
+    let plan = deployment_plan_json(&d, s.apps.get(app_id).map(|e| &e.app));
     tx.event(Event::new(
         "deployment_info",
         tx.now_ms,
