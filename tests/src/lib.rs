@@ -13,6 +13,7 @@ use serde::de::DeserializeOwned;
 pub mod cluster;
 pub mod daemon;
 pub mod docker;
+pub mod lb;
 pub mod netns;
 pub mod systemd;
 
