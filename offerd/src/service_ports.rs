@@ -40,6 +40,13 @@ fn conflicts_message(c: &[(i64, String)]) -> String {
         .join(",")
 }
 
+/// Adds the service ports `app` holds to `used` (the first holder of a port stays).
+fn hold(used: &mut BTreeMap<i64, String>, app: &App) {
+    for p in app.service_ports().into_iter().filter(|p| *p != 0) {
+        used.entry(p).or_insert_with(|| app.id.clone());
+    }
+}
+
 /// The service ports held by apps other than `except`, with the app holding each.
 pub fn used_service_ports(
     apps: &BTreeMap<String, AppEntry>,
@@ -47,9 +54,7 @@ pub fn used_service_ports(
 ) -> BTreeMap<i64, String> {
     let mut used = BTreeMap::new();
     for e in apps.values().filter(|e| e.app.id != except) {
-        for p in e.app.service_ports().into_iter().filter(|p| *p != 0) {
-            used.entry(p).or_insert_with(|| e.app.id.clone());
-        }
+        hold(&mut used, &e.app);
     }
     used
 }
@@ -113,15 +118,11 @@ pub fn assign_all(
     let ids: BTreeSet<&str> = apps.iter().map(|(a, _)| a.id.as_str()).collect();
     let mut used: BTreeMap<i64, String> = BTreeMap::new();
     for e in stored.values().filter(|e| !ids.contains(e.app.id.as_str())) {
-        for p in e.app.service_ports().into_iter().filter(|p| *p != 0) {
-            used.entry(p).or_insert_with(|| e.app.id.clone());
-        }
+        hold(&mut used, &e.app);
     }
     for (app, previous) in apps.iter_mut() {
         assign(app, previous.as_ref(), &used)?;
-        for p in app.service_ports().into_iter().filter(|p| *p != 0) {
-            used.entry(p).or_insert_with(|| app.id.clone());
-        }
+        hold(&mut used, app);
     }
     Ok(())
 }

@@ -5,12 +5,10 @@
 //! alike, a fixed `hostPort` decides placement; and a BRIDGE app with `lb_mode=tcp` is routed by
 //! a real `lbconf watch` + HAProxy on its service port, to busybox httpd in the container.
 
-use std::time::Duration;
-
 use cairn_tests::cluster::ClusterOpts;
 use cairn_tests::docker::{DockerCluster, busybox_image, require_engine};
-use cairn_tests::free_port;
 use cairn_tests::lb::{Balancer, BalancerOpts};
+use cairn_tests::{free_port, http_get};
 use serde_json::{Value, json};
 
 fn one_agent() -> ClusterOpts {
@@ -238,23 +236,6 @@ async fn bridge_apps_get_service_ports_and_both_network_forms_answer_alike() {
     assert_eq!(c.offerd.http.get("/v2/apps/ports/bad").await.status, 404);
 }
 
-/// A request through HAProxy's TCP frontend on `port`.
-async fn through_lb(port: u16) -> Option<String> {
-    let r = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(3))
-        .build()
-        .ok()?
-        .get(format!("http://127.0.0.1:{port}/"))
-        .send()
-        .await
-        .ok()?;
-    if r.status() != 200 {
-        return None;
-    }
-    r.text().await.ok()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn bridge_apps_are_routed_by_lbconf_on_their_service_ports() {
     if !require_engine() {
@@ -292,7 +273,7 @@ async fn bridge_apps_are_routed_by_lbconf_on_their_service_ports() {
             .wait_for(
                 &format!("{id} answering through HAProxy on service port {sp}"),
                 90,
-                || async move { through_lb(sp).await },
+                || async move { http_get(sp).await },
             )
             .await;
         assert_eq!(body, "hello from cairn-test\n");

@@ -75,6 +75,23 @@ pub fn free_port() -> u16 {
         .expect("binding an ephemeral port")
 }
 
+/// The body of `GET http://127.0.0.1:{port}/` when it answers 200 within 5 s.
+pub async fn http_get(port: u16) -> Option<String> {
+    let r = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .ok()?
+        .get(format!("http://127.0.0.1:{port}/"))
+        .send()
+        .await
+        .ok()?;
+    if r.status() != 200 {
+        return None;
+    }
+    r.text().await.ok()
+}
+
 /// One HTTP answer, kept whole for assertions.
 #[derive(Debug, Clone)]
 pub struct Resp {
