@@ -101,6 +101,30 @@ pub fn path(raw: &str) -> Option<String> {
     ok.then(|| p.to_string())
 }
 
+/// A port number as meta gives it: decimal digits only (no sign, no spaces inside), 1-65535.
+pub fn port(raw: &str) -> Option<u16> {
+    let p = raw.trim();
+    if p.is_empty() || p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    p.parse::<u16>().ok().filter(|p| *p > 0)
+}
+
+/// The frontend port of a TCP service: `lb_port` when given (an invalid one is an error, not a
+/// reason to pick another port), else the task's `service_port` (the app's Marathon service
+/// port, which taskrun registers; marathon-lb binds that port the same way).
+fn tcp_port(meta: &BTreeMap<String, String>) -> Result<u16, String> {
+    match (meta.get("lb_port"), meta.get("service_port")) {
+        (Some(raw), _) => {
+            port(raw).ok_or_else(|| format!("lb_port {raw:?} is not a port (1-65535)"))
+        }
+        (None, Some(raw)) => {
+            port(raw).ok_or_else(|| format!("service_port {raw:?} is not a port (1-65535)"))
+        }
+        (None, None) => Err("lb_mode tcp needs lb_port or a service_port (1-65535)".into()),
+    }
+}
+
 /// Builds the routes from the catalog; services without `lb_*` meta are not routed.
 pub fn routes(catalog: &WholeCatalog) -> (Vec<Route>, Vec<Rejected>) {
     // Group instances by service name; meta is read from the instances (the first valid wins).
@@ -122,14 +146,10 @@ pub fn routes(catalog: &WholeCatalog) -> (Vec<Route>, Vec<Rejected>) {
         };
         let mode = meta.get("lb_mode").map(|m| m.trim().to_ascii_lowercase());
         let exposure = match mode.as_deref() {
-            Some("tcp") => match meta
-                .get("lb_port")
-                .and_then(|p| p.trim().parse::<u16>().ok())
-                .filter(|p| *p > 0)
-            {
-                Some(port) => Exposure::Tcp { port },
-                None => {
-                    rejected.push(reject("lb_mode tcp needs lb_port (1-65535)".into()));
+            Some("tcp") => match tcp_port(meta) {
+                Ok(port) => Exposure::Tcp { port },
+                Err(why) => {
+                    rejected.push(reject(why));
                     continue;
                 }
             },
@@ -241,5 +261,41 @@ mod tests {
         assert_eq!(path("/a'b"), None);
         assert_eq!(path("/a\nb"), None);
         assert_eq!(identifier("shop/web prod\n"), "shop_web_prod_");
+    }
+
+    #[test]
+    fn tcp_frontend_port_from_lb_port_or_service_port() {
+        let meta = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        type Case<'a> = (&'a [(&'a str, &'a str)], Result<u16, &'a str>);
+        let cases: &[Case] = &[
+            (&[("service_port", "10001")], Ok(10001)),
+            (&[("service_port", " 10001 ")], Ok(10001)),
+            (&[("lb_port", "9000"), ("service_port", "10001")], Ok(9000)),
+            (
+                &[("lb_port", "x"), ("service_port", "10001")],
+                Err("lb_port \"x\""),
+            ),
+            (&[("service_port", "0")], Err("service_port \"0\"")),
+            (&[("service_port", "70000")], Err("service_port")),
+            (&[("service_port", "+80")], Err("service_port")),
+            (
+                &[("service_port", "10001\n    bind :22")],
+                Err("service_port"),
+            ),
+            (&[], Err("needs lb_port or a service_port")),
+        ];
+        for (pairs, want) in cases {
+            let got = tcp_port(&meta(pairs));
+            match (want, &got) {
+                (Ok(p), Ok(g)) => assert_eq!(p, g, "{pairs:?}"),
+                (Err(frag), Err(e)) => assert!(e.contains(frag), "{pairs:?}: {e}"),
+                _ => panic!("{pairs:?}: wanted {want:?}, got {got:?}"),
+            }
+        }
     }
 }

@@ -152,7 +152,8 @@ impl Core {
     pub fn open(store: Arc<dyn Store>, cfg: CoreConfig) -> Result<Core, CoreError> {
         let now = now_millis();
         let mut state = State::default();
-        for e in load_prefix::<AppEntry>(&*store, keys::APPS)? {
+        for mut e in load_prefix::<AppEntry>(&*store, keys::APPS)? {
+            e.app = cairn_marathon::canonical(e.app);
             state.apps.insert(e.app.id.clone(), e);
         }
         for t in load_prefix::<Task>(&*store, keys::TASKS)? {

@@ -12,30 +12,61 @@ use serde_json::json;
 use crate::core::Core;
 use crate::events::Event;
 
-/// Per task id: whether all its checks pass.
-pub fn task_health(checks: &[HealthCheck]) -> HashMap<String, bool> {
-    let mut out: HashMap<String, bool> = HashMap::new();
+/// The longest check output kept as a task's `lastFailureCause`.
+const MAX_CAUSE: usize = 1024;
+
+/// One task's health in the catalog.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Observed {
+    /// All its checks pass.
+    pub passing: bool,
+    /// The output of a failing check (Marathon's `lastFailureCause`).
+    pub cause: Option<String>,
+}
+
+/// Per task id: whether all its checks pass, and why not.
+pub fn task_health(checks: &[HealthCheck]) -> HashMap<String, Observed> {
+    let mut out: HashMap<String, Observed> = HashMap::new();
     for c in checks.iter().filter(|c| !c.service_id.is_empty()) {
         let passing = c.status == CheckStatus::Passing;
-        out.entry(c.service_id.clone())
-            .and_modify(|all| *all &= passing)
-            .or_insert(passing);
+        let o = out.entry(c.service_id.clone()).or_insert(Observed {
+            passing: true,
+            cause: None,
+        });
+        if !passing {
+            o.passing = false;
+            if o.cause.is_none() {
+                let mut cause = c.output.trim().to_string();
+                if cause.len() > MAX_CAUSE {
+                    let mut end = MAX_CAUSE;
+                    while !cause.is_char_boundary(end) {
+                        end -= 1;
+                    }
+                    cause.truncate(end);
+                }
+                o.cause = Some(cause);
+            }
+        }
     }
     out
 }
 
 /// Applies catalog health to the tasks; returns how many changed.
-pub fn apply(core: &Core, health: &HashMap<String, bool>) -> usize {
+pub fn apply(core: &Core, health: &HashMap<String, Observed>) -> usize {
     let r: Result<usize, std::convert::Infallible> = core.mutate(|s, tx| {
         let mut changed = Vec::new();
         for t in s.tasks.values_mut() {
             if t.spec.health_checks.is_empty() || !t.is_active() {
                 continue;
             }
-            let now = health.get(&t.id).copied();
-            if now.is_some() && now != t.healthy {
+            let seen = health.get(&t.id);
+            let now = seen.map(|o| o.passing);
+            if let Some(seen) = seen
+                && now != t.healthy
+            {
                 t.healthy = now;
                 t.unhealthy_since = (now == Some(false)).then_some(tx.now_ms);
+                t.health.record(seen.passing, seen.cause.clone(), tx.now_ms);
                 changed.push((t.id.clone(), t.node.clone()));
                 tx.event(Event::new(
                     "health_status_changed_event",
@@ -166,5 +197,46 @@ pub async fn follow(
                 }
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(task: &str, status: CheckStatus, output: &str) -> HealthCheck {
+        HealthCheck {
+            service_id: task.into(),
+            status,
+            output: output.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_task_passes_when_all_its_checks_do_and_keeps_why_not() {
+        let h = task_health(&[
+            check("a", CheckStatus::Passing, "ok"),
+            check("a", CheckStatus::Critical, "  connection refused\n"),
+            check("b", CheckStatus::Passing, "ok"),
+            check("", CheckStatus::Critical, "node check"),
+            check("c", CheckStatus::Warning, &"x".repeat(5000)),
+        ]);
+        assert_eq!(
+            h["a"],
+            Observed {
+                passing: false,
+                cause: Some("connection refused".into())
+            }
+        );
+        assert_eq!(
+            h["b"],
+            Observed {
+                passing: true,
+                cause: None
+            }
+        );
+        assert_eq!(h["c"].cause.as_ref().map(String::len), Some(MAX_CAUSE));
+        assert_eq!(h.len(), 3, "node checks belong to no task");
     }
 }

@@ -6,6 +6,7 @@
 //! - [`core`]: the state behind one lock, made durable in a [`cairn_store::Store`].
 //! - [`http`]: Marathon's `/v2` API, the agents' `/v1/agents` API and the event stream.
 //! - [`health`]: task health read from the catalog with a blocking query.
+//! - [`service_ports`]: the load balancers' ports of apps (assignment, conflicts).
 //! - [`offers`]: the offers book for other schedulers (two-level scheduling).
 //! - [`cli`]: `offerd serve` and the client commands (`apply`, `apps`, `tasks`, `scale`, `kill`).
 
@@ -19,3 +20,4 @@ pub mod offers;
 pub mod placement;
 pub mod scheduler;
 pub mod serve;
+pub mod service_ports;

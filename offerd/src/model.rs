@@ -71,6 +71,9 @@ pub struct Task {
     /// Since when (Unix ms) its checks have been failing, without a pass in between.
     #[serde(default)]
     pub unhealthy_since: Option<u64>,
+    /// When its health was seen to change (Marathon's health result timestamps).
+    #[serde(default)]
+    pub health: HealthHistory,
     /// offerd wants it gone: it has left its agent's desired set.
     #[serde(default)]
     pub kill_requested: bool,
@@ -79,6 +82,31 @@ pub struct Task {
     /// The framework that launched it through the offers API (None: a Marathon app's task).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub framework: Option<String>,
+}
+
+/// Marathon's health result times for a task (Unix ms). offerd learns health from the catalog,
+/// which reports status changes, not every run of a check: `lastSuccess`/`lastFailure` are the
+/// last time the task was seen turning (or first seen) passing/failing.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct HealthHistory {
+    pub first_success: Option<u64>,
+    pub last_success: Option<u64>,
+    pub last_failure: Option<u64>,
+    /// The failing check's output.
+    pub last_failure_cause: Option<String>,
+}
+
+impl HealthHistory {
+    /// Records a pass or a failure seen at `now_ms`.
+    pub fn record(&mut self, passing: bool, cause: Option<String>, now_ms: u64) {
+        if passing {
+            self.first_success.get_or_insert(now_ms);
+            self.last_success = Some(now_ms);
+        } else {
+            self.last_failure = Some(now_ms);
+            self.last_failure_cause = cause;
+        }
+    }
 }
 
 impl Task {

@@ -40,31 +40,56 @@ impl Offer {
         (part(self.free_cpus, self.total_cpus) + part(self.free_mem, self.total_mem)) / 2.0
     }
 
-    /// Takes `n` free host ports: the `required` ones (requirePorts) or the lowest free ones.
+    /// Whether every fixed (non-zero) port of `required` is in the agent's ranges and free.
+    fn has_fixed(&self, required: &[u16]) -> bool {
+        required.iter().filter(|p| **p != 0).all(|p| {
+            self.port_ranges.iter().any(|r| r.contains(*p)) && !self.used_ports.contains(p)
+        })
+    }
+
+    /// Takes `n` free host ports: where `required` gives a port (requirePorts, or a port
+    /// mapping's fixed `hostPort`) that one, elsewhere (0, or no `required` at all) the lowest
+    /// free ones; in the order of the demand.
     fn take_ports(&mut self, required: &[u16], n: usize) -> Option<Vec<u16>> {
-        if !required.is_empty() {
-            if required.iter().all(|p| {
-                self.port_ranges.iter().any(|r| r.contains(*p)) && !self.used_ports.contains(p)
-            }) {
-                self.used_ports.extend(required.iter().copied());
-                return Some(required.to_vec());
-            }
+        if !self.has_fixed(required) {
             return None;
         }
-        let mut out = Vec::with_capacity(n);
+        let fixed: BTreeSet<u16> = required.iter().copied().filter(|p| *p != 0).collect();
+        if fixed.len() != required.iter().filter(|p| **p != 0).count() {
+            // The same host port twice in one task can never be satisfied.
+            return None;
+        }
+        let wanted: Vec<u16> = if required.is_empty() {
+            vec![0; n]
+        } else {
+            required.to_vec()
+        };
+        let dynamic = wanted.iter().filter(|p| **p == 0).count();
+        let mut free = Vec::with_capacity(dynamic);
         'ranges: for r in &self.port_ranges {
             for p in r.begin..=r.end {
-                if out.len() == n {
+                if free.len() == dynamic {
                     break 'ranges;
                 }
-                if !self.used_ports.contains(&p) {
-                    out.push(p);
+                if !self.used_ports.contains(&p) && !fixed.contains(&p) {
+                    free.push(p);
                 }
             }
         }
-        if out.len() < n {
+        if free.len() < dynamic {
             return None;
         }
+        let mut free = free.into_iter();
+        let out: Vec<u16> = wanted
+            .iter()
+            .map(|p| {
+                if *p == 0 {
+                    free.next().unwrap_or(0)
+                } else {
+                    *p
+                }
+            })
+            .collect();
         self.used_ports.extend(out.iter().copied());
         Some(out)
     }
@@ -79,7 +104,8 @@ pub struct Demand<'a> {
     pub disk: f64,
     /// Number of host ports.
     pub ports: usize,
-    /// Exact host ports (requirePorts), else empty.
+    /// The host port each of the `ports` must be when the app fixes any (requirePorts, or port
+    /// mappings with a `hostPort`), 0 where any free port will do; empty when none is fixed.
     pub required_ports: Vec<u16>,
     pub constraints: &'a [Constraint],
 }
@@ -190,9 +216,7 @@ impl<'a> Placer<'a> {
             && o.free_mem + 1e-9 >= d.mem
             && o.free_disk + 1e-9 >= d.disk
             && o.free_port_count() >= d.ports
-            && d.required_ports
-                .iter()
-                .all(|p| o.port_ranges.iter().any(|r| r.contains(*p)) && !o.used_ports.contains(p))
+            && o.has_fixed(&d.required_ports)
     }
 
     /// Whether the constraints allow one more task on offer `i`.
@@ -310,6 +334,15 @@ impl<'a> Placer<'a> {
             let ports = offers.iter().map(Offer::free_port_count).max().unwrap_or(0);
             if ports < d.ports {
                 short.push(format!("{} ports (most free: {ports})", d.ports));
+            }
+            let fixed: Vec<u16> = d
+                .required_ports
+                .iter()
+                .copied()
+                .filter(|p| *p != 0)
+                .collect();
+            if !fixed.is_empty() && !offers.iter().any(|o| o.has_fixed(&d.required_ports)) {
+                short.push(format!("host ports {fixed:?} (no agent offers them free)"));
             }
             if short.is_empty() {
                 short.push(format!(
@@ -495,5 +528,40 @@ mod tests {
         let mut p = Placer::new(&offers, d).unwrap();
         assert_eq!(p.place_one(&mut offers).unwrap().ports, vec![31005]);
         assert!(p.place_one(&mut offers).is_err());
+    }
+
+    #[test]
+    fn fixed_host_ports_pick_agents_that_offer_them() {
+        // The second agent offers 32000-32009; a mapping fixed at 32003 can only go there, and
+        // only once; the dynamic port next to it is the lowest other free one.
+        let mut offers = vec![offer("a", 8.0, &[]), offer("b", 2.0, &[])];
+        offers[1].port_ranges = vec![PortRange {
+            begin: 32000,
+            end: 32009,
+        }];
+        offers[1].used_ports.insert(32000);
+        let d = Demand {
+            ports: 2,
+            required_ports: vec![0, 32003],
+            ..demand(&[])
+        };
+        let mut p = Placer::new(&offers, d).unwrap();
+        let first = p.place_one(&mut offers).unwrap();
+        assert_eq!((first.offer, first.ports), (1, vec![32001, 32003]));
+        let err = p.place_one(&mut offers).unwrap_err();
+        assert!(err.contains("32003"), "{err}");
+        // A port fixed twice in one task never fits.
+        let twice = Demand {
+            ports: 2,
+            required_ports: vec![31001, 31001],
+            ..demand(&[])
+        };
+        let mut offers = vec![offer("a", 8.0, &[])];
+        assert!(
+            Placer::new(&offers, twice)
+                .unwrap()
+                .place_one(&mut offers)
+                .is_err()
+        );
     }
 }

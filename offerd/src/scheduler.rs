@@ -4,7 +4,7 @@
 //! upgrade strategy, finishes deployments, and fills the launch queue with the reason a task
 //! waits. It is level-triggered: it never remembers what it did, only what is.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use cairn_marathon::{
     App, TaskSpec, TaskState, TaskStatusUpdate, iso8601_millis, service_name, task_id_for,
@@ -268,12 +268,9 @@ fn reconcile_app(state: &mut State, tx: &mut Tx, app_id: &str, offers: &mut [Off
         );
         return;
     }
-    let required: Vec<u16> = if app.require_ports {
-        app.port_definitions
-            .iter()
-            .flatten()
-            .map(|p| p.port as u16)
-            .collect()
+    let host_ports = app.host_port_demand();
+    let required: Vec<u16> = if host_ports.iter().any(|p| *p != 0) {
+        host_ports
     } else {
         Vec::new()
     };
@@ -354,7 +351,11 @@ pub fn launch(
         .map(|a| a.address.clone())
         .unwrap_or_default();
     let version = app.version.clone().unwrap_or_default();
-    let defs = app.port_definitions.clone().unwrap_or_default();
+    let service_ports: Vec<u16> = app
+        .service_ports()
+        .into_iter()
+        .map(|p| u16::try_from(p).unwrap_or(0))
+        .collect();
     let spec = TaskSpec {
         id: id.clone(),
         app_id: app.id.clone(),
@@ -367,13 +368,12 @@ pub fn launch(
         mem: app.mem,
         disk: app.disk,
         ports: ports.clone(),
-        port_names: match app.docker().filter(|d| d.host_ports_needed().is_some()) {
-            Some(d) => d.port_mappings.iter().map(|m| m.name.clone()).collect(),
-            None => defs.iter().map(|d| d.name.clone()).collect(),
-        },
+        port_names: app.host_port_names(),
         health_checks: app.health_checks.clone(),
         kill_grace_seconds: app.kill_grace_seconds(),
         container: app.container.clone(),
+        networks: app.networks.clone(),
+        service_ports: service_ports.clone(),
         service_name: service_name(&app.id, &app.labels),
     };
     let task = Task {
@@ -384,13 +384,14 @@ pub fn launch(
         node: node.to_string(),
         host,
         ports,
-        service_ports: defs.iter().map(|d| d.port as u16).collect(),
+        service_ports,
         state: TaskState::Staging,
         staged_at: tx.now_ms,
         started_at: None,
         message: String::new(),
         healthy: None,
         unhealthy_since: None,
+        health: Default::default(),
         kill_requested: false,
         spec,
         framework: framework.map(str::to_string),
@@ -519,7 +520,7 @@ fn finish_deployments(state: &mut State, tx: &mut Tx) {
     for id in done {
         if let Some(d) = state.deployments.remove(&id) {
             tx.deployment(&id);
-            let plan = deployment_plan_json(&d.id, &d.version, &d.app_id, &d.steps());
+            let plan = deployment_plan_json(&d, state.apps.get(&d.app_id).map(|e| &e.app));
             tx.event(Event::new(
                 "deployment_step_success",
                 tx.now_ms,
@@ -542,24 +543,58 @@ fn finish_deployments(state: &mut State, tx: &mut Tx) {
     }
 }
 
-/// Marathon's deployment plan JSON (`deployment_info` and friends).
+/// Marathon's deployment plan JSON (`deployment_info` and friends): id, version, steps and the
+/// root groups before (`original`) and after (`target`) as Marathon 1.4 and the `marathon`
+/// Python client (which reads both) know them. The groups hold the deployment's own app only
+/// (with the groups on its path), not every app: an event per deployment stays small on a
+/// cluster of thousands of apps. `target` is the app the deployment moves to (none for a stop).
 pub fn deployment_plan_json(
-    id: &str,
-    version: &str,
-    app_id: &str,
-    steps: &[Vec<&str>],
+    d: &crate::model::Deployment,
+    target: Option<&App>,
 ) -> serde_json::Value {
-    let steps: Vec<_> = steps
+    let steps: Vec<_> = d
+        .steps()
         .iter()
-        .map(|actions| json!({ "actions": actions.iter().map(|a| json!({"action": a, "app": app_id})).collect::<Vec<_>>() }))
+        .map(|actions| json!({ "actions": actions.iter().map(|a| json!({"action": a, "app": d.app_id})).collect::<Vec<_>>() }))
         .collect();
+    let original_version = d
+        .previous
+        .as_ref()
+        .and_then(|a| a.version.clone())
+        .unwrap_or_else(|| d.version.clone());
     json!({
-        "id": id,
-        "version": version,
-        "original": { "id": "/", "apps": [], "groups": [], "dependencies": [], "version": version },
-        "target": { "id": "/", "apps": [], "groups": [], "dependencies": [], "version": version },
+        "id": d.id,
+        "version": d.version,
+        "original": root_group(&d.app_id, d.previous.as_ref(), &original_version),
+        "target": root_group(&d.app_id, target, &d.version),
         "steps": steps,
     })
+}
+
+/// Marathon's group JSON from the root down to `app_id`'s group, holding `app` if any
+/// (`/shop/web` → `/` ⊃ `/shop` ⊃ the app).
+fn root_group(app_id: &str, app: Option<&App>, version: &str) -> serde_json::Value {
+    let segments: Vec<&str> = app_id.split('/').filter(|s| !s.is_empty()).collect();
+    let parents = segments.len().saturating_sub(1);
+    let group = |id: String, apps: Vec<serde_json::Value>, groups: Vec<serde_json::Value>| json!({ "id": id, "apps": apps, "groups": groups, "pods": [], "dependencies": [], "version": version });
+    let apps: Vec<serde_json::Value> = app
+        .map(|a| serde_json::to_value(a).unwrap_or(serde_json::Value::Null))
+        .into_iter()
+        .collect();
+    // Innermost group first, then wrap it in its parents up to the root.
+    let mut inner = group(
+        format!("/{}", segments[..parents].join("/")),
+        apps,
+        Vec::new(),
+    );
+    for depth in (0..parents).rev() {
+        inner = group(
+            format!("/{}", segments[..depth].join("/")),
+            Vec::new(),
+            vec![inner],
+        );
+    }
+    inner
 }
 
 /// Builds a new app entry or the next version of one (`restart` forces a new config version).
@@ -621,17 +656,13 @@ pub fn runs_as(t: &Task, app: &App) -> bool {
         && s.disk == app.disk
         && s.health_checks == app.health_checks
         && s.container == app.container
+        && on_network(&s.networks) == on_network(&app.networks)
         && s.kill_grace_seconds == app.kill_grace_seconds()
         && s.ports.len() == app.port_count()
 }
 
-/// Service ports in use by apps other than `except`.
-pub fn used_service_ports(
-    apps: &BTreeMap<String, AppEntry>,
-    except: &str,
-) -> std::collections::BTreeSet<i64> {
-    apps.values()
-        .filter(|e| e.app.id != except)
-        .flat_map(|e| e.app.port_definitions.iter().flatten().map(|p| p.port))
-        .collect()
+/// The networks a task joins: specs and apps from before `networks` existed mean the host's.
+fn on_network(n: &Option<Vec<cairn_marathon::Network>>) -> Vec<cairn_marathon::Network> {
+    n.clone()
+        .unwrap_or_else(|| vec![cairn_marathon::Network::host()])
 }

@@ -33,10 +33,15 @@ const RETRY: Duration = Duration::from_secs(2);
 /// Meta key marking a service as a task's (value: the app id). Reconciliation removes only
 /// services carrying it, so services others registered on the same node are left alone.
 pub const OWNER_META: &str = "marathon-app-id";
+/// Meta key with the task's first service port (the app's load-balancer port), so a load
+/// balancer can put a frontend on it as marathon-lb does (lbconf with `lb_mode=tcp`).
+pub const SERVICE_PORT_META: &str = "service_port";
 /// Consul's limits on service metadata.
 const META_MAX_KEY: usize = 128;
 const META_MAX_VALUE: usize = 512;
 const META_MAX_PAIRS: usize = 64;
+/// Meta keys the agent sets itself: [`OWNER_META`] and [`SERVICE_PORT_META`].
+const RESERVED_META: usize = 2;
 
 /// The node registration with the agent's TTL check, passing.
 pub fn node_registration(node: &str, address: &str) -> CatalogRegistration {
@@ -93,8 +98,12 @@ pub fn service_meta(task_id: &str, labels: &BTreeMap<String, String>) -> BTreeMa
             tracing::debug!(task = task_id, label = %k, "label not usable as service meta; skipped");
             continue;
         }
-        if meta.len() == META_MAX_PAIRS - 1 {
-            tracing::debug!(task = task_id, label = %k, "more than 63 meta labels (one is the owner marker); skipped");
+        if k == SERVICE_PORT_META {
+            tracing::debug!(task = task_id, label = %k, "label names the meta key of the task's service port; skipped");
+            continue;
+        }
+        if meta.len() == META_MAX_PAIRS - RESERVED_META {
+            tracing::debug!(task = task_id, label = %k, "more than 62 meta labels (two keys are the agent's own); skipped");
             continue;
         }
         meta.insert(k.clone(), v.clone());
@@ -204,6 +213,9 @@ pub fn service_registration(node: &str, address: &str, spec: &TaskSpec) -> Catal
             meta: {
                 let mut m = service_meta(&spec.id, &spec.labels);
                 m.insert(OWNER_META.into(), spec.app_id.clone());
+                if let Some(p) = spec.service_ports.first().filter(|p| **p > 0) {
+                    m.insert(SERVICE_PORT_META.into(), p.to_string());
+                }
                 m
             },
             port: spec.ports.first().copied().unwrap_or(0),
@@ -368,6 +380,7 @@ mod tests {
         serde_json::from_value(json!({
             "id": "shop_web.1", "app_id": "/shop/web", "version": "v", "cmd": "x",
             "cpus": 0.1, "mem": 32.0, "disk": 0.0, "ports": [31005, 31006],
+            "service_ports": [10005, 10006],
             "kill_grace_seconds": 3.0, "service_name": "web-shop",
             "health_checks": health_checks, "labels": labels
         }))
@@ -383,6 +396,7 @@ mod tests {
             "has.dot": "x",
             "has space": "x",
             "consul-reserved": "x",
+            "service_port": "1",
             "long_value": "v".repeat(513),
             "k".repeat(129): "too long a key",
         }))
@@ -413,6 +427,8 @@ mod tests {
             (svc.id.as_str(), svc.service.as_str(), svc.port),
             ("shop_web.1", "web-shop", 31005)
         );
+        assert_eq!(svc.meta[SERVICE_PORT_META], "10005");
+        assert_eq!(svc.meta[OWNER_META], "/shop/web");
         assert_eq!(svc.address, "10.0.0.5");
         assert_eq!(
             reg.checks.len(),

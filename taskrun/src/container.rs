@@ -83,7 +83,7 @@ pub struct ContainerPlan {
 /// The task's Docker container definition, if it has one.
 pub fn docker_of(spec: &TaskSpec) -> Result<DockerSpec, ContainerError> {
     let container = spec.container.as_ref().ok_or(ContainerError::NotDocker)?;
-    match cairn_marathon::docker_spec(container) {
+    match cairn_marathon::docker_spec(container, spec.networks.as_deref()) {
         Ok(Some(d)) => Ok(d),
         Ok(None) => Err(ContainerError::NotDocker),
         Err(violations) => Err(ContainerError::Definition(
@@ -114,22 +114,15 @@ pub fn container_name(task_id: &str) -> String {
 /// Describes the container of `spec`.
 pub fn plan(spec: &TaskSpec, ctx: &Context<'_>) -> Result<ContainerPlan, ContainerError> {
     let docker = docker_of(spec)?;
-    let bridge = docker.network == DockerNetwork::Bridge;
-    if bridge && spec.ports.len() != docker.port_mappings.len() {
+    // The mappings that publish a host port, in the order of the task's host ports.
+    let published = docker.host_port_mappings();
+    if docker.maps_ports() && spec.ports.len() != published.len() {
         return Err(ContainerError::Ports {
             ports: spec.ports.len(),
-            mappings: docker.port_mappings.len(),
+            mappings: published.len(),
         });
     }
-    let container_ports: Vec<u16> = if bridge {
-        docker
-            .port_mappings
-            .iter()
-            .map(|m| m.container_port)
-            .collect()
-    } else {
-        Vec::new()
-    };
+    let container_ports: Vec<u16> = published.iter().map(|m| m.container_port).collect();
     let mut env = crate::env::container_env(spec, ctx.host, &container_ports);
     let mut labels: BTreeMap<String, String> = spec.labels.clone();
     let mut body = ContainerCreateBody {
@@ -148,16 +141,19 @@ pub fn plan(spec: &TaskSpec, ctx: &Context<'_>) -> Result<ContainerPlan, Contain
                 DockerNetwork::Bridge => "bridge",
                 DockerNetwork::Host => "host",
                 DockerNetwork::None => "none",
+                // A Marathon container network is a Docker network of that name (which the
+                // operator creates, as with Mesos' Docker containerizer).
+                DockerNetwork::User => docker.network_name.as_deref().unwrap_or("bridge"),
             }
             .into(),
         ),
         privileged: docker.privileged.then_some(true),
         ..Default::default()
     };
-    if bridge {
+    if !published.is_empty() {
         let mut exposed = Vec::new();
         let mut bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
-        for (m, host_port) in docker.port_mappings.iter().zip(&spec.ports) {
+        for (m, host_port) in published.iter().zip(&spec.ports) {
             for proto in m.protocol.split(',').map(str::trim) {
                 let key = format!("{}/{proto}", m.container_port);
                 exposed.push(key.clone());
@@ -482,6 +478,43 @@ mod tests {
         assert_eq!(labels[LABEL_APP_ID], "/shop/web");
         assert_eq!(labels[LABEL_NODE], "node-0");
         assert_eq!(labels[LABEL_WORK_DIR], "/var/lib/taskrun");
+    }
+
+    #[test]
+    fn networks_form_and_named_networks() {
+        // The 1.5+ form (network in the spec's `networks`) plans what the older one did.
+        let new_form = json!({"type": "DOCKER", "docker": {"image": "web:1", "parameters": []},
+            "portMappings": [{"containerPort": 8080, "hostPort": 0, "servicePort": 10001}]});
+        let p = plan(
+            &spec(
+                new_form,
+                json!({"networks": [{"mode": "container/bridge"}], "cmd": "httpd -f -p 8080"}),
+            ),
+            &ctx(),
+        )
+        .unwrap();
+        let old = plan(
+            &spec(bridge(json!([])), json!({"cmd": "httpd -f -p 8080"})),
+            &ctx(),
+        )
+        .unwrap();
+        assert_eq!(p.body, old.body);
+        // A container network joins the Docker network of that name and publishes only the
+        // mappings that asked for a host port.
+        let user = json!({"type": "DOCKER", "docker": {"image": "web:1"},
+            "portMappings": [{"containerPort": 80}, {"containerPort": 8443, "hostPort": 0}]});
+        let p = plan(
+            &spec(
+                user,
+                json!({"networks": [{"mode": "container", "name": "backend"}]}),
+            ),
+            &ctx(),
+        )
+        .unwrap();
+        let h = host_of(&p);
+        assert_eq!(h.network_mode.as_deref(), Some("backend"));
+        assert_eq!(p.body.exposed_ports, Some(vec!["8443/tcp".to_string()]));
+        assert_eq!(env_of(&p)["PORT_8443"], "31001");
     }
 
     #[test]

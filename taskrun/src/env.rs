@@ -169,6 +169,8 @@ mod tests {
             health_checks: vec![],
             kill_grace_seconds: 3.0,
             container: None,
+            networks: None,
+            service_ports: vec![],
             service_name: "web-shop".into(),
         }
     }

@@ -80,6 +80,8 @@ pub fn spec_for(id: &str, opts: &RunOptions) -> Result<TaskSpec, RunError> {
         health_checks: Vec::new(),
         kill_grace_seconds: opts.grace_seconds,
         container: None,
+        networks: None,
+        service_ports: Vec::new(),
         service_name: "taskrun-run".into(),
     })
 }

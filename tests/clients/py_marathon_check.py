@@ -2,8 +2,10 @@
 every field of every answer and raises on any field Marathon does not define, so each call below
 is also a check of offerd's response shapes. Usage: py_marathon_check.py OFFERD_URL"""
 
+import json
 import sys
 import time
+import urllib.request
 
 from marathon import MarathonClient
 # (Constraints are left out of the request: 0.13's encoder uses collections.Iterable, gone
@@ -67,6 +69,28 @@ def main():
     wait("the restart deployment to finish", lambda: not c.list_deployments())
     c.delete_app("/py/sleeper", force=True)
     wait("the app to be gone", lambda: not [a for a in c.list_apps() if a.id == "/py/sleeper"])
+
+    # A BRIDGE Docker app in Marathon 1.5+'s form (no instances: only its shape is read back):
+    # networks, container.portMappings with an assigned servicePort, no portDefinitions.
+    # Posted as plain JSON: 0.13's encoder of nested objects fails on Python 3.10+ (see above).
+    bridge = {
+        "id": "/py/bridge", "instances": 0, "cpus": 0.1, "mem": 16,
+        "networks": [{"mode": "container/bridge"}],
+        "container": {"type": "DOCKER", "docker": {"image": "busybox"},
+                      "portMappings": [{"containerPort": 80}]},
+    }
+    req = urllib.request.Request(sys.argv[1].rstrip("/") + "/v2/apps", method="POST",
+                                 data=json.dumps(bridge).encode(),
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req) as resp:
+        assert resp.status == 201, resp.status
+    got = c.get_app("/py/bridge")
+    assert [a for a in c.list_apps(embed_tasks=True) if a.id == "/py/bridge"]
+    assert got.networks == [{"mode": "container/bridge"}], got.networks
+    mapping = got.container.port_mappings[0]
+    assert 10000 <= mapping.service_port <= 20000 and mapping.host_port == 0, mapping
+    assert not got.port_definitions, got.port_definitions
+    c.delete_app("/py/bridge", force=True)
     print("py-marathon: all checks passed")
 
 

@@ -4,20 +4,12 @@
 //! still apply.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cairn_tests::{Catalogd, bin, free_port};
+use cairn_tests::lb::{Balancer, BalancerOpts, Proc};
+use cairn_tests::{Catalogd, free_port};
 use serde_json::json;
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// A Python HTTP server answering `/` with `name`.
 fn backend(dir: &Path, name: &str) -> (Proc, u16) {
@@ -117,51 +109,21 @@ async fn runtime_updates_without_reload_and_reloads_when_needed() {
         .status()
         .unwrap();
 
-    let http_port = free_port();
-    let cfg = d.join("haproxy.cfg");
-    let sock = d.join("admin.sock");
-    let pidfile = d.join("haproxy.pid");
-    let lb_log = d.join("lbconf.log");
-    let _lbconf = Proc(
-        Command::new(bin("lbconf"))
-            .arg("watch")
-            .arg("--out")
-            .arg(&cfg)
-            .arg("--haproxy-socket")
-            .arg(&sock)
-            .arg("--reload-cmd")
-            .arg(format!(
-                "test -f {p} && kill -USR2 $(cat {p})",
-                p = pidfile.display()
-            ))
-            .arg("--haproxy")
-            .arg(&validator)
-            .args([
-                "--bind",
-                "127.0.0.1",
-                "--http-port",
-                &http_port.to_string(),
-                "--spare-slots",
-                "2",
-            ])
-            .env("CAIRN_CATALOG", &c.url)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&lb_log).unwrap())
-            .spawn()
-            .unwrap(),
+    let lb = Balancer::start(
+        d,
+        &c.url,
+        BalancerOpts {
+            validator: Some(validator.clone()),
+            spare_slots: Some(2),
+        },
+    )
+    .await;
+    let (http_port, cfg, lb_log, hap_log) = (
+        lb.http_port,
+        lb.cfg.clone(),
+        lb.lb_log.clone(),
+        lb.haproxy_log.clone(),
     );
-    eventually("the first config", &lb_log, async || cfg.exists()).await;
-    let hap_log = d.join("haproxy.log");
-    let haproxy = Proc(
-        Command::new("haproxy")
-            .args(["-W", "-db", "-f"])
-            .arg(&cfg)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&hap_log).unwrap())
-            .spawn()
-            .expect("haproxy is not installed: run scripts/test"),
-    );
-    std::fs::write(&pidfile, haproxy.0.id().to_string()).unwrap();
     eventually("web.test served by A", &lb_log, async || {
         get(http_port, "web.test").await.as_deref() == Some("A")
     })

@@ -38,6 +38,7 @@ mod lbconf_watch;
 mod many_hosts;
 mod offerd_api;
 mod offerd_deploy;
+mod offerd_docker_ports;
 mod offerd_lifecycle;
 mod offerd_ops;
 mod prometheus_metrics;

@@ -19,13 +19,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read as _, Write as _};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use cairn_tests::cluster::{alive, reap_tasks};
 use cairn_tests::daemon::Daemon;
+use cairn_tests::lb::{Balancer, BalancerOpts};
 use cairn_tests::netns::Netns;
 use cairn_tests::{bin, free_port};
 use serde_json::{Value, json};
@@ -45,15 +45,6 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const LOAD_WORKERS: usize = 4;
 
 /// A child process killed (and reaped) on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// The HTTP server every task runs: busybox httpd, else Python's (a bare `TCPServer`: the
 /// `http.server` CLI resolves its own address's name before listening, which hangs where the
 /// namespaces have no DNS).
@@ -104,8 +95,7 @@ fn web_app(constraint: &[&str]) -> Value {
 /// catalogd, then the network (which kills whatever still runs in the namespaces) and the
 /// temporary directory.
 struct Site {
-    haproxy: Option<Proc>,
-    _lbconf: Proc,
+    _lb: Balancer,
     dns: Bridge,
     agents: Vec<Daemon>,
     offerd: Daemon,
@@ -216,75 +206,28 @@ impl Site {
 
         let dns = Bridge::start(&catalog_url, &[]);
 
-        let http_port = free_port();
-        let cfg = tmp.path().join("haproxy.cfg");
-        let admin_sock = tmp.path().join("admin.sock");
-        let pidfile = tmp.path().join("haproxy.pid");
-        let lb_log = tmp.path().join("lbconf.log");
-        let lbconf = Proc(
-            Command::new(bin("lbconf"))
-                .arg("watch")
-                .arg("--out")
-                .arg(&cfg)
-                .arg("--haproxy-socket")
-                .arg(&admin_sock)
-                .arg("--reload-cmd")
-                .arg(format!(
-                    "test -f {p} && kill -USR2 $(cat {p})",
-                    p = pidfile.display()
-                ))
-                .args(["--bind", "127.0.0.1", "--http-port", &http_port.to_string()])
-                .args(["--spare-slots", "4"])
-                .env("CAIRN_CATALOG", &catalog_url)
-                .env("RUST_LOG", "info")
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(std::fs::File::create(&lb_log).expect("lbconf log file"))
-                .spawn()
-                .expect("starting lbconf"),
-        );
-
-        let mut site = Site {
-            haproxy: None,
-            _lbconf: lbconf,
+        let lb = Balancer::start(
+            tmp.path(),
+            &catalog_url,
+            BalancerOpts {
+                spare_slots: Some(4),
+                ..Default::default()
+            },
+        )
+        .await;
+        let site = Site {
+            http_port: lb.http_port,
+            admin_sock: lb.admin_sock.clone(),
+            lb_log: lb.lb_log.clone(),
+            _lb: lb,
             dns,
             agents,
             offerd,
             catalog,
-            http_port,
-            admin_sock,
-            lb_log,
             work_dirs,
             net,
             tmp,
         };
-        site.wait_for("lbconf's first haproxy.cfg", || async {
-            cfg.exists().then_some(())
-        })
-        .await;
-        let haproxy = Command::new("haproxy")
-            .args(["-W", "-db", "-f"])
-            .arg(&cfg)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(
-                std::fs::File::create(site.tmp.path().join("haproxy.log"))
-                    .expect("haproxy log file"),
-            )
-            .spawn()
-            .expect("haproxy is not installed: run scripts/test");
-        let pid = haproxy.id();
-        site.haproxy = Some(Proc(haproxy));
-        // lbconf reloads HAProxy (SIGUSR2) only once it is up: a signal arriving before the
-        // master installed its handlers would kill it.
-        let hap_log = site.tmp.path().join("haproxy.log");
-        site.wait_for("HAProxy to start", || async {
-            let up = std::fs::read_to_string(&hap_log).is_ok_and(|l| l.contains("Loading success"));
-            (up && UnixStream::connect(&site.admin_sock).is_ok()).then_some(())
-        })
-        .await;
-        std::fs::write(&pidfile, pid.to_string()).expect("writing haproxy.pid");
-
         site.wait_for("all three agents registered with offerd", || async {
             let agents = site.offerd.http.get("/v1/agents").await.value();
             let agents = agents.as_array()?;

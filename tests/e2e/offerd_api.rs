@@ -210,11 +210,96 @@ async fn bad_input_is_refused_with_paths_and_changes_nothing() {
         .send("POST", "/v2/apps", Some(b"{not json".to_vec()))
         .await;
     assert_eq!(r.status, 400);
+    // Networking Marathon refuses, with its paths and words.
+    let docker = json!({ "type": "DOCKER", "docker": { "image": "busybox" } });
+    let mut mapped = docker.clone();
+    mapped["portMappings"] = json!([{ "containerPort": 80 }]);
+    for (app, path, words) in [
+        (
+            json!({ "id": "/n", "cmd": "x", "networks": [{ "mode": "host" }, { "mode": "host" }] }),
+            "/networks",
+            "May specify a single host network",
+        ),
+        (
+            json!({ "id": "/n", "networks": [{ "mode": "container" }], "container": docker }),
+            "/networks",
+            "Network name must be specified",
+        ),
+        (
+            json!({ "id": "/n", "networks": [{ "mode": "host" }], "container": mapped }),
+            "/",
+            "portMappings are not allowed with host-networking",
+        ),
+        (
+            json!({ "id": "/n", "networks": [{ "mode": "container/bridge" }], "container": mapped,
+                    "portDefinitions": [{ "port": 0 }] }),
+            "/",
+            "portDefinitions are only allowed with host-networking",
+        ),
+        (
+            json!({ "id": "/n", "networks": [{ "mode": "container/bridge" }],
+                    "container": { "docker": { "image": "busybox", "network": "BRIDGE" } } }),
+            "/",
+            "must not specify both container.docker.network and networks",
+        ),
+        (
+            json!({ "id": "/n", "networks": [{ "mode": "container/bridge" }],
+                    "container": { "docker": { "image": "busybox" },
+                                   "portMappings": [{ "containerPort": 80, "servicePort": 70000 }] } }),
+            "/container/portMappings(0)/servicePort",
+            "",
+        ),
+    ] {
+        let r = c.post_app(&app).await;
+        assert_eq!(r.status, 422, "{app}: {}", r.text());
+        let v = r.value();
+        assert!(
+            v["details"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|d| d["path"] == path
+                    && d["errors"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .any(|e| e.as_str().is_some_and(|e| e.contains(words)))),
+            "{app}: wanted {path}: {words}, got {v}"
+        );
+    }
     assert_eq!(
         http.get("/v2/apps").await.value()["apps"],
         json!([]),
         "a refused app was stored"
     );
+    // A service port another app holds: 409 with Marathon's message, the second app not stored.
+    let held = json!({ "id": "/held", "cmd": "sleep 600", "instances": 0, "portDefinitions": [{ "port": 15555 }] });
+    assert_eq!(c.post_app(&held).await.status, 201);
+    let grab = json!({ "id": "/grab", "instances": 0, "networks": [{ "mode": "container/bridge" }],
+        "container": { "type": "DOCKER", "docker": { "image": "busybox" },
+                       "portMappings": [{ "containerPort": 80, "servicePort": 15555 }] } });
+    let r = c.post_app(&grab).await;
+    assert_eq!(r.status, 409, "{}", r.text());
+    assert_eq!(
+        r.value()["message"],
+        "Requested service port 15555 conflicts with a service port in app /held"
+    );
+    assert_eq!(http.get("/v2/apps/grab").await.status, 404);
+    // Nor may an update take it.
+    let r = c
+        .put_app(
+            "/held",
+            &json!({ "portDefinitions": [{ "port": 0 }] }),
+            true,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        http.get("/v2/apps/held").await.value()["app"]["portDefinitions"][0]["port"],
+        15555,
+        "re-posting port 0 keeps the assigned service port"
+    );
+    assert_eq!(http.delete("/v2/apps/held?force=true").await.status, 200);
 
     // 404s and 409s.
     assert_eq!(http.get("/v2/apps/nope").await.status, 404);

@@ -13,6 +13,7 @@ use cairn_tests::docker::{
     DockerCluster, busybox_image, containers_labelled, docker, docker_ok, inspect, require_engine,
     task_containers,
 };
+use cairn_tests::http_get;
 use serde_json::{Value, json};
 
 const MIB: u64 = 1024 * 1024;
@@ -89,22 +90,6 @@ fn env_of(info: &Value) -> Vec<String> {
         .collect()
 }
 
-async fn http_get(port: u64) -> Option<String> {
-    let r = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .ok()?
-        .get(format!("http://127.0.0.1:{port}/"))
-        .send()
-        .await
-        .ok()?;
-    if r.status() != 200 {
-        return None;
-    }
-    r.text().await.ok()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn bridge_containers_answer_on_their_host_ports_and_pass_health_checks() {
     if !require_engine() {
@@ -130,7 +115,7 @@ async fn bridge_containers_answer_on_their_host_ports_and_pass_health_checks() {
             .wait_for(
                 &format!("{id} to answer on host port {port}"),
                 60,
-                || async move { http_get(port).await },
+                || async move { http_get(port as u16).await },
             )
             .await;
         assert_eq!(body, "hello from cairn-test\n");
@@ -547,7 +532,7 @@ async fn host_network_and_a_read_only_volume() {
         .expect("host port");
     let body = c
         .wait_for("httpd on the host's network", 60, || async move {
-            http_get(port).await
+            http_get(port as u16).await
         })
         .await;
     assert_eq!(body, "hello from cairn-test\n");

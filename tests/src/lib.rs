@@ -13,6 +13,7 @@ use serde::de::DeserializeOwned;
 pub mod cluster;
 pub mod daemon;
 pub mod docker;
+pub mod lb;
 pub mod netns;
 pub mod systemd;
 
@@ -72,6 +73,23 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("binding an ephemeral port")
+}
+
+/// The body of `GET http://127.0.0.1:{port}/` when it answers 200 within 5 s.
+pub async fn http_get(port: u16) -> Option<String> {
+    let r = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .ok()?
+        .get(format!("http://127.0.0.1:{port}/"))
+        .send()
+        .await
+        .ok()?;
+    if r.status() != 200 {
+        return None;
+    }
+    r.text().await.ok()
 }
 
 /// One HTTP answer, kept whole for assertions.

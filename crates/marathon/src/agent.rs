@@ -89,6 +89,13 @@ pub struct TaskSpec {
     pub kill_grace_seconds: f64,
     #[serde(default)]
     pub container: Option<Value>,
+    /// The app's `networks` (Marathon 1.5+), which say what network the container joins; absent
+    /// in specs from before them, whose container carries `docker.network`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub networks: Option<Vec<crate::network::Network>>,
+    /// The app's service ports (the load balancer's ports), in the app's order.
+    #[serde(default)]
+    pub service_ports: Vec<u16>,
     /// The catalog service name (see [`crate::service_name`]).
     pub service_name: String,
 }

@@ -197,8 +197,10 @@ pub struct App {
     pub accepted_resource_roles: Option<Vec<String>>,
     #[serde(default)]
     pub ip_address: Option<Value>,
+    /// Marathon 1.5+ networking; always set once parsed (see [`crate::network`]), except for a
+    /// Docker container on the NONE network.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub networks: Option<Value>,
+    pub networks: Option<Vec<crate::network::Network>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unreachable_strategy: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -209,7 +211,8 @@ pub struct App {
     pub kill_selection: String,
     #[serde(default)]
     pub require_ports: bool,
-    #[serde(default)]
+    /// None off the host network, where Marathon returns no `portDefinitions` at all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port_definitions: Option<Vec<PortDefinition>>,
     /// Marathon's older form of `portDefinitions`; folded into it on parse, never written.
     #[serde(default, skip_serializing)]
@@ -221,18 +224,105 @@ pub struct App {
 impl App {
     /// The Docker container, if the app has one (validated when the app was parsed).
     pub fn docker(&self) -> Option<crate::DockerSpec> {
-        self.container
-            .as_ref()
-            .and_then(|c| crate::docker_spec(c).ok().flatten())
+        self.container.as_ref().and_then(|c| {
+            crate::docker_spec(c, self.networks.as_deref())
+                .ok()
+                .flatten()
+        })
     }
 
-    /// Host ports each task needs: one per port mapping of a BRIDGE container, else one per
-    /// port definition.
+    /// The Docker container when its ports are port mappings (BRIDGE or USER networking).
+    fn mapped(&self) -> Option<crate::DockerSpec> {
+        self.docker().filter(crate::DockerSpec::maps_ports)
+    }
+
+    /// Host ports each task needs: one per port mapping that takes a host port (BRIDGE: all of
+    /// them), else one per port definition.
     pub fn port_count(&self) -> usize {
-        if let Some(n) = self.docker().and_then(|d| d.host_ports_needed()) {
-            return n;
+        match self.mapped() {
+            Some(d) => d.host_port_mappings().len(),
+            None => self.port_definitions.as_ref().map_or(0, Vec::len),
         }
-        self.port_definitions.as_ref().map_or(0, Vec::len)
+    }
+
+    /// What each task's host port must be, in order: 0 for "any port from the offer", else
+    /// that port (a mapping's fixed `hostPort`, or every port definition with `requirePorts`).
+    pub fn host_port_demand(&self) -> Vec<u16> {
+        match self.mapped() {
+            Some(d) => d
+                .host_port_mappings()
+                .iter()
+                .map(|m| m.host_port.unwrap_or(0))
+                .collect(),
+            None => self
+                .port_definitions
+                .iter()
+                .flatten()
+                .map(|p| {
+                    if self.require_ports {
+                        u16::try_from(p.port).unwrap_or(0)
+                    } else {
+                        0
+                    }
+                })
+                .collect(),
+        }
+    }
+
+    /// The names of the task's host ports, in order.
+    pub fn host_port_names(&self) -> Vec<Option<String>> {
+        match self.mapped() {
+            Some(d) => d
+                .host_port_mappings()
+                .iter()
+                .map(|m| m.name.clone())
+                .collect(),
+            None => self
+                .port_definitions
+                .iter()
+                .flatten()
+                .map(|p| p.name.clone())
+                .collect(),
+        }
+    }
+
+    /// The app's service ports (0 = not assigned yet), as Marathon's `AppDefinition.servicePorts`:
+    /// the port mappings' `servicePort` when the container maps ports, else the port
+    /// definitions' `port`.
+    pub fn service_ports(&self) -> Vec<i64> {
+        match self.mapped() {
+            Some(d) => d
+                .port_mappings
+                .iter()
+                .map(|m| i64::from(m.service_port))
+                .collect(),
+            None => self
+                .port_definitions
+                .iter()
+                .flatten()
+                .map(|p| p.port)
+                .collect(),
+        }
+    }
+
+    /// Writes service ports back where [`App::service_ports`] read them (same order and length).
+    pub fn set_service_ports(&mut self, ports: &[i64]) {
+        if self.mapped().is_some() {
+            let mappings = self
+                .container
+                .as_mut()
+                .and_then(|c| c.get_mut("portMappings"))
+                .and_then(Value::as_array_mut);
+            for (m, p) in mappings.into_iter().flatten().zip(ports) {
+                if let Value::Object(m) = m {
+                    m.insert("servicePort".into(), Value::from(*p));
+                }
+            }
+        } else {
+            for (d, p) in self.port_definitions.iter_mut().flatten().zip(ports) {
+                d.port = *p;
+            }
+        }
     }
 
     /// Seconds between SIGTERM and SIGKILL when a task is killed (Mesos' default is 3 s).
@@ -300,6 +390,37 @@ pub fn merge_update(current: &Value, patch: &Value) -> Value {
     for (k, v) in p {
         out.insert(k.clone(), v.clone());
     }
+    // Networking changes as Marathon applies an update: the older network form in the patch
+    // replaces the stored `networks`; ports follow the network (port definitions only on the
+    // host network, port mappings only off it) unless the patch gives them itself.
+    let docker_net = |v: &Value| {
+        v.get("container")
+            .and_then(|c| c.get("docker"))
+            .and_then(|d| d.get("network"))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    let patch_net = docker_net(patch);
+    if patch_net.is_some() && !p.contains_key("networks") {
+        out.remove("networks");
+    }
+    let off_host = match patch_net.or_else(|| docker_net(&Value::Object(out.clone()))) {
+        Some(n) => n == "BRIDGE" || n == "USER",
+        None => out
+            .get("networks")
+            .and_then(|n| serde_json::from_value::<Vec<crate::Network>>(n.clone()).ok())
+            .is_some_and(|n| crate::has_non_host(&n)),
+    };
+    if off_host && !p.contains_key("ports") && !p.contains_key("portDefinitions") {
+        out.remove("ports");
+        out.remove("portDefinitions");
+    }
+    if !off_host
+        && !p.contains_key("container")
+        && let Some(Value::Object(c)) = out.get_mut("container")
+    {
+        c.remove("portMappings");
+    }
     Value::Object(out)
 }
 
@@ -332,6 +453,31 @@ mod tests {
         app.max_launch_delay_seconds = 2.0;
         assert_eq!(app.launch_delay_seconds(50), 2.0);
         assert_eq!(app.launch_delay_seconds(u32::MAX), 2.0);
+    }
+
+    #[test]
+    fn partial_updates_move_ports_with_the_network() {
+        let host = json!({"id": "/a", "networks": [{"mode": "host"}], "portDefinitions": [{"port": 10000}],
+            "container": {"type": "DOCKER", "docker": {"image": "x"}}});
+        let to_bridge = merge_update(
+            &host,
+            &json!({"networks": [{"mode": "container/bridge"}],
+                "container": {"type": "DOCKER", "docker": {"image": "x"}, "portMappings": [{"containerPort": 80}]}}),
+        );
+        assert!(to_bridge.get("portDefinitions").is_none());
+        let old_form = merge_update(
+            &host,
+            &json!({"container": {"docker": {"image": "x", "network": "BRIDGE"}}}),
+        );
+        assert!(old_form.get("networks").is_none());
+        assert!(old_form.get("portDefinitions").is_none());
+        let back = merge_update(&to_bridge, &json!({"networks": [{"mode": "host"}]}));
+        assert!(back["container"].get("portMappings").is_none());
+        let scaled = merge_update(&to_bridge, &json!({"instances": 3}));
+        assert_eq!(
+            scaled["container"]["portMappings"],
+            to_bridge["container"]["portMappings"]
+        );
     }
 
     #[test]

@@ -2,36 +2,55 @@
 //! volumes. The app JSON keeps the object as given (so it round-trips); offerd validates it with
 //! [`docker_spec`] and taskrun reads it with the same function.
 //!
-//! Marathon 1.4 put `portMappings` under `container.docker`, 1.5+ under `container`; both are
-//! read. With BRIDGE networking each mapping needs a host port from the agent's offer; with HOST
-//! networking the app's `portDefinitions` give the host ports as for any task.
+//! Marathon 1.4 put `portMappings` under `container.docker` and the network in
+//! `container.docker.network`; 1.5+ puts `portMappings` under `container` and the network in the
+//! app's `networks` (see [`crate::network`], which turns an app into the 1.5+ form). Both forms
+//! are read here, because tasks launched before an upgrade carry the old one. With BRIDGE
+//! networking each mapping needs a host port from the agent's offer, with USER (container)
+//! networking only mappings that give a `hostPort`; with HOST networking the app's
+//! `portDefinitions` give the host ports as for any task.
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::network::{Network, NetworkMode};
 use crate::validate::Violation;
 
-/// Docker network mode.
+/// Docker network mode (Marathon's `container.docker.network` names).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum DockerNetwork {
     Bridge,
     Host,
+    /// A named Docker network (Marathon's `container` network mode); the name is
+    /// [`DockerSpec::network_name`].
+    User,
     None,
 }
 
 /// One published container port.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PortMapping {
     pub container_port: u16,
-    /// 0 = assign from the offer.
+    /// 0 = assign from the offer; absent on a USER network = no host port at all (BRIDGE reads
+    /// absent as 0, as Marathon does).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_port: Option<u16>,
+    /// The load balancer's port for this mapping; 0 = offerd assigns one.
     #[serde(default)]
-    pub host_port: u16,
+    pub service_port: u16,
     #[serde(default = "tcp")]
     pub protocol: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Container networks the mapping applies to (Marathon's field; kept, not acted on).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub network_names: Vec<String>,
 }
 
 fn tcp() -> String {
@@ -65,6 +84,8 @@ pub struct Parameter {
 pub struct DockerSpec {
     pub image: String,
     pub network: DockerNetwork,
+    /// The Docker network's name for [`DockerNetwork::User`].
+    pub network_name: Option<String>,
     pub port_mappings: Vec<PortMapping>,
     pub parameters: Vec<Parameter>,
     pub force_pull_image: bool,
@@ -73,9 +94,25 @@ pub struct DockerSpec {
 }
 
 impl DockerSpec {
-    /// Host ports a task of this container needs from the offer (BRIDGE: one per mapping).
-    pub fn host_ports_needed(&self) -> Option<usize> {
-        (self.network == DockerNetwork::Bridge).then_some(self.port_mappings.len())
+    /// Whether the container has its own network namespace with published ports (BRIDGE or
+    /// USER): its ports come from `portMappings`, not from the app's `portDefinitions`.
+    pub fn maps_ports(&self) -> bool {
+        matches!(self.network, DockerNetwork::Bridge | DockerNetwork::User)
+    }
+
+    /// The mappings that take a host port from the offer, in order: every mapping on BRIDGE,
+    /// those with a `hostPort` on USER networks, none otherwise. A task's host ports are these
+    /// mappings' ports, in this order.
+    pub fn host_port_mappings(&self) -> Vec<&PortMapping> {
+        match self.network {
+            DockerNetwork::Bridge => self.port_mappings.iter().collect(),
+            DockerNetwork::User => self
+                .port_mappings
+                .iter()
+                .filter(|m| m.host_port.is_some())
+                .collect(),
+            DockerNetwork::Host | DockerNetwork::None => Vec::new(),
+        }
     }
 }
 
@@ -137,8 +174,13 @@ fn bad(path: &str, msg: impl Into<String>) -> Violation {
     }
 }
 
-/// Reads a Docker container definition; `Ok(None)` for a container that is not Docker.
-pub fn docker_spec(container: &Value) -> Result<Option<DockerSpec>, Vec<Violation>> {
+/// Reads a Docker container definition; `Ok(None)` for a container that is not Docker. The
+/// network is `container.docker.network` when given (the pre-1.5 form), else the first of the
+/// app's `networks`, else HOST.
+pub fn docker_spec(
+    container: &Value,
+    networks: Option<&[Network]>,
+) -> Result<Option<DockerSpec>, Vec<Violation>> {
     let raw: RawContainer = serde_path_to_error::deserialize(container.clone()).map_err(|e| {
         vec![bad(
             &format!("/container{}", crate::validate::marathon_path(e.path())),
@@ -163,22 +205,45 @@ pub fn docker_spec(container: &Value) -> Result<Option<DockerSpec>, Vec<Violatio
     if d.image.trim().is_empty() {
         v.push(bad("/container/docker/image", "must not be empty"));
     }
-    let network = d.network.unwrap_or(DockerNetwork::Host);
-    let port_mappings = match (raw.port_mappings, d.port_mappings) {
-        (Some(_), Some(_)) => {
+    let first = networks.and_then(|n| n.first());
+    let (network, network_name) = match (d.network, first) {
+        (Some(n), _) => (n, None),
+        (None, Some(n)) => match n.mode {
+            NetworkMode::Host => (DockerNetwork::Host, None),
+            NetworkMode::ContainerBridge => (DockerNetwork::Bridge, None),
+            NetworkMode::Container => (DockerNetwork::User, n.name.clone()),
+        },
+        (None, None) => (DockerNetwork::Host, None),
+    };
+    if network == DockerNetwork::User && network_name.as_deref().is_none_or(str::is_empty) {
+        v.push(bad("/networks", crate::network::NETWORK_NAME_REQUIRED));
+    }
+    let mut port_mappings = match (raw.port_mappings, d.port_mappings) {
+        (Some(a), Some(b)) if !a.is_empty() && !b.is_empty() => {
             v.push(bad(
-                "/container/portMappings",
-                "give portMappings in container or in container.docker, not both",
+                "/container",
+                "cannot specify both portMappings and docker.portMappings",
             ));
             Vec::new()
         }
-        (a, b) => a.or(b).unwrap_or_default(),
+        (a, b) => a.filter(|a| !a.is_empty()).or(b).unwrap_or_default(),
     };
-    if network != DockerNetwork::Bridge && !port_mappings.is_empty() {
-        v.push(bad(
-            "/container/portMappings",
-            "port mappings need BRIDGE networking",
-        ));
+    if matches!(network, DockerNetwork::Host | DockerNetwork::None) && !port_mappings.is_empty() {
+        v.push(bad("/", crate::network::NO_PORT_MAPPINGS_ON_HOST));
+    }
+    if network == DockerNetwork::Bridge {
+        // Marathon: in BRIDGE mode a missing hostPort means 0 (any port from the offer).
+        for m in &mut port_mappings {
+            m.host_port.get_or_insert(0);
+        }
+    }
+    let mut names = std::collections::HashSet::new();
+    if port_mappings
+        .iter()
+        .filter_map(|m| m.name.as_deref())
+        .any(|n| !names.insert(n))
+    {
+        v.push(bad("/container/portMappings", "Port names must be unique."));
     }
     for (i, m) in port_mappings.iter().enumerate() {
         if m.container_port == 0 {
@@ -232,6 +297,7 @@ pub fn docker_spec(container: &Value) -> Result<Option<DockerSpec>, Vec<Violatio
     Ok(Some(DockerSpec {
         image: d.image,
         network,
+        network_name,
         port_mappings,
         parameters: d.parameters,
         force_pull_image: d.force_pull_image,
@@ -252,9 +318,10 @@ mod tests {
         let new = json!({"type": "DOCKER", "docker": {"image": "web", "network": "BRIDGE"},
             "portMappings": [{"containerPort": 80, "hostPort": 0, "protocol": "tcp"}]});
         for c in [old, new] {
-            let d = docker_spec(&c).unwrap().unwrap();
+            let d = docker_spec(&c, None).unwrap().unwrap();
             assert_eq!(d.port_mappings[0].container_port, 80);
-            assert_eq!(d.host_ports_needed(), Some(1));
+            assert_eq!(d.port_mappings[0].host_port, Some(0));
+            assert_eq!(d.host_port_mappings().len(), 1);
         }
     }
 
@@ -263,11 +330,11 @@ mod tests {
         let c = json!({"type": "DOCKER", "docker": {"image": "", "network": "HOST",
             "parameters": [{"key": "privileged-mode", "value": "x"}]},
             "portMappings": [{"containerPort": 80}], "volumes": [{"containerPath": "data", "hostPath": "/x", "mode": "RX"}]});
-        let errs = docker_spec(&c).unwrap_err();
+        let errs = docker_spec(&c, None).unwrap_err();
         let paths: Vec<&str> = errs.iter().map(|v| v.path.as_str()).collect();
         for p in [
             "/container/docker/image",
-            "/container/portMappings",
+            "/",
             "/container/docker/parameters(0)/key",
             "/container/volumes(0)/containerPath",
             "/container/volumes(0)/mode",
@@ -275,11 +342,41 @@ mod tests {
             assert!(paths.contains(&p), "{p} not in {paths:?}");
         }
         let typo = json!({"type": "DOCKER", "docker": {"image": "x", "netwrk": "HOST"}});
-        assert!(docker_spec(&typo).unwrap_err()[0].errors[0].contains("netwrk"));
+        assert!(docker_spec(&typo, None).unwrap_err()[0].errors[0].contains("netwrk"));
     }
 
     #[test]
     fn mesos_containers_are_not_docker() {
-        assert_eq!(docker_spec(&json!({"type": "MESOS"})).unwrap(), None);
+        assert_eq!(docker_spec(&json!({"type": "MESOS"}), None).unwrap(), None);
+    }
+
+    #[test]
+    fn the_network_comes_from_networks_when_docker_names_none() {
+        let c = json!({"type": "DOCKER", "docker": {"image": "web"},
+            "portMappings": [{"containerPort": 80, "hostPort": 8080}, {"containerPort": 81}]});
+        let bridge = [Network {
+            mode: NetworkMode::ContainerBridge,
+            name: None,
+            labels: Default::default(),
+        }];
+        let d = docker_spec(&c, Some(&bridge)).unwrap().unwrap();
+        assert_eq!(d.network, DockerNetwork::Bridge);
+        let ports: Vec<Option<u16>> = d.host_port_mappings().iter().map(|m| m.host_port).collect();
+        assert_eq!(ports, [Some(8080), Some(0)]);
+        let user = [Network {
+            mode: NetworkMode::Container,
+            name: Some("dev".into()),
+            labels: Default::default(),
+        }];
+        let d = docker_spec(&c, Some(&user)).unwrap().unwrap();
+        assert_eq!(
+            (d.network, d.network_name.as_deref()),
+            (DockerNetwork::User, Some("dev"))
+        );
+        // On a USER network only mappings with a hostPort take one from the offer.
+        assert_eq!(d.host_port_mappings().len(), 1);
+        let no_net = json!({"type": "DOCKER", "docker": {"image": "web"}});
+        let d = docker_spec(&no_net, None).unwrap().unwrap();
+        assert_eq!(d.network, DockerNetwork::Host);
     }
 }

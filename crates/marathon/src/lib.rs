@@ -10,6 +10,7 @@ mod agent;
 mod app;
 mod constraint;
 mod container;
+mod network;
 mod resources;
 mod task_state;
 mod time;
@@ -27,7 +28,8 @@ pub use constraint::{Constraint, Operator};
 pub use container::{
     DockerNetwork, DockerSpec, Parameter, PortMapping, SUPPORTED_PARAMETERS, Volume, docker_spec,
 };
+pub use network::{Network, NetworkMode, has_non_host};
 pub use resources::{Attributes, PortRange, ResourceError, Resources, parse_attributes};
 pub use task_state::TaskState;
 pub use time::{iso8601_millis, now_millis};
-pub use validate::{ValidationError, Violation, parse_app};
+pub use validate::{ValidationError, Violation, canonical, parse_app};

@@ -144,19 +144,28 @@ pub fn parse_app(value: Value, id_from_path: Option<&str>) -> Result<App, Valida
         (None, None, None) => bad("/", "an app needs cmd, args or container".into()),
         _ => {}
     }
-    let mut bridge = false;
+    // Networking first: both of Marathon's forms become the 1.5+ one, so every rule below
+    // (and every reader of the stored app) sees one shape.
+    for x in crate::network::normalize(&mut app) {
+        for e in x.errors {
+            bad(&x.path, e);
+        }
+    }
+    let mut mapped = false;
     if let Some(c) = &app.container {
         match c.get("type").and_then(Value::as_str) {
-            None | Some("DOCKER") | Some("MESOS") => match crate::container::docker_spec(c) {
-                Ok(d) => bridge = d.is_some_and(|d| d.host_ports_needed().is_some()),
-                Err(vs) => {
-                    for x in vs {
-                        for e in x.errors {
-                            bad(&x.path, e);
+            None | Some("DOCKER") | Some("MESOS") => {
+                match crate::container::docker_spec(c, app.networks.as_deref()) {
+                    Ok(d) => mapped = d.is_some_and(|d| d.maps_ports()),
+                    Err(vs) => {
+                        for x in vs {
+                            for e in x.errors {
+                                bad(&x.path, e);
+                            }
                         }
                     }
                 }
-            },
+            }
             Some(t) => bad(
                 "/container/type",
                 format!("unknown container type {t:?} (DOCKER or MESOS)"),
@@ -265,10 +274,9 @@ pub fn parse_app(value: Value, id_from_path: Option<&str>) -> Result<App, Valida
 
     // `ports` (older form) becomes portDefinitions; none at all means one assigned port.
     match (app.port_definitions.is_some(), app.ports.take()) {
-        (true, _) | (false, Some(_)) if bridge => bad(
-            "/portDefinitions",
-            "BRIDGE networking takes its ports from portMappings".into(),
-        ),
+        // Off the host network the ports are the port mappings; `network::normalize` refused
+        // any port definitions already.
+        _ if mapped => app.port_definitions = None,
         (true, Some(_)) => bad("/ports", "give ports or portDefinitions, not both".into()),
         (false, Some(ports)) => {
             app.port_definitions = Some(
@@ -283,7 +291,7 @@ pub fn parse_app(value: Value, id_from_path: Option<&str>) -> Result<App, Valida
                     .collect(),
             )
         }
-        (false, None) if !bridge => {
+        (false, None) => {
             app.port_definitions = Some(vec![PortDefinition {
                 port: 0,
                 protocol: "tcp".into(),
@@ -395,6 +403,18 @@ pub fn parse_app(value: Value, id_from_path: Option<&str>) -> Result<App, Valida
         Ok(app)
     } else {
         Err(ValidationError::Invalid(v))
+    }
+}
+
+/// A stored app in the current canonical form (Marathon 1.5+ networking, see
+/// [`crate::network`]): apps stored by an offerd from before it are converted when loaded, so an
+/// update compares like with like. One the rules now refuse stays as it was.
+pub fn canonical(app: App) -> App {
+    let mut converted = app.clone();
+    if crate::network::normalize(&mut converted).is_empty() {
+        converted
+    } else {
+        app
     }
 }
 

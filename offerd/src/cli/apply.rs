@@ -113,7 +113,7 @@ pub fn load_apps(paths: &[PathBuf]) -> anyhow::Result<Vec<(App, Value)>> {
 }
 
 /// Whether the running definition already is what the file says (service ports the server
-/// assigned for `port: 0` count as equal).
+/// assigned for a 0, in `portDefinitions` or in port mappings, count as equal).
 fn same(local: &App, remote: &Value) -> bool {
     let Ok(mut remote) = parse_app(remote.clone(), None) else {
         return false;
@@ -121,15 +121,15 @@ fn same(local: &App, remote: &Value) -> bool {
     remote.version = None;
     remote.version_info = None;
     let mut local = local.clone();
-    if let (Some(l), Some(r)) = (
-        local.port_definitions.as_mut(),
-        remote.port_definitions.as_ref(),
-    ) {
-        for (ld, rd) in l.iter_mut().zip(r) {
-            if ld.port == 0 {
-                ld.port = rd.port;
-            }
-        }
+    // In port definitions and in BRIDGE port mappings alike.
+    let (l, r) = (local.service_ports(), remote.service_ports());
+    if l.len() == r.len() {
+        let merged: Vec<i64> = l
+            .iter()
+            .zip(&r)
+            .map(|(l, r)| if *l == 0 { *r } else { *l })
+            .collect();
+        local.set_service_ports(&merged);
     }
     local == remote
 }
@@ -243,4 +243,29 @@ pub async fn apply(c: &OfferdClient, args: ApplyArgs) -> anyhow::Result<ExitCode
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn assigned_service_ports_do_not_count_as_changes() {
+        let bridge = |sp: u16| {
+            json!({"id": "/web", "networks": [{"mode": "container/bridge"}],
+                "container": {"type": "DOCKER", "docker": {"image": "web"},
+                              "portMappings": [{"containerPort": 80, "servicePort": sp}]}})
+        };
+        let host = |p: i64| json!({"id": "/h", "cmd": "x", "portDefinitions": [{"port": p}]});
+        for (file, running, want) in [
+            (bridge(0), bridge(10004), true),
+            (bridge(10005), bridge(10004), false),
+            (host(0), host(10004), true),
+            (host(10005), host(10004), false),
+        ] {
+            let local = parse_app(file.clone(), None).unwrap();
+            assert_eq!(same(&local, &running), want, "{file} vs {running}");
+        }
+    }
 }

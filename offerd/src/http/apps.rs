@@ -2,8 +2,6 @@
 //! the per-app task endpoints. Every change is validated whole before anything is applied, and
 //! is refused with 409 while the app has a deployment running, unless `?force=true`.
 
-use std::collections::BTreeSet;
-
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -17,7 +15,8 @@ use super::{ApiError, AppState, flag, param};
 use crate::core::Tx;
 use crate::events::Event;
 use crate::model::{Deployment, DeploymentKind, State as Model};
-use crate::scheduler::{self, deployment_plan_json, next_version, used_service_ports};
+use crate::scheduler::{self, deployment_plan_json, next_version};
+use crate::service_ports;
 
 type Params = Query<Vec<(String, String)>>;
 
@@ -46,34 +45,6 @@ fn deployment_response(status: StatusCode, id: &str, version: &str) -> Response 
         .into_response()
 }
 
-/// Gives every `port: 0` definition a service port from 10000 up that no other app uses,
-/// keeping the ones this app had at the same positions.
-fn assign_service_ports(app: &mut App, previous: Option<&App>, used: &BTreeSet<i64>) {
-    let prev: Vec<i64> = previous
-        .and_then(|p| p.port_definitions.clone())
-        .unwrap_or_default()
-        .iter()
-        .map(|d| d.port)
-        .collect();
-    let mut taken: BTreeSet<i64> = used.clone();
-    let mut next = 10000;
-    for (i, def) in app.port_definitions.iter_mut().flatten().enumerate() {
-        if def.port != 0 {
-            taken.insert(def.port);
-            continue;
-        }
-        if let Some(p) = prev.get(i).filter(|p| **p != 0 && !taken.contains(p)) {
-            def.port = *p;
-        } else {
-            while taken.contains(&next) && next < 20000 {
-                next += 1;
-            }
-            def.port = next;
-        }
-        taken.insert(def.port);
-    }
-}
-
 /// Refuses a change while a deployment runs, unless forced (which cancels it).
 fn check_lock(s: &mut Model, tx: &mut Tx, app_id: &str, force: bool) -> Result<(), ApiError> {
     let running: Vec<String> = s
@@ -91,7 +62,7 @@ fn check_lock(s: &mut Model, tx: &mut Tx, app_id: &str, force: bool) -> Result<(
     for id in running {
         if let Some(d) = s.deployments.remove(&id) {
             tx.deployment(&id);
-            let plan = deployment_plan_json(&d.id, &d.version, &d.app_id, &d.steps());
+            let plan = deployment_plan_json(&d, s.apps.get(&d.app_id).map(|e| &e.app));
             tx.event(Event::new(
                 "deployment_failed",
                 tx.now_ms,
@@ -120,7 +91,7 @@ pub(crate) fn start_deployment(
         previous,
         started_ms: tx.now_ms,
     };
-    let plan = deployment_plan_json(&d.id, &d.version, &d.app_id, &d.steps());
+    let plan = deployment_plan_json(&d, s.apps.get(app_id).map(|e| &e.app));
     tx.event(Event::new(
         "deployment_info",
         tx.now_ms,
@@ -142,13 +113,15 @@ pub(crate) fn install(
     force: bool,
 ) -> Result<(String, String), ApiError> {
     let id = app.id.clone();
-    check_lock(s, tx, &id, force)?;
     let prev = s.apps.get(&id).cloned();
-    assign_service_ports(
+    // Ports first: a refusal must leave everything as it was, and `check_lock` with `force`
+    // already cancels deployments.
+    service_ports::assign(
         &mut app,
         prev.as_ref().map(|p| &p.app),
-        &used_service_ports(&s.apps, &id),
-    );
+        &service_ports::used_service_ports(&s.apps, &id),
+    )?;
+    check_lock(s, tx, &id, force)?;
     let running_config = s
         .app_tasks(&id)
         .find(|t| t.is_desired() && scheduler::runs_as(t, &app))
@@ -338,6 +311,15 @@ pub async fn put_bulk(
     }
     let (dep, version) = st.core.mutate(|s, tx| {
         // Refuse before changing anything: a bulk update is applied whole or not at all.
+        let mut with_prev: Vec<(App, Option<App>)> = apps
+            .into_iter()
+            .map(|a| {
+                let prev = s.apps.get(&a.id).map(|e| e.app.clone());
+                (a, prev)
+            })
+            .collect();
+        service_ports::assign_all(&mut with_prev, &s.apps)?;
+        let apps: Vec<App> = with_prev.into_iter().map(|(a, _)| a).collect();
         if !force {
             let locked: Vec<String> = apps
                 .iter()

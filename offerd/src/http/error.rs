@@ -15,11 +15,24 @@ pub enum ApiError {
     /// Locked by running deployments (their ids).
     Locked(Vec<String>),
     Conflict(String),
+    /// What Marathon answers with a 500 (its unmapped exceptions), with its message.
+    Internal(String),
 }
 
 impl ApiError {
     pub fn app_not_found(id: &str) -> ApiError {
         ApiError::NotFound(format!("App '{id}' does not exist"))
+    }
+}
+
+impl From<crate::service_ports::ServicePortError> for ApiError {
+    fn from(e: crate::service_ports::ServicePortError) -> Self {
+        use crate::service_ports::ServicePortError;
+        match e {
+            ServicePortError::Conflict(_) => ApiError::Conflict(e.to_string()),
+            // Marathon's PortRangeExhaustedException has no mapping of its own: a 500.
+            ServicePortError::Exhausted => ApiError::Internal(e.to_string()),
+        }
     }
 }
 
@@ -49,6 +62,7 @@ impl IntoResponse for ApiError {
                 }),
             ),
             ApiError::Conflict(m) => (StatusCode::CONFLICT, json!({ "message": m })),
+            ApiError::Internal(m) => (StatusCode::INTERNAL_SERVER_ERROR, json!({ "message": m })),
         };
         (status, Json(body)).into_response()
     }

@@ -37,7 +37,8 @@ pub async fn cancel_deployment(
         };
         s.deployments.remove(&id);
         tx.deployment(&id);
-        let plan = crate::scheduler::deployment_plan_json(&d.id, &d.version, &d.app_id, &d.steps());
+        let plan =
+            crate::scheduler::deployment_plan_json(&d, s.apps.get(&d.app_id).map(|e| &e.app));
         tx.event(crate::events::Event::new(
             "deployment_failed",
             tx.now_ms,
