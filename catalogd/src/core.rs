@@ -163,18 +163,20 @@ impl Catalog {
                 .await
                 .context("setting catalogd's own coordinate")?;
         }
-        if current
-            .load()
-            .doc(crate::state::Table::Autopilot, crate::state::AUTOPILOT_KEY)
-            .is_none()
-        {
+        for (key, value) in [
+            (
+                crate::state::AUTOPILOT_KEY,
+                crate::http::operator::default_autopilot(),
+            ),
+            (
+                crate::state::CLUSTER_KEY,
+                serde_json::json!({ "ID": uuid::Uuid::new_v4().to_string() }),
+            ),
+        ] {
             writer
-                .submit(Command::AutopilotSet {
-                    config: crate::http::operator::default_autopilot(),
-                    cas: None,
-                })
+                .submit(Command::SeedSetting { key, value })
                 .await
-                .context("storing the default autopilot configuration")?;
+                .with_context(|| format!("storing the initial {key} setting"))?;
         }
         let sweeper = tokio::spawn(timers::sweep(timers.clone(), writer.clone()));
         let log_tap = config.log_tap.clone();

@@ -7,6 +7,7 @@
 //! topic; [`timers`] enforces TTLs; [`http`] is the API; [`cli`] the client subcommands.
 
 pub mod agent_checks;
+pub mod chain;
 pub mod cli;
 pub mod config_entries;
 pub mod core;

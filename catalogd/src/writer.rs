@@ -65,9 +65,23 @@ pub enum Command {
         node: String,
         coord: serde_json::Value,
     },
+    ConfigApply {
+        entry: serde_json::Value,
+        cas: Option<u64>,
+    },
+    ConfigDelete {
+        kind: String,
+        name: String,
+        cas: Option<u64>,
+    },
     AutopilotSet {
         config: serde_json::Value,
         cas: Option<u64>,
+    },
+    /// Stores a server setting unless one is already there (first start).
+    SeedSetting {
+        key: &'static str,
+        value: serde_json::Value,
     },
     ExpireChecks(Vec<NodeKey>),
     ExpireSessions(Vec<String>),
@@ -315,7 +329,17 @@ fn apply(
             st.coordinate_update(&node, coord, ch)?;
             Reply::Done
         }
+        Command::ConfigApply { entry, cas } => Reply::Bool(st.config_apply(entry, cas, ch)?),
+        Command::ConfigDelete { kind, name, cas } => {
+            Reply::Bool(st.config_delete(&kind, &name, cas, ch))
+        }
         Command::AutopilotSet { config, cas } => Reply::Bool(st.autopilot_set(config, cas, ch)),
+        Command::SeedSetting { key, value } => {
+            if st.doc(crate::state::Table::System, key).is_none() {
+                st.put_doc(crate::state::Table::System, key, value, ch);
+            }
+            Reply::Done
+        }
         Command::ExpireChecks(keys) => {
             for key in keys {
                 if parts.timers.check_expired(&key, now) {

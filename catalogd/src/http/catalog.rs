@@ -7,9 +7,12 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use cairn_wire::{CatalogDeregistration, CatalogNodeServices, CatalogRegistration, CatalogService};
 
+use serde_json::{Value, json};
+
 use super::respond::{blocking, json_list, json_plain, json_read};
-use super::{HttpResult, Read, decode_body};
+use super::{HttpError, HttpResult, Read, decode_body};
 use crate::core::Core;
+use crate::state::{Selection, Table, config_key};
 use crate::watch::Topic;
 use crate::writer::Command;
 
@@ -60,21 +63,156 @@ pub async fn service(
     Path(name): Path<String>,
     read: Read,
 ) -> HttpResult {
+    instances(core, Selection::Service(name), read).await
+}
+
+/// `GET /v1/catalog/connect/:service`: what reaches the service through the mesh.
+pub async fn connect(
+    State(core): State<Arc<Core>>,
+    Path(name): Path<String>,
+    read: Read,
+) -> HttpResult {
+    instances(core, Selection::Connect(name), read).await
+}
+
+/// Catalog rows of a selection: `tag` (repeatable), `node-meta`, `filter`,
+/// `merge-central-config`; a `peer` (catalogd has no peerings) matches nothing.
+async fn instances(core: Arc<Core>, sel: Selection, read: Read) -> HttpResult {
     let Read { query, opts } = read;
     let tags: Vec<&str> = query.all("tag").collect();
-    let (idx, rows) = blocking(&core, &opts, Topic::Service(name.clone()), |st| {
+    let merge = query.flag("merge-central-config");
+    let peer = query.get("peer").is_some_and(|p| !p.is_empty());
+    let topic = match &sel {
+        Selection::Service(name) => Topic::Service(name.clone()),
+        _ => Topic::Catalog,
+    };
+    let (idx, rows) = blocking(&core, &opts, topic, |st| {
         let rows: Vec<CatalogService> = st
-            .service_instances(&name)
+            .select(&sel)
             .into_iter()
             .filter(|(n, s)| {
-                opts.node_matches(&n.meta) && tags.iter().all(|t| s.tags.iter().any(|x| x == t))
+                !peer
+                    && opts.node_matches(&n.meta)
+                    && tags.iter().all(|t| s.tags.iter().any(|x| x == t))
             })
-            .map(|(n, s)| CatalogService::new(n, s))
+            .map(|(n, s)| {
+                if merge {
+                    let mut s = s.clone();
+                    st.merge_central_config(&mut s);
+                    CatalogService::new(n, &s)
+                } else {
+                    CatalogService::new(n, s)
+                }
+            })
             .collect();
-        (st.service_read_index(&name), rows)
+        let mut idx = sel.read_index(st);
+        if merge {
+            idx = idx.max(st.table_index(Table::ConfigEntries));
+        }
+        (idx, rows)
     })
     .await;
     Ok(json_list(idx, &rows, &opts))
+}
+
+/// `GET /v1/catalog/gateway-services/:gateway`: the services an ingress or terminating
+/// gateway's config entry routes to.
+pub async fn gateway_services(
+    State(core): State<Arc<Core>>,
+    Path(gateway): Path<String>,
+    read: Read,
+) -> HttpResult {
+    if gateway.is_empty() {
+        return Err(HttpError::bad_request("Missing gateway name"));
+    }
+    let opts = read.opts;
+    let (idx, rows) = blocking(&core, &opts, Topic::Table(Table::ConfigEntries), |st| {
+        (
+            st.table_index(Table::ConfigEntries),
+            gateway_rows(st, &gateway),
+        )
+    })
+    .await;
+    Ok(json_list(idx, &rows, &opts))
+}
+
+fn gateway_rows(st: &crate::state::State, gateway: &str) -> Vec<Value> {
+    let mut rows = Vec::new();
+    let has_instances = |svc: &str| !st.service_instances(svc).is_empty();
+    let service_kind = |svc: &str| has_instances(svc).then_some("service");
+    if let Some(d) = st.doc(
+        Table::ConfigEntries,
+        &config_key("ingress-gateway", gateway),
+    ) {
+        for l in d.value["Listeners"].as_array().into_iter().flatten() {
+            for s in l["Services"].as_array().into_iter().flatten() {
+                let name = s["Name"].as_str().unwrap_or_default();
+                let names: Vec<(String, bool)> = if name == "*" {
+                    // The wildcard stands for every service reachable through the mesh.
+                    st.by_service
+                        .keys()
+                        .filter(|n| {
+                            *n != "consul"
+                                && !st.select(&Selection::Connect((*n).clone())).is_empty()
+                        })
+                        .map(|n| (n.clone(), true))
+                        .collect()
+                } else {
+                    vec![(name.to_string(), false)]
+                };
+                for (svc, wildcard) in names {
+                    let mut row = json!({
+                        "Gateway": {"Name": gateway},
+                        "Service": {"Name": svc},
+                        "GatewayKind": "ingress-gateway",
+                        "Port": l["Port"],
+                        "Protocol": l["Protocol"],
+                    });
+                    if let Some(hosts) = s["Hosts"].as_array().filter(|h| !h.is_empty()) {
+                        row["Hosts"] = json!(hosts);
+                    }
+                    if wildcard {
+                        row["FromWildcard"] = json!(true);
+                    }
+                    if let Some(k) = service_kind(&svc) {
+                        row["ServiceKind"] = json!(k);
+                    }
+                    row["CreateIndex"] = json!(d.create_index);
+                    row["ModifyIndex"] = json!(d.modify_index);
+                    rows.push(row);
+                }
+            }
+        }
+    }
+    if let Some(d) = st.doc(
+        Table::ConfigEntries,
+        &config_key("terminating-gateway", gateway),
+    ) {
+        for s in d.value["Services"].as_array().into_iter().flatten() {
+            let svc = s["Name"].as_str().unwrap_or_default();
+            let mut row = json!({
+                "Gateway": {"Name": gateway},
+                "Service": {"Name": svc},
+                "GatewayKind": "terminating-gateway",
+            });
+            for k in ["CAFile", "CertFile", "KeyFile", "SNI"] {
+                if let Some(v) = s[k].as_str().filter(|v| !v.is_empty()) {
+                    row[k] = json!(v);
+                }
+            }
+            if let Some(k) = service_kind(svc) {
+                row["ServiceKind"] = json!(k);
+            }
+            row["CreateIndex"] = json!(d.create_index);
+            row["ModifyIndex"] = json!(d.modify_index);
+            rows.push(row);
+        }
+    }
+    rows.sort_by(|a, b| {
+        (a["Service"]["Name"].as_str(), a["Port"].as_i64())
+            .cmp(&(b["Service"]["Name"].as_str(), b["Port"].as_i64()))
+    });
+    rows
 }
 
 pub async fn nodes(State(core): State<Arc<Core>>, read: Read) -> HttpResult {

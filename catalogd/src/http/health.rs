@@ -8,6 +8,7 @@ use cairn_wire::{CheckStatus, HealthCheck, ServiceEntry};
 use super::respond::{blocking, json_list};
 use super::{HttpError, HttpResult, Read};
 use crate::core::Core;
+use crate::state::Selection;
 use crate::watch::Topic;
 
 pub async fn service(
@@ -15,20 +16,68 @@ pub async fn service(
     Path(name): Path<String>,
     read: Read,
 ) -> HttpResult {
+    entries(core, Selection::Service(name), read).await
+}
+
+/// `GET /v1/health/connect/:service`.
+pub async fn connect(
+    State(core): State<Arc<Core>>,
+    Path(name): Path<String>,
+    read: Read,
+) -> HttpResult {
+    entries(core, Selection::Connect(name), read).await
+}
+
+/// `GET /v1/health/ingress/:service`: the ingress gateways that route to the service.
+pub async fn ingress(
+    State(core): State<Arc<Core>>,
+    Path(name): Path<String>,
+    read: Read,
+) -> HttpResult {
+    entries(core, Selection::Ingress(name), read).await
+}
+
+/// Health entries of a selection: `passing`, `tag`, `node-meta`, `filter`,
+/// `merge-central-config`; a `peer` (catalogd has no peerings) matches nothing, except for
+/// ingress, where Consul ignores it.
+async fn entries(core: Arc<Core>, sel: Selection, read: Read) -> HttpResult {
     let Read { query, opts } = read;
     let passing = query.flag("passing") && query.get("passing") != Some("false");
     let tags: Vec<&str> = query.all("tag").collect();
-    let (idx, entries) = blocking(&core, &opts, Topic::Service(name.clone()), |st| {
+    let merge = query.flag("merge-central-config");
+    let peer =
+        query.get("peer").is_some_and(|p| !p.is_empty()) && !matches!(sel, Selection::Ingress(_));
+    let topic = match &sel {
+        Selection::Service(name) => Topic::Service(name.clone()),
+        _ => Topic::Catalog,
+    };
+    let (idx, entries) = blocking(&core, &opts, topic, |st| {
         let entries: Vec<ServiceEntry> = st
-            .service_entries(&name)
+            .select(&sel)
             .into_iter()
+            .map(|(node, svc)| {
+                let mut service = svc.clone();
+                if merge {
+                    st.merge_central_config(&mut service);
+                }
+                ServiceEntry {
+                    node: node.clone(),
+                    checks: st.instance_checks(&node.node, &svc.id),
+                    service,
+                }
+            })
             .filter(|e| {
-                opts.node_matches(&e.node.meta)
+                !peer
+                    && opts.node_matches(&e.node.meta)
                     && tags.iter().all(|t| e.service.tags.iter().any(|x| x == t))
                     && (!passing || e.checks.iter().all(|c| c.status == CheckStatus::Passing))
             })
             .collect();
-        (st.service_read_index(&name), entries)
+        let mut idx = sel.read_index(st);
+        if merge {
+            idx = idx.max(st.table_index(crate::state::Table::ConfigEntries));
+        }
+        (idx, entries)
     })
     .await;
     Ok(json_list(idx, &entries, &opts))

@@ -2,6 +2,8 @@
 
 mod agent;
 mod catalog;
+mod chain;
+mod config;
 pub mod coordinate;
 mod error;
 mod event;
@@ -257,11 +259,18 @@ pub fn router(core: Arc<Core>) -> Router {
             put(catalog::deregister).post(catalog::deregister),
         )
         .route("/v1/catalog/services", get(catalog::services))
-        .route("/v1/catalog/service/{name}", get(catalog::service))
+        .route("/v1/catalog/service/{*name}", get(catalog::service))
+        .route("/v1/catalog/connect/{*name}", get(catalog::connect))
+        .route(
+            "/v1/catalog/gateway-services/{*gateway}",
+            get(catalog::gateway_services),
+        )
         .route("/v1/catalog/nodes", get(catalog::nodes))
         .route("/v1/catalog/node/{node}", get(catalog::node))
         .route("/v1/catalog/datacenters", get(catalog::datacenters))
-        .route("/v1/health/service/{name}", get(health::service))
+        .route("/v1/health/service/{*name}", get(health::service))
+        .route("/v1/health/connect/{*name}", get(health::connect))
+        .route("/v1/health/ingress/{*name}", get(health::ingress))
         .route("/v1/health/checks/{name}", get(health::checks))
         .route("/v1/health/node/{node}", get(health::node))
         .route("/v1/health/state/{state}", get(health::state))
@@ -326,6 +335,16 @@ pub fn router(core: Arc<Core>) -> Router {
                 .delete(operator::keyring),
         )
         .route("/v1/operator/usage", get(operator::usage))
+        .route(
+            "/v1/discovery-chain/{*service}",
+            get(chain::get).post(chain::get),
+        )
+        .route("/v1/config", write(config::apply))
+        .route("/v1/config/", get(config::list_all))
+        .route(
+            "/v1/config/{*rest}",
+            get(config::get).delete(config::delete),
+        )
         .route("/v1/event/fire/{*name}", write(event::fire))
         .route("/v1/event/list", get(event::list))
         .route("/v1/status/leader", get(misc::leader))

@@ -100,7 +100,7 @@ pub fn default_autopilot() -> Value {
 /// `GET /v1/operator/autopilot/configuration`.
 pub async fn autopilot_get(State(core): State<Arc<Core>>) -> HttpResult {
     let st = core.current.load();
-    let Some(doc) = st.doc(Table::Autopilot, AUTOPILOT_KEY) else {
+    let Some(doc) = st.doc(Table::System, AUTOPILOT_KEY) else {
         return Err(internal("autopilot config not initialized yet"));
     };
     let mut body = (*doc.value).clone();

@@ -20,8 +20,9 @@ pub enum Table {
     ConfigEntries,
     /// Query ID → prepared query.
     PreparedQueries,
-    /// `config` → the autopilot configuration.
-    Autopilot,
+    /// Server-wide settings: `autopilot` (the autopilot configuration), `cluster` (the
+    /// cluster's identity: its ID names the mesh trust domain).
+    System,
 }
 
 impl Table {
@@ -29,7 +30,7 @@ impl Table {
         Table::Coordinates,
         Table::ConfigEntries,
         Table::PreparedQueries,
-        Table::Autopilot,
+        Table::System,
     ];
 
     /// Its segment in store keys.
@@ -38,7 +39,7 @@ impl Table {
             Table::Coordinates => "coordinates",
             Table::ConfigEntries => "config-entries",
             Table::PreparedQueries => "prepared-queries",
-            Table::Autopilot => "autopilot",
+            Table::System => "autopilot",
         }
     }
 
@@ -151,8 +152,10 @@ impl State {
     }
 }
 
-/// Key of the one autopilot configuration document.
-pub const AUTOPILOT_KEY: &str = "config";
+/// Key of the autopilot configuration in [`Table::System`].
+pub const AUTOPILOT_KEY: &str = "autopilot";
+/// Key of the cluster identity in [`Table::System`].
+pub const CLUSTER_KEY: &str = "cluster";
 
 impl State {
     /// Sets the autopilot configuration; with `cas`, only if its ModifyIndex is that (false
@@ -160,13 +163,141 @@ impl State {
     pub fn autopilot_set(&mut self, config: Value, cas: Option<u64>, ch: &mut Changes) -> bool {
         if let Some(cas) = cas {
             let current = self
-                .doc(Table::Autopilot, AUTOPILOT_KEY)
+                .doc(Table::System, AUTOPILOT_KEY)
                 .map_or(0, |d| d.modify_index);
             if current != cas {
                 return false;
             }
         }
-        self.put_doc(Table::Autopilot, AUTOPILOT_KEY, config, ch);
+        self.put_doc(Table::System, AUTOPILOT_KEY, config, ch);
         true
+    }
+}
+
+/// Key of a config entry in [`Table::ConfigEntries`].
+pub fn config_key(kind: &str, name: &str) -> String {
+    format!("{kind}/{name}")
+}
+
+impl State {
+    /// A stored config entry's value.
+    pub fn config_entry(&self, kind: &str, name: &str) -> Option<Value> {
+        self.doc(Table::ConfigEntries, &config_key(kind, name))
+            .map(|d| (*d.value).clone())
+    }
+
+    /// `PUT /v1/config[?cas=]` of an entry already parsed and validated on its own
+    /// ([`crate::config_entries::parse`]): checks it against the other entries, then stores it.
+    /// An entry equal to the stored one is accepted without a write, even with a `cas` that does
+    /// not match, as Consul does.
+    pub fn config_apply(
+        &mut self,
+        entry: Value,
+        cas: Option<u64>,
+        ch: &mut Changes,
+    ) -> Result<bool, super::ApplyError> {
+        let kind = entry["Kind"].as_str().unwrap_or_default().to_string();
+        let name = match kind.as_str() {
+            "mesh" => "mesh".to_string(),
+            _ => entry["Name"].as_str().unwrap_or_default().to_string(),
+        };
+        let key = config_key(&kind, &name);
+        let existing = self.doc(Table::ConfigEntries, &key);
+        if existing.is_some_and(|d| *d.value == entry) {
+            return Ok(true);
+        }
+        match (cas, existing) {
+            (Some(0), Some(_)) => return Ok(false),
+            (Some(n), Some(d)) if n != 0 && d.modify_index != n => return Ok(false),
+            (Some(n), None) if n != 0 => return Ok(false),
+            _ => {}
+        }
+        self.config_graph_check(&kind, &name, &entry)
+            .map_err(super::ApplyError::Rpc)?;
+        self.put_doc(Table::ConfigEntries, &key, entry, ch);
+        Ok(true)
+    }
+
+    /// Consul's checks of an entry against the others (a discovery chain must stay compilable).
+    fn config_graph_check(&self, kind: &str, name: &str, entry: &Value) -> Result<(), String> {
+        use crate::config_entries::{is_http_like, service_protocol};
+        // Protocols as they would be with this entry in place.
+        let lookup = |k: &str, n: &str| {
+            if k == kind && n == name {
+                Some(entry.clone())
+            } else {
+                self.config_entry(k, n)
+            }
+        };
+        let protocol = |svc: &str| service_protocol(lookup, svc);
+        match kind {
+            "service-router" | "service-splitter" => {
+                let p = protocol(name);
+                if !is_http_like(&p) {
+                    return Err(format!(
+                        "discovery chain {name:?} uses a protocol {p:?} that does not permit advanced routing or splitting behavior"
+                    ));
+                }
+            }
+            "ingress-gateway" | "terminating-gateway" => {
+                let other = if kind == "ingress-gateway" {
+                    "terminating-gateway"
+                } else {
+                    "ingress-gateway"
+                };
+                if self.config_entry(other, name).is_some() {
+                    return Err(format!(
+                        "cannot create a {kind:?} config entry with name {name:?}, a {other:?} config entry with that name already exists"
+                    ));
+                }
+            }
+            _ => {}
+        }
+        // Every ingress listener must speak its services' protocol.
+        let ingresses: Vec<Value> = if kind == "ingress-gateway" {
+            vec![entry.clone()]
+        } else {
+            self.docs_with_prefix(Table::ConfigEntries, "ingress-gateway/")
+                .map(|(_, d)| (*d.value).clone())
+                .collect()
+        };
+        for gw in ingresses {
+            for l in gw["Listeners"].as_array().into_iter().flatten() {
+                let lp = l["Protocol"].as_str().unwrap_or("tcp");
+                for s in l["Services"].as_array().into_iter().flatten() {
+                    let svc = s["Name"].as_str().unwrap_or_default();
+                    if svc.is_empty() || svc == "*" {
+                        continue;
+                    }
+                    let sp = protocol(svc);
+                    if sp != lp {
+                        return Err(format!(
+                            "service {svc:?} has protocol {sp:?}, which does not match defined listener protocol {lp:?}"
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `DELETE /v1/config/:kind/:name[?cas=]`: true when gone (or never there); with `cas`,
+    /// false when the entry's ModifyIndex differs.
+    pub fn config_delete(
+        &mut self,
+        kind: &str,
+        name: &str,
+        cas: Option<u64>,
+        ch: &mut Changes,
+    ) -> bool {
+        let name = if kind == "mesh" { "mesh" } else { name };
+        let key = config_key(kind, name);
+        let Some(existing) = self.doc(Table::ConfigEntries, &key) else {
+            return true;
+        };
+        if cas.is_some_and(|c| c != existing.modify_index) {
+            return false;
+        }
+        self.delete_doc(Table::ConfigEntries, &key, ch)
     }
 }

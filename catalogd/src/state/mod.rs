@@ -26,9 +26,9 @@ use serde::{Deserialize, Serialize};
 
 pub use agent::runs_script;
 pub use changes::{Changes, TtlChange};
-pub use docs::{AUTOPILOT_KEY, Doc, DocKey, Table};
+pub use docs::{AUTOPILOT_KEY, CLUSTER_KEY, Doc, DocKey, Table, config_key};
 pub use kv::{KvEntry, KvPut, validate_key};
-pub use reads::prefix_range;
+pub use reads::{Selection, prefix_range};
 pub use session::LockDelays;
 
 /// Key of a service instance or check: (node name, id).
@@ -68,7 +68,7 @@ pub struct State {
     /// Deleted keys → index of the deletion, so prefix reads see deletes as changes.
     pub tombstones: OrdMap<String, u64>,
     pub sessions: OrdMap<String, Session>,
-    /// Coordinates, config entries, prepared queries, autopilot configuration.
+    /// Coordinates, config entries, prepared queries, server settings.
     pub docs: OrdMap<DocKey, Doc>,
     /// While set, every write stamps this index (a transaction is one write).
     pinned_index: Option<u64>,

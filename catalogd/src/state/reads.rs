@@ -124,3 +124,149 @@ impl State {
         }
     }
 }
+
+/// Which instances a service read is about.
+#[derive(Clone, Debug)]
+pub enum Selection {
+    /// Instances of the service (`/v1/catalog/service`, `/v1/health/service`).
+    Service(String),
+    /// Instances that reach the service through the mesh: its connect proxies, its native
+    /// instances, and terminating gateways linked to it (`.../connect/:service`).
+    Connect(String),
+    /// Ingress gateways that route to the service (`/v1/health/ingress/:service`).
+    Ingress(String),
+}
+
+impl Selection {
+    /// The blocking-query index a reader of this selection compares.
+    pub fn read_index(&self, st: &State) -> u64 {
+        match self {
+            Selection::Service(name) => st.service_read_index(name),
+            _ => st
+                .catalog_index()
+                .max(st.table_index(super::Table::ConfigEntries)),
+        }
+    }
+}
+
+impl State {
+    /// The instances a selection names, in (node, id) order.
+    pub fn select(&self, sel: &Selection) -> Vec<(&Node, &NodeService)> {
+        match sel {
+            Selection::Service(name) => self.service_instances(name),
+            Selection::Connect(name) => {
+                let gateways = self.linked_gateways(name, "terminating-gateway");
+                let mut out: Vec<(&Node, &NodeService)> = self
+                    .services
+                    .iter()
+                    .filter(|(_, s)| {
+                        (s.kind == "connect-proxy" && s.proxy.destination_service_name == *name)
+                            || (s.connect.native && s.service == *name)
+                    })
+                    .filter_map(|(k, s)| Some((self.nodes.get(&k.0)?, s)))
+                    .collect();
+                for gw in gateways {
+                    out.extend(self.service_instances(&gw));
+                }
+                out
+            }
+            Selection::Ingress(name) => self
+                .linked_gateways(name, "ingress-gateway")
+                .into_iter()
+                .flat_map(|gw| self.service_instances(&gw))
+                .collect(),
+        }
+    }
+
+    /// Names of the gateways of `kind` whose config entry routes to `service` (by name, or by
+    /// the ingress wildcard `*`).
+    pub fn linked_gateways(&self, service: &str, kind: &str) -> Vec<String> {
+        let prefix = format!("{kind}/");
+        self.docs_with_prefix(super::Table::ConfigEntries, &prefix)
+            .filter(|(_, d)| {
+                let listed = |s: &serde_json::Value| {
+                    let n = s["Name"].as_str().unwrap_or_default();
+                    n == service || (n == "*" && kind == "ingress-gateway")
+                };
+                match kind {
+                    "ingress-gateway" => d.value["Listeners"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .flat_map(|l| l["Services"].as_array().into_iter().flatten())
+                        .any(listed),
+                    _ => d.value["Services"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .any(listed),
+                }
+            })
+            .map(|(k, _)| k[prefix.len()..].to_string())
+            .collect()
+    }
+
+    /// Consul's `?merge-central-config`: a proxy's or gateway's `Proxy` filled from the
+    /// proxy-defaults and service-defaults entries (what it registered wins). Other instances
+    /// are left as they are.
+    pub fn merge_central_config(&self, svc: &mut NodeService) {
+        let sidecar = svc.kind == "connect-proxy";
+        let gateway = matches!(
+            svc.kind.as_str(),
+            "mesh-gateway" | "terminating-gateway" | "ingress-gateway" | "api-gateway"
+        );
+        if !sidecar && !gateway {
+            return;
+        }
+        let target = if sidecar {
+            svc.proxy.destination_service_name.clone()
+        } else {
+            svc.service.clone()
+        };
+        let proxy_defaults = self.config_entry("proxy-defaults", "global");
+        let service_defaults = self.config_entry("service-defaults", &target);
+        let mut defaults = proxy_defaults
+            .as_ref()
+            .and_then(|e| e["Config"].as_object().cloned())
+            .unwrap_or_default();
+        if let Some(p) = service_defaults
+            .as_ref()
+            .and_then(|e| e["Protocol"].as_str())
+            .filter(|p| !p.is_empty())
+        {
+            defaults.insert("protocol".into(), serde_json::json!(p));
+        }
+        for (k, v) in defaults {
+            svc.proxy.config.entry(k).or_insert(v);
+        }
+        let pick = |key: &str, sub: &str| {
+            service_defaults
+                .as_ref()
+                .and_then(|e| e[key][sub].as_str().filter(|s| !s.is_empty()))
+                .or_else(|| {
+                    proxy_defaults
+                        .as_ref()
+                        .and_then(|e| e[key][sub].as_str().filter(|s| !s.is_empty()))
+                })
+                .map(str::to_string)
+        };
+        if svc.proxy.mesh_gateway.mode.is_empty()
+            && let Some(m) = pick("MeshGateway", "Mode")
+        {
+            svc.proxy.mesh_gateway.mode = m;
+        }
+        if svc.proxy.mode.is_empty() {
+            let mode = service_defaults
+                .as_ref()
+                .and_then(|e| e["Mode"].as_str().filter(|s| !s.is_empty()))
+                .or_else(|| {
+                    proxy_defaults
+                        .as_ref()
+                        .and_then(|e| e["Mode"].as_str().filter(|s| !s.is_empty()))
+                });
+            if let Some(m) = mode {
+                svc.proxy.mode = m.to_string();
+            }
+        }
+    }
+}
