@@ -14,6 +14,7 @@ pub mod operator;
 mod query;
 mod respond;
 mod session;
+mod snapshot;
 mod txn;
 
 use std::sync::Arc;
@@ -339,6 +340,7 @@ pub fn router(core: Arc<Core>) -> Router {
             "/v1/discovery-chain/{*service}",
             get(chain::get).post(chain::get),
         )
+        .route("/v1/snapshot", get(snapshot::get).put(snapshot::put))
         .route("/v1/config", write(config::apply))
         .route("/v1/config/", get(config::list_all))
         .route(

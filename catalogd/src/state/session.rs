@@ -34,6 +34,11 @@ impl LockDelays {
         self.until.insert(key, until);
     }
 
+    /// Forgets every delay (the state they applied to was replaced).
+    pub fn clear(&mut self) {
+        self.until.clear();
+    }
+
     /// Drops expired entries.
     pub fn prune(&mut self, now: Instant) {
         self.until.retain(|_, t| *t > now);
