@@ -228,7 +228,7 @@ pub async fn serve(
     tracing::info!(addr = %local, node = %catalog.core.config.node, "catalogd serving HTTP");
     let app = crate::http::router(catalog.core.clone());
     let stop_rx = catalog.core.shutdown_rx();
-    let checks = crate::agent_checks::spawn(&catalog.core, local, stop_rx.clone())?;
+    let checks = crate::agent_checks::spawn(&catalog.core, stop_rx.clone());
     let core = catalog.core.clone();
     let mut leave = catalog.core.shutdown_rx();
     let graceful = async move {

@@ -188,6 +188,16 @@ impl Http {
         self.send("GET", path, None).await
     }
 
+    /// catalogd's global Raft-style index, as a Consul server reports it in `/v1/agent/self`
+    /// (`Stats.raft.commit_index`): every committed write moves it, nothing else does.
+    pub async fn raft_index(&self) -> u64 {
+        let me = self.get("/v1/agent/self").await.value();
+        me["Stats"]["raft"]["commit_index"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("no Stats.raft.commit_index in /v1/agent/self: {me}"))
+    }
+
     pub async fn put(&self, path: &str, body: impl Into<Vec<u8>>) -> Resp {
         self.send("PUT", path, Some(body.into())).await
     }
