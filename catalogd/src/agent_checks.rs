@@ -51,11 +51,16 @@ impl ChecksSource for NodeChecks {
             let notified = sub.notify().notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let st = self.core.current.load();
-            let idx = st.node_read_index(&node);
-            if idx != self.last {
-                self.last = idx;
-                return Ok(st.node_checks(&node).map(|(_, c)| c.clone()).collect());
+            let changed = {
+                let st = self.core.current.load();
+                let idx = st.node_read_index(&node);
+                (idx != self.last).then(|| {
+                    self.last = idx;
+                    st.node_checks(&node).map(|(_, c)| c.clone()).collect()
+                })
+            };
+            if let Some(checks) = changed {
+                return Ok(checks);
             }
             notified.await;
         }

@@ -243,7 +243,12 @@ pub async fn serve(
     };
     // A make-service keeps one router for every connection (a bare Router is cloned and
     // re-stated per connection: ~20 KiB each, which 10,000 parked watchers multiply).
-    let server = axum::serve(listener, app.into_make_service()).with_graceful_shutdown(graceful);
+    // Peer addresses reach handlers that need them (prepared queries' `Near: "_ip"`).
+    let server = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(graceful);
     let mut stop_rx2 = stop_rx.clone();
     tokio::select! {
         res = server => res.context("HTTP server")?,

@@ -74,6 +74,9 @@ pub enum Command {
         name: String,
         cas: Option<u64>,
     },
+    QueryCreate(Box<cairn_query::PreparedQuery>),
+    QueryUpdate(Box<cairn_query::PreparedQuery>),
+    QueryDelete(String),
     AutopilotSet {
         config: serde_json::Value,
         cas: Option<u64>,
@@ -350,6 +353,18 @@ fn apply(
         Command::ConfigApply { entry, cas } => Reply::Bool(st.config_apply(entry, cas, ch)?),
         Command::ConfigDelete { kind, name, cas } => {
             Reply::Bool(st.config_delete(&kind, &name, cas, ch))
+        }
+        Command::QueryCreate(query) => {
+            st.query_create(*query, ch)?;
+            Reply::Done
+        }
+        Command::QueryUpdate(query) => {
+            st.query_update(*query, ch)?;
+            Reply::Done
+        }
+        Command::QueryDelete(id) => {
+            st.query_delete(&id, ch)?;
+            Reply::Done
         }
         Command::AutopilotSet { config, cas } => Reply::Bool(st.autopilot_set(config, cas, ch)),
         Command::SeedSetting { key, value } => {

@@ -11,6 +11,7 @@ mod health;
 mod kv;
 mod misc;
 pub mod operator;
+mod prepared;
 mod query;
 mod respond;
 mod session;
@@ -353,6 +354,14 @@ pub fn router(core: Arc<Core>) -> Router {
             get(chain::get).post(chain::get),
         )
         .route("/v1/snapshot", get(snapshot::get).put(snapshot::put))
+        .route("/v1/query", get(prepared::root).post(prepared::root))
+        .route(
+            "/v1/query/{*rest}",
+            get(prepared::by_id)
+                .put(prepared::by_id)
+                .delete(prepared::by_id)
+                .post(prepared::by_id),
+        )
         .route("/v1/config", write(config::apply))
         .route("/v1/config/", get(config::list_all))
         .route(

@@ -213,6 +213,7 @@ impl State {
         self.tables.sessions = idx;
         ch.sessions.insert(id.to_string());
         ch.ttl.push(TtlChange::DisarmSession(id.to_string()));
+        self.drop_queries_of_session(id, idx, ch);
         let held: Vec<String> = self
             .kv
             .iter()
