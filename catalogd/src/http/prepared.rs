@@ -12,7 +12,7 @@ use cairn_query::{Near, PreparedQuery, ResolveError, execute, resolve, validate}
 use serde_json::{Value, json};
 
 use super::respond::{blocking, json_plain, json_read};
-use super::{HttpError, HttpResult, Query, Read, decode_value, typed};
+use super::{HttpError, HttpResult, Query, Read, decode_keys, typed};
 use crate::core::Core;
 use crate::state::{Selection, Table};
 use crate::watch::Topic;
@@ -43,9 +43,10 @@ fn with_query_meta(mut body: Value) -> Value {
     body
 }
 
-/// Reads a query definition from a request body.
+/// Reads a query definition from a request body (its `DNS.TTL` is a plain string to Consul's
+/// decoder, checked by the query's validation with its own text).
 fn definition(body: &[u8]) -> Result<PreparedQuery, HttpError> {
-    let q: PreparedQuery = typed(decode_value(body)?)?;
+    let q: PreparedQuery = typed(decode_keys(body)?)?;
     validate(&q).map_err(internal)?;
     Ok(q)
 }
@@ -146,7 +147,7 @@ pub async fn by_id(
             let mut q = if body.iter().all(u8::is_ascii_whitespace) {
                 PreparedQuery::default()
             } else {
-                typed(decode_value(&body)?)?
+                typed(decode_keys(&body)?)?
             };
             q.id = id;
             validate(&q).map_err(internal)?;
