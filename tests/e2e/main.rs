@@ -12,6 +12,7 @@ mod catalogd_durability;
 mod catalogd_kv;
 mod catalogd_queries;
 mod catalogd_sessions;
+mod catalogd_snapshot;
 mod catalogd_txn;
 mod cli_extras;
 mod consul_clients;

@@ -3,6 +3,7 @@
 //! machines, exit 1 when what was asked for does not exist.
 
 mod client_cmds;
+mod snapshot_cmd;
 mod watch_cmd;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -47,6 +48,9 @@ pub enum Command {
     Deregister(client_cmds::DeregisterArgs),
     /// Print one JSON line each time something changes (for pipes)
     Watch(watch_cmd::WatchArgs),
+    /// Save, restore or inspect snapshots of the whole catalog
+    #[command(subcommand)]
+    Snapshot(snapshot_cmd::SnapshotCommand),
     #[command(flatten)]
     Docs(cairn_cli::DocsCommand),
 }
@@ -162,6 +166,7 @@ async fn dispatch(cli: Cli, tap: cairn_cli::LogTap) -> anyhow::Result<()> {
         Command::Register(args) => client_cmds::register(&client()?, args).await,
         Command::Deregister(args) => client_cmds::deregister(&client()?, args).await,
         Command::Watch(args) => watch_cmd::watch(client()?, args).await,
+        Command::Snapshot(cmd) => snapshot_cmd::run(&client()?, cmd).await,
         // Answered in `run`, before logging and the runtime start.
         Command::Docs(_) => Ok(()),
     }

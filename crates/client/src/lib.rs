@@ -33,6 +33,7 @@ mod error;
 mod kv;
 mod options;
 mod session;
+mod snapshot;
 mod watch;
 
 pub use backoff::Backoff;
