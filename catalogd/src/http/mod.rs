@@ -370,6 +370,19 @@ pub fn router(core: Arc<Core>) -> Router {
         )
         .route("/v1/event/fire/{*name}", write(event::fire))
         .route("/v1/event/list", get(event::list))
+        .route("/v1/peerings", get(misc::peerings))
+        .route(
+            "/v1/peering/token",
+            axum::routing::post(misc::peering_unsupported),
+        )
+        .route(
+            "/v1/peering/establish",
+            axum::routing::post(misc::peering_unsupported),
+        )
+        .route(
+            "/v1/peering/{*name}",
+            get(misc::peering).delete(misc::peering_delete),
+        )
         .route("/v1/status/leader", get(misc::leader))
         .route("/v1/status/peers", get(misc::peers))
         .route("/v1/cairn/catalog", get(misc::whole_catalog))

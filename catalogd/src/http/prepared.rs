@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::Extension;
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, Path, RawQuery, State};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::IntoResponse;
 use cairn_query::{Near, PreparedQuery, ResolveError, execute, resolve, validate};
@@ -106,7 +106,6 @@ pub async fn by_id(
     read: Read,
     headers: HeaderMap,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
-    RawQuery(raw): RawQuery,
     body: Bytes,
 ) -> HttpResult {
     if let Some(name) = rest.strip_suffix("/execute") {
@@ -114,7 +113,7 @@ pub async fn by_id(
             return Err(not_allowed(&method));
         }
         let ip = source_ip(&headers, peer.map(|Extension(c)| c.0));
-        return run(&core, name, Query::parse(raw.as_deref()), ip.as_deref());
+        return run(&core, name, &read.query, ip.as_deref());
     }
     if let Some(name) = rest.strip_suffix("/explain") {
         if method != Method::GET {
@@ -179,7 +178,7 @@ fn resolve_error(e: ResolveError) -> HttpError {
 }
 
 /// Executes a query: `?near=`, `?limit=`, `?connect=`.
-fn run(core: &Core, name: &str, query: Query, ip: Option<&str>) -> HttpResult {
+fn run(core: &Core, name: &str, query: &Query, ip: Option<&str>) -> HttpResult {
     let limit = match query.get("limit") {
         None => None,
         Some(v) => Some(v.parse::<usize>().map_err(|_| {
