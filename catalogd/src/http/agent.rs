@@ -95,19 +95,10 @@ fn member(
     }
 }
 
-fn node_id(core: &Core) -> String {
-    core.current
-        .load()
-        .nodes
-        .get(&core.config.node)
-        .map(|n| n.id.clone())
-        .unwrap_or_default()
-}
-
 /// `GET /v1/agent/self`.
 pub async fn self_info(State(core): State<Arc<Core>>) -> HttpResult {
     let st = core.current.load();
-    let id = node_id(&core);
+    let id = core.node_id();
     let leader = super::misc::raft_addr(&core);
     let cfg = &core.config;
     let version = env!("CARGO_PKG_VERSION");
@@ -219,13 +210,10 @@ pub async fn members(State(core): State<Arc<Core>>, RawQuery(q): RawQuery) -> Ht
         return Err(if wan {
             HttpError::bad_request("Cannot provide a segment with wan=true")
         } else {
-            HttpError {
-                status: StatusCode::INTERNAL_SERVER_ERROR,
-                message: "Network segments are not supported in this version of Consul".into(),
-            }
+            HttpError::internal("Network segments are not supported in this version of Consul")
         });
     }
-    let id = node_id(&core);
+    let id = core.node_id();
     let mut out = vec![self_member(&core, &id, wan)];
     if !wan {
         let st = core.current.load();
@@ -579,10 +567,9 @@ pub async fn force_leave(State(core): State<Arc<Core>>, Path(node): Path<String>
         .to_string();
     let known = node == core.config.node || core.current.load().nodes.contains_key(&node);
     if !known {
-        return Err(HttpError {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            message: format!("agent: No node found with name '{node}'"),
-        });
+        return Err(HttpError::internal(format!(
+            "agent: No node found with name '{node}'"
+        )));
     }
     if node != core.config.node {
         core.writer

@@ -112,8 +112,7 @@ pub async fn peering_unsupported(body: axum::body::Bytes) -> HttpResult {
             "PeerName is required in the payload when generating a new peering token.",
         ));
     }
-    Err(super::HttpError {
-        status: axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-        message: "cluster peering is not supported by catalogd (one datacenter)".into(),
-    })
+    Err(super::HttpError::internal(
+        "cluster peering is not supported by catalogd (one datacenter)",
+    ))
 }

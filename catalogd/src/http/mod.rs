@@ -190,10 +190,9 @@ fn local_datacenter(req: &Request, datacenter: &str) -> Result<(), HttpError> {
         return Ok(());
     }
     match Query::parse(req.uri().query()).get("dc") {
-        Some(dc) if !dc.is_empty() && dc != datacenter => Err(HttpError {
-            status: axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-            message: "No path to datacenter".into(),
-        }),
+        Some(dc) if !dc.is_empty() && dc != datacenter => {
+            Err(HttpError::internal("No path to datacenter"))
+        }
         _ => Ok(()),
     }
 }
