@@ -233,6 +233,14 @@ fn agent_routes() -> Router<Arc<Core>> {
         .route("/v1/agent/services", get(agent::services))
         .route("/v1/agent/service/{*id}", get(agent::service))
         .route("/v1/agent/checks", get(agent::checks))
+        .route(
+            "/v1/agent/health/service/id/{*id}",
+            get(agent::health_by_id),
+        )
+        .route(
+            "/v1/agent/health/service/name/{*name}",
+            get(agent::health_by_name),
+        )
         .route("/v1/agent/metrics", get(agent::metrics))
         .route("/v1/agent/monitor", get(agent::monitor))
         .route("/v1/agent/reload", put(agent::reload))
@@ -281,6 +289,10 @@ pub fn router(core: Arc<Core>) -> Router {
         .route("/v1/catalog/nodes", get(catalog::nodes))
         .route("/v1/catalog/node/{node}", get(catalog::node))
         .route("/v1/catalog/datacenters", get(catalog::datacenters))
+        .route(
+            "/v1/catalog/node-services/{*node}",
+            get(catalog::node_services),
+        )
         .route("/v1/health/service/{*name}", get(health::service))
         .route("/v1/health/connect/{*name}", get(health::connect))
         .route("/v1/health/ingress/{*name}", get(health::ingress))
