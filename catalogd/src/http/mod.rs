@@ -168,7 +168,11 @@ fn open_source(req: &Request) -> Result<(), HttpError> {
             "Partitions",
         );
     }
-    let q = Query::parse(req.uri().query());
+    let raw = req.uri().query().unwrap_or_default();
+    if !raw.contains("ns=") && !raw.contains("partition=") {
+        return Ok(());
+    }
+    let q = Query::parse(Some(raw));
     if q.get("ns").is_some_and(|v| !v.is_empty()) {
         return refuse("Invalid query parameter: \"ns\"".into(), "Namespaces");
     }
@@ -186,10 +190,12 @@ fn open_source(req: &Request) -> Result<(), HttpError> {
 /// A request for another datacenter (`?dc=`) has nowhere to go: catalogd is one datacenter.
 /// The agent endpoints answer for the local agent whatever `dc` says, as Consul's do.
 fn local_datacenter(req: &Request, datacenter: &str) -> Result<(), HttpError> {
-    if req.uri().path().starts_with("/v1/agent/") {
+    // Most requests carry no `dc`: spare them a parse of the query string.
+    let raw = req.uri().query().unwrap_or_default();
+    if !raw.contains("dc=") || req.uri().path().starts_with("/v1/agent/") {
         return Ok(());
     }
-    match Query::parse(req.uri().query()).get("dc") {
+    match Query::parse(Some(raw)).get("dc") {
         Some(dc) if !dc.is_empty() && dc != datacenter => {
             Err(HttpError::internal("No path to datacenter"))
         }
