@@ -301,7 +301,11 @@ impl Holder {
                     if self.client.kv_put(&self.lock_key, &value, &put).await? {
                         return Ok(Acquired::Held);
                     }
-                    // Another contender wrote the record first: read it again.
+                    // Another contender wrote the record first: read it again at once. This
+                    // re-read is not a new attempt, so a `--try` is not lost to a race while a
+                    // slot may still be free.
+                    attempts -= 1;
+                    index = 0;
                 }
             }
         }

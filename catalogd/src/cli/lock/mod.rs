@@ -203,16 +203,24 @@ pub async fn lock(client: CatalogClient, args: LockArgs) -> anyhow::Result<()> {
         Ok(Acquired::GaveUp { holders }) => {
             destroy_session(session).await;
             let by = match holders.as_slice() {
-                [] => String::new(),
-                [one] => format!(" by session {one}"),
-                many => format!(" by sessions {}", many.join(", ")),
+                [] => "by another session".to_string(),
+                [one] => format!("by session {one}"),
+                many => format!("by sessions {}", many.join(", ")),
+            };
+            let held = if holder.is_semaphore() {
+                format!(
+                    "all {} slots of the semaphore {} are held {by}",
+                    args.limit, holder.lock_key
+                )
+            } else {
+                format!("the lock {} is held {by}", holder.lock_key)
             };
             match plan.try_window {
                 Some(w) if !w.is_zero() => bail!(
-                    "{what} is held{by}: gave up after {}",
+                    "{held}: gave up after {}",
                     cairn_wire::format_go_duration(w)
                 ),
-                _ => bail!("{what} is held{by}"),
+                _ => bail!("{held}"),
             }
         }
         Err(e) => {
