@@ -775,3 +775,40 @@ async fn maintenance_enable_list_disable() {
         Some(2)
     );
 }
+
+#[tokio::test]
+async fn lock_delay_after_a_lost_holder_is_waited_out() {
+    let c = Catalogd::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let holder = create_session(&c, json!({"Name": "gone", "TTL": "15s", "LockDelay": "3s"})).await;
+    let resp = c
+        .http
+        .put(
+            &format!("/v1/kv/jobs/ld/.lock?acquire={holder}&flags={LOCK_FLAG}"),
+            "",
+        )
+        .await;
+    assert_eq!(resp.text().trim(), "true");
+    // The holder's session ends: the key is free, but the server refuses it for the lock-delay.
+    c.http
+        .put(&format!("/v1/session/destroy/{holder}"), "")
+        .await;
+    let mut run = LockRun::start(&c, dir.path(), "a", &["--try", "jobs/ld", "--", "echo ran"]);
+    let e = run.wait(Duration::from_secs(10)).await;
+    assert_eq!(e.code, Some(1), "{}", e.stderr);
+    assert!(e.stderr.contains("lock-delay"), "{}", e.stderr);
+    // Waiting retries after consul's 5s pause and gets it once the delay has passed.
+    let mut run = LockRun::start(
+        &c,
+        dir.path(),
+        "b",
+        &["--timeout", "20s", "jobs/ld", "--", "echo ran"],
+    );
+    let e = run.wait(Duration::from_secs(30)).await;
+    assert_eq!(
+        (e.code, e.stdout.as_str()),
+        (Some(0), "ran\n"),
+        "{}",
+        e.stderr
+    );
+}

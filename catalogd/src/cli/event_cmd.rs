@@ -1,14 +1,14 @@
 //! `catalogd event fire|list`: Consul's user events from the command line, as `consul event`
 //! fires them and `consul watch -type=event` follows them.
 
-use std::io::{Read as _, Write as _};
+use std::io::Write as _;
 
 use anyhow::Context as _;
 use cairn_client::{Backoff, CatalogClient, EventFilters, QueryOptions};
 use cairn_wire::{UserEvent, event_id_to_index};
 use clap::{Args, Subcommand};
 
-use super::client_cmds::print_json;
+use super::client_cmds::{print_json, read_stdin};
 
 #[derive(Subcommand, Debug)]
 pub enum EventCommand {
@@ -66,13 +66,7 @@ pub async fn event(client: &CatalogClient, cmd: EventCommand) -> anyhow::Result<
 
 async fn fire(client: &CatalogClient, args: FireArgs) -> anyhow::Result<()> {
     let payload = match args.payload.as_deref() {
-        Some("-") => {
-            let mut buf = Vec::new();
-            std::io::stdin()
-                .read_to_end(&mut buf)
-                .context("reading the payload from stdin")?;
-            buf
-        }
+        Some("-") => read_stdin("the payload")?,
         Some(p) => p.as_bytes().to_vec(),
         None => Vec::new(),
     };

@@ -153,6 +153,75 @@ fn next_index(last: u64, new: u64) -> u64 {
     }
 }
 
+/// The pacing of one acquisition: the blocking index, and Consul's try-once window
+/// (`LockTryOnce` + `LockWaitTime`): the first read never blocks, later ones block at most for
+/// what is left of the window, and once it has passed the acquisition gives up.
+struct Pace {
+    window: Option<Duration>,
+    start: Instant,
+    attempts: u32,
+    index: u64,
+    /// Who held the lock (or the slots) at the last read, for the give-up message.
+    holders: Vec<String>,
+}
+
+impl Pace {
+    fn new(window: Option<Duration>) -> Pace {
+        Pace {
+            window,
+            start: Instant::now(),
+            attempts: 0,
+            index: 0,
+            holders: Vec::new(),
+        }
+    }
+
+    /// The options of the next read, or `None` when the window has run out.
+    fn next_read(&mut self) -> Option<QueryOptions> {
+        let wait = match self.window {
+            None => LOCK_WAIT,
+            Some(window) if self.attempts == 0 => window,
+            Some(window) => window.checked_sub(self.start.elapsed())?,
+        };
+        self.attempts += 1;
+        Some(QueryOptions {
+            index: self.index,
+            wait: Some(wait),
+            ..Default::default()
+        })
+    }
+
+    /// The lock is taken: block on `index` (0 = read again without blocking) next time.
+    fn blocked(&mut self, holders: Vec<String>, index: u64) {
+        self.holders = holders;
+        self.index = if index == 0 {
+            0
+        } else {
+            next_index(self.index, index)
+        };
+    }
+
+    /// Read again at once, without counting an attempt.
+    fn retry_now(&mut self) {
+        self.attempts = self.attempts.saturating_sub(1);
+        self.index = 0;
+    }
+
+    /// `pause`, cut to what is left of the window.
+    fn pause(&self, pause: Duration) -> Duration {
+        match self.window {
+            Some(w) => pause.min(w.saturating_sub(self.start.elapsed())),
+            None => pause,
+        }
+    }
+
+    fn gave_up(self) -> Acquired {
+        Acquired::GaveUp {
+            holders: self.holders,
+        }
+    }
+}
+
 impl Holder {
     pub fn new(
         client: CatalogClient,
@@ -184,19 +253,6 @@ impl Holder {
         }
     }
 
-    /// The blocking wait for the next read, or `None` when the try window has run out.
-    fn next_wait(&self, start: Instant, attempts: u32) -> Option<Duration> {
-        match self.try_window {
-            None => Some(LOCK_WAIT),
-            // The first read does not block (index 0), whatever the wait.
-            Some(window) if attempts == 0 => Some(window),
-            Some(window) => {
-                let elapsed = start.elapsed();
-                (elapsed <= window).then(|| window - elapsed)
-            }
-        }
-    }
-
     /// Acquires the lock or a slot for `session`.
     pub async fn acquire(&self, session: &str) -> Result<Acquired, LockError> {
         if self.is_semaphore() {
@@ -207,26 +263,16 @@ impl Holder {
     }
 
     async fn acquire_lock(&self, session: &str) -> Result<Acquired, LockError> {
-        let start = Instant::now();
-        let mut attempts = 0;
-        let mut index = 0;
-        let mut holders = Vec::new();
+        let mut pace = Pace::new(self.try_window);
         loop {
-            let Some(wait) = self.next_wait(start, attempts) else {
-                return Ok(Acquired::GaveUp { holders });
-            };
-            attempts += 1;
-            let opts = QueryOptions {
-                index,
-                wait: Some(wait),
-                ..Default::default()
+            let Some(opts) = pace.next_read() else {
+                return Ok(pace.gave_up());
             };
             let (pair, meta) = self.client.kv_get(&self.lock_key, &opts).await?;
             match protocol::lock_step(pair.as_ref(), session)? {
                 LockStep::Held => return Ok(Acquired::Held),
                 LockStep::Wait { holder } => {
-                    holders = vec![holder];
-                    index = next_index(index, meta.index);
+                    pace.blocked(vec![holder], meta.index);
                     continue;
                 }
                 LockStep::Acquire => {}
@@ -246,17 +292,10 @@ impl Holder {
                 .kv_get(&self.lock_key, &QueryOptions::default())
                 .await?;
             match pair.filter(|p| !p.session.is_empty()) {
-                Some(p) => {
-                    holders = vec![p.session];
-                    index = meta.index;
-                }
+                Some(p) => pace.blocked(vec![p.session], meta.index),
                 None => {
-                    index = 0;
-                    let pause = match self.try_window {
-                        Some(w) => LOCK_RETRY.min(w.saturating_sub(start.elapsed())),
-                        None => LOCK_RETRY,
-                    };
-                    tokio::time::sleep(pause).await;
+                    pace.blocked(Vec::new(), 0);
+                    tokio::time::sleep(pace.pause(LOCK_RETRY)).await;
                 }
             }
         }
@@ -272,26 +311,14 @@ impl Holder {
         if !self.client.kv_put(&contender, &[], &put).await? {
             return Err(LockError::Contender(contender));
         }
-        let start = Instant::now();
-        let mut attempts = 0;
-        let mut index = 0;
-        let mut holders = Vec::new();
+        let mut pace = Pace::new(self.try_window);
         loop {
-            let Some(wait) = self.next_wait(start, attempts) else {
-                return Ok(Acquired::GaveUp { holders });
-            };
-            attempts += 1;
-            let opts = QueryOptions {
-                index,
-                wait: Some(wait),
-                ..Default::default()
+            let Some(opts) = pace.next_read() else {
+                return Ok(pace.gave_up());
             };
             let (pairs, meta) = self.client.kv_list(&self.prefix, &opts).await?;
             match protocol::semaphore_step(&pairs, &self.lock_key, session, self.limit.into())? {
-                SemaphoreStep::Wait { holders: h } => {
-                    holders = h;
-                    index = next_index(index, meta.index);
-                }
+                SemaphoreStep::Wait { holders } => pace.blocked(holders, meta.index),
                 SemaphoreStep::Take { value, cas } => {
                     let put = KvPutOptions {
                         flags: Some(SEMAPHORE_FLAG),
@@ -304,8 +331,7 @@ impl Holder {
                     // Another contender wrote the record first: read it again at once. This
                     // re-read is not a new attempt, so a `--try` is not lost to a race while a
                     // slot may still be free.
-                    attempts -= 1;
-                    index = 0;
+                    pace.retry_now();
                 }
             }
         }

@@ -212,6 +212,13 @@ pub async fn lock(client: CatalogClient, args: LockArgs) -> anyhow::Result<()> {
                     "all {} slots of the semaphore {} are held {by}",
                     args.limit, holder.lock_key
                 )
+            } else if holders.is_empty() {
+                // The key was free but acquiring it was refused: the server's lock-delay after
+                // the previous holder's session ended (15s by default) is still running.
+                format!(
+                    "the lock {} is in its lock-delay (its previous holder's session ended)",
+                    holder.lock_key
+                )
             } else {
                 format!("the lock {} is held {by}", holder.lock_key)
             };

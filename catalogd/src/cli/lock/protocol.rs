@@ -535,7 +535,7 @@ mod tests {
             "s-b still holds"
         );
         assert_eq!(
-            semaphore_cleanup(&[rec.clone()], lk),
+            semaphore_cleanup(std::slice::from_ref(&rec), lk),
             Ok(Cleanup::Delete { cas: 8 }),
             "only dead holders left"
         );
