@@ -812,3 +812,46 @@ async fn lock_delay_after_a_lost_holder_is_waited_out() {
         e.stderr
     );
 }
+
+#[tokio::test]
+async fn a_server_that_stops_answering_loses_the_lock_after_the_ttl() {
+    let c = Catalogd::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("child.pid");
+    let script = format!("echo $$ > {}; exec sleep 300", pidfile.display());
+    let mut run = LockRun::start(&c, dir.path(), "f", &["jobs/f", "--", &script]);
+    eventually("the child started", Duration::from_secs(10), async || {
+        std::fs::read_to_string(&pidfile).is_ok_and(|s| s.ends_with('\n'))
+    })
+    .await;
+    let pgid: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // Frozen, the server still accepts connections but answers nothing: renewals time out.
+    let server = c.pid() as i32;
+    // SAFETY: kill(2) on the server process this test started.
+    unsafe { libc::kill(server, libc::SIGSTOP) };
+    let started = Instant::now();
+    let e = run.wait(Duration::from_secs(60)).await;
+    // SAFETY: as above.
+    unsafe { libc::kill(server, libc::SIGCONT) };
+    assert_eq!(e.code, Some(1), "{}", e.stderr);
+    assert!(
+        e.stderr
+            .contains("could not be renewed within its TTL of 15s"),
+        "{}",
+        e.stderr
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(7),
+        "not before the TTL ran out"
+    );
+    // SAFETY: signal 0 only checks for existence.
+    assert_eq!(
+        unsafe { libc::kill(-pgid, 0) },
+        -1,
+        "the child's group is gone"
+    );
+}

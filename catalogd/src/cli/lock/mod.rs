@@ -21,6 +21,8 @@ use protocol::KILL_GRACE;
 
 /// `consul lock`'s default `-monitor-retry`.
 const DEFAULT_MONITOR_RETRY: u32 = 3;
+/// Longest the release, cleanup and session destroy may take together once the command ended.
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Flags of `catalogd lock`; the names and meanings are `consul lock`'s.
 #[derive(Args, Debug)]
@@ -243,20 +245,29 @@ pub async fn lock(client: CatalogClient, args: LockArgs) -> anyhow::Result<()> {
     };
 
     // Give the lock back whatever happened; failures here are reported but do not hide the
-    // child's result (the session's end releases what is left).
-    if let Err(e) = holder.release(&session.id).await {
-        eprintln!("catalogd lock: warning: releasing {what} failed: {e}");
-    }
-    match holder.cleanup().await {
-        Ok(true) => verbose(&format!("deleted {} (no other holder)", holder.lock_key)),
-        Ok(false) => verbose(&format!("{} left in place: still in use", holder.lock_key)),
-        Err(e) => eprintln!(
-            "catalogd lock: warning: cleaning up {} failed: {e}",
-            holder.lock_key
+    // command's result. Bounded, so a server that stopped answering does not hold us up: the
+    // session's TTL then releases what is left.
+    let release = async {
+        if let Err(e) = holder.release(&session.id).await {
+            eprintln!("catalogd lock: warning: releasing {what} failed: {e}");
+        }
+        match holder.cleanup().await {
+            Ok(true) => verbose(&format!("deleted {} (no other holder)", holder.lock_key)),
+            Ok(false) => verbose(&format!("{} left in place: still in use", holder.lock_key)),
+            Err(e) => eprintln!(
+                "catalogd lock: warning: cleaning up {} failed: {e}",
+                holder.lock_key
+            ),
+        }
+        destroy_session(session).await;
+    };
+    match tokio::time::timeout(RELEASE_TIMEOUT, release).await {
+        Ok(()) => verbose("released"),
+        Err(_) => eprintln!(
+            "catalogd lock: warning: the server did not answer within {} while releasing {what}; the session's TTL will release it",
+            cairn_wire::format_go_duration(RELEASE_TIMEOUT)
         ),
     }
-    destroy_session(session).await;
-    verbose("released");
 
     match outcome? {
         Outcome::Exited(status) => match child::exit_code(status) {
