@@ -351,23 +351,35 @@ async fn semaphore_of_two_lets_at_most_two_run_at_once() {
     drop(holder);
 }
 
+/// Starts `catalogd lock PREFIX -- "echo $$ > pidfile; REST"` and waits for the command to
+/// run; returns the run, the script and the command's process group (the shell's pid).
+async fn start_sleeper(
+    c: &Catalogd,
+    dir: &Path,
+    prefix: &str,
+    rest: &str,
+) -> (LockRun, String, i32) {
+    let pidfile = dir.join("child.pid");
+    let script = format!("echo $$ > {}; {rest}", pidfile.display());
+    let run = LockRun::start(c, dir, "sleeper", &[prefix, "--", &script]);
+    eventually("the command started", Duration::from_secs(10), async || {
+        std::fs::read_to_string(&pidfile).is_ok_and(|s| s.ends_with('\n'))
+    })
+    .await;
+    let pgid = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .expect("the pid file holds a pid");
+    (run, script, pgid)
+}
+
 #[tokio::test]
 async fn destroying_the_session_kills_the_child_process_group() {
     let c = Catalogd::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let pidfile = dir.path().join("child.pid");
     // The shell is the group leader; it starts a grandchild in the same group.
-    let script = format!("echo $$ > {}; sleep 300 & wait", pidfile.display());
-    let mut run = LockRun::start(&c, dir.path(), "d", &["jobs/d", "--", &script]);
-    eventually("the child started", Duration::from_secs(10), async || {
-        std::fs::read_to_string(&pidfile).is_ok_and(|s| s.ends_with('\n'))
-    })
-    .await;
-    let pgid: i32 = std::fs::read_to_string(&pidfile)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let (mut run, script, pgid) = start_sleeper(&c, dir.path(), "jobs/d", "sleep 300 & wait").await;
     // SAFETY: kill(2) with signal 0 only checks for existence.
     assert_eq!(unsafe { libc::kill(-pgid, 0) }, 0, "the group runs");
     assert_ne!(pgid, run.pid(), "the child has its own group");
@@ -817,18 +829,7 @@ async fn lock_delay_after_a_lost_holder_is_waited_out() {
 async fn a_server_that_stops_answering_loses_the_lock_after_the_ttl() {
     let c = Catalogd::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let pidfile = dir.path().join("child.pid");
-    let script = format!("echo $$ > {}; exec sleep 300", pidfile.display());
-    let mut run = LockRun::start(&c, dir.path(), "f", &["jobs/f", "--", &script]);
-    eventually("the child started", Duration::from_secs(10), async || {
-        std::fs::read_to_string(&pidfile).is_ok_and(|s| s.ends_with('\n'))
-    })
-    .await;
-    let pgid: i32 = std::fs::read_to_string(&pidfile)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let (mut run, _, pgid) = start_sleeper(&c, dir.path(), "jobs/f", "exec sleep 300").await;
     // Frozen, the server still accepts connections but answers nothing: renewals time out.
     let server = c.pid() as i32;
     // SAFETY: kill(2) on the server process this test started.
