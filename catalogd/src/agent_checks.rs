@@ -1,21 +1,20 @@
 //! The check half of catalogd's own agent: HTTP, TCP and (when enabled) script checks registered
 //! on catalogd's node run in-process, as a Consul agent runs its local checks.
 //!
-//! The runner is the same one `healthcheck agent` and taskrun use; it follows the node's checks
-//! over catalogd's own HTTP API and hands results to the writer as status updates of existing
-//! checks, so a result that lands after its check was deregistered changes nothing.
+//! The runner is the same one `healthcheck agent` and taskrun use; here it reads the node's
+//! checks straight from the state (woken by the watch registry, no HTTP round trip to itself)
+//! and hands results to the writer as status updates of existing checks, so a result that lands
+//! after its check was deregistered changes nothing.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context as _;
-use cairn_client::CatalogClient;
 use cairn_wire::HealthCheck;
-use healthcheck::agent::{AgentConfig, StatusSink};
+use healthcheck::agent::{AgentConfig, ChecksSource, StatusSink};
 use tokio::task::JoinHandle;
 
 use crate::core::Core;
+use crate::watch::Topic;
 use crate::writer::{Command, Writer};
 
 /// Sends results to the writer as updates of checks on catalogd's node.
@@ -36,37 +35,52 @@ impl StatusSink for WriterSink {
     }
 }
 
-/// Where catalogd can reach its own HTTP listener.
-fn loopback(bound: SocketAddr) -> SocketAddr {
-    let ip = match bound.ip() {
-        IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
-        ip => ip,
-    };
-    SocketAddr::new(ip, bound.port())
+/// The checks of catalogd's node, read from the current state whenever they changed.
+struct NodeChecks {
+    core: Arc<Core>,
+    /// Index of the list handed out last (0 before the first).
+    last: u64,
+}
+
+impl ChecksSource for NodeChecks {
+    async fn next(&mut self) -> Result<Vec<HealthCheck>, String> {
+        let node = self.core.config.node.clone();
+        let sub = self.core.registry.subscribe(Topic::Node(node.clone()));
+        loop {
+            // Interest first, then the read: a write in between still wakes us.
+            let notified = sub.notify().notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let changed = {
+                let st = self.core.current.load();
+                let idx = st.node_read_index(&node);
+                (idx != self.last).then(|| {
+                    self.last = idx;
+                    st.node_checks(&node).map(|(_, c)| c.clone()).collect()
+                })
+            };
+            if let Some(checks) = changed {
+                return Ok(checks);
+            }
+            notified.await;
+        }
+    }
 }
 
 /// Starts the runner for catalogd's node; it stops when `stop` turns true.
-pub fn spawn(
-    core: &Arc<Core>,
-    bound: SocketAddr,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) -> anyhow::Result<JoinHandle<()>> {
-    let client = CatalogClient::new(&format!("http://{}", loopback(bound)), None)
-        .context("client of catalogd's own HTTP API")?;
+pub fn spawn(core: &Arc<Core>, mut stop: tokio::sync::watch::Receiver<bool>) -> JoinHandle<()> {
+    let source = NodeChecks {
+        core: core.clone(),
+        last: 0,
+    };
     let cfg = AgentConfig {
         node: core.config.node.clone(),
         enable_script_checks: core.config.enable_script_checks,
         output_update_interval: Duration::from_secs(300),
     };
     let sink = WriterSink(core.writer.clone());
-    Ok(tokio::spawn(healthcheck::agent::run(
-        client,
-        sink,
-        cfg,
-        async move {
-            // An error means the sender is gone: shutting down either way.
-            let _ = stop.wait_for(|s| *s).await;
-        },
-    )))
+    tokio::spawn(healthcheck::agent::run(source, sink, cfg, async move {
+        // An error means the sender is gone: shutting down either way.
+        let _ = stop.wait_for(|s| *s).await;
+    }))
 }

@@ -11,7 +11,7 @@ use arc_swap::ArcSwap;
 use cairn_store::{MemStore, RedbStore, Store};
 
 use crate::metrics::Metrics;
-use crate::state::{State, TtlChange};
+use crate::state::State;
 use crate::timers::{self, Timers};
 use crate::watch::Registry;
 use crate::writer::{self, Command, Writer, WriterConfig, WriterParts};
@@ -78,25 +78,53 @@ fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     })
 }
 
-/// Re-arms TTLs of everything restored: after a restart each TTL starts over.
-fn arm_restored(state: &State, timers: &Timers) {
-    let mut arm = Vec::new();
-    for (key, check) in state.checks.iter() {
-        if let Ok(ttl) = cairn_wire::parse_go_duration(&check.definition.ttl)
-            && !ttl.is_zero()
-        {
-            arm.push(TtlChange::ArmCheck(key.clone(), ttl));
-        }
+/// Makes sure the state holds what catalogd keeps as a Consul server (its node with the
+/// `consul` service and `serfHealth`, its coordinate, the autopilot configuration and the
+/// cluster identity): at startup, and after a snapshot of another catalog was restored.
+pub async fn ensure_server_records(
+    writer: &Writer,
+    state: &State,
+    config: &Config,
+) -> anyhow::Result<()> {
+    let existing = state.nodes.get(&config.node).cloned();
+    let id = existing
+        .as_ref()
+        .map(|n| n.id.clone())
+        .filter(|id| !id.is_empty())
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let reg = crate::server_node::registration(config, id, existing.as_ref());
+    writer
+        .submit(Command::Register(Box::new(reg)))
+        .await
+        .context("registering catalogd's own node")?;
+    if state
+        .doc(crate::state::Table::Coordinates, &config.node)
+        .is_none()
+    {
+        writer
+            .submit(Command::CoordinateUpdate {
+                node: config.node.clone(),
+                coord: crate::http::coordinate::origin(),
+            })
+            .await
+            .context("setting catalogd's own coordinate")?;
     }
-    for (id, s) in state.sessions.iter() {
-        if s.ttl_ms > 0 {
-            arm.push(TtlChange::ArmSession(
-                id.clone(),
-                Duration::from_millis(s.ttl_ms),
-            ));
-        }
+    for (key, value) in [
+        (
+            crate::state::AUTOPILOT_KEY,
+            crate::http::operator::default_autopilot(),
+        ),
+        (
+            crate::state::CLUSTER_KEY,
+            serde_json::json!({ "ID": uuid::Uuid::new_v4().to_string() }),
+        ),
+    ] {
+        writer
+            .submit(Command::SeedSetting { key, value })
+            .await
+            .with_context(|| format!("storing the initial {key} setting"))?;
     }
-    timers.apply(&arm, Instant::now());
+    Ok(())
 }
 
 /// A running catalog without its HTTP listener (tests and benchmarks use this directly).
@@ -118,17 +146,11 @@ impl Catalog {
             kv = state.kv.len(),
             "catalog restored"
         );
-        let self_id = state
-            .nodes
-            .get(&config.node)
-            .map(|n| n.id.clone())
-            .filter(|id| !id.is_empty())
-            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         let current = Arc::new(ArcSwap::from_pointee(state));
         let registry = Arc::new(Registry::default());
         let timers = Arc::new(Timers::default());
         let metrics = Arc::new(Metrics::default());
-        arm_restored(&current.load(), &timers);
+        timers.arm_all(&current.load(), Instant::now());
         let (writer, writer_thread) = writer::spawn(WriterParts {
             store,
             current: current.clone(),
@@ -142,42 +164,7 @@ impl Catalog {
                 enable_script_checks: config.enable_script_checks,
             },
         });
-        // catalogd is the agent of its own node and its server: make sure that node exists with
-        // what a Consul server keeps on it.
-        let existing = current.load().nodes.get(&config.node).cloned();
-        let reg = crate::server_node::registration(&config, self_id, existing.as_ref());
-        writer
-            .submit(Command::Register(Box::new(reg)))
-            .await
-            .context("registering catalogd's own node")?;
-        if current
-            .load()
-            .doc(crate::state::Table::Coordinates, &config.node)
-            .is_none()
-        {
-            writer
-                .submit(Command::CoordinateUpdate {
-                    node: config.node.clone(),
-                    coord: crate::http::coordinate::origin(),
-                })
-                .await
-                .context("setting catalogd's own coordinate")?;
-        }
-        for (key, value) in [
-            (
-                crate::state::AUTOPILOT_KEY,
-                crate::http::operator::default_autopilot(),
-            ),
-            (
-                crate::state::CLUSTER_KEY,
-                serde_json::json!({ "ID": uuid::Uuid::new_v4().to_string() }),
-            ),
-        ] {
-            writer
-                .submit(Command::SeedSetting { key, value })
-                .await
-                .with_context(|| format!("storing the initial {key} setting"))?;
-        }
+        ensure_server_records(&writer, &current.load(), &config).await?;
         let sweeper = tokio::spawn(timers::sweep(timers.clone(), writer.clone()));
         let log_tap = config.log_tap.clone();
         let core = Arc::new(Core {
@@ -241,7 +228,7 @@ pub async fn serve(
     tracing::info!(addr = %local, node = %catalog.core.config.node, "catalogd serving HTTP");
     let app = crate::http::router(catalog.core.clone());
     let stop_rx = catalog.core.shutdown_rx();
-    let checks = crate::agent_checks::spawn(&catalog.core, local, stop_rx.clone())?;
+    let checks = crate::agent_checks::spawn(&catalog.core, stop_rx.clone());
     let core = catalog.core.clone();
     let mut leave = catalog.core.shutdown_rx();
     let graceful = async move {
@@ -256,7 +243,12 @@ pub async fn serve(
     };
     // A make-service keeps one router for every connection (a bare Router is cloned and
     // re-stated per connection: ~20 KiB each, which 10,000 parked watchers multiply).
-    let server = axum::serve(listener, app.into_make_service()).with_graceful_shutdown(graceful);
+    // Peer addresses reach handlers that need them (prepared queries' `Near: "_ip"`).
+    let server = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(graceful);
     let mut stop_rx2 = stop_rx.clone();
     tokio::select! {
         res = server => res.context("HTTP server")?,

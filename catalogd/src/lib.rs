@@ -16,6 +16,7 @@ pub mod http;
 pub mod metrics;
 pub mod persist;
 pub mod server_node;
+pub mod snapshot;
 pub mod state;
 pub mod timers;
 pub mod watch;

@@ -204,3 +204,20 @@ pub fn load(store: &dyn Store) -> Result<State, StoreError> {
     }
     Ok(st)
 }
+
+/// Every key of `state`, as one batch of puts (snapshots, restores).
+pub fn full_batch(state: &State) -> Batch {
+    let changes = Changes {
+        nodes: state.nodes.keys().cloned().collect(),
+        services: state.services.keys().cloned().collect(),
+        checks: state.checks.keys().cloned().collect(),
+        kv: state.kv.keys().cloned().collect(),
+        tombstones: state.tombstones.keys().cloned().collect(),
+        sessions: state.sessions.keys().cloned().collect(),
+        docs: state.docs.keys().cloned().collect(),
+        service_idx: state.service_index.keys().cloned().collect(),
+        node_idx: state.node_index.keys().cloned().collect(),
+        ..Default::default()
+    };
+    batch_for(state, &changes)
+}

@@ -94,6 +94,30 @@ impl Timers {
         }
     }
 
+    /// Forgets every deadline and arms those of `state` from `now` (startup, restore): TTLs
+    /// start over, as after a Consul agent restart.
+    pub fn arm_all(&self, state: &crate::state::State, now: Instant) {
+        *self.lock() = Deadlines::default();
+        let mut arm = Vec::new();
+        for (key, check) in state.checks.iter() {
+            if let Ok(ttl) = cairn_wire::parse_go_duration(&check.definition.ttl)
+                && !ttl.is_zero()
+            {
+                arm.push(TtlChange::ArmCheck(key.clone(), ttl));
+            }
+        }
+        for (id, s) in state.sessions.iter() {
+            if s.ttl_ms > 0 {
+                arm.push(TtlChange::ArmSession(
+                    id.clone(),
+                    Duration::from_millis(s.ttl_ms),
+                ));
+            }
+        }
+        self.apply(&arm, now);
+        self.armed.notify_one();
+    }
+
     /// Pushes a session's deadline out by its lifetime; false when it has none or is unknown.
     pub fn renew_session(&self, id: &str, now: Instant) -> bool {
         let mut d = self.lock();

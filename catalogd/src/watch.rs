@@ -32,6 +32,9 @@ pub enum Topic {
 pub struct Registry {
     topics: Mutex<HashMap<Topic, Arc<Notify>>>,
     closing: AtomicBool,
+    /// Bumped when the whole state was replaced: every blocking query answers at once, since
+    /// indexes it waits on may now lie ahead of the restored data.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 /// A waiter's handle on a topic; dropping the last one removes the topic's entry.
@@ -79,6 +82,20 @@ impl Registry {
         for n in topics.values() {
             n.notify_waiters();
         }
+    }
+
+    /// Wakes every waiter after the state was replaced (see `generation`).
+    pub fn wake_all(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        let topics = self.topics.lock().unwrap_or_else(|p| p.into_inner());
+        for n in topics.values() {
+            n.notify_waiters();
+        }
+    }
+
+    /// The current replacement generation.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
     }
 
     /// True once [`Registry::release_all`] was called.

@@ -74,6 +74,9 @@ pub enum Command {
         name: String,
         cas: Option<u64>,
     },
+    QueryCreate(Box<cairn_query::PreparedQuery>),
+    QueryUpdate(Box<cairn_query::PreparedQuery>),
+    QueryDelete(String),
     AutopilotSet {
         config: serde_json::Value,
         cas: Option<u64>,
@@ -83,6 +86,8 @@ pub enum Command {
         key: &'static str,
         value: serde_json::Value,
     },
+    /// Replaces the whole state with a restored snapshot's.
+    Restore(Box<State>),
     ExpireChecks(Vec<NodeKey>),
     ExpireSessions(Vec<String>),
 }
@@ -189,7 +194,14 @@ fn commit_group(parts: &WriterParts, delays: &mut LockDelays, group: &mut Vec<Re
         state.reap_tombstones(KEEP_TOMBSTONES, &mut changes);
     }
     if !changes.is_empty() {
-        let batch = persist::batch_for(&state, &changes);
+        let batch = if changes.replaced {
+            let mut all = persist::full_batch(&state);
+            all.ops
+                .insert(0, cairn_store::Op::DeletePrefix { prefix: Vec::new() });
+            all
+        } else {
+            persist::batch_for(&state, &changes)
+        };
         let ops = batch.ops.len();
         let started = Instant::now();
         let outcome = parts.store.commit(batch);
@@ -213,7 +225,12 @@ fn commit_group(parts: &WriterParts, delays: &mut LockDelays, group: &mut Vec<Re
         parts.current.store(Arc::new(state));
     }
     let after = Instant::now();
-    parts.timers.apply(&changes.ttl, after);
+    if changes.replaced {
+        parts.timers.arm_all(&parts.current.load(), after);
+        delays.clear();
+    } else {
+        parts.timers.apply(&changes.ttl, after);
+    }
     for (key, delay) in changes.lock_delays.drain(..) {
         delays.set(key, after + delay);
     }
@@ -229,7 +246,11 @@ fn commit_group(parts: &WriterParts, delays: &mut LockDelays, group: &mut Vec<Re
     }
     // Writers first, then watchers: the runtime schedules wake-ups in order, so a write to a key
     // with thousands of watchers is acknowledged without waiting behind all of them.
-    parts.registry.publish(&changes);
+    if changes.replaced {
+        parts.registry.wake_all();
+    } else {
+        parts.registry.publish(&changes);
+    }
 }
 
 /// Consul's refusal of a script check on an agent that does not run them.
@@ -333,11 +354,32 @@ fn apply(
         Command::ConfigDelete { kind, name, cas } => {
             Reply::Bool(st.config_delete(&kind, &name, cas, ch))
         }
+        Command::QueryCreate(query) => {
+            st.query_create(*query, ch)?;
+            Reply::Done
+        }
+        Command::QueryUpdate(query) => {
+            st.query_update(*query, ch)?;
+            Reply::Done
+        }
+        Command::QueryDelete(id) => {
+            st.query_delete(&id, ch)?;
+            Reply::Done
+        }
         Command::AutopilotSet { config, cas } => Reply::Bool(st.autopilot_set(config, cas, ch)),
         Command::SeedSetting { key, value } => {
             if st.doc(crate::state::Table::System, key).is_none() {
                 st.put_doc(crate::state::Table::System, key, value, ch);
             }
+            Reply::Done
+        }
+        Command::Restore(restored) => {
+            let mut restored = *restored;
+            // The global index never moves backwards, so writes after the restore get indexes
+            // above every one clients saw; the restored records keep theirs.
+            restored.index = restored.index.max(st.index);
+            *st = restored;
+            ch.replaced = true;
             Reply::Done
         }
         Command::ExpireChecks(keys) => {

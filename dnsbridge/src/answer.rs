@@ -63,11 +63,7 @@ impl Zone {
     }
 
     fn address_record(&self, name: Name, addr: IpAddr) -> Record {
-        let data = match addr {
-            IpAddr::V4(v4) => RData::A(A(v4)),
-            IpAddr::V6(v6) => RData::AAAA(AAAA(v6)),
-        };
-        Record::from_rdata(name, self.ttl, data)
+        address_record(name, addr, self.ttl)
     }
 
     /// `<node>.node.<dc>.<domain>`, the SRV target of an instance.
@@ -137,17 +133,18 @@ impl Zone {
                 }
                 // Spread load: every answer in a fresh order.
                 instances.shuffle(&mut rand::rng());
-                let answer = match qtype {
-                    RecordType::SRV => self.srv(&instances, qname),
-                    _ => Answer {
-                        answers: instances
-                            .iter()
-                            .filter(|i| wants_address(qtype, i.addr))
-                            .map(|i| self.address_record(qname.clone(), i.addr))
-                            .collect(),
-                        ..Default::default()
-                    },
+                let answer = self.instances(&instances, qname, qtype, self.ttl);
+                if answer.answers.is_empty() {
+                    return negative(ResponseCode::NoError);
+                }
+                answer
+            }
+            Lookup::Query { name } => {
+                let Some((instances, ttl)) = self.query(view, name) else {
+                    return negative(ResponseCode::NXDomain);
                 };
+                let refs: Vec<&Instance> = instances.iter().collect();
+                let answer = self.instances(&refs, qname, qtype, ttl);
                 if answer.answers.is_empty() {
                     return negative(ResponseCode::NoError);
                 }
@@ -156,8 +153,69 @@ impl Zone {
         }
     }
 
+    /// Runs a prepared query against the view: its instances in the query's order (shuffled,
+    /// near node first) and the TTL it asks for. None when there is no such query or it picks
+    /// nothing (NXDOMAIN, as Consul answers both).
+    fn query(&self, view: &View, name: &str) -> Option<(Vec<Instance>, u32)> {
+        let q = cairn_query::resolve(&view.queries, name).ok()?;
+        let pool = if q.service.connect {
+            &view.connect
+        } else {
+            &view.entries
+        };
+        let candidates = pool.get(&q.service.service).cloned().unwrap_or_default();
+        // Over DNS the caller's address is not known here (answers are cached per question), so
+        // `_ip` sorts nothing; `_agent` has no agent node either.
+        let near = cairn_query::Near {
+            name: &q.service.near,
+            agent_node: "",
+            source_ip: None,
+        };
+        let picked: Vec<Instance> = cairn_query::execute(&q, candidates, &near, None)
+            .into_iter()
+            .filter_map(|e| {
+                Some(Instance {
+                    node: e.node.node.clone(),
+                    addr: e.address().parse().ok()?,
+                    port: e.service.port,
+                    tags: Vec::new(),
+                })
+            })
+            .collect();
+        if picked.is_empty() {
+            return None;
+        }
+        let ttl = if q.dns.ttl.is_empty() {
+            self.ttl
+        } else {
+            u32::try_from(q.dns_ttl().as_secs()).unwrap_or(u32::MAX)
+        };
+        Some((picked, ttl))
+    }
+
+    /// Address or SRV records for instances, in the order given.
+    fn instances(
+        &self,
+        instances: &[&Instance],
+        qname: &Name,
+        qtype: RecordType,
+        ttl: u32,
+    ) -> Answer {
+        match qtype {
+            RecordType::SRV => self.srv(instances, qname, ttl),
+            _ => Answer {
+                answers: instances
+                    .iter()
+                    .filter(|i| wants_address(qtype, i.addr))
+                    .map(|i| address_record(qname.clone(), i.addr, ttl))
+                    .collect(),
+                ..Default::default()
+            },
+        }
+    }
+
     /// SRV records targeting node names, with the addresses in the additional section.
-    fn srv(&self, instances: &[&Instance], qname: &Name) -> Answer {
+    fn srv(&self, instances: &[&Instance], qname: &Name, ttl: u32) -> Answer {
         let mut out = Answer::default();
         for i in instances {
             let Some(target) = self.node_target(&i.node) else {
@@ -165,16 +223,25 @@ impl Zone {
             };
             out.answers.push(Record::from_rdata(
                 qname.clone(),
-                self.ttl,
+                ttl,
                 RData::SRV(SRV::new(1, 1, i.port, target.clone())),
             ));
-            let glue = self.address_record(target, i.addr);
+            let glue = address_record(target, i.addr, ttl);
             if !out.additionals.contains(&glue) {
                 out.additionals.push(glue);
             }
         }
         out
     }
+}
+
+/// An A or AAAA record.
+fn address_record(name: Name, addr: IpAddr, ttl: u32) -> Record {
+    let data = match addr {
+        IpAddr::V4(v4) => RData::A(A(v4)),
+        IpAddr::V6(v6) => RData::AAAA(AAAA(v6)),
+    };
+    Record::from_rdata(name, ttl, data)
 }
 
 /// Whether an address answers a query type (ANY takes both families).
@@ -225,6 +292,7 @@ mod tests {
             services,
             nodes,
             index: 42,
+            ..Default::default()
         }
     }
 

@@ -1,7 +1,8 @@
 //! Consul's DNS name grammar, relative to the bridge's domain: what a query name asks for.
 //!
 //! `[tag.]<svc>.service[.<dc>]`, RFC 2782 `_<svc>._<tag|tcp|udp>.service[.<dc>]`,
-//! `<node>.node[.<dc>]`, and the domain apex itself. Names are compared in lowercase.
+//! `<node>.node[.<dc>]`, prepared queries `<query>.query[.<dc>]` (RFC 2782
+//! `_<query>._tcp.query[.<dc>]`), and the domain apex itself. Names are compared in lowercase.
 
 /// What a name under the domain asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,6 +16,10 @@ pub enum Lookup {
         tag: Option<String>,
     },
     Node {
+        name: String,
+    },
+    /// A prepared query by name or ID (labels before `query`, joined by dots).
+    Query {
         name: String,
     },
     /// Under the domain but no such form (or another datacenter): NXDOMAIN.
@@ -36,8 +41,10 @@ pub fn parse(labels: &[String], domain: &[String], datacenter: &str) -> Option<L
     }
     // Optional datacenter label after `service` / `node`.
     let (kind_at, dc) = match rest.last().map(String::as_str) {
-        Some("service" | "node") => (rest.len() - 1, None),
-        _ if rest.len() >= 2 && matches!(rest[rest.len() - 2].as_str(), "service" | "node") => {
+        Some("service" | "node" | "query") => (rest.len() - 1, None),
+        _ if rest.len() >= 2
+            && matches!(rest[rest.len() - 2].as_str(), "service" | "node" | "query") =>
+        {
             (rest.len() - 2, rest.last())
         }
         _ => return Some(Lookup::Unknown),
@@ -46,6 +53,18 @@ pub fn parse(labels: &[String], domain: &[String], datacenter: &str) -> Option<L
         return Some(Lookup::Unknown);
     }
     let head = &rest[..kind_at];
+    if rest[kind_at] == "query" {
+        return Some(match head {
+            [] => Lookup::Unknown,
+            // RFC 2782: _<query>._tcp
+            [first, .., last] if first.starts_with('_') && last.starts_with('_') => Lookup::Query {
+                name: head[..head.len() - 1].join(".")[1..].to_string(),
+            },
+            _ => Lookup::Query {
+                name: head.join("."),
+            },
+        });
+    }
     Some(match (rest[kind_at].as_str(), head) {
         ("node", [node]) => Lookup::Node { name: node.clone() },
         ("service", [svc]) => Lookup::Service {
@@ -110,6 +129,12 @@ mod tests {
             p("NS.consul.".to_ascii_lowercase().as_str()),
             Some(Lookup::NameServer)
         );
+        let query = |name: &str| Some(Lookup::Query { name: name.into() });
+        assert_eq!(p("webq.query.consul."), query("webq"));
+        assert_eq!(p("geo-db.east.query.dc1.consul."), query("geo-db.east"));
+        assert_eq!(p("_webq._tcp.query.consul."), query("webq"));
+        assert_eq!(p("query.consul."), Some(Lookup::Unknown));
+        assert_eq!(p("webq.query.dc2.consul."), Some(Lookup::Unknown));
         assert_eq!(p("web.service.dc2.consul."), Some(Lookup::Unknown));
         assert_eq!(p("a.b.web.service.consul."), Some(Lookup::Unknown));
         assert_eq!(p("web.consul."), Some(Lookup::Unknown));

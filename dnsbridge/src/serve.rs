@@ -32,27 +32,53 @@ pub struct Config {
 /// Idle TCP connections are closed after this long.
 const TCP_IDLE: Duration = Duration::from_secs(10);
 
-/// Follows the catalog forever, swapping in a new view on every change.
+/// Follows the catalog and the prepared queries forever, swapping in a new view whenever
+/// either changes.
 async fn follow(client: CatalogClient, view: Arc<ArcSwap<View>>, only_passing: bool) {
     // Reconnect quickly after a catalogd restart: answers are stale meanwhile.
     let config = WatchConfig {
         backoff_max: Duration::from_secs(2),
         ..WatchConfig::default()
     };
-    let mut watch = Watch::whole_catalog(client).with_config(config);
+    let mut catalog_watch = Watch::whole_catalog(client.clone()).with_config(config.clone());
+    let mut query_watch = Watch::prepared_queries(client).with_config(config);
+    let mut catalog: Option<cairn_wire::WholeCatalog> = None;
+    let mut queries: Vec<cairn_query::PreparedQuery> = Vec::new();
     loop {
-        match watch.next().await {
-            Ok(catalog) => {
-                let index = watch.index();
-                let next = View::build(&catalog, index, only_passing);
-                tracing::debug!(index, services = next.services.len(), "view updated");
-                view.store(Arc::new(next));
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "catalog read failed; answering from the last view");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
+        tokio::select! {
+            next = catalog_watch.next() => match next {
+                Ok(c) => catalog = Some(c),
+                Err(e) => {
+                    tracing::warn!(error = %e, "catalog read failed; answering from the last view");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            },
+            next = query_watch.next() => match next {
+                // A query the bridge cannot read is left out rather than failing the rest.
+                Ok(list) => {
+                    queries = list
+                        .into_iter()
+                        .filter_map(|q| serde_json::from_value(q).ok())
+                        .collect();
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "prepared query read failed; keeping the last ones");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            },
         }
+        let Some(c) = &catalog else { continue };
+        let index = catalog_watch.index();
+        let next = View::build(c, queries.clone(), index, only_passing);
+        tracing::debug!(
+            index,
+            services = next.services.len(),
+            queries = next.queries.len(),
+            "view updated"
+        );
+        view.store(Arc::new(next));
     }
 }
 

@@ -1,11 +1,12 @@
-//! The in-memory view queries are answered from: every routable instance of every service and
-//! every node's address, rebuilt from the whole catalog on each change and swapped in whole, so
-//! a query never waits on HTTP and never sees half an update.
+//! The in-memory view queries are answered from: every routable instance of every service,
+//! every node's address, and the prepared queries with the instances they may pick from, rebuilt
+//! from the whole catalog (and the query list) on each change and swapped in whole, so a query
+//! never waits on HTTP and never sees half an update.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use cairn_wire::{CheckStatus, WholeCatalog};
+use cairn_wire::{CheckStatus, ServiceEntry, WholeCatalog};
 
 /// One answerable instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,13 +28,47 @@ pub struct View {
     pub nodes: HashMap<String, (String, Option<IpAddr>)>,
     /// Catalog index the view was built at (the SOA serial).
     pub index: u64,
+    /// Prepared queries (`<query>.query.<domain>`).
+    pub queries: Vec<cairn_query::PreparedQuery>,
+    /// Service name (as registered) → every instance with its checks, for queries, which apply
+    /// their own health rule.
+    pub entries: HashMap<String, Vec<ServiceEntry>>,
+    /// Service name → its mesh-capable instances (connect proxies for it, native instances).
+    pub connect: HashMap<String, Vec<ServiceEntry>>,
 }
 
 impl View {
     /// Builds the view: instances whose service or node checks are critical are never included;
     /// warning ones only when `only_passing` is off.
-    pub fn build(catalog: &WholeCatalog, index: u64, only_passing: bool) -> View {
+    pub fn build(
+        catalog: &WholeCatalog,
+        queries: Vec<cairn_query::PreparedQuery>,
+        index: u64,
+        only_passing: bool,
+    ) -> View {
         let mut services: HashMap<String, Vec<Instance>> = HashMap::new();
+        let mut entries: HashMap<String, Vec<ServiceEntry>> = HashMap::new();
+        let mut connect: HashMap<String, Vec<ServiceEntry>> = HashMap::new();
+        if !queries.is_empty() {
+            for entry in &catalog.services {
+                let svc = &entry.service;
+                entries
+                    .entry(svc.service.clone())
+                    .or_default()
+                    .push(entry.clone());
+                if svc.kind == "connect-proxy" {
+                    connect
+                        .entry(svc.proxy.destination_service_name.clone())
+                        .or_default()
+                        .push(entry.clone());
+                } else if svc.connect.native {
+                    connect
+                        .entry(svc.service.clone())
+                        .or_default()
+                        .push(entry.clone());
+                }
+            }
+        }
         for entry in &catalog.services {
             let routable = match entry.status() {
                 CheckStatus::Passing => true,
@@ -76,6 +111,9 @@ impl View {
             services,
             nodes,
             index,
+            queries,
+            entries,
+            connect,
         }
     }
 
@@ -130,7 +168,7 @@ mod tests {
                 entry("n4", "not-an-ip", "", CheckStatus::Passing),
             ],
         };
-        let v = View::build(&cat, 7, false);
+        let v = View::build(&cat, Vec::new(), 7, false);
         let addrs: Vec<String> = v
             .instances("web", None)
             .iter()
@@ -139,7 +177,7 @@ mod tests {
         assert_eq!(addrs, vec!["10.0.0.1", "10.9.9.9"]);
         assert_eq!(v.instances("web", Some("prod")).len(), 2);
         assert!(v.instances("web", Some("canary")).is_empty());
-        let strict = View::build(&cat, 7, true);
+        let strict = View::build(&cat, Vec::new(), 7, true);
         assert_eq!(strict.instances("web", None).len(), 1);
     }
 }

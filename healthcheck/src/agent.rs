@@ -186,32 +186,55 @@ fn reconcile(
     });
 }
 
-/// Runs the agent until `shutdown` resolves: follows the node's checks through `client` and
-/// sends results to `sink`.
+/// Where the node's registered checks come from: each call answers the current list once it
+/// differs from the last one handed out.
+pub trait ChecksSource: Send {
+    fn next(
+        &mut self,
+    ) -> impl std::future::Future<Output = Result<Vec<HealthCheck>, String>> + Send;
+}
+
+/// Follows `/v1/health/node/:node` of a catalog over HTTP with a blocking watch.
+pub struct CatalogChecks(Watch<Vec<HealthCheck>>);
+
+impl CatalogChecks {
+    pub fn new(client: CatalogClient, node: &str) -> Self {
+        let name = node.to_string();
+        let watch = Watch::new(
+            client,
+            QueryOptions::default(),
+            Default::default(),
+            move |c, o| {
+                let node = name.clone();
+                async move { c.health_node(&node, &o).await }
+            },
+        )
+        .named(format!("checks of node {node}"));
+        CatalogChecks(watch)
+    }
+}
+
+impl ChecksSource for CatalogChecks {
+    async fn next(&mut self) -> Result<Vec<HealthCheck>, String> {
+        self.0.next().await.map_err(|e| e.to_string())
+    }
+}
+
+/// Runs the agent until `shutdown` resolves: follows the node's checks from `source` and sends
+/// results to `sink`.
 pub async fn run(
-    client: CatalogClient,
+    mut source: impl ChecksSource,
     sink: impl StatusSink,
     cfg: AgentConfig,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
-    let node = cfg.node.clone();
-    let mut watch = Watch::new(
-        client.clone(),
-        QueryOptions::default(),
-        Default::default(),
-        move |c, o| {
-            let node = node.clone();
-            async move { c.health_node(&node, &o).await }
-        },
-    )
-    .named(format!("checks of node {}", cfg.node));
     let ctx = Context::new();
     let mut running: HashMap<String, Running> = HashMap::new();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
-            next = watch.next() => match next {
+            next = source.next() => match next {
                 Ok(checks) => reconcile(&mut running, checks, &sink, &ctx, &cfg),
                 Err(e) => {
                     // Non-transient answers (e.g. a 4xx) are retried too, after a pause.
@@ -246,7 +269,8 @@ pub fn main(args: &AgentArgs) -> ExitCode {
             .context("starting the runtime")?;
         tracing::info!(node = %cfg.node, catalog = %args.catalog.url(), "healthcheck agent starting");
         let sink = CatalogSink(client.clone());
-        rt.block_on(run(client, sink, cfg, cairn_cli::shutdown_signal()));
+        let source = CatalogChecks::new(client, &cfg.node);
+        rt.block_on(run(source, sink, cfg, cairn_cli::shutdown_signal()));
         Ok(())
     })();
     match outcome {

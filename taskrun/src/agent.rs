@@ -1005,7 +1005,7 @@ pub async fn run(
     let registrar = tokio::spawn(registrar.run(stop_rx.clone()));
     let mut hc_stop = stop_rx.clone();
     let checks = tokio::spawn(healthcheck::agent::run(
-        cfg.catalog.clone(),
+        healthcheck::agent::CatalogChecks::new(cfg.catalog.clone(), &cfg.node),
         healthcheck::agent::CatalogSink(cfg.catalog.clone()),
         healthcheck::agent::AgentConfig {
             node: cfg.node.clone(),

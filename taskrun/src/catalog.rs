@@ -22,9 +22,10 @@ use cairn_wire::{
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
-/// Node-level TTL check proving the agent is alive.
-pub const NODE_CHECK_ID: &str = "taskrun";
-pub const NODE_CHECK_NAME: &str = "taskrun agent";
+/// Node-level TTL check proving the agent is alive: Consul's `serfHealth`, which clients, UIs
+/// and default sessions count on every live node having.
+pub const NODE_CHECK_ID: &str = "serfHealth";
+pub const NODE_CHECK_NAME: &str = "Serf Health Status";
 pub const NODE_CHECK_TTL: &str = "30s";
 /// How often the node check is refreshed and the catalog reconciled.
 pub const REFRESH: Duration = Duration::from_secs(10);
@@ -53,7 +54,7 @@ pub fn node_registration(node: &str, address: &str) -> CatalogRegistration {
             check_id: NODE_CHECK_ID.into(),
             name: NODE_CHECK_NAME.into(),
             status: CheckStatus::Passing,
-            output: "taskrun agent is running".into(),
+            output: "Agent alive and reachable".into(),
             definition: CheckDefinition {
                 ttl: NODE_CHECK_TTL.into(),
                 ..Default::default()
@@ -491,7 +492,7 @@ mod tests {
         let c = reg.check.unwrap();
         assert_eq!(
             (c.check_id.as_str(), c.name.as_str()),
-            ("taskrun", "taskrun agent")
+            ("serfHealth", "Serf Health Status")
         );
         assert_eq!(c.definition.ttl, "30s");
         assert_eq!(c.status, CheckStatus::Passing);

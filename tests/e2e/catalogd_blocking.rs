@@ -170,18 +170,21 @@ async fn many_watchers_on_one_key_all_wake() {
     let h = &c.http;
     h.put("/v1/kv/fanout", "0").await;
     let idx = h.get("/v1/kv/fanout").await.index();
+    let parked = || async {
+        let metrics = h.get("/metrics").await.text();
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("catalogd_blocking_queries_waiting "))
+            .and_then(|v| v.parse::<f64>().ok())
+            .expect("catalogd_blocking_queries_waiting in /metrics")
+    };
     let waiters: Vec<_> = (0..200)
         .map(|_| spawn_get(h, format!("/v1/kv/fanout?index={idx}&wait=60s")))
         .collect();
     // Poll /metrics until every watcher is parked (a loaded machine may take a while).
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let metrics = h.get("/metrics").await.text();
-        let waiting: f64 = metrics
-            .lines()
-            .find_map(|l| l.strip_prefix("catalogd_blocking_queries_waiting "))
-            .and_then(|v| v.parse().ok())
-            .expect("catalogd_blocking_queries_waiting in /metrics");
+        let waiting = parked().await;
         if waiting as usize == 200 {
             break;
         }

@@ -275,8 +275,20 @@ async fn metrics_count_commits_and_kv_entries() {
     assert_eq!(metric(&text, "catalogd_kv_entries"), 4.0);
     assert!(metric(&text, "catalogd_commits_total") > commits);
     assert_eq!(
-        h.get("/v1/agent/metrics").await.text().lines().count(),
-        text.lines().count(),
-        "Consul's path serves the same metrics"
+        h.get("/v1/agent/metrics?format=prometheus")
+            .await
+            .text()
+            .lines()
+            .filter(|l| l.starts_with("# TYPE"))
+            .count(),
+        text.lines().filter(|l| l.starts_with("# TYPE")).count(),
+        "Consul's path serves the same metrics in Prometheus' format"
+    );
+    let summary = h.get("/v1/agent/metrics").await.value();
+    assert!(
+        summary["Gauges"].as_array().is_some_and(|g| g
+            .iter()
+            .any(|g| g["Name"] == "consul.kv.entries" && g["Value"] == 4.0)),
+        "Consul's JSON summary counts the KV entries: {summary}"
     );
 }

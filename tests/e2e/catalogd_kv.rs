@@ -143,14 +143,18 @@ async fn limits_and_bad_parameters_change_nothing() {
     let ok = h.put("/v1/kv/max", vec![b'y'; 512 * 1024]).await;
     assert_eq!(ok.text(), "true", "exactly 512 KiB is allowed");
 
+    // Consul answers unparsable numbers with 500 and Go's parse error.
     let r = h.put("/v1/kv/k?flags=banana", "v").await;
-    assert_eq!(r.status, 400);
-    assert!(r.text().contains("flags"), "{}", r.text());
+    assert_eq!(r.status, 500);
+    assert!(r.text().contains("\"banana\""), "{}", r.text());
     let r = h.put("/v1/kv/k?cas=-1", "v").await;
-    assert_eq!(r.status, 400);
+    assert_eq!(r.status, 500);
     let r = h.put("/v1/kv/k?acquire=not-a-session", "v").await;
-    assert_eq!(r.status, 400);
-    assert!(r.text().contains("session"), "{}", r.text());
+    assert_eq!(r.status, 500);
+    assert_eq!(
+        r.text(),
+        "raft apply failed: invalid session \"not-a-session\""
+    );
     let r = h.put("/v1/kv/", "v").await;
     assert_eq!(r.status, 400);
     assert_eq!(h.get("/v1/kv/big").await.status, 404);

@@ -190,7 +190,8 @@ async fn acquire_and_release_follow_consul_lock_rules() {
             "x",
         )
         .await;
-    assert_eq!(r.status, 400, "unknown session: {}", r.text());
+    assert_eq!(r.status, 500, "unknown session: {}", r.text());
+    assert!(r.text().contains("invalid session"), "{}", r.text());
 }
 
 #[tokio::test]
@@ -324,17 +325,17 @@ async fn a_critical_check_invalidates_sessions_tied_to_it() {
         assert_eq!(r.status, 200, "{}", r.text());
     }
 
-    // Still critical (no heartbeat yet): refused, naming the check.
+    // Still critical (no heartbeat yet): refused, naming the check (Consul: 500 with the reason).
     let r = h
         .put_json("/v1/session/create", &json!({"Checks": ["guard"]}))
         .await;
-    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(r.status, 500, "{}", r.text());
     assert!(r.text().contains("guard"), "{}", r.text());
     assert!(r.text().contains("critical"), "{}", r.text());
     let r = h
         .put_json("/v1/session/create", &json!({"Checks": ["no-such-check"]}))
         .await;
-    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(r.status, 500, "{}", r.text());
     assert!(r.text().contains("no-such-check"), "{}", r.text());
     assert_eq!(h.get("/v1/session/list").await.value(), json!([]));
 
@@ -385,13 +386,26 @@ async fn bad_session_requests_are_refused_and_create_nothing() {
     let c = start().await;
     let h = &c.http;
     for (body, status, needle) in [
-        (json!({"TTL": "0.5s"}), 400, "TTL"),
-        (json!({"TTL": "100000s"}), 400, "TTL"),
-        (json!({"TTL": "soon"}), 400, "TTL"),
-        (json!({"LockDelay": "forever"}), 400, "LockDelay"),
+        // Consul's texts; its server-side refusals are 500s.
+        (
+            json!({"TTL": "0.5s"}),
+            500,
+            "Invalid Session TTL '500000000', must be between [1s=24h0m0s]",
+        ),
+        (json!({"TTL": "100000s"}), 500, "Invalid Session TTL"),
+        (json!({"TTL": "soon"}), 500, "Session TTL 'soon' invalid"),
+        (json!({"LockDelay": "forever"}), 400, "invalid duration"),
         (json!({"LockDelay": -1}), 400, "LockDelay"),
-        (json!({"Behavior": "explode"}), 400, "Behavior"),
-        (json!({"Node": "no-such-node"}), 404, "no-such-node"),
+        (
+            json!({"Behavior": "explode"}),
+            500,
+            "Invalid Behavior setting 'explode'",
+        ),
+        (
+            json!({"Node": "no-such-node"}),
+            500,
+            "Missing node registration",
+        ),
     ] {
         let r = h.put_json("/v1/session/create", &body).await;
         assert_eq!(r.status, status, "{body}: {}", r.text());

@@ -38,7 +38,7 @@ async fn raw(h: &Http, key: &str) -> Option<String> {
 
 /// The global catalog index (every write moves it).
 async fn global_index(h: &Http) -> u64 {
-    h.get("/v1/status/leader").await.index()
+    h.raft_index().await
 }
 
 /// Every KV entry, for before/after comparisons.
@@ -130,7 +130,7 @@ async fn every_verb_succeeds_together() {
     assert_eq!(results[2]["KV"]["Value"], b64("changed"));
     assert_eq!(results[3]["KV"]["Value"], b64("A"));
     assert_eq!(results[6]["KV"]["Session"], session.as_str());
-    assert!(r.index() > before);
+    assert!(global_index(h).await > before);
 
     assert_eq!(raw(h, "t/new").await.as_deref(), Some("fresh"));
     assert_eq!(raw(h, "t/existing").await.as_deref(), Some("changed"));
@@ -307,7 +307,10 @@ async fn read_only_transactions_do_not_write() {
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(r.index(), before);
+    // Consul's read path: leader headers, no index, query metadata in the body.
+    assert!(r.header("x-consul-index").is_none());
+    assert_eq!(r.header("x-consul-knownleader"), Some("true"));
+    assert_eq!(r.value()["KnownLeader"], true);
     let results = r.value()["Results"].as_array().unwrap().clone();
     assert_eq!(results.len(), 5, "{results:?}");
     assert_eq!(results[0]["KV"]["Value"], b64("1"));

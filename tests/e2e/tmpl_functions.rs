@@ -38,6 +38,7 @@ any web-3 addr=127.0.0.13 status=warning
 canary web-2
 canary web-3
 prod web-1
+service consul []
 service db [primary]
 service web [canary,prod]
 key=1
@@ -199,7 +200,11 @@ async fn render_data_from_a_json_document() {
             {"Node": "n3", "Address": "127.0.0.13"}
         ]
     });
-    let want = EXPECTED.replace("self cairn-test 127.0.0.1\n", "");
+    // The document holds no `consul` service and no `self` node: the catalog's rendering minus
+    // those lines.
+    let want = EXPECTED
+        .replace("self cairn-test 127.0.0.1\n", "")
+        .replace("service consul []\n", "");
     let work = Work::new();
     let tpl = work.write("everything.tmpl", EVERYTHING);
     let data = work.write("data.json", &serde_json::to_string_pretty(&doc).unwrap());

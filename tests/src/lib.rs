@@ -188,6 +188,16 @@ impl Http {
         self.send("GET", path, None).await
     }
 
+    /// catalogd's global Raft-style index, as a Consul server reports it in `/v1/agent/self`
+    /// (`Stats.raft.commit_index`): every committed write moves it, nothing else does.
+    pub async fn raft_index(&self) -> u64 {
+        let me = self.get("/v1/agent/self").await.value();
+        me["Stats"]["raft"]["commit_index"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("no Stats.raft.commit_index in /v1/agent/self: {me}"))
+    }
+
     pub async fn put(&self, path: &str, body: impl Into<Vec<u8>>) -> Resp {
         self.send("PUT", path, Some(body.into())).await
     }
@@ -223,12 +233,17 @@ impl Catalogd {
         Self::start_with(&[]).await
     }
 
-    /// Starts catalogd with extra `serve` flags.
+    /// Starts catalogd with extra `serve` flags (a `--node` among them replaces `cairn-test`).
     pub async fn start_with(extra: &[&str]) -> Catalogd {
         let tmp = tempfile::tempdir().expect("temp dir");
         let data_dir = tmp.path().join("data");
         let port = free_port();
-        let node = "cairn-test".to_string();
+        let node = extra
+            .iter()
+            .position(|a| *a == "--node")
+            .and_then(|i| extra.get(i + 1))
+            .map_or("cairn-test", |n| n)
+            .to_string();
         let url = format!("http://127.0.0.1:{port}");
         let mut args: Vec<String> = vec![
             "serve".into(),
@@ -236,9 +251,10 @@ impl Catalogd {
             format!("127.0.0.1:{port}"),
             "--data-dir".into(),
             data_dir.display().to_string(),
-            "--node".into(),
-            node.clone(),
         ];
+        if !extra.contains(&"--node") {
+            args.extend(["--node".to_string(), node.clone()]);
+        }
         args.extend(extra.iter().map(|s| s.to_string()));
         let daemon = daemon::Daemon::start(
             "catalogd",

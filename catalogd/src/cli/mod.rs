@@ -6,6 +6,7 @@ mod client_cmds;
 mod event_cmd;
 mod lock;
 mod maint_cmd;
+mod snapshot_cmd;
 mod watch_cmd;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -58,6 +59,9 @@ pub enum Command {
     Event(event_cmd::EventCommand),
     /// Put the node or a service in or out of maintenance, or list what is, as `consul maint`
     Maint(maint_cmd::MaintArgs),
+    /// Save, restore or inspect snapshots of the whole catalog
+    #[command(subcommand)]
+    Snapshot(snapshot_cmd::SnapshotCommand),
     #[command(flatten)]
     Docs(cairn_cli::DocsCommand),
 }
@@ -180,6 +184,7 @@ async fn dispatch(cli: Cli, tap: cairn_cli::LogTap) -> anyhow::Result<()> {
         Command::Lock(args) => lock::lock(client()?, args).await,
         Command::Event(cmd) => event_cmd::event(&client()?, cmd).await,
         Command::Maint(args) => maint_cmd::maint(&client()?, args).await,
+        Command::Snapshot(cmd) => snapshot_cmd::run(&client()?, cmd).await,
         // Answered in `run`, before logging and the runtime start.
         Command::Docs(_) => Ok(()),
     }

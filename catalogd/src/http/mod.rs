@@ -11,9 +11,11 @@ mod health;
 mod kv;
 mod misc;
 pub mod operator;
+mod prepared;
 mod query;
 mod respond;
 mod session;
+mod snapshot;
 mod txn;
 
 use std::sync::Arc;
@@ -38,6 +40,15 @@ const MAX_BODY: usize = 64 * 1024 * 1024;
 /// (snake_case too), `null` as absent, numeric durations as nanoseconds. Errors start with
 /// Consul's `Request decode failed:`.
 pub fn decode_value(body: &[u8]) -> Result<serde_json::Value, HttpError> {
+    let mut value = decode_keys(body)?;
+    cairn_wire::durations_from_numbers(&mut value)
+        .map_err(|e| HttpError::bad_request(format!("Request decode failed: {e}")))?;
+    Ok(value)
+}
+
+/// Like [`decode_value`], but leaves duration fields as given: for bodies whose `TTL` and the
+/// like are plain strings to Consul (sessions), checked by the endpoint with its own texts.
+pub fn decode_keys(body: &[u8]) -> Result<serde_json::Value, HttpError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(HttpError::bad_request("Request decode failed: EOF"));
     }
@@ -45,7 +56,6 @@ pub fn decode_value(body: &[u8]) -> Result<serde_json::Value, HttpError> {
         .map_err(|e| HttpError::bad_request(format!("Request decode failed: {e}")))?;
     cairn_wire::canonicalize_keys(&mut value);
     cairn_wire::drop_nulls(&mut value);
-    cairn_wire::durations_from_numbers(&mut value);
     if let Some(field) = enterprise_field(&value) {
         let mut message = format!("Request decode failed: json: unknown field {field:?}");
         if field == "Namespace" {
@@ -76,7 +86,11 @@ fn enterprise_field(v: &serde_json::Value) -> Option<&'static str> {
 
 /// Decodes a JSON body into `T` as [`decode_value`] reads it, naming the offending field.
 pub fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, HttpError> {
-    let value = decode_value(body)?;
+    typed(decode_value(body)?)
+}
+
+/// Deserializes a decoded body, naming the offending field.
+pub fn typed<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, HttpError> {
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         if path == "." {
@@ -338,6 +352,15 @@ pub fn router(core: Arc<Core>) -> Router {
         .route(
             "/v1/discovery-chain/{*service}",
             get(chain::get).post(chain::get),
+        )
+        .route("/v1/snapshot", get(snapshot::get).put(snapshot::put))
+        .route("/v1/query", get(prepared::root).post(prepared::root))
+        .route(
+            "/v1/query/{*rest}",
+            get(prepared::by_id)
+                .put(prepared::by_id)
+                .delete(prepared::by_id)
+                .post(prepared::by_id),
         )
         .route("/v1/config", write(config::apply))
         .route("/v1/config/", get(config::list_all))

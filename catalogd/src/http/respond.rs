@@ -35,13 +35,14 @@ pub async fn blocking<T>(
     let deadline = tokio::time::Instant::now() + opts.wait + Duration::from_millis(jitter);
     let sub = core.registry.subscribe(topic);
     let _waiting = Waiting::new(core);
+    let generation = core.registry.generation();
     loop {
         // Register interest before reading so a write between the read and the wait still wakes us.
         let notified = sub.notify().notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
         let (idx, value) = read(&core.current.load());
-        if idx > opts.index || core.registry.closing() {
+        if idx > opts.index || core.registry.closing() || core.registry.generation() != generation {
             return (idx, value);
         }
         if tokio::time::timeout_at(deadline, notified).await.is_err() {

@@ -8,7 +8,7 @@ use axum::extract::{Path, State};
 use cairn_wire::{SessionEntry, SessionRequest};
 
 use super::respond::{blocking, json_list, json_plain};
-use super::{HttpError, HttpResult, Read, decode_body};
+use super::{HttpError, HttpResult, Read, decode_keys, typed};
 use crate::core::Core;
 use crate::state::TtlChange;
 use crate::watch::Topic;
@@ -19,7 +19,7 @@ pub async fn create(State(core): State<Arc<Core>>, body: Bytes) -> HttpResult {
     let req: SessionRequest = if body.iter().all(u8::is_ascii_whitespace) {
         SessionRequest::default()
     } else {
-        decode_body(&body)?
+        typed(decode_keys(&body)?)?
     };
     match core.writer.submit(Command::SessionCreate(req)).await? {
         Reply::Id(id) => Ok(json_plain(&serde_json::json!({ "ID": id }))),

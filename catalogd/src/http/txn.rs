@@ -1,24 +1,32 @@
 //! `PUT /v1/txn`: KV operations applied all-or-nothing; 200 with `Results` or 409 with `Errors`.
-//! A transaction of reads alone runs on the current snapshot without a write.
+//! A transaction of reads alone runs on the current snapshot without a write and answers as
+//! Consul's read path does: leader headers, no index, Consul's query metadata in the body.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode};
 use cairn_wire::{TxnError, TxnKvOp, TxnOp, TxnResponse};
 
-use super::respond::{json_bytes, with_index};
+use super::respond::json_bytes;
 use super::{HttpError, HttpResult, decode_body};
 use crate::core::Core;
 use crate::state::{ApplyError, Changes, LockDelays, READ_VERBS};
 use crate::writer::{Command, Reply, WriteError};
 
-/// Most operations in one transaction (Consul allows 128; larger batches are a useful extension).
-const MAX_OPS: usize = 4096;
+/// Most operations in one transaction, as Consul's `maxTxnOps`.
+const MAX_OPS: usize = 128;
 
-fn answer(index: u64, result: Result<Vec<cairn_wire::TxnResult>, Vec<TxnError>>) -> HttpResult {
+/// How an answer is framed: after a write (no read headers), or as a read.
+#[derive(Clone, Copy, PartialEq)]
+enum Path {
+    Write,
+    Read,
+}
+
+fn answer(path: Path, result: Result<Vec<cairn_wire::TxnResult>, Vec<TxnError>>) -> HttpResult {
     let (status, body) = match result {
         Ok(results) => (
             StatusCode::OK,
@@ -35,19 +43,43 @@ fn answer(index: u64, result: Result<Vec<cairn_wire::TxnResult>, Vec<TxnError>>)
             },
         ),
     };
-    Ok(with_index(
-        json_bytes(status, serde_json::to_vec(&body).unwrap_or_default()),
-        index,
-    ))
+    let mut value = serde_json::to_value(&body).unwrap_or_default();
+    if path == Path::Read
+        && let serde_json::Value::Object(m) = &mut value
+    {
+        for (k, v) in [
+            ("Index", serde_json::json!(0)),
+            ("LastContact", serde_json::json!(0)),
+            ("KnownLeader", serde_json::json!(true)),
+            ("ConsistencyLevel", serde_json::json!("")),
+            ("NotModified", serde_json::json!(false)),
+            ("Backend", serde_json::json!(0)),
+            ("ResultsFilteredByACLs", serde_json::json!(false)),
+        ] {
+            m.insert(k.into(), v);
+        }
+    }
+    let mut resp = json_bytes(status, serde_json::to_vec(&value).unwrap_or_default());
+    if path == Path::Read {
+        let h = resp.headers_mut();
+        h.insert("X-Consul-KnownLeader", HeaderValue::from_static("true"));
+        h.insert("X-Consul-LastContact", HeaderValue::from_static("0"));
+    }
+    Ok(resp)
 }
 
 pub async fn txn(State(core): State<Arc<Core>>, body: Bytes) -> HttpResult {
-    let ops: Vec<TxnOp> = decode_body(&body)?;
+    let ops: Vec<TxnOp> = decode_body(&body).map_err(|e| {
+        HttpError::bad_request(
+            e.message
+                .replace("Request decode failed", "Failed to parse body"),
+        )
+    })?;
     if ops.len() > MAX_OPS {
         return Err(HttpError {
             status: StatusCode::PAYLOAD_TOO_LARGE,
             message: format!(
-                "transaction has {} operations, more than the {MAX_OPS} allowed",
+                "Transaction contains too many operations ({} > {MAX_OPS})",
                 ops.len()
             ),
         });
@@ -77,7 +109,6 @@ pub async fn txn(State(core): State<Arc<Core>>, body: Bytes) -> HttpResult {
         .all(|op| READ_VERBS.contains(&op.verb.as_str()))
     {
         let mut snapshot = (**core.current.load()).clone();
-        let index = snapshot.index;
         let mut scratch = Changes::default();
         let result = snapshot.txn(
             &kv_ops,
@@ -86,15 +117,15 @@ pub async fn txn(State(core): State<Arc<Core>>, body: Bytes) -> HttpResult {
             &mut scratch,
         );
         return match result {
-            Ok(results) => answer(index, Ok(results)),
-            Err(ApplyError::Txn(errors)) => answer(index, Err(errors)),
+            Ok(results) => answer(Path::Read, Ok(results)),
+            Err(ApplyError::Txn(errors)) => answer(Path::Read, Err(errors)),
             Err(other) => Err(HttpError::bad_request(other.to_string())),
         };
     }
     match core.writer.submit(Command::Txn(kv_ops)).await {
-        Ok(Reply::Txn(results)) => answer(core.index(), Ok(results)),
-        Ok(_) => answer(core.index(), Ok(Vec::new())),
-        Err(WriteError::Apply(ApplyError::Txn(errors))) => answer(core.index(), Err(errors)),
+        Ok(Reply::Txn(results)) => answer(Path::Write, Ok(results)),
+        Ok(_) => answer(Path::Write, Ok(Vec::new())),
+        Err(WriteError::Apply(ApplyError::Txn(errors))) => answer(Path::Write, Err(errors)),
         Err(e) => Err(e.into()),
     }
 }

@@ -340,7 +340,10 @@ impl State {
         if let Some(c) = self.checks.get(key)
             && c.status != CheckStatus::Critical
         {
-            let output = if c.output.is_empty() {
+            // A node whose agent stopped heartbeating reads as Consul shows a failed member.
+            let output = if key.1 == "serfHealth" {
+                "Agent not live or unreachable".to_string()
+            } else if c.output.is_empty() {
                 "TTL expired".to_string()
             } else {
                 format!(

@@ -33,6 +33,9 @@ pub struct Changes {
     pub ttl: Vec<TtlChange>,
     /// Keys whose lock was released by an ending session: lock-delay starts for them.
     pub lock_delays: Vec<(String, Duration)>,
+    /// The whole state was replaced (snapshot restore): persist everything, re-arm every TTL,
+    /// wake every watcher.
+    pub replaced: bool,
 }
 
 impl Changes {
@@ -46,6 +49,7 @@ impl Changes {
             && self.docs.is_empty()
             && self.service_idx.is_empty()
             && self.node_idx.is_empty()
+            && !self.replaced
     }
 
     /// Folds a later command's changes into this batch's.
@@ -61,5 +65,6 @@ impl Changes {
         self.node_idx.extend(other.node_idx);
         self.ttl.extend(other.ttl);
         self.lock_delays.extend(other.lock_delays);
+        self.replaced |= other.replaced;
     }
 }

@@ -301,3 +301,103 @@ impl State {
         self.delete_doc(Table::ConfigEntries, &key, ch)
     }
 }
+
+impl State {
+    /// Every prepared query, with its indexes.
+    pub fn prepared_queries(&self) -> Vec<cairn_query::PreparedQuery> {
+        self.docs_with_prefix(Table::PreparedQueries, "")
+            .filter_map(|(_, d)| {
+                let mut q: cairn_query::PreparedQuery =
+                    serde_json::from_value((*d.value).clone()).ok()?;
+                q.create_index = d.create_index;
+                q.modify_index = d.modify_index;
+                Some(q)
+            })
+            .collect()
+    }
+
+    /// `POST /v1/query` of a query already checked on its own ([`cairn_query::validate`]) and
+    /// given its new ID.
+    pub fn query_create(
+        &mut self,
+        q: cairn_query::PreparedQuery,
+        ch: &mut Changes,
+    ) -> Result<(), super::ApplyError> {
+        self.query_store(q, ch)
+    }
+
+    /// `PUT /v1/query/:id`: replaces an existing query whole.
+    pub fn query_update(
+        &mut self,
+        q: cairn_query::PreparedQuery,
+        ch: &mut Changes,
+    ) -> Result<(), super::ApplyError> {
+        if self.doc(Table::PreparedQueries, &q.id).is_none() {
+            return Err(super::ApplyError::Rpc(format!(
+                "Cannot modify non-existent prepared query: '{}'",
+                q.id
+            )));
+        }
+        self.query_store(q, ch)
+    }
+
+    /// Stores a query after Consul's Raft-level checks (session, names, template).
+    fn query_store(
+        &mut self,
+        mut q: cairn_query::PreparedQuery,
+        ch: &mut Changes,
+    ) -> Result<(), super::ApplyError> {
+        let raft = |why: String| Err(super::ApplyError::Rpc(format!("raft apply failed: {why}")));
+        if !q.session.is_empty() && !self.sessions.contains_key(&q.session) {
+            return raft(format!("invalid session {:?}", q.session));
+        }
+        let others: Vec<cairn_query::PreparedQuery> = self
+            .prepared_queries()
+            .into_iter()
+            .filter(|o| o.id != q.id)
+            .collect();
+        if !q.name.is_empty() {
+            if others.iter().any(|o| o.name.eq_ignore_ascii_case(&q.name)) {
+                return raft(format!("name '{}' aliases an existing query name", q.name));
+            }
+            if others.iter().any(|o| o.id == q.name) {
+                return raft(format!("name '{}' aliases an existing query ID", q.name));
+            }
+        } else if q.is_template() && others.iter().any(|o| o.is_template() && o.name.is_empty()) {
+            return raft("a query template with an empty name already exists".into());
+        }
+        if let Err(e) = cairn_query::compile_template(&q) {
+            return raft(e);
+        }
+        q.create_index = 0;
+        q.modify_index = 0;
+        let value = serde_json::to_value(&q).unwrap_or_default();
+        self.put_doc(Table::PreparedQueries, &q.id, value, ch);
+        Ok(())
+    }
+
+    /// `DELETE /v1/query/:id`.
+    pub fn query_delete(&mut self, id: &str, ch: &mut Changes) -> Result<(), super::ApplyError> {
+        if !self.delete_doc(Table::PreparedQueries, id, ch) {
+            return Err(super::ApplyError::Rpc(format!(
+                "Cannot modify non-existent prepared query: '{id}'"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Deletes the prepared queries bound to a session that ended (same write as its end).
+    pub(crate) fn drop_queries_of_session(&mut self, session: &str, idx: u64, ch: &mut Changes) {
+        let doomed: Vec<String> = self
+            .docs_with_prefix(Table::PreparedQueries, "")
+            .filter(|(_, d)| d.value["Session"].as_str() == Some(session))
+            .map(|(k, _)| k.to_string())
+            .collect();
+        for id in doomed {
+            let key = (Table::PreparedQueries, id);
+            self.docs.remove(&key);
+            self.tables.docs.insert(Table::PreparedQueries, idx);
+            ch.docs.insert(key);
+        }
+    }
+}

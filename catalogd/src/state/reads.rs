@@ -270,3 +270,17 @@ impl State {
         }
     }
 }
+
+impl State {
+    /// Health entries (node, service, the checks deciding its health) of a selection.
+    pub fn entries_of(&self, sel: &Selection) -> Vec<ServiceEntry> {
+        self.select(sel)
+            .into_iter()
+            .map(|(node, svc)| ServiceEntry {
+                node: node.clone(),
+                service: svc.clone(),
+                checks: self.instance_checks(&node.node, &svc.id),
+            })
+            .collect()
+    }
+}

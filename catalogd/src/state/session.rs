@@ -34,6 +34,11 @@ impl LockDelays {
         self.until.insert(key, until);
     }
 
+    /// Forgets every delay (the state they applied to was replaced).
+    pub fn clear(&mut self) {
+        self.until.clear();
+    }
+
     /// Drops expired entries.
     pub fn prune(&mut self, now: Instant) {
         self.until.retain(|_, t| *t > now);
@@ -208,6 +213,7 @@ impl State {
         self.tables.sessions = idx;
         ch.sessions.insert(id.to_string());
         ch.ttl.push(TtlChange::DisarmSession(id.to_string()));
+        self.drop_queries_of_session(id, idx, ch);
         let held: Vec<String> = self
             .kv
             .iter()

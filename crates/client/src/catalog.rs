@@ -117,4 +117,12 @@ impl CatalogClient {
     ) -> Result<(WholeCatalog, QueryMeta), ClientError> {
         self.read_json(["v1", "cairn", "catalog"], &[], opts).await
     }
+
+    /// `GET /v1/query`: every prepared query, as Consul returns them.
+    pub async fn prepared_queries(
+        &self,
+        opts: &QueryOptions,
+    ) -> Result<(Vec<serde_json::Value>, QueryMeta), ClientError> {
+        self.read_json(["v1", "query"], &[], opts).await
+    }
 }

@@ -34,6 +34,7 @@ mod event;
 mod kv;
 mod options;
 mod session;
+mod snapshot;
 mod watch;
 
 pub use backoff::Backoff;

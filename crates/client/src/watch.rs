@@ -527,6 +527,17 @@ impl Watch<WholeCatalog> {
         )
         .named("whole catalog")
     }
+
+    /// Every prepared query (`/v1/query`).
+    pub fn prepared_queries(client: CatalogClient) -> Watch<Vec<serde_json::Value>> {
+        Watch::new(
+            client,
+            QueryOptions::default(),
+            WatchConfig::default(),
+            |c, o| async move { c.prepared_queries(&o).await },
+        )
+        .named("prepared queries")
+    }
 }
 
 #[cfg(test)]

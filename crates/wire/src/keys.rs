@@ -190,29 +190,38 @@ const DURATION_FIELDS: &[&str] = &[
     "DeregisterCriticalServiceAfter",
 ];
 
-/// Rewrites numeric values of duration fields as Go duration strings (a number is nanoseconds,
-/// as Consul reads it), recursively, skipping user maps. Run after [`canonicalize_keys`].
-pub fn durations_from_numbers(value: &mut Value) {
+/// Reads duration fields as Consul's decoder does: a number is nanoseconds (rewritten as a Go
+/// duration string), a string must parse as a Go duration. Recursive, skipping user maps; run
+/// after [`canonicalize_keys`]. The error is Go's text for the bad string.
+pub fn durations_from_numbers(value: &mut Value) -> Result<(), String> {
     match value {
         Value::Object(map) => {
             for (key, v) in map.iter_mut() {
                 if USER_MAPS.contains(&key.as_str()) {
                     continue;
                 }
-                if DURATION_FIELDS.contains(&key.as_str())
-                    && let Some(ns) = v.as_f64()
-                    && ns >= 0.0
-                {
-                    *v = Value::String(crate::format_go_duration(std::time::Duration::from_nanos(
-                        ns as u64,
-                    )));
-                } else {
-                    durations_from_numbers(v);
+                if !DURATION_FIELDS.contains(&key.as_str()) {
+                    durations_from_numbers(v)?;
+                    continue;
+                }
+                match v {
+                    Value::Number(n) => {
+                        if let Some(ns) = n.as_f64().filter(|ns| *ns >= 0.0) {
+                            *v = Value::String(crate::format_go_duration(
+                                std::time::Duration::from_nanos(ns as u64),
+                            ));
+                        }
+                    }
+                    Value::String(s) if !s.is_empty() && crate::parse_go_duration(s).is_err() => {
+                        return Err(format!("time: invalid duration {s:?}"));
+                    }
+                    _ => {}
                 }
             }
+            Ok(())
         }
-        Value::Array(items) => items.iter_mut().for_each(durations_from_numbers),
-        _ => {}
+        Value::Array(items) => items.iter_mut().try_for_each(durations_from_numbers),
+        _ => Ok(()),
     }
 }
 
@@ -242,8 +251,13 @@ mod tests {
     fn numeric_durations_are_nanoseconds_and_nulls_are_absent() {
         let mut v = json!({"Check": {"Interval": 10, "TTL": "5s", "Timeout": 2_000_000_000u64,
             "Name": null}, "Meta": {"Interval": 3}, "Port": null});
-        durations_from_numbers(&mut v);
+        durations_from_numbers(&mut v).unwrap();
         drop_nulls(&mut v);
+        let mut bad = json!({"Check": {"TTL": "ten seconds"}});
+        assert_eq!(
+            durations_from_numbers(&mut bad),
+            Err("time: invalid duration \"ten seconds\"".to_string())
+        );
         assert_eq!(
             v,
             json!({"Check": {"Interval": "10ns", "TTL": "5s", "Timeout": "2s"},

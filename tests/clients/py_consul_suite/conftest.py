@@ -14,6 +14,7 @@ import collections
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -33,7 +34,23 @@ def _unset_consul_token():
     os.environ.pop("CONSUL_HTTP_TOKEN", None)
 
 
+def _port_free():
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", PORT))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
 def _start(request, extra_args):
+    if not _port_free():
+        raise RuntimeError(
+            f"127.0.0.1:{PORT} is in use: the suite's HTTP checks point at it, so catalogd must "
+            "listen there; stop whatever holds it (a demo, a local Consul) and run again"
+        )
     state = tempfile.mkdtemp(prefix="catalogd-suite-")
     log_path = os.path.join(LOG_DIR or state, f"{request.node.name}.log")
     log = open(log_path, "w", encoding="utf-8")
