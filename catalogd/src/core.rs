@@ -57,6 +57,16 @@ impl Core {
         self.current.load().index.max(1)
     }
 
+    /// The ID of catalogd's own node (as registered; empty before that).
+    pub fn node_id(&self) -> String {
+        self.current
+            .load()
+            .nodes
+            .get(&self.config.node)
+            .map(|n| n.id.clone())
+            .unwrap_or_default()
+    }
+
     /// Asks the server to stop as SIGTERM does.
     pub fn request_shutdown(&self) {
         self.shutdown.send_replace(true);

@@ -40,7 +40,7 @@ async fn follow(client: CatalogClient, view: Arc<ArcSwap<View>>, only_passing: b
         backoff_max: Duration::from_secs(2),
         ..WatchConfig::default()
     };
-    let mut catalog_watch = Watch::whole_catalog(client.clone()).with_config(config.clone());
+    let mut catalog_watch = Watch::whole_catalog(client.clone()).with_config(config);
     let mut query_watch = Watch::prepared_queries(client).with_config(config);
     let mut catalog: Option<cairn_wire::WholeCatalog> = None;
     let mut queries: Vec<cairn_query::PreparedQuery> = Vec::new();

@@ -430,3 +430,70 @@ async fn maintenance_mode_takes_a_service_or_the_node_out_of_passing() {
     assert_eq!(passing_ids(h, "web").await, vec!["web-1"]);
     assert!(agent_checks(h).await.get("_node_maintenance").is_none());
 }
+
+/// Load balancers probe an agent's view of one service and read only the status code.
+#[tokio::test]
+async fn agent_service_health_answers_with_status_codes() {
+    let c = Catalogd::start().await;
+    let h = &c.http;
+    let r = h
+        .put_json(
+            "/v1/agent/service/register",
+            &json!({"Name": "web", "ID": "web-1", "Port": 80, "Check": {"TTL": "60s"}}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let text = |r: cairn_tests::Resp| (r.status, r.text());
+    for (update, code, status) in [
+        ("", 503, "critical"),
+        ("pass", 200, "passing"),
+        ("warn", 429, "warning"),
+        ("fail", 503, "critical"),
+        ("pass", 200, "passing"),
+    ] {
+        if !update.is_empty() {
+            h.put(&format!("/v1/agent/check/{update}/service:web-1"), "")
+                .await;
+        }
+        let r = h.get("/v1/agent/health/service/id/web-1").await;
+        assert_eq!(r.status, code, "{}", r.text());
+        assert_eq!(r.value()["AggregatedStatus"], status);
+        assert_eq!(r.value()["Service"]["ID"], "web-1");
+        assert_eq!(
+            text(h.get("/v1/agent/health/service/id/web-1?format=text").await),
+            (code, status.to_string())
+        );
+        let by_name = h.get("/v1/agent/health/service/name/web").await;
+        assert_eq!(by_name.status, code);
+        assert_eq!(by_name.value()[0]["AggregatedStatus"], status);
+    }
+    h.put("/v1/agent/service/maintenance/web-1?enable=true", "")
+        .await;
+    let r = h.get("/v1/agent/health/service/id/web-1").await;
+    assert_eq!(
+        (r.status, r.value()["AggregatedStatus"].clone()),
+        (503, json!("maintenance"))
+    );
+    assert_eq!(
+        text(h.get("/v1/agent/health/service/id/nope?format=text").await),
+        (404, "ServiceId nope not found".to_string())
+    );
+    assert_eq!(
+        h.get("/v1/agent/health/service/name/nope").await.status,
+        404
+    );
+
+    // The catalog's list form of a node's services.
+    let ns = h.get("/v1/catalog/node-services/cairn-test").await;
+    assert!(ns.index() > 0);
+    let body = ns.value();
+    assert_eq!(body["Node"]["Node"], "cairn-test");
+    let ids: Vec<&str> = body["Services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["ID"].as_str())
+        .collect();
+    assert_eq!(ids, ["consul", "web-1"]);
+    assert_eq!(h.get("/v1/catalog/node-services/nope").await.text(), "null");
+}

@@ -356,6 +356,16 @@ const ROUTES: &[(&str, &[&str])] = &[
     ("/v1/config/service-defaults/{}", &["GET", "DELETE"]),
     ("/v1/discovery-chain/{}", &["GET", "POST"]),
     ("/v1/snapshot", &["GET", "PUT"]),
+    ("/v1/query", &["GET", "POST"]),
+    ("/v1/query/{}", &["GET", "PUT", "DELETE"]),
+    ("/v1/query/{}/execute", &["GET"]),
+    ("/v1/query/{}/explain", &["GET"]),
+    ("/v1/agent/health/service/id/{}", &["GET"]),
+    ("/v1/agent/health/service/name/{}", &["GET"]),
+    ("/v1/catalog/node-services/{}", &["GET"]),
+    ("/v1/peerings", &["GET"]),
+    ("/v1/peering/{}", &["GET", "DELETE"]),
+    ("/v1/peering/token", &["POST"]),
     // Not fuzzed: /v1/agent/leave stops the server, and /v1/agent/monitor streams until the
     // client goes away; both have tests of their own.
 ];

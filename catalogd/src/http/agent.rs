@@ -95,19 +95,10 @@ fn member(
     }
 }
 
-fn node_id(core: &Core) -> String {
-    core.current
-        .load()
-        .nodes
-        .get(&core.config.node)
-        .map(|n| n.id.clone())
-        .unwrap_or_default()
-}
-
 /// `GET /v1/agent/self`.
 pub async fn self_info(State(core): State<Arc<Core>>) -> HttpResult {
     let st = core.current.load();
-    let id = node_id(&core);
+    let id = core.node_id();
     let leader = super::misc::raft_addr(&core);
     let cfg = &core.config;
     let version = env!("CARGO_PKG_VERSION");
@@ -219,13 +210,10 @@ pub async fn members(State(core): State<Arc<Core>>, RawQuery(q): RawQuery) -> Ht
         return Err(if wan {
             HttpError::bad_request("Cannot provide a segment with wan=true")
         } else {
-            HttpError {
-                status: StatusCode::INTERNAL_SERVER_ERROR,
-                message: "Network segments are not supported in this version of Consul".into(),
-            }
+            HttpError::internal("Network segments are not supported in this version of Consul")
         });
     }
-    let id = node_id(&core);
+    let id = core.node_id();
     let mut out = vec![self_member(&core, &id, wan)];
     if !wan {
         let st = core.current.load();
@@ -332,6 +320,92 @@ pub async fn service(
         }
         None => Err(HttpError::not_found(format!("unknown service ID: {id}"))),
     }
+}
+
+/// The agent's health report of one local service: aggregated status (maintenance wins, then
+/// critical, warning, passing), the service and its checks (node checks included).
+fn service_health(core: &Core, st: &crate::state::State, id: &str) -> Option<(CheckStatus, Value)> {
+    let svc = st
+        .services
+        .get(&(core.config.node.clone(), id.to_string()))
+        .filter(|_| !is_server_service(id))?;
+    let checks = st.instance_checks(&core.config.node, id);
+    let status = if checks.iter().any(|c| {
+        c.check_id == "_node_maintenance" || c.check_id.starts_with("_service_maintenance:")
+    }) {
+        CheckStatus::Maintenance
+    } else {
+        cairn_wire::aggregate_status(checks.iter().map(|c| c.status))
+    };
+    let body = json!({
+        "AggregatedStatus": status.as_str(),
+        "Service": AgentService::from_node_service(svc, &core.config.datacenter),
+        "Checks": checks,
+    });
+    Some((status, body))
+}
+
+/// The HTTP status Consul answers a service's health with, for load balancers that read only it.
+fn health_code(status: CheckStatus) -> StatusCode {
+    match status {
+        CheckStatus::Passing => StatusCode::OK,
+        CheckStatus::Warning => StatusCode::TOO_MANY_REQUESTS,
+        CheckStatus::Critical | CheckStatus::Maintenance => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
+/// `GET /v1/agent/health/service/id/:id[?format=text]`.
+pub async fn health_by_id(
+    State(core): State<Arc<Core>>,
+    Path(id): Path<String>,
+    read: Read,
+) -> HttpResult {
+    let text = read.query.get("format") == Some("text");
+    let st = core.current.load();
+    let Some((status, body)) = service_health(&core, &st, &id) else {
+        let message = format!("ServiceId {id} not found");
+        return Ok(if text {
+            (StatusCode::NOT_FOUND, message).into_response()
+        } else {
+            (StatusCode::NOT_FOUND, axum::Json(json!(message))).into_response()
+        });
+    };
+    Ok(if text {
+        (health_code(status), status.as_str().to_string()).into_response()
+    } else {
+        (health_code(status), axum::Json(body)).into_response()
+    })
+}
+
+/// `GET /v1/agent/health/service/name/:name[?format=text]`: every local instance; the status
+/// code is the worst instance's.
+pub async fn health_by_name(
+    State(core): State<Arc<Core>>,
+    Path(name): Path<String>,
+    read: Read,
+) -> HttpResult {
+    let text = read.query.get("format") == Some("text");
+    let st = core.current.load();
+    let reports: Vec<(CheckStatus, Value)> = st
+        .node_services(&core.config.node)
+        .filter(|(_, s)| s.service == name)
+        .filter_map(|(k, _)| service_health(&core, &st, &k.1))
+        .collect();
+    if reports.is_empty() {
+        let message = format!("ServiceName {name} Not Found");
+        return Ok(if text {
+            (StatusCode::NOT_FOUND, message).into_response()
+        } else {
+            (StatusCode::NOT_FOUND, axum::Json(json!([]))).into_response()
+        });
+    }
+    let worst = cairn_wire::aggregate_status(reports.iter().map(|(s, _)| *s));
+    Ok(if text {
+        (health_code(worst), worst.as_str().to_string()).into_response()
+    } else {
+        let bodies: Vec<Value> = reports.into_iter().map(|(_, b)| b).collect();
+        (health_code(worst), axum::Json(bodies)).into_response()
+    })
 }
 
 pub async fn checks(State(core): State<Arc<Core>>, read: Read) -> HttpResult {
@@ -579,10 +653,9 @@ pub async fn force_leave(State(core): State<Arc<Core>>, Path(node): Path<String>
         .to_string();
     let known = node == core.config.node || core.current.load().nodes.contains_key(&node);
     if !known {
-        return Err(HttpError {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            message: format!("agent: No node found with name '{node}'"),
-        });
+        return Err(HttpError::internal(format!(
+            "agent: No node found with name '{node}'"
+        )));
     }
     if node != core.config.node {
         core.writer

@@ -254,6 +254,36 @@ pub async fn node(
     Ok(json_read(idx, &found))
 }
 
+/// `GET /v1/catalog/node-services/:node`: the node and its services as a list (`filter`
+/// applies to the services, `merge-central-config` to proxies and gateways).
+pub async fn node_services(
+    State(core): State<Arc<Core>>,
+    Path(node): Path<String>,
+    read: Read,
+) -> HttpResult {
+    let Read { query, opts } = read;
+    let merge = query.flag("merge-central-config");
+    let (idx, found) = blocking(&core, &opts, Topic::Node(node.clone()), |st| {
+        let found = st.nodes.get(&node).map(|n| {
+            let services: Vec<Value> = st
+                .node_services(&node)
+                .map(|(_, s)| {
+                    let mut s = s.clone();
+                    if merge {
+                        st.merge_central_config(&mut s);
+                    }
+                    serde_json::to_value(s).unwrap_or_default()
+                })
+                .filter(|v| opts.filter.as_ref().is_none_or(|f| f.matches(v)))
+                .collect();
+            json!({"Node": n, "Services": services})
+        });
+        (st.node_read_index(&node), found)
+    })
+    .await;
+    Ok(json_read(idx, &found))
+}
+
 pub async fn datacenters(State(core): State<Arc<Core>>) -> HttpResult {
     Ok(json_read(core.index(), &[&core.config.datacenter]))
 }

@@ -4,7 +4,6 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use serde_json::Value;
 
 use super::respond::{blocking, json_read};
@@ -99,9 +98,6 @@ pub async fn get(
     .await;
     match chain {
         Ok(chain) => Ok(json_read(idx, &chain)),
-        Err(e) => Err(HttpError {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            message: e.to_string(),
-        }),
+        Err(e) => Err(HttpError::internal(e.to_string())),
     }
 }

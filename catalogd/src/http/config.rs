@@ -16,20 +16,14 @@ use crate::state::Table;
 use crate::watch::Topic;
 use crate::writer::{Command, Reply};
 
-fn internal(message: impl Into<String>) -> HttpError {
-    HttpError {
-        status: StatusCode::INTERNAL_SERVER_ERROR,
-        message: message.into(),
-    }
-}
-
 /// `?cas=`, as Consul parses it (a bad value is a bare parse error, 500).
 fn cas_param(query: &Query) -> Result<Option<u64>, HttpError> {
     query
         .get("cas")
         .map(|v| {
-            v.parse::<u64>()
-                .map_err(|_| internal(format!("strconv.ParseUint: parsing {v:?}: invalid syntax")))
+            v.parse::<u64>().map_err(|_| {
+                HttpError::internal(format!("strconv.ParseUint: parsing {v:?}: invalid syntax"))
+            })
         })
         .transpose()
 }
@@ -48,7 +42,7 @@ pub async fn apply(
     let raw: Value = serde_json::from_slice(&body).map_err(|e| decode(e.to_string()))?;
     let entry = parse(raw).map_err(|e| match e {
         EntryError::Decode(why) => decode(why),
-        EntryError::Invalid(why) => internal(why),
+        EntryError::Invalid(why) => HttpError::internal(why),
         EntryError::Forbidden(why) => HttpError {
             status: StatusCode::FORBIDDEN,
             message: why,
@@ -80,7 +74,9 @@ pub async fn get(
 ) -> HttpResult {
     let (kind, name) = split(&rest);
     if kind_fields(&kind).is_none() {
-        return Err(internal(format!("invalid config entry kind: {kind}")));
+        return Err(HttpError::internal(format!(
+            "invalid config entry kind: {kind}"
+        )));
     }
     if name.is_empty() {
         return list(core, kind, read).await;
@@ -115,7 +111,7 @@ pub async fn list_all(State(core): State<Arc<Core>>, read: Read) -> HttpResult {
 
 async fn list(core: Arc<Core>, kind: String, read: Read) -> HttpResult {
     if read.opts.filter.is_some() && kind != "service-defaults" {
-        return Err(internal(format!(
+        return Err(HttpError::internal(format!(
             "filtering not supported for config entry kind={kind}"
         )));
     }
@@ -158,7 +154,7 @@ pub async fn delete(
         )));
     }
     if kind == "proxy-defaults" && name != "global" {
-        return Err(internal(format!(
+        return Err(HttpError::internal(format!(
             "invalid name ({name:?}), only \"global\" is supported"
         )));
     }

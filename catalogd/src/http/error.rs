@@ -21,6 +21,15 @@ impl HttpError {
         }
     }
 
+    /// Consul answers refusals that come from its server side (Raft, validation in the RPC
+    /// layer) with 500 and the reason as the body.
+    pub fn internal(message: impl Into<String>) -> Self {
+        HttpError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: message.into(),
+        }
+    }
+
     pub fn not_found(message: impl Into<String>) -> Self {
         HttpError {
             status: StatusCode::NOT_FOUND,

@@ -4,7 +4,6 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::StatusCode;
 
 use super::respond::{json_plain, json_read};
 use super::{HttpError, HttpResult, Query, Read};
@@ -46,10 +45,7 @@ pub async fn fire(
     let fired = core
         .events
         .fire(event, body.len(), &core.config.node, &services)
-        .map_err(|e| HttpError {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            message: e.to_string(),
-        })?;
+        .map_err(|e| HttpError::internal(e.to_string()))?;
     Ok(json_plain(&fired))
 }
 

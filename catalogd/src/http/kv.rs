@@ -140,9 +140,8 @@ pub async fn put_root(
 fn consul_u64(query: &Query, name: &str) -> Result<Option<u64>, HttpError> {
     match query.get(name) {
         None => Ok(None),
-        Some(v) => v.parse().map(Some).map_err(|_| HttpError {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            message: format!("strconv.ParseUint: parsing {v:?}: invalid syntax"),
+        Some(v) => v.parse().map(Some).map_err(|_| {
+            HttpError::internal(format!("strconv.ParseUint: parsing {v:?}: invalid syntax"))
         }),
     }
 }

@@ -76,3 +76,43 @@ pub async fn whole_catalog(State(core): State<Arc<Core>>, read: Read) -> HttpRes
     .await;
     Ok(json_read(idx, &body))
 }
+
+/// `GET /v1/peerings`: catalogd has no cluster peerings.
+pub async fn peerings(State(core): State<Arc<Core>>) -> HttpResult {
+    Ok(json_read(core.index(), &Vec::<()>::new()))
+}
+
+/// `GET /v1/peering/:name`: there are none to find.
+pub async fn peering(axum::extract::Path(name): axum::extract::Path<String>) -> HttpResult {
+    if name.is_empty() {
+        return Err(super::HttpError::bad_request(
+            "Must specify a name to fetch.",
+        ));
+    }
+    Err(super::HttpError::not_found(format!(
+        "Peering not found for {name:?}"
+    )))
+}
+
+/// `DELETE /v1/peering/:name`: deleting one that does not exist succeeds, as Consul's does.
+pub async fn peering_delete() -> HttpResult {
+    Ok(axum::http::StatusCode::OK.into_response())
+}
+
+/// `POST /v1/peering/token|establish`: peering joins another cluster's servers, which catalogd
+/// (one datacenter on its own store) cannot do; refused with the reason rather than pretended.
+pub async fn peering_unsupported(body: axum::body::Bytes) -> HttpResult {
+    let v: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|e| super::HttpError::bad_request(format!("Body decoding failed: {e}")))?;
+    if v.get("PeerName")
+        .and_then(|p| p.as_str())
+        .is_none_or(str::is_empty)
+    {
+        return Err(super::HttpError::bad_request(
+            "PeerName is required in the payload when generating a new peering token.",
+        ));
+    }
+    Err(super::HttpError::internal(
+        "cluster peering is not supported by catalogd (one datacenter)",
+    ))
+}

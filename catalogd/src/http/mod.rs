@@ -190,10 +190,9 @@ fn local_datacenter(req: &Request, datacenter: &str) -> Result<(), HttpError> {
         return Ok(());
     }
     match Query::parse(req.uri().query()).get("dc") {
-        Some(dc) if !dc.is_empty() && dc != datacenter => Err(HttpError {
-            status: axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-            message: "No path to datacenter".into(),
-        }),
+        Some(dc) if !dc.is_empty() && dc != datacenter => {
+            Err(HttpError::internal("No path to datacenter"))
+        }
         _ => Ok(()),
     }
 }
@@ -234,6 +233,14 @@ fn agent_routes() -> Router<Arc<Core>> {
         .route("/v1/agent/services", get(agent::services))
         .route("/v1/agent/service/{*id}", get(agent::service))
         .route("/v1/agent/checks", get(agent::checks))
+        .route(
+            "/v1/agent/health/service/id/{*id}",
+            get(agent::health_by_id),
+        )
+        .route(
+            "/v1/agent/health/service/name/{*name}",
+            get(agent::health_by_name),
+        )
         .route("/v1/agent/metrics", get(agent::metrics))
         .route("/v1/agent/monitor", get(agent::monitor))
         .route("/v1/agent/reload", put(agent::reload))
@@ -282,6 +289,10 @@ pub fn router(core: Arc<Core>) -> Router {
         .route("/v1/catalog/nodes", get(catalog::nodes))
         .route("/v1/catalog/node/{node}", get(catalog::node))
         .route("/v1/catalog/datacenters", get(catalog::datacenters))
+        .route(
+            "/v1/catalog/node-services/{*node}",
+            get(catalog::node_services),
+        )
         .route("/v1/health/service/{*name}", get(health::service))
         .route("/v1/health/connect/{*name}", get(health::connect))
         .route("/v1/health/ingress/{*name}", get(health::ingress))
@@ -370,6 +381,19 @@ pub fn router(core: Arc<Core>) -> Router {
         )
         .route("/v1/event/fire/{*name}", write(event::fire))
         .route("/v1/event/list", get(event::list))
+        .route("/v1/peerings", get(misc::peerings))
+        .route(
+            "/v1/peering/token",
+            axum::routing::post(misc::peering_unsupported),
+        )
+        .route(
+            "/v1/peering/establish",
+            axum::routing::post(misc::peering_unsupported),
+        )
+        .route(
+            "/v1/peering/{*name}",
+            get(misc::peering).delete(misc::peering_delete),
+        )
         .route("/v1/status/leader", get(misc::leader))
         .route("/v1/status/peers", get(misc::peers))
         .route("/v1/cairn/catalog", get(misc::whole_catalog))

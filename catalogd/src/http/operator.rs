@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
-use axum::http::StatusCode;
 use serde_json::{Value, json};
 
 use super::respond::{blocking, json_plain, json_read};
@@ -18,27 +17,11 @@ use crate::state::{AUTOPILOT_KEY, Table};
 use crate::watch::Topic;
 use crate::writer::{Command, Reply};
 
-fn server_id(core: &Core) -> String {
-    core.current
-        .load()
-        .nodes
-        .get(&core.config.node)
-        .map(|n| n.id.clone())
-        .unwrap_or_default()
-}
-
-fn internal(message: impl Into<String>) -> HttpError {
-    HttpError {
-        status: StatusCode::INTERNAL_SERVER_ERROR,
-        message: message.into(),
-    }
-}
-
 /// `GET /v1/operator/raft/configuration`.
 pub async fn raft_configuration(State(core): State<Arc<Core>>) -> HttpResult {
     Ok(json_plain(&json!({
         "Servers": [{
-            "ID": server_id(&core),
+            "ID": core.node_id(),
             "Node": core.config.node,
             "Address": super::misc::raft_addr(&core),
             "Leader": true,
@@ -57,7 +40,9 @@ pub async fn transfer_leader(RawQuery(q): RawQuery) -> HttpResult {
         Some(id) => format!("Could not find address for server id {id}"),
         None => "cannot find peer".to_string(),
     };
-    Err(internal(format!("rpc error: code = Unknown desc = {why}")))
+    Err(HttpError::internal(format!(
+        "rpc error: code = Unknown desc = {why}"
+    )))
 }
 
 /// `DELETE /v1/operator/raft/peer?id=|address=`: only catalogd is in the configuration, and
@@ -73,13 +58,15 @@ pub async fn remove_peer(State(core): State<Arc<Core>>, RawQuery(q): RawQuery) -
         (Some(_), Some(_)) => Err(HttpError::bad_request(
             "Must specify only one of ?id or ?address",
         )),
-        (Some(id), None) if id != server_id(&core) => Err(internal(format!(
+        (Some(id), None) if id != core.node_id() => Err(HttpError::internal(format!(
             "id {id:?} was not found in the Raft configuration"
         ))),
-        (None, Some(addr)) if addr != super::misc::raft_addr(&core) => Err(internal(format!(
-            "address {addr:?} was not found in the Raft configuration"
-        ))),
-        _ => Err(internal("need at least one voter in configuration")),
+        (None, Some(addr)) if addr != super::misc::raft_addr(&core) => Err(HttpError::internal(
+            format!("address {addr:?} was not found in the Raft configuration"),
+        )),
+        _ => Err(HttpError::internal(
+            "need at least one voter in configuration",
+        )),
     }
 }
 
@@ -101,7 +88,7 @@ pub fn default_autopilot() -> Value {
 pub async fn autopilot_get(State(core): State<Arc<Core>>) -> HttpResult {
     let st = core.current.load();
     let Some(doc) = st.doc(Table::System, AUTOPILOT_KEY) else {
-        return Err(internal("autopilot config not initialized yet"));
+        return Err(HttpError::internal("autopilot config not initialized yet"));
     };
     let mut body = (*doc.value).clone();
     if let Value::Object(m) = &mut body {
@@ -190,7 +177,7 @@ pub async fn autopilot_put(
 
 fn server_health(core: &Core) -> Value {
     json!({
-        "ID": server_id(core),
+        "ID": core.node_id(),
         "Name": core.config.node,
         "Address": super::misc::raft_addr(core),
         "SerfStatus": "alive",
@@ -216,7 +203,7 @@ pub async fn autopilot_health(State(core): State<Arc<Core>>) -> HttpResult {
 
 /// `GET /v1/operator/autopilot/state`.
 pub async fn autopilot_state(State(core): State<Arc<Core>>) -> HttpResult {
-    let id = server_id(&core);
+    let id = core.node_id();
     let meta = core
         .current
         .load()
@@ -257,7 +244,7 @@ pub async fn keyring(
         if let Some(key) = v.get("Key").and_then(Value::as_str)
             && cairn_wire::b64_decode(key).is_err()
         {
-            return Err(internal(format!(
+            return Err(HttpError::internal(format!(
                 "1 error occurred:\n\t* illegal base64 data in key {key:?}\n\n"
             )));
         }
@@ -269,7 +256,7 @@ pub async fn keyring(
     };
     let node = &core.config.node;
     let dc = &core.config.datacenter;
-    Err(internal(format!(
+    Err(HttpError::internal(format!(
         "4 errors occurred:\n\t* WAN error: 1/1 nodes reported failure\n\t* {node}.{dc}: {why}\n\t* {dc} (LAN) error: 1/1 nodes reported failure\n\t* {node}: {why}\n\n"
     )))
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::Extension;
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, Path, RawQuery, State};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::IntoResponse;
 use cairn_query::{Near, PreparedQuery, ResolveError, execute, resolve, validate};
@@ -17,13 +17,6 @@ use crate::core::Core;
 use crate::state::{Selection, Table};
 use crate::watch::Topic;
 use crate::writer::Command;
-
-fn internal(message: impl Into<String>) -> HttpError {
-    HttpError {
-        status: StatusCode::INTERNAL_SERVER_ERROR,
-        message: message.into(),
-    }
-}
 
 /// Consul's query metadata, which its execute and explain answers carry in the body.
 fn with_query_meta(mut body: Value) -> Value {
@@ -47,7 +40,7 @@ fn with_query_meta(mut body: Value) -> Value {
 /// decoder, checked by the query's validation with its own text).
 fn definition(body: &[u8]) -> Result<PreparedQuery, HttpError> {
     let q: PreparedQuery = typed(decode_keys(body)?)?;
-    validate(&q).map_err(internal)?;
+    validate(&q).map_err(HttpError::internal)?;
     Ok(q)
 }
 
@@ -75,7 +68,7 @@ pub async fn root(
     }
     let mut q = definition(&body)?;
     if !q.id.is_empty() {
-        return Err(internal(
+        return Err(HttpError::internal(
             "ID must be empty when creating a new prepared query",
         ));
     }
@@ -106,7 +99,6 @@ pub async fn by_id(
     read: Read,
     headers: HeaderMap,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
-    RawQuery(raw): RawQuery,
     body: Bytes,
 ) -> HttpResult {
     if let Some(name) = rest.strip_suffix("/execute") {
@@ -114,7 +106,7 @@ pub async fn by_id(
             return Err(not_allowed(&method));
         }
         let ip = source_ip(&headers, peer.map(|Extension(c)| c.0));
-        return run(&core, name, Query::parse(raw.as_deref()), ip.as_deref());
+        return run(&core, name, &read.query, ip.as_deref());
     }
     if let Some(name) = rest.strip_suffix("/explain") {
         if method != Method::GET {
@@ -150,7 +142,7 @@ pub async fn by_id(
                 typed(decode_keys(&body)?)?
             };
             q.id = id;
-            validate(&q).map_err(internal)?;
+            validate(&q).map_err(HttpError::internal)?;
             core.writer
                 .submit(Command::QueryUpdate(Box::new(q)))
                 .await?;
@@ -174,16 +166,16 @@ fn not_allowed(method: &Method) -> HttpError {
 fn resolve_error(e: ResolveError) -> HttpError {
     match e {
         ResolveError::NotFound => HttpError::not_found("Query not found"),
-        other => internal(other.to_string()),
+        other => HttpError::internal(other.to_string()),
     }
 }
 
 /// Executes a query: `?near=`, `?limit=`, `?connect=`.
-fn run(core: &Core, name: &str, query: Query, ip: Option<&str>) -> HttpResult {
+fn run(core: &Core, name: &str, query: &Query, ip: Option<&str>) -> HttpResult {
     let limit = match query.get("limit") {
         None => None,
         Some(v) => Some(v.parse::<usize>().map_err(|_| {
-            internal(format!(
+            HttpError::internal(format!(
                 "Bad limit: strconv.Atoi: parsing {v:?}: invalid syntax"
             ))
         })?),
@@ -195,7 +187,7 @@ fn run(core: &Core, name: &str, query: Query, ip: Option<&str>) -> HttpResult {
                 || if matches!(v, "0" | "f" | "F" | "FALSE" | "false" | "False") {
                     false
                 } else {
-                    return Err(internal(format!(
+                    return Err(HttpError::internal(format!(
                         "Error parsing 'connect' value: strconv.ParseBool: parsing {v:?}: invalid syntax"
                     )));
                 }

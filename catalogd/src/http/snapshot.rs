@@ -13,21 +13,10 @@ use crate::core::{Core, ensure_server_records};
 use crate::snapshot::{Server, restore, save};
 use crate::writer::Command;
 
-fn internal(message: impl Into<String>) -> HttpError {
-    HttpError {
-        status: StatusCode::INTERNAL_SERVER_ERROR,
-        message: message.into(),
-    }
-}
-
 /// `GET /v1/snapshot`: the archive of the current state, with its index.
 pub async fn get(State(core): State<Arc<Core>>) -> HttpResult {
     let st = core.current.load_full();
-    let id = st
-        .nodes
-        .get(&core.config.node)
-        .map(|n| n.id.clone())
-        .unwrap_or_default();
+    let id = core.node_id();
     let address = super::misc::raft_addr(&core);
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -45,8 +34,8 @@ pub async fn get(State(core): State<Arc<Core>>) -> HttpResult {
         )
     })
     .await
-    .map_err(|e| internal(format!("snapshot task failed: {e}")))?
-    .map_err(|e| internal(format!("failed to write snapshot: {e}")))?;
+    .map_err(|e| HttpError::internal(format!("snapshot task failed: {e}")))?
+    .map_err(|e| HttpError::internal(format!("failed to write snapshot: {e}")))?;
     let resp = (
         [(
             header::CONTENT_TYPE,
@@ -63,18 +52,18 @@ pub async fn get(State(core): State<Arc<Core>>) -> HttpResult {
 /// from another catalog.
 pub async fn put(State(core): State<Arc<Core>>, RawQuery(q): RawQuery, body: Bytes) -> HttpResult {
     if Query::parse(q.as_deref()).flag("stale") {
-        return Err(internal("stale not allowed for restore"));
+        return Err(HttpError::internal("stale not allowed for restore"));
     }
     let (meta, state) = tokio::task::spawn_blocking(move || restore(&body))
         .await
-        .map_err(|e| internal(format!("restore task failed: {e}")))?
-        .map_err(|e| internal(e.to_string()))?;
+        .map_err(|e| HttpError::internal(format!("restore task failed: {e}")))?
+        .map_err(|e| HttpError::internal(e.to_string()))?;
     tracing::info!(index = meta.index, id = %meta.id, "restoring snapshot");
     core.writer
         .submit(Command::Restore(Box::new(state)))
         .await?;
     ensure_server_records(&core.writer, &core.current.load(), &core.config)
         .await
-        .map_err(|e| internal(format!("{e:#}")))?;
+        .map_err(|e| HttpError::internal(format!("{e:#}")))?;
     Ok(StatusCode::OK.into_response())
 }

@@ -61,14 +61,7 @@ impl State {
 
     /// Health entries of service `name` (node, service, checks).
     pub fn service_entries(&self, name: &str) -> Vec<ServiceEntry> {
-        self.service_instances(name)
-            .into_iter()
-            .map(|(node, svc)| ServiceEntry {
-                node: node.clone(),
-                service: svc.clone(),
-                checks: self.instance_checks(&node.node, &svc.id),
-            })
-            .collect()
+        self.entries_of(&Selection::Service(name.to_string()))
     }
 
     /// Index a reader of service `name` compares: the service's own, else the catalog tables'.
