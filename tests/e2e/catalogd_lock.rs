@@ -856,3 +856,17 @@ async fn a_server_that_stops_answering_loses_the_lock_after_the_ttl() {
         "the child's group is gone"
     );
 }
+
+#[tokio::test]
+async fn the_command_does_not_outlive_a_killed_catalogd_lock() {
+    let c = Catalogd::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut run, _, pgid) = start_sleeper(&c, dir.path(), "jobs/k", "exec sleep 300").await;
+    run.child.kill().expect("SIGKILL to catalogd lock");
+    run.child.wait().expect("reaped");
+    eventually("the command is gone", Duration::from_secs(10), async || {
+        // SAFETY: signal 0 only checks for existence.
+        unsafe { libc::kill(-pgid, 0) == -1 }
+    })
+    .await;
+}

@@ -34,8 +34,8 @@ impl Child {
         let (program, args) = argv
             .split_first()
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no command"))?;
-        let inner = Command::new(program)
-            .args(args)
+        let mut cmd = Command::new(program);
+        cmd.args(args)
             .env("CONSUL_LOCK_HELD", "true")
             .stdin(if pass_stdin {
                 Stdio::inherit()
@@ -44,8 +44,30 @@ impl Child {
             })
             .stdout(Stdio::inherit())
             .stderr(Stdio::inherit())
-            .process_group(0)
-            .spawn()?;
+            .process_group(0);
+        #[cfg(target_os = "linux")]
+        {
+            // If `catalogd lock` itself is killed (SIGKILL, OOM), its session expires and another
+            // host may take the lock: the command must not run on unlocked, so the kernel sends it
+            // SIGTERM when its parent dies. The parent is the thread that spawns it, the
+            // runtime's `block_on` thread, which lives as long as the process.
+            let parent = std::process::id();
+            // SAFETY: runs between fork and exec; prctl(2) and getppid(2) are async-signal-safe
+            // and touch no memory of the parent.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) == -1 {
+                        return Err(io::Error::last_os_error());
+                    }
+                    // The parent may have died before the prctl took effect.
+                    if libc::getppid() as u32 != parent {
+                        return Err(io::Error::other("catalogd lock exited"));
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let inner = cmd.spawn()?;
         let pgid = inner
             .id()
             .and_then(|id| i32::try_from(id).ok())
