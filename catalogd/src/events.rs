@@ -9,7 +9,6 @@ use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use serde::Serialize;
 use tokio::sync::Notify;
 
 /// Events an agent keeps (Consul's `eventBuf`).
@@ -21,21 +20,7 @@ pub const SIZE_LIMIT: usize = 512;
 const FRAMING: usize = 64;
 
 /// An event as Consul's API shows it.
-#[derive(Serialize, Clone, Debug, PartialEq)]
-#[serde(rename_all = "PascalCase")]
-pub struct UserEvent {
-    #[serde(rename = "ID")]
-    pub id: String,
-    pub name: String,
-    /// Base64 of the payload; `null` when there was none.
-    pub payload: Option<String>,
-    pub node_filter: String,
-    pub service_filter: String,
-    pub tag_filter: String,
-    pub version: u32,
-    #[serde(rename = "LTime")]
-    pub ltime: u64,
-}
+pub use cairn_wire::UserEvent;
 
 /// Why an event cannot be fired (the texts are Consul's).
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -137,19 +122,8 @@ impl EventBuffer {
     }
 }
 
-/// Consul's event-list index: the last event's UUID folded into 64 bits (halves XORed), or 1
-/// for an empty list. It is not monotonic; clients compare it for equality.
-pub fn list_index(events: &[UserEvent]) -> u64 {
-    let Some(last) = events.last() else {
-        return 1;
-    };
-    let hex: String = last.id.chars().filter(|c| *c != '-').collect();
-    if hex.len() != 32 {
-        return 1;
-    }
-    let half = |s: &str| u64::from_str_radix(s, 16).unwrap_or(0);
-    (half(&hex[..16]) ^ half(&hex[16..])).max(1)
-}
+/// Consul's event-list index: not monotonic, clients compare it for equality.
+pub use cairn_wire::event_list_index as list_index;
 
 #[cfg(test)]
 mod tests {

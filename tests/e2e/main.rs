@@ -10,6 +10,7 @@ mod catalogd_cli;
 mod catalogd_client_lib;
 mod catalogd_durability;
 mod catalogd_kv;
+mod catalogd_lock;
 mod catalogd_queries;
 mod catalogd_sessions;
 mod catalogd_snapshot;

@@ -96,7 +96,16 @@ pub struct DeregisterArgs {
     pub check: Option<String>,
 }
 
-fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
+/// All of stdin (`what` names it in the error).
+pub(super) fn read_stdin(what: &str) -> anyhow::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    std::io::stdin()
+        .read_to_end(&mut buf)
+        .with_context(|| format!("reading {what} from stdin"))?;
+    Ok(buf)
+}
+
+pub(super) fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     serde_json::to_writer_pretty(&mut out, value)?;
     writeln!(out)?;
@@ -126,13 +135,7 @@ pub async fn kv(client: &CatalogClient, cmd: KvCommand) -> anyhow::Result<()> {
             cas,
         } => {
             let bytes = match value.as_deref() {
-                None | Some("-") => {
-                    let mut buf = Vec::new();
-                    std::io::stdin()
-                        .read_to_end(&mut buf)
-                        .context("reading the value from stdin")?;
-                    buf
-                }
+                None | Some("-") => read_stdin("the value")?,
                 Some(v) => v.as_bytes().to_vec(),
             };
             let put = KvPutOptions {

@@ -3,6 +3,9 @@
 //! machines, exit 1 when what was asked for does not exist.
 
 mod client_cmds;
+mod event_cmd;
+mod lock;
+mod maint_cmd;
 mod snapshot_cmd;
 mod watch_cmd;
 
@@ -16,6 +19,7 @@ use cairn_cli::{CatalogArgs, LogArgs};
 use clap::{Parser, Subcommand};
 
 pub use client_cmds::NotFound;
+pub use lock::{ChildExit, protocol as lock_protocol};
 
 /// cairn's service catalog: health, KV and sessions behind a Consul-compatible HTTP API.
 #[derive(Parser, Debug)]
@@ -48,6 +52,13 @@ pub enum Command {
     Deregister(client_cmds::DeregisterArgs),
     /// Print one JSON line each time something changes (for pipes)
     Watch(watch_cmd::WatchArgs),
+    /// Run a command holding a lock (or a semaphore slot) at a KV prefix, as `consul lock`
+    Lock(lock::LockArgs),
+    /// Fire and list user events, as `consul event`
+    #[command(subcommand)]
+    Event(event_cmd::EventCommand),
+    /// Put the node or a service in or out of maintenance, or list what is, as `consul maint`
+    Maint(maint_cmd::MaintArgs),
     /// Save, restore or inspect snapshots of the whole catalog
     #[command(subcommand)]
     Snapshot(snapshot_cmd::SnapshotCommand),
@@ -141,6 +152,10 @@ pub fn run(cli: Cli) -> ExitCode {
     let result = runtime.block_on(dispatch(cli, tap));
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // `catalogd lock` passes its command's exit code through, without a message.
+        Err(e) if e.is::<ChildExit>() => {
+            ExitCode::from(e.downcast_ref::<ChildExit>().map_or(1, |c| c.0))
+        }
         Err(e) if e.is::<NotFound>() => {
             eprintln!("catalogd: {e}");
             ExitCode::FAILURE
@@ -166,6 +181,9 @@ async fn dispatch(cli: Cli, tap: cairn_cli::LogTap) -> anyhow::Result<()> {
         Command::Register(args) => client_cmds::register(&client()?, args).await,
         Command::Deregister(args) => client_cmds::deregister(&client()?, args).await,
         Command::Watch(args) => watch_cmd::watch(client()?, args).await,
+        Command::Lock(args) => lock::lock(client()?, args).await,
+        Command::Event(cmd) => event_cmd::event(&client()?, cmd).await,
+        Command::Maint(args) => maint_cmd::maint(&client()?, args).await,
         Command::Snapshot(cmd) => snapshot_cmd::run(&client()?, cmd).await,
         // Answered in `run`, before logging and the runtime start.
         Command::Docs(_) => Ok(()),

@@ -2,8 +2,11 @@
 //! These are not blocking reads: Consul sends no `X-Consul-Index` on them, so they return bare
 //! values.
 
+use std::collections::BTreeMap;
+
 use cairn_wire::{
     AgentCheckRegistration, AgentSelf, AgentServiceRegistration, CheckStatus, CheckUpdate,
+    HealthCheck,
 };
 use reqwest::Method;
 
@@ -78,10 +81,61 @@ impl CatalogClient {
             .map(drop)
     }
 
+    /// `GET /v1/agent/checks`: the agent node's checks by check ID.
+    pub async fn agent_checks(&self) -> Result<BTreeMap<String, HealthCheck>, ClientError> {
+        self.call(Method::GET, ["v1", "agent", "checks"], &[], None)
+            .await?
+            .json()
+    }
+
+    /// `PUT /v1/agent/maintenance?enable=&reason=`: puts the agent's node in (or out of)
+    /// maintenance, a critical `_node_maintenance` check with `reason` as its notes.
+    pub async fn agent_node_maintenance(
+        &self,
+        enable: bool,
+        reason: &str,
+    ) -> Result<(), ClientError> {
+        self.call(
+            Method::PUT,
+            ["v1", "agent", "maintenance"],
+            &maintenance_query(enable, reason),
+            None,
+        )
+        .await
+        .map(drop)
+    }
+
+    /// `PUT /v1/agent/service/maintenance/:id?enable=&reason=`: the same for one service
+    /// instance of the agent (a `_service_maintenance:<id>` check).
+    pub async fn agent_service_maintenance(
+        &self,
+        id: &str,
+        enable: bool,
+        reason: &str,
+    ) -> Result<(), ClientError> {
+        self.call(
+            Method::PUT,
+            ["v1", "agent", "service", "maintenance", id],
+            &maintenance_query(enable, reason),
+            None,
+        )
+        .await
+        .map(drop)
+    }
+
     /// `GET /v1/status/leader`: the leader's address, empty while there is none.
     pub async fn status_leader(&self) -> Result<String, ClientError> {
         self.call(Method::GET, ["v1", "status", "leader"], &[], None)
             .await?
             .json()
     }
+}
+
+/// `enable=` and, when given, `reason=` (an empty reason gets the server's default text).
+fn maintenance_query(enable: bool, reason: &str) -> Vec<(&'static str, Option<String>)> {
+    let mut query = vec![("enable", Some(enable.to_string()))];
+    if !reason.is_empty() {
+        query.push(("reason", Some(reason.to_string())));
+    }
+    query
 }

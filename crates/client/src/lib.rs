@@ -1,8 +1,8 @@
 //! `cairn-client`: the async HTTP client every cairn binary uses to talk to catalogd (or to a
 //! real Consul, since catalogd speaks Consul's API).
 //!
-//! - [`CatalogClient`]: typed calls for the KV store, catalog, health, agent and session
-//!   endpoints. Reads take [`QueryOptions`] and return the data with its [`QueryMeta`]
+//! - [`CatalogClient`]: typed calls for the KV store, catalog, health, agent, session and
+//!   event endpoints. Reads take [`QueryOptions`] and return the data with its [`QueryMeta`]
 //!   (`X-Consul-Index` and friends); non-2xx answers become [`ClientError::Status`] carrying the
 //!   server's message.
 //! - [`Watch`]: a blocking-query loop over any read that follows Consul's index rules, backs off
@@ -30,6 +30,7 @@ mod backoff;
 mod catalog;
 mod client;
 mod error;
+mod event;
 mod kv;
 mod options;
 mod session;
@@ -41,6 +42,7 @@ pub use client::{
     CONNECT_TIMEOUT, CatalogClient, DEFAULT_TIMEOUT, Response, TOKEN_HEADER, parse_base_url,
 };
 pub use error::ClientError;
+pub use event::EventFilters;
 pub use options::{
     DEFAULT_BLOCKING_WAIT, KvPutOptions, MAX_BLOCKING_WAIT, QueryMeta, QueryOptions,
     TIMEOUT_MARGIN, format_wait,

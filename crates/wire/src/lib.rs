@@ -10,6 +10,7 @@ mod agent;
 mod catalog;
 mod connect;
 mod duration;
+mod event;
 mod health;
 mod keys;
 mod kv;
@@ -31,6 +32,7 @@ pub use connect::{
     ServiceAddress, ServiceConnect, ServiceTaggedAddresses, Upstream, is_proxy_kind,
 };
 pub use duration::{DurationError, format_go_duration, parse_go_duration};
+pub use event::{UserEvent, event_id_to_index, event_list_index};
 pub use health::{CheckStatus, UnknownStatus, aggregate_status};
 pub use keys::{canonicalize_keys, drop_nulls, durations_from_numbers};
 pub use kv::{KvPair, b64_decode, b64_encode};
