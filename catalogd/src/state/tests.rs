@@ -31,6 +31,14 @@ fn reg(node: &str, svc: &str, id: &str, status: CheckStatus) -> CatalogRegistrat
     }
 }
 
+/// A session with no health checks (`"Checks": []`): the nodes here have no `serfHealth`.
+fn unchecked() -> SessionRequest {
+    SessionRequest {
+        checks: Some(Vec::new()),
+        ..Default::default()
+    }
+}
+
 fn put(st: &mut State, key: &str, value: &str) -> bool {
     let p = KvPut {
         key: key.into(),
@@ -151,7 +159,7 @@ fn deregistering_a_node_ends_its_sessions_and_releases_locks() {
     .unwrap();
     let req = SessionRequest {
         node: "n1".into(),
-        ..Default::default()
+        ..unchecked()
     };
     let sid = st
         .session_create(
@@ -209,7 +217,7 @@ fn lock_delay_blocks_acquisition_until_it_passes() {
     let sid = st
         .session_create(
             "s".into(),
-            SessionRequest::default(),
+            unchecked(),
             "n1",
             Duration::from_secs(10),
             &mut Changes::default(),
@@ -312,7 +320,7 @@ fn persisted_state_loads_back_identical() {
     let sid = st
         .session_create(
             "s".into(),
-            SessionRequest::default(),
+            unchecked(),
             "n1",
             Duration::from_secs(10),
             &mut ch,
