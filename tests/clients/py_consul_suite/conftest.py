@@ -35,7 +35,10 @@ def _unset_consul_token():
 
 
 def _port_free():
+    # SO_REUSEADDR as catalogd's own listener: connections of the previous test left in
+    # TIME_WAIT do not count, a process listening there does.
     s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         s.bind(("127.0.0.1", PORT))
         return True
