@@ -251,14 +251,11 @@ pub async fn serve(
         // Blocking queries answer at once with what they have, so connections drain quickly.
         core.registry.release_all();
     };
-    // A make-service keeps one router for every connection (a bare Router is cloned and
-    // re-stated per connection: ~20 KiB each, which 10,000 parked watchers multiply).
-    // Peer addresses reach handlers that need them (prepared queries' `Near: "_ip"`).
-    let server = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(graceful);
+    // One router shared by every connection (a bare Router is cloned and re-stated per
+    // connection: ~20 KiB each, which 10,000 parked watchers multiply); the peer's address
+    // reaches only the handlers that use it.
+    let server = axum::serve(listener, crate::http::peer::MakePeerAware(app))
+        .with_graceful_shutdown(graceful);
     let mut stop_rx2 = stop_rx.clone();
     tokio::select! {
         res = server => res.context("HTTP server")?,

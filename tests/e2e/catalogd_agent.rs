@@ -497,3 +497,94 @@ async fn agent_service_health_answers_with_status_codes() {
     assert_eq!(ids, ["consul", "web-1"]);
     assert_eq!(h.get("/v1/catalog/node-services/nope").await.text(), "null");
 }
+
+/// `/v1/agent/monitor` streams catalogd's log as it happens, in hclog's text or JSON lines.
+#[tokio::test]
+async fn monitor_streams_the_log() {
+    let c = Catalogd::start().await;
+    let h = &c.http;
+    let client = reqwest::Client::new();
+    let bad = h.get("/v1/agent/monitor?loglevel=loud").await;
+    assert_eq!(
+        (bad.status, bad.text()),
+        (400, "Unknown log level: loud".to_string())
+    );
+    for (query, json_lines) in [("loglevel=info", false), ("loglevel=INFO&logjson", true)] {
+        let mut stream = client
+            .get(format!("{}/v1/agent/monitor?{query}", c.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(stream.status(), 200);
+        // Something catalogd logs at info: it starts running a newly registered HTTP check.
+        let id = format!("probe-{json_lines}");
+        let r = h
+            .put_json(
+                "/v1/agent/check/register",
+                &json!({"Name": id, "HTTP": format!("{}/v1/status/leader", c.url),
+                    "Interval": "10s"}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let text = cairn_tests::read_stream_until(&mut stream, 20, |t| t.contains(&id))
+            .await
+            .unwrap_or_else(|e| panic!("{query}: {e}"));
+        let line = text.lines().find(|l| l.contains(&id)).unwrap();
+        if json_lines {
+            let v: Value = serde_json::from_str(line).expect("one JSON object per line");
+            assert_eq!(v["@level"], "info", "{line}");
+            assert!(
+                v["@timestamp"].as_str().is_some_and(|t| t.ends_with('Z')),
+                "{line}"
+            );
+        } else {
+            assert!(line.contains("[INFO]"), "{line}");
+        }
+    }
+}
+
+/// Nodes a taskrun agent keeps alive (a `serfHealth` check) are members: alive while it passes,
+/// failed once it does not; force-leave reaps one, as Consul's leader reaps a member that left.
+#[tokio::test]
+async fn members_follow_serf_health_and_force_leave_reaps() {
+    let c = Catalogd::start().await;
+    let h = &c.http;
+    let node = |status: &str| {
+        json!({"Node": "worker-1", "Address": "10.0.0.7", "Check": {"CheckID": "serfHealth",
+            "Name": "Serf Health Status", "Status": status}})
+    };
+    h.put_json("/v1/catalog/register", &node("passing")).await;
+    h.put_json(
+        "/v1/catalog/register",
+        &json!({"Node": "plain", "Address": "10.0.0.8"}),
+    )
+    .await;
+    let status_of = |members: &Value, name: &str| {
+        members
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["Name"] == name)
+            .map(|m| m["Status"].clone())
+    };
+    let members = h.get("/v1/agent/members").await.value();
+    assert_eq!(status_of(&members, "cairn-test"), Some(json!(1)));
+    assert_eq!(status_of(&members, "worker-1"), Some(json!(1)));
+    assert_eq!(status_of(&members, "plain"), None, "no agent keeps it");
+    let wan = h.get("/v1/agent/members?wan=1").await.value();
+    assert_eq!(wan.as_array().unwrap().len(), 1);
+    assert_eq!(wan[0]["Name"], "cairn-test.dc1");
+
+    h.put_json("/v1/catalog/register", &node("critical")).await;
+    let members = h.get("/v1/agent/members").await.value();
+    assert_eq!(status_of(&members, "worker-1"), Some(json!(4)), "failed");
+
+    let r = h.put("/v1/agent/force-leave/worker-1?prune", "").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(h.get("/v1/catalog/node/worker-1").await.text(), "null");
+    let r = h.put("/v1/agent/force-leave/nobody", "").await;
+    assert_eq!(
+        (r.status, r.text()),
+        (500, "agent: No node found with name 'nobody'".to_string())
+    );
+}

@@ -314,7 +314,8 @@ pub async fn service(
         Some(s) => {
             let mut resp = json_plain(&s);
             if let Ok(v) = HeaderValue::from_str(&s.content_hash) {
-                resp.headers_mut().insert("X-Consul-ContentHash", v);
+                resp.headers_mut()
+                    .insert(super::respond::names::CONTENT_HASH, v);
             }
             Ok(resp)
         }

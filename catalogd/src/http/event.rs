@@ -5,7 +5,7 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 
-use super::respond::{json_plain, json_read};
+use super::respond::{json_plain, json_read, names};
 use super::{HttpError, HttpResult, Query, Read};
 use crate::core::Core;
 use crate::events::{LocalService, UserEvent, list_index};
@@ -75,10 +75,10 @@ pub async fn list(State(core): State<Arc<Core>>, read: Read) -> HttpResult {
     let mut resp = json_read(index, &events);
     let h = resp.headers_mut();
     for name in [
-        "X-Consul-KnownLeader",
-        "X-Consul-LastContact",
-        "X-Consul-Effective-Consistency",
-        "X-Consul-Query-Backend",
+        names::KNOWN_LEADER,
+        names::LAST_CONTACT,
+        names::CONSISTENCY,
+        names::QUERY_BACKEND,
     ] {
         h.remove(name);
     }

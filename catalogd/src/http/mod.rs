@@ -11,6 +11,7 @@ mod health;
 mod kv;
 mod misc;
 pub mod operator;
+pub mod peer;
 mod prepared;
 mod query;
 mod respond;
@@ -135,7 +136,7 @@ async fn count_requests(State(core): State<Arc<Core>>, req: Request, next: Next)
 /// Consul sends its default ACL policy on every answer.
 fn with_policy(mut resp: Response) -> Response {
     resp.headers_mut().insert(
-        "X-Consul-Default-ACL-Policy",
+        respond::names::DEFAULT_ACL_POLICY,
         axum::http::HeaderValue::from_static("allow"),
     );
     resp

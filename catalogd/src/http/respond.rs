@@ -67,19 +67,31 @@ impl Drop for Waiting<'_> {
     }
 }
 
+/// Consul's header names, built once (a name given as a string is parsed and allocated on every
+/// insert, which the hot read path would pay for on every answer).
+pub mod names {
+    use axum::http::HeaderName;
+
+    pub const INDEX: HeaderName = HeaderName::from_static("x-consul-index");
+    pub const KNOWN_LEADER: HeaderName = HeaderName::from_static("x-consul-knownleader");
+    pub const LAST_CONTACT: HeaderName = HeaderName::from_static("x-consul-lastcontact");
+    pub const CONSISTENCY: HeaderName = HeaderName::from_static("x-consul-effective-consistency");
+    pub const QUERY_BACKEND: HeaderName = HeaderName::from_static("x-consul-query-backend");
+    pub const DEFAULT_ACL_POLICY: HeaderName =
+        HeaderName::from_static("x-consul-default-acl-policy");
+    pub const CONTENT_HASH: HeaderName = HeaderName::from_static("x-consul-contenthash");
+}
+
 /// Adds the Consul read headers (`setMeta`): the index (never 0), a known leader with no lag,
 /// and the consistency and backend a Consul server reports for a leader read.
 pub fn with_index(mut resp: Response, index: u64) -> Response {
     let h = resp.headers_mut();
-    h.insert("X-Consul-Index", HeaderValue::from(index.max(1)));
-    h.insert("X-Consul-KnownLeader", HeaderValue::from_static("true"));
-    h.insert("X-Consul-LastContact", HeaderValue::from_static("0"));
+    h.insert(names::INDEX, HeaderValue::from(index.max(1)));
+    h.insert(names::KNOWN_LEADER, HeaderValue::from_static("true"));
+    h.insert(names::LAST_CONTACT, HeaderValue::from_static("0"));
+    h.insert(names::CONSISTENCY, HeaderValue::from_static("leader"));
     h.insert(
-        "X-Consul-Effective-Consistency",
-        HeaderValue::from_static("leader"),
-    );
-    h.insert(
-        "X-Consul-Query-Backend",
+        names::QUERY_BACKEND,
         HeaderValue::from_static("blocking-query"),
     );
     resp

@@ -10,7 +10,7 @@ use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode};
 use cairn_wire::{TxnError, TxnKvOp, TxnOp, TxnResponse};
 
-use super::respond::json_bytes;
+use super::respond::{json_bytes, names};
 use super::{HttpError, HttpResult, decode_body};
 use crate::core::Core;
 use crate::state::{ApplyError, Changes, LockDelays, READ_VERBS};
@@ -62,8 +62,8 @@ fn answer(path: Path, result: Result<Vec<cairn_wire::TxnResult>, Vec<TxnError>>)
     let mut resp = json_bytes(status, serde_json::to_vec(&value).unwrap_or_default());
     if path == Path::Read {
         let h = resp.headers_mut();
-        h.insert("X-Consul-KnownLeader", HeaderValue::from_static("true"));
-        h.insert("X-Consul-LastContact", HeaderValue::from_static("0"));
+        h.insert(names::KNOWN_LEADER, HeaderValue::from_static("true"));
+        h.insert(names::LAST_CONTACT, HeaderValue::from_static("0"));
     }
     Ok(resp)
 }

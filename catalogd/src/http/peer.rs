@@ -1,0 +1,64 @@
+//! Peer addresses for the few endpoints that use them. axum's `ConnectInfo` layer puts the
+//! peer's address in every request's extensions (two allocations per request); catalogd's hot
+//! reads do not need it, so it is added only to requests under `/v1/query/` (prepared queries'
+//! `Near: "_ip"`).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::task::{Context, Poll};
+
+use axum::Router;
+use axum::extract::{ConnectInfo, Request};
+use axum::serve::IncomingStream;
+use tokio::net::TcpListener;
+use tower_service::Service;
+
+/// Makes one [`PeerAware`] router per connection.
+#[derive(Clone)]
+pub struct MakePeerAware(pub Router);
+
+/// The router of one connection, knowing the peer's address.
+#[derive(Clone)]
+pub struct PeerAware {
+    router: Router,
+    peer: SocketAddr,
+}
+
+/// Whether a request's handler reads the peer's address.
+fn wants_peer(path: &str) -> bool {
+    path.starts_with("/v1/query/")
+}
+
+impl Service<Request> for PeerAware {
+    type Response = <Router as Service<Request>>::Response;
+    type Error = Infallible;
+    type Future = <Router as Service<Request>>::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Service::<Request>::poll_ready(&mut self.router, cx)
+    }
+
+    fn call(&mut self, mut req: Request) -> Self::Future {
+        if wants_peer(req.uri().path()) {
+            req.extensions_mut().insert(ConnectInfo(self.peer));
+        }
+        self.router.call(req)
+    }
+}
+
+impl<'a> Service<IncomingStream<'a, TcpListener>> for MakePeerAware {
+    type Response = PeerAware;
+    type Error = Infallible;
+    type Future = std::future::Ready<Result<PeerAware, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, conn: IncomingStream<'a, TcpListener>) -> Self::Future {
+        std::future::ready(Ok(PeerAware {
+            router: self.0.clone(),
+            peer: *conn.remote_addr(),
+        }))
+    }
+}
