@@ -104,7 +104,7 @@ pub fn batch_for(state: &State, changes: &Changes) -> Batch {
         META,
         json(&Meta {
             index: state.index,
-            tables: state.tables.clone(),
+            tables: state.tables,
         }),
     );
     b

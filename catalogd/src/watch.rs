@@ -30,11 +30,23 @@ pub enum Topic {
 /// Topic → the `Notify` its waiters park on. Entries exist only while someone waits.
 #[derive(Default)]
 pub struct Registry {
-    topics: Mutex<HashMap<Topic, Arc<Notify>>>,
+    topics: Mutex<Topics>,
     closing: AtomicBool,
     /// Bumped when the whole state was replaced: every blocking query answers at once, since
     /// indexes it waits on may now lie ahead of the restored data.
     generation: std::sync::atomic::AtomicU64,
+}
+
+/// The watched topics, and how many of them are KV ones: a KV write probes one topic per key
+/// prefix, which is skipped altogether while nobody watches the KV store.
+#[derive(Default)]
+struct Topics {
+    map: HashMap<Topic, Arc<Notify>>,
+    kv: usize,
+}
+
+fn is_kv(topic: &Topic) -> bool {
+    matches!(topic, Topic::Kv(_) | Topic::KvPrefix(_))
 }
 
 /// A waiter's handle on a topic; dropping the last one removes the topic's entry.
@@ -58,8 +70,8 @@ impl Drop for Subscription<'_> {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         // Clones are only made under this lock: 2 = the map's and ours.
-        if Arc::strong_count(&self.notify) == 2 {
-            topics.remove(&self.topic);
+        if Arc::strong_count(&self.notify) == 2 && topics.map.remove(&self.topic).is_some() {
+            topics.kv -= usize::from(is_kv(&self.topic));
         }
     }
 }
@@ -67,7 +79,14 @@ impl Drop for Subscription<'_> {
 impl Registry {
     pub fn subscribe(&self, topic: Topic) -> Subscription<'_> {
         let mut topics = self.topics.lock().unwrap_or_else(|p| p.into_inner());
-        let notify = topics.entry(topic.clone()).or_default().clone();
+        let kv = is_kv(&topic);
+        let notify = match topics.map.get(&topic) {
+            Some(n) => n.clone(),
+            None => {
+                topics.kv += usize::from(kv);
+                topics.map.entry(topic.clone()).or_default().clone()
+            }
+        };
         Subscription {
             registry: self,
             topic,
@@ -79,7 +98,7 @@ impl Registry {
     pub fn release_all(&self) {
         self.closing.store(true, Ordering::SeqCst);
         let topics = self.topics.lock().unwrap_or_else(|p| p.into_inner());
-        for n in topics.values() {
+        for n in topics.map.values() {
             n.notify_waiters();
         }
     }
@@ -88,7 +107,7 @@ impl Registry {
     pub fn wake_all(&self) {
         self.generation.fetch_add(1, Ordering::SeqCst);
         let topics = self.topics.lock().unwrap_or_else(|p| p.into_inner());
-        for n in topics.values() {
+        for n in topics.map.values() {
             n.notify_waiters();
         }
     }
@@ -105,23 +124,28 @@ impl Registry {
 
     /// Number of topics with waiters (for metrics).
     pub fn topic_count(&self) -> usize {
-        self.topics.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.topics
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .map
+            .len()
     }
 
     /// Wakes every waiter whose data `changes` touched.
     pub fn publish(&self, changes: &Changes) {
         let topics = self.topics.lock().unwrap_or_else(|p| p.into_inner());
-        if topics.is_empty() {
+        if topics.map.is_empty() {
             return;
         }
         let wake = |t: &Topic| {
-            if let Some(n) = topics.get(t) {
+            if let Some(n) = topics.map.get(t) {
                 n.notify_waiters();
             }
         };
         // A prefix lookup per key boundary; allocation only for the probe keys.
         let mut probe = Topic::KvPrefix(String::new());
-        for key in changes.kv.iter().chain(changes.tombstones.iter()) {
+        let kv_keys = changes.kv.iter().chain(changes.tombstones.iter());
+        for key in kv_keys.filter(|_| topics.kv > 0) {
             wake(&Topic::Kv(key.clone()));
             for (i, _) in key.char_indices().chain(std::iter::once((key.len(), ' '))) {
                 if let Topic::KvPrefix(p) = &mut probe {
@@ -158,5 +182,39 @@ impl Registry {
         if !changes.nodes.is_empty() || !changes.services.is_empty() || !changes.checks.is_empty() {
             wake(&Topic::Catalog);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kv_topics(r: &Registry) -> usize {
+        r.topics.lock().unwrap().kv
+    }
+
+    #[tokio::test]
+    async fn kv_writes_wake_prefix_watchers_and_are_skipped_without_any() {
+        let r = Registry::default();
+        let node = r.subscribe(Topic::Node("n1".into()));
+        assert_eq!(kv_topics(&r), 0, "a node watch is not a KV one");
+        let prefix = r.subscribe(Topic::KvPrefix("app/".into()));
+        let same = r.subscribe(Topic::KvPrefix("app/".into()));
+        assert_eq!(kv_topics(&r), 1, "one topic however many waiters");
+        let woken = prefix.notify().notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        let mut ch = Changes::default();
+        ch.kv.insert("app/x".into());
+        r.publish(&ch);
+        tokio::time::timeout(std::time::Duration::from_secs(1), woken)
+            .await
+            .expect("a write under the prefix wakes its watcher");
+        drop(same);
+        assert_eq!(kv_topics(&r), 1, "the topic stays while a waiter is left");
+        drop(prefix);
+        assert_eq!(kv_topics(&r), 0);
+        drop(node);
+        assert_eq!(r.topic_count(), 0);
     }
 }

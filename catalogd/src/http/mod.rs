@@ -112,6 +112,14 @@ async fn count_requests(State(core): State<Arc<Core>>, req: Request, next: Next)
         core.metrics.http_errors.fetch_add(1, Relaxed);
         return with_policy(e.into_response());
     }
+    // A request that has no body (most reads) goes through as it is.
+    if axum::body::HttpBody::size_hint(req.body()).exact() == Some(0) {
+        let resp = next.run(req).await;
+        if resp.status().is_client_error() || resp.status().is_server_error() {
+            core.metrics.http_errors.fetch_add(1, Relaxed);
+        }
+        return with_policy(resp);
+    }
     let (parts, body) = req.into_parts();
     let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
         Ok(b) => b,
@@ -150,20 +158,20 @@ fn open_source(req: &Request) -> Result<(), HttpError> {
             "{what} - {feature} are a Consul Enterprise feature"
         )))
     };
-    let header = |name: &str| {
+    let header = |name: axum::http::HeaderName| {
         req.headers()
             .get(name)
             .and_then(|v| v.to_str().ok())
             .filter(|v| !v.is_empty())
             .is_some()
     };
-    if header("X-Consul-Namespace") {
+    if header(respond::names::NAMESPACE) {
         return refuse(
             "Invalid header: \"X-Consul-Namespace\"".into(),
             "Namespaces",
         );
     }
-    if header("X-Consul-Partition") {
+    if header(respond::names::PARTITION) {
         return refuse(
             "Invalid header: \"X-Consul-Partition\"".into(),
             "Partitions",

@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use rand::Rng;
 use serde::Serialize;
 
@@ -80,6 +80,8 @@ pub mod names {
     pub const DEFAULT_ACL_POLICY: HeaderName =
         HeaderName::from_static("x-consul-default-acl-policy");
     pub const CONTENT_HASH: HeaderName = HeaderName::from_static("x-consul-contenthash");
+    pub const NAMESPACE: HeaderName = HeaderName::from_static("x-consul-namespace");
+    pub const PARTITION: HeaderName = HeaderName::from_static("x-consul-partition");
 }
 
 /// Adds the Consul read headers (`setMeta`): the index (never 0), a known leader with no lag,
@@ -110,16 +112,20 @@ pub fn json_read<T: Serialize>(index: u64, body: &T) -> Response {
     )
 }
 
+/// Headers an answer carries at most (type, Consul's five read headers, the ACL policy, and
+/// room for one more): reserved up front so filling them never regrows the map.
+const ANSWER_HEADERS: usize = 8;
+
 pub fn json_bytes(status: StatusCode, bytes: Vec<u8>) -> Response {
-    (
-        status,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        bytes,
-    )
-        .into_response()
+    let mut resp = Response::new(axum::body::Body::from(bytes));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.reserve(ANSWER_HEADERS);
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
 }
 
 /// A JSON list, keeping only the items the filter matches (serialized forms are what it sees).

@@ -458,7 +458,7 @@ impl State {
         // A node's coordinate goes with it, in the same write.
         let key = (super::Table::Coordinates, node.to_string());
         if self.docs.remove(&key).is_some() {
-            self.tables.docs.insert(super::Table::Coordinates, idx);
+            self.tables.docs.set(super::Table::Coordinates, idx);
             ch.docs.insert(key);
         }
         let sessions: Vec<String> = self

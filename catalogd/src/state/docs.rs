@@ -78,7 +78,7 @@ impl State {
 
     /// Index a reader of `table` compares: its last change, never 0.
     pub fn table_index(&self, table: Table) -> u64 {
-        self.tables.docs.get(&table).copied().unwrap_or(0).max(1)
+        self.tables.docs.get(table).max(1)
     }
 
     /// Writes a document at a new index (keeping its creation index); returns that index.
@@ -100,7 +100,7 @@ impl State {
                 modify_index: idx,
             },
         );
-        self.tables.docs.insert(table, idx);
+        self.tables.docs.set(table, idx);
         ch.docs.insert(k);
         idx
     }
@@ -113,7 +113,7 @@ impl State {
         }
         let idx = self.next_index();
         self.docs.remove(&k);
-        self.tables.docs.insert(table, idx);
+        self.tables.docs.set(table, idx);
         ch.docs.insert(k);
         true
     }
@@ -396,7 +396,7 @@ impl State {
         for id in doomed {
             let key = (Table::PreparedQueries, id);
             self.docs.remove(&key);
-            self.tables.docs.insert(Table::PreparedQueries, idx);
+            self.tables.docs.set(Table::PreparedQueries, idx);
             ch.docs.insert(key);
         }
     }

@@ -35,7 +35,7 @@ pub use session::LockDelays;
 pub type NodeKey = (String, String);
 
 /// Per-table indexes: the last index at which each table changed (Consul's `index` table).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TableIndexes {
     pub nodes: u64,
     pub services: u64,
@@ -46,7 +46,39 @@ pub struct TableIndexes {
     pub kv_reap_floor: u64,
     /// Last change of each document table (absent in stores written before they existed).
     #[serde(default)]
-    pub docs: std::collections::BTreeMap<Table, u64>,
+    pub docs: DocIndexes,
+}
+
+/// Last change of each document table: plain fields, so the indexes stay `Copy` (the writer
+/// copies them with the state on every command).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DocIndexes {
+    pub coordinates: u64,
+    pub config_entries: u64,
+    pub prepared_queries: u64,
+    pub system: u64,
+}
+
+impl DocIndexes {
+    pub fn get(&self, table: Table) -> u64 {
+        match table {
+            Table::Coordinates => self.coordinates,
+            Table::ConfigEntries => self.config_entries,
+            Table::PreparedQueries => self.prepared_queries,
+            Table::System => self.system,
+        }
+    }
+
+    pub fn set(&mut self, table: Table, idx: u64) {
+        let slot = match table {
+            Table::Coordinates => &mut self.coordinates,
+            Table::ConfigEntries => &mut self.config_entries,
+            Table::PreparedQueries => &mut self.prepared_queries,
+            Table::System => &mut self.system,
+        };
+        *slot = idx;
+    }
 }
 
 /// The whole catalog at one index.
