@@ -201,15 +201,17 @@ mod tests {
         let prefix = r.subscribe(Topic::KvPrefix("app/".into()));
         let same = r.subscribe(Topic::KvPrefix("app/".into()));
         assert_eq!(kv_topics(&r), 1, "one topic however many waiters");
-        let woken = prefix.notify().notified();
-        tokio::pin!(woken);
-        woken.as_mut().enable();
-        let mut ch = Changes::default();
-        ch.kv.insert("app/x".into());
-        r.publish(&ch);
-        tokio::time::timeout(std::time::Duration::from_secs(1), woken)
-            .await
-            .expect("a write under the prefix wakes its watcher");
+        {
+            let woken = prefix.notify().notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            let mut ch = Changes::default();
+            ch.kv.insert("app/x".into());
+            r.publish(&ch);
+            tokio::time::timeout(std::time::Duration::from_secs(1), woken)
+                .await
+                .expect("a write under the prefix wakes its watcher");
+        }
         drop(same);
         assert_eq!(kv_topics(&r), 1, "the topic stays while a waiter is left");
         drop(prefix);
