@@ -32,6 +32,8 @@ pub enum ChainError {
     CircularRedirect(String),
     #[error("service {0:?} does not have a subset named {1:?}")]
     UnknownSubset(String, String),
+    #[error("detected circular reference: [{0}]")]
+    CircularSplit(String),
 }
 
 const DEFAULT_CONNECT_TIMEOUT: &str = "5s";
@@ -44,6 +46,8 @@ struct Compiler<'a, F: Fn(&str, &str) -> Option<Value>> {
     targets: Map<String, Value>,
     /// Whether any discovery-chain entry shaped the chain.
     customized: bool,
+    /// Splitters being expanded (a split back into one of them is a cycle).
+    splitting: Vec<String>,
 }
 
 fn target_id(subset: &str, service: &str, dc: &str) -> String {
@@ -170,6 +174,11 @@ impl<F: Fn(&str, &str) -> Option<Value>> Compiler<'_, F> {
             && subset.is_empty()
             && let Some(splitter) = (self.entry)("service-splitter", service)
         {
+            if self.splitting.iter().any(|s| s == service) {
+                self.splitting.push(service.to_string());
+                return Err(ChainError::CircularSplit(self.splitting.join(" -> ")));
+            }
+            self.splitting.push(service.to_string());
             self.customized = true;
             let mut splits = Vec::new();
             for s in splitter["Splits"].as_array().into_iter().flatten() {
@@ -186,6 +195,7 @@ impl<F: Fn(&str, &str) -> Option<Value>> Compiler<'_, F> {
                 };
                 splits.push(json!({"Weight": s["Weight"], "NextNode": next}));
             }
+            self.splitting.pop();
             let name = format!("splitter:{service}.default.default");
             self.nodes.insert(
                 name.clone(),
@@ -219,6 +229,7 @@ pub fn compile(
         nodes: Map::new(),
         targets: Map::new(),
         customized: false,
+        splitting: Vec::new(),
     };
     let start = match (l7, entry("service-router", service)) {
         (true, Some(router)) => {
@@ -385,6 +396,22 @@ mod tests {
         assert_eq!(
             compile("a", looped, &CTX, &Overrides::default()),
             Err(ChainError::CircularRedirect("a -> b -> a".into()))
+        );
+        let split_loop = |kind: &str, name: &str| -> Option<Value> {
+            match (kind, name) {
+                ("service-defaults", _) => Some(json!({"Protocol": "http"})),
+                ("service-splitter", "a") => {
+                    Some(json!({"Splits": [{"Weight": 100, "Service": "b"}]}))
+                }
+                ("service-splitter", "b") => {
+                    Some(json!({"Splits": [{"Weight": 100, "Service": "a"}]}))
+                }
+                _ => None,
+            }
+        };
+        assert_eq!(
+            compile("a", split_loop, &CTX, &Overrides::default()),
+            Err(ChainError::CircularSplit("a -> b -> a".into()))
         );
     }
 }

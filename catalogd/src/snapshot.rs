@@ -20,6 +20,9 @@ use crate::state::State;
 const MAGIC: &[u8] = b"cairn-catalogd-state 1\n";
 /// Largest key or value a `state.bin` record may hold (well above any limit catalogd enforces).
 const MAX_RECORD: usize = 64 * 1024 * 1024;
+/// Largest archive content a restore unpacks: a small upload must not inflate into memory
+/// exhaustion (a gzip bomb).
+pub const MAX_UNPACKED: u64 = 4 * 1024 * 1024 * 1024;
 
 /// Raft snapshot metadata, as `meta.json` carries it.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -122,8 +125,14 @@ pub fn restore(archive: &[u8]) -> Result<(Meta, State), SnapshotError> {
     }
     let mut raw = Vec::new();
     flate2::read::GzDecoder::new(archive)
+        .take(MAX_UNPACKED + 1)
         .read_to_end(&mut raw)
         .map_err(|e| SnapshotError::Decompress(format!("gzip: {e}")))?;
+    if raw.len() as u64 > MAX_UNPACKED {
+        return Err(SnapshotError::Decompress(format!(
+            "more than {MAX_UNPACKED} bytes unpacked"
+        )));
+    }
     let read = |why: String| SnapshotError::Read(why);
     let mut files: std::collections::BTreeMap<String, Vec<u8>> = Default::default();
     let mut tar = tar::Archive::new(raw.as_slice());
