@@ -304,6 +304,68 @@ async fn service_deregister_removes_service_and_its_checks() {
     assert_eq!(r.status, 404, "{}", r.text());
 }
 
+/// Consul routes agent IDs by the rest of the path, so IDs holding `/` (as Nomad and
+/// Kubernetes sync name theirs) are addressable everywhere an ID is.
+#[tokio::test]
+async fn ids_with_slashes_are_addressed_by_the_rest_of_the_path() {
+    let c = Catalogd::start().await;
+    let h = &c.http;
+    let r = h
+        .put_json(
+            "/v1/agent/service/register",
+            &json!({"Name": "api", "ID": "_nomad-task/a1/api", "Port": 9000,
+                    "Check": {"CheckID": "chk/api/ttl", "TTL": "30s"}}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    let r = h.get("/v1/agent/service/_nomad-task/a1/api").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.value()["ID"], "_nomad-task/a1/api");
+    let r = h
+        .get("/v1/agent/health/service/id/_nomad-task/a1/api")
+        .await;
+    assert_eq!(r.status, 503, "a fresh TTL check is critical: {}", r.text());
+
+    let r = h.put("/v1/agent/check/pass/chk/api/ttl?note=up", "").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let check = &agent_checks(h).await["chk/api/ttl"];
+    assert_eq!(check["Status"], "passing", "{check}");
+    assert_eq!(check["Output"], "up", "{check}");
+    assert_eq!(check["ServiceID"], "_nomad-task/a1/api", "{check}");
+    let r = h
+        .get("/v1/agent/health/service/id/_nomad-task/a1/api")
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    let r = h
+        .put(
+            "/v1/agent/service/maintenance/_nomad-task/a1/api?enable=true&reason=x",
+            "",
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        agent_checks(h)
+            .await
+            .get("_service_maintenance:_nomad-task/a1/api")
+            .is_some()
+    );
+
+    let r = h.put("/v1/agent/check/deregister/chk/api/ttl", "").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(agent_checks(h).await.get("chk/api/ttl").is_none());
+    let r = h
+        .put("/v1/agent/service/deregister/_nomad-task/a1/api", "")
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        h.get("/v1/agent/service/_nomad-task/a1/api").await.status,
+        404
+    );
+    assert!(h.get("/v1/catalog/service/api").await.value()[0].is_null());
+}
+
 #[tokio::test]
 async fn replace_existing_checks_drops_checks_left_out() {
     let c = Catalogd::start().await;

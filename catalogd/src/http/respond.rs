@@ -106,21 +106,27 @@ pub fn json_plain<T: Serialize>(body: &T) -> Response {
 
 /// A JSON body with the read headers.
 pub fn json_read<T: Serialize>(index: u64, body: &T) -> Response {
-    with_index(
-        json_bytes(StatusCode::OK, serde_json::to_vec(body).unwrap_or_default()),
-        index,
-    )
+    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    with_index(json_with_room(StatusCode::OK, bytes, READ_HEADERS), index)
 }
 
-/// Headers an answer carries at most (type, Consul's five read headers, the ACL policy, and
-/// room for one more): reserved up front so filling them never regrows the map.
-const ANSWER_HEADERS: usize = 8;
+/// Headers a read answer carries: the type, Consul's five read headers and the ACL policy.
+/// Reserved up front so filling them never regrows the map.
+const READ_HEADERS: usize = 7;
+/// Headers any other answer carries: the type and the ACL policy. hyper keeps each
+/// connection's last answer's header map to parse the next request into, so room reserved
+/// beyond what an answer needs stays allocated on every idle keep-alive connection.
+const PLAIN_HEADERS: usize = 2;
 
 pub fn json_bytes(status: StatusCode, bytes: Vec<u8>) -> Response {
+    json_with_room(status, bytes, PLAIN_HEADERS)
+}
+
+fn json_with_room(status: StatusCode, bytes: Vec<u8>, headers: usize) -> Response {
     let mut resp = Response::new(axum::body::Body::from(bytes));
     *resp.status_mut() = status;
     let h = resp.headers_mut();
-    h.reserve(ANSWER_HEADERS);
+    h.reserve(headers);
     h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
