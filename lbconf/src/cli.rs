@@ -43,8 +43,20 @@ pub struct WatchArgs {
     /// HAProxy binary used to validate configs (`haproxy -c`)
     #[arg(long, default_value = "haproxy")]
     pub haproxy: String,
+    /// Longest `haproxy -c` or the reload command may run before its process group is killed
+    /// (Go duration: 30s, 1m)
+    #[arg(long, default_value = "30s", value_parser = parse_timeout)]
+    pub command_timeout: std::time::Duration,
     #[command(flatten)]
     pub layout: Layout,
+}
+
+fn parse_timeout(s: &str) -> Result<std::time::Duration, String> {
+    match cairn_wire::parse_go_duration(s) {
+        Ok(d) if d.is_zero() => Err("must be more than 0".into()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// How the config is laid out (shared by render and watch).
@@ -158,6 +170,7 @@ pub fn run(cli: Cli) -> ExitCode {
                     socket: args.haproxy_socket,
                     reload_cmd: args.reload_cmd,
                     haproxy: args.haproxy,
+                    command_timeout: args.command_timeout,
                     settings: settings(&args.layout, socket)?,
                 };
                 let rt = tokio::runtime::Builder::new_multi_thread()

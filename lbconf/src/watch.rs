@@ -20,8 +20,13 @@ pub struct Options {
     pub socket: Option<PathBuf>,
     pub reload_cmd: Option<String>,
     pub haproxy: String,
+    /// Longest `haproxy -c` or the reload command may run.
+    pub command_timeout: Duration,
     pub settings: Settings,
 }
+
+/// Most of each output stream of `haproxy -c` or the reload command kept for the log.
+const MAX_COMMAND_OUTPUT: usize = 64 * 1024;
 
 /// What HAProxy runs now.
 struct Applied {
@@ -100,30 +105,47 @@ async fn wait_for_reload(socket: &Path, config: &str) {
 }
 
 /// `haproxy -c` on a candidate config; Err carries HAProxy's complaint.
-async fn validate(haproxy: &str, text: &str, next_to: &Path) -> Result<(), String> {
+async fn validate(
+    haproxy: &str,
+    text: &str,
+    next_to: &Path,
+    timeout: Duration,
+) -> Result<(), String> {
     let dir = next_to
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     let candidate = dir.join(format!(".lbconf-candidate-{}.cfg", std::process::id()));
     std::fs::write(&candidate, text).map_err(|e| format!("{}: {e}", candidate.display()))?;
-    let out = tokio::process::Command::new(haproxy)
-        .arg("-c")
-        .arg("-q")
-        .arg("-f")
-        .arg(&candidate)
-        .output()
-        .await;
-    let _ = std::fs::remove_file(&candidate);
-    let out = out.map_err(|e| format!("running {haproxy} -c: {e}"))?;
+    let mut check = tokio::process::Command::new(haproxy);
+    check.arg("-c").arg("-q").arg("-f").arg(&candidate);
+    let out = cairn_proc::run(&mut check, timeout, MAX_COMMAND_OUTPUT).await;
+    if let Err(e) = std::fs::remove_file(&candidate) {
+        tracing::warn!(file = %candidate.display(), error = %e, "cannot remove the candidate config");
+    }
+    let out = out.map_err(|e| format!("{haproxy} -c: {e}"))?;
     if out.status.success() {
         Ok(())
     } else {
-        let mut msg = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        let mut msg = out.stderr_text();
         if msg.is_empty() {
-            msg = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            msg = out.stdout_text();
         }
         Err(msg.replace('\n', " | "))
+    }
+}
+
+/// Runs the reload command (`sh -c`) within `timeout`.
+async fn reload(command: &str, timeout: Duration) -> Result<(), String> {
+    let mut sh = tokio::process::Command::new("sh");
+    sh.arg("-c").arg(command);
+    let out = cairn_proc::run(&mut sh, timeout, MAX_COMMAND_OUTPUT)
+        .await
+        .map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("{}: {}", out.status, out.stderr_text()))
     }
 }
 
@@ -179,7 +201,14 @@ async fn apply(options: &Options, routes: &[Route], current: Option<Applied>) ->
             return current;
         }
     };
-    if let Err(why) = validate(&options.haproxy, &text, &options.out).await {
+    if let Err(why) = validate(
+        &options.haproxy,
+        &text,
+        &options.out,
+        options.command_timeout,
+    )
+    .await
+    {
         tracing::error!(error = %why, "new config rejected by haproxy -c; the running config stays");
         return current;
     }
@@ -188,23 +217,15 @@ async fn apply(options: &Options, routes: &[Route], current: Option<Applied>) ->
         return current;
     }
     match &options.reload_cmd {
-        Some(cmd) => {
-            let status = tokio::process::Command::new("sh")
-                .arg("-c")
-                .arg(cmd)
-                .status()
-                .await;
-            match status {
-                Ok(s) if s.success() => {
-                    tracing::info!(out = %options.out.display(), "config written; HAProxy reloaded");
-                    if let Some(socket) = &options.socket {
-                        wait_for_reload(socket, &text).await;
-                    }
+        Some(cmd) => match reload(cmd, options.command_timeout).await {
+            Ok(()) => {
+                tracing::info!(out = %options.out.display(), "config written; HAProxy reloaded");
+                if let Some(socket) = &options.socket {
+                    wait_for_reload(socket, &text).await;
                 }
-                Ok(s) => tracing::error!(status = %s, "reload command failed"),
-                Err(e) => tracing::error!(error = %e, "cannot run the reload command"),
             }
-        }
+            Err(e) => tracing::error!(error = %e, "reload command failed"),
+        },
         None => tracing::info!(out = %options.out.display(), "config written"),
     }
     Some(Applied {

@@ -444,9 +444,8 @@ impl Shared {
                 let exit_file = self.sandbox(&id).join(sandbox::EXIT_FILE);
                 let message = match crate::procfs::find_wrapper(&exit_file).filter(|p| *p > 1) {
                     Some(orphan) => {
-                        // SAFETY: kill(2) on the process group of this task's own supervisor.
-                        unsafe {
-                            libc::kill(-orphan, libc::SIGKILL);
+                        if let Err(e) = cairn_proc::signal_group(orphan, cairn_proc::Signal::KILL) {
+                            tracing::warn!(task = %id, pid = orphan, error = %e, "cannot kill an unrecorded task");
                         }
                         tracing::warn!(task = %id, pid = orphan, "killed a task whose launch was never recorded");
                         "taskrun stopped while launching the task; it was killed"

@@ -174,7 +174,7 @@ impl Proc {
 
     /// Sends `sig` to the task's process group, if the group is still the task's: an unreaped
     /// child pins its pid; an adopted pid is checked against its start time first.
-    pub fn signal_group(&self, sig: i32) -> bool {
+    pub fn signal_group(&self, sig: cairn_proc::Signal) -> bool {
         let pid = match self {
             Proc::Owned(child) => match child.id().and_then(|p| i32::try_from(p).ok()) {
                 Some(p) => p,
@@ -187,11 +187,8 @@ impl Proc {
                 *pid
             }
         };
-        if pid <= 1 {
-            return false;
-        }
-        // SAFETY: kill(2) on a process group we started.
-        unsafe { libc::kill(-pid, sig) == 0 }
+        // A group that cannot be signalled (ended, or a pid below 2) is reported as not signalled.
+        cairn_proc::signal_group(pid, sig).unwrap_or(false)
     }
 }
 
@@ -205,11 +202,11 @@ pub struct KillReport {
 /// Kills a task: SIGTERM to its group, SIGKILL to the group if it has not ended within `grace`.
 /// Returns once the supervisor has exited, with its wait status when it was our child.
 pub async fn kill(proc: &mut Proc, grace: Duration) -> (Option<ExitStatus>, KillReport) {
-    proc.signal_group(libc::SIGTERM);
+    proc.signal_group(cairn_proc::Signal::TERM);
     if let Ok(status) = tokio::time::timeout(grace, proc.wait()).await {
         return (status, KillReport { escalated: false });
     }
-    proc.signal_group(libc::SIGKILL);
+    proc.signal_group(cairn_proc::Signal::KILL);
     let status = proc.wait().await;
     (status, KillReport { escalated: true })
 }

@@ -188,7 +188,7 @@ async fn kill(
     term: &mut tokio::signal::unix::Signal,
     int: &mut tokio::signal::unix::Signal,
 ) -> (Option<std::process::ExitStatus>, Option<KillReport>) {
-    proc.signal_group(libc::SIGTERM);
+    proc.signal_group(cairn_proc::Signal::TERM);
     let ended = tokio::select! {
         w = proc.wait() => Some(w),
         _ = tokio::time::sleep(grace) => None,
@@ -198,7 +198,7 @@ async fn kill(
     match ended {
         Some(w) => (w, Some(KillReport { escalated: false })),
         None => {
-            proc.signal_group(libc::SIGKILL);
+            proc.signal_group(cairn_proc::Signal::KILL);
             (proc.wait().await, Some(KillReport { escalated: true }))
         }
     }

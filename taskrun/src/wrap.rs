@@ -96,8 +96,6 @@ fn kill_leftovers() {
     if pid != pgrp || !crate::procfs::group_has_others(pgrp, pid) {
         return;
     }
-    // SAFETY: signals our own process group.
-    unsafe {
-        libc::kill(-pgrp, libc::SIGKILL);
-    }
+    // Nothing is left to do if it fails: this process is about to exit either way.
+    let _ = cairn_proc::signal_group(pgrp, cairn_proc::Signal::KILL);
 }

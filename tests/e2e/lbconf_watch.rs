@@ -72,6 +72,14 @@ async fn eventually(what: &str, log: &Path, mut ok: impl AsyncFnMut() -> bool) {
     }
 }
 
+/// Whether `pid` is a live process (not gone, not a zombie).
+fn running(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit(')').next().map(str::trim_start).map(str::to_owned))
+        .is_some_and(|rest| !rest.starts_with('Z'))
+}
+
 fn count(path: &Path, needle: &str) -> usize {
     std::fs::read_to_string(path)
         .unwrap_or_default()
@@ -96,11 +104,19 @@ async fn runtime_updates_without_reload_and_reloads_when_needed() {
         .await;
 
     // A validator that is the real `haproxy -c`, except that it refuses any config routing
-    // bad.test: how the test makes lbconf meet a config HAProxy rejects.
+    // bad.test, and hangs (with a child of its own) on one routing slow.test: how the test makes
+    // lbconf meet a config HAProxy rejects, and a validation that never ends.
     let validator = d.join("haproxy-check");
+    let hung_pid = d.join("hung.pid");
     std::fs::write(
         &validator,
-        "#!/bin/sh\nfor f; do :; done\nif grep -q bad.test \"$f\"; then echo \"[ALERT] bad.test refused\" >&2; exit 1; fi\nexec haproxy \"$@\"\n",
+        format!(
+            "#!/bin/sh\nfor f; do :; done\n\
+             if grep -q bad.test \"$f\"; then echo \"[ALERT] bad.test refused\" >&2; exit 1; fi\n\
+             if grep -q slow.test \"$f\"; then sleep 600 & echo $! > {hung}; wait; fi\n\
+             exec haproxy \"$@\"\n",
+            hung = hung_pid.display()
+        ),
     )
     .unwrap();
     Command::new("chmod")
@@ -115,6 +131,7 @@ async fn runtime_updates_without_reload_and_reloads_when_needed() {
         BalancerOpts {
             validator: Some(validator.clone()),
             spare_slots: Some(2),
+            command_timeout: Some("2s"),
         },
     )
     .await;
@@ -189,9 +206,34 @@ async fn runtime_updates_without_reload_and_reloads_when_needed() {
         "a rejected config never replaces the running one"
     );
     assert_eq!(get(http_port, "api.test").await.as_deref(), Some("C"));
-    // ...and once the bad service is gone, later valid changes apply again.
+    // A validation that hangs is killed at --command-timeout, its children with it, and
+    // counts as a rejection.
     c.http
         .put_json("/v1/catalog/deregister", &json!({"Node": "x"}))
+        .await;
+    c.http
+        .put_json(
+            "/v1/catalog/register",
+            &reg("y", "slow", port_c, "slow.test"),
+        )
+        .await;
+    eventually("the hung validation killed", &lb_log, async || {
+        count(&lb_log, "timed out after 2.000 s") >= 1
+    })
+    .await;
+    let hung: i32 = std::fs::read_to_string(&hung_pid)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    eventually("the validator's child gone", &lb_log, async || {
+        !running(hung)
+    })
+    .await;
+    assert!(!std::fs::read_to_string(&cfg).unwrap().contains("slow.test"));
+    // ...and once the bad services are gone, later valid changes apply again.
+    c.http
+        .put_json("/v1/catalog/deregister", &json!({"Node": "y"}))
         .await;
     c.http
         .put_json(

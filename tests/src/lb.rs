@@ -26,6 +26,8 @@ pub struct BalancerOpts {
     pub validator: Option<PathBuf>,
     /// `--spare-slots` (default 2).
     pub spare_slots: Option<usize>,
+    /// `--command-timeout` (default: lbconf's).
+    pub command_timeout: Option<&'static str>,
 }
 
 /// lbconf + HAProxy, with every file in one directory.
@@ -67,6 +69,9 @@ impl Balancer {
             .args(["--spare-slots", &opts.spare_slots.unwrap_or(2).to_string()]);
         if let Some(v) = &opts.validator {
             cmd.arg("--haproxy").arg(v);
+        }
+        if let Some(t) = opts.command_timeout {
+            cmd.args(["--command-timeout", t]);
         }
         let lbconf = Proc(
             cmd.env("CAIRN_CATALOG", catalog)

@@ -1,10 +1,12 @@
 //! Running a template's command after its output changed: `sh -c`, in its own process group,
 //! killed (group and all) at the timeout; its output is logged and a failure reported.
 
-use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::AsyncReadExt;
+use cairn_proc::RunError;
+
+/// Most of each output stream kept for the log.
+const MAX_OUTPUT: usize = 64 * 1024;
 
 /// How a command ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,58 +18,42 @@ pub enum Outcome {
 
 /// Runs `command` through `sh -c`, at most `timeout`.
 pub async fn run(command: &str, timeout: Duration) -> Outcome {
-    let mut child = match tokio::process::Command::new("sh")
-        .arg("-c")
-        .arg(command)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .process_group(0)
-        .spawn()
-    {
-        Ok(c) => c,
-        Err(e) => return Outcome::Failed(format!("cannot start sh: {e}")),
-    };
-    let pid = child.id();
-    let (mut out, mut err) = (child.stdout.take(), child.stderr.take());
-    let finished = tokio::time::timeout(timeout, async {
-        let (mut o, mut e) = (Vec::new(), Vec::new());
-        if let Some(s) = out.as_mut() {
-            let _ = s.read_to_end(&mut o).await;
-        }
-        if let Some(s) = err.as_mut() {
-            let _ = s.read_to_end(&mut e).await;
-        }
-        (child.wait().await, o, e)
-    })
-    .await;
-    match finished {
-        Err(_) => {
-            if let Some(pid) = pid {
-                // SAFETY: kill(2) on the process group we created; no memory is involved.
-                unsafe {
-                    libc::kill(-(pid as i32), libc::SIGKILL);
-                }
-            }
+    let mut sh = tokio::process::Command::new("sh");
+    sh.arg("-c").arg(command);
+    match cairn_proc::run(&mut sh, timeout, MAX_OUTPUT).await {
+        Err(RunError::TimedOut(_)) => {
             tracing::error!(command, timeout = ?timeout, "command timed out and was killed");
             Outcome::TimedOut
         }
-        Ok((status, o, e)) => {
-            let stdout = String::from_utf8_lossy(&o);
-            let stderr = String::from_utf8_lossy(&e);
-            match status {
-                Ok(s) if s.success() => {
-                    tracing::info!(command, stdout = %stdout.trim(), stderr = %stderr.trim(), "command succeeded");
-                    Outcome::Success
-                }
-                Ok(s) => {
-                    let why = format!("{s}: {}", stderr.trim());
-                    tracing::error!(command, status = %s, stdout = %stdout.trim(), stderr = %stderr.trim(), "command failed");
-                    Outcome::Failed(why)
-                }
-                Err(e) => Outcome::Failed(format!("waiting for the command: {e}")),
+        Err(e) => Outcome::Failed(e.to_string()),
+        Ok(f) => {
+            let (stdout, stderr) = (f.stdout_text(), f.stderr_text());
+            if f.status.success() {
+                tracing::info!(command, %stdout, %stderr, "command succeeded");
+                Outcome::Success
+            } else {
+                tracing::error!(command, status = %f.status, %stdout, %stderr, "command failed");
+                Outcome::Failed(format!("{}: {stderr}", f.status))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A command that writes more than a pipe holds to stderr before exiting succeeds; reading
+    /// stdout to its end first used to block it until the timeout.
+    #[tokio::test]
+    async fn large_stderr_is_not_a_timeout() {
+        let outcome = run(
+            "head -c 200000 /dev/zero >&2; exit 0",
+            Duration::from_secs(30),
+        )
+        .await;
+        assert_eq!(outcome, Outcome::Success);
+        let outcome = run("echo broken >&2; exit 4", Duration::from_secs(30)).await;
+        assert_eq!(outcome, Outcome::Failed("exit status: 4: broken".into()));
     }
 }

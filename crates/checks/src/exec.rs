@@ -1,10 +1,9 @@
 //! Exec checks: run an existing Nagios plugin or script, relay its status (the exit code) and its
 //! first output line (text and perfdata); kill its whole process group at the timeout.
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use tokio::io::AsyncReadExt;
+use cairn_proc::RunError;
 
 use crate::spec::{CheckError, CheckSpec, bad};
 use crate::status::{CheckResult, Perf, Status};
@@ -42,54 +41,19 @@ impl ExecCheck {
     pub(crate) async fn run(&self) -> CheckResult {
         let started = Instant::now();
         let mut cmd = tokio::process::Command::new(&self.argv[0]);
-        cmd.args(&self.argv[1..])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            // Its own process group, so a timeout kills the plugin and everything it started.
-            .process_group(0);
-        let mut child = match cmd.spawn() {
-            Ok(c) => c,
-            Err(e) => {
-                let why = match e.kind() {
-                    std::io::ErrorKind::NotFound => "no such command".to_string(),
-                    std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
-                    _ => e.to_string(),
-                };
+        cmd.args(&self.argv[1..]);
+        let outcome = cairn_proc::run(&mut cmd, self.timeout, MAX_OUTPUT).await;
+        let time = Perf::time(started.elapsed(), None, Some(self.timeout));
+        let finished = match outcome {
+            Ok(f) => f,
+            Err(RunError::Spawn { program, why }) => {
                 return CheckResult::new(
                     &self.label,
                     Status::Unknown,
-                    format!("cannot run {:?}: {why}", self.argv[0]),
+                    format!("cannot run {program:?}: {why}"),
                 );
             }
-        };
-        let pgid = child.id();
-        let mut stdout = child.stdout.take();
-        let mut stderr = child.stderr.take();
-        let read_all = async {
-            let mut out = Vec::new();
-            let mut err = Vec::new();
-            if let Some(s) = stdout.as_mut() {
-                let _ = s.take(MAX_OUTPUT as u64).read_to_end(&mut out).await;
-            }
-            if let Some(s) = stderr.as_mut() {
-                let _ = s.take(MAX_OUTPUT as u64).read_to_end(&mut err).await;
-            }
-            let status = child.wait().await;
-            (out, err, status)
-        };
-        let outcome = tokio::time::timeout(self.timeout, read_all).await;
-        let elapsed = started.elapsed();
-        let time = Perf::time(elapsed, None, Some(self.timeout));
-        let (out, err, status) = match outcome {
-            Err(_) => {
-                if let Some(pid) = pgid {
-                    // SAFETY: kill(2) on a process group we created; no memory is touched.
-                    unsafe {
-                        libc::kill(-(pid as i32), libc::SIGKILL);
-                    }
-                }
+            Err(RunError::TimedOut(_)) => {
                 return CheckResult::new(
                     &self.label,
                     Status::Critical,
@@ -100,31 +64,31 @@ impl ExecCheck {
                 )
                 .with_perf(time);
             }
-            Ok(r) => r,
+            Err(e @ RunError::Wait { .. }) => {
+                return CheckResult::new(&self.label, Status::Unknown, e.to_string());
+            }
         };
+        let (out, err) = (&finished.stdout, &finished.stderr);
         let text = String::from_utf8_lossy(if out.iter().all(u8::is_ascii_whitespace) {
-            &err
+            err
         } else {
-            &out
+            out
         });
         let first = text.lines().next().unwrap_or("").trim();
         let (message, perf) = match first.split_once('|') {
             Some((m, p)) => (m.trim().to_string(), Perf::parse_all(p)),
             None => (first.to_string(), Vec::new()),
         };
-        let (status, message) = match status {
-            Ok(s) => match s.code() {
-                Some(code @ 0..=3) => (Status::from_exit_code(code), message),
-                Some(code) => (
-                    Status::Unknown,
-                    format!("plugin exited with code {code}: {message}"),
-                ),
-                None => (
-                    Status::Unknown,
-                    format!("plugin was killed by a signal: {message}"),
-                ),
-            },
-            Err(e) => (Status::Unknown, format!("waiting for the plugin: {e}")),
+        let (status, message) = match finished.status.code() {
+            Some(code @ 0..=3) => (Status::from_exit_code(code), message),
+            Some(code) => (
+                Status::Unknown,
+                format!("plugin exited with code {code}: {message}"),
+            ),
+            None => (
+                Status::Unknown,
+                format!("plugin was killed by a signal: {message}"),
+            ),
         };
         let message = if message.is_empty() {
             "(no output)".to_string()
@@ -137,5 +101,54 @@ impl ExecCheck {
             r.perfdata.push(time);
         }
         r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(script: &str, timeout: Duration) -> ExecCheck {
+        ExecCheck {
+            label: "plugin".into(),
+            argv: vec!["sh".into(), "-c".into(), script.into()],
+            timeout,
+        }
+    }
+
+    /// (script, status, message): plugins whose output exceeds a pipe's buffer are judged by
+    /// their exit code, not reported as timeouts.
+    #[tokio::test]
+    async fn plugins_are_judged_by_exit_code_and_first_line() {
+        let cases = [
+            (
+                "echo 'DISK OK - 80% free'; head -c 200000 /dev/zero >&2",
+                Status::Ok,
+                "DISK OK - 80% free",
+            ),
+            (
+                "head -c 200000 /dev/zero | tr '\\000' x; exit 2",
+                Status::Critical,
+                "xxxxxxxx",
+            ),
+            (
+                "echo 'LOAD WARNING | load=3;2;4'; exit 1",
+                Status::Warning,
+                "LOAD WARNING",
+            ),
+            ("exit 7", Status::Unknown, "plugin exited with code 7"),
+        ];
+        for (script, status, message) in cases {
+            let r = check(script, Duration::from_secs(30)).run().await;
+            assert_eq!(r.status, status, "{script}: {r:?}");
+            assert!(r.message.starts_with(message), "{script}: {r:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_plugin_past_its_timeout_is_critical() {
+        let r = check("sleep 30", Duration::from_millis(300)).run().await;
+        assert_eq!(r.status, Status::Critical);
+        assert_eq!(r.message, "plugin timed out after 0.300 s and was killed");
     }
 }

@@ -6,6 +6,7 @@ use std::io;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
+use cairn_proc::Signal;
 use tokio::process::Command;
 
 /// A running child and its process group.
@@ -85,31 +86,22 @@ impl Child {
     }
 
     /// Sends `signal` to every process of the group; a group already gone is not an error.
-    pub fn signal_group(&self, signal: i32) -> io::Result<()> {
-        // SAFETY: kill(2) on the process group we created; no memory is involved.
-        if unsafe { libc::kill(-self.pgid, signal) } == 0 {
-            return Ok(());
-        }
-        let err = io::Error::last_os_error();
-        if err.raw_os_error() == Some(libc::ESRCH) {
-            Ok(())
-        } else {
-            Err(err)
-        }
+    pub fn signal_group(&self, signal: Signal) -> io::Result<()> {
+        cairn_proc::signal_group(self.pgid, signal).map(drop)
     }
 
     /// Stops the whole group: SIGTERM, up to `grace` for the child to exit, then SIGKILL to
     /// whatever of the group is left (also members that outlived the child).
     pub async fn stop(&mut self, grace: Duration) -> io::Result<ExitStatus> {
-        self.signal_group(libc::SIGTERM)?;
+        self.signal_group(Signal::TERM)?;
         let status = match tokio::time::timeout(grace, self.inner.wait()).await {
             Ok(status) => status?,
             Err(_) => {
-                self.signal_group(libc::SIGKILL)?;
+                self.signal_group(Signal::KILL)?;
                 self.inner.wait().await?
             }
         };
-        self.signal_group(libc::SIGKILL)?;
+        self.signal_group(Signal::KILL)?;
         Ok(status)
     }
 }

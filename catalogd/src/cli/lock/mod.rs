@@ -106,19 +106,19 @@ impl Signals {
         })
     }
 
-    /// The next SIGTERM or SIGINT received, as its number.
-    async fn recv(&mut self) -> i32 {
+    /// The next SIGTERM or SIGINT received.
+    async fn recv(&mut self) -> cairn_proc::Signal {
         tokio::select! {
-            _ = self.term.recv() => libc::SIGTERM,
-            _ = self.int.recv() => libc::SIGINT,
+            _ = self.term.recv() => cairn_proc::Signal::TERM,
+            _ = self.int.recv() => cairn_proc::Signal::INT,
         }
     }
 }
 
-fn signal_name(sig: i32) -> &'static str {
+fn signal_name(sig: cairn_proc::Signal) -> &'static str {
     match sig {
-        libc::SIGTERM => "SIGTERM",
-        libc::SIGINT => "SIGINT",
+        cairn_proc::Signal::TERM => "SIGTERM",
+        cairn_proc::Signal::INT => "SIGINT",
         _ => "a signal",
     }
 }
@@ -321,7 +321,7 @@ async fn hold(
             }
             () = &mut kill_at => {
                 eprintln!("catalogd lock: the command outlived the grace period of {}; killing process group {}", cairn_wire::format_go_duration(KILL_GRACE), child.pgid());
-                child.signal_group(libc::SIGKILL).context("killing the command")?;
+                child.signal_group(cairn_proc::Signal::KILL).context("killing the command")?;
                 kill_at.as_mut().reset(tokio::time::Instant::now() + Duration::from_secs(3600));
             }
         }
