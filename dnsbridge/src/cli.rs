@@ -47,6 +47,17 @@ pub struct ServeArgs {
     /// Forward other names to this server (repeatable, tried in order); else REFUSED
     #[arg(long)]
     pub recursor: Vec<SocketAddr>,
+    /// Most questions forwarded to recursors at once; past it, SERVFAIL at once
+    #[arg(long, default_value_t = crate::resolve::DEFAULT_MAX_FORWARDS, value_parser = at_least_one)]
+    pub max_forwards: usize,
+}
+
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 pub fn run(cli: Cli) -> ExitCode {
@@ -68,6 +79,7 @@ pub fn run(cli: Cli) -> ExitCode {
             ttl,
             only_passing: args.only_passing,
             recursors: args.recursor,
+            max_forwards: args.max_forwards,
         };
         let rt = tokio::runtime::Builder::new_multi_thread()
             .enable_all()

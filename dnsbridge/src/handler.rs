@@ -120,7 +120,11 @@ impl RequestHandler for Handler {
             }
             Decision::Forward => {
                 let tcp = request.protocol() == Protocol::Tcp;
-                match self.resolver.forward(request.as_slice(), tcp).await {
+                let reply = match self.resolver.forward_permit() {
+                    Some(permit) => self.resolver.forward(permit, request.as_slice(), tcp).await,
+                    None => None,
+                };
+                match reply {
                     Some(reply) => {
                         metadata.response_code = reply.metadata.response_code;
                         // A cut answer stays marked as cut, so the client retries over TCP.

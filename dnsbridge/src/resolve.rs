@@ -6,9 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use hickory_proto::op::Message;
+use hickory_proto::op::{Message, MessageType};
 use hickory_proto::rr::{Name, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::answer::{Answer, Zone};
 use crate::names;
@@ -16,6 +17,9 @@ use crate::view::View;
 
 /// How long a recursor gets to answer.
 const RECURSOR_TIMEOUT: Duration = Duration::from_secs(2);
+/// Default for `--max-forwards`: questions forwarded at once. Each holds a task, a socket and
+/// a 64 KiB buffer until its recursor answers or times out; past the bound, SERVFAIL at once.
+pub const DEFAULT_MAX_FORWARDS: usize = 256;
 
 /// The outcome for one question.
 pub enum Decision {
@@ -33,6 +37,13 @@ pub struct Resolver {
     domain_labels: Vec<String>,
     pub view: Arc<ArcSwap<View>>,
     pub recursors: Vec<SocketAddr>,
+    forwards: Arc<Semaphore>,
+}
+
+/// Leave to forward one question: [`Resolver::forward`] takes one, so no path forwards
+/// without counting against `--max-forwards`.
+pub struct ForwardPermit {
+    _held: OwnedSemaphorePermit,
 }
 
 /// A name's labels in lowercase.
@@ -43,13 +54,30 @@ pub fn lower_labels(name: &Name) -> Vec<String> {
 }
 
 impl Resolver {
-    pub fn new(zone: Zone, view: Arc<ArcSwap<View>>, recursors: Vec<SocketAddr>) -> Resolver {
+    pub fn new(
+        zone: Zone,
+        view: Arc<ArcSwap<View>>,
+        recursors: Vec<SocketAddr>,
+        max_forwards: usize,
+    ) -> Resolver {
         let domain_labels = lower_labels(&zone.domain);
         Resolver {
             zone,
             domain_labels,
             view,
             recursors,
+            forwards: Arc::new(Semaphore::new(max_forwards)),
+        }
+    }
+
+    /// A permit to forward, or None when `--max-forwards` questions are already out.
+    pub fn forward_permit(&self) -> Option<ForwardPermit> {
+        match self.forwards.clone().try_acquire_owned() {
+            Ok(held) => Some(ForwardPermit { _held: held }),
+            Err(_) => {
+                tracing::debug!("too many questions forwarded at once; answering SERVFAIL");
+                None
+            }
         }
     }
 
@@ -65,10 +93,18 @@ impl Resolver {
         }
     }
 
-    /// Asks the recursors in turn (over TCP when `tcp`) and returns the first answer.
-    pub async fn forward(&self, raw: &[u8], tcp: bool) -> Option<Message> {
+    /// Asks the recursors in turn (over TCP when `tcp`) and returns the first answer to the
+    /// question in `raw`. A reply whose ID or question differs from the one asked (a stale or
+    /// spoofed datagram) is dropped, and the wait for the real one goes on.
+    pub async fn forward(&self, _permit: ForwardPermit, raw: &[u8], tcp: bool) -> Option<Message> {
+        let asked = Message::from_vec(raw).ok()?;
+        let answers_it = |m: &Message| {
+            m.metadata.id == asked.metadata.id
+                && m.metadata.message_type == MessageType::Response
+                && (m.queries.is_empty() || m.queries == asked.queries)
+        };
         for r in &self.recursors {
-            let asked = async {
+            let reply = async {
                 if tcp {
                     let mut s = tokio::net::TcpStream::connect(r).await.ok()?;
                     let mut framed = (raw.len() as u16).to_be_bytes().to_vec();
@@ -77,18 +113,26 @@ impl Resolver {
                     let len = s.read_u16().await.ok()?;
                     let mut buf = vec![0u8; usize::from(len)];
                     s.read_exact(&mut buf).await.ok()?;
-                    Message::from_vec(&buf).ok()
+                    Message::from_vec(&buf).ok().filter(answers_it)
                 } else {
                     let bind = if r.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" };
                     let sock = tokio::net::UdpSocket::bind(bind).await.ok()?;
+                    // Connected: datagrams from other addresses never reach recv.
                     sock.connect(r).await.ok()?;
                     sock.send(raw).await.ok()?;
                     let mut buf = vec![0u8; 65535];
-                    let n = sock.recv(&mut buf).await.ok()?;
-                    Message::from_vec(&buf[..n]).ok()
+                    loop {
+                        let n = sock.recv(&mut buf).await.ok()?;
+                        match Message::from_vec(&buf[..n]) {
+                            Ok(m) if answers_it(&m) => return Some(m),
+                            _ => {
+                                tracing::debug!(recursor = %r, "dropped a reply to another question")
+                            }
+                        }
+                    }
                 }
             };
-            match tokio::time::timeout(RECURSOR_TIMEOUT, asked).await {
+            match tokio::time::timeout(RECURSOR_TIMEOUT, reply).await {
                 Ok(Some(m)) => return Some(m),
                 _ => tracing::debug!(recursor = %r, "recursor gave no answer"),
             }

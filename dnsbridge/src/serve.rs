@@ -27,6 +27,8 @@ pub struct Config {
     pub ttl: u32,
     pub only_passing: bool,
     pub recursors: Vec<SocketAddr>,
+    /// Questions forwarded at once (`--max-forwards`).
+    pub max_forwards: usize,
 }
 
 /// Idle TCP connections are closed after this long.
@@ -115,7 +117,12 @@ pub async fn serve(
     let view = Arc::new(ArcSwap::from_pointee(View::default()));
     let watcher = tokio::spawn(follow(client, view.clone(), config.only_passing));
 
-    let resolver = Arc::new(Resolver::new(zone, view.clone(), config.recursors.clone()));
+    let resolver = Arc::new(Resolver::new(
+        zone,
+        view.clone(),
+        config.recursors.clone(),
+        config.max_forwards,
+    ));
     let stop = Arc::new(AtomicBool::new(false));
     let udp_workers = crate::udp::spawn(
         udp,

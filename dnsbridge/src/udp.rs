@@ -126,9 +126,15 @@ fn worker(
                 let _ = sock.send_to(&bytes, src);
             }
             Reply::Forward => {
+                let Some(permit) = resolver.forward_permit() else {
+                    if let Some(bytes) = error_reply(&buf[..n], ResponseCode::ServFail) {
+                        let _ = sock.send_to(&bytes, src);
+                    }
+                    continue;
+                };
                 let (raw, resolver, sock) = (buf[..n].to_vec(), resolver.clone(), sock.clone());
                 runtime.spawn(async move {
-                    let reply = match resolver.forward(&raw, false).await {
+                    let reply = match resolver.forward(permit, &raw, false).await {
                         Some(mut m) => {
                             // Some recursors leave the question out of refusals; the client
                             // still needs it echoed.

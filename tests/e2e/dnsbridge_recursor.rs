@@ -202,3 +202,135 @@ async fn a_silent_recursor_does_not_hold_up_local_answers() {
         servfail += 1;
     }
 }
+
+/// A recursor on loopback that plays the hostile network: for every question it first sends a
+/// reply with the wrong ID, then one with the right ID to another question, then the real
+/// answer (127.0.0.77). With `silent`, it only counts questions and never answers.
+struct RogueRecursor {
+    port: u16,
+    asked: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl RogueRecursor {
+    fn start(silent: bool) -> RogueRecursor {
+        use hickory_proto::op::OpCode;
+        use hickory_proto::rr::rdata::A;
+        use hickory_proto::rr::{Name, Record};
+        use std::sync::atomic::Ordering;
+
+        let sock = UdpSocket::bind("127.0.0.1:0").expect("rogue recursor socket");
+        let port = sock.local_addr().unwrap().port();
+        let asked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = asked.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            let reply = |id: u16, name: &Name, addr: [u8; 4]| {
+                let mut m = hickory_proto::op::Message::new(
+                    id,
+                    hickory_proto::op::MessageType::Response,
+                    OpCode::Query,
+                );
+                m.add_query(hickory_proto::op::Query::query(name.clone(), RecordType::A));
+                m.add_answer(Record::from_rdata(
+                    name.clone(),
+                    60,
+                    hickory_proto::rr::RData::A(A::from(std::net::Ipv4Addr::from(addr))),
+                ));
+                m.to_vec().expect("encode")
+            };
+            while let Ok((n, from)) = sock.recv_from(&mut buf) {
+                counter.fetch_add(1, Ordering::SeqCst);
+                if silent {
+                    continue;
+                }
+                let Ok(q) = hickory_proto::op::Message::from_vec(&buf[..n]) else {
+                    continue;
+                };
+                let Some(name) = q.queries.first().map(|q| q.name().clone()) else {
+                    continue;
+                };
+                let id = q.metadata.id;
+                let other = Name::from_ascii("other.example.test.").unwrap();
+                for bytes in [
+                    reply(id.wrapping_add(1), &name, [127, 0, 0, 66]),
+                    reply(id, &other, [127, 0, 0, 67]),
+                    reply(id, &name, [127, 0, 0, 77]),
+                ] {
+                    let _ = sock.send_to(&bytes, from);
+                }
+            }
+        });
+        RogueRecursor { port, asked }
+    }
+
+    fn asked(&self) -> usize {
+        self.asked.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[tokio::test]
+async fn replies_to_other_questions_are_dropped() {
+    let c = Catalogd::start().await;
+    let rogue = RogueRecursor::start(false);
+    let b = Bridge::start(
+        &c.url,
+        &["--recursor", &format!("127.0.0.1:{}", rogue.port)],
+    );
+    for name in ["a.example.test", "b.example.test"] {
+        let r = b.udp(name, RecordType::A);
+        assert_eq!(r.rcode(), ResponseCode::NoError, "{}", r.summary());
+        assert_eq!(r.addrs(), set(&["127.0.0.77"]), "{}", r.summary());
+    }
+}
+
+/// With `--max-forwards 3` and a recursor that never answers, eight questions at once: three
+/// are forwarded (and fail when the recursor times out), five get SERVFAIL without being
+/// forwarded. Every one of them is answered.
+#[tokio::test]
+async fn forwarding_is_bounded() {
+    let c = Catalogd::start().await;
+    let rogue = RogueRecursor::start(true);
+    let b = Bridge::start(
+        &c.url,
+        &[
+            "--recursor",
+            &format!("127.0.0.1:{}", rogue.port),
+            "--max-forwards",
+            "3",
+        ],
+    );
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.connect(("127.0.0.1", b.port)).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut ids = std::collections::BTreeSet::new();
+    for i in 0..8u16 {
+        let mut q = query(&format!("n{i}.example.test"), RecordType::A, None);
+        q.metadata.id = 1000 + i;
+        ids.insert(q.metadata.id);
+        sock.send(&q.to_vec().unwrap()).unwrap();
+    }
+    let mut buf = [0u8; 4096];
+    while !ids.is_empty() {
+        let n = sock.recv(&mut buf).expect("every question is answered");
+        let m = hickory_proto::op::Message::from_vec(&buf[..n]).unwrap();
+        assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
+        assert!(
+            ids.remove(&m.metadata.id),
+            "answered twice: {}",
+            m.metadata.id
+        );
+    }
+    assert_eq!(
+        rogue.asked(),
+        3,
+        "only --max-forwards questions reach the recursor"
+    );
+
+    // Once those are done, forwarding resumes.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while rogue.asked() < 4 {
+        assert!(Instant::now() < deadline, "forwarding never resumed");
+        let _ = try_ask_udp(b.port, "later.example.test", RecordType::A, None);
+    }
+}
