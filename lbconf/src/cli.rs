@@ -47,6 +47,10 @@ pub struct WatchArgs {
     /// (Go duration: 30s, 1m)
     #[arg(long, default_value = "30s", value_parser = parse_timeout)]
     pub command_timeout: std::time::Duration,
+    /// Least time between two reloads; changes in between are applied together by the next one
+    /// (instance changes through the runtime socket are not held back)
+    #[arg(long, default_value = "2s", value_parser = cairn_wire::parse_go_duration)]
+    pub reload_interval: std::time::Duration,
     #[command(flatten)]
     pub layout: Layout,
 }
@@ -144,7 +148,7 @@ pub fn run(cli: Cli) -> ExitCode {
                 let (catalog, _) = rt
                     .block_on(client.whole_catalog(&Default::default()))
                     .context("reading the catalog")?;
-                let (routes, rejected) = crate::model::routes(&catalog);
+                let (routes, rejected) = crate::model::routes(&catalog, args.layout.http_port);
                 for r in rejected {
                     tracing::warn!(service = ?r.service, reason = %r.reason, "not routed as asked");
                 }
@@ -171,6 +175,7 @@ pub fn run(cli: Cli) -> ExitCode {
                     reload_cmd: args.reload_cmd,
                     haproxy: args.haproxy,
                     command_timeout: args.command_timeout,
+                    reload_interval: args.reload_interval,
                     settings: settings(&args.layout, socket)?,
                 };
                 let rt = tokio::runtime::Builder::new_multi_thread()

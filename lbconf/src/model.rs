@@ -125,8 +125,97 @@ fn tcp_port(meta: &BTreeMap<String, String>) -> Result<u16, String> {
     }
 }
 
-/// Builds the routes from the catalog; services without `lb_*` meta are not routed.
-pub fn routes(catalog: &WholeCatalog) -> (Vec<Route>, Vec<Rejected>) {
+/// Builds the routes from the catalog; services without `lb_*` meta are not routed. Where two
+/// services claim one host (and path) or one TCP port, the one registered first keeps it and
+/// the other is reported: a newcomer never takes a route away from a running service, and the
+/// outcome never depends on how the names sort. A TCP port equal to `http_port` (the shared
+/// HTTP frontend's) is refused.
+pub fn routes(catalog: &WholeCatalog, http_port: u16) -> (Vec<Route>, Vec<Rejected>) {
+    let (candidates, mut rejected) = candidates(catalog);
+    let routes = settle_claims(candidates, http_port, &mut rejected);
+    (routes, rejected)
+}
+
+/// A route as its service asks for it, and since when it has asked (the lowest CreateIndex of
+/// its instances).
+struct Candidate {
+    route: Route,
+    since: u64,
+}
+
+/// Gives every host (and path) and every TCP port to its first claimer; drops what is left
+/// without a host or port.
+fn settle_claims(
+    mut candidates: Vec<Candidate>,
+    http_port: u16,
+    rejected: &mut Vec<Rejected>,
+) -> Vec<Route> {
+    let mut order: Vec<usize> = (0..candidates.len()).collect();
+    order.sort_by(|&a, &b| {
+        (candidates[a].since, &candidates[a].route.service)
+            .cmp(&(candidates[b].since, &candidates[b].route.service))
+    });
+    let mut hosts: BTreeMap<(String, Option<String>), String> = BTreeMap::new();
+    let mut ports: BTreeMap<u16, String> = BTreeMap::new();
+    let mut keep = vec![true; candidates.len()];
+    for i in order {
+        let route = &mut candidates[i].route;
+        let service = route.service.clone();
+        let reject = |reason: String| Rejected {
+            service: service.clone(),
+            reason,
+        };
+        match &mut route.exposure {
+            Exposure::Tcp { port } => {
+                if *port == http_port {
+                    rejected.push(reject(format!(
+                        "TCP port {port} is the HTTP frontend's port; service not routed"
+                    )));
+                    keep[i] = false;
+                } else if let Some(first) = ports.get(port) {
+                    rejected.push(reject(format!(
+                        "TCP port {port} is already routed to service {first:?}, registered \
+                         first; service not routed"
+                    )));
+                    keep[i] = false;
+                } else {
+                    ports.insert(*port, service.clone());
+                }
+            }
+            Exposure::Http {
+                hosts: wanted,
+                path,
+            } => {
+                wanted.retain(|h| {
+                    let key = (h.clone(), path.clone());
+                    match hosts.get(&key) {
+                        Some(first) => {
+                            rejected.push(reject(format!(
+                                "lb_vhost {h}{} is already routed to service {first:?}, \
+                                 registered first; ignored",
+                                path.as_deref().unwrap_or("")
+                            )));
+                            false
+                        }
+                        None => {
+                            hosts.insert(key, service.clone());
+                            true
+                        }
+                    }
+                });
+                keep[i] = !wanted.is_empty();
+            }
+        }
+    }
+    candidates
+        .into_iter()
+        .zip(keep)
+        .filter_map(|(c, keep)| keep.then_some(c.route))
+        .collect()
+}
+
+/// Every service's route as its meta asks for it, before claims are settled.
+fn candidates(catalog: &WholeCatalog) -> (Vec<Candidate>, Vec<Rejected>) {
     // Group instances by service name; meta is read from the instances (the first valid wins).
     let mut by_name: BTreeMap<&str, Vec<&cairn_wire::ServiceEntry>> = BTreeMap::new();
     for e in &catalog.services {
@@ -222,6 +311,11 @@ pub fn routes(catalog: &WholeCatalog) -> (Vec<Route>, Vec<Rejected>) {
         let n = used_ids.entry(base.clone()).or_default();
         *n += 1;
         let backend = if *n == 1 { base } else { format!("{base}_{n}") };
+        let since = entries
+            .iter()
+            .map(|e| e.service.create_index)
+            .min()
+            .unwrap_or(0);
         // Only values safe on a config line reach operators' templates.
         let safe = |x: &str| {
             !x.chars()
@@ -232,13 +326,16 @@ pub fn routes(catalog: &WholeCatalog) -> (Vec<Route>, Vec<Rejected>) {
             .filter(|(k, v)| safe(k) && safe(v))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        routes.push(Route {
-            service: name.to_string(),
-            backend,
-            exposure,
-            balance,
-            servers,
-            meta,
+        routes.push(Candidate {
+            route: Route {
+                service: name.to_string(),
+                backend,
+                exposure,
+                balance,
+                servers,
+                meta,
+            },
+            since,
         });
     }
     (routes, rejected)
@@ -297,5 +394,102 @@ mod tests {
                 _ => panic!("{pairs:?}: wanted {want:?}, got {got:?}"),
             }
         }
+    }
+
+    /// One instance: service name, meta pairs, CreateIndex.
+    type Instance<'a> = (&'a str, &'a [(&'a str, &'a str)], u64);
+
+    /// A catalog of one instance per service.
+    fn catalog(services: &[Instance]) -> WholeCatalog {
+        let services = services
+            .iter()
+            .map(|(name, meta, create_index)| cairn_wire::ServiceEntry {
+                node: cairn_wire::Node {
+                    node: format!("n-{name}"),
+                    address: "127.0.0.1".into(),
+                    ..Default::default()
+                },
+                service: cairn_wire::NodeService {
+                    id: name.to_string(),
+                    service: name.to_string(),
+                    port: 8080,
+                    meta: meta
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                    create_index: *create_index,
+                    ..Default::default()
+                },
+                checks: Vec::new(),
+            })
+            .collect();
+        WholeCatalog {
+            nodes: Vec::new(),
+            services,
+        }
+    }
+
+    /// The first service to register keeps a host or port another one claims later, whatever
+    /// the names; the HTTP frontend's port is never a TCP frontend's.
+    #[test]
+    fn claims_go_to_the_first_registered() {
+        let (routes, rejected) = routes(
+            &catalog(&[
+                ("zeta", &[("lb_vhost", "shop.test,zeta.test")], 5),
+                ("alpha", &[("lb_vhost", "shop.test")], 9),
+                (
+                    "beta",
+                    &[("lb_vhost", "shop.test"), ("lb_path", "/api")],
+                    12,
+                ),
+                ("db", &[("lb_mode", "tcp"), ("lb_port", "5432")], 7),
+                ("db2", &[("lb_mode", "tcp"), ("lb_port", "5432")], 3),
+                ("web80", &[("lb_mode", "tcp"), ("lb_port", "80")], 1),
+            ]),
+            80,
+        );
+        let summary: Vec<(String, String)> = routes
+            .iter()
+            .map(|r| (r.service.clone(), format!("{:?}", r.exposure)))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                (
+                    "beta".to_string(),
+                    r#"Http { hosts: ["shop.test"], path: Some("/api") }"#.to_string()
+                ),
+                ("db2".into(), "Tcp { port: 5432 }".into()),
+                (
+                    "zeta".into(),
+                    r#"Http { hosts: ["shop.test", "zeta.test"], path: None }"#.into()
+                ),
+            ]
+        );
+        let reasons: Vec<(String, String)> = rejected
+            .into_iter()
+            .map(|r| (r.service, r.reason))
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                (
+                    "web80".to_string(),
+                    "TCP port 80 is the HTTP frontend's port; service not routed".to_string()
+                ),
+                (
+                    "db".into(),
+                    "TCP port 5432 is already routed to service \"db2\", registered first; \
+                     service not routed"
+                        .into()
+                ),
+                (
+                    "alpha".into(),
+                    "lb_vhost shop.test is already routed to service \"zeta\", registered first; \
+                     ignored"
+                        .into()
+                ),
+            ]
+        );
     }
 }

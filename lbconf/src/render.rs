@@ -138,6 +138,71 @@ pub fn config(routes: &[Route], settings: &Settings) -> Result<String, String> {
     )
 }
 
+/// The shared frontend's `use_backend` lines, in the order HAProxy must try them (it takes the
+/// first that matches):
+/// 1. exact hosts before wildcards, and a longer wildcard suffix (`*.a.example.com`) before a
+///    shorter one (`*.example.com`): the most specific host wins, whatever the names;
+/// 2. within one host, the longest path first, so /api/v2 wins over /api and both over no path;
+/// 3. an exact host that a wildcard also covers, and that has no route without a path, gets a
+///    final 503 line: a host named exactly belongs to its own routes alone.
+///
+/// Claims were settled by the model: each (host, path) appears once.
+fn host_rules(http: &[&Route]) -> Vec<String> {
+    let mut rules: Vec<(&str, Option<&str>, &str)> = Vec::new();
+    for r in http {
+        if let Exposure::Http { hosts, path } = &r.exposure {
+            for h in hosts {
+                rules.push((h, path.as_deref(), &r.backend));
+            }
+        }
+    }
+    let wildcards: Vec<&str> = rules
+        .iter()
+        .filter_map(|(h, _, _)| h.strip_prefix('*'))
+        .collect();
+    let specificity = |host: &str| match host.strip_prefix('*') {
+        // Exact hosts first (0), then wildcards by suffix, longest first.
+        Some(suffix) => (1, usize::MAX - suffix.len()),
+        None => (0, 0),
+    };
+    rules.sort_by(|a, b| {
+        specificity(a.0)
+            .cmp(&specificity(b.0))
+            .then(a.0.cmp(b.0))
+            .then(b.1.map_or(0, str::len).cmp(&a.1.map_or(0, str::len)))
+    });
+    let mut lines = Vec::new();
+    let mut i = 0;
+    while i < rules.len() {
+        let host = rules[i].0;
+        let mut has_pathless = false;
+        while i < rules.len() && rules[i].0 == host {
+            let (_, path, backend) = rules[i];
+            let host_match = match host.strip_prefix("*.") {
+                Some(suffix) => format!("{{ var(txn.host) -m end .{suffix} }}"),
+                None => format!("{{ var(txn.host) -m str {host} }}"),
+            };
+            match path {
+                Some(p) => lines.push(format!(
+                    "use_backend {backend} if {host_match} {{ path_beg {p} }}"
+                )),
+                None => {
+                    has_pathless = true;
+                    lines.push(format!("use_backend {backend} if {host_match}"));
+                }
+            }
+            i += 1;
+        }
+        let exact = !host.starts_with('*');
+        if exact && !has_pathless && wildcards.iter().any(|suffix| host.ends_with(suffix)) {
+            lines.push(format!(
+                "use_backend no_route if {{ var(txn.host) -m str {host} }}"
+            ));
+        }
+    }
+    lines
+}
+
 /// Renders the whole configuration with the given slot assignment.
 pub fn config_with(
     routes: &[Route],
@@ -194,47 +259,8 @@ pub fn config_with(
         w,
         "    http-request set-var(txn.host) req.hdr(host),field(1,:),lower"
     );
-    // Longest path first, so /api/v2 wins over /api and both over no path.
-    let mut rules: Vec<(&str, Option<&str>, &str)> = Vec::new();
-    for r in &http {
-        if let Exposure::Http { hosts, path } = &r.exposure {
-            for h in hosts {
-                rules.push((h, path.as_deref(), &r.backend));
-            }
-        }
-    }
-    rules.sort_by(|a, b| {
-        b.1.map_or(0, str::len)
-            .cmp(&a.1.map_or(0, str::len))
-            .then(a.0.cmp(b.0))
-    });
-    let mut seen: BTreeMap<(String, Option<String>), &str> = BTreeMap::new();
-    for (host, path, backend) in rules {
-        let key = (host.to_string(), path.map(str::to_string));
-        if let Some(first) = seen.get(&key) {
-            let _ = writeln!(
-                w,
-                "    # {host}{} is claimed by {first} too; {backend} ignored",
-                path.unwrap_or("")
-            );
-            continue;
-        }
-        seen.insert(key, backend);
-        let host_match = match host.strip_prefix("*.") {
-            Some(suffix) => format!("{{ var(txn.host) -m end .{suffix} }}"),
-            None => format!("{{ var(txn.host) -m str {host} }}"),
-        };
-        match path {
-            Some(p) => {
-                let _ = writeln!(
-                    w,
-                    "    use_backend {backend} if {host_match} {{ path_beg {p} }}"
-                );
-            }
-            None => {
-                let _ = writeln!(w, "    use_backend {backend} if {host_match}");
-            }
-        }
+    for rule in host_rules(&http) {
+        let _ = writeln!(w, "    {rule}");
     }
     let _ = writeln!(w, "    default_backend no_route");
     let _ = writeln!(w, "\nbackend no_route");
@@ -367,5 +393,43 @@ mod tests {
         )
         .unwrap();
         assert!(text.contains("server s1 127.0.0.1:3\n    server s2 127.0.0.1:2\n    server s3 127.0.0.1:1 disabled"), "{text}");
+    }
+
+    fn http(backend: &str, hosts: &[&str], path: Option<&str>) -> Route {
+        Route {
+            exposure: Exposure::Http {
+                hosts: hosts.iter().map(|h| h.to_string()).collect(),
+                path: path.map(str::to_string),
+            },
+            ..route(backend, &[1])
+        }
+    }
+
+    /// Exact hosts before wildcards, longer wildcards before shorter ones, longer paths first
+    /// within a host; an exact host covered by a wildcard but without a path-less route of its
+    /// own ends in a 503 rather than falling through to the wildcard.
+    #[test]
+    fn the_most_specific_host_wins() {
+        let routes = [
+            http("be_any", &["*.example.com"], None),
+            http("be_deep", &["*.eu.example.com"], None),
+            http("be_a", &["a.example.com"], None),
+            http("be_api", &["b.example.com"], Some("/api")),
+            http("be_api2", &["b.example.com"], Some("/api/v2")),
+            http("be_other", &["other.test"], None),
+        ];
+        let refs: Vec<&Route> = routes.iter().collect();
+        assert_eq!(
+            host_rules(&refs),
+            [
+                "use_backend be_a if { var(txn.host) -m str a.example.com }",
+                "use_backend be_api2 if { var(txn.host) -m str b.example.com } { path_beg /api/v2 }",
+                "use_backend be_api if { var(txn.host) -m str b.example.com } { path_beg /api }",
+                "use_backend no_route if { var(txn.host) -m str b.example.com }",
+                "use_backend be_other if { var(txn.host) -m str other.test }",
+                "use_backend be_deep if { var(txn.host) -m end .eu.example.com }",
+                "use_backend be_any if { var(txn.host) -m end .example.com }",
+            ]
+        );
     }
 }

@@ -22,6 +22,8 @@ pub struct Options {
     pub haproxy: String,
     /// Longest `haproxy -c` or the reload command may run.
     pub command_timeout: Duration,
+    /// Least time between two reloads.
+    pub reload_interval: Duration,
     pub settings: Settings,
 }
 
@@ -149,12 +151,26 @@ async fn reload(command: &str, timeout: Duration) -> Result<(), String> {
     }
 }
 
+/// The slot assignment that takes HAProxy from `current` to `routes` through the runtime API
+/// alone, when there is one (same backends and frontends, instances fit the slots, a socket).
+fn runtime_update(
+    options: &Options,
+    current: Option<&Applied>,
+    routes: &[Route],
+) -> Option<Assignment> {
+    let cur = current?;
+    options.socket.as_ref()?;
+    if cur.structure != structure(routes) {
+        return None;
+    }
+    render::reassign(&cur.assignment, routes)
+}
+
 /// Applies one catalog state; returns what runs afterwards.
 async fn apply(options: &Options, routes: &[Route], current: Option<Applied>) -> Option<Applied> {
     let wanted = structure(routes);
     if let (Some(cur), Some(socket)) = (&current, &options.socket)
-        && cur.structure == wanted
-        && let Some(next) = render::reassign(&cur.assignment, routes)
+        && let Some(next) = runtime_update(options, Some(cur), routes)
     {
         let commands = render::runtime_commands(&cur.assignment, &next);
         if commands.is_empty() {
@@ -234,7 +250,9 @@ async fn apply(options: &Options, routes: &[Route], current: Option<Applied>) ->
     })
 }
 
-/// Runs until `shutdown` resolves.
+/// Runs until `shutdown` resolves. Instance changes go to HAProxy at once; reloads are at least
+/// `reload_interval` apart, and whatever changed in between is applied by the next one (the
+/// newest catalog, not each step on the way).
 pub async fn run(
     client: CatalogClient,
     options: Options,
@@ -246,17 +264,40 @@ pub async fn run(
     };
     let mut watch = Watch::whole_catalog(client).with_config(config);
     let mut current: Option<Applied> = None;
+    let mut pacer = ReloadPacer::new(options.reload_interval);
+    // The newest routes not applied yet, held back by the pacer.
+    let mut pending: Option<Vec<Route>> = None;
     tokio::pin!(shutdown);
     loop {
+        let due = pacer.next_at();
         tokio::select! {
             _ = &mut shutdown => break,
+            () = tokio::time::sleep_until(due), if pending.is_some() => {
+                if let Some(routes) = pending.take() {
+                    pacer.reloaded(tokio::time::Instant::now());
+                    current = apply(&options, &routes, current.take()).await;
+                }
+            }
             next = watch.next() => match next {
                 Ok(catalog) => {
-                    let (routes, rejected) = crate::model::routes(&catalog);
+                    let (routes, rejected) =
+                        crate::model::routes(&catalog, options.settings.http_port);
                     for r in rejected {
                         tracing::warn!(service = ?r.service, reason = %r.reason, "not routed as asked");
                     }
-                    current = apply(&options, &routes, current.take()).await;
+                    let now = tokio::time::Instant::now();
+                    let instant = pending.is_none()
+                        && runtime_update(&options, current.as_ref(), &routes).is_some();
+                    if instant {
+                        current = apply(&options, &routes, current.take()).await;
+                    } else if pacer.may_reload(now) {
+                        pending = None;
+                        pacer.reloaded(now);
+                        current = apply(&options, &routes, current.take()).await;
+                    } else {
+                        tracing::debug!("reload deferred by --reload-interval");
+                        pending = Some(routes);
+                    }
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "catalog read failed; HAProxy keeps its config");
@@ -266,4 +307,54 @@ pub async fn run(
         }
     }
     tracing::info!("lbconf stopped");
+}
+
+/// Keeps reloads at least `interval` apart.
+#[derive(Debug)]
+struct ReloadPacer {
+    interval: Duration,
+    last: Option<tokio::time::Instant>,
+}
+
+impl ReloadPacer {
+    fn new(interval: Duration) -> ReloadPacer {
+        ReloadPacer {
+            interval,
+            last: None,
+        }
+    }
+
+    fn may_reload(&self, now: tokio::time::Instant) -> bool {
+        self.last.is_none_or(|last| now >= last + self.interval)
+    }
+
+    /// When the next reload may happen.
+    fn next_at(&self) -> tokio::time::Instant {
+        match self.last {
+            Some(last) => last + self.interval,
+            None => tokio::time::Instant::now(),
+        }
+    }
+
+    fn reloaded(&mut self, at: tokio::time::Instant) {
+        self.last = Some(at);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn reloads_are_paced() {
+        let t0 = tokio::time::Instant::now();
+        let mut pacer = ReloadPacer::new(Duration::from_secs(2));
+        assert!(pacer.may_reload(t0), "the first reload is never held back");
+        pacer.reloaded(t0);
+        tokio::time::advance(Duration::from_millis(1999)).await;
+        assert!(!pacer.may_reload(tokio::time::Instant::now()));
+        assert_eq!(pacer.next_at(), t0 + Duration::from_secs(2));
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert!(pacer.may_reload(tokio::time::Instant::now()));
+    }
 }

@@ -1,7 +1,8 @@
 //! `lbconf watch` driving a real HAProxy (master-worker, runtime API socket) from a real
 //! catalogd, with real HTTP backends: instance churn goes through the runtime API with no
 //! reload, a new service reloads, a rejected config keeps the running one and later changes
-//! still apply.
+//! still apply; an exact host beats a wildcard and keeps its route against a later claimer;
+//! reloads are paced by --reload-interval.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -132,6 +133,7 @@ async fn runtime_updates_without_reload_and_reloads_when_needed() {
             validator: Some(validator.clone()),
             spare_slots: Some(2),
             command_timeout: Some("2s"),
+            ..Default::default()
         },
     )
     .await;
@@ -245,4 +247,99 @@ async fn runtime_updates_without_reload_and_reloads_when_needed() {
         get(http_port, "shop.test").await.as_deref() == Some("C")
     })
     .await;
+}
+
+#[tokio::test]
+async fn exact_hosts_win_claims_hold_and_reloads_are_paced() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (_a, port_a) = backend(d, "A");
+    let (_w, port_w) = backend(d, "W");
+    let (_x, port_x) = backend(d, "X");
+    let c = Catalogd::start().await;
+    let reg = |node: &str, svc: &str, port: u16, host: &str| {
+        json!({"Node": node, "Address": "127.0.0.1",
+               "Service": {"ID": node, "Service": svc, "Port": port, "Meta": {"lb_vhost": host}}})
+    };
+    // The wildcard's service sorts first by name: the order of names must not matter.
+    c.http
+        .put_json(
+            "/v1/catalog/register",
+            &reg("w", "aaa-wild", port_w, "*.wild.test"),
+        )
+        .await;
+    c.http
+        .put_json(
+            "/v1/catalog/register",
+            &reg("a", "web", port_a, "a.wild.test"),
+        )
+        .await;
+    let lb = Balancer::start(
+        d,
+        &c.url,
+        BalancerOpts {
+            reload_interval: Some("3s"),
+            ..Default::default()
+        },
+    )
+    .await;
+    let (http_port, lb_log, hap_log) = (lb.http_port, lb.lb_log.clone(), lb.haproxy_log.clone());
+    eventually(
+        "a.wild.test served by its exact route",
+        &lb_log,
+        async || get(http_port, "a.wild.test").await.as_deref() == Some("A"),
+    )
+    .await;
+    assert_eq!(get(http_port, "z.wild.test").await.as_deref(), Some("W"));
+    assert_eq!(
+        get(http_port, "wild.test").await.as_deref(),
+        Some("status 503")
+    );
+
+    // A later service claiming a.wild.test is reported and does not take it.
+    c.http
+        .put_json(
+            "/v1/catalog/register",
+            &reg("x", "aardvark", port_x, "a.wild.test"),
+        )
+        .await;
+    eventually("the conflict reported", &lb_log, async || {
+        count(&lb_log, "already routed to service") >= 1
+    })
+    .await;
+    assert_eq!(get(http_port, "a.wild.test").await.as_deref(), Some("A"));
+
+    // Twenty new services as fast as catalogd takes them: each is a reload on its own, but
+    // reloads come at least 3 s apart, and the last one carries every service.
+    let reloads = || count(&hap_log, "Reloading HAProxy");
+    let before = reloads();
+    let started = Instant::now();
+    for i in 0..20 {
+        c.http
+            .put_json(
+                "/v1/catalog/register",
+                &reg(
+                    &format!("s{i}"),
+                    &format!("svc{i}"),
+                    port_x,
+                    &format!("s{i}.test"),
+                ),
+            )
+            .await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for i in 0..20 {
+        while get(http_port, &format!("s{i}.test")).await.as_deref() != Some("X") {
+            assert!(Instant::now() < deadline, "s{i}.test never served");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let done = reloads() - before;
+    // One reload may be due at once, then at most one per started 3 s.
+    let allowed = 1 + (elapsed / 3.0).ceil() as usize;
+    assert!(
+        (1..=allowed).contains(&done),
+        "{done} reloads for 20 changes over {elapsed:.1} s (at most {allowed} allowed)"
+    );
 }

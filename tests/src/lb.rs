@@ -28,6 +28,8 @@ pub struct BalancerOpts {
     pub spare_slots: Option<usize>,
     /// `--command-timeout` (default: lbconf's).
     pub command_timeout: Option<&'static str>,
+    /// `--reload-interval` (default: lbconf's).
+    pub reload_interval: Option<&'static str>,
 }
 
 /// lbconf + HAProxy, with every file in one directory.
@@ -72,6 +74,9 @@ impl Balancer {
         }
         if let Some(t) = opts.command_timeout {
             cmd.args(["--command-timeout", t]);
+        }
+        if let Some(t) = opts.reload_interval {
+            cmd.args(["--reload-interval", t]);
         }
         let lbconf = Proc(
             cmd.env("CAIRN_CATALOG", catalog)
