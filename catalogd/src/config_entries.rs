@@ -545,16 +545,21 @@ fn validate_meta(m: &Map<String, Value>) -> Result<(), String> {
     let Some(Value::Object(meta)) = m.get("Meta") else {
         return Ok(());
     };
-    if meta.len() > 64 {
-        return Err("Meta exceeds maximum element count 64".into());
+    use cairn_wire::limits::{META_KEY_MAX, META_MAX_PAIRS, META_VALUE_MAX};
+    if meta.len() > META_MAX_PAIRS {
+        return Err(format!(
+            "Meta exceeds maximum element count {META_MAX_PAIRS}"
+        ));
     }
     for (k, v) in meta {
-        if k.len() > 128 {
-            return Err(format!("Meta key {k:?} exceeds maximum length 128"));
-        }
-        if v.as_str().is_some_and(|s| s.len() > 512) {
+        if k.len() > META_KEY_MAX {
             return Err(format!(
-                "Meta value for key {k:?} exceeds maximum length 512"
+                "Meta key {k:?} exceeds maximum length {META_KEY_MAX}"
+            ));
+        }
+        if v.as_str().is_some_and(|s| s.len() > META_VALUE_MAX) {
+            return Err(format!(
+                "Meta value for key {k:?} exceeds maximum length {META_VALUE_MAX}"
             ));
         }
     }

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use cairn_client::CatalogClient;
 use cairn_marathon::{HealthCheckDef, TaskSpec};
+use cairn_wire::limits::{META_MAX_PAIRS, META_VALUE_MAX, TAG_MAX, TAGS_MAX, valid_meta_key};
 use cairn_wire::{
     CatalogDeregistration, CatalogRegistration, CheckDefinition, CheckStatus, HealthCheck,
     NodeService,
@@ -37,10 +38,6 @@ pub const OWNER_META: &str = "marathon-app-id";
 /// Meta key with the task's first service port (the app's load-balancer port), so a load
 /// balancer can put a frontend on it as marathon-lb does (lbconf with `lb_mode=tcp`).
 pub const SERVICE_PORT_META: &str = "service_port";
-/// Consul's limits on service metadata.
-const META_MAX_KEY: usize = 128;
-const META_MAX_VALUE: usize = 512;
-const META_MAX_PAIRS: usize = 64;
 /// Meta keys the agent sets itself: [`OWNER_META`] and [`SERVICE_PORT_META`].
 const RESERVED_META: usize = 2;
 
@@ -65,37 +62,29 @@ pub fn node_registration(node: &str, address: &str) -> CatalogRegistration {
     }
 }
 
-/// Service tags from the label `SERVICE_TAGS` (comma-separated, trimmed, empty ones dropped).
+/// Service tags from the label `SERVICE_TAGS` (comma-separated, trimmed, empty ones dropped;
+/// within the catalog's limits: tags longer than [`TAG_MAX`] and those past [`TAGS_MAX`] are
+/// left out, so the registration is never refused for them).
 pub fn service_tags(labels: &BTreeMap<String, String>) -> Vec<String> {
     labels
         .get("SERVICE_TAGS")
         .map(|t| {
             t.split(',')
                 .map(str::trim)
-                .filter(|s| !s.is_empty())
+                .filter(|s| !s.is_empty() && s.len() <= TAG_MAX)
+                .take(TAGS_MAX)
                 .map(String::from)
                 .collect()
         })
         .unwrap_or_default()
 }
 
-/// Whether Consul accepts `key` as a service meta key: letters, digits, `_` and `-`, at most
-/// 128 characters, not in the reserved `consul-` namespace.
-pub fn valid_meta_key(key: &str) -> bool {
-    !key.is_empty()
-        && key.len() <= META_MAX_KEY
-        && key
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-        && !key.to_ascii_lowercase().starts_with("consul-")
-}
-
-/// Service meta from the app's labels: those Consul accepts (see [`valid_meta_key`], values of
+/// Service meta from the app's labels: those Consul accepts ([`valid_meta_key`], values of
 /// at most 512 characters, at most 64 pairs); the others are skipped with a debug log.
 pub fn service_meta(task_id: &str, labels: &BTreeMap<String, String>) -> BTreeMap<String, String> {
     let mut meta = BTreeMap::new();
     for (k, v) in labels {
-        if !valid_meta_key(k) || v.len() > META_MAX_VALUE {
+        if !valid_meta_key(k) || v.len() > META_VALUE_MAX {
             tracing::debug!(task = task_id, label = %k, "label not usable as service meta; skipped");
             continue;
         }

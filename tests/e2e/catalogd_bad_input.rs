@@ -625,6 +625,71 @@ fn is_explained_500(resp: &Resp) -> bool {
     resp.status == 500 && !text.trim().is_empty() && !text.contains("Internal Server Error")
 }
 
+/// Consul's limits on stored meta, and cairn's on tags, hold on every registration path: a
+/// 30 MiB meta value once made every whole-catalog answer 30 MiB.
+#[tokio::test]
+async fn oversized_registrations_are_refused_on_every_path() {
+    let c = Catalogd::start().await;
+    let h = &c.http;
+    h.put_json(
+        "/v1/catalog/register",
+        &json!({"Node": "n1", "Address": "10.0.0.1"}),
+    )
+    .await;
+    let big = "v".repeat(1024 * 1024);
+    let many_tags: Vec<String> = (0..129).map(|i| format!("t{i}")).collect();
+    let many_meta: serde_json::Map<String, Value> =
+        (0..65).map(|i| (format!("k{i}"), json!("v"))).collect();
+    let cases: Vec<(&str, Value, &str)> = vec![
+        (
+            "/v1/catalog/register",
+            json!({"Node": "n1", "Address": "10.0.0.1",
+                   "Service": {"Service": "api", "Meta": {"blob": big}}}),
+            "Invalid Service Meta: Couldn't load metadata pair ('blob', 'vvvv",
+        ),
+        (
+            "/v1/catalog/register",
+            json!({"Node": "n1", "Address": "10.0.0.1",
+                   "Service": {"Service": "api", "Meta": many_meta}}),
+            "Node metadata cannot contain more than 64 key/value pairs",
+        ),
+        (
+            "/v1/catalog/register",
+            json!({"Node": "n1", "Address": "10.0.0.1",
+                   "Service": {"Service": "api", "Tags": many_tags}}),
+            "Invalid Service Tags: 129 tags; a service may have at most 128",
+        ),
+        (
+            "/v1/catalog/register",
+            json!({"Node": "n2", "Address": "10.0.0.2", "NodeMeta": {"blob": big}}),
+            "Invalid Node Meta: Couldn't load metadata pair",
+        ),
+        (
+            "/v1/agent/service/register",
+            json!({"Name": "api", "Tags": ["x".repeat(2000)]}),
+            "Invalid Service Tags: tag 0 is 2000 bytes long",
+        ),
+        (
+            "/v1/agent/service/register",
+            json!({"Name": "api", "Meta": {"blob": big}}),
+            "Value is too long (limit: 512 characters)",
+        ),
+    ];
+    for (path, body, needle) in cases {
+        let body = serde_json::to_vec(&body).unwrap();
+        refused(h, "PUT", path, body, 400, needle).await;
+    }
+    // The error names the value without echoing a megabyte of it.
+    let r = h
+        .put_json(
+            "/v1/catalog/register",
+            &json!({"Node": "n1", "Address": "10.0.0.1",
+                    "Service": {"Service": "api", "Meta": {"blob": big}}}),
+        )
+        .await;
+    assert!(r.text().len() < 1024, "{} bytes of error", r.text().len());
+}
+
 #[tokio::test]
 async fn fuzzed_requests_never_break_the_server() {
     let seed: u64 = std::env::var("CAIRN_FUZZ_SEED")

@@ -22,11 +22,6 @@ const MIN_DEREGISTER_AFTER: Duration = Duration::from_secs(60);
 const OUTPUT_MAX_SIZE: usize = 4096;
 /// Ports handed to sidecar proxies that name none (Consul's `sidecar_min_port..=max_port`).
 const SIDECAR_PORTS: std::ops::RangeInclusive<u16> = 21000..=21255;
-/// Consul's limits on metadata.
-const META_MAX_PAIRS: usize = 64;
-const META_KEY_MAX: usize = 128;
-const META_VALUE_MAX: usize = 512;
-
 /// Formats errors as Go's `go-multierror` does (Consul's `Validation failed: ...` bodies).
 pub(crate) fn multierror(errors: &[String]) -> String {
     let head = if errors.len() == 1 {
@@ -36,41 +31,6 @@ pub(crate) fn multierror(errors: &[String]) -> String {
     };
     let items: String = errors.iter().map(|e| format!("\n\t* {e}")).collect();
     format!("{head}{items}\n\n")
-}
-
-/// Consul's `validateMetadata` (service and node meta).
-pub(crate) fn validate_meta(meta: &cairn_wire::StringMap) -> Result<(), String> {
-    if meta.len() > META_MAX_PAIRS {
-        return Err(format!(
-            "Node metadata cannot contain more than {META_MAX_PAIRS} key/value pairs"
-        ));
-    }
-    for (k, v) in meta {
-        let why = if k.is_empty() {
-            Some("Key cannot be blank".to_string())
-        } else if !k
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-        {
-            Some("Key contains invalid characters".to_string())
-        } else if k.len() > META_KEY_MAX {
-            Some(format!(
-                "Key is too long (limit: {META_KEY_MAX} characters)"
-            ))
-        } else if k.starts_with("consul-") {
-            Some("Key prefix 'consul-' is reserved for internal use".to_string())
-        } else if v.len() > META_VALUE_MAX {
-            Some(format!(
-                "Value is too long (limit: {META_VALUE_MAX} characters)"
-            ))
-        } else {
-            None
-        };
-        if let Some(why) = why {
-            return Err(format!("Couldn't load metadata pair ('{k}', '{v}'): {why}"));
-        }
-    }
-    Ok(())
 }
 
 /// A duration field as Go prints it after parsing (`1m` → `1m0s`), raised to `min` when set
@@ -380,7 +340,7 @@ impl State {
         {
             return invalid(format!("Invalid Weights: {e}"));
         }
-        if let Err(e) = validate_meta(&reg.meta) {
+        if let Err(e) = cairn_wire::limits::validate_meta(reg.meta.iter()) {
             return invalid(format!("Invalid Service Meta: {e}"));
         }
         let errors = validate_service(&reg);
@@ -517,7 +477,7 @@ impl State {
         if def.locality.is_none() {
             def.locality = parent.locality.clone();
         }
-        if let Err(e) = validate_meta(&def.meta) {
+        if let Err(e) = cairn_wire::limits::validate_meta(def.meta.iter()) {
             return invalid(format!("Invalid SidecarService: {e}"));
         }
         let proxy = def.proxy.get_or_insert_with(Default::default);

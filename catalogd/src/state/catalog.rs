@@ -83,6 +83,9 @@ impl State {
                 reg.datacenter
             ));
         }
+        if let Err(e) = cairn_wire::limits::validate_meta_size(reg.node_meta.iter()) {
+            return invalid(format!("Invalid Node Meta: {e}"));
+        }
         let exists = self.nodes.contains_key(&reg.node);
         if reg.address.is_empty() && !(reg.skip_node_update && exists) {
             return invalid("Address: missing node address");
@@ -165,6 +168,14 @@ impl State {
         }
         if svc.id.is_empty() {
             svc.id = svc.service.clone();
+        }
+        // Every path that stores a service comes through here: the stored-size limits hold
+        // for catalog, agent and sidecar registrations alike.
+        if let Err(e) = cairn_wire::limits::validate_meta_size(svc.meta.iter()) {
+            return invalid(format!("Invalid Service Meta: {e}"));
+        }
+        if let Err(e) = cairn_wire::limits::validate_tags(&svc.tags) {
+            return invalid(format!("Invalid Service Tags: {e}"));
         }
         if !self.nodes.contains_key(node) {
             return Err(ApplyError::NotFound(format!("unknown node {node:?}")));

@@ -14,6 +14,7 @@ mod event;
 mod health;
 mod keys;
 mod kv;
+pub mod limits;
 mod session;
 mod txn;
 mod whole;
