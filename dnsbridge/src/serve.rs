@@ -50,9 +50,10 @@ async fn follow(client: CatalogClient, view: Arc<ArcSwap<View>>, only_passing: b
         tokio::select! {
             next = catalog_watch.next() => match next {
                 Ok(c) => catalog = Some(c),
+                // The watch logged it (once per failure streak) and backs off before its next
+                // read; meanwhile the last view keeps answering.
                 Err(e) => {
-                    tracing::warn!(error = %e, "catalog read failed; answering from the last view");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    tracing::debug!(error = %e, "catalog read failed; answering from the last view");
                     continue;
                 }
             },
@@ -65,8 +66,7 @@ async fn follow(client: CatalogClient, view: Arc<ArcSwap<View>>, only_passing: b
                         .collect();
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "prepared query read failed; keeping the last ones");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    tracing::debug!(error = %e, "prepared query read failed; keeping the last ones");
                     continue;
                 }
             },

@@ -187,7 +187,8 @@ fn reconcile(
 }
 
 /// Where the node's registered checks come from: each call answers the current list once it
-/// differs from the last one handed out.
+/// differs from the last one handed out. A source paces its own retries: after `next` returned
+/// an error the agent calls it again at once.
 pub trait ChecksSource: Send {
     fn next(
         &mut self,
@@ -236,10 +237,10 @@ pub async fn run(
             _ = &mut shutdown => break,
             next = source.next() => match next {
                 Ok(checks) => reconcile(&mut running, checks, &sink, &ctx, &cfg),
+                // A source paces its own retries (the catalog watch backs off and logs once
+                // per failure streak), so the next read is asked for at once.
                 Err(e) => {
-                    // Non-transient answers (e.g. a 4xx) are retried too, after a pause.
-                    tracing::warn!(error = %e, "reading the node's checks failed; retrying");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    tracing::debug!(error = %e, "reading the node's checks failed; retrying");
                 }
             },
         }

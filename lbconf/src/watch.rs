@@ -299,9 +299,9 @@ pub async fn run(
                         pending = Some(routes);
                     }
                 }
+                // Logged by the watch once per failure streak; its next read backs off.
                 Err(e) => {
-                    tracing::warn!(error = %e, "catalog read failed; HAProxy keeps its config");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    tracing::debug!(error = %e, "catalog read failed; HAProxy keeps its config");
                 }
             },
         }

@@ -887,9 +887,9 @@ async fn follow(cfg: &AgentConfig, shared: &Arc<Shared>, heartbeat_ms: u64, rere
                     tracing::info!("offerd does not know this node; registering again");
                     return;
                 }
+                // Logged by the watch once per failure streak; its next read backs off.
                 Err(e) => {
-                    tracing::warn!(error = %e, "reading the desired tasks failed; retrying");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    tracing::debug!(error = %e, "reading the desired tasks failed; retrying");
                 }
             },
         }

@@ -117,9 +117,9 @@ async fn watch_dep(
                     return;
                 }
             }
+            // Logged by the watch once per failure streak; its next read backs off.
             Err(e) => {
-                tracing::warn!(dep = %dep, error = %e, "dependency read failed; keeping the last output");
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                tracing::debug!(dep = %dep, error = %e, "dependency read failed; keeping the last output");
             }
         }
     }
