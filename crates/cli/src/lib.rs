@@ -146,9 +146,11 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// Replaces `path` with `bytes` atomically: a temp file in the same directory, fsync, optional
-/// mode, rename, fsync of the directory. A reader sees the old file or the new one, never a
-/// partial one, and the new one survives a crash once this returns.
+/// Replaces `path` with `bytes` atomically: a temp file with a unique name in the same
+/// directory, fsync, optional mode, rename, fsync of the directory. A reader sees the old file
+/// or the new one, never a partial one, and the new one survives a crash once this returns.
+/// Two writers of one path (two tasks of one process included) never share a temp file: the
+/// last rename wins whole.
 pub fn replace_file(
     path: &std::path::Path,
     bytes: &[u8],
@@ -164,30 +166,53 @@ pub fn replace_file(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "output".into());
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let written = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        if let Some(mode) = mode {
-            f.set_permissions(std::fs::Permissions::from_mode(mode))?;
-        }
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        std::fs::File::open(dir)?.sync_all()
-    })();
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+    // Dropped unpersisted (any error below), the temp file is removed.
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}.tmp-"))
+        .tempfile_in(dir)?;
+    tmp.write_all(bytes)?;
+    if let Some(mode) = mode {
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(mode))?;
     }
-    written
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    std::fs::File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Two threads replacing one file at once: every write lands whole, none fails, no temp
+    /// file is left behind (with one temp name per process they truncated each other's).
+    #[test]
+    fn concurrent_replacements_never_mix() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("haproxy.cfg");
+        let payloads: Vec<Vec<u8>> = vec![vec![b'a'; 256 * 1024], vec![b'b'; 300 * 1024]];
+        std::thread::scope(|s| {
+            for p in &payloads {
+                let (path, all) = (&path, &payloads);
+                s.spawn(move || {
+                    for _ in 0..50 {
+                        replace_file(path, p, Some(0o640)).expect("replace");
+                        let now = std::fs::read(path).expect("read");
+                        assert!(
+                            now == all[0] || now == all[1],
+                            "a mixed file of {} bytes",
+                            now.len()
+                        );
+                    }
+                });
+            }
+        });
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["haproxy.cfg"]);
+    }
 
     #[test]
     fn bare_addresses_get_http() {
