@@ -919,7 +919,6 @@ async fn housekeeping(shared: Arc<Shared>, rotate_bytes: u64, mut stop: watch::R
 /// killing the same tasks would fight forever. The lock goes with the process, even on
 /// `kill -9`, and is not inherited by tasks (the file is close-on-exec).
 fn lock_work_dir(work_dir: &Path) -> Result<std::fs::File, AgentError> {
-    use std::os::fd::AsRawFd as _;
     let path = work_dir.join("agent.lock");
     let file = std::fs::OpenOptions::new()
         .create(true)
@@ -930,12 +929,11 @@ fn lock_work_dir(work_dir: &Path) -> Result<std::fs::File, AgentError> {
             path: path.clone(),
             source,
         })?;
-    // SAFETY: flock on a descriptor this function owns.
-    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if rc != 0 {
-        return Err(AgentError::Locked(work_dir.to_path_buf()));
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(AgentError::Locked(work_dir.to_path_buf())),
+        Err(std::fs::TryLockError::Error(source)) => Err(AgentError::WorkDir { path, source }),
     }
-    Ok(file)
 }
 
 /// The address offerd and users reach the agent's API on.
@@ -1053,5 +1051,19 @@ mod tests {
         assert_eq!(watch_config(500).wait, Duration::from_secs(1));
         assert_eq!(watch_config(0).wait, Duration::from_secs(1));
         assert_eq!(watch_config(20_000).backoff_max, Duration::from_secs(2));
+    }
+
+    /// A second agent on the same work dir is refused while the first holds it, and let in
+    /// once the first is gone.
+    #[test]
+    fn one_agent_per_work_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = lock_work_dir(dir.path()).expect("first agent");
+        assert!(matches!(
+            lock_work_dir(dir.path()),
+            Err(AgentError::Locked(p)) if p == dir.path()
+        ));
+        drop(first);
+        lock_work_dir(dir.path()).expect("after the first agent stopped");
     }
 }

@@ -12,19 +12,7 @@ pub const DEFAULT_DISK_MB: f64 = 10_000.0;
 
 /// The host name (`--node` default), `localhost` if it cannot be read.
 pub fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates on success.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc != 0 {
-        return "localhost".into();
-    }
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    let name = String::from_utf8_lossy(&buf[..end]).trim().to_string();
-    if name.is_empty() {
-        "localhost".into()
-    } else {
-        name
-    }
+    cairn_cli::hostname().unwrap_or_else(|| "localhost".into())
 }
 
 /// CPUs this process may use.

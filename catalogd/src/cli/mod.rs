@@ -101,11 +101,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "catalogd".to_string())
+    cairn_cli::hostname().unwrap_or_else(|| "catalogd".to_string())
 }
 
 impl ServeArgs {

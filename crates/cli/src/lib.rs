@@ -146,6 +146,14 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// This machine's host name (uname's nodename), the default node name of every daemon; `None`
+/// when it is empty or not UTF-8.
+pub fn hostname() -> Option<String> {
+    let uname = rustix::system::uname();
+    let name = uname.nodename().to_str().ok()?.trim();
+    (!name.is_empty()).then(|| name.to_string())
+}
+
 /// Replaces `path` with `bytes` atomically: a temp file with a unique name in the same
 /// directory, fsync, optional mode, rename, fsync of the directory. A reader sees the old file
 /// or the new one, never a partial one, and the new one survives a crash once this returns.
@@ -212,6 +220,12 @@ mod tests {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         assert_eq!(names, ["haproxy.cfg"]);
+    }
+
+    #[test]
+    fn the_host_name_is_the_kernels() {
+        let kernel = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+        assert_eq!(hostname().as_deref(), Some(kernel.trim()));
     }
 
     #[test]
