@@ -67,35 +67,27 @@ pub fn run(cli: Cli) -> ExitCode {
     };
     // hickory-server logs every query at info: far too much for a busy resolver.
     cairn_cli::init_logging_with(&cli.log, "info,hickory_server=warn");
-    let result = (|| -> anyhow::Result<()> {
-        let ttl = cairn_wire::parse_go_duration(&args.ttl).context("--ttl")?;
-        let ttl = u32::try_from(ttl.as_secs()).context("--ttl is too long")?;
-        let client = cairn_client::CatalogClient::new(&cli.catalog.url(), cli.catalog.token())
-            .context("--catalog")?;
-        let config = crate::serve::Config {
-            dns_addr: args.dns_addr,
-            domain: args.domain,
-            datacenter: args.datacenter,
-            ttl,
-            only_passing: args.only_passing,
-            recursors: args.recursor,
-            max_forwards: args.max_forwards,
-        };
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .context("starting the runtime")?;
-        rt.block_on(crate::serve::serve(
-            config,
-            client,
-            cairn_cli::shutdown_signal(),
-        ))
-    })();
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("dnsbridge: error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    cairn_cli::run_main(
+        "dnsbridge",
+        cairn_cli::Flavor::MultiThread(None),
+        serve(cli.catalog, args),
+    )
+}
+
+async fn serve(catalog: CatalogArgs, args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let ttl = cairn_wire::parse_go_duration(&args.ttl).context("--ttl")?;
+    let ttl = u32::try_from(ttl.as_secs()).context("--ttl is too long")?;
+    let client =
+        cairn_client::CatalogClient::new(&catalog.url(), catalog.token()).context("--catalog")?;
+    let config = crate::serve::Config {
+        dns_addr: args.dns_addr,
+        domain: args.domain,
+        datacenter: args.datacenter,
+        ttl,
+        only_passing: args.only_passing,
+        recursors: args.recursor,
+        max_forwards: args.max_forwards,
+    };
+    crate::serve::serve(config, client, cairn_cli::shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -264,15 +264,13 @@ pub fn main(args: &AgentArgs) -> ExitCode {
             enable_script_checks: args.enable_script_checks,
             output_update_interval,
         };
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .context("starting the runtime")?;
         tracing::info!(node = %cfg.node, catalog = %args.catalog.url(), "healthcheck agent starting");
-        let sink = CatalogSink(client.clone());
-        let source = CatalogChecks::new(client, &cfg.node);
-        rt.block_on(run(source, sink, cfg, cairn_cli::shutdown_signal()));
-        Ok(())
+        cairn_cli::block_on(cairn_cli::Flavor::MultiThread(None), async {
+            let sink = CatalogSink(client.clone());
+            let source = CatalogChecks::new(client, &cfg.node);
+            run(source, sink, cfg, cairn_cli::shutdown_signal()).await
+        })
+        .context("starting the runtime")
     })();
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

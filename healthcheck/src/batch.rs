@@ -109,22 +109,19 @@ pub fn main(args: &RunArgs, _json: bool) -> ExitCode {
             return ExitCode::from(3);
         }
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
+    let flavor = cairn_cli::Flavor::MultiThread(None);
+    let worst = if args.forever {
+        cairn_cli::block_on(flavor, forever(specs, args.concurrency))
+    } else {
+        cairn_cli::block_on(flavor, once(specs, args))
+    };
+    match worst {
+        Ok(worst) => ExitCode::from(worst.exit_code() as u8),
         Err(e) => {
             println!("HEALTHCHECK UNKNOWN - cannot start the runtime: {e}");
-            return ExitCode::from(3);
+            ExitCode::from(3)
         }
-    };
-    let worst = if args.forever {
-        rt.block_on(forever(specs, args.concurrency))
-    } else {
-        rt.block_on(once(specs, args))
-    };
-    ExitCode::from(worst.exit_code() as u8)
+    }
 }
 
 async fn once(specs: Vec<CheckSpec>, args: &RunArgs) -> Status {

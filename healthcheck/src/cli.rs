@@ -335,14 +335,13 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
                 Err(e) => return unknown(&e.0),
             };
             // One check: a single-threaded runtime starts fastest.
-            let rt = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
+            let result = match cairn_cli::block_on(
+                cairn_cli::Flavor::CurrentThread,
+                check.run(&Context::new()),
+            ) {
+                Ok(r) => r,
                 Err(e) => return unknown(&format!("cannot start the runtime: {e}")),
             };
-            let result = rt.block_on(check.run(&Context::new()));
             print_result(&result, cli.json);
             exit(result.status)
         }

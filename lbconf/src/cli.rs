@@ -128,76 +128,69 @@ pub fn run(cli: Cli) -> ExitCode {
         return docs.run(<Cli as clap::CommandFactory>::command());
     }
     cairn_cli::init_logging(&cli.log);
-    let result = (|| -> anyhow::Result<()> {
-        let client = cairn_client::CatalogClient::new(&cli.catalog.url(), cli.catalog.token())
-            .context("--catalog")?;
-        let safe = |p: &str| !p.contains(|c: char| c.is_whitespace() || c == '"' || c == '\'');
-        match cli.command {
-            Command::Render(args) => {
-                if let Some(sock) = &args.haproxy_socket
-                    && !safe(sock)
-                {
-                    anyhow::bail!(
-                        "--haproxy-socket {sock:?}: the path must not contain spaces or quotes"
-                    );
-                }
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .context("starting the runtime")?;
-                let (catalog, _) = rt
-                    .block_on(client.whole_catalog(&Default::default()))
-                    .context("reading the catalog")?;
-                let (routes, rejected) = crate::model::routes(&catalog, args.layout.http_port);
-                for r in rejected {
-                    tracing::warn!(service = ?r.service, reason = %r.reason, "not routed as asked");
-                }
-                let text =
-                    crate::render::config(&routes, &settings(&args.layout, args.haproxy_socket)?)
-                        .map_err(|e| anyhow::anyhow!(e))?;
-                print!("{text}");
+    let flavor = match cli.command {
+        // One read and a print: a single thread starts fastest.
+        Command::Render(_) => cairn_cli::Flavor::CurrentThread,
+        _ => cairn_cli::Flavor::MultiThread(None),
+    };
+    cairn_cli::run_main("lbconf", flavor, dispatch(cli))
+}
+
+/// A `--haproxy-socket` path safe to place on a config line.
+fn safe(p: &str) -> bool {
+    !p.contains(|c: char| c.is_whitespace() || c == '"' || c == '\'')
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    let client = cairn_client::CatalogClient::new(&cli.catalog.url(), cli.catalog.token())
+        .context("--catalog")?;
+    match cli.command {
+        Command::Render(args) => {
+            if let Some(sock) = &args.haproxy_socket
+                && !safe(sock)
+            {
+                anyhow::bail!(
+                    "--haproxy-socket {sock:?}: the path must not contain spaces or quotes"
+                );
             }
-            Command::Watch(args) => {
-                let socket = args
-                    .haproxy_socket
-                    .as_ref()
-                    .map(|p| p.display().to_string());
-                if let Some(sock) = &socket
-                    && !safe(sock)
-                {
-                    anyhow::bail!(
-                        "--haproxy-socket {sock:?}: the path must not contain spaces or quotes"
-                    );
-                }
-                let options = crate::watch::Options {
-                    out: args.out,
-                    socket: args.haproxy_socket,
-                    reload_cmd: args.reload_cmd,
-                    haproxy: args.haproxy,
-                    command_timeout: args.command_timeout,
-                    reload_interval: args.reload_interval,
-                    settings: settings(&args.layout, socket)?,
-                };
-                let rt = tokio::runtime::Builder::new_multi_thread()
-                    .enable_all()
-                    .build()
-                    .context("starting the runtime")?;
-                rt.block_on(crate::watch::run(
-                    client,
-                    options,
-                    cairn_cli::shutdown_signal(),
-                ));
+            let (catalog, _) = client
+                .whole_catalog(&Default::default())
+                .await
+                .context("reading the catalog")?;
+            let (routes, rejected) = crate::model::routes(&catalog, args.layout.http_port);
+            for r in rejected {
+                tracing::warn!(service = ?r.service, reason = %r.reason, "not routed as asked");
             }
-            // Answered in `run`, before logging and the runtime start.
-            Command::Docs(_) => {}
+            let text =
+                crate::render::config(&routes, &settings(&args.layout, args.haproxy_socket)?)
+                    .map_err(|e| anyhow::anyhow!(e))?;
+            print!("{text}");
         }
-        Ok(())
-    })();
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("lbconf: error: {e:#}");
-            ExitCode::FAILURE
+        Command::Watch(args) => {
+            let socket = args
+                .haproxy_socket
+                .as_ref()
+                .map(|p| p.display().to_string());
+            if let Some(sock) = &socket
+                && !safe(sock)
+            {
+                anyhow::bail!(
+                    "--haproxy-socket {sock:?}: the path must not contain spaces or quotes"
+                );
+            }
+            let options = crate::watch::Options {
+                out: args.out,
+                socket: args.haproxy_socket,
+                reload_cmd: args.reload_cmd,
+                haproxy: args.haproxy,
+                command_timeout: args.command_timeout,
+                reload_interval: args.reload_interval,
+                settings: settings(&args.layout, socket)?,
+            };
+            crate::watch::run(client, options, cairn_cli::shutdown_signal()).await;
         }
+        // Answered in `run`, before logging and the runtime start.
+        Command::Docs(_) => {}
     }
+    Ok(ExitCode::SUCCESS)
 }

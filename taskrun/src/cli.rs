@@ -196,36 +196,26 @@ fn agent(args: AgentArgs, catalog: &CatalogArgs) -> ExitCode {
         Ok(c) => c.with_timeout(Duration::from_secs(10)),
         Err(e) => return usage(format_args!("--catalog: {e}")),
     };
-    let outcome = (|| -> anyhow::Result<()> {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .context("starting the runtime")?;
-        let cfg = crate::agent::AgentConfig {
-            node,
-            address: args.address.trim().to_string(),
-            http_addr: args.http_addr,
-            resources,
-            attributes,
-            work_dir: args.work_dir.clone(),
-            offerd,
-            catalog,
-            wrapper: PathBuf::from("/proc/self/exe"),
-            limit_mode: crate::limits::LimitMode::detect(),
-            log_rotate_bytes: args.log_rotate_bytes,
-            kill_drain: args.kill_drain_delay,
-        };
-        let result = rt.block_on(crate::agent::run(cfg, cairn_cli::shutdown_signal()));
-        rt.shutdown_timeout(Duration::from_secs(1));
-        result.context("taskrun agent")
-    })();
-    match outcome {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("taskrun: error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    let cfg = crate::agent::AgentConfig {
+        node,
+        address: args.address.trim().to_string(),
+        http_addr: args.http_addr,
+        resources,
+        attributes,
+        work_dir: args.work_dir.clone(),
+        offerd,
+        catalog,
+        wrapper: PathBuf::from("/proc/self/exe"),
+        limit_mode: crate::limits::LimitMode::detect(),
+        log_rotate_bytes: args.log_rotate_bytes,
+        kill_drain: args.kill_drain_delay,
+    };
+    cairn_cli::run_main("taskrun", cairn_cli::Flavor::MultiThread(None), async {
+        crate::agent::run(cfg, cairn_cli::shutdown_signal())
+            .await
+            .context("taskrun agent")?;
+        anyhow::Ok(ExitCode::SUCCESS)
+    })
 }
 
 fn run_one(args: RunArgs) -> ExitCode {

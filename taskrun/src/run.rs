@@ -106,11 +106,11 @@ pub fn run(opts: RunOptions) -> Result<i32, RunError> {
         source,
     })?;
     eprintln!("taskrun: sandbox {}", sandbox.display());
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(RunError::Runtime)?;
-    rt.block_on(run_task(spec, sandbox, opts))
+    cairn_cli::block_on(
+        cairn_cli::Flavor::CurrentThread,
+        run_task(spec, sandbox, opts),
+    )
+    .map_err(RunError::Runtime)?
 }
 
 async fn run_task(spec: TaskSpec, sandbox: PathBuf, opts: RunOptions) -> Result<i32, RunError> {

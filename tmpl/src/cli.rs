@@ -251,30 +251,14 @@ pub fn run(cli: Cli) -> ExitCode {
         return docs.run(<Cli as clap::CommandFactory>::command());
     }
     cairn_cli::init_logging(&cli.log);
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("tmpl: error: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let result = rt.block_on(async {
+    // Two workers: the renderer waits on the catalog, it does not compute.
+    cairn_cli::run_main("tmpl", cairn_cli::Flavor::MultiThread(Some(2)), async {
         match cli.command {
             Command::Render(args) => render(&cli.catalog, args).await,
             Command::Watch(args) => watch(&cli.catalog, args).await,
             // Answered in `run`, before logging and the runtime start.
             Command::Docs(_) => Ok(()),
         }
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("tmpl: error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+        .map(|()| ExitCode::SUCCESS)
+    })
 }

@@ -135,31 +135,28 @@ pub fn run(cli: Cli) -> ExitCode {
     let tap = cairn_cli::LogTap::default();
     let tapped = matches!(cli.command, Command::Serve(_)).then_some(&tap);
     cairn_cli::init_logging_tapped(&cli.log, "info", tapped);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("catalogd: error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let result = runtime.block_on(dispatch(cli, tap));
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        // `catalogd lock` passes its command's exit code through, without a message.
-        Err(e) if e.is::<ChildExit>() => {
-            ExitCode::from(e.downcast_ref::<ChildExit>().map_or(1, |c| c.0))
-        }
-        Err(e) if e.is::<NotFound>() => {
-            eprintln!("catalogd: {e}");
-            ExitCode::FAILURE
-        }
-        Err(e) => {
-            eprintln!("catalogd: error: {e:#}");
-            ExitCode::FAILURE
-        }
+    cairn_cli::run_main(
+        "catalogd",
+        cairn_cli::Flavor::MultiThread(None),
+        exit_code(dispatch(cli, tap)),
+    )
+}
+
+/// The exit code of a finished command: `catalogd lock` passes its command's code through
+/// without a message; a lookup that found nothing says so without "error".
+async fn exit_code(
+    outcome: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> anyhow::Result<ExitCode> {
+    match outcome.await {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) => match (e.downcast_ref::<ChildExit>(), e.downcast_ref::<NotFound>()) {
+            (Some(child), _) => Ok(ExitCode::from(child.0)),
+            (None, Some(_)) => {
+                eprintln!("catalogd: {e}");
+                Ok(ExitCode::FAILURE)
+            }
+            (None, None) => Err(e),
+        },
     }
 }
 

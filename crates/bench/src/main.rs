@@ -40,30 +40,16 @@ fn main() -> ExitCode {
             }
         };
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(cli.threads.max(1))
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cairn-bench: error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let result = runtime.block_on(async {
-        match cli.command {
-            Command::Watchers(args) => watchers::run(args).await,
-            Command::Place(_) => Ok(()),
-        }
-    });
-    // Parked tasks may still hold sockets; do not wait for them.
-    runtime.shutdown_background();
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("cairn-bench: error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    // Parked tasks may still hold sockets; async tasks are dropped at the end without a wait.
+    cairn_cli::run_main(
+        "cairn-bench",
+        cairn_cli::Flavor::MultiThread(Some(cli.threads)),
+        async {
+            match cli.command {
+                Command::Watchers(args) => watchers::run(args).await,
+                Command::Place(_) => Ok(()),
+            }
+            .map(|()| ExitCode::SUCCESS)
+        },
+    )
 }

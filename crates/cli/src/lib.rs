@@ -5,9 +5,11 @@
 
 pub mod docs;
 pub mod logtap;
+pub mod runtime;
 
 pub use docs::DocsCommand;
 pub use logtap::{LogRecord, LogTap};
+pub use runtime::{Flavor, block_on, run_main};
 
 use clap::{Args, ValueEnum};
 

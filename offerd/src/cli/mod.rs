@@ -93,23 +93,11 @@ pub fn run(cli: Cli) -> ExitCode {
         return docs.run(<Cli as clap::CommandFactory>::command());
     }
     cairn_cli::init_logging(&cli.log);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("offerd: error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(dispatch(cli)) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("offerd: error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    cairn_cli::run_main(
+        "offerd",
+        cairn_cli::Flavor::MultiThread(None),
+        dispatch(cli),
+    )
 }
 
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
