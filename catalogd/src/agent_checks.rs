@@ -67,8 +67,8 @@ impl ChecksSource for NodeChecks {
     }
 }
 
-/// Starts the runner for catalogd's node; it stops when `stop` turns true.
-pub fn spawn(core: &Arc<Core>, mut stop: tokio::sync::watch::Receiver<bool>) -> JoinHandle<()> {
+/// Starts the runner for catalogd's node; it stops when `stop` is cancelled.
+pub fn spawn(core: &Arc<Core>, stop: tokio_util::sync::CancellationToken) -> JoinHandle<()> {
     let source = NodeChecks {
         core: core.clone(),
         last: 0,
@@ -79,8 +79,10 @@ pub fn spawn(core: &Arc<Core>, mut stop: tokio::sync::watch::Receiver<bool>) -> 
         output_update_interval: Duration::from_secs(300),
     };
     let sink = WriterSink(core.writer.clone());
-    tokio::spawn(healthcheck::agent::run(source, sink, cfg, async move {
-        // An error means the sender is gone: shutting down either way.
-        let _ = stop.wait_for(|s| *s).await;
-    }))
+    tokio::spawn(healthcheck::agent::run(
+        source,
+        sink,
+        cfg,
+        stop.cancelled_owned(),
+    ))
 }

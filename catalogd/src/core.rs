@@ -47,8 +47,8 @@ pub struct Core {
     pub started: std::time::SystemTime,
     /// User events this agent accepted (in memory, as Consul keeps them).
     pub events: crate::events::EventBuffer,
-    /// Turns true when catalogd is asked to stop (`/v1/agent/leave`, or a signal once serving).
-    shutdown: tokio::sync::watch::Sender<bool>,
+    /// Cancelled when catalogd is asked to stop (`/v1/agent/leave`, or a signal once serving).
+    shutdown: tokio_util::sync::CancellationToken,
 }
 
 impl Core {
@@ -69,12 +69,12 @@ impl Core {
 
     /// Asks the server to stop as SIGTERM does.
     pub fn request_shutdown(&self) {
-        self.shutdown.send_replace(true);
+        self.shutdown.cancel();
     }
 
-    /// Watches for a stop request.
-    pub fn shutdown_rx(&self) -> tokio::sync::watch::Receiver<bool> {
-        self.shutdown.subscribe()
+    /// Cancelled once a stop is requested.
+    pub fn shutdown_token(&self) -> tokio_util::sync::CancellationToken {
+        self.shutdown.clone()
     }
 }
 
@@ -187,7 +187,7 @@ impl Catalog {
             log_tap,
             events: Default::default(),
             started: std::time::SystemTime::now(),
-            shutdown: tokio::sync::watch::channel(false).0,
+            shutdown: tokio_util::sync::CancellationToken::new(),
         });
         Ok(Catalog {
             core,
@@ -237,15 +237,14 @@ pub async fn serve(
     let local = listener.local_addr().context("reading the bound address")?;
     tracing::info!(addr = %local, node = %catalog.core.config.node, "catalogd serving HTTP");
     let app = crate::http::router(catalog.core.clone());
-    let stop_rx = catalog.core.shutdown_rx();
-    let checks = crate::agent_checks::spawn(&catalog.core, stop_rx.clone());
+    let stop = catalog.core.shutdown_token();
+    let checks = crate::agent_checks::spawn(&catalog.core, stop.clone());
     let core = catalog.core.clone();
-    let mut leave = catalog.core.shutdown_rx();
+    let leave = stop.clone();
     let graceful = async move {
         tokio::select! {
             _ = shutdown => {}
-            // Dropped sender: the catalog is going away anyway.
-            _ = leave.wait_for(|s| *s) => {}
+            () = leave.cancelled() => {}
         }
         core.request_shutdown();
         // Blocking queries answer at once with what they have, so connections drain quickly.
@@ -256,16 +255,14 @@ pub async fn serve(
     // reaches only the handlers that use it.
     let server = axum::serve(listener, crate::http::peer::MakePeerAware(app))
         .with_graceful_shutdown(graceful);
-    let mut stop_rx2 = stop_rx.clone();
     tokio::select! {
         res = server => res.context("HTTP server")?,
         // A client that keeps a connection open must not hold the process forever.
-        _ = async {
-            let _ = stop_rx2.wait_for(|s| *s).await;
+        () = async {
+            stop.cancelled().await;
             tokio::time::sleep(Duration::from_secs(5)).await;
         } => tracing::warn!("connections still open after 5s; closing them"),
     }
-    drop(stop_rx);
     checks.abort();
     let _ = checks.await;
     catalog.stop().await;

@@ -4,8 +4,8 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
@@ -123,7 +123,7 @@ pub async fn serve(
         config.recursors.clone(),
         config.max_forwards,
     ));
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop = CancellationToken::new();
     let udp_workers = crate::udp::spawn(
         udp,
         resolver.clone(),
@@ -136,7 +136,7 @@ pub async fn serve(
     tracing::info!(addr = %config.dns_addr, domain = %fqdn, "dnsbridge serving DNS (udp+tcp)");
     shutdown.await;
     watcher.abort();
-    stop.store(true, Ordering::Relaxed);
+    stop.cancel();
     server
         .shutdown_gracefully()
         .await

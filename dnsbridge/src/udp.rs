@@ -11,8 +11,8 @@
 use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
@@ -82,12 +82,12 @@ pub fn bind(addr: SocketAddr, workers: usize) -> std::io::Result<Vec<UdpSocket>>
         .collect()
 }
 
-/// Starts one worker thread per socket; they stop when `stop` is set.
+/// Starts one worker thread per socket; they stop when `stop` is cancelled.
 pub fn spawn(
     sockets: Vec<UdpSocket>,
     resolver: Arc<Resolver>,
     runtime: tokio::runtime::Handle,
-    stop: Arc<AtomicBool>,
+    stop: CancellationToken,
 ) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
     sockets
         .into_iter()
@@ -105,13 +105,13 @@ fn worker(
     sock: UdpSocket,
     resolver: Arc<Resolver>,
     runtime: tokio::runtime::Handle,
-    stop: Arc<AtomicBool>,
+    stop: CancellationToken,
 ) {
     let mut buf = vec![0u8; 65535];
     let mut cache: HashMap<Vec<u8>, Prepared> = HashMap::new();
     let mut cached_for: Option<Arc<View>> = None;
     let sock = Arc::new(sock);
-    while !stop.load(Ordering::Relaxed) {
+    while !stop.is_cancelled() {
         let (n, src) = match sock.recv_from(&mut buf) {
             Ok(r) => r,
             Err(_) => continue, // the idle tick, or a transient error (e.g. ICMP feedback)

@@ -50,23 +50,16 @@ pub async fn serve(
     let local = listener.local_addr().context("reading the bound address")?;
     tracing::info!(addr = %local, data_dir = %cfg.data_dir.display(), "offerd serving HTTP");
 
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stopped = move || {
-        let mut rx = stop_rx.clone();
-        async move {
-            let _ = rx.wait_for(|s| *s).await;
-        }
-    };
+    let stop = tokio_util::sync::CancellationToken::new();
     let tick = {
         let core = core.clone();
-        let stop = stopped();
+        let stop = stop.clone();
         tokio::spawn(async move {
-            tokio::pin!(stop);
             let mut every = tokio::time::interval(TICK);
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
-                    _ = &mut stop => return,
+                    () = stop.cancelled() => return,
                     _ = every.tick() => {
                         let _: Result<(), std::convert::Infallible> = core.mutate(|_, _| Ok(()));
                     }
@@ -82,26 +75,31 @@ pub async fn serve(
         .catalog
         .clone()
         .map(|client| tokio::spawn(crate::health::sweep_lost(core.clone(), client)));
-    let health = cfg
-        .catalog
-        .clone()
-        .map(|client| tokio::spawn(crate::health::follow(core.clone(), client, stopped())));
+    let health = cfg.catalog.clone().map(|client| {
+        tokio::spawn(crate::health::follow(
+            core.clone(),
+            client,
+            stop.clone().cancelled_owned(),
+        ))
+    });
 
     let app = router(AppState {
         core: core.clone(),
         advertise: local.to_string(),
         offers: Arc::default(),
     });
-    let graceful = async move {
-        shutdown.await;
-        let _ = stop_tx.send(true);
+    let graceful = {
+        let stop = stop.clone();
+        async move {
+            shutdown.await;
+            stop.cancel();
+        }
     };
     let server = axum::serve(listener, app.into_make_service()).with_graceful_shutdown(graceful);
-    let stop = stopped();
     tokio::select! {
         res = server => res.context("HTTP server")?,
         // Parked agent polls and event streams must not hold the process forever.
-        _ = async { stop.await; tokio::time::sleep(Duration::from_secs(2)).await; } => {
+        () = async { stop.cancelled().await; tokio::time::sleep(Duration::from_secs(2)).await; } => {
             tracing::info!("closing connections still open");
         }
     }

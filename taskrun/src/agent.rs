@@ -32,7 +32,8 @@ use cairn_marathon::{
     TaskStatusUpdate, now_millis,
 };
 use cairn_wire::CatalogDeregistration;
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
 
 use crate::catalog::{Registrar, RunningTasks};
 use crate::container::ContainerPlan;
@@ -897,12 +898,12 @@ async fn follow(cfg: &AgentConfig, shared: &Arc<Shared>, heartbeat_ms: u64, rere
 }
 
 /// Rotates logs and collects old sandboxes until `stop`.
-async fn housekeeping(shared: Arc<Shared>, rotate_bytes: u64, mut stop: watch::Receiver<bool>) {
+async fn housekeeping(shared: Arc<Shared>, rotate_bytes: u64, stop: CancellationToken) {
     let mut rotate = tokio::time::interval(ROTATE_EVERY);
     let mut gc = tokio::time::interval(GC_EVERY);
     loop {
         tokio::select! {
-            _ = crate::stopped(&mut stop) => return,
+            () = stop.cancelled() => return,
             _ = rotate.tick() => {
                 let s = shared.clone();
                 let _ = tokio::task::spawn_blocking(move || s.rotate_logs(rotate_bytes)).await;
@@ -975,7 +976,7 @@ pub async fn run(
     let http_addr = advertised_http(&cfg);
     tracing::info!(node = %cfg.node, address = %cfg.address, http = %http_addr, resources = %cfg.resources, work_dir = %cfg.work_dir.display(), "taskrun agent starting");
 
-    let (stop_tx, stop_rx) = watch::channel(false);
+    let stop = CancellationToken::new();
     let shared = Arc::new(Shared::new(&cfg));
     shared.recover().await;
     let reregister = Arc::new(Notify::new());
@@ -985,13 +986,9 @@ pub async fn run(
         cfg.offerd.clone(),
         cfg.node.clone(),
         reregister.clone(),
-        stop_rx.clone(),
+        stop.clone(),
     ));
-    let server = tokio::spawn(crate::http::serve(
-        listener,
-        shared.clone(),
-        stop_rx.clone(),
-    ));
+    let server = tokio::spawn(crate::http::serve(listener, shared.clone(), stop.clone()));
     let registrar = Registrar {
         client: cfg.catalog.clone(),
         node: cfg.node.clone(),
@@ -999,8 +996,7 @@ pub async fn run(
         tasks: shared.clone(),
         wake: shared.catalog_wake.clone(),
     };
-    let registrar = tokio::spawn(registrar.run(stop_rx.clone()));
-    let mut hc_stop = stop_rx.clone();
+    let registrar = tokio::spawn(registrar.run(stop.clone()));
     let checks = tokio::spawn(healthcheck::agent::run(
         healthcheck::agent::CatalogChecks::new(cfg.catalog.clone(), &cfg.node),
         healthcheck::agent::CatalogSink(cfg.catalog.clone()),
@@ -1009,14 +1005,12 @@ pub async fn run(
             enable_script_checks: true,
             output_update_interval: Duration::from_secs(300),
         },
-        async move {
-            crate::stopped(&mut hc_stop).await;
-        },
+        stop.clone().cancelled_owned(),
     ));
     let housekeeper = tokio::spawn(housekeeping(
         shared.clone(),
         cfg.log_rotate_bytes,
-        stop_rx.clone(),
+        stop.clone(),
     ));
 
     let protocol = async {
@@ -1031,7 +1025,7 @@ pub async fn run(
     }
 
     tracing::info!("stopping; tasks keep running and will be re-adopted");
-    let _ = stop_tx.send(true);
+    stop.cancel();
     let _ = tokio::time::timeout(STOP_TIMEOUT, sender).await;
     let _ = tokio::time::timeout(STOP_TIMEOUT, server).await;
     for handle in [registrar, checks, housekeeper] {

@@ -20,8 +20,9 @@ use cairn_wire::{
     CatalogDeregistration, CatalogRegistration, CheckDefinition, CheckStatus, HealthCheck,
     NodeService,
 };
-use tokio::sync::{Notify, watch};
+use tokio::sync::Notify;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 /// Node-level TTL check proving the agent is alive: Consul's `serfHealth`, which clients, UIs
 /// and default sessions count on every live node having.
@@ -278,7 +279,7 @@ pub struct Registrar<R> {
 
 impl<R: RunningTasks> Registrar<R> {
     /// Runs until `stop` turns true.
-    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+    pub async fn run(self, stop: CancellationToken) {
         let mut next_node = Instant::now();
         let mut retry_at: Option<Instant> = None;
         let mut failures = 0u32;
@@ -287,7 +288,7 @@ impl<R: RunningTasks> Registrar<R> {
             if !first {
                 let next = retry_at.map_or(next_node, |r| r.min(next_node));
                 tokio::select! {
-                    _ = crate::stopped(&mut stop) => break,
+                    () = stop.cancelled() => break,
                     _ = self.wake.notified() => {}
                     _ = tokio::time::sleep_until(next) => {}
                 }

@@ -23,7 +23,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use cairn_marathon::{TaskState, iso8601_millis};
 use serde::Serialize;
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use crate::agent::Shared;
 use crate::sandbox::{STDERR_FILE, STDOUT_FILE};
@@ -34,7 +34,7 @@ const FOLLOW_POLL: Duration = Duration::from_millis(100);
 #[derive(Clone)]
 struct App {
     shared: Arc<Shared>,
-    stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 }
 
 /// One task in `GET /v1/tasks`.
@@ -71,14 +71,12 @@ fn router(app: App) -> axum::Router {
 pub async fn serve(
     listener: tokio::net::TcpListener,
     shared: Arc<Shared>,
-    stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 ) {
-    let mut until = stop.clone();
+    let until = stop.clone().cancelled_owned();
     let app = router(App { shared, stop });
     let result = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            crate::stopped(&mut until).await;
-        })
+        .with_graceful_shutdown(until)
         .await;
     if let Err(e) = result {
         tracing::error!(error = %e, "HTTP server failed");
@@ -198,7 +196,7 @@ struct FollowState {
 /// The next chunk of a followed log, or the end of the stream.
 async fn next_chunk(mut st: FollowState) -> Option<(std::io::Result<Bytes>, FollowState)> {
     loop {
-        if *st.app.stop.borrow() {
+        if st.app.stop.is_cancelled() {
             return None;
         }
         // Terminal-ness is read before the file, so the bytes written before the end are sent.
@@ -223,10 +221,9 @@ async fn next_chunk(mut st: FollowState) -> Option<(std::io::Result<Bytes>, Foll
         if terminal {
             return None;
         }
-        let mut stop = st.app.stop.clone();
         tokio::select! {
             _ = tokio::time::sleep(FOLLOW_POLL) => {}
-            _ = stop.changed() => {}
+            () = st.app.stop.cancelled() => {}
         }
     }
 }

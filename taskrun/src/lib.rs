@@ -43,9 +43,3 @@ pub mod run;
 pub mod sandbox;
 pub mod status;
 pub mod wrap;
-
-/// Resolves once `stop` is true (or its sender is gone): the agent's loops select on it to
-/// end. The borrow of the value is released before returning, so the future stays `Send`.
-pub async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
-    let _ = stop.wait_for(|s| *s).await.map(|_| ());
-}

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use cairn_marathon::{TaskSpec, TaskState, iso8601_millis, now_millis};
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use crate::exec::{self, KillReport, Launch, Proc};
 use crate::limits::{LimitMode, TaskLimits};
@@ -114,6 +114,10 @@ pub fn run(opts: RunOptions) -> Result<i32, RunError> {
 }
 
 async fn run_task(spec: TaskSpec, sandbox: PathBuf, opts: RunOptions) -> Result<i32, RunError> {
+    // Handlers first: a SIGTERM that arrives while the task starts must stop the task, not kill
+    // this supervisor with the default action and leave the task behind.
+    let mut term = signal(SignalKind::terminate()).map_err(RunError::Runtime)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(RunError::Runtime)?;
     // Only a run that asks for limits may set up cgroups (which moves this process).
     let mode = if opts.mem_mb.is_some() || opts.cpus.is_some() {
         LimitMode::detect()
@@ -155,10 +159,12 @@ async fn run_task(spec: TaskSpec, sandbox: PathBuf, opts: RunOptions) -> Result<
     rec.set_state(TaskState::Running, "", now);
     rec.save(&sandbox)?;
 
-    let (stop_tail, tail_stop) = watch::channel(false);
-    let tail = tokio::spawn(tail(sandbox.clone(), opts.log_rotate_bytes, tail_stop));
-    let mut term = signal(SignalKind::terminate()).map_err(RunError::Runtime)?;
-    let mut int = signal(SignalKind::interrupt()).map_err(RunError::Runtime)?;
+    let stop_tail = CancellationToken::new();
+    let tail = tokio::spawn(tail(
+        sandbox.clone(),
+        opts.log_rotate_bytes,
+        stop_tail.clone(),
+    ));
     let mut proc = Proc::Owned(started.child);
     let grace = exec::grace_of(rec.spec.kill_grace_seconds);
 
@@ -167,7 +173,7 @@ async fn run_task(spec: TaskSpec, sandbox: PathBuf, opts: RunOptions) -> Result<
         _ = term.recv() => kill(&mut proc, grace, &mut term, &mut int).await,
         _ = int.recv() => kill(&mut proc, grace, &mut term, &mut int).await,
     };
-    let _ = stop_tail.send(true);
+    stop_tail.cancel();
     let _ = tail.await;
 
     let out = exec::outcome(ExitInfo::read(&sandbox), wait, killed);
@@ -206,10 +212,10 @@ async fn kill(
 
 /// Copies what the task appends to its log files to our stdout/stderr until `stop`, then
 /// drains them.
-async fn tail(sandbox: PathBuf, rotate_bytes: u64, mut stop: watch::Receiver<bool>) {
+async fn tail(sandbox: PathBuf, rotate_bytes: u64, stop: CancellationToken) {
     let mut offsets = [0u64; 2];
     loop {
-        let stopping = *stop.borrow();
+        let stopping = stop.is_cancelled();
         let (sb, mut off) = (sandbox.clone(), offsets);
         let copied = tokio::task::spawn_blocking(move || {
             copy_new(
@@ -235,7 +241,7 @@ async fn tail(sandbox: PathBuf, rotate_bytes: u64, mut stop: watch::Receiver<boo
         }
         tokio::select! {
             _ = tokio::time::sleep(TAIL_POLL) => {}
-            _ = stop.changed() => {}
+            () = stop.cancelled() => {}
         }
     }
 }

@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use cairn_client::{Backoff, CatalogClient, ClientError, Method};
 use cairn_marathon::{StatusBatch, TaskStatusUpdate};
-use tokio::sync::{Notify, watch};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 /// Least time between two posts.
 pub const BATCH_INTERVAL: Duration = Duration::from_millis(50);
@@ -90,7 +91,7 @@ pub async fn run_sender(
     client: CatalogClient,
     node: String,
     reregister: Arc<Notify>,
-    mut stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 ) {
     let backoff = Backoff {
         min: Duration::from_millis(100),
@@ -98,13 +99,13 @@ pub async fn run_sender(
     };
     let mut failures = 0u32;
     loop {
-        if *stop.borrow() {
+        if stop.is_cancelled() {
             break;
         }
         if queue.is_empty() {
             tokio::select! {
                 _ = queue.notify.notified() => {}
-                _ = stop.changed() => continue,
+                () = stop.cancelled() => continue,
             }
         }
         match send_once(&queue, &client, &node).await {
@@ -118,7 +119,7 @@ pub async fn run_sender(
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(BATCH_INTERVAL) => {}
-                    _ = stop.changed() => {}
+                    () = stop.cancelled() => {}
                 }
             }
             Err(e) => {
@@ -133,7 +134,7 @@ pub async fn run_sender(
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(backoff.delay(failures)) => {}
-                    _ = stop.changed() => {}
+                    () = stop.cancelled() => {}
                 }
             }
         }

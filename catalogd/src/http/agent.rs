@@ -720,7 +720,7 @@ pub async fn monitor(State(core): State<Arc<Core>>, RawQuery(q): RawQuery) -> Ht
     };
     let as_json = query.flag("logjson");
     let mut rx = core.log_tap.subscribe();
-    let mut closing = core.shutdown_rx();
+    let closing = core.shutdown_token();
     let stream = async_stream_lines(move |tx| async move {
         loop {
             tokio::select! {
@@ -740,7 +740,7 @@ pub async fn monitor(State(core): State<Arc<Core>>, RawQuery(q): RawQuery) -> Ht
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
                 },
-                _ = async { closing.wait_for(|s| *s).await.is_ok() } => return,
+                () = closing.cancelled() => return,
             }
         }
     });
