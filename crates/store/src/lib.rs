@@ -83,6 +83,10 @@ pub enum StoreError {
     Backend(Box<dyn std::error::Error + Send + Sync>),
     #[error("store: corrupt entry for key {key:?}: {reason}")]
     Corrupt { key: String, reason: &'static str },
+    /// The store file cannot be used as it is: empty where data was expected, or a page that
+    /// does not decode. Nothing was changed; the operator restores it or moves it away.
+    #[error("store file {path} is damaged: {detail}")]
+    Damaged { path: String, detail: String },
 }
 
 /// Ordered, durable key/value storage with atomic compare-guarded batches.
@@ -101,3 +105,5 @@ pub trait Store: Send + Sync + 'static {
 
 #[cfg(test)]
 mod contract_tests;
+#[cfg(test)]
+mod damage_tests;
