@@ -12,6 +12,7 @@ use cairn_store::{MemStore, RedbStore, Store};
 
 use crate::metrics::Metrics;
 use crate::state::State;
+use crate::store_health::StoreHealth;
 use crate::timers::{self, Timers};
 use crate::watch::Registry;
 use crate::writer::{self, Command, Writer, WriterConfig, WriterParts};
@@ -41,6 +42,8 @@ pub struct Core {
     pub writer: Writer,
     pub timers: Arc<Timers>,
     pub metrics: Arc<Metrics>,
+    /// Whether the store takes writes (readiness: no leader while it does not).
+    pub store_health: Arc<StoreHealth>,
     pub config: Config,
     pub log_tap: cairn_cli::LogTap,
     /// When this catalogd started (autopilot's `StableSince`).
@@ -142,6 +145,7 @@ pub struct Catalog {
     pub core: Arc<Core>,
     writer_thread: std::thread::JoinHandle<()>,
     sweeper: tokio::task::JoinHandle<()>,
+    store_probe: tokio::task::JoinHandle<()>,
 }
 
 impl Catalog {
@@ -160,13 +164,19 @@ impl Catalog {
         let registry = Arc::new(Registry::default());
         let timers = Arc::new(Timers::default());
         let metrics = Arc::new(Metrics::default());
+        let store_health = Arc::new(StoreHealth::default());
         timers.arm_all(&current.load(), Instant::now());
+        let store_probe = tokio::spawn(crate::store_health::probe(
+            store.clone(),
+            store_health.clone(),
+        ));
         let (writer, writer_thread) = writer::spawn(WriterParts {
             store,
             current: current.clone(),
             registry: registry.clone(),
             timers: timers.clone(),
             metrics: metrics.clone(),
+            store_health: store_health.clone(),
             config: WriterConfig {
                 node: config.node.clone(),
                 datacenter: config.datacenter.clone(),
@@ -183,6 +193,7 @@ impl Catalog {
             writer,
             timers,
             metrics,
+            store_health,
             config,
             log_tap,
             events: Default::default(),
@@ -193,13 +204,17 @@ impl Catalog {
             core,
             writer_thread,
             sweeper,
+            store_probe,
         })
     }
 
     /// Stops the sweeper and waits for the writer to finish what it was given.
     pub async fn stop(self) {
         self.sweeper.abort();
+        self.store_probe.abort();
+        // Both were aborted just now: their join errors say "cancelled", nothing to report.
         let _ = self.sweeper.await;
+        let _ = self.store_probe.await;
         let Catalog {
             core,
             writer_thread,

@@ -18,6 +18,7 @@ pub mod persist;
 pub mod server_node;
 pub mod snapshot;
 pub mod state;
+pub mod store_health;
 pub mod timers;
 pub mod watch;
 pub mod writer;

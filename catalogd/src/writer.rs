@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::metrics::Metrics;
 use crate::persist;
 use crate::state::{ApplyError, Changes, KvPut, LockDelays, NodeKey, State, runs_script};
+use crate::store_health::StoreHealth;
 use crate::timers::Timers;
 use crate::watch::Registry;
 
@@ -145,15 +146,40 @@ pub struct WriterParts {
     pub registry: Arc<Registry>,
     pub timers: Arc<Timers>,
     pub metrics: Arc<Metrics>,
+    pub store_health: Arc<StoreHealth>,
     pub config: WriterConfig,
 }
 
 /// Starts the writer thread; it stops when every [`Writer`] is dropped.
+///
+/// A panic on the writer thread (a bug in applying a command, or in the store) stops catalogd
+/// through [`exit_on_crash`]: without its writer, catalogd would go on answering reads while every
+/// write failed, and a restart reloads the last durable state (crash-only).
 pub fn spawn(parts: WriterParts) -> (Writer, std::thread::JoinHandle<()>) {
+    spawn_with(parts, exit_on_crash)
+}
+
+/// The writer's crash policy: say so and exit with 70 (EX_SOFTWARE) for the supervisor to restart.
+fn exit_on_crash() {
+    tracing::error!(
+        "the catalog writer panicked; stopping catalogd so that a restart reloads the last durable state"
+    );
+    std::process::exit(70);
+}
+
+fn spawn_with(
+    parts: WriterParts,
+    on_crash: impl FnOnce() + Send + 'static,
+) -> (Writer, std::thread::JoinHandle<()>) {
     let (tx, rx) = mpsc::unbounded_channel();
     let handle = std::thread::Builder::new()
         .name("catalog-writer".into())
-        .spawn(move || run(parts, rx))
+        .spawn(move || {
+            let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(parts, rx)));
+            if ran.is_err() {
+                on_crash();
+            }
+        })
         .unwrap_or_else(|e| panic!("cannot start the writer thread: {e}"));
     (Writer { tx }, handle)
 }
@@ -209,13 +235,14 @@ fn commit_group(parts: &WriterParts, delays: &mut LockDelays, group: &mut Vec<Re
             .metrics
             .record_commit(replies.len(), ops, started.elapsed());
         match outcome {
-            Ok(Outcome::Applied(_)) => {}
+            Ok(Outcome::Applied(_)) => parts.store_health.succeeded(),
             Ok(Outcome::CompareFailed(_)) | Err(_) => {
                 let why = match outcome {
                     Err(e) => e.to_string(),
                     _ => "unexpected compare failure".into(),
                 };
-                tracing::error!(error = %why, "commit failed; the batch was not applied");
+                tracing::debug!(error = %why, "commit failed; the batch was not applied");
+                parts.store_health.failed(&why);
                 for (reply, _) in replies {
                     let _ = reply.send(Err(WriteError::Store(why.clone())));
                 }
@@ -401,3 +428,6 @@ fn apply(
         }
     })
 }
+
+#[cfg(test)]
+mod tests;

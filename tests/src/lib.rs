@@ -16,6 +16,7 @@ pub mod docker;
 pub mod lb;
 pub mod netns;
 pub mod systemd;
+pub mod tmpfs;
 
 /// Root of the workspace (this crate lives in `tests/`).
 pub fn workspace_root() -> PathBuf {
@@ -68,6 +69,29 @@ pub async fn read_stream_until(
 }
 
 /// A free loopback port (bound then released; the OS does not hand it out again at once).
+/// Waits up to `within` for `check` to return `Some`, polling every 50 ms; on timeout panics
+/// naming `what` and adding `context()` (the daemons' logs, say).
+pub async fn wait_for<T>(
+    what: &str,
+    within: Duration,
+    context: impl Fn() -> String,
+    mut check: impl AsyncFnMut() -> Option<T>,
+) -> T {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!(
+                "timed out after {within:?} waiting for {what}\n{}",
+                context()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -235,8 +259,13 @@ impl Catalogd {
 
     /// Starts catalogd with extra `serve` flags (a `--node` among them replaces `cairn-test`).
     pub async fn start_with(extra: &[&str]) -> Catalogd {
+        Self::start_in(None, extra).await
+    }
+
+    /// Starts catalogd with its store in `data_dir` (a fresh directory when `None`).
+    pub async fn start_in(data_dir: Option<PathBuf>, extra: &[&str]) -> Catalogd {
         let tmp = tempfile::tempdir().expect("temp dir");
-        let data_dir = tmp.path().join("data");
+        let data_dir = data_dir.unwrap_or_else(|| tmp.path().join("data"));
         let port = free_port();
         let node = extra
             .iter()

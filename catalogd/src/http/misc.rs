@@ -23,7 +23,12 @@ pub async fn index() -> &'static str {
     "catalogd: a Consul-compatible catalog (HTTP API under /v1/, metrics at /metrics)\n"
 }
 
+/// `GET /v1/status/leader`: catalogd's own address, or `""` (Consul's "no leader") while its
+/// store does not take writes, so that readiness checks and clients see it.
 pub async fn leader(State(core): State<Arc<Core>>) -> HttpResult {
+    if !core.store_health.is_writable() {
+        return Ok(json_plain(&""));
+    }
     Ok(json_plain(&raft_addr(&core)))
 }
 
