@@ -1,8 +1,9 @@
 //! Counters exported at `/metrics` in Prometheus text format.
 
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
+
+use cairn_metrics::Exposition;
 
 use crate::state::State;
 
@@ -64,124 +65,92 @@ impl Metrics {
 
     /// Renders every metric; `topics` is the number of watched topics.
     pub fn render(&self, st: &State, topics: usize) -> String {
-        let mut out = String::with_capacity(2048);
-        let mut metric = |name: &str, kind: &str, help: &str, value: f64| {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
-            );
-        };
         let c = |a: &AtomicU64| a.load(Relaxed) as f64;
-        metric(
+        let mut by_status = [0u64; 4];
+        for check in st.checks.values() {
+            by_status[check.status as usize] += 1;
+        }
+        let mut e = Exposition::new();
+        e.counter(
             "catalogd_http_requests_total",
-            "counter",
             "HTTP requests served.",
             c(&self.http_requests),
-        );
-        metric(
+        )
+        .counter(
             "catalogd_http_errors_total",
-            "counter",
             "HTTP requests answered 4xx/5xx.",
             c(&self.http_errors),
-        );
-        metric(
+        )
+        .counter(
             "catalogd_blocking_queries_total",
-            "counter",
             "Blocking queries started.",
             c(&self.blocking_queries),
-        );
-        metric(
+        )
+        .gauge(
             "catalogd_blocking_queries_waiting",
-            "gauge",
             "Blocking queries waiting now.",
             c(&self.blocking_waiting),
-        );
-        metric(
+        )
+        .gauge(
             "catalogd_watch_topics",
-            "gauge",
             "Distinct topics with waiting queries.",
             topics as f64,
-        );
-        metric(
+        )
+        .counter(
             "catalogd_commits_total",
-            "counter",
             "Durable store commits.",
             c(&self.commits),
-        );
-        metric(
+        )
+        .counter(
             "catalogd_committed_writes_total",
-            "counter",
             "Write requests folded into commits.",
             c(&self.committed_writes),
-        );
-        metric(
+        )
+        .counter(
             "catalogd_commit_ops_total",
-            "counter",
             "Store operations written.",
             c(&self.commit_ops),
-        );
-        metric(
+        )
+        .counter(
             "catalogd_commit_seconds_total",
-            "counter",
             "Time spent in durable commits.",
             c(&self.commit_nanos) / 1e9,
-        );
-        metric(
+        )
+        .counter(
             "catalogd_writes_rejected_total",
-            "counter",
             "Writes refused as invalid.",
             c(&self.writes_rejected),
-        );
-        metric(
+        )
+        .gauge(
             "catalogd_raft_index",
-            "gauge",
             "Current catalog index.",
             st.index as f64,
-        );
-        metric(
-            "catalogd_nodes",
-            "gauge",
-            "Registered nodes.",
-            st.nodes.len() as f64,
-        );
-        metric(
+        )
+        .gauge("catalogd_nodes", "Registered nodes.", st.nodes.len() as f64)
+        .gauge(
             "catalogd_service_instances",
-            "gauge",
             "Registered service instances.",
             st.services.len() as f64,
-        );
-        metric(
+        )
+        .gauge(
             "catalogd_services",
-            "gauge",
             "Distinct service names.",
             st.by_service.len() as f64,
-        );
-        metric(
-            "catalogd_kv_entries",
-            "gauge",
-            "KV entries.",
-            st.kv.len() as f64,
-        );
-        metric(
+        )
+        .gauge("catalogd_kv_entries", "KV entries.", st.kv.len() as f64)
+        .gauge(
             "catalogd_sessions",
-            "gauge",
             "Live sessions.",
             st.sessions.len() as f64,
+        )
+        .gauges_by(
+            "catalogd_checks",
+            "Checks by status.",
+            "status",
+            ["passing", "warning", "critical", "maintenance"]
+                .into_iter()
+                .zip(by_status.map(|n| n as f64)),
         );
-        let mut by_status = [0u64; 4];
-        for c in st.checks.values() {
-            by_status[c.status as usize] += 1;
-        }
-        let _ = writeln!(
-            out,
-            "# HELP catalogd_checks Checks by status.\n# TYPE catalogd_checks gauge"
-        );
-        for (i, name) in ["passing", "warning", "critical", "maintenance"]
-            .iter()
-            .enumerate()
-        {
-            let _ = writeln!(out, "catalogd_checks{{status=\"{name}\"}} {}", by_status[i]);
-        }
-        out
+        e.render()
     }
 }

@@ -43,7 +43,7 @@ pub async fn metrics(State(core): State<Arc<Core>>) -> HttpResult {
     Ok((
         [(
             header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; version=0.0.4"),
+            HeaderValue::from_static(cairn_metrics::CONTENT_TYPE),
         )],
         body,
     )

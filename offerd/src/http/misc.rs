@@ -1,8 +1,6 @@
 //! Deployments, the launch queue, `/v2/info`, `/v2/leader`, `/ping`, `/metrics` and the 404
 //! fallback.
 
-use std::fmt::Write as _;
-
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -156,7 +154,6 @@ pub async fn not_found() -> ApiError {
 
 /// Prometheus text format.
 pub async fn metrics(State(st): State<AppState>) -> Response {
-    let mut out = String::new();
     let (apps, agents, lost, deployments, queued, by_state) = st.core.read(|s| {
         let mut by_state = std::collections::HashMap::new();
         for t in s.tasks.values() {
@@ -171,53 +168,53 @@ pub async fn metrics(State(st): State<AppState>) -> Response {
             by_state,
         )
     });
-    let _ = writeln!(
-        out,
-        "# HELP offerd_apps Apps defined.\n# TYPE offerd_apps gauge\nofferd_apps {apps}"
-    );
-    let _ = writeln!(
-        out,
-        "# HELP offerd_agents Agents by state.\n# TYPE offerd_agents gauge"
-    );
-    let _ = writeln!(
-        out,
-        "offerd_agents{{state=\"active\"}} {agents}\nofferd_agents{{state=\"lost\"}} {lost}"
-    );
-    let _ = writeln!(
-        out,
-        "# HELP offerd_tasks Tasks by state.\n# TYPE offerd_tasks gauge"
-    );
-    for state in [
+    let states = [
         TaskState::Staging,
         TaskState::Starting,
         TaskState::Running,
         TaskState::Killing,
-    ] {
-        let _ = writeln!(
-            out,
-            "offerd_tasks{{state=\"{state}\"}} {}",
-            by_state.get(&state).copied().unwrap_or(0)
+    ]
+    .map(|state| {
+        (
+            state.to_string(),
+            by_state.get(&state).copied().unwrap_or(0),
+        )
+    });
+    let mut e = cairn_metrics::Exposition::new();
+    e.gauge("offerd_apps", "Apps defined.", apps as f64)
+        .gauges_by(
+            "offerd_agents",
+            "Agents by state.",
+            "state",
+            [("active", agents as f64), ("lost", lost as f64)],
+        )
+        .gauges_by(
+            "offerd_tasks",
+            "Tasks by state.",
+            "state",
+            states.iter().map(|(s, n)| (s.as_str(), *n as f64)),
+        )
+        .gauge(
+            "offerd_deployments",
+            "Deployments running.",
+            deployments as f64,
+        )
+        .gauge(
+            "offerd_queued_tasks",
+            "Tasks waiting to be launched.",
+            queued as f64,
+        )
+        .gauge(
+            "offerd_event_subscribers",
+            "SSE subscribers.",
+            st.core.events.subscribers() as f64,
         );
-    }
-    let _ = writeln!(
-        out,
-        "# HELP offerd_deployments Deployments running.\n# TYPE offerd_deployments gauge\nofferd_deployments {deployments}"
-    );
-    let _ = writeln!(
-        out,
-        "# HELP offerd_queued_tasks Tasks waiting to be launched.\n# TYPE offerd_queued_tasks gauge\nofferd_queued_tasks {queued}"
-    );
-    let _ = writeln!(
-        out,
-        "# HELP offerd_event_subscribers SSE subscribers.\n# TYPE offerd_event_subscribers gauge\nofferd_event_subscribers {}",
-        st.core.events.subscribers()
-    );
     (
         [(
             axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4",
+            cairn_metrics::CONTENT_TYPE,
         )],
-        out,
+        e.render(),
     )
         .into_response()
 }
