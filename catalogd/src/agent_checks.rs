@@ -9,8 +9,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use cairn_checks::agent::{AgentConfig, ChecksSource, StatusSink};
 use cairn_wire::HealthCheck;
-use healthcheck::agent::{AgentConfig, ChecksSource, StatusSink};
 use tokio::task::JoinHandle;
 
 use crate::core::Core;
@@ -79,7 +79,7 @@ pub fn spawn(core: &Arc<Core>, stop: tokio_util::sync::CancellationToken) -> Joi
         output_update_interval: Duration::from_secs(300),
     };
     let sink = WriterSink(core.writer.clone());
-    tokio::spawn(healthcheck::agent::run(
+    tokio::spawn(cairn_checks::agent::run(
         source,
         sink,
         cfg,

@@ -997,10 +997,10 @@ pub async fn run(
         wake: shared.catalog_wake.clone(),
     };
     let registrar = tokio::spawn(registrar.run(stop.clone()));
-    let checks = tokio::spawn(healthcheck::agent::run(
-        healthcheck::agent::CatalogChecks::new(cfg.catalog.clone(), &cfg.node),
-        healthcheck::agent::CatalogSink(cfg.catalog.clone()),
-        healthcheck::agent::AgentConfig {
+    let checks = tokio::spawn(cairn_checks::agent::run(
+        cairn_checks::agent::CatalogChecks::new(cfg.catalog.clone(), &cfg.node),
+        cairn_checks::agent::CatalogSink(cfg.catalog.clone()),
+        cairn_checks::agent::AgentConfig {
             node: cfg.node.clone(),
             enable_script_checks: true,
             output_update_interval: Duration::from_secs(300),

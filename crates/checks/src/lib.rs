@@ -5,6 +5,7 @@
 //! wrong answer is a CRITICAL result that says which. Only a check that cannot be built
 //! (a bad URL, a bad regex) is a [`CheckError`], which callers report as UNKNOWN.
 
+pub mod agent;
 mod batch;
 mod context;
 mod dns;
