@@ -13,7 +13,7 @@ use cairn_store::{MemStore, RedbStore, Store};
 use crate::metrics::Metrics;
 use crate::state::State;
 use crate::store_health::StoreHealth;
-use crate::timers::{self, Timers};
+use crate::timers::Timers;
 use crate::watch::Registry;
 use crate::writer::{self, Command, Writer, WriterConfig, WriterParts};
 
@@ -185,7 +185,7 @@ impl Catalog {
             },
         });
         ensure_server_records(&writer, &current.load(), &config).await?;
-        let sweeper = tokio::spawn(timers::sweep(timers.clone(), writer.clone()));
+        let sweeper = tokio::spawn(sweep(timers.clone(), writer.clone()));
         let log_tap = config.log_tap.clone();
         let core = Arc::new(Core {
             current,
@@ -223,6 +223,25 @@ impl Catalog {
         // The writer stops once the last handle is gone; HTTP handlers have finished by now.
         drop(core);
         let _ = tokio::task::spawn_blocking(move || writer_thread.join()).await;
+    }
+}
+
+/// The TTL sweeper: sends expired checks and sessions to the writer as they expire, until the
+/// writer is gone.
+async fn sweep(timers: Arc<Timers>, writer: Writer) {
+    loop {
+        let (checks, sessions) = timers.next_expired().await;
+        if !checks.is_empty() && writer.submit(Command::ExpireChecks(checks)).await.is_err() {
+            return;
+        }
+        if !sessions.is_empty()
+            && writer
+                .submit(Command::ExpireSessions(sessions))
+                .await
+                .is_err()
+        {
+            return;
+        }
     }
 }
 

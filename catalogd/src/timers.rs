@@ -9,13 +9,12 @@
 //! bound that leader-election tools size their own timing on).
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
 use crate::state::{NodeKey, TtlChange};
-use crate::writer::{Command, Writer};
 
 /// Consul's `SessionTTLMultiplier`: a session lives this many TTLs past its last renewal.
 pub const SESSION_TTL_MULTIPLIER: u32 = 2;
@@ -163,31 +162,26 @@ impl Timers {
     }
 }
 
-/// Runs until the writer is gone: sends expired checks and sessions to it as they expire.
-pub async fn sweep(timers: Arc<Timers>, writer: Writer) {
-    loop {
-        // Register for wake-ups before reading the queue, so an arm in between is not missed.
-        let armed = timers.armed.notified();
-        tokio::pin!(armed);
-        armed.as_mut().enable();
-        let (checks, sessions, next) = timers.take_expired(Instant::now());
-        if !checks.is_empty() && writer.submit(Command::ExpireChecks(checks)).await.is_err() {
-            return;
-        }
-        if !sessions.is_empty()
-            && writer
-                .submit(Command::ExpireSessions(sessions))
-                .await
-                .is_err()
-        {
-            return;
-        }
-        let sleep = next.map_or(IDLE_SLEEP, |t| {
-            t.saturating_duration_since(Instant::now()).min(IDLE_SLEEP)
-        });
-        tokio::select! {
-            _ = tokio::time::sleep(sleep) => {}
-            _ = armed => {}
+impl Timers {
+    /// Waits until a deadline has passed, then takes every expired check and session (the
+    /// sweeper's step: it hands them to the writer, which re-checks each deadline).
+    pub async fn next_expired(&self) -> (Vec<NodeKey>, Vec<String>) {
+        loop {
+            // Register for wake-ups before reading the queue, so an arm in between is not missed.
+            let armed = self.armed.notified();
+            tokio::pin!(armed);
+            armed.as_mut().enable();
+            let (checks, sessions, next) = self.take_expired(Instant::now());
+            if !checks.is_empty() || !sessions.is_empty() {
+                return (checks, sessions);
+            }
+            let sleep = next.map_or(IDLE_SLEEP, |t| {
+                t.saturating_duration_since(Instant::now()).min(IDLE_SLEEP)
+            });
+            tokio::select! {
+                _ = tokio::time::sleep(sleep) => {}
+                _ = armed => {}
+            }
         }
     }
 }

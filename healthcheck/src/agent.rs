@@ -6,16 +6,35 @@ use anyhow::Context as _;
 use cairn_checks::agent::{AgentConfig, CatalogChecks, CatalogSink, run};
 use cairn_client::CatalogClient;
 
-use crate::cli::AgentArgs;
+use cairn_cli::{CatalogArgs, LogArgs};
+use clap::Args;
+
+use crate::duration_arg::seconds_or_duration;
+
+#[derive(Args, Debug)]
+pub struct AgentArgs {
+    /// The node whose registered checks this agent runs
+    #[arg(long)]
+    pub node: String,
+    /// Run script checks (ScriptArgs); off by default, as in Consul
+    #[arg(long)]
+    pub enable_script_checks: bool,
+    /// Push an output-only change (same status) at most this often
+    #[arg(long, default_value = "5m")]
+    pub output_update_interval: String,
+    #[command(flatten)]
+    pub catalog: CatalogArgs,
+    #[command(flatten)]
+    pub log: LogArgs,
+}
 
 /// `healthcheck agent` entry point.
 pub fn main(args: &AgentArgs) -> ExitCode {
     cairn_cli::init_logging(&args.log);
     let outcome = (|| -> anyhow::Result<()> {
-        let output_update_interval = cairn_wire::parse_go_duration(
-            &crate::cli::seconds_or_duration(&args.output_update_interval),
-        )
-        .context("--output-update-interval")?;
+        let output_update_interval =
+            cairn_wire::parse_go_duration(&seconds_or_duration(&args.output_update_interval))
+                .context("--output-update-interval")?;
         let client =
             CatalogClient::new(&args.catalog.url(), args.catalog.token()).context("--catalog")?;
         let cfg = AgentConfig {

@@ -7,8 +7,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use cairn_checks::{CheckResult, CheckSpec, Context, Kind, Status};
-use cairn_cli::{CatalogArgs, LogArgs};
 use clap::{Args, Parser, Subcommand};
+
+use crate::duration_arg::seconds_or_duration;
 
 /// Nagios-compatible checks: prints `LABEL STATUS - text | perfdata` and exits 0 OK, 1 WARNING,
 /// 2 CRITICAL, 3 UNKNOWN.
@@ -37,7 +38,7 @@ pub enum Command {
     /// Run a batch of checks from a JSON file (or - for stdin) concurrently
     Run(crate::batch::RunArgs),
     /// Run the checks registered in the catalog for a node and push their status
-    Agent(AgentArgs),
+    Agent(crate::agent::AgentArgs),
     // `completions <shell>` and `man`: exit 0 with the script or page on stdout (a bad shell
     // name is a bad argument, so UNKNOWN like any other)
     #[command(flatten)]
@@ -159,33 +160,6 @@ pub struct FileArgs {
     pub max_size: Option<u64>,
     #[arg(long)]
     pub name: Option<String>,
-}
-
-#[derive(Args, Debug)]
-pub struct AgentArgs {
-    /// The node whose registered checks this agent runs
-    #[arg(long)]
-    pub node: String,
-    /// Run script checks (ScriptArgs); off by default, as in Consul
-    #[arg(long)]
-    pub enable_script_checks: bool,
-    /// Push an output-only change (same status) at most this often
-    #[arg(long, default_value = "5m")]
-    pub output_update_interval: String,
-    #[command(flatten)]
-    pub catalog: CatalogArgs,
-    #[command(flatten)]
-    pub log: LogArgs,
-}
-
-/// `1.5` means seconds (Nagios style); anything else is a Go duration (`500ms`, `2m`).
-pub fn seconds_or_duration(s: &str) -> String {
-    let t = s.trim();
-    if !t.is_empty() && t.parse::<f64>().is_ok() {
-        format!("{t}s")
-    } else {
-        t.to_string()
-    }
 }
 
 fn unescape(s: &str) -> String {

@@ -6,3 +6,4 @@
 pub mod agent;
 pub mod batch;
 pub mod cli;
+mod duration_arg;

@@ -4,8 +4,8 @@
 
 use futures::stream::{self, Stream, StreamExt};
 
+use crate::check::Check;
 use crate::context::Context;
-use crate::spec::Check;
 use crate::status::CheckResult;
 
 /// Runs every check once, at most `concurrency` at a time; yields `(index, result)` as each

@@ -7,6 +7,7 @@
 
 pub mod agent;
 mod batch;
+mod check;
 mod context;
 mod dns;
 mod exec;
@@ -18,12 +19,13 @@ mod tcp;
 mod thresholds;
 
 pub use batch::run_batch;
+pub use check::Check;
 pub use context::Context;
 pub use dns::DnsCheck;
 pub use exec::ExecCheck;
 pub use file::FileCheck;
 pub use http::{HttpCheck, StatusRanges};
-pub use spec::{Check, CheckError, CheckSpec, Kind};
+pub use spec::{CheckError, CheckSpec, Kind};
 pub use status::{CheckResult, Perf, Status};
 pub use tcp::TcpCheck;
 pub use thresholds::Thresholds;

@@ -1,20 +1,11 @@
 //! What a check is: the [`CheckSpec`] users write (CLI flags, batch JSON, Consul definitions all
-//! become one) and the validated [`Check`] it builds into.
+//! become one); `check.rs` builds it into a validated [`Check`](crate::Check).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use cairn_wire::{CheckDefinition, parse_go_duration};
 use serde::{Deserialize, Serialize};
-
-use crate::context::Context;
-use crate::dns::DnsCheck;
-use crate::exec::ExecCheck;
-use crate::file::FileCheck;
-use crate::http::HttpCheck;
-use crate::status::CheckResult;
-use crate::tcp::TcpCheck;
-use crate::thresholds::Thresholds;
 
 /// A check that cannot be built: reported as UNKNOWN with this reason.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -85,63 +76,7 @@ pub(crate) fn duration(field: &str, v: &Option<String>) -> Result<Option<Duratio
     }
 }
 
-/// A validated check, ready to run any number of times.
-#[derive(Clone, Debug)]
-pub enum Check {
-    Http(HttpCheck),
-    Tcp(TcpCheck),
-    Dns(DnsCheck),
-    Exec(ExecCheck),
-    File(FileCheck),
-}
-
 impl CheckSpec {
-    /// Validates the spec; every problem is named (field and reason).
-    pub fn build(&self) -> Result<Check, CheckError> {
-        let Some(kind) = self.kind else {
-            return bad("kind: missing (http, tcp, dns, exec or file)");
-        };
-        let timeout = duration("timeout", &self.timeout)?.unwrap_or(crate::DEFAULT_TIMEOUT);
-        if timeout.is_zero() {
-            return bad("timeout: must be greater than 0");
-        }
-        duration("interval", &self.interval)?;
-        let thresholds = Thresholds {
-            warning: duration("warning", &self.warning)?,
-            critical: duration("critical", &self.critical)?,
-        };
-        let label = self
-            .name
-            .clone()
-            .unwrap_or_else(|| format!("{kind:?}").to_uppercase());
-        let need_target = |what: &str| {
-            if self.target.trim().is_empty() {
-                bad(format!("target: missing {what}"))
-            } else {
-                Ok(())
-            }
-        };
-        Ok(match kind {
-            Kind::Http => {
-                need_target("URL")?;
-                Check::Http(HttpCheck::from_spec(self, label, timeout, thresholds)?)
-            }
-            Kind::Tcp => {
-                need_target("host:port")?;
-                Check::Tcp(TcpCheck::from_spec(self, label, timeout, thresholds)?)
-            }
-            Kind::Dns => {
-                need_target("name")?;
-                Check::Dns(DnsCheck::from_spec(self, label, timeout, thresholds)?)
-            }
-            Kind::Exec => Check::Exec(ExecCheck::from_spec(self, label, timeout)?),
-            Kind::File => {
-                need_target("path")?;
-                Check::File(FileCheck::from_spec(self, label)?)
-            }
-        })
-    }
-
     /// The spec of a check registered in Consul's form (`Definition` with HTTP, TCP or
     /// ScriptArgs); None for checks nothing runs (TTL, maintenance, externally updated).
     pub fn from_consul(name: &str, def: &CheckDefinition) -> Option<CheckSpec> {
@@ -189,31 +124,5 @@ impl CheckSpec {
     /// The repeat interval, if one was given and valid.
     pub fn interval(&self) -> Option<Duration> {
         duration("interval", &self.interval).ok().flatten()
-    }
-}
-
-impl Check {
-    /// Runs the check once. Never fails: problems are CRITICAL/UNKNOWN results.
-    pub async fn run(&self, ctx: &Context) -> CheckResult {
-        let started = std::time::Instant::now();
-        let mut result = match self {
-            Check::Http(c) => c.run(ctx).await,
-            Check::Tcp(c) => c.run().await,
-            Check::Dns(c) => c.run().await,
-            Check::Exec(c) => c.run().await,
-            Check::File(c) => c.run().await,
-        };
-        result.duration = started.elapsed().as_secs_f64();
-        result
-    }
-
-    pub fn label(&self) -> &str {
-        match self {
-            Check::Http(c) => &c.label,
-            Check::Tcp(c) => &c.label,
-            Check::Dns(c) => &c.label,
-            Check::Exec(c) => &c.label,
-            Check::File(c) => &c.label,
-        }
     }
 }
