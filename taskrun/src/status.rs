@@ -6,9 +6,10 @@
 //! registration carries every task's latest status) and the queue keeps being retried.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use cairn_cli::LockOrExit as _;
 use cairn_client::{Backoff, CatalogClient, ClientError, Method};
 use cairn_marathon::{StatusBatch, TaskStatusUpdate};
 use tokio::sync::Notify;
@@ -29,15 +30,18 @@ pub struct StatusQueue {
 }
 
 impl StatusQueue {
+    /// The queue, under the workspace's lock policy (a poisoned lock stops the agent).
+    fn queue(&self) -> MutexGuard<'_, VecDeque<TaskStatusUpdate>> {
+        self.queue.lock_or_exit("taskrun status queue")
+    }
+
     pub fn push(&self, update: TaskStatusUpdate) {
-        if let Ok(mut q) = self.queue.lock() {
-            q.push_back(update);
-        }
+        self.queue().push_back(update);
         self.notify.notify_one();
     }
 
     pub fn len(&self) -> usize {
-        self.queue.lock().map(|q| q.len()).unwrap_or(0)
+        self.queue().len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -46,18 +50,14 @@ impl StatusQueue {
 
     /// The oldest `max` updates, left in the queue.
     fn peek(&self, max: usize) -> Vec<TaskStatusUpdate> {
-        self.queue
-            .lock()
-            .map(|q| q.iter().take(max).cloned().collect())
-            .unwrap_or_default()
+        self.queue().iter().take(max).cloned().collect()
     }
 
     /// Drops the `n` oldest updates (acknowledged).
     fn ack(&self, n: usize) {
-        if let Ok(mut q) = self.queue.lock() {
-            let n = n.min(q.len());
-            q.drain(..n);
-        }
+        let mut q = self.queue();
+        let n = n.min(q.len());
+        q.drain(..n);
     }
 }
 

@@ -6,7 +6,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use cairn_cli::LockOrExit as _;
 use std::time::Duration;
 
 use cairn_client::CatalogClient;
@@ -65,20 +67,25 @@ impl Shared {
         }
     }
 
+    /// The task table, under the workspace's lock policy: a panic that poisoned it stops the
+    /// agent (exit 70) rather than let it restart every task or remove every container on a
+    /// table it cannot trust.
+    fn table(&self) -> MutexGuard<'_, BTreeMap<String, Entry>> {
+        self.tasks.lock_or_exit("taskrun task table")
+    }
+
+    fn never_again(&self) -> MutexGuard<'_, BTreeSet<String>> {
+        self.never_again.lock_or_exit("taskrun never-again set")
+    }
+
     /// Every known task's record.
     pub fn records(&self) -> Vec<TaskRecord> {
-        self.tasks
-            .lock()
-            .map(|t| t.values().map(|e| e.record.clone()).collect())
-            .unwrap_or_default()
+        self.table().values().map(|e| e.record.clone()).collect()
     }
 
     /// One task's record.
     pub fn record(&self, id: &str) -> Option<TaskRecord> {
-        self.tasks
-            .lock()
-            .ok()
-            .and_then(|t| t.get(id).map(|e| e.record.clone()))
+        self.table().get(id).map(|e| e.record.clone())
     }
 
     pub fn sandbox(&self, id: &str) -> PathBuf {
@@ -93,18 +100,12 @@ impl Shared {
     /// State of every id the agent knows, for the desired-set diff.
     fn known_states(&self) -> BTreeMap<String, TaskState> {
         let mut known: BTreeMap<String, TaskState> = self
-            .tasks
-            .lock()
-            .map(|t| {
-                t.iter()
-                    .map(|(id, e)| (id.clone(), e.record.state))
-                    .collect()
-            })
-            .unwrap_or_default();
-        if let Ok(never) = self.never_again.lock() {
-            for id in never.iter() {
-                known.entry(id.clone()).or_insert(TaskState::Error);
-            }
+            .table()
+            .iter()
+            .map(|(id, e)| (id.clone(), e.record.state))
+            .collect();
+        for id in self.never_again().iter() {
+            known.entry(id.clone()).or_insert(TaskState::Error);
         }
         known
     }
@@ -131,23 +132,17 @@ impl Shared {
                 tracing::error!(task = %record.id(), error = %e, "cannot record the task's state")
             }
         }
-        if let Ok(mut tasks) = self.tasks.lock() {
-            match tasks.get_mut(record.id()) {
-                Some(e) => {
-                    e.record = record.clone();
-                    if record.state.is_terminal() {
-                        e.kill = None;
-                    }
-                }
-                None => {
-                    tasks.insert(
-                        record.id().to_string(),
-                        Entry {
-                            record: record.clone(),
-                            kill: None,
-                        },
-                    );
-                }
+        {
+            let mut tasks = self.table();
+            let entry = tasks
+                .entry(record.id().to_string())
+                .or_insert_with(|| Entry {
+                    record: record.clone(),
+                    kill: None,
+                });
+            entry.record = record.clone();
+            if record.state.is_terminal() {
+                entry.kill = None;
             }
         }
         tracing::info!(task = %record.id(), state = %record.state, message = %record.message, "task state");
@@ -162,12 +157,8 @@ impl Shared {
             self.accept(spec);
         }
         for id in plan.kill {
-            let sent = self
-                .tasks
-                .lock()
-                .ok()
-                .and_then(|t| t.get(&id).and_then(|e| e.kill.clone()))
-                .is_some_and(|tx| tx.send(()).is_ok());
+            let kill = self.table().get(&id).and_then(|e| e.kill.clone());
+            let sent = kill.is_some_and(|tx| tx.send(()).is_ok());
             if sent {
                 tracing::info!(task = %id, "killing: no longer desired");
             }
@@ -179,9 +170,7 @@ impl Shared {
     fn accept(self: &Arc<Self>, spec: TaskSpec) {
         if !sandbox::valid_task_id(&spec.id) {
             tracing::warn!(task = ?spec.id, "refusing a task whose id cannot name a sandbox");
-            if let Ok(mut never) = self.never_again.lock() {
-                never.insert(spec.id.clone());
-            }
+            self.never_again().insert(spec.id.clone());
             self.status.push(TaskStatusUpdate {
                 task_id: spec.id,
                 state: TaskState::Error,
@@ -203,33 +192,24 @@ impl Shared {
     }
 
     pub(super) fn insert(&self, record: TaskRecord, kill: Option<mpsc::UnboundedSender<()>>) {
-        if let Ok(mut tasks) = self.tasks.lock() {
-            tasks.insert(record.id().to_string(), Entry { record, kill });
-        }
+        self.table()
+            .insert(record.id().to_string(), Entry { record, kill });
     }
 
     /// Forgets a task whose sandbox was collected: it must never run again.
     pub(super) fn forget(&self, id: &str) {
-        if let Ok(mut tasks) = self.tasks.lock() {
-            tasks.remove(id);
-        }
-        if let Ok(mut never) = self.never_again.lock() {
-            never.insert(id.to_string());
-        }
+        self.table().remove(id);
+        self.never_again().insert(id.to_string());
     }
 }
 
 impl RunningTasks for Shared {
     fn running_specs(&self) -> Vec<TaskSpec> {
-        self.tasks
-            .lock()
-            .map(|t| {
-                t.values()
-                    .filter(|e| e.record.state == TaskState::Running)
-                    .map(|e| e.record.spec.clone())
-                    .collect()
-            })
-            .unwrap_or_default()
+        self.table()
+            .values()
+            .filter(|e| e.record.state == TaskState::Running)
+            .map(|e| e.record.spec.clone())
+            .collect()
     }
 }
 
