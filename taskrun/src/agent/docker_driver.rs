@@ -31,7 +31,12 @@ pub(super) struct ContainerTask {
 impl ContainerTask {
     fn new(shared: &Shared, rec: &TaskRecord, id: String) -> ContainerTask {
         let engine = shared.docker.clone();
-        let logs = crate::docker_logs::follow(engine.clone(), id.clone(), shared.sandbox(rec.id()));
+        let logs = crate::docker_logs::follow(
+            engine.clone(),
+            id.clone(),
+            shared.sandbox(rec.id()),
+            shared.log_rotate_bytes,
+        );
         ContainerTask { engine, id, logs }
     }
 

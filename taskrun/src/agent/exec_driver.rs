@@ -58,6 +58,7 @@ impl Driver for ProcessTask {
                 },
                 mode: &shared.limit_mode,
                 wrapper: &shared.wrapper,
+                log_rotate_bytes: shared.log_rotate_bytes,
             })
         });
         match started {

@@ -1,5 +1,5 @@
-//! The housekeeper: rotates live tasks' logs and removes old terminal sandboxes, on timers,
-//! until the agent stops.
+//! The housekeeper: removes old terminal sandboxes, on a timer, until the agent stops. (Logs
+//! are rotated by their writers, see [`crate::logs`].)
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,24 +10,19 @@ use tokio_util::sync::CancellationToken;
 use super::Shared;
 use crate::sandbox;
 
-/// How often live tasks' logs are checked for rotation.
-const ROTATE_EVERY: Duration = Duration::from_secs(2);
 /// How often old terminal sandboxes are collected.
 const GC_EVERY: Duration = Duration::from_secs(60);
 
-/// Rotates logs and collects old sandboxes until `stop`.
-pub(super) async fn run(shared: Arc<Shared>, rotate_bytes: u64, stop: CancellationToken) {
-    let mut rotate = tokio::time::interval(ROTATE_EVERY);
+/// Collects old sandboxes until `stop`.
+pub(super) async fn run(shared: Arc<Shared>, stop: CancellationToken) {
     let mut gc = tokio::time::interval(GC_EVERY);
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
-            _ = rotate.tick() => {
-                let s = shared.clone();
-                let _ = tokio::task::spawn_blocking(move || s.rotate_logs(rotate_bytes)).await;
-            }
             _ = gc.tick() => {
                 let s = shared.clone();
+                // A panic in the collection is the blocking pool's to report; the next tick
+                // tries again.
                 let _ = tokio::task::spawn_blocking(move || s.collect_garbage()).await;
             }
         }
@@ -35,26 +30,6 @@ pub(super) async fn run(shared: Arc<Shared>, rotate_bytes: u64, stop: Cancellati
 }
 
 impl Shared {
-    /// Rotates the logs of live tasks.
-    fn rotate_logs(&self, max: u64) {
-        let live: Vec<String> = self
-            .records()
-            .into_iter()
-            .filter(|r| !r.state.is_terminal())
-            .map(|r| r.spec.id)
-            .collect();
-        for id in live {
-            let sb = self.sandbox(&id);
-            for f in [sandbox::STDOUT_FILE, sandbox::STDERR_FILE] {
-                match crate::logs::rotate_if_needed(&sb.join(f), max, crate::logs::KEEP) {
-                    Ok(true) => tracing::debug!(task = %id, file = f, "log rotated"),
-                    Ok(false) => {}
-                    Err(e) => tracing::warn!(task = %id, file = f, error = %e, "cannot rotate log"),
-                }
-            }
-        }
-    }
-
     /// Removes old terminal sandboxes (see [`sandbox::gc_victims`]).
     fn collect_garbage(&self) {
         let finished: Vec<(String, u64)> = self

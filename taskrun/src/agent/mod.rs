@@ -11,7 +11,7 @@
 //!   the queue never announces what the disk does not hold). A kill first takes the task out of
 //!   the catalog and waits the drain delay ([`crate::drain`]);
 //! - status sender, catalog registrar, in-process `healthcheck` agent, HTTP API, and a
-//!   housekeeper ([`housekeeping`]) that rotates logs and removes old terminal sandboxes.
+//!   housekeeper ([`housekeeping`]) that removes old terminal sandboxes.
 //!
 //! On SIGTERM the loops stop and queued updates are flushed; tasks keep running and are
 //! re-adopted by the next agent.
@@ -173,11 +173,7 @@ pub async fn run(
         },
         stop.clone().cancelled_owned(),
     ));
-    let housekeeper = tokio::spawn(housekeeping::run(
-        shared.clone(),
-        cfg.log_rotate_bytes,
-        stop.clone(),
-    ));
+    let housekeeper = tokio::spawn(housekeeping::run(shared.clone(), stop.clone()));
 
     let protocol = async {
         loop {

@@ -46,6 +46,8 @@ pub struct Shared {
     pub(super) catalog: CatalogClient,
     pub(super) kill_drain: Duration,
     pub(super) docker: Engine,
+    /// Size above which a task's log files are rotated by their writer.
+    pub(super) log_rotate_bytes: u64,
 }
 
 impl Shared {
@@ -64,6 +66,7 @@ impl Shared {
             catalog: cfg.catalog.clone(),
             kill_drain: cfg.kill_drain,
             docker: Engine::new(),
+            log_rotate_bytes: cfg.log_rotate_bytes,
         }
     }
 
