@@ -1,7 +1,8 @@
 //! The agent's logs API against a task writing as fast as it can (`yes`): a read of the log as
 //! it is ends, with the agent's memory bounded (it streams the file; it once read it whole, and
 //! for ever, growing to gigabytes); `length` bounds a read; a follower that leaves has its file
-//! closed; and the task's log files stay within the rotation bound.
+//! closed; and the task's log files stay within the rotation bound. Plus a full disk: a task
+//! whose start cannot be recorded is killed and failed, never reported running.
 
 use std::path::Path;
 
@@ -137,4 +138,114 @@ async fn logs_of_a_continuous_writer_are_streamed_with_bounded_memory() {
         .sum();
     assert!(total <= 5 * rotate, "{total} bytes of stdout");
     assert_eq!(c.offerd.http.delete("/v2/apps/chatty").await.status, 200);
+}
+
+/// A tmpfs mounted for the test, lazily unmounted when it ends (the agent may still hold it).
+struct Tmpfs(std::path::PathBuf);
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        // Nothing more to do if it fails: the mount goes with the container.
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+fn free_bytes(path: &Path) -> u64 {
+    let out = std::process::Command::new("df")
+        .args(["-B1", "--output=avail"])
+        .arg(path)
+        .output()
+        .expect("df");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .nth(1)
+        .and_then(|l| l.trim().parse().ok())
+        .expect("df's answer")
+}
+
+/// The agent's work dir on a tmpfs with one page left: the task's STAGING record fits, its
+/// RUNNING record does not. The agent must not report such a task RUNNING (a restarted agent
+/// would not know it, and it would outlive its app): it kills it and reports it failed with the
+/// reason.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_task_whose_start_cannot_be_recorded_is_killed_and_failed() {
+    let mut c = Cluster::start(ClusterOpts {
+        agents: 0,
+        ..Default::default()
+    })
+    .await;
+    let work = c.tmp.path().join("agent-0");
+    std::fs::create_dir_all(&work).expect("work dir");
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
+        .arg(&work)
+        .status()
+        .expect("mount");
+    assert!(
+        mounted.success(),
+        "this test mounts a tmpfs: run it as root"
+    );
+    let _tmpfs = Tmpfs(work.clone());
+    c.add_agent(0, "cpus:4;mem:2048;disk:1000", "").await;
+    // Fill it up to the last page.
+    let page = 4096;
+    let fill = free_bytes(&work) - page;
+    std::fs::write(work.join("filler"), vec![0u8; fill as usize]).expect("filler");
+    assert_eq!(free_bytes(&work), page);
+
+    let app = json!({ "id": "/unrecorded", "cmd": "sleep 600", "cpus": 0.1, "mem": 16,
+                      "instances": 1, "portDefinitions": [] });
+    assert_eq!(c.post_app(&app).await.status, 201);
+    let failed = c
+        .wait_for(
+            "the agent to fail the task it could not record",
+            60,
+            || async {
+                let tasks = c.agents[0].http.get("/v1/tasks").await.value();
+                tasks.as_array()?.iter().find_map(|t| {
+                    (t["state"] == "TASK_FAILED"
+                        && t["message"]
+                            .as_str()?
+                            .contains("cannot record the task's state"))
+                    .then(|| t.clone())
+                })
+            },
+        )
+        .await;
+    let message = failed["message"].as_str().unwrap_or_default();
+    assert!(message.contains("No space left on device"), "{message}");
+    // Its process is gone: nothing runs from this work dir.
+    let needle = work.display().to_string();
+    c.wait_for("the task's processes to be gone", 30, || async {
+        let running = std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|p| {
+                p.file_name()
+                    .to_string_lossy()
+                    .parse::<u32>()
+                    .is_ok_and(|pid| {
+                        pid != c.agents[0].pid()
+                            && cairn_tests::cluster::alive(pid as i32)
+                            && String::from_utf8_lossy(
+                                &std::fs::read(p.path().join("cmdline")).unwrap_or_default(),
+                            )
+                            .contains(&needle)
+                    })
+            })
+            .count();
+        (running == 0).then_some(())
+    })
+    .await;
+    // And offerd never heard it was running: every state the agent announces is logged as
+    // "task state".
+    let log = c.agents[0].log_text();
+    let announced_running = log
+        .lines()
+        .any(|l| l.contains("task state") && l.contains("state=TASK_RUNNING"));
+    assert!(!announced_running, "{log}");
 }

@@ -60,7 +60,7 @@ impl Shared {
                 None => "taskrun stopped before the task was launched",
             };
             rec.set_state(TaskState::Failed, message, now_millis());
-            self.commit(&rec).await;
+            self.commit_end(&rec).await;
             return;
         };
         let stat = read_stat(pid).ok().flatten();
@@ -83,7 +83,7 @@ impl Shared {
                 );
                 tracing::info!(task = %id, pid, "task ended while taskrun was away");
                 finish(&mut rec, out);
-                self.commit(&rec).await;
+                self.commit_end(&rec).await;
                 if let Some(cg) = &rec.cgroup {
                     crate::limits::remove_task_cgroup(cg);
                 }
@@ -109,7 +109,7 @@ impl Shared {
             }
         };
         rec.set_state(TaskState::Failed, message, now_millis());
-        self.commit(&rec).await;
+        self.commit_end(&rec).await;
     }
 
     /// Stops and removes this agent's containers that no live task owns: left by a task that

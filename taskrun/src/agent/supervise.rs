@@ -1,6 +1,8 @@
 //! One supervisor per task, from acceptance (or adoption) to its terminal state, the same for
 //! both drivers ([`Driver`]: [`super::exec_driver`] for processes, [`super::docker_driver`] for
-//! containers): record STAGING, launch (unless a kill came first), record RUNNING, then wait for
+//! containers): record STAGING, launch (unless a kill came first), record RUNNING — a task whose
+//! STAGING cannot be saved is not launched, one whose RUNNING cannot be saved is killed at once,
+//! and both fail with the reason: never RUNNING without a record — then wait for
 //! the end or a kill — a kill records KILLING, drains a running task out of the catalog
 //! ([`crate::drain`]) and stops it — and record how it ended before releasing what the task held
 //! (its cgroup, its container).
@@ -87,7 +89,7 @@ pub(super) async fn supervise(
                     "no container recorded for the task",
                     now_millis(),
                 );
-                shared.commit(&rec).await;
+                shared.commit_end(&rec).await;
             }
         },
         Start::New if exec::wants_docker(&rec.spec) => {
@@ -107,7 +109,12 @@ async fn start_new<D: Driver>(
     mut rec: TaskRecord,
     mut kill_rx: mpsc::UnboundedReceiver<()>,
 ) {
-    shared.commit(&rec).await;
+    if let Err(e) = shared.commit(&rec).await {
+        // Not recorded, not launched.
+        rec.set_state(TaskState::Failed, e.to_string(), now_millis());
+        shared.commit_end(&rec).await;
+        return;
+    }
     if kill_rx.try_recv().is_ok() {
         killed_before_start(shared, &mut rec).await;
         return;
@@ -116,14 +123,30 @@ async fn start_new<D: Driver>(
         Launched::Abandoned => killed_before_start(shared, &mut rec).await,
         Launched::Failed(why) => {
             rec.set_state(TaskState::Failed, why, now_millis());
-            shared.commit(&rec).await;
+            shared.commit_end(&rec).await;
         }
-        Launched::Running(task) => {
+        Launched::Running(mut task) => {
             let now = now_millis();
             rec.started_at = Some(now);
             rec.set_state(TaskState::Running, "", now);
-            shared.commit(&rec).await;
-            follow(shared, rec, task, kill_rx).await;
+            match shared.commit(&rec).await {
+                Ok(()) => follow(shared, rec, task, kill_rx).await,
+                Err(e) => {
+                    // Never RUNNING without a record: the task goes at once (no grace, it never
+                    // was announced), and fails with the reason.
+                    tracing::warn!(task = %rec.id(), "killing a task whose start cannot be recorded");
+                    let (ended, killed) = task.stop(Duration::ZERO).await;
+                    let out = task.outcome(&rec, ended, Some(killed)).await;
+                    finish(&mut rec, out);
+                    rec.set_state(
+                        TaskState::Failed,
+                        format!("{e}; the task was killed"),
+                        now_millis(),
+                    );
+                    shared.commit_end(&rec).await;
+                    task.release(shared, &rec).await;
+                }
+            }
         }
     }
 }
@@ -157,7 +180,7 @@ async fn follow<D: Driver>(
     };
     let out = task.outcome(&rec, ended, killed).await;
     finish(&mut rec, out);
-    shared.commit(&rec).await;
+    shared.commit_end(&rec).await;
     task.release(shared, &rec).await;
 }
 
@@ -182,7 +205,7 @@ async fn killed_before_start(shared: &Shared, rec: &mut TaskRecord) {
         "killed: no longer desired (before it started)",
         now_millis(),
     );
-    shared.commit(rec).await;
+    shared.commit_end(rec).await;
 }
 
 /// Records the kill decision: TASK_KILLING, and whether the task was running (so registered in
@@ -194,7 +217,9 @@ async fn begin_kill(shared: &Shared, rec: &mut TaskRecord) -> bool {
         "killing: no longer desired",
         now_millis(),
     );
-    shared.commit(rec).await;
+    // The kill goes on whether or not KILLING could be saved (commit logged why): the task
+    // ends, and its terminal state is announced either way.
+    let _ = shared.commit(rec).await;
     was_running
 }
 

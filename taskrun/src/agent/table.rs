@@ -23,6 +23,11 @@ use crate::limits::LimitMode;
 use crate::sandbox::{self, TaskRecord};
 use crate::status::StatusQueue;
 
+/// A task's state could not be saved in its sandbox.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot record the task's state: {0}")]
+pub(super) struct RecordError(String);
+
 /// A known task: its record and, while it is live, the way to ask its supervisor to kill it.
 pub(super) struct Entry {
     pub(super) record: TaskRecord,
@@ -114,8 +119,10 @@ impl Shared {
     }
 
     /// Records a state change: `task.json` first, then the table, the status queue and the
-    /// catalog registrar.
-    pub(super) async fn commit(&self, record: &TaskRecord) {
+    /// catalog registrar. A live state that cannot be saved goes no further (the caller must
+    /// not let the task run unrecorded: an agent restarted after it would not know the task,
+    /// orphaning it); a terminal one is announced anyway — the task is gone either way.
+    pub(super) async fn commit(&self, record: &TaskRecord) -> Result<(), RecordError> {
         let sandbox = self.sandbox(record.id());
         let rec = record.clone();
         let saved = tokio::task::spawn_blocking(move || {
@@ -126,13 +133,15 @@ impl Shared {
             rec.save(&sandbox)
         })
         .await;
-        match saved {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                tracing::error!(task = %record.id(), error = %e, "cannot record the task's state")
-            }
-            Err(e) => {
-                tracing::error!(task = %record.id(), error = %e, "cannot record the task's state")
+        let saved = match saved {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(RecordError(e.to_string())),
+            Err(e) => Err(RecordError(e.to_string())),
+        };
+        if let Err(e) = &saved {
+            tracing::error!(task = %record.id(), state = %record.state, error = %e.0, "cannot record the task's state");
+            if !record.state.is_terminal() {
+                return saved;
             }
         }
         {
@@ -151,6 +160,15 @@ impl Shared {
         tracing::info!(task = %record.id(), state = %record.state, message = %record.message, "task state");
         self.status.push(record.status());
         self.catalog_wake.notify_one();
+        saved
+    }
+
+    /// Records a terminal state: announced even when it cannot be saved (see [`Self::commit`]).
+    pub(super) async fn commit_end(&self, record: &TaskRecord) {
+        debug_assert!(record.state.is_terminal());
+        // Logged by commit; a terminal state is announced whether or not it was saved, and
+        // there is nothing left to undo.
+        let _ = self.commit(record).await;
     }
 
     /// Applies one desired set: start the new, kill the undesired.
