@@ -69,7 +69,8 @@ pub struct AgentArgs {
     /// Where task sandboxes and records live
     #[arg(long, default_value = "/var/lib/taskrun", value_name = "DIR")]
     pub work_dir: PathBuf,
-    /// Rotate a task's stdout/stderr above this many bytes (keeping .1 to .3)
+    /// Rotate a task's stdout/stderr above this many bytes, as they are written (keeping .1 to
+    /// .3; 0: never)
     #[arg(long, default_value_t = DEFAULT_ROTATE_BYTES, value_name = "BYTES")]
     pub log_rotate_bytes: u64,
     /// When a task is no longer wanted, time between taking it out of the catalog and stopping
@@ -98,7 +99,8 @@ pub struct RunArgs {
     /// Host port given to the task as PORT0, PORT1, ... (repeatable)
     #[arg(long = "port", value_name = "N")]
     pub ports: Vec<u16>,
-    /// Rotate the task's stdout/stderr files above this many bytes
+    /// Rotate the task's stdout/stderr files above this many bytes, as they are written (keeping
+    /// .1 to .3; 0: never)
     #[arg(long, default_value_t = DEFAULT_ROTATE_BYTES, value_name = "BYTES")]
     pub log_rotate_bytes: u64,
     /// The command: one argument runs through `sh -c`, several run directly
@@ -111,6 +113,15 @@ pub struct WrapArgs {
     /// Where to record how the program ended
     #[arg(long)]
     pub exit_file: PathBuf,
+    /// Copy the program's stdout into this file (rotated), instead of handing it ours
+    #[arg(long, requires = "stderr")]
+    pub stdout: Option<PathBuf>,
+    /// Copy the program's stderr into this file (rotated), instead of handing it ours
+    #[arg(long, requires = "stdout")]
+    pub stderr: Option<PathBuf>,
+    /// Rotate --stdout/--stderr above this many bytes (0: never)
+    #[arg(long, default_value_t = DEFAULT_ROTATE_BYTES)]
+    pub log_rotate_bytes: u64,
     /// Program and arguments
     #[arg(last = true, required = true)]
     pub argv: Vec<OsString>,
@@ -137,7 +148,17 @@ fn non_negative(s: &str) -> Result<f64, String> {
 /// Runs the command line.
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
-        Command::Wrap(args) => crate::wrap::run(&args.exit_file, &args.argv),
+        Command::Wrap(args) => {
+            let logs = match (args.stdout, args.stderr) {
+                (Some(stdout), Some(stderr)) => Some(crate::wrap::LogFiles {
+                    stdout,
+                    stderr,
+                    rotate_bytes: args.log_rotate_bytes,
+                }),
+                _ => None,
+            };
+            crate::wrap::run(&args.exit_file, logs.as_ref(), &args.argv)
+        }
         Command::Agent(args) => {
             cairn_cli::init_logging(&cli.log);
             agent(args, &cli.catalog)

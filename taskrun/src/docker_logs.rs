@@ -9,7 +9,11 @@
 //! cursor is saved after the bytes it covers, at most once a second while output flows and when
 //! the stream ends: an agent killed in between writes again what came after the last save — up to
 //! a second of output may be duplicated after `kill -9` of the agent, never lost (as long as
-//! Docker's own log still holds it).
+//! Docker's own log still holds it). A write that fails (a full disk) stops the copy without
+//! moving the cursor past it; the copy starts again from the last entry written.
+//!
+//! The files are rotated by size as they are written ([`crate::logs::RotatingFile`]), as the
+//! exec driver's supervisor does.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -17,11 +21,11 @@ use std::time::Duration;
 use bollard::container::LogOutput;
 use bollard::query_parameters::LogsOptionsBuilder;
 use futures::StreamExt as _;
-use tokio::io::AsyncWriteExt as _;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::docker::Engine;
+use crate::logs::{KEEP, RotatingFile};
 use crate::sandbox::{STDERR_FILE, STDOUT_FILE};
 
 /// The timestamp of the last log entry copied.
@@ -136,169 +140,224 @@ pub fn load_cursor(sandbox: &Path) -> Option<Stamp> {
     Stamp::parse(text.trim())
 }
 
-async fn save_cursor(sandbox: &Path, raw: &str) {
+/// Saves the cursor (atomically: a torn cursor would be no cursor).
+async fn save_cursor(sandbox: &Path, raw: &str) -> std::io::Result<()> {
     let path = sandbox.join(CURSOR_FILE);
     let bytes = format!("{raw}\n").into_bytes();
-    let saved =
-        tokio::task::spawn_blocking(move || cairn_cli::replace_file(&path, &bytes, None)).await;
-    match saved {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::warn!(error = %e, "cannot save the log cursor"),
-        Err(e) => tracing::warn!(error = %e, "cannot save the log cursor"),
-    }
-}
-
-async fn open_append(path: &Path) -> std::io::Result<tokio::fs::File> {
-    tokio::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
+    tokio::task::spawn_blocking(move || cairn_cli::replace_file(&path, &bytes, None))
         .await
+        .map_err(std::io::Error::other)?
 }
 
-/// Starts copying container `id`'s output into `sandbox`; the task ends once the container has
-/// stopped and its output is all copied, or the container is gone.
-pub fn follow(engine: Engine, id: String, sandbox: PathBuf) -> JoinHandle<()> {
-    tokio::spawn(async move { pump(&engine, &id, &sandbox).await })
+/// Starts copying container `id`'s output into `sandbox` (each file rotated above
+/// `rotate_bytes`); the task ends once the container has stopped and its output is all copied,
+/// or the container is gone.
+pub fn follow(engine: Engine, id: String, sandbox: PathBuf, rotate_bytes: u64) -> JoinHandle<()> {
+    tokio::spawn(async move { pump(&engine, &id, &sandbox, rotate_bytes).await })
+}
+
+/// The sandbox's two log files.
+struct Files {
+    out: RotatingFile,
+    err: RotatingFile,
+}
+
+impl Files {
+    async fn open(sandbox: &Path, rotate_bytes: u64) -> std::io::Result<Files> {
+        let sandbox = sandbox.to_path_buf();
+        tokio::task::spawn_blocking(move || {
+            Ok(Files {
+                out: RotatingFile::open(&sandbox.join(STDOUT_FILE), rotate_bytes, KEEP)?,
+                err: RotatingFile::open(&sandbox.join(STDERR_FILE), rotate_bytes, KEEP)?,
+            })
+        })
+        .await
+        .map_err(std::io::Error::other)?
+    }
 }
 
 /// The two sandbox files and where the copy stands.
 struct Sink {
-    out: tokio::fs::File,
-    err: tokio::fs::File,
+    /// `None` after a write that panicked.
+    files: Option<Files>,
+    /// The newest entry written: a resumed stream skips what is not newer.
     cursor: Option<Stamp>,
-    /// The stamp (as written by Docker) of the newest entry copied but not yet saved.
+    /// The stamp (as written by Docker) of the newest entry written but not yet saved.
     unsaved: Option<String>,
     saved_at: Instant,
-    write_failed: bool,
 }
 
 impl Sink {
-    /// Appends one entry, unless the cursor says it was copied already.
-    async fn entry(&mut self, stderr: bool, entry: &[u8]) {
-        let text = match split_stamp(entry) {
-            Some((stamp, raw, text)) => {
-                if self.cursor.is_some_and(|c| stamp <= c) {
-                    return;
-                }
-                self.cursor = Some(stamp);
-                self.unsaved = Some(raw.to_string());
-                text
-            }
-            None => entry,
-        };
-        let file = if stderr { &mut self.err } else { &mut self.out };
-        if let Err(e) = file.write_all(text).await
-            && !self.write_failed
-        {
-            self.write_failed = true;
-            tracing::warn!(error = %e, "cannot write the container's output to the sandbox");
+    fn new(files: Files, cursor: Option<Stamp>) -> Sink {
+        Sink {
+            files: Some(files),
+            cursor,
+            unsaved: None,
+            saved_at: Instant::now(),
         }
     }
 
-    /// Flushes both files, then saves the cursor (so it never covers bytes not written).
+    /// Appends one entry, unless the cursor says it was copied already. The cursor moves only
+    /// once the entry is written: a failed write leaves it where it was, and stops the copy.
+    async fn entry(&mut self, stderr: bool, entry: &[u8]) -> std::io::Result<()> {
+        let (stamp, text) = match split_stamp(entry) {
+            Some((stamp, raw, text)) => {
+                if self.cursor.is_some_and(|c| stamp <= c) {
+                    return Ok(());
+                }
+                (Some((stamp, raw.to_string())), text)
+            }
+            None => (None, entry),
+        };
+        let mut files = self.files.take().ok_or_else(|| {
+            std::io::Error::other("an earlier write of the container's output failed")
+        })?;
+        let text = text.to_vec();
+        let (files, written) = tokio::task::spawn_blocking(move || {
+            let file = if stderr {
+                &mut files.err
+            } else {
+                &mut files.out
+            };
+            let written = file.write_all(&text);
+            (files, written)
+        })
+        .await
+        .map_err(std::io::Error::other)?;
+        self.files = Some(files);
+        written?;
+        if let Some((stamp, raw)) = stamp {
+            self.cursor = Some(stamp);
+            self.unsaved = Some(raw);
+        }
+        Ok(())
+    }
+
+    /// Saves the cursor of what is written (the files have no buffer of their own: a write
+    /// that returned is in the kernel's hands). A cursor that cannot be saved is kept for the
+    /// next checkpoint (an agent restart meanwhile copies some entries twice, never loses one).
     async fn checkpoint(&mut self, sandbox: &Path) {
-        let _ = self.out.flush().await;
-        let _ = self.err.flush().await;
-        if let Some(raw) = self.unsaved.take() {
-            save_cursor(sandbox, &raw).await;
+        if let Some(raw) = self.unsaved.take()
+            && let Err(e) = save_cursor(sandbox, &raw).await
+        {
+            tracing::warn!(error = %e, "cannot save the log cursor");
+            self.unsaved = Some(raw);
         }
         self.saved_at = Instant::now();
     }
 }
 
-async fn pump(engine: &Engine, id: &str, sandbox: &Path) {
-    let files = async {
-        Ok::<_, std::io::Error>((
-            open_append(&sandbox.join(STDOUT_FILE)).await?,
-            open_append(&sandbox.join(STDERR_FILE)).await?,
-        ))
-    };
-    let (out, err) = match files.await {
-        Ok(f) => f,
+/// How one read of the log stream ended.
+enum StreamEnd {
+    /// The stream ended: the container stopped, or the connection closed under a running one.
+    Ended,
+    /// The stream broke: follow again from the cursor.
+    Broken,
+    /// Nothing more to copy (the container is gone, or the engine cannot give its logs).
+    Done,
+    /// Writing to the sandbox failed; the cursor stays at the last entry written.
+    WriteFailed(std::io::Error),
+}
+
+/// Copies one log stream into the sink.
+async fn copy_stream(
+    engine: &Engine,
+    id: &str,
+    sandbox: &Path,
+    sink: &mut Sink,
+) -> Option<StreamEnd> {
+    let d = match engine.client().await {
+        Ok(d) => d,
         Err(e) => {
-            tracing::warn!(id, error = %e, "cannot open the sandbox's log files; the container's output is not copied");
-            return;
+            tracing::debug!(id, error = %e, "cannot reach the Docker engine for logs; retrying");
+            return None;
         }
     };
-    let mut sink = Sink {
-        out,
-        err,
-        cursor: load_cursor(sandbox),
-        unsaved: None,
-        saved_at: Instant::now(),
-        write_failed: false,
-    };
+    let mut opts = LogsOptionsBuilder::default()
+        .follow(true)
+        .stdout(true)
+        .stderr(true)
+        .timestamps(true);
+    if let Some(c) = sink.cursor {
+        opts = opts.since(c.since_secs());
+    }
+    let mut stream = d.logs(id, Some(opts.build()));
+    while let Some(item) = stream.next().await {
+        let written = match item {
+            Ok(LogOutput::StdOut { message }) | Ok(LogOutput::Console { message }) => {
+                sink.entry(false, &message).await
+            }
+            Ok(LogOutput::StdErr { message }) => sink.entry(true, &message).await,
+            Ok(LogOutput::StdIn { .. }) => Ok(()),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => return Some(StreamEnd::Done),
+            Err(e @ bollard::errors::Error::DockerResponseServerError { .. }) => {
+                // The engine refuses (e.g. a logging driver it cannot read back): say so where
+                // the task's output would be.
+                let why = crate::docker::reason(&e);
+                tracing::warn!(id, error = %why, "cannot read the container's logs");
+                let note = format!("taskrun: cannot read the container's logs: {why}\n");
+                return Some(match sink.entry(true, note.as_bytes()).await {
+                    Ok(()) => StreamEnd::Done,
+                    Err(e) => StreamEnd::WriteFailed(e),
+                });
+            }
+            Err(other) => {
+                tracing::debug!(id, error = %crate::docker::reason(&other), "the log stream broke; resuming");
+                return Some(StreamEnd::Broken);
+            }
+        };
+        if let Err(e) = written {
+            return Some(StreamEnd::WriteFailed(e));
+        }
+        if sink.unsaved.is_some() && sink.saved_at.elapsed() >= SAVE_EVERY {
+            sink.checkpoint(sandbox).await;
+        }
+    }
+    Some(StreamEnd::Ended)
+}
+
+async fn pump(engine: &Engine, id: &str, sandbox: &Path, rotate_bytes: u64) {
+    let mut cursor = load_cursor(sandbox);
+    let mut failing = false;
     loop {
-        let d = match engine.client().await {
-            Ok(d) => d,
+        let files = match Files::open(sandbox, rotate_bytes).await {
+            Ok(f) => f,
             Err(e) => {
-                tracing::debug!(id, error = %e, "cannot reach the Docker engine for logs; retrying");
+                if !failing {
+                    failing = true;
+                    tracing::warn!(id, error = %e, "cannot open the sandbox's log files; the container's output is copied once they can be");
+                }
                 tokio::time::sleep(RETRY).await;
                 continue;
             }
         };
-        let mut opts = LogsOptionsBuilder::default()
-            .follow(true)
-            .stdout(true)
-            .stderr(true)
-            .timestamps(true);
-        if let Some(c) = sink.cursor {
-            opts = opts.since(c.since_secs());
-        }
-        let mut stream = d.logs(id, Some(opts.build()));
-        let mut broken = false;
-        while let Some(item) = stream.next().await {
-            match item {
-                Ok(LogOutput::StdOut { message }) | Ok(LogOutput::Console { message }) => {
-                    sink.entry(false, &message).await;
-                }
-                Ok(LogOutput::StdErr { message }) => sink.entry(true, &message).await,
-                Ok(LogOutput::StdIn { .. }) => {}
-                Err(e) => {
-                    sink.checkpoint(sandbox).await;
-                    match e {
-                        bollard::errors::Error::DockerResponseServerError {
-                            status_code: 404,
-                            ..
-                        } => return,
-                        bollard::errors::Error::DockerResponseServerError { .. } => {
-                            // The engine refuses (e.g. a logging driver it cannot read back):
-                            // say so where the task's output would be.
-                            let why = crate::docker::reason(&e);
-                            tracing::warn!(id, error = %why, "cannot read the container's logs");
-                            sink.entry(
-                                true,
-                                format!("taskrun: cannot read the container's logs: {why}\n")
-                                    .as_bytes(),
-                            )
-                            .await;
-                            sink.checkpoint(sandbox).await;
-                            return;
-                        }
-                        other => {
-                            tracing::debug!(id, error = %crate::docker::reason(&other), "the log stream broke; resuming");
-                            broken = true;
-                            break;
-                        }
-                    }
-                }
-            }
-            if sink.unsaved.is_some() && sink.saved_at.elapsed() >= SAVE_EVERY {
-                sink.checkpoint(sandbox).await;
-            }
-        }
+        let mut sink = Sink::new(files, cursor);
+        let end = copy_stream(engine, id, sandbox, &mut sink).await;
         sink.checkpoint(sandbox).await;
-        if broken {
-            tokio::time::sleep(RETRY).await;
-            continue;
+        cursor = sink.cursor;
+        match end {
+            None | Some(StreamEnd::Broken) => tokio::time::sleep(RETRY).await,
+            Some(StreamEnd::Done) => return,
+            Some(StreamEnd::WriteFailed(e)) => {
+                // Stop this copy; the next one starts again after the last entry written.
+                if !failing {
+                    failing = true;
+                    tracing::warn!(id, error = %e, "cannot write the container's output to the sandbox; copying it again once it can be");
+                }
+                tokio::time::sleep(RETRY).await;
+                continue;
+            }
+            Some(StreamEnd::Ended) => match engine.inspect(id).await {
+                Ok(Some(st)) if st.running => tokio::time::sleep(Duration::from_millis(200)).await,
+                Ok(_) => return,
+                Err(_) => tokio::time::sleep(RETRY).await,
+            },
         }
-        // The stream ended: the container stopped (or the connection closed under a running
-        // one, then follow again from the cursor).
-        match engine.inspect(id).await {
-            Ok(Some(st)) if st.running => tokio::time::sleep(Duration::from_millis(200)).await,
-            Ok(_) => return,
-            Err(_) => tokio::time::sleep(RETRY).await,
+        if failing {
+            failing = false;
+            tracing::info!(id, "the container's output is copied again");
         }
     }
 }
@@ -367,25 +426,18 @@ mod tests {
     #[tokio::test]
     async fn entries_at_or_before_the_cursor_are_skipped() {
         let dir = tempfile::tempdir().unwrap();
-        let (out, err) = (
-            open_append(&dir.path().join(STDOUT_FILE)).await.unwrap(),
-            open_append(&dir.path().join(STDERR_FILE)).await.unwrap(),
-        );
         std::fs::write(dir.path().join(CURSOR_FILE), "2026-05-07T21:09:36.5Z\n").unwrap();
-        let mut sink = Sink {
-            out,
-            err,
-            cursor: load_cursor(dir.path()),
-            unsaved: None,
-            saved_at: Instant::now(),
-            write_failed: false,
-        };
+        let files = Files::open(dir.path(), 1 << 20).await.unwrap();
+        let mut sink = Sink::new(files, load_cursor(dir.path()));
         // A resumed stream starts at the cursor's whole second.
-        sink.entry(false, b"2026-05-07T21:09:36.1Z old\n").await;
-        sink.entry(false, b"2026-05-07T21:09:36.5Z last copied\n")
-            .await;
-        sink.entry(false, b"2026-05-07T21:09:36.6Z new\n").await;
-        sink.entry(true, b"2026-05-07T21:09:37Z err\n").await;
+        for (stderr, entry) in [
+            (false, &b"2026-05-07T21:09:36.1Z old\n"[..]),
+            (false, b"2026-05-07T21:09:36.5Z last copied\n"),
+            (false, b"2026-05-07T21:09:36.6Z new\n"),
+            (true, b"2026-05-07T21:09:37Z err\n"),
+        ] {
+            sink.entry(stderr, entry).await.unwrap();
+        }
         sink.checkpoint(dir.path()).await;
         assert_eq!(
             std::fs::read(dir.path().join(STDOUT_FILE)).unwrap(),
@@ -402,6 +454,38 @@ mod tests {
         assert_eq!(
             load_cursor(dir.path()),
             Stamp::parse("2026-05-07T21:09:37Z")
+        );
+    }
+
+    /// A write that fails (here /dev/full: ENOSPC) is an error, and the cursor — in memory and
+    /// on disk — stays at the last entry written.
+    #[tokio::test]
+    async fn a_failed_write_stops_the_copy_without_moving_the_cursor() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = Files {
+            out: RotatingFile::open(&dir.path().join(STDOUT_FILE), 1 << 20, KEEP).unwrap(),
+            err: RotatingFile::open(Path::new("/dev/full"), 0, KEEP).unwrap(),
+        };
+        let mut sink = Sink::new(files, None);
+        sink.entry(false, b"2026-05-07T21:09:36Z written\n")
+            .await
+            .unwrap();
+        sink.checkpoint(dir.path()).await;
+        let err = sink
+            .entry(true, b"2026-05-07T21:09:37Z lost\n")
+            .await
+            .expect_err("writing to a full disk");
+        assert_eq!(err.raw_os_error(), Some(libc::ENOSPC));
+        assert_eq!(sink.cursor, Stamp::parse("2026-05-07T21:09:36Z"));
+        sink.checkpoint(dir.path()).await;
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join(CURSOR_FILE)).unwrap(),
+            "2026-05-07T21:09:36Z\n",
+            "the cursor on disk does not cover the entry that was not written"
+        );
+        assert_eq!(
+            std::fs::read(dir.path().join(STDOUT_FILE)).unwrap(),
+            b"written\n"
         );
     }
 }

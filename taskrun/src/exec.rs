@@ -4,11 +4,11 @@
 //!
 //! A task's process tree never depends on the agent: it runs in its own session (so neither a
 //! terminal's signals nor `kill -9` of the agent reach it), its stdin is `/dev/null` and its
-//! stdout/stderr are the sandbox's log files opened with `O_APPEND` (no pipes through the agent).
+//! stdout/stderr are pipes its supervisor copies into the sandbox's log files, rotating them (no
+//! pipes through the agent).
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
-use std::fs::File;
 use std::os::unix::process::ExitStatusExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
@@ -62,15 +62,6 @@ pub fn command_argv(spec: &TaskSpec) -> Result<Vec<OsString>, ExecError> {
     }
 }
 
-/// Opens (creating) a log file for appending: every writer's data lands at the end, so the
-/// rotator may truncate it under running writers.
-pub fn open_log(path: &Path) -> std::io::Result<File> {
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-}
-
 /// What [`launch`] needs.
 pub struct Launch<'a> {
     pub task_id: &'a str,
@@ -81,6 +72,8 @@ pub struct Launch<'a> {
     pub mode: &'a LimitMode,
     /// The taskrun binary (`/proc/self/exe`), run as `taskrun wrap`.
     pub wrapper: &'a Path,
+    /// Rotate the task's log files above this many bytes (0: never).
+    pub log_rotate_bytes: u64,
 }
 
 /// A started task.
@@ -105,8 +98,11 @@ pub fn launch(l: Launch<'_>) -> Result<Started, ExecError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(sandbox_err(e)),
     }
-    let stdout = open_log(&l.sandbox.join(STDOUT_FILE)).map_err(sandbox_err)?;
-    let stderr = open_log(&l.sandbox.join(STDERR_FILE)).map_err(sandbox_err)?;
+    let (stdout, stderr) = (l.sandbox.join(STDOUT_FILE), l.sandbox.join(STDERR_FILE));
+    // Created now, so they exist (empty) as soon as the task does.
+    for log in [&stdout, &stderr] {
+        crate::logs::open_append(log).map_err(sandbox_err)?;
+    }
     let cgroup = l.mode.prepare(l.task_id, l.limits)?;
     let pre = l.mode.pre_exec(cgroup.as_deref(), l.limits);
 
@@ -115,14 +111,20 @@ pub fn launch(l: Launch<'_>) -> Result<Started, ExecError> {
         .arg("wrap")
         .arg("--exit-file")
         .arg(&exit_file)
+        .arg("--stdout")
+        .arg(&stdout)
+        .arg("--stderr")
+        .arg(&stderr)
+        .arg("--log-rotate-bytes")
+        .arg(l.log_rotate_bytes.to_string())
         .arg("--")
         .args(&l.argv)
         .env_clear()
         .envs(&l.env)
         .current_dir(l.sandbox)
         .stdin(Stdio::null())
-        .stdout(stdout)
-        .stderr(stderr)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
         .kill_on_drop(false);
     // SAFETY: PreExec::apply only makes async-signal-safe system calls on prepared data.
     unsafe {

@@ -3,15 +3,18 @@
 //! - `GET /health` → `ok`;
 //! - `GET /v1/tasks` → every known task (id, app_id, state, message, pid or container, ports,
 //!   sandbox, started_at, finished_at);
-//! - `GET /v1/tasks/{id}/logs?stream=stdout|stderr&offset=N&follow=true|false` → the log from
-//!   `offset` (header `X-Taskrun-Offset` = the offset after it, to resume); with `follow`, the
-//!   file and then whatever is appended, until the task is terminal and the file drained, the
-//!   client leaves, or the agent stops.
+//! - `GET /v1/tasks/{id}/logs?stream=stdout|stderr&offset=N&length=N&follow=true|false` → the
+//!   log from `offset` (in the current file; an offset past its end, left from before a
+//!   rotation, reads from 0), at most `length` bytes: without `follow`, up to the size the file
+//!   had when the request came (header `X-Taskrun-Offset` = the offset after it, to resume);
+//!   with `follow`, the file and then whatever is appended, across rotations, until the task is
+//!   terminal and the file drained, the client leaves, or the agent stops. Either way the file
+//!   is streamed a chunk at a time as the client reads, so memory stays bounded whatever the
+//!   log's size, and the reader is dropped when the client leaves.
 //!
 //! Errors are JSON `{"error": "..."}`: 404 for an unknown task, 400 for bad parameters.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,6 +29,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::agent::Shared;
+use crate::logs::LogReader;
 use crate::sandbox::{STDERR_FILE, STDOUT_FILE};
 
 /// How often a followed log is polled for new bytes.
@@ -113,6 +117,44 @@ fn parse_bool(v: &str) -> Option<bool> {
     }
 }
 
+/// What `GET /v1/tasks/{id}/logs` asks for.
+#[derive(Debug)]
+struct LogQuery {
+    file: &'static str,
+    offset: u64,
+    /// Most bytes to send.
+    length: Option<u64>,
+    follow: bool,
+}
+
+impl LogQuery {
+    fn parse(q: &BTreeMap<String, String>) -> Result<LogQuery, String> {
+        let file = match q.get("stream").map(String::as_str).unwrap_or("stdout") {
+            "stdout" => STDOUT_FILE,
+            "stderr" => STDERR_FILE,
+            other => return Err(format!("stream: {other:?} is not stdout or stderr")),
+        };
+        let bytes = |name: &str| match q.get(name).map(|v| v.parse::<u64>()) {
+            None => Ok(None),
+            Some(Ok(v)) => Ok(Some(v)),
+            Some(Err(_)) => Err(format!("{name}: must be a non-negative number of bytes")),
+        };
+        let offset = bytes("offset")?.unwrap_or(0);
+        let length = bytes("length")?;
+        let follow = match q.get("follow").map(|f| parse_bool(f)) {
+            None => false,
+            Some(Some(f)) => f,
+            Some(None) => return Err("follow: must be true or false".into()),
+        };
+        Ok(LogQuery {
+            file,
+            offset,
+            length,
+            follow,
+        })
+    }
+}
+
 async fn logs(
     State(app): State<App>,
     Path(id): Path<String>,
@@ -121,56 +163,47 @@ async fn logs(
     if app.shared.record(&id).is_none() {
         return error(StatusCode::NOT_FOUND, format!("unknown task {id:?}"));
     }
-    let file = match q.get("stream").map(String::as_str).unwrap_or("stdout") {
-        "stdout" => STDOUT_FILE,
-        "stderr" => STDERR_FILE,
-        other => {
+    let q = match LogQuery::parse(&q) {
+        Ok(q) => q,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    let path = app.shared.sandbox(&id).join(q.file);
+    let offset = q.offset;
+    let opened = tokio::task::spawn_blocking(move || {
+        let reader = LogReader::open(&path, offset)?;
+        let len = reader.len()?;
+        Ok::<_, std::io::Error>((reader, len))
+    })
+    .await;
+    let (reader, len) = match opened {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
             return error(
-                StatusCode::BAD_REQUEST,
-                format!("stream: {other:?} is not stdout or stderr"),
-            );
-        }
-    };
-    let offset = match q.get("offset").map(|o| o.parse::<u64>()) {
-        None => 0,
-        Some(Ok(o)) => o,
-        Some(Err(_)) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "offset: must be a non-negative number of bytes",
-            );
-        }
-    };
-    let follow = match q.get("follow").map(|f| parse_bool(f)) {
-        None => false,
-        Some(Some(f)) => f,
-        Some(None) => {
-            return error(StatusCode::BAD_REQUEST, "follow: must be true or false");
-        }
-    };
-    let path = app.shared.sandbox(&id).join(file);
-    if !follow {
-        let read = tokio::task::spawn_blocking(move || crate::logs::read_from(&path, offset)).await;
-        return match read {
-            Ok(Ok((bytes, end))) => {
-                let mut resp = text(Body::from(bytes));
-                if let Ok(v) = HeaderValue::from_str(&end.to_string()) {
-                    resp.headers_mut().insert("x-taskrun-offset", v);
-                }
-                resp
-            }
-            Ok(Err(e)) => error(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                format!("reading {file}: {e}"),
-            ),
-            Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-        };
+                format!("reading {}: {e}", q.file),
+            );
+        }
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    let start = reader.offset();
+    let limit = q.length.map_or(u64::MAX, |l| start.saturating_add(l));
+    if !q.follow {
+        // What the file holds now, not what is written while it is sent.
+        let end = len.max(start).min(limit);
+        let mut resp = text(Body::from_stream(futures::stream::unfold(
+            Some(reader),
+            move |reader| read_until(reader, end),
+        )));
+        if let Ok(v) = HeaderValue::from_str(&end.to_string()) {
+            resp.headers_mut().insert("x-taskrun-offset", v);
+        }
+        return resp;
     }
     let state = FollowState {
         app,
         id,
-        path,
-        offset,
+        reader: Some(reader),
+        remaining: q.length.unwrap_or(u64::MAX),
     };
     text(Body::from_stream(futures::stream::unfold(
         state, next_chunk,
@@ -186,17 +219,46 @@ fn text(body: Body) -> Response {
     resp
 }
 
+/// Runs one read on the blocking pool; the reader comes back with its result (`None` when the
+/// read panicked).
+async fn blocking_read(
+    mut reader: LogReader,
+    read: impl FnOnce(&mut LogReader) -> std::io::Result<Vec<u8>> + Send + 'static,
+) -> Option<(std::io::Result<Vec<u8>>, LogReader)> {
+    tokio::task::spawn_blocking(move || {
+        let r = read(&mut reader);
+        (r, reader)
+    })
+    .await
+    .ok()
+}
+
+/// The next chunk of a log read up to `end`; the stream ends there (or at an error).
+async fn read_until(
+    reader: Option<LogReader>,
+    end: u64,
+) -> Option<(std::io::Result<Bytes>, Option<LogReader>)> {
+    let (read, reader) = blocking_read(reader?, move |r| r.read_chunk_until(end)).await?;
+    match read {
+        Ok(chunk) if chunk.is_empty() => None,
+        Ok(chunk) => Some((Ok(Bytes::from(chunk)), Some(reader))),
+        Err(e) => Some((Err(e), None)),
+    }
+}
+
+/// A followed log: the reader (held across rotations) and what may still be sent. Dropped —
+/// file and all — when the client leaves.
 struct FollowState {
     app: App,
     id: String,
-    path: PathBuf,
-    offset: u64,
+    reader: Option<LogReader>,
+    remaining: u64,
 }
 
 /// The next chunk of a followed log, or the end of the stream.
 async fn next_chunk(mut st: FollowState) -> Option<(std::io::Result<Bytes>, FollowState)> {
     loop {
-        if st.app.stop.is_cancelled() {
+        if st.app.stop.is_cancelled() || st.remaining == 0 {
             return None;
         }
         // Terminal-ness is read before the file, so the bytes written before the end are sent.
@@ -205,18 +267,20 @@ async fn next_chunk(mut st: FollowState) -> Option<(std::io::Result<Bytes>, Foll
             .shared
             .record(&st.id)
             .is_none_or(|r| r.state.is_terminal());
-        let (path, offset) = (st.path.clone(), st.offset);
-        let read =
-            tokio::task::spawn_blocking(move || crate::logs::read_chunk(&path, offset)).await;
+        let (read, reader) = blocking_read(st.reader.take()?, LogReader::read_chunk).await?;
+        st.reader = Some(reader);
         match read {
-            Ok(Ok((chunk, next))) => {
-                st.offset = next;
+            Ok(mut chunk) => {
                 if !chunk.is_empty() {
+                    chunk.truncate(usize::try_from(st.remaining).unwrap_or(usize::MAX));
+                    st.remaining -= chunk.len() as u64;
                     return Some((Ok(Bytes::from(chunk)), st));
                 }
             }
-            Ok(Err(e)) => return Some((Err(e), st)),
-            Err(_) => return None,
+            Err(e) => {
+                st.reader = None;
+                return Some((Err(e), st));
+            }
         }
         if terminal {
             return None;
@@ -231,6 +295,37 @@ async fn next_chunk(mut st: FollowState) -> Option<(std::io::Result<Bytes>, Foll
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn log_queries() {
+        let q = |pairs: &[(&str, &str)]| {
+            LogQuery::parse(
+                &pairs
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            )
+        };
+        let all = q(&[]).unwrap();
+        assert_eq!(
+            (all.file, all.offset, all.length, all.follow),
+            (STDOUT_FILE, 0, None, false)
+        );
+        let some = q(&[
+            ("stream", "stderr"),
+            ("offset", "5"),
+            ("length", "10"),
+            ("follow", ""),
+        ])
+        .unwrap();
+        assert_eq!(
+            (some.file, some.offset, some.length, some.follow),
+            (STDERR_FILE, 5, Some(10), true)
+        );
+        assert!(q(&[("length", "-1")]).unwrap_err().starts_with("length:"));
+        assert!(q(&[("offset", "x")]).unwrap_err().starts_with("offset:"));
+        assert!(q(&[("stream", "both")]).unwrap_err().starts_with("stream:"));
+    }
 
     #[test]
     fn follow_values() {

@@ -14,7 +14,8 @@
 //! sandbox and its output copied to the same files. A restarted agent re-adopts what still runs
 //! and learns how the rest ended.
 //!
-//! Module map: [`cli`] (flags, wiring) · [`agent`] (state, offerd protocol, supervisors) ·
+//! Module map: [`cli`] (flags, wiring) · [`agent`] (task table, recovery, offerd protocol, one supervisor
+//! over the exec and Docker drivers) ·
 //! [`desired`] (set diff) · [`drain`] (deregister, wait, then kill) · [`status`] (batched status
 //! updates) · [`catalog`] (services and checks) · [`http`] (API) · [`run`] (one foreground
 //! task) · [`exec`] (spawn, wait, kill) · [`wrap`] (the per-task supervisor process) ·

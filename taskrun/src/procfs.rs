@@ -96,14 +96,24 @@ pub fn is_same_process(pid: i32, start_time: Option<u64>) -> bool {
 
 /// Whether a live (non-zombie) process other than `except` is in process group `pgrp`.
 pub fn group_has_others(pgrp: i32, except: i32) -> bool {
+    !group_members(pgrp, except).is_empty()
+}
+
+/// The live (non-zombie) processes of group `pgrp` but `except` (and never pid 0 or 1).
+pub fn group_members(pgrp: i32, except: i32) -> Vec<i32> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
-        return false;
+        return Vec::new();
     };
     dir.flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|&pid| pid != except)
-        .filter_map(|pid| read_stat(pid).ok().flatten())
-        .any(|s| s.pgrp == pgrp && !matches!(s.state, 'Z' | 'X' | 'x'))
+        .filter(|&pid| pid != except && pid > 1)
+        .filter(|&pid| {
+            read_stat(pid)
+                .ok()
+                .flatten()
+                .is_some_and(|s| s.pgrp == pgrp && !matches!(s.state, 'Z' | 'X' | 'x'))
+        })
+        .collect()
 }
 
 /// The pid of a running `taskrun wrap --exit-file <exit_file>` (a task whose launch was not

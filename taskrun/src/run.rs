@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use cairn_marathon::{TaskSpec, TaskState, iso8601_millis, now_millis};
@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::exec::{self, KillReport, Launch, Proc};
 use crate::limits::{LimitMode, TaskLimits};
+use crate::logs::LogReader;
 use crate::sandbox::{self, ExitInfo, STDERR_FILE, STDOUT_FILE, TaskRecord};
 
 /// How often the log files are checked for new output.
@@ -142,6 +143,7 @@ async fn run_task(spec: TaskSpec, sandbox: PathBuf, opts: RunOptions) -> Result<
         },
         mode: &mode,
         wrapper: &wrapper,
+        log_rotate_bytes: opts.log_rotate_bytes,
     });
     let started = match started {
         Ok(s) => s,
@@ -160,11 +162,7 @@ async fn run_task(spec: TaskSpec, sandbox: PathBuf, opts: RunOptions) -> Result<
     rec.save(&sandbox)?;
 
     let stop_tail = CancellationToken::new();
-    let tail = tokio::spawn(tail(
-        sandbox.clone(),
-        opts.log_rotate_bytes,
-        stop_tail.clone(),
-    ));
+    let tail = tokio::spawn(tail(sandbox.clone(), stop_tail.clone()));
     let mut proc = Proc::Owned(started.child);
     let grace = exec::grace_of(rec.spec.kill_grace_seconds);
 
@@ -211,30 +209,28 @@ async fn kill(
 }
 
 /// Copies what the task appends to its log files to our stdout/stderr until `stop`, then
-/// drains them.
-async fn tail(sandbox: PathBuf, rotate_bytes: u64, stop: CancellationToken) {
-    let mut offsets = [0u64; 2];
+/// drains them. The readers follow the files across rotations.
+async fn tail(sandbox: PathBuf, stop: CancellationToken) {
+    let mut readers = Some([
+        Relay::new(sandbox.join(STDOUT_FILE)),
+        Relay::new(sandbox.join(STDERR_FILE)),
+    ]);
     loop {
         let stopping = stop.is_cancelled();
-        let (sb, mut off) = (sandbox.clone(), offsets);
+        let Some(mut taken) = readers.take() else {
+            return;
+        };
         let copied = tokio::task::spawn_blocking(move || {
-            copy_new(
-                &sb.join(STDOUT_FILE),
-                &mut off[0],
-                &mut std::io::stdout(),
-                rotate_bytes,
-            );
-            copy_new(
-                &sb.join(STDERR_FILE),
-                &mut off[1],
-                &mut std::io::stderr(),
-                rotate_bytes,
-            );
-            off
+            let [out, err] = &mut taken;
+            out.copy_new(&mut std::io::stdout());
+            err.copy_new(&mut std::io::stderr());
+            taken
         })
         .await;
-        if let Ok(off) = copied {
-            offsets = off;
+        match copied {
+            Ok(r) => readers = Some(r),
+            // The copy panicked: nothing more can be relayed.
+            Err(_) => return,
         }
         if stopping {
             return;
@@ -246,23 +242,46 @@ async fn tail(sandbox: PathBuf, rotate_bytes: u64, stop: CancellationToken) {
     }
 }
 
-/// Writes the bytes of `path` past `offset` to `out`, then rotates the file if it got too big.
-fn copy_new(path: &Path, offset: &mut u64, out: &mut impl Write, rotate_bytes: u64) {
-    match crate::logs::read_from(path, *offset) {
-        Ok((bytes, next)) => {
-            if !bytes.is_empty() {
-                let _ = out.write_all(&bytes);
-                let _ = out.flush();
-            }
-            *offset = next;
+/// One log file relayed to one of our streams.
+struct Relay {
+    path: PathBuf,
+    reader: Option<LogReader>,
+    warned: bool,
+}
+
+impl Relay {
+    fn new(path: PathBuf) -> Relay {
+        Relay {
+            path,
+            reader: None,
+            warned: false,
         }
-        Err(e) => tracing::warn!(file = %path.display(), error = %e, "cannot read the task's log"),
     }
-    if matches!(
-        crate::logs::rotate_if_needed(path, rotate_bytes, crate::logs::KEEP),
-        Ok(true)
-    ) {
-        *offset = 0;
+
+    /// Writes what the file got since the last call to `out`.
+    fn copy_new(&mut self, out: &mut impl Write) {
+        let result = (|| {
+            let reader = match &mut self.reader {
+                Some(r) => r,
+                None => self.reader.insert(LogReader::open(&self.path, 0)?),
+            };
+            loop {
+                let chunk = reader.read_chunk()?;
+                if chunk.is_empty() {
+                    return Ok::<_, std::io::Error>(());
+                }
+                // Our own stdout/stderr gone (a closed pipe): the task runs on regardless.
+                let _ = out.write_all(&chunk);
+            }
+        })();
+        // Same: a closed stream of ours must not stop the task.
+        let _ = out.flush();
+        if let Err(e) = result
+            && !self.warned
+        {
+            self.warned = true;
+            tracing::warn!(file = %self.path.display(), error = %e, "cannot read the task's log");
+        }
     }
 }
 

@@ -48,6 +48,7 @@ mod offerd_ops;
 mod prometheus_metrics;
 mod systemd_units;
 mod taskrun_docker;
+mod taskrun_logs;
 mod taskrun_run;
 mod tmpl_atomic;
 mod tmpl_command;

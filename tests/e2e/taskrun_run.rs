@@ -2,7 +2,7 @@
 //! output streams relayed, `cmd` (through `sh -c`) and `args` (direct) forms, Marathon's
 //! environment, the sandbox files, SIGTERM killing the task's whole process group (and SIGKILL
 //! after the grace period for a task that ignores SIGTERM), and the memory limit stopping a big
-//! allocation. Plus the agent's start and stop without an offerd: it serves `/health`, keeps
+//! allocation; a fast writer's logs rotated within their bound. Plus the agent's start and stop without an offerd: it serves `/health`, keeps
 //! retrying its registration, exits 0 on SIGTERM, and refuses malformed `--resources` with exit 2
 //! before starting anything.
 
@@ -434,4 +434,89 @@ fn agent_refuses_malformed_resources_before_starting() {
         assert!(stderr.contains(named) && stderr.contains(flag), "{stderr}");
         assert!(!work.exists(), "nothing was started");
     }
+}
+
+/// The sizes of a log stream's files (`stdout`, `stdout.1`, ...) in a sandbox.
+fn log_files(sandbox: &Path, stream: &str) -> Vec<(String, u64)> {
+    std::fs::read_dir(sandbox)
+        .expect("sandbox")
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let ours = name == stream || name.starts_with(&format!("{stream}."));
+            ours.then(|| (name, e.metadata().map(|m| m.len()).unwrap_or(0)))
+        })
+        .collect()
+}
+
+/// `yes` writes as fast as the machine allows; with a 1 MiB setting its sandbox never holds
+/// more than the current file and three rotated ones (plus one file's worth: a rotation may
+/// happen between two reads of the directory), however long it runs.
+#[test]
+fn rotation_bounds_the_disk_used_by_a_fast_writer() {
+    const MIB: u64 = 1024 * 1024;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut child = Command::new(bin("taskrun"))
+        .args(["run", "--log-rotate-bytes", &MIB.to_string(), "--work-dir"])
+        .arg(dir.path())
+        .args(["--", "yes"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting taskrun run");
+    let tasks = dir.path().join("tasks");
+    let deadline = Instant::now() + DEADLINE;
+    let sandbox = loop {
+        let found = std::fs::read_dir(&tasks)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .next();
+        if let Some(s) = found {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no sandbox under {}",
+            tasks.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // Run until the oldest generation has been replaced five times: many rotations of all
+    // three, at the writer's own speed, the bound checked all along.
+    let oldest = sandbox.join("stdout.3");
+    let inode = |p: &Path| {
+        use std::os::unix::fs::MetadataExt as _;
+        std::fs::metadata(p).ok().map(|m| m.ino())
+    };
+    // (Each rotation puts another file at stdout.3: its inode number changes.)
+    let (mut last, mut replaced) = (None, 0);
+    while replaced < 5 {
+        let files = log_files(&sandbox, "stdout");
+        let total: u64 = files.iter().map(|(_, len)| len).sum();
+        assert!(
+            total <= 5 * MIB,
+            "{total} bytes of stdout in the sandbox: {files:?}"
+        );
+        assert!(files.iter().all(|(_, len)| *len <= MIB), "{files:?}");
+        assert!(files.len() <= 4, "{files:?}");
+        let now = inode(&oldest);
+        if now.is_some() && last.is_some() && now != last {
+            replaced += 1;
+        }
+        last = now.or(last);
+        assert!(
+            Instant::now() < deadline,
+            "stdout.3 replaced {replaced} times in {DEADLINE:?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    sigterm(child.id());
+    let status = wait_exit(&mut child, "taskrun run after SIGTERM");
+    assert_eq!(status.code(), Some(143), "{status:?}");
+    // Nothing but whole lines: the rotation splits the stream, never loses a byte of it.
+    let current = std::fs::read(sandbox.join("stdout.1")).expect("stdout.1");
+    assert_eq!(current.len() as u64, MIB);
+    assert!(current.chunks(2).all(|c| c == b"y\n"));
 }

@@ -4,10 +4,12 @@
 //! `completions <shell>` and `man` subcommands ([`docs`]).
 
 pub mod docs;
+pub mod locks;
 pub mod logtap;
 pub mod runtime;
 
 pub use docs::DocsCommand;
+pub use locks::{EXIT_LOCK_POISONED, LockOrExit, RwLockOrExit, exit_lock_poisoned};
 pub use logtap::{LogRecord, LogTap};
 pub use runtime::{Flavor, block_on, run_main};
 

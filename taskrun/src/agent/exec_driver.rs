@@ -1,0 +1,100 @@
+//! The exec driver under the supervisor: a task as a process under `taskrun wrap`
+//! ([`crate::exec`]), launched here or adopted by pid + start time; its outcome comes from the
+//! exit file its supervisor wrote, and its cgroup is removed once the end is recorded.
+
+use std::path::PathBuf;
+use std::process::ExitStatus;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use super::Shared;
+use super::supervise::{Driver, Launched};
+use crate::exec::{self, KillReport, Launch, Outcome, Proc};
+use crate::limits::TaskLimits;
+use crate::sandbox::{ExitInfo, TaskRecord};
+
+/// A task's process, followed until it ends.
+pub(super) struct ProcessTask {
+    proc: Proc,
+    sandbox: PathBuf,
+}
+
+impl ProcessTask {
+    /// A process started by an earlier agent.
+    pub(super) fn adopted(shared: &Shared, rec: &TaskRecord, proc: Proc) -> ProcessTask {
+        ProcessTask {
+            proc,
+            sandbox: shared.sandbox(rec.id()),
+        }
+    }
+}
+
+impl Driver for ProcessTask {
+    type Ended = Option<ExitStatus>;
+
+    async fn launch(
+        shared: &Shared,
+        rec: &mut TaskRecord,
+        _kill_rx: &mut mpsc::UnboundedReceiver<()>,
+    ) -> Launched<Self> {
+        let sandbox = shared.sandbox(rec.id());
+        let spec = &rec.spec;
+        let started = exec::command_argv(spec).and_then(|argv| {
+            let env = crate::env::task_env(
+                spec,
+                &shared.address,
+                &sandbox,
+                shared.inherited_env.clone(),
+            );
+            exec::launch(Launch {
+                task_id: &spec.id,
+                sandbox: &sandbox,
+                argv,
+                env,
+                limits: TaskLimits {
+                    cpus: spec.cpus,
+                    mem_mb: spec.mem,
+                },
+                mode: &shared.limit_mode,
+                wrapper: &shared.wrapper,
+                log_rotate_bytes: shared.log_rotate_bytes,
+            })
+        });
+        match started {
+            Err(e) => Launched::Failed(e.to_string()),
+            Ok(started) => {
+                rec.pid = Some(started.pid);
+                rec.start_time = started.start_time;
+                rec.cgroup = started.cgroup;
+                Launched::Running(ProcessTask {
+                    proc: Proc::Owned(started.child),
+                    sandbox,
+                })
+            }
+        }
+    }
+
+    async fn wait(&mut self) -> Self::Ended {
+        self.proc.wait().await
+    }
+
+    async fn stop(&mut self, grace: Duration) -> (Self::Ended, KillReport) {
+        exec::kill(&mut self.proc, grace).await
+    }
+
+    async fn outcome(
+        &mut self,
+        _rec: &TaskRecord,
+        ended: Self::Ended,
+        killed: Option<KillReport>,
+    ) -> Outcome {
+        exec::outcome(ExitInfo::read(&self.sandbox), ended, killed)
+    }
+
+    async fn release(self, _shared: &Shared, rec: &TaskRecord) {
+        if let Some(cg) = &rec.cgroup {
+            crate::limits::remove_task_cgroup(cg);
+        }
+    }
+}

@@ -1,0 +1,217 @@
+//! `taskrun agent`: the node agent. It owns the table of tasks this node knows ([`table`]) and
+//! wires the loops around it:
+//!
+//! - start-up ([`recover`]): re-adopt what still runs, record what ended meanwhile, sweep
+//!   containers no live task owns;
+//! - offerd ([`protocol`]): register, then long-poll the desired set and apply
+//!   [`crate::desired::plan`] to every answer;
+//! - one supervisor per task ([`supervise`], the same skeleton over an exec driver
+//!   ([`exec_driver`]) and a Docker driver ([`docker_driver`])): launch, wait, kill on request,
+//!   record each state change in `task.json` and queue it as a status update (in that order, so
+//!   the queue never announces what the disk does not hold). A kill first takes the task out of
+//!   the catalog and waits the drain delay ([`crate::drain`]);
+//! - status sender, catalog registrar, in-process `healthcheck` agent, HTTP API, and a
+//!   housekeeper ([`housekeeping`]) that removes old terminal sandboxes.
+//!
+//! On SIGTERM the loops stop and queued updates are flushed; tasks keep running and are
+//! re-adopted by the next agent.
+
+mod docker_driver;
+mod exec_driver;
+mod housekeeping;
+mod protocol;
+mod recover;
+mod supervise;
+mod table;
+
+pub use protocol::watch_config;
+pub use table::Shared;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use cairn_client::CatalogClient;
+use cairn_marathon::{Attributes, Resources};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::catalog::Registrar;
+use crate::limits::LimitMode;
+use crate::sandbox;
+
+/// How long shutdown waits for the HTTP server and the status flush.
+const STOP_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Everything the agent is configured with.
+pub struct AgentConfig {
+    pub node: String,
+    /// Address tasks are reachable on (HOST, catalog service address).
+    pub address: String,
+    pub http_addr: SocketAddr,
+    pub resources: Resources,
+    pub attributes: Attributes,
+    pub work_dir: PathBuf,
+    pub offerd: CatalogClient,
+    pub catalog: CatalogClient,
+    /// The taskrun binary run as each task's supervisor (`/proc/self/exe`).
+    pub wrapper: PathBuf,
+    pub limit_mode: LimitMode,
+    pub log_rotate_bytes: u64,
+    /// How long a task stays out of the catalog before it is stopped (0: no drain).
+    pub kill_drain: Duration,
+}
+
+/// Why the agent cannot run at all.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("work dir {path}: {source}")]
+    WorkDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("work dir {0} is in use by another taskrun agent")]
+    Locked(PathBuf),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Takes `<work-dir>/agent.lock` for the life of the returned file: two agents adopting and
+/// killing the same tasks would fight forever. The lock goes with the process, even on
+/// `kill -9`, and is not inherited by tasks (the file is close-on-exec).
+fn lock_work_dir(work_dir: &Path) -> Result<std::fs::File, AgentError> {
+    let path = work_dir.join("agent.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| AgentError::WorkDir {
+            path: path.clone(),
+            source,
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(AgentError::Locked(work_dir.to_path_buf())),
+        Err(std::fs::TryLockError::Error(source)) => Err(AgentError::WorkDir { path, source }),
+    }
+}
+
+/// The address offerd and users reach the agent's API on.
+fn advertised_http(cfg: &AgentConfig) -> String {
+    if cfg.http_addr.ip().is_unspecified() {
+        let host = if cfg.address.contains(':') {
+            format!("[{}]", cfg.address)
+        } else {
+            cfg.address.clone()
+        };
+        format!("{host}:{}", cfg.http_addr.port())
+    } else {
+        cfg.http_addr.to_string()
+    }
+}
+
+/// Runs the agent until `shutdown` resolves.
+pub async fn run(
+    mut cfg: AgentConfig,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), AgentError> {
+    // Tasks run with their sandbox as working directory: every path handed to them is absolute.
+    cfg.work_dir = std::path::absolute(&cfg.work_dir).map_err(|source| AgentError::WorkDir {
+        path: cfg.work_dir.clone(),
+        source,
+    })?;
+    let tasks_dir = sandbox::tasks_dir(&cfg.work_dir);
+    std::fs::create_dir_all(&tasks_dir).map_err(|source| AgentError::WorkDir {
+        path: tasks_dir.clone(),
+        source,
+    })?;
+    let _lock = lock_work_dir(&cfg.work_dir)?;
+    let listener = tokio::net::TcpListener::bind(cfg.http_addr)
+        .await
+        .map_err(|source| AgentError::Bind {
+            addr: cfg.http_addr,
+            source,
+        })?;
+    let http_addr = advertised_http(&cfg);
+    tracing::info!(node = %cfg.node, address = %cfg.address, http = %http_addr, resources = %cfg.resources, work_dir = %cfg.work_dir.display(), "taskrun agent starting");
+
+    let stop = CancellationToken::new();
+    let shared = Arc::new(Shared::new(&cfg));
+    shared.recover().await;
+    let reregister = Arc::new(Notify::new());
+
+    let sender = tokio::spawn(crate::status::run_sender(
+        shared.status.clone(),
+        cfg.offerd.clone(),
+        cfg.node.clone(),
+        reregister.clone(),
+        stop.clone(),
+    ));
+    let server = tokio::spawn(crate::http::serve(listener, shared.clone(), stop.clone()));
+    let registrar = Registrar {
+        client: cfg.catalog.clone(),
+        node: cfg.node.clone(),
+        address: cfg.address.clone(),
+        tasks: shared.clone(),
+        wake: shared.catalog_wake.clone(),
+    };
+    let registrar = tokio::spawn(registrar.run(stop.clone()));
+    let checks = tokio::spawn(cairn_checks::agent::run(
+        cairn_checks::agent::CatalogChecks::new(cfg.catalog.clone(), &cfg.node),
+        cairn_checks::agent::CatalogSink(cfg.catalog.clone()),
+        cairn_checks::agent::AgentConfig {
+            node: cfg.node.clone(),
+            enable_script_checks: true,
+            output_update_interval: Duration::from_secs(300),
+        },
+        stop.clone().cancelled_owned(),
+    ));
+    let housekeeper = tokio::spawn(housekeeping::run(shared.clone(), stop.clone()));
+
+    let protocol = async {
+        loop {
+            let answer = protocol::register(&cfg, &shared, &http_addr).await;
+            protocol::follow(&cfg, &shared, answer.heartbeat_ms, &reregister).await;
+        }
+    };
+    tokio::select! {
+        _ = shutdown => {}
+        _ = protocol => {}
+    }
+
+    tracing::info!("stopping; tasks keep running and will be re-adopted");
+    stop.cancel();
+    let _ = tokio::time::timeout(STOP_TIMEOUT, sender).await;
+    let _ = tokio::time::timeout(STOP_TIMEOUT, server).await;
+    for handle in [registrar, checks, housekeeper] {
+        handle.abort();
+    }
+    tracing::info!("taskrun agent stopped");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A second agent on the same work dir is refused while the first holds it, and let in
+    /// once the first is gone.
+    #[test]
+    fn one_agent_per_work_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = lock_work_dir(dir.path()).expect("first agent");
+        assert!(matches!(
+            lock_work_dir(dir.path()),
+            Err(AgentError::Locked(p)) if p == dir.path()
+        ));
+        drop(first);
+        lock_work_dir(dir.path()).expect("after the first agent stopped");
+    }
+}
