@@ -40,7 +40,7 @@ impl Metrics {
         };
         let now = std::time::SystemTime::now();
         serde_json::json!({
-            "Timestamp": humantime::format_rfc3339_seconds(now).to_string(),
+            "Timestamp": cairn_wire::rfc3339_seconds(now),
             "Gauges": [
                 gauge("consul.catalog.index", st.index as f64),
                 gauge("consul.catalog.nodes", st.nodes.len() as f64),

@@ -43,75 +43,15 @@ pub struct Stamp {
     pub nanos: u32,
 }
 
-/// Days from 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's `days_from_civil`).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = if y >= 0 { y } else { y - 399 } / 400;
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 impl Stamp {
     /// Parses RFC 3339 (`2026-05-07T21:09:36.123456789Z`, or an offset `+02:00`).
     pub fn parse(s: &str) -> Option<Stamp> {
-        let b = s.as_bytes();
-        if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't') {
-            return None;
-        }
-        if b[13] != b':' || b[16] != b':' {
-            return None;
-        }
-        let num = |r: std::ops::Range<usize>| -> Option<i64> {
-            let part = s.get(r)?;
-            part.bytes()
-                .all(|c| c.is_ascii_digit())
-                .then(|| part.parse().ok())
-                .flatten()
-        };
-        let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-        let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
-        if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
-            return None;
-        }
-        let mut rest = s.get(19..)?;
-        let mut nanos = 0u32;
-        if let Some(frac) = rest.strip_prefix('.') {
-            let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
-            if digits == 0 {
-                return None;
-            }
-            let mut n: u64 = 0;
-            for (i, c) in frac.bytes().take(digits).enumerate() {
-                if i < 9 {
-                    n = n * 10 + u64::from(c - b'0');
-                }
-            }
-            for _ in digits..9 {
-                n *= 10;
-            }
-            nanos = u32::try_from(n).ok()?;
-            rest = &frac[digits..];
-        }
-        let offset = match rest {
-            "Z" | "z" => 0,
-            _ => {
-                let sign = match rest.as_bytes().first()? {
-                    b'+' => 1,
-                    b'-' => -1,
-                    _ => return None,
-                };
-                let (oh, om) = rest.get(1..)?.split_once(':')?;
-                if oh.len() != 2 || om.len() != 2 {
-                    return None;
-                }
-                sign * (oh.parse::<i64>().ok()? * 3600 + om.parse::<i64>().ok()? * 60)
-            }
-        };
-        let secs = days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + sec - offset;
-        Some(Stamp { secs, nanos })
+        let ts: jiff::Timestamp = s.parse().ok()?;
+        let nanos = ts.as_nanosecond();
+        Some(Stamp {
+            secs: i64::try_from(nanos.div_euclid(1_000_000_000)).ok()?,
+            nanos: u32::try_from(nanos.rem_euclid(1_000_000_000)).ok()?,
+        })
     }
 
     /// Unix milliseconds; `None` before the epoch (Docker's "not yet" is year 1).

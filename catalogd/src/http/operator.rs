@@ -188,7 +188,7 @@ fn server_health(core: &Core) -> Value {
         "LastIndex": core.index(),
         "Healthy": true,
         "Voter": true,
-        "StableSince": humantime::format_rfc3339_seconds(core.started).to_string(),
+        "StableSince": cairn_wire::rfc3339_seconds(core.started),
     })
 }
 

@@ -28,7 +28,10 @@ pub struct LogRecord {
 
 impl LogRecord {
     fn timestamp(&self) -> String {
-        humantime::format_rfc3339_millis(self.time).to_string()
+        // A clock outside jiff's range (years 1..9999) has no RFC 3339 form.
+        jiff::Timestamp::try_from(self.time)
+            .map(|t| format!("{t:.3}"))
+            .unwrap_or_default()
     }
 
     /// hclog's text form: `2026-01-02T03:04:05.678Z [INFO]  target: message: key=value`.

@@ -1,7 +1,7 @@
 //! Marathon's timestamps: ISO 8601 UTC with milliseconds (`2026-11-21T10:00:00.000Z`), written
-//! by humantime's RFC 3339 formatter (the one date library of the workspace).
+//! by jiff (the one date library of the workspace).
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Milliseconds since the Unix epoch, now.
 pub fn now_millis() -> u64 {
@@ -13,7 +13,11 @@ pub fn now_millis() -> u64 {
 
 /// Formats Unix milliseconds as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
 pub fn iso8601_millis(ms: u64) -> String {
-    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+    match i64::try_from(ms).map(jiff::Timestamp::from_millisecond) {
+        Ok(Ok(ts)) => format!("{ts:.3}"),
+        // Past jiff's range (year 9999): the latest time it can write.
+        _ => format!("{:.3}", jiff::Timestamp::MAX),
+    }
 }
 
 #[cfg(test)]

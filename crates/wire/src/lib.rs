@@ -16,6 +16,7 @@ mod keys;
 mod kv;
 pub mod limits;
 mod session;
+mod time;
 mod txn;
 mod whole;
 
@@ -38,6 +39,7 @@ pub use health::{CheckStatus, UnknownStatus, aggregate_status};
 pub use keys::{canonicalize_keys, drop_nulls, durations_from_numbers};
 pub use kv::{KvPair, b64_decode, b64_encode};
 pub use session::{SessionBehavior, SessionEntry, SessionRequest};
+pub use time::rfc3339_seconds;
 pub use txn::{TxnError, TxnKvOp, TxnOp, TxnResponse, TxnResult};
 pub use whole::{NodeHealth, WholeCatalog};
 
