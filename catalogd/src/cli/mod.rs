@@ -94,6 +94,10 @@ pub struct ServeArgs {
     /// as catalogd's user, so they are off unless the operator turns them on
     #[arg(long)]
     pub enable_script_checks: bool,
+    /// Connection and request bounds (the body cap is the snapshot restore's; KV values and
+    /// transactions keep Consul's 512 KiB, other bodies 2 MiB)
+    #[command(flatten)]
+    pub http: cairn_http::HttpArgs<20_000, { 256 * 1024 * 1024 }>,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -120,6 +124,7 @@ impl ServeArgs {
             advertise,
             min_session_ttl: self.session_ttl_min,
             enable_script_checks: self.enable_script_checks,
+            http: self.http.limits(crate::core::DRAIN),
             log_tap,
         }
     }
