@@ -30,6 +30,8 @@ pub struct Config {
     pub min_session_ttl: Duration,
     /// Whether script checks may be registered and run (Consul's `enable_script_checks`).
     pub enable_script_checks: bool,
+    /// Writes queued for the writer at most; more are refused (503).
+    pub max_pending_writes: usize,
     /// Bounds of the HTTP server.
     pub http: cairn_http::Limits,
     /// The process's log, streamed by `/v1/agent/monitor`.
@@ -106,7 +108,7 @@ pub async fn ensure_server_records(
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let reg = crate::server_node::registration(config, id, existing.as_ref());
     writer
-        .submit(Command::Register(Box::new(reg)))
+        .submit_waiting(Command::Register(Box::new(reg)))
         .await
         .context("registering catalogd's own node")?;
     if state
@@ -114,7 +116,7 @@ pub async fn ensure_server_records(
         .is_none()
     {
         writer
-            .submit(Command::CoordinateUpdate {
+            .submit_waiting(Command::CoordinateUpdate {
                 node: config.node.clone(),
                 coord: crate::http::coordinate::origin(),
             })
@@ -132,7 +134,7 @@ pub async fn ensure_server_records(
         ),
     ] {
         writer
-            .submit(Command::SeedSetting { key, value })
+            .submit_waiting(Command::SeedSetting { key, value })
             .await
             .with_context(|| format!("storing the initial {key} setting"))?;
     }
@@ -163,19 +165,22 @@ impl Catalog {
         let timers = Arc::new(Timers::default());
         let metrics = Arc::new(Metrics::default());
         timers.arm_all(&current.load(), Instant::now());
-        let (writer, writer_thread) = writer::spawn(WriterParts {
-            store,
-            current: current.clone(),
-            registry: registry.clone(),
-            timers: timers.clone(),
-            metrics: metrics.clone(),
-            config: WriterConfig {
-                node: config.node.clone(),
-                datacenter: config.datacenter.clone(),
-                min_session_ttl: config.min_session_ttl,
-                enable_script_checks: config.enable_script_checks,
+        let (writer, writer_thread) = writer::spawn(
+            config.max_pending_writes,
+            WriterParts {
+                store,
+                current: current.clone(),
+                registry: registry.clone(),
+                timers: timers.clone(),
+                metrics: metrics.clone(),
+                config: WriterConfig {
+                    node: config.node.clone(),
+                    datacenter: config.datacenter.clone(),
+                    min_session_ttl: config.min_session_ttl,
+                    enable_script_checks: config.enable_script_checks,
+                },
             },
-        });
+        );
         ensure_server_records(&writer, &current.load(), &config).await?;
         let sweeper = tokio::spawn(timers::sweep(timers.clone(), writer.clone()));
         let log_tap = config.log_tap.clone();

@@ -171,12 +171,17 @@ pub async fn sweep(timers: Arc<Timers>, writer: Writer) {
         tokio::pin!(armed);
         armed.as_mut().enable();
         let (checks, sessions, next) = timers.take_expired(Instant::now());
-        if !checks.is_empty() && writer.submit(Command::ExpireChecks(checks)).await.is_err() {
+        if !checks.is_empty()
+            && writer
+                .submit_waiting(Command::ExpireChecks(checks))
+                .await
+                .is_err()
+        {
             return;
         }
         if !sessions.is_empty()
             && writer
-                .submit(Command::ExpireSessions(sessions))
+                .submit_waiting(Command::ExpireSessions(sessions))
                 .await
                 .is_err()
         {

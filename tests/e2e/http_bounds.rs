@@ -1,6 +1,7 @@
 //! Bounded HTTP serving (cairn-http) in catalogd, offerd and taskrun, driven by raw sockets as
 //! misbehaving clients would: bodies too big or too slow (413/408, memory stays bounded),
-//! connections past the cap, idle and slow-header clients.
+//! connections past the cap, idle and slow-header clients, and catalogd's bounded write queue
+//! (503 with `Retry-After`, nothing changed; every acknowledged write survives `kill -9`).
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
@@ -276,6 +277,59 @@ async fn catalogd_cuts_slow_header_and_idle_keep_alive_clients() {
     })
     .await
     .expect("raw clients");
+}
+
+#[tokio::test]
+async fn catalogd_full_write_queue_answers_503_and_changes_nothing() {
+    let mut c = Catalogd::start_with(&["--max-pending-writes", "1"]).await;
+    let mut acknowledged = Vec::new();
+    let mut refused = Vec::new();
+    // Rounds of 64 concurrent writers until the queue was seen full (the first round almost
+    // always does: one command waits while the writer syncs the previous one).
+    for round in 0..50 {
+        let mut writers = Vec::new();
+        for i in 0..64 {
+            let http = c.http.clone();
+            let key = format!("q/{round}-{i}");
+            writers.push(tokio::spawn(async move {
+                let r = http.put(&format!("/v1/kv/{key}"), key.clone()).await;
+                (key, r)
+            }));
+        }
+        for w in writers {
+            let (key, r) = w.await.expect("writer");
+            match r.status {
+                200 => {
+                    assert_eq!(r.text(), "true", "{key}");
+                    acknowledged.push(key);
+                }
+                503 => {
+                    assert_eq!(r.header("retry-after"), Some("1"), "{key}: {r:?}");
+                    assert!(
+                        r.text().contains("--max-pending-writes"),
+                        "{key}: the refusal names the limit: {}",
+                        r.text()
+                    );
+                    refused.push(key);
+                }
+                s => panic!("{key}: {s} {}", r.text()),
+            }
+        }
+        if !refused.is_empty() {
+            break;
+        }
+    }
+    assert!(!refused.is_empty(), "the write queue was never full");
+    c.kill9();
+    c.restart().await;
+    for key in &acknowledged {
+        let r = c.http.get(&format!("/v1/kv/{key}?raw")).await;
+        assert_eq!(r.text(), *key, "acknowledged {key} survives kill -9");
+    }
+    for key in &refused {
+        let r = c.http.get(&format!("/v1/kv/{key}")).await;
+        assert_eq!(r.status, 404, "refused {key} changed nothing");
+    }
 }
 
 /// Flags that make every bound small enough to hit in a test.
