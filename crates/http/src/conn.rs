@@ -24,7 +24,8 @@ use crate::Limits;
 use crate::body::{BodyBounds, GuardedBody, Refusal, Verdict};
 
 /// What the application gives for one connection: an axum service (a `Router`, or a wrapper of
-/// one that knows the peer).
+/// one that knows the peer). It is called without `poll_ready`, as hyper services are: it must
+/// always be ready, as axum's routers are.
 pub trait AppService:
     Service<Request<Body>, Response = Response, Error = Infallible, Future: Send>
     + Clone
