@@ -24,7 +24,7 @@ struct WriterSink(Writer);
 impl StatusSink for WriterSink {
     async fn push(&self, check: &HealthCheck) -> Result<(), String> {
         self.0
-            .submit(Command::CheckResult {
+            .submit_waiting(Command::CheckResult {
                 check_id: check.check_id.clone(),
                 status: check.status,
                 output: check.output.clone(),

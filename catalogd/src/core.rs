@@ -31,6 +31,10 @@ pub struct Config {
     pub min_session_ttl: Duration,
     /// Whether script checks may be registered and run (Consul's `enable_script_checks`).
     pub enable_script_checks: bool,
+    /// Writes queued for the writer at most; more are refused (503).
+    pub max_pending_writes: usize,
+    /// Bounds of the HTTP server.
+    pub http: cairn_http::Limits,
     /// The process's log, streamed by `/v1/agent/monitor`.
     pub log_tap: cairn_cli::LogTap,
 }
@@ -107,7 +111,7 @@ pub async fn ensure_server_records(
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let reg = crate::server_node::registration(config, id, existing.as_ref());
     writer
-        .submit(Command::Register(Box::new(reg)))
+        .submit_waiting(Command::Register(Box::new(reg)))
         .await
         .context("registering catalogd's own node")?;
     if state
@@ -115,7 +119,7 @@ pub async fn ensure_server_records(
         .is_none()
     {
         writer
-            .submit(Command::CoordinateUpdate {
+            .submit_waiting(Command::CoordinateUpdate {
                 node: config.node.clone(),
                 coord: crate::http::coordinate::origin(),
             })
@@ -133,7 +137,7 @@ pub async fn ensure_server_records(
         ),
     ] {
         writer
-            .submit(Command::SeedSetting { key, value })
+            .submit_waiting(Command::SeedSetting { key, value })
             .await
             .with_context(|| format!("storing the initial {key} setting"))?;
     }
@@ -170,20 +174,23 @@ impl Catalog {
             store.clone(),
             store_health.clone(),
         ));
-        let (writer, writer_thread) = writer::spawn(WriterParts {
-            store,
-            current: current.clone(),
-            registry: registry.clone(),
-            timers: timers.clone(),
-            metrics: metrics.clone(),
-            store_health: store_health.clone(),
-            config: WriterConfig {
-                node: config.node.clone(),
-                datacenter: config.datacenter.clone(),
-                min_session_ttl: config.min_session_ttl,
-                enable_script_checks: config.enable_script_checks,
+        let (writer, writer_thread) = writer::spawn(
+            config.max_pending_writes,
+            WriterParts {
+                store,
+                current: current.clone(),
+                registry: registry.clone(),
+                timers: timers.clone(),
+                metrics: metrics.clone(),
+                store_health: store_health.clone(),
+                config: WriterConfig {
+                    node: config.node.clone(),
+                    datacenter: config.datacenter.clone(),
+                    min_session_ttl: config.min_session_ttl,
+                    enable_script_checks: config.enable_script_checks,
+                },
             },
-        });
+        );
         ensure_server_records(&writer, &current.load(), &config).await?;
         let sweeper = tokio::spawn(sweep(timers.clone(), writer.clone()));
         let log_tap = config.log_tap.clone();
@@ -231,12 +238,17 @@ impl Catalog {
 async fn sweep(timers: Arc<Timers>, writer: Writer) {
     loop {
         let (checks, sessions) = timers.next_expired().await;
-        if !checks.is_empty() && writer.submit(Command::ExpireChecks(checks)).await.is_err() {
+        if !checks.is_empty()
+            && writer
+                .submit_waiting(Command::ExpireChecks(checks))
+                .await
+                .is_err()
+        {
             return;
         }
         if !sessions.is_empty()
             && writer
-                .submit(Command::ExpireSessions(sessions))
+                .submit_waiting(Command::ExpireSessions(sessions))
                 .await
                 .is_err()
         {
@@ -245,30 +257,26 @@ async fn sweep(timers: Arc<Timers>, writer: Writer) {
     }
 }
 
-/// Pending connections the kernel queues before accept: a fleet of watchers reconnecting after a
-/// restart must not overflow it (tokio's default is 128, and overflowed SYNs retry after 1 s).
-const LISTEN_BACKLOG: u32 = 4096;
-
-fn listen(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
-    let socket = if addr.is_ipv4() {
-        tokio::net::TcpSocket::new_v4()?
-    } else {
-        tokio::net::TcpSocket::new_v6()?
-    };
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    socket.listen(LISTEN_BACKLOG)
-}
+/// How long open requests may finish after a stop before their connections close: blocking
+/// queries are released at once, so only a slow client or a long write is still there.
+pub const DRAIN: Duration = Duration::from_secs(5);
 
 /// `catalogd serve`: runs until `shutdown` resolves, then drains connections and stops.
 pub async fn serve(
     config: Config,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let listener = listen(config.http_addr)
+    cairn_http::raise_fd_limit(config.http.max_connections);
+    let listener = cairn_http::listen(config.http_addr, cairn_http::LISTEN_BACKLOG)
         .with_context(|| format!("binding HTTP on {}", config.http_addr))?;
-    let catalog = Catalog::start(config).await?;
     let local = listener.local_addr().context("reading the bound address")?;
+    let limits = config.http;
+    // `--http-addr HOST:0` binds a free port: /v1/agent/self tells the one bound.
+    let catalog = Catalog::start(Config {
+        http_addr: local,
+        ..config
+    })
+    .await?;
     tracing::info!(addr = %local, node = %catalog.core.config.node, "catalogd serving HTTP");
     let app = crate::http::router(catalog.core.clone());
     let stop = catalog.core.shutdown_token();
@@ -284,20 +292,18 @@ pub async fn serve(
         // Blocking queries answer at once with what they have, so connections drain quickly.
         core.registry.release_all();
     };
-    // One router shared by every connection (a bare Router is cloned and re-stated per
-    // connection: ~20 KiB each, which 10,000 parked watchers multiply); the peer's address
-    // reaches only the handlers that use it.
-    let server = axum::serve(listener, crate::http::peer::MakePeerAware(app))
-        .with_graceful_shutdown(graceful);
-    tokio::select! {
-        res = server => res.context("HTTP server")?,
-        // A client that keeps a connection open must not hold the process forever.
-        () = async {
-            stop.cancelled().await;
-            tokio::time::sleep(Duration::from_secs(5)).await;
-        } => tracing::warn!("connections still open after 5s; closing them"),
-    }
+    let server = cairn_http::Server::new(limits);
+    // One router shared by every connection; the peer's address reaches only the handlers
+    // that use it.
+    server
+        .serve(
+            listener,
+            move |peer| crate::http::peer::PeerAware::new(app.clone(), peer),
+            graceful,
+        )
+        .await;
     checks.abort();
+    // The task was aborted: its JoinError (cancelled) is the expected outcome.
     let _ = checks.await;
     catalog.stop().await;
     tracing::info!("catalogd stopped");

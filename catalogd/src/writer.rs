@@ -1,6 +1,7 @@
 //! The single writer: every change to the catalog goes through here.
 //!
-//! Commands queue on a channel; the writer thread takes everything queued (group commit), applies
+//! Commands queue on a bounded channel (a client's write past the bound is refused at once,
+//! [`WriteError::Busy`]: answered 503, it changed nothing); the writer thread takes everything queued (group commit), applies
 //! each command to a copy-on-write clone of the state (a refused command leaves no trace), writes
 //! the dirty keys of the whole group to the store in one durable commit, and only then publishes
 //! the new snapshot, wakes the blocking queries it concerns and answers the callers. So a reader
@@ -111,6 +112,11 @@ pub enum WriteError {
     Store(String),
     #[error("catalog is shutting down")]
     Closed,
+    #[error(
+        "too many writes pending ({0} queued for the writer, --max-pending-writes); \
+         nothing was changed, retry later"
+    )]
+    Busy(usize),
 }
 
 type Request = (Command, oneshot::Sender<Result<Reply, WriteError>>);
@@ -118,14 +124,30 @@ type Request = (Command, oneshot::Sender<Result<Reply, WriteError>>);
 /// Cheap handle for submitting commands.
 #[derive(Clone)]
 pub struct Writer {
-    tx: mpsc::UnboundedSender<Request>,
+    tx: mpsc::Sender<Request>,
 }
 
 impl Writer {
-    /// Submits a command and waits until it is durable (or refused).
+    /// Submits a client's command and waits until it is durable (or refused); refused at once
+    /// with [`WriteError::Busy`] when the queue is full, so a burst of clients cannot grow it
+    /// without bound.
     pub async fn submit(&self, cmd: Command) -> Result<Reply, WriteError> {
         let (tx, rx) = oneshot::channel();
-        self.tx.send((cmd, tx)).map_err(|_| WriteError::Closed)?;
+        self.tx.try_send((cmd, tx)).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => WriteError::Busy(self.tx.max_capacity()),
+            mpsc::error::TrySendError::Closed(_) => WriteError::Closed,
+        })?;
+        rx.await.map_err(|_| WriteError::Closed)?
+    }
+
+    /// Submits catalogd's own command (TTL expiries, its checks' results, its server records),
+    /// waiting for room in the queue: these must not be lost to a burst of clients.
+    pub async fn submit_waiting(&self, cmd: Command) -> Result<Reply, WriteError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send((cmd, tx))
+            .await
+            .map_err(|_| WriteError::Closed)?;
         rx.await.map_err(|_| WriteError::Closed)?
     }
 }
@@ -150,13 +172,14 @@ pub struct WriterParts {
     pub config: WriterConfig,
 }
 
-/// Starts the writer thread; it stops when every [`Writer`] is dropped.
+/// Starts the writer thread with room for `max_pending` queued commands; it stops when every
+/// [`Writer`] is dropped.
 ///
 /// A panic on the writer thread (a bug in applying a command, or in the store) stops catalogd
 /// through [`exit_on_crash`]: without its writer, catalogd would go on answering reads while every
 /// write failed, and a restart reloads the last durable state (crash-only).
-pub fn spawn(parts: WriterParts) -> (Writer, std::thread::JoinHandle<()>) {
-    spawn_with(parts, exit_on_crash)
+pub fn spawn(max_pending: usize, parts: WriterParts) -> (Writer, std::thread::JoinHandle<()>) {
+    spawn_with(max_pending, parts, exit_on_crash)
 }
 
 /// The writer's crash policy: say so and exit with 70 (EX_SOFTWARE) for the supervisor to restart.
@@ -168,10 +191,11 @@ fn exit_on_crash() {
 }
 
 fn spawn_with(
+    max_pending: usize,
     parts: WriterParts,
     on_crash: impl FnOnce() + Send + 'static,
 ) -> (Writer, std::thread::JoinHandle<()>) {
-    let (tx, rx) = mpsc::unbounded_channel();
+    let (tx, rx) = mpsc::channel(max_pending.max(1));
     let handle = std::thread::Builder::new()
         .name("catalog-writer".into())
         .spawn(move || {
@@ -184,7 +208,7 @@ fn spawn_with(
     (Writer { tx }, handle)
 }
 
-fn run(parts: WriterParts, mut rx: mpsc::UnboundedReceiver<Request>) {
+fn run(parts: WriterParts, mut rx: mpsc::Receiver<Request>) {
     let mut delays = LockDelays::default();
     let mut group: Vec<Request> = Vec::new();
     while let Some(first) = rx.blocking_recv() {

@@ -24,7 +24,13 @@ pub struct ServeConfig {
     pub agent_timeout: Duration,
     /// Where task health is read from; `None` runs without health (running = healthy).
     pub catalog: Option<CatalogClient>,
+    /// Bounds of the HTTP server.
+    pub http: cairn_http::Limits,
 }
+
+/// How long requests may finish after SIGTERM: parked agent polls and event streams are
+/// closed after it.
+pub const DRAIN: Duration = Duration::from_secs(2);
 
 /// Runs offerd until `shutdown` resolves.
 pub async fn serve(
@@ -44,8 +50,8 @@ pub async fn serve(
         )
         .context("loading the state")?,
     );
-    let listener = tokio::net::TcpListener::bind(cfg.http_addr)
-        .await
+    cairn_http::raise_fd_limit(cfg.http.max_connections);
+    let listener = cairn_http::listen(cfg.http_addr, cairn_http::LISTEN_BACKLOG)
         .with_context(|| format!("binding HTTP on {}", cfg.http_addr))?;
     let local = listener.local_addr().context("reading the bound address")?;
     tracing::info!(addr = %local, data_dir = %cfg.data_dir.display(), "offerd serving HTTP");
@@ -95,14 +101,9 @@ pub async fn serve(
             stop.cancel();
         }
     };
-    let server = axum::serve(listener, app.into_make_service()).with_graceful_shutdown(graceful);
-    tokio::select! {
-        res = server => res.context("HTTP server")?,
-        // Parked agent polls and event streams must not hold the process forever.
-        () = async { stop.cancelled().await; tokio::time::sleep(Duration::from_secs(2)).await; } => {
-            tracing::info!("closing connections still open");
-        }
-    }
+    cairn_http::Server::new(cfg.http)
+        .serve(listener, move |_| app.clone(), graceful)
+        .await;
     tick.abort();
     if let Some(h) = health {
         h.abort();

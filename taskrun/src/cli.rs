@@ -58,6 +58,9 @@ pub struct AgentArgs {
     /// Address of the agent's HTTP API (task list, logs)
     #[arg(long, default_value = "127.0.0.1:5051", value_name = "HOST:PORT")]
     pub http_addr: SocketAddr,
+    /// Connection and request bounds of the HTTP API
+    #[command(flatten)]
+    pub http: cairn_http::HttpArgs<4096, { 64 * 1024 }>,
     /// Resources offered, e.g. 'cpus:2;mem:2048;disk:10000;ports:[31000-32000]'; what is not
     /// named is detected [default: every CPU, memory minus 512 MB, disk 10000, ports
     /// [31000-32000]]
@@ -221,6 +224,7 @@ fn agent(args: AgentArgs, catalog: &CatalogArgs) -> ExitCode {
         node,
         address: args.address.trim().to_string(),
         http_addr: args.http_addr,
+        http_limits: args.http.limits(crate::http::DRAIN),
         resources,
         attributes,
         work_dir: args.work_dir.clone(),

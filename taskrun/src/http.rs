@@ -71,20 +71,21 @@ fn router(app: App) -> axum::Router {
         .with_state(app)
 }
 
-/// Serves the API on `listener` until `stop` turns true.
+/// How long requests may finish after the agent is told to stop (followed logs end at once).
+pub const DRAIN: Duration = Duration::from_secs(2);
+
+/// Serves the API on `listener` until `stop` is cancelled.
 pub async fn serve(
     listener: tokio::net::TcpListener,
+    limits: cairn_http::Limits,
     shared: Arc<Shared>,
     stop: CancellationToken,
 ) {
     let until = stop.clone().cancelled_owned();
     let app = router(App { shared, stop });
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(until)
+    cairn_http::Server::new(limits)
+        .serve(listener, move |_| app.clone(), until)
         .await;
-    if let Err(e) = result {
-        tracing::error!(error = %e, "HTTP server failed");
-    }
 }
 
 async fn list(State(app): State<App>) -> Response {

@@ -37,6 +37,7 @@ mod healthcheck_file;
 mod healthcheck_http;
 mod healthcheck_run;
 mod healthcheck_tcp;
+mod http_bounds;
 mod lbconf_render;
 mod lbconf_watch;
 mod many_hosts;

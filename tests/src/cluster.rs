@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::daemon::Daemon;
-use crate::{Catalogd, Resp, free_port};
+use crate::daemon::{ANY_PORT, Daemon};
+use crate::{Catalogd, Resp};
 
 pub struct Cluster {
     pub catalog: Catalogd,
@@ -73,13 +73,12 @@ impl Cluster {
         let catalog = Catalogd::start().await;
         let tmp = tempfile::tempdir().expect("temp dir");
         let offerd_data = tmp.path().join("offerd");
-        let port = free_port();
-        let offerd = Daemon::start(
+        let offerd = Daemon::start_any_port(
             "offerd",
             vec![
                 "serve".into(),
                 "--http-addr".into(),
-                format!("127.0.0.1:{port}"),
+                ANY_PORT.into(),
                 "--data-dir".into(),
                 offerd_data.display().to_string(),
                 "--agent-timeout".into(),
@@ -87,7 +86,6 @@ impl Cluster {
                 "--catalog".into(),
                 catalog.url.clone(),
             ],
-            format!("http://127.0.0.1:{port}"),
             "/ping",
             tmp.path().join("offerd.log"),
         )
@@ -117,7 +115,6 @@ impl Cluster {
     /// Starts agent `node-{i}` with the ports `[port_base(i), port_base(i)+99]`.
     pub async fn add_agent(&mut self, i: usize, resources: &str, attributes: &str) {
         let dir = self.tmp.path().join(format!("agent-{i}"));
-        let port = free_port();
         let base = self.port_base(i) as usize;
         let mut args = vec![
             "agent".to_string(),
@@ -130,7 +127,7 @@ impl Cluster {
             "--address".into(),
             "127.0.0.1".into(),
             "--http-addr".into(),
-            format!("127.0.0.1:{port}"),
+            ANY_PORT.into(),
             "--work-dir".into(),
             dir.display().to_string(),
             "--resources".into(),
@@ -141,10 +138,9 @@ impl Cluster {
             args.push(attributes.into());
         }
         args.extend(self.agent_args.iter().cloned());
-        let agent = Daemon::start(
+        let agent = Daemon::start_any_port(
             "taskrun",
             args,
-            format!("http://127.0.0.1:{port}"),
             "/health",
             self.tmp.path().join(format!("taskrun-{i}.log")),
         )

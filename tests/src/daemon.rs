@@ -1,12 +1,17 @@
 //! A long-running cairn process under test (offerd, taskrun): started with its flags, its log
 //! kept in a file, ready once an HTTP path answers 200; it can be killed (-9), stopped with
-//! SIGTERM, and started again with the same flags and state.
+//! SIGTERM, and started again with the same flags and state. Started with `--http-addr
+//! 127.0.0.1:0` ([`Daemon::start_any_port`]), it binds a port of the kernel's choosing and the
+//! harness reads it from the daemon's log (`addr=127.0.0.1:PORT`): no free-port race.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::{Http, bin};
+
+/// The `--http-addr` value that lets the kernel choose the port.
+pub const ANY_PORT: &str = "127.0.0.1:0";
 
 pub struct Daemon {
     name: &'static str,
@@ -57,6 +62,29 @@ impl Daemon {
         d
     }
 
+    /// Starts `bin(name) args...`, where `args` hold `--http-addr 127.0.0.1:0`: the bound port
+    /// is read from the daemon's log, and a restart binds the same one again.
+    pub async fn start_any_port(
+        name: &'static str,
+        args: Vec<String>,
+        ready_path: &str,
+        log: PathBuf,
+    ) -> Daemon {
+        assert!(
+            args.iter().any(|a| a == ANY_PORT),
+            "start_any_port needs --http-addr {ANY_PORT} among the flags"
+        );
+        Self::start(name, args, String::new(), ready_path, log).await
+    }
+
+    /// The port the daemon bound (from `url`).
+    pub fn port(&self) -> u16 {
+        self.url
+            .rsplit_once(':')
+            .and_then(|(_, p)| p.parse().ok())
+            .unwrap_or_else(|| panic!("{} has no port in {:?}", self.name, self.url))
+    }
+
     /// Starts `program args...` (e.g. `ip netns exec NS <taskrun> agent ...`), named `name` in
     /// messages, and waits for `GET {url}{ready_path}` to answer 200.
     pub async fn start_program(
@@ -103,6 +131,9 @@ impl Daemon {
             .unwrap_or_else(|e| panic!("starting {} ({}): {e}", self.name, program.display()));
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
+        if self.url.is_empty() {
+            self.learn_port(deadline).await;
+        }
         loop {
             if let Ok(r) = self.http.try_send("GET", &self.ready_path, None).await
                 && r.status == 200
@@ -121,6 +152,39 @@ impl Daemon {
                 "{} did not answer in 20s; log:\n{}",
                 self.name,
                 self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Reads the bound address from the log (`addr=127.0.0.1:PORT`, logged once bound), sets
+    /// `url` and `http`, and makes a restart bind that port again.
+    async fn learn_port(&mut self, deadline: Instant) {
+        let marker = "addr=127.0.0.1:";
+        loop {
+            let text = self.log_text();
+            let port = text.find(marker).and_then(|at| {
+                let rest = &text[at + marker.len()..];
+                let end = rest.find(|c: char| !c.is_ascii_digit())?;
+                rest[..end].parse::<u16>().ok()
+            });
+            if let Some(port) = port {
+                self.url = format!("http://127.0.0.1:{port}");
+                self.http = Http::new(&self.url);
+                for arg in &mut self.args {
+                    if arg == ANY_PORT {
+                        *arg = format!("127.0.0.1:{port}");
+                    }
+                }
+                return;
+            }
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!("{} exited early with {status}; log:\n{text}", self.name);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} logged no `{marker}PORT` in 20s; log:\n{text}",
+                self.name
             );
             tokio::time::sleep(Duration::from_millis(25)).await;
         }

@@ -266,18 +266,16 @@ impl Catalogd {
     pub async fn start_in(data_dir: Option<PathBuf>, extra: &[&str]) -> Catalogd {
         let tmp = tempfile::tempdir().expect("temp dir");
         let data_dir = data_dir.unwrap_or_else(|| tmp.path().join("data"));
-        let port = free_port();
         let node = extra
             .iter()
             .position(|a| *a == "--node")
             .and_then(|i| extra.get(i + 1))
             .map_or("cairn-test", |n| n)
             .to_string();
-        let url = format!("http://127.0.0.1:{port}");
         let mut args: Vec<String> = vec![
             "serve".into(),
             "--http-addr".into(),
-            format!("127.0.0.1:{port}"),
+            daemon::ANY_PORT.into(),
             "--data-dir".into(),
             data_dir.display().to_string(),
         ];
@@ -285,17 +283,17 @@ impl Catalogd {
             args.extend(["--node".to_string(), node.clone()]);
         }
         args.extend(extra.iter().map(|s| s.to_string()));
-        let daemon = daemon::Daemon::start(
+        let daemon = daemon::Daemon::start_any_port(
             "catalogd",
             args,
-            url.clone(),
             "/v1/status/leader",
             tmp.path().join("catalogd.log"),
         )
         .await;
+        let url = daemon.url.clone();
         Catalogd {
+            port: daemon.port(),
             daemon,
-            port,
             http: Http::new(&url),
             url,
             data_dir,

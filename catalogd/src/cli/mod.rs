@@ -94,6 +94,22 @@ pub struct ServeArgs {
     /// as catalogd's user, so they are off unless the operator turns them on
     #[arg(long)]
     pub enable_script_checks: bool,
+    /// Writes waiting for the writer at once; past it a write is answered 503 with
+    /// `Retry-After: 1` and changes nothing
+    #[arg(long, value_name = "N", default_value_t = 16_384, value_parser = parse_pending)]
+    pub max_pending_writes: usize,
+    /// Connection and request bounds (the body cap is the snapshot restore's; KV values and
+    /// transactions keep Consul's 512 KiB, other bodies 2 MiB)
+    #[command(flatten)]
+    pub http: cairn_http::HttpArgs<20_000, { 256 * 1024 * 1024 }>,
+}
+
+fn parse_pending(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("{s:?} is not a count: {e}")),
+    }
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -120,6 +136,8 @@ impl ServeArgs {
             advertise,
             min_session_ttl: self.session_ttl_min,
             enable_script_checks: self.enable_script_checks,
+            max_pending_writes: self.max_pending_writes,
+            http: self.http.limits(crate::core::DRAIN),
             log_tap,
         }
     }

@@ -39,10 +39,11 @@ impl HttpError {
 }
 
 /// Consul answers errors in plain text, and clients match on the text's start (for example
-/// `Invalid Session TTL`), so the message is the whole body.
+/// `Invalid Session TTL`), so the message is the whole body. A 503 (the write queue full,
+/// catalogd stopping) says when to try again.
 impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
-        (
+        let mut resp = (
             self.status,
             [(
                 axum::http::header::CONTENT_TYPE,
@@ -50,7 +51,14 @@ impl IntoResponse for HttpError {
             )],
             self.message,
         )
-            .into_response()
+            .into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            resp.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+        }
+        resp
     }
 }
 
@@ -63,7 +71,7 @@ impl From<WriteError> for HttpError {
             WriteError::Apply(ApplyError::TooLarge(_)) => StatusCode::PAYLOAD_TOO_LARGE,
             WriteError::Apply(ApplyError::Txn(_)) => StatusCode::CONFLICT,
             WriteError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            WriteError::Closed => StatusCode::SERVICE_UNAVAILABLE,
+            WriteError::Closed | WriteError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
         HttpError {
             status,

@@ -34,8 +34,48 @@ pub use query::{Query, Read, ReadOpts};
 
 use crate::core::Core;
 
-/// Largest request body accepted (a txn of many maximal values); KV values are checked on their own.
-const MAX_BODY: usize = 64 * 1024 * 1024;
+/// Consul's `txn_max_req_len` (raised to `kv_max_value_size` when that is larger, as Consul
+/// does): the largest `/v1/txn` body.
+const MAX_TXN_BODY: usize = 512 * 1024;
+/// Largest body of the other JSON endpoints (registrations, config entries, queries, events):
+/// room for a refused 1 MiB meta value to be read and named in a 400, as Consul does (it has
+/// no cap of its own there), far below the server's cap.
+const MAX_JSON_BODY: usize = 2 * 1024 * 1024;
+
+/// The largest body a request to `path` may carry and the Consul setting that names it; `None`
+/// for a snapshot restore, bounded only by the server's `--max-body-bytes`.
+fn body_limit(path: &str) -> Option<(usize, &'static str)> {
+    if path.starts_with("/v1/kv/") || path == "/v1/kv" {
+        Some((cairn_wire::MAX_KV_VALUE, "kv_max_value_size"))
+    } else if path == "/v1/txn" {
+        Some((
+            MAX_TXN_BODY.max(cairn_wire::MAX_KV_VALUE),
+            "txn_max_req_len",
+        ))
+    } else if path == "/v1/snapshot" {
+        None
+    } else {
+        Some((MAX_JSON_BODY, "limits"))
+    }
+}
+
+/// Consul's answer to a body past its limit.
+fn too_large(len: Option<u64>, max: usize, setting: &str) -> HttpError {
+    let size = len.map_or_else(
+        || "Request body".to_string(),
+        |n| format!("Request body({n} bytes)"),
+    );
+    HttpError {
+        status: axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+        message: format!(
+            "{size} too large, max size: {max} bytes. See \
+             https://www.consul.io/docs/agent/config/config-files#{setting}."
+        ),
+    }
+}
+
+/// One snapshot restore at a time: each holds its whole archive and a second state in memory.
+static RESTORES: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
 
 /// Reads a JSON body the way Consul's decoder sees it: keys matched case-insensitively
 /// (snake_case too), `null` as absent, numeric durations as nanoseconds. Errors start with
@@ -120,16 +160,39 @@ async fn count_requests(State(core): State<Arc<Core>>, req: Request, next: Next)
         }
         return with_policy(resp);
     }
+    let limit = body_limit(req.uri().path());
+    // Refused before a byte is read when the declared length says so.
+    let declared = axum::body::HttpBody::size_hint(req.body()).exact();
+    if let (Some((max, setting)), Some(len)) = (limit, declared)
+        && len > max as u64
+    {
+        core.metrics.http_errors.fetch_add(1, Relaxed);
+        return with_policy(closing(too_large(Some(len), max, setting)));
+    }
+    // A closed semaphore cannot happen (it is never closed); going on unbounded is harmless.
+    let _restore = match limit {
+        None => RESTORES.acquire().await.ok(),
+        Some(_) => None,
+    };
     let (parts, body) = req.into_parts();
-    let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
+    let max = limit.map_or(usize::MAX, |(max, _)| max);
+    let bytes = match axum::body::to_bytes(body, max).await {
         Ok(b) => b,
         Err(e) => {
             core.metrics.http_errors.fetch_add(1, Relaxed);
-            return HttpError {
-                status: axum::http::StatusCode::PAYLOAD_TOO_LARGE,
-                message: format!("request body unreadable or larger than {MAX_BODY} bytes: {e}"),
-            }
-            .into_response();
+            let e = e.into_inner();
+            let resp = match limit {
+                Some((max, setting))
+                    if e.downcast_ref::<http_body_util::LengthLimitError>()
+                        .is_some() =>
+                {
+                    too_large(None, max, setting)
+                }
+                // A body refused by the server's bounds (answered 408/413 by the serving loop)
+                // or a client gone mid-body.
+                _ => HttpError::bad_request(format!("request body unreadable: {e}")),
+            };
+            return with_policy(closing(resp));
         }
     };
     let resp = next
@@ -139,6 +202,17 @@ async fn count_requests(State(core): State<Arc<Core>>, req: Request, next: Next)
         core.metrics.http_errors.fetch_add(1, Relaxed);
     }
     with_policy(resp)
+}
+
+/// An error answer to a request whose body was not read to its end: the connection cannot carry
+/// another request, and the client is told so.
+fn closing(e: HttpError) -> Response {
+    let mut resp = e.into_response();
+    resp.headers_mut().insert(
+        axum::http::header::CONNECTION,
+        axum::http::HeaderValue::from_static("close"),
+    );
+    resp
 }
 
 /// Consul sends its default ACL policy on every answer.
@@ -416,7 +490,8 @@ pub fn router(core: Arc<Core>) -> Router {
         .route("/metrics", get(misc::metrics))
         .fallback(unknown_endpoint)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(MAX_BODY))
+        // Bodies are read (and bounded) by `count_requests` before any extractor runs.
+        .layer(DefaultBodyLimit::disable())
         .layer(middleware::from_fn_with_state(core.clone(), count_requests))
         .with_state(core)
 }

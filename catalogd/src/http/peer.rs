@@ -9,19 +9,20 @@ use std::task::{Context, Poll};
 
 use axum::Router;
 use axum::extract::{ConnectInfo, Request};
-use axum::serve::IncomingStream;
-use tokio::net::TcpListener;
 use tower_service::Service;
-
-/// Makes one [`PeerAware`] router per connection.
-#[derive(Clone)]
-pub struct MakePeerAware(pub Router);
 
 /// The router of one connection, knowing the peer's address.
 #[derive(Clone)]
 pub struct PeerAware {
     router: Router,
     peer: SocketAddr,
+}
+
+impl PeerAware {
+    /// The shared router (an `Arc`: nothing is copied per connection) for one peer.
+    pub fn new(router: Router, peer: SocketAddr) -> Self {
+        PeerAware { router, peer }
+    }
 }
 
 /// Whether a request's handler reads the peer's address.
@@ -43,22 +44,5 @@ impl Service<Request> for PeerAware {
             req.extensions_mut().insert(ConnectInfo(self.peer));
         }
         self.router.call(req)
-    }
-}
-
-impl<'a> Service<IncomingStream<'a, TcpListener>> for MakePeerAware {
-    type Response = PeerAware;
-    type Error = Infallible;
-    type Future = std::future::Ready<Result<PeerAware, Infallible>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, conn: IncomingStream<'a, TcpListener>) -> Self::Future {
-        std::future::ready(Ok(PeerAware {
-            router: self.0.clone(),
-            peer: *conn.remote_addr(),
-        }))
     }
 }

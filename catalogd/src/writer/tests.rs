@@ -77,7 +77,7 @@ fn put(key: &str) -> Command {
 async fn a_failing_store_refuses_writes_and_reports_until_it_takes_them_again() {
     let store = Arc::new(FaultyStore::default());
     let (parts, current, health) = parts(store.clone());
-    let (writer, _thread) = spawn_with(parts, || panic!("the writer must not crash"));
+    let (writer, _thread) = spawn_with(16, parts, || panic!("the writer must not crash"));
 
     writer.submit(put("a")).await.expect("first write");
     assert!(health.is_writable());
@@ -106,7 +106,7 @@ async fn a_panic_on_the_writer_thread_runs_the_crash_policy() {
     let (parts, _current, _health) = parts(store);
     let crashed = Arc::new(AtomicBool::new(false));
     let flag = crashed.clone();
-    let (writer, thread) = spawn_with(parts, move || flag.store(true, Ordering::SeqCst));
+    let (writer, thread) = spawn_with(16, parts, move || flag.store(true, Ordering::SeqCst));
     let answer = writer.submit(put("a")).await;
     assert!(matches!(answer, Err(WriteError::Closed)), "{answer:?}");
     tokio::task::spawn_blocking(move || thread.join())

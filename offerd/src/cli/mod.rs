@@ -77,6 +77,9 @@ pub struct ServeArgs {
     pub no_catalog: bool,
     #[command(flatten)]
     pub catalog: CatalogArgs,
+    /// Connection and request bounds
+    #[command(flatten)]
+    pub http: cairn_http::HttpArgs<4096, { 1024 * 1024 }>,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -117,6 +120,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 data_dir: args.data_dir,
                 agent_timeout: args.agent_timeout,
                 catalog,
+                http: args.http.limits(crate::serve::DRAIN),
             };
             crate::serve::serve(cfg, cairn_cli::shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)

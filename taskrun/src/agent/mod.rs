@@ -50,6 +50,8 @@ pub struct AgentConfig {
     /// Address tasks are reachable on (HOST, catalog service address).
     pub address: String,
     pub http_addr: SocketAddr,
+    /// Bounds of the HTTP API.
+    pub http_limits: cairn_http::Limits,
     pub resources: Resources,
     pub attributes: Attributes,
     pub work_dir: PathBuf,
@@ -103,17 +105,18 @@ fn lock_work_dir(work_dir: &Path) -> Result<std::fs::File, AgentError> {
     }
 }
 
-/// The address offerd and users reach the agent's API on.
-fn advertised_http(cfg: &AgentConfig) -> String {
-    if cfg.http_addr.ip().is_unspecified() {
+/// The address offerd and users reach the agent's API on (`bound`: the port bound, which
+/// `--http-addr HOST:0` leaves to the kernel).
+fn advertised_http(cfg: &AgentConfig, bound: SocketAddr) -> String {
+    if bound.ip().is_unspecified() {
         let host = if cfg.address.contains(':') {
             format!("[{}]", cfg.address)
         } else {
             cfg.address.clone()
         };
-        format!("{host}:{}", cfg.http_addr.port())
+        format!("{host}:{}", bound.port())
     } else {
-        cfg.http_addr.to_string()
+        bound.to_string()
     }
 }
 
@@ -133,14 +136,16 @@ pub async fn run(
         source,
     })?;
     let _lock = lock_work_dir(&cfg.work_dir)?;
-    let listener = tokio::net::TcpListener::bind(cfg.http_addr)
-        .await
-        .map_err(|source| AgentError::Bind {
-            addr: cfg.http_addr,
-            source,
-        })?;
-    let http_addr = advertised_http(&cfg);
-    tracing::info!(node = %cfg.node, address = %cfg.address, http = %http_addr, resources = %cfg.resources, work_dir = %cfg.work_dir.display(), "taskrun agent starting");
+    cairn_http::raise_fd_limit(cfg.http_limits.max_connections);
+    let bind_error = |source| AgentError::Bind {
+        addr: cfg.http_addr,
+        source,
+    };
+    let listener =
+        cairn_http::listen(cfg.http_addr, cairn_http::LISTEN_BACKLOG).map_err(bind_error)?;
+    let bound = listener.local_addr().map_err(bind_error)?;
+    let http_addr = advertised_http(&cfg, bound);
+    tracing::info!(node = %cfg.node, address = %cfg.address, addr = %bound, http = %http_addr, resources = %cfg.resources, work_dir = %cfg.work_dir.display(), "taskrun agent starting");
 
     let stop = CancellationToken::new();
     let shared = Arc::new(Shared::new(&cfg));
@@ -154,7 +159,12 @@ pub async fn run(
         reregister.clone(),
         stop.clone(),
     ));
-    let server = tokio::spawn(crate::http::serve(listener, shared.clone(), stop.clone()));
+    let server = tokio::spawn(crate::http::serve(
+        listener,
+        cfg.http_limits,
+        shared.clone(),
+        stop.clone(),
+    ));
     let registrar = Registrar {
         client: cfg.catalog.clone(),
         node: cfg.node.clone(),

@@ -1,0 +1,162 @@
+//! One connection: hyper's HTTP/1 connection over the application's service, each request's
+//! body under [`BodyBounds`], and the connection's part in a graceful shutdown.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, Request, header};
+use http_body::Body as _;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio_util::either::Either;
+use tokio_util::sync::CancellationToken;
+use tower_service::Service;
+
+use crate::Limits;
+use crate::body::{BodyBounds, GuardedBody, Refusal, Verdict};
+
+/// What the application gives for one connection: an axum service (a `Router`, or a wrapper of
+/// one that knows the peer). It is called without `poll_ready`, as hyper services are: it must
+/// always be ready, as axum's routers are.
+pub trait AppService:
+    Service<Request<Body>, Response = Response, Error = Infallible, Future: Send>
+    + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<S> AppService for S where
+    S: Service<Request<Body>, Response = Response, Error = Infallible, Future: Send>
+        + Clone
+        + Send
+        + 'static
+{
+}
+
+/// The connection settings every connection shares: hyper applies the header-read timeout
+/// from the moment it starts waiting for a request head, so it bounds both a slow head and the
+/// idle time of a kept-alive connection.
+pub(crate) fn builder(limits: &Limits) -> http1::Builder {
+    let mut b = http1::Builder::new();
+    b.timer(TokioTimer::new())
+        .header_read_timeout(limits.idle_timeout)
+        .keep_alive(true);
+    b
+}
+
+/// Serves one accepted connection until it ends, holding its slot under the cap.
+pub(crate) async fn run<S: AppService>(
+    builder: Arc<http1::Builder>,
+    stream: TcpStream,
+    service: ConnService<S>,
+    slot: OwnedSemaphorePermit,
+    graceful: CancellationToken,
+    hard: CancellationToken,
+) {
+    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        result = conn.as_mut() => result,
+        () = graceful.cancelled() => {
+            // Idle connections close now; a request in progress is answered first.
+            conn.as_mut().graceful_shutdown();
+            tokio::select! {
+                result = conn.as_mut() => result,
+                () = hard.cancelled() => Ok(()),
+            }
+        }
+    };
+    if let Err(e) = result {
+        // Timeouts, resets and malformed requests are the client's business.
+        tracing::debug!(error = %e, "connection ended");
+    }
+    drop(slot);
+}
+
+/// The hyper service of one connection: bounds each request's body and answers a refused
+/// body's request with 413 or 408 and `Connection: close`.
+pub(crate) struct ConnService<S> {
+    app: S,
+    bounds: BodyBounds,
+}
+
+impl<S> ConnService<S> {
+    pub(crate) fn new(app: S, bounds: BodyBounds) -> Self {
+        ConnService { app, bounds }
+    }
+}
+
+impl<S: AppService> hyper::service::Service<Request<Incoming>> for ConnService<S> {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Either<std::future::Ready<Result<Response, Infallible>>, Respond<S::Future>>;
+
+    fn call(&self, req: Request<Incoming>) -> Self::Future {
+        let bounds = self.bounds;
+        // A declared length past the cap is refused before a byte of the body is read.
+        if req.body().size_hint().lower() > bounds.max_bytes {
+            return Either::Left(std::future::ready(Ok(refused(Refusal::TooLarge(
+                bounds.max_bytes,
+            )))));
+        }
+        // Requests without a body (most reads) go through as they are.
+        let (req, verdict) = if req.body().is_end_stream() {
+            (req.map(Body::new), None)
+        } else {
+            let verdict = Arc::new(Verdict::default());
+            let guarded = req.map(|b| Body::new(GuardedBody::new(b, bounds, verdict.clone())));
+            (guarded, Some(verdict))
+        };
+        // As tower's services are called: a fresh clone per request (a Router is an Arc).
+        let mut app = self.app.clone();
+        Either::Right(Respond {
+            inner: app.call(req),
+            verdict,
+            bounds,
+        })
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The application's answer, unless the request's body was refused.
+    pub struct Respond<F> {
+        #[pin]
+        inner: F,
+        verdict: Option<Arc<Verdict>>,
+        bounds: BodyBounds,
+    }
+}
+
+impl<F: Future<Output = Result<Response, Infallible>>> Future for Respond<F> {
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let Poll::Ready(Ok(resp)) = this.inner.poll(cx) else {
+            return Poll::Pending;
+        };
+        let refusal = this.verdict.as_ref().and_then(|v| v.refusal(this.bounds));
+        Poll::Ready(Ok(match refusal {
+            Some(refusal) => refused(refusal),
+            None => resp,
+        }))
+    }
+}
+
+/// The answer to a refused body: the status, the reason as plain text, and the connection
+/// closed (the rest of the body is never read).
+fn refused(refusal: Refusal) -> Response {
+    let mut resp = (refusal.status(), format!("{refusal}\n")).into_response();
+    resp.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    resp
+}
