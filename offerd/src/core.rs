@@ -220,23 +220,28 @@ impl Core {
     ) -> Result<R, E> {
         let mut inner = self.lock();
         let mut tx = Tx::new(now_millis());
-        let r = f(&mut inner.state, &mut tx)?;
-        scheduler::reconcile(&mut inner.state, &mut tx, &self.cfg);
-        if let Err(e) = self.commit(&mut inner, tx) {
+        // The change is made to a copy (O(1): persistent maps); a refusal drops the copy, so a
+        // request failing part-way leaves no trace.
+        let mut next = inner.state.clone();
+        let r = f(&mut next, &mut tx)?;
+        scheduler::reconcile(&mut next, &mut tx, &self.cfg);
+        if let Err(e) = self.commit(&mut inner, next, tx) {
             tracing::error!(error = %e, "cannot write the state; exiting so a restart reloads the last durable state");
             std::process::exit(70);
         }
         Ok(r)
     }
 
-    fn commit(&self, inner: &mut Inner, tx: Tx) -> Result<(), CoreError> {
+    /// Makes `next` durable (the records `tx` touched), then makes it the state and publishes.
+    fn commit(&self, inner: &mut Inner, next: State, tx: Tx) -> Result<(), CoreError> {
         if tx.is_empty() {
+            inner.state = next;
             for e in tx.events {
                 self.events.publish(e);
             }
             return Ok(());
         }
-        let state = &inner.state;
+        let state = &next;
         let mut batch = Batch::default();
         let put = |batch: &mut Batch, key: String, v: Option<Vec<u8>>| match v {
             Some(v) => batch.put(key, v),
@@ -289,6 +294,7 @@ impl Core {
                 }));
             }
         };
+        inner.state = next;
         for node in &tx.nodes {
             inner.desired_index.insert(node.clone(), revision);
         }
@@ -419,4 +425,76 @@ impl Core {
 fn to_json<T: serde::Serialize>(v: &T) -> Vec<u8> {
     // Records are plain data (strings, numbers, maps with string keys): encoding cannot fail.
     serde_json::to_vec(v).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_store::MemStore;
+
+    fn open(store: &Arc<MemStore>) -> Core {
+        let store: Arc<dyn Store> = store.clone();
+        Core::open(
+            store,
+            CoreConfig {
+                agent_timeout: Duration::from_secs(3600),
+            },
+        )
+        .expect("open")
+    }
+
+    fn app_entry(id: &str) -> AppEntry {
+        let app = cairn_marathon::parse_app(
+            serde_json::json!({ "id": id, "cmd": "sleep 1000", "instances": 0 }),
+            None,
+        )
+        .expect("valid app");
+        scheduler::next_version(None, app, 1_000, false, None)
+    }
+
+    fn stored_keys(store: &MemStore) -> Vec<String> {
+        store
+            .scan_prefix(b"")
+            .expect("scan")
+            .into_iter()
+            .map(|(k, _)| String::from_utf8_lossy(&k).into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn a_change_refused_part_way_leaves_state_and_store_as_they_were() {
+        let store = Arc::new(MemStore::new());
+        let core = open(&store);
+        core.mutate(|s, tx| {
+            let e = app_entry("/a");
+            tx.version(&e.app);
+            tx.app("/a");
+            s.apps.insert("/a".into(), e);
+            Ok::<_, CoreError>(())
+        })
+        .expect("first change");
+        let revision = store.revision();
+        let keys = stored_keys(&store);
+
+        // Changes one app, adds another, then refuses (as a later app of a multi-app request
+        // locked by a deployment does).
+        let r: Result<(), &str> = core.mutate(|s, tx| {
+            if let Some(e) = s.apps.get_mut("/a") {
+                e.app.instances = 7;
+            }
+            tx.app("/a");
+            let b = app_entry("/b");
+            tx.version(&b.app);
+            tx.app("/b");
+            s.apps.insert("/b".into(), b);
+            Err("locked")
+        });
+        assert_eq!(r, Err("locked"));
+        core.read(|s| {
+            assert_eq!(s.apps.keys().collect::<Vec<_>>(), vec!["/a"]);
+            assert_eq!(s.apps["/a"].app.instances, 0);
+        });
+        assert_eq!(store.revision(), revision, "nothing committed");
+        assert_eq!(stored_keys(&store), keys);
+    }
 }

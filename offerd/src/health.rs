@@ -55,14 +55,21 @@ pub fn task_health(checks: &[HealthCheck]) -> HashMap<String, Observed> {
 pub fn apply(core: &Core, health: &HashMap<String, Observed>) -> usize {
     let r: Result<usize, std::convert::Infallible> = core.mutate(|s, tx| {
         let mut changed = Vec::new();
-        for t in s.tasks.values_mut() {
-            if t.spec.health_checks.is_empty() || !t.is_active() {
+        // Only the tasks whose health changed are copied (the state's maps are persistent).
+        let turned: Vec<(String, &Observed)> = s
+            .tasks
+            .values()
+            .filter(|t| !t.spec.health_checks.is_empty() && t.is_active())
+            .filter_map(|t| {
+                let seen = health.get(&t.id)?;
+                (Some(seen.passing) != t.healthy).then(|| (t.id.clone(), seen))
+            })
+            .collect();
+        for (id, seen) in turned {
+            let Some(t) = s.tasks.get_mut(&id) else {
                 continue;
-            }
-            let seen = health.get(&t.id);
-            let now = seen.map(|o| o.passing);
-            if let Some(seen) = seen
-                && now != t.healthy
+            };
+            let now = Some(seen.passing);
             {
                 t.healthy = now;
                 t.unhealthy_since = (now == Some(false)).then_some(tx.now_ms);

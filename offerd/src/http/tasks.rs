@@ -47,8 +47,11 @@ pub async fn delete_many(
     Query(q): Query<Vec<(String, String)>>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let ids: Ids = serde_json::from_slice(&body)
+    let mut ids: Ids = serde_json::from_slice(&body)
         .map_err(|e| ApiError::BadRequest(format!("expected {{\"ids\": [task ids]}}: {e}")))?;
+    // A task named twice is one task: it must lower its app's instances once.
+    let mut seen = std::collections::HashSet::new();
+    ids.ids.retain(|id| seen.insert(id.clone()));
     let scale = super::flag(&q, "scale");
     let force = super::flag(&q, "force");
     let version_ms = st.core.next_version_ms();

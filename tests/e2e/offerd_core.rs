@@ -1,0 +1,68 @@
+//! offerd's state changes as clients see them: a request is applied whole or not at all, and
+//! naming a task twice counts it once.
+
+use cairn_tests::cluster::{Cluster, ClusterOpts, sleep_app};
+use serde_json::{Value, json};
+
+async fn instances(c: &Cluster, app: &str) -> i64 {
+    c.offerd.http.get(&format!("/v2/apps{app}")).await.value()["app"]["instances"]
+        .as_i64()
+        .unwrap_or(-1)
+}
+
+async fn deployments_of(c: &Cluster, app: &str) -> usize {
+    let deps = c.offerd.http.get("/v2/deployments").await.value();
+    deps.as_array().map_or(0, |d| {
+        d.iter().filter(|d| d["affectedApps"][0] == app).count()
+    })
+}
+
+async fn kill_scaled(c: &Cluster, ids: &[&str]) -> cairn_tests::Resp {
+    c.offerd
+        .http
+        .send(
+            "POST",
+            "/v2/tasks/delete?scale=true",
+            Some(json!({ "ids": ids }).to_string().into_bytes()),
+        )
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killing_tasks_of_two_apps_with_scale_changes_nothing_when_the_second_is_locked() {
+    let c = Cluster::start(ClusterOpts::default()).await;
+    assert_eq!(c.post_app(&sleep_app("/a", 2)).await.status, 201);
+    assert_eq!(c.post_app(&sleep_app("/b", 1)).await.status, 201);
+    let a_tasks = c.wait_running("/a", 2, 60).await;
+    let b_tasks = c.wait_running("/b", 1, 60).await;
+    // A deployment that cannot finish locks /b: its new tasks fit no agent.
+    assert_eq!(
+        c.put_app("/b", &json!({ "mem": 100000 }), false)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(deployments_of(&c, "/b").await, 1);
+
+    let r = kill_scaled(&c, &[&a_tasks[0], &b_tasks[0]]).await;
+    assert_eq!(r.status, 409, "{}", String::from_utf8_lossy(&r.body));
+    // /a, first in the request, kept its instances, its tasks and had no deployment started.
+    assert_eq!(instances(&c, "/a").await, 2);
+    assert_eq!(deployments_of(&c, "/a").await, 0);
+    assert_eq!(c.running("/a").await, a_tasks);
+    assert_eq!(c.running("/b").await, b_tasks);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_task_named_twice_lowers_instances_once() {
+    let c = Cluster::start(ClusterOpts::default()).await;
+    assert_eq!(c.post_app(&sleep_app("/twice", 3)).await.status, 201);
+    let tasks = c.wait_running("/twice", 3, 60).await;
+    let r = kill_scaled(&c, &[&tasks[0], &tasks[0]]).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let body: Value = r.value();
+    assert!(body["deploymentId"].is_string(), "{body}");
+    assert_eq!(instances(&c, "/twice").await, 2);
+    let left = c.wait_running("/twice", 2, 60).await;
+    assert!(!left.contains(&tasks[0]));
+}
