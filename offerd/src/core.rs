@@ -5,8 +5,11 @@
 //! disk, so nothing acknowledged is lost by `kill -9`.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use arc_swap::ArcSwap;
 
 use cairn_marathon::{App, DesiredTasks, now_millis};
 use cairn_store::{Batch, Outcome, Store};
@@ -101,13 +104,13 @@ pub(crate) mod keys {
 /// Versions kept per app (older ones are dropped from the store).
 pub const MAX_VERSIONS: usize = 50;
 
-struct Inner {
+/// What readers see: the last durable state, with each agent's desired-set index. Swapped
+/// whole after every commit, so a reader never waits for a writer or a disk.
+#[derive(Clone, Default)]
+struct Published {
     state: State,
     /// Per agent: the store revision at which its desired set last changed.
-    desired_index: HashMap<String, u64>,
-    /// Index for agents with no recorded change (the revision at load).
-    base_index: u64,
-    last_version_ms: u64,
+    desired_index: imbl::HashMap<String, u64>,
 }
 
 /// Why a change was refused.
@@ -117,15 +120,36 @@ pub enum CoreError {
     Store(#[from] cairn_store::StoreError),
 }
 
-/// offerd's state and its durable home.
-pub struct Core {
-    inner: Mutex<Inner>,
+/// What the commit of a change needs after the caller may have gone away: it runs to the end
+/// on a blocking thread even if the request that started it is dropped.
+struct Shared {
     store: Arc<dyn Store>,
-    pub events: EventBus,
+    current: ArcSwap<Published>,
+    events: EventBus,
     desired_changed: watch::Sender<u64>,
     /// Where stale catalog services go to be deregistered (see [`Core::stale_services`]).
     stale_tx: tokio::sync::mpsc::UnboundedSender<(String, String)>,
+}
+
+/// offerd's state and its durable home.
+///
+/// Readers load the published snapshot ([`Core::read`], [`Core::desired_tasks`]) and never wait
+/// for a writer. Writers ([`Core::mutate`]) are serialized by an async mutex, change a clone,
+/// and commit it to the store on a blocking thread; the clone is published after the commit.
+/// Agents' heartbeats are memory only: a map beside the state, folded into the next change.
+pub struct Core {
+    shared: Arc<Shared>,
+    /// Held from taking the snapshot to publishing the result: one writer at a time, each
+    /// starting from the previous one's state.
+    writer: Arc<tokio::sync::Mutex<()>>,
+    /// Per agent: when it was last heard from (Unix ms). Not durable: after a restart every
+    /// agent gets a full timeout anyway.
+    heartbeats: Mutex<HashMap<String, u64>>,
     stale_rx: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<(String, String)>>>,
+    /// Index for agents with no recorded change (the revision at load).
+    base_index: u64,
+    last_version_ms: AtomicU64,
+    pub events: EventBus,
     pub cfg: CoreConfig,
     pub started_ms: u64,
 }
@@ -175,140 +199,106 @@ impl Core {
             "state loaded"
         );
         let (stale_tx, stale_rx) = tokio::sync::mpsc::unbounded_channel();
+        let events = EventBus::default();
         Ok(Core {
-            stale_tx,
-            stale_rx: Mutex::new(Some(stale_rx)),
-            inner: Mutex::new(Inner {
-                state,
-                desired_index: HashMap::new(),
-                base_index,
-                last_version_ms: now,
+            shared: Arc::new(Shared {
+                store,
+                current: ArcSwap::from_pointee(Published {
+                    state,
+                    desired_index: imbl::HashMap::new(),
+                }),
+                events: events.clone(),
+                desired_changed: watch::channel(base_index).0,
+                stale_tx,
             }),
-            store,
-            events: EventBus::default(),
-            desired_changed: watch::channel(base_index).0,
+            writer: Arc::new(tokio::sync::Mutex::new(())),
+            heartbeats: Mutex::new(HashMap::new()),
+            stale_rx: Mutex::new(Some(stale_rx)),
+            base_index,
+            last_version_ms: AtomicU64::new(now),
+            events,
             cfg,
             started_ms: now,
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Reads the state.
+    /// Reads the last durable state (never waits for a writer).
     pub fn read<R>(&self, f: impl FnOnce(&State) -> R) -> R {
-        f(&self.lock().state)
+        f(&self.shared.current.load().state)
     }
 
     /// A fresh, strictly increasing version timestamp (Unix ms).
     pub fn next_version_ms(&self) -> u64 {
-        let mut inner = self.lock();
-        let ms = now_millis().max(inner.last_version_ms + 1);
-        inner.last_version_ms = ms;
-        ms
+        let now = now_millis();
+        let prev = self
+            .last_version_ms
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |last| {
+                Some(now.max(last + 1))
+            })
+            // The closure always returns Some.
+            .unwrap_or_else(|last| last);
+        now.max(prev + 1)
     }
 
-    /// Applies a change. `f` must validate before it modifies anything: an `Err` from it leaves
-    /// the state as it was. Then the scheduler reacts, and all of it is committed at once.
+    /// Applies a change. `f` changes a clone of the state; an `Err` from it (or a record that
+    /// cannot be encoded) drops the clone, so a refused change leaves no trace. Then the
+    /// scheduler reacts, everything touched is committed in one store batch on a blocking
+    /// thread, and only then is the new state published, agents woken and events sent.
     ///
     /// A store that cannot write is fatal: memory would be ahead of the disk, so offerd exits
     /// and its supervisor restarts it from the last durable state (crash-only).
-    pub fn mutate<R, E>(
+    pub async fn mutate<R, E>(
         &self,
         f: impl FnOnce(&mut State, &mut Tx) -> Result<R, E>,
-    ) -> Result<R, E> {
-        let mut inner = self.lock();
+    ) -> Result<R, E>
+    where
+        E: From<CoreError>,
+    {
+        let writer = self.writer.clone().lock_owned().await;
+        let mut next = self.shared.current.load().state.clone();
+        self.fold_heartbeats(&mut next);
         let mut tx = Tx::new(now_millis());
-        // The change is made to a copy (O(1): persistent maps); a refusal drops the copy, so a
-        // request failing part-way leaves no trace.
-        let mut next = inner.state.clone();
         let r = f(&mut next, &mut tx)?;
         scheduler::reconcile(&mut next, &mut tx, &self.cfg);
-        if let Err(e) = self.commit(&mut inner, next, tx) {
-            tracing::error!(error = %e, "cannot write the state; exiting so a restart reloads the last durable state");
+        let batch = batch_of(&next, &tx);
+        if batch.is_empty() {
+            self.shared.publish(next, tx, None);
+            return Ok(r);
+        }
+        let shared = self.shared.clone();
+        // The commit and the publication run to the end even if this request is dropped, and
+        // the writer lock is held until then: the next change starts from this one's state.
+        let done = tokio::task::spawn_blocking(move || {
+            let _writer = writer;
+            shared.commit(next, tx, batch);
+        })
+        .await;
+        if let Err(e) = done {
+            // A panic while committing: the state in memory may not match the disk.
+            tracing::error!(error = %e, "committing a change failed; exiting so a restart reloads the last durable state");
             std::process::exit(70);
         }
         Ok(r)
     }
 
-    /// Makes `next` durable (the records `tx` touched), then makes it the state and publishes.
-    fn commit(&self, inner: &mut Inner, next: State, tx: Tx) -> Result<(), CoreError> {
-        if tx.is_empty() {
-            inner.state = next;
-            for e in tx.events {
-                self.events.publish(e);
-            }
-            return Ok(());
-        }
-        let state = &next;
-        let mut batch = Batch::default();
-        let put = |batch: &mut Batch, key: String, v: Option<Vec<u8>>| match v {
-            Some(v) => batch.put(key, v),
-            None => batch.delete(key),
-        };
-        for id in &tx.apps {
-            put(
-                &mut batch,
-                format!("{}{id}", keys::APPS),
-                state.apps.get(id).map(to_json),
-            );
-            if !state.apps.contains_key(id) {
-                batch.ops.push(cairn_store::Op::DeletePrefix {
-                    prefix: format!("{}{id}\u{0}", keys::VERSIONS).into_bytes(),
-                });
+    /// Copies the agents' latest heartbeats into `state` (memory only: no record is touched).
+    fn fold_heartbeats(&self, state: &mut State) {
+        let beats = self.heartbeats.lock().unwrap_or_else(|p| p.into_inner());
+        for (node, &seen) in beats.iter() {
+            if let Some(a) = state.agents.get(node)
+                && a.last_seen_ms < seen
+                && let Some(a) = state.agents.get_mut(node)
+            {
+                a.last_seen_ms = seen;
             }
         }
-        for app in &tx.versions {
-            let v = app.version.clone().unwrap_or_default();
-            batch.put(keys::version(&app.id, &v), to_json(app));
-        }
-        for id in &tx.tasks {
-            put(
-                &mut batch,
-                format!("{}{id}", keys::TASKS),
-                state.tasks.get(id).map(to_json),
-            );
-        }
-        for id in &tx.agents {
-            put(
-                &mut batch,
-                format!("{}{id}", keys::AGENTS),
-                state.agents.get(id).map(to_json),
-            );
-        }
-        for id in &tx.deployments {
-            put(
-                &mut batch,
-                format!("{}{id}", keys::DEPLOYMENTS),
-                state.deployments.get(id).map(to_json),
-            );
-        }
-        let revision = match self.store.commit(batch)? {
-            Outcome::Applied(r) => r,
-            // No compares are sent, so this cannot happen; treat it as a store fault.
-            Outcome::CompareFailed(_) => {
-                return Err(CoreError::Store(cairn_store::StoreError::Corrupt {
-                    key: String::new(),
-                    reason: "unexpected compare failure",
-                }));
-            }
-        };
-        inner.state = next;
-        for node in &tx.nodes {
-            inner.desired_index.insert(node.clone(), revision);
-        }
-        if !tx.nodes.is_empty() || !tx.agents.is_empty() {
-            self.desired_changed.send_replace(revision);
-        }
-        for e in tx.events {
-            self.events.publish(e);
-        }
-        for s in tx.stale_services {
-            // Nobody listening (no catalog configured) is fine.
-            let _ = self.stale_tx.send(s);
-        }
-        Ok(())
+    }
+
+    fn heartbeat(&self, node: &str) {
+        self.heartbeats
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(node.to_string(), now_millis());
     }
 
     /// The stream of catalog services to deregister, for the one task that does it.
@@ -328,13 +318,18 @@ impl Core {
         for v in dropped {
             batch.delete(keys::version(app_id, v));
         }
-        self.store.commit(batch)?;
+        self.shared.store.commit(batch)?;
         Ok(())
     }
 
-    /// One stored version of an app.
-    pub fn version(&self, app_id: &str, version: &str) -> Result<Option<App>, CoreError> {
-        let Some(entry) = self.store.get(keys::version(app_id, version).as_bytes())? else {
+    /// One stored version of an app (read on a blocking thread: it is a disk read).
+    pub async fn version(&self, app_id: &str, version: &str) -> Result<Option<App>, CoreError> {
+        let store = self.shared.store.clone();
+        let key = keys::version(app_id, version);
+        let entry = tokio::task::spawn_blocking(move || store.get(key.as_bytes()))
+            .await
+            .map_err(|e| CoreError::Store(cairn_store::StoreError::Backend(Box::new(e))))??;
+        let Some(entry) = entry else {
             return Ok(None);
         };
         Ok(serde_json::from_slice(&entry.value).ok())
@@ -342,7 +337,7 @@ impl Core {
 
     /// The desired set of `node` once its index passes `index` or `wait` runs out, with the
     /// index to block on next. `None` when the node is unknown (it must register). Every call
-    /// counts as the agent's heartbeat.
+    /// counts as the agent's heartbeat. Answered from the published snapshot.
     pub async fn desired_tasks(
         &self,
         node: &str,
@@ -350,21 +345,22 @@ impl Core {
         wait: Duration,
     ) -> Option<(DesiredTasks, u64)> {
         let deadline = tokio::time::Instant::now() + wait;
-        let mut changed = self.desired_changed.subscribe();
+        let mut changed = self.shared.desired_changed.subscribe();
         loop {
             changed.borrow_and_update();
-            let now = now_millis();
-            {
-                let mut inner = self.lock();
-                let base = inner.base_index;
-                let current = inner.desired_index.get(node).copied().unwrap_or(base);
-                let agent = inner.state.agents.get_mut(node)?;
-                agent.last_seen_ms = now;
-                let lost = agent.lost;
-                if !lost
+            let lost = {
+                let snap = self.shared.current.load();
+                let agent = snap.state.agents.get(node)?;
+                self.heartbeat(node);
+                let current = snap
+                    .desired_index
+                    .get(node)
+                    .copied()
+                    .unwrap_or(self.base_index);
+                if !agent.lost
                     && (current > index || index == 0 || tokio::time::Instant::now() >= deadline)
                 {
-                    let tasks = inner
+                    let tasks = snap
                         .state
                         .tasks
                         .values()
@@ -373,10 +369,15 @@ impl Core {
                         .collect();
                     return Some((DesiredTasks { tasks }, current));
                 }
-                if lost {
-                    drop(inner);
-                    self.agent_returned(node);
-                    continue;
+                agent.lost
+            };
+            if lost {
+                match self.agent_returned(node).await {
+                    Ok(()) => continue,
+                    // Logged; the poll waits like any other and tries again.
+                    Err(e) => {
+                        tracing::error!(%node, error = %e, "recording a returning agent failed")
+                    }
                 }
             }
             tokio::select! {
@@ -388,8 +389,8 @@ impl Core {
 
     /// A lost agent is heard from again: it is active, and its desired set (without the tasks
     /// that were replaced meanwhile) tells it what to kill.
-    fn agent_returned(&self, node: &str) {
-        let r: Result<(), CoreError> = self.mutate(|s, tx| {
+    async fn agent_returned(&self, node: &str) -> Result<(), CoreError> {
+        self.mutate(|s, tx| {
             if let Some(a) = s.agents.get_mut(node) {
                 a.lost = false;
                 a.last_seen_ms = tx.now_ms;
@@ -398,28 +399,121 @@ impl Core {
                 tracing::info!(node, "lost agent is back");
             }
             Ok(())
-        });
-        if let Err(e) = r {
-            tracing::error!(error = %e, "recording a returning agent failed");
-        }
+        })
+        .await
     }
 
     /// A receiver that sees every committed change to tasks or agents (offers long-poll on it).
     pub fn changes(&self) -> watch::Receiver<u64> {
-        self.desired_changed.subscribe()
+        self.shared.desired_changed.subscribe()
     }
 
-    /// Marks an agent as heard from (status posts).
+    /// Marks an agent as heard from (status posts); false when it is not registered.
     pub fn touch_agent(&self, node: &str) -> bool {
-        let mut inner = self.lock();
-        match inner.state.agents.get_mut(node) {
-            Some(a) => {
-                a.last_seen_ms = now_millis();
-                true
+        let known = self.read(|s| s.agents.contains_key(node));
+        if known {
+            self.heartbeat(node);
+        }
+        known
+    }
+}
+
+impl Shared {
+    /// Makes the batch durable, then publishes `next`. Runs on a blocking thread.
+    fn commit(&self, next: State, tx: Tx, batch: Batch) {
+        let revision = match self.store.commit(batch) {
+            Ok(Outcome::Applied(r)) => r,
+            Ok(Outcome::CompareFailed(_)) => {
+                // No compares are sent, so this cannot happen; treat it as a store fault.
+                tracing::error!(
+                    "unexpected compare failure writing the state; exiting so a restart reloads the last durable state"
+                );
+                std::process::exit(70);
             }
-            None => false,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot write the state; exiting so a restart reloads the last durable state");
+                std::process::exit(70);
+            }
+        };
+        self.publish(next, tx, Some(revision));
+    }
+
+    /// Makes `next` what readers see, then wakes the agents whose desired set changed and sends
+    /// the events. `revision`: the store revision of the change (None: nothing was written).
+    fn publish(&self, next: State, tx: Tx, revision: Option<u64>) {
+        let mut desired_index = self.current.load().desired_index.clone();
+        if let Some(revision) = revision {
+            for node in &tx.nodes {
+                desired_index.insert(node.clone(), revision);
+            }
+        }
+        self.current.store(Arc::new(Published {
+            state: next,
+            desired_index,
+        }));
+        if let Some(revision) = revision
+            && (!tx.nodes.is_empty() || !tx.agents.is_empty())
+        {
+            self.desired_changed.send_replace(revision);
+        }
+        for e in tx.events {
+            self.events.publish(e);
+        }
+        for s in tx.stale_services {
+            // Nobody listening (no catalog configured) is fine.
+            let _ = self.stale_tx.send(s);
         }
     }
+}
+
+/// The store batch of everything `tx` touched, as it is in `state`.
+fn batch_of(state: &State, tx: &Tx) -> Batch {
+    let mut batch = Batch::default();
+    if tx.is_empty() {
+        return batch;
+    }
+    let put = |batch: &mut Batch, key: String, v: Option<Vec<u8>>| match v {
+        Some(v) => batch.put(key, v),
+        None => batch.delete(key),
+    };
+    for id in &tx.apps {
+        put(
+            &mut batch,
+            format!("{}{id}", keys::APPS),
+            state.apps.get(id).map(to_json),
+        );
+        if !state.apps.contains_key(id) {
+            batch.ops.push(cairn_store::Op::DeletePrefix {
+                prefix: format!("{}{id}\u{0}", keys::VERSIONS).into_bytes(),
+            });
+        }
+    }
+    for app in &tx.versions {
+        let v = app.version.clone().unwrap_or_default();
+        batch.put(keys::version(&app.id, &v), to_json(app));
+    }
+    for id in &tx.tasks {
+        put(
+            &mut batch,
+            format!("{}{id}", keys::TASKS),
+            state.tasks.get(id).map(to_json),
+        );
+    }
+    for id in &tx.agents {
+        put(
+            &mut batch,
+            format!("{}{id}", keys::AGENTS),
+            state.agents.get(id).map(to_json),
+        );
+    }
+    for id in &tx.deployments {
+        put(
+            &mut batch,
+            format!("{}{id}", keys::DEPLOYMENTS),
+            state.deployments.get(id).map(to_json),
+        );
+    }
+    batch
 }
 
 fn to_json<T: serde::Serialize>(v: &T) -> Vec<u8> {
@@ -431,6 +525,15 @@ fn to_json<T: serde::Serialize>(v: &T) -> Vec<u8> {
 mod tests {
     use super::*;
     use cairn_store::MemStore;
+
+    /// A request's own refusal.
+    #[derive(Debug)]
+    struct Refused;
+    impl From<CoreError> for Refused {
+        fn from(e: CoreError) -> Self {
+            panic!("unexpected core error: {e}")
+        }
+    }
 
     fn open(store: &Arc<MemStore>) -> Core {
         let store: Arc<dyn Store> = store.clone();
@@ -461,8 +564,8 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn a_change_refused_part_way_leaves_state_and_store_as_they_were() {
+    #[tokio::test]
+    async fn a_change_refused_part_way_leaves_state_and_store_as_they_were() {
         let store = Arc::new(MemStore::new());
         let core = open(&store);
         core.mutate(|s, tx| {
@@ -472,29 +575,159 @@ mod tests {
             s.apps.insert("/a".into(), e);
             Ok::<_, CoreError>(())
         })
+        .await
         .expect("first change");
         let revision = store.revision();
         let keys = stored_keys(&store);
 
         // Changes one app, adds another, then refuses (as a later app of a multi-app request
         // locked by a deployment does).
-        let r: Result<(), &str> = core.mutate(|s, tx| {
-            if let Some(e) = s.apps.get_mut("/a") {
-                e.app.instances = 7;
-            }
-            tx.app("/a");
-            let b = app_entry("/b");
-            tx.version(&b.app);
-            tx.app("/b");
-            s.apps.insert("/b".into(), b);
-            Err("locked")
-        });
-        assert_eq!(r, Err("locked"));
+        let r: Result<(), Refused> = core
+            .mutate(|s, tx| {
+                if let Some(e) = s.apps.get_mut("/a") {
+                    e.app.instances = 7;
+                }
+                tx.app("/a");
+                let b = app_entry("/b");
+                tx.version(&b.app);
+                tx.app("/b");
+                s.apps.insert("/b".into(), b);
+                Err(Refused)
+            })
+            .await;
+        assert!(matches!(r, Err(Refused)));
         core.read(|s| {
             assert_eq!(s.apps.keys().collect::<Vec<_>>(), vec!["/a"]);
             assert_eq!(s.apps["/a"].app.instances, 0);
         });
         assert_eq!(store.revision(), revision, "nothing committed");
         assert_eq!(stored_keys(&store), keys);
+    }
+
+    /// A store whose commits wait, once held, until released: a slow disk.
+    struct SlowDisk {
+        inner: MemStore,
+        held: Mutex<bool>,
+        released: std::sync::Condvar,
+        entered: tokio::sync::Notify,
+    }
+
+    impl SlowDisk {
+        fn hold(&self, on: bool) {
+            *self.held.lock().unwrap_or_else(|p| p.into_inner()) = on;
+            self.released.notify_all();
+        }
+    }
+
+    impl Store for SlowDisk {
+        fn get(&self, key: &[u8]) -> Result<Option<cairn_store::Entry>, cairn_store::StoreError> {
+            self.inner.get(key)
+        }
+        fn scan_prefix(
+            &self,
+            prefix: &[u8],
+        ) -> Result<Vec<(Vec<u8>, cairn_store::Entry)>, cairn_store::StoreError> {
+            self.inner.scan_prefix(prefix)
+        }
+        fn commit(&self, batch: Batch) -> Result<Outcome, cairn_store::StoreError> {
+            let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+            if *held {
+                self.entered.notify_one();
+            }
+            while *held {
+                held = self.released.wait(held).unwrap_or_else(|p| p.into_inner());
+            }
+            self.inner.commit(batch)
+        }
+        fn revision(&self) -> cairn_store::Revision {
+            self.inner.revision()
+        }
+        fn subscribe(&self) -> watch::Receiver<cairn_store::Revision> {
+            self.inner.subscribe()
+        }
+    }
+
+    /// Waits for `f` with a deadline far beyond any scheduling delay: if it does not finish,
+    /// it is blocked behind the commit held by the test.
+    async fn answered<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
+        tokio::time::timeout(Duration::from_secs(30), f)
+            .await
+            .unwrap_or_else(|_| panic!("{what} waited for a commit in progress"))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reads_and_agent_polls_are_answered_while_a_commit_waits_for_the_disk() {
+        let disk = Arc::new(SlowDisk {
+            inner: MemStore::new(),
+            held: Mutex::new(false),
+            released: std::sync::Condvar::new(),
+            entered: tokio::sync::Notify::new(),
+        });
+        let store: Arc<dyn Store> = disk.clone();
+        let core = Arc::new(
+            Core::open(
+                store,
+                CoreConfig {
+                    agent_timeout: Duration::from_secs(3600),
+                },
+            )
+            .expect("open"),
+        );
+        core.mutate(|s, tx| {
+            let agent = Agent {
+                node: "n1".into(),
+                address: "127.0.0.1".into(),
+                http_addr: String::new(),
+                resources: Default::default(),
+                attributes: Default::default(),
+                lost: false,
+                draining: false,
+                last_seen_ms: tx.now_ms,
+            };
+            s.agents.insert("n1".into(), agent);
+            tx.agent("n1");
+            Ok::<_, CoreError>(())
+        })
+        .await
+        .expect("register");
+
+        disk.hold(true);
+        let entered = disk.entered.notified();
+        let writer = {
+            let core = core.clone();
+            tokio::spawn(async move {
+                core.mutate(|s, tx| {
+                    let e = app_entry("/slow");
+                    tx.version(&e.app);
+                    tx.app("/slow");
+                    s.apps.insert("/slow".into(), e);
+                    Ok::<_, CoreError>(())
+                })
+                .await
+            })
+        };
+        answered("the writer reaching the disk", entered).await;
+
+        // The commit is in progress: readers see the last durable state at once.
+        assert!(
+            core.read(|s| s.apps.is_empty()),
+            "an undurable change is not visible"
+        );
+        let (desired, _) = answered(
+            "an agent's poll",
+            core.desired_tasks("n1", 0, Duration::from_secs(60)),
+        )
+        .await
+        .expect("n1 is registered");
+        assert!(desired.tasks.is_empty());
+        assert!(core.touch_agent("n1"), "a heartbeat needs no write");
+        assert!(!writer.is_finished());
+
+        disk.hold(false);
+        answered("the writer", writer)
+            .await
+            .expect("writer task")
+            .expect("committed");
+        assert!(core.read(|s| s.apps.contains_key("/slow")));
     }
 }

@@ -61,7 +61,10 @@ pub async fn serve(
                 tokio::select! {
                     () = stop.cancelled() => return,
                     _ = every.tick() => {
-                        let _: Result<(), std::convert::Infallible> = core.mutate(|_, _| Ok(()));
+                        let r: Result<(), crate::core::CoreError> = core.mutate(|_, _| Ok(())).await;
+                        if let Err(e) = r {
+                            tracing::error!(error = %e, "scheduling round failed");
+                        }
                     }
                 }
             }
