@@ -35,6 +35,8 @@ pub struct Tx {
     agents: BTreeSet<String>,
     deployments: BTreeSet<String>,
     versions: Vec<App>,
+    /// Stored versions (app id, version) to drop: beyond [`MAX_VERSIONS`].
+    dropped_versions: Vec<(String, String)>,
     /// Agents whose desired task set changed.
     pub nodes: BTreeSet<String>,
     pub events: Vec<Event>,
@@ -52,6 +54,7 @@ impl Tx {
             agents: BTreeSet::new(),
             deployments: BTreeSet::new(),
             versions: Vec::new(),
+            dropped_versions: Vec::new(),
             nodes: BTreeSet::new(),
             events: Vec::new(),
             stale_services: Vec::new(),
@@ -63,6 +66,11 @@ impl Tx {
     }
     pub fn version(&mut self, app: &App) {
         self.versions.push(app.clone());
+    }
+    /// A version of an app leaves the store (in the same batch as the change that drops it).
+    pub fn drop_version(&mut self, app_id: &str, version: &str) {
+        self.dropped_versions
+            .push((app_id.to_string(), version.to_string()));
     }
     /// A task changed; `node`'s desired set may have changed with it.
     pub fn task(&mut self, id: &str, node: &str) {
@@ -85,6 +93,7 @@ impl Tx {
             && self.agents.is_empty()
             && self.deployments.is_empty()
             && self.versions.is_empty()
+            && self.dropped_versions.is_empty()
     }
 }
 
@@ -190,6 +199,7 @@ impl Core {
         for d in load_prefix::<Deployment>(&*store, keys::DEPLOYMENTS)? {
             state.deployments.insert(d.id.clone(), d);
         }
+        drop_unlisted_versions(&*store, &state)?;
         let base_index = store.revision().max(1);
         tracing::info!(
             apps = state.apps.len(),
@@ -307,19 +317,6 @@ impl Core {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take()
-    }
-
-    /// Drops versions beyond [`MAX_VERSIONS`] from the store.
-    pub fn prune_versions(&self, app_id: &str, dropped: &[String]) -> Result<(), CoreError> {
-        if dropped.is_empty() {
-            return Ok(());
-        }
-        let mut batch = Batch::default();
-        for v in dropped {
-            batch.delete(keys::version(app_id, v));
-        }
-        self.shared.store.commit(batch)?;
-        Ok(())
     }
 
     /// One stored version of an app (read on a blocking thread: it is a disk read).
@@ -466,6 +463,32 @@ impl Shared {
     }
 }
 
+/// Deletes stored versions that no app lists (left by offerd releases that did not prune them,
+/// beyond [`MAX_VERSIONS`]), so the store stops growing.
+fn drop_unlisted_versions(store: &dyn Store, state: &State) -> Result<(), CoreError> {
+    let mut batch = Batch::default();
+    for (key, _) in store.scan_prefix(keys::VERSIONS.as_bytes())? {
+        let name = String::from_utf8_lossy(&key[keys::VERSIONS.len()..]).into_owned();
+        let listed = name.split_once('\u{0}').is_some_and(|(app_id, version)| {
+            state
+                .apps
+                .get(app_id)
+                .is_some_and(|e| e.versions.iter().any(|v| v == version))
+        });
+        if !listed {
+            batch.delete(key);
+        }
+    }
+    if !batch.is_empty() {
+        tracing::info!(
+            versions = batch.ops.len(),
+            "dropping stored app versions beyond the kept ones"
+        );
+        store.commit(batch)?;
+    }
+    Ok(())
+}
+
 /// The store batch of everything `tx` touched, as it is in `state`.
 fn batch_of(state: &State, tx: &Tx) -> Batch {
     let mut batch = Batch::default();
@@ -491,6 +514,9 @@ fn batch_of(state: &State, tx: &Tx) -> Batch {
     for app in &tx.versions {
         let v = app.version.clone().unwrap_or_default();
         batch.put(keys::version(&app.id, &v), to_json(app));
+    }
+    for (app_id, v) in &tx.dropped_versions {
+        batch.delete(keys::version(app_id, v));
     }
     for id in &tx.tasks {
         put(
@@ -729,5 +755,25 @@ mod tests {
             .expect("writer task")
             .expect("committed");
         assert!(core.read(|s| s.apps.contains_key("/slow")));
+    }
+
+    #[test]
+    fn versions_no_app_lists_are_dropped_at_load() {
+        let store = Arc::new(MemStore::new());
+        let mut e = app_entry("/a");
+        let kept = e.versions[0].clone();
+        e.versions = vec![kept.clone()];
+        let mut batch = Batch::default();
+        batch.put(format!("{}/a", keys::APPS), to_json(&e));
+        for (app, v) in [("/a", "old"), ("/a", kept.as_str()), ("/gone", "v")] {
+            batch.put(keys::version(app, v), to_json(&e.app));
+        }
+        store.commit(batch).expect("seed");
+        let _core = open(&store);
+        let left: Vec<String> = stored_keys(&store)
+            .into_iter()
+            .filter(|k| k.starts_with(keys::VERSIONS))
+            .collect();
+        assert_eq!(left, vec![keys::version("/a", &kept)]);
     }
 }

@@ -147,6 +147,9 @@ pub(crate) fn install(
     };
     let mut entry = entry;
     entry.versions.drain(..dropped.len());
+    for v in &dropped {
+        tx.drop_version(&id, v);
+    }
     s.apps.insert(id.clone(), entry);
     let dep = start_deployment(s, tx, &id, &version, kind, prev.map(|p| p.app));
     Ok((dep, version))
@@ -565,4 +568,56 @@ async fn kill_tasks(
         }
         (tasks, None) => Json(json!({ "tasks": tasks })).into_response(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use cairn_store::{MemStore, Store};
+
+    use super::*;
+    use crate::core::{Core, CoreConfig, MAX_VERSIONS};
+
+    #[tokio::test]
+    async fn an_app_keeps_at_most_max_versions_in_the_store_and_its_list() {
+        let store = Arc::new(MemStore::new());
+        let dyn_store: Arc<dyn Store> = store.clone();
+        let core = Core::open(
+            dyn_store,
+            CoreConfig {
+                agent_timeout: Duration::from_secs(3600),
+            },
+        )
+        .expect("open");
+        for i in 0..60 {
+            let app = parse_app(
+                json!({ "id": "/x", "cmd": format!("sleep {i}"), "instances": 0 }),
+                None,
+            )
+            .expect("valid app");
+            let version_ms = core.next_version_ms();
+            core.mutate(|s, tx| install(s, tx, app, version_ms, false, true))
+                .await
+                .expect("installed");
+        }
+        let stored = store
+            .scan_prefix("versions//x\u{0}".as_bytes())
+            .expect("scan");
+        assert_eq!(stored.len(), MAX_VERSIONS);
+        let listed = core.read(|s| s.apps["/x"].versions.clone());
+        assert_eq!(listed.len(), MAX_VERSIONS);
+        // The newest are kept, and what is listed is what is stored.
+        let current = core.read(|s| s.apps["/x"].app.version.clone());
+        assert_eq!(listed.last(), current.as_ref());
+        let stored_versions: Vec<String> = stored
+            .iter()
+            .map(|(k, _)| {
+                let k = String::from_utf8_lossy(k);
+                k.rsplit('\u{0}').next().unwrap_or_default().to_string()
+            })
+            .collect();
+        assert_eq!(stored_versions, listed);
+    }
 }
