@@ -127,6 +127,12 @@ struct Published {
 pub enum CoreError {
     #[error("store: {0}")]
     Store(#[from] cairn_store::StoreError),
+    /// A stored record that does not decode: offerd's durable data is damaged.
+    #[error("stored record {key:?} is corrupt: {reason}")]
+    Corrupt { key: String, reason: String },
+    /// A record that cannot be encoded: the change is refused rather than stored empty.
+    #[error("cannot encode record {key:?}: {reason}")]
+    Encode { key: String, reason: String },
 }
 
 /// What the commit of a change needs after the caller may have gone away: it runs to the end
@@ -270,7 +276,7 @@ impl Core {
         let mut tx = Tx::new(now_millis());
         let r = f(&mut next, &mut tx)?;
         scheduler::reconcile(&mut next, &mut tx, &self.cfg);
-        let batch = batch_of(&next, &tx);
+        let batch = batch_of(&next, &tx)?;
         if batch.is_empty() {
             self.shared.publish(next, tx, None);
             return Ok(r);
@@ -329,7 +335,12 @@ impl Core {
         let Some(entry) = entry else {
             return Ok(None);
         };
-        Ok(serde_json::from_slice(&entry.value).ok())
+        serde_json::from_slice(&entry.value)
+            .map(Some)
+            .map_err(|e| CoreError::Corrupt {
+                key: keys::version(app_id, version).replace('\u{0}', "@"),
+                reason: e.to_string(),
+            })
     }
 
     /// The desired set of `node` once its index passes `index` or `wait` runs out, with the
@@ -489,22 +500,33 @@ fn drop_unlisted_versions(store: &dyn Store, state: &State) -> Result<(), CoreEr
     Ok(())
 }
 
-/// The store batch of everything `tx` touched, as it is in `state`.
-fn batch_of(state: &State, tx: &Tx) -> Batch {
+/// The store batch of everything `tx` touched, as it is in `state`; an error when a record
+/// cannot be encoded (the change is refused).
+fn batch_of(state: &State, tx: &Tx) -> Result<Batch, CoreError> {
     let mut batch = Batch::default();
     if tx.is_empty() {
-        return batch;
+        return Ok(batch);
     }
-    let put = |batch: &mut Batch, key: String, v: Option<Vec<u8>>| match v {
-        Some(v) => batch.put(key, v),
-        None => batch.delete(key),
-    };
+    fn put<T: serde::Serialize>(
+        batch: &mut Batch,
+        key: String,
+        v: Option<&T>,
+    ) -> Result<(), CoreError> {
+        match v {
+            Some(v) => {
+                let bytes = to_json(&key, v)?;
+                batch.put(key, bytes);
+            }
+            None => batch.delete(key),
+        }
+        Ok(())
+    }
     for id in &tx.apps {
         put(
             &mut batch,
             format!("{}{id}", keys::APPS),
-            state.apps.get(id).map(to_json),
-        );
+            state.apps.get(id),
+        )?;
         if !state.apps.contains_key(id) {
             batch.ops.push(cairn_store::Op::DeletePrefix {
                 prefix: format!("{}{id}\u{0}", keys::VERSIONS).into_bytes(),
@@ -513,7 +535,7 @@ fn batch_of(state: &State, tx: &Tx) -> Batch {
     }
     for app in &tx.versions {
         let v = app.version.clone().unwrap_or_default();
-        batch.put(keys::version(&app.id, &v), to_json(app));
+        put(&mut batch, keys::version(&app.id, &v), Some(app))?;
     }
     for (app_id, v) in &tx.dropped_versions {
         batch.delete(keys::version(app_id, v));
@@ -522,29 +544,32 @@ fn batch_of(state: &State, tx: &Tx) -> Batch {
         put(
             &mut batch,
             format!("{}{id}", keys::TASKS),
-            state.tasks.get(id).map(to_json),
-        );
+            state.tasks.get(id),
+        )?;
     }
     for id in &tx.agents {
         put(
             &mut batch,
             format!("{}{id}", keys::AGENTS),
-            state.agents.get(id).map(to_json),
-        );
+            state.agents.get(id),
+        )?;
     }
     for id in &tx.deployments {
         put(
             &mut batch,
             format!("{}{id}", keys::DEPLOYMENTS),
-            state.deployments.get(id).map(to_json),
-        );
+            state.deployments.get(id),
+        )?;
     }
-    batch
+    Ok(batch)
 }
 
-fn to_json<T: serde::Serialize>(v: &T) -> Vec<u8> {
-    // Records are plain data (strings, numbers, maps with string keys): encoding cannot fail.
-    serde_json::to_vec(v).unwrap_or_default()
+/// A record as stored (JSON); `key` names it in the error.
+fn to_json<T: serde::Serialize>(key: &str, v: &T) -> Result<Vec<u8>, CoreError> {
+    serde_json::to_vec(v).map_err(|e| CoreError::Encode {
+        key: key.replace('\u{0}', "@"),
+        reason: e.to_string(),
+    })
 }
 
 #[cfg(test)]
@@ -764,9 +789,12 @@ mod tests {
         let kept = e.versions[0].clone();
         e.versions = vec![kept.clone()];
         let mut batch = Batch::default();
-        batch.put(format!("{}/a", keys::APPS), to_json(&e));
+        batch.put(
+            format!("{}/a", keys::APPS),
+            to_json("a", &e).expect("encode"),
+        );
         for (app, v) in [("/a", "old"), ("/a", kept.as_str()), ("/gone", "v")] {
-            batch.put(keys::version(app, v), to_json(&e.app));
+            batch.put(keys::version(app, v), to_json("v", &e.app).expect("encode"));
         }
         store.commit(batch).expect("seed");
         let _core = open(&store);
@@ -775,5 +803,43 @@ mod tests {
             .filter(|k| k.starts_with(keys::VERSIONS))
             .collect();
         assert_eq!(left, vec![keys::version("/a", &kept)]);
+    }
+
+    #[tokio::test]
+    async fn a_corrupt_stored_version_is_an_error_naming_it_not_a_missing_one() {
+        let store = Arc::new(MemStore::new());
+        let mut e = app_entry("/a");
+        e.versions = vec!["v1".into()];
+        let mut batch = Batch::default();
+        batch.put(
+            format!("{}/a", keys::APPS),
+            to_json("a", &e).expect("encode"),
+        );
+        batch.put(keys::version("/a", "v1"), b"{not json".to_vec());
+        store.commit(batch).expect("seed");
+        let core = open(&store);
+        let err = core.version("/a", "v1").await.expect_err("corrupt");
+        assert!(
+            err.to_string().contains("versions//a@v1"),
+            "names the record: {err}"
+        );
+        assert!(matches!(core.version("/a", "v2").await, Ok(None)));
+    }
+
+    /// A value serde cannot encode.
+    struct Unencodable;
+    impl serde::Serialize for Unencodable {
+        fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+            Err(serde::ser::Error::custom("no encoding"))
+        }
+    }
+
+    #[test]
+    fn a_record_that_cannot_be_encoded_is_an_error_not_empty_bytes() {
+        let err = to_json("tasks/t1", &Unencodable).expect_err("refused");
+        assert!(
+            matches!(&err, CoreError::Encode { key, .. } if key == "tasks/t1"),
+            "{err}"
+        );
     }
 }

@@ -255,9 +255,7 @@ async fn updated_app(
         let old = st
             .core
             .version(id, v)
-            .await
-            .ok()
-            .flatten()
+            .await?
             .ok_or_else(|| ApiError::NotFound(format!("App '{id}' has no version {v}")))?;
         return Ok(parse_app(current_input(&old), Some(id))?);
     }
@@ -427,9 +425,7 @@ pub async fn get_sub(
         Sub::Version(v) => st
             .core
             .version(&id, &v)
-            .await
-            .ok()
-            .flatten()
+            .await?
             .map(|app| Json(serde_json::to_value(app).unwrap_or(Value::Null)))
             .ok_or_else(|| ApiError::NotFound(format!("App '{id}' has no version {v}"))),
         Sub::Task(_) | Sub::Restart => Err(ApiError::NotFound(format!(
