@@ -4,7 +4,7 @@
 //! desired sets changed and publish the events. A request is acknowledged after its batch is on
 //! disk, so nothing acknowledged is lost by `kill -9`.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,87 +15,10 @@ use cairn_marathon::{App, DesiredTasks, now_millis};
 use cairn_store::{Batch, Outcome, Store};
 use tokio::sync::watch;
 
-use crate::events::{Event, EventBus};
+use crate::events::EventBus;
 use crate::model::{Agent, AppEntry, Deployment, State, Task};
-use crate::scheduler;
-
-/// Settings the scheduler needs.
-#[derive(Clone, Debug)]
-pub struct CoreConfig {
-    /// An agent silent this long is lost.
-    pub agent_timeout: Duration,
-}
-
-/// What a change touched: records to write, agents to wake, events to publish.
-#[derive(Debug)]
-pub struct Tx {
-    pub now_ms: u64,
-    apps: BTreeSet<String>,
-    tasks: BTreeSet<String>,
-    agents: BTreeSet<String>,
-    deployments: BTreeSet<String>,
-    versions: Vec<App>,
-    /// Stored versions (app id, version) to drop: beyond [`MAX_VERSIONS`].
-    dropped_versions: Vec<(String, String)>,
-    /// Agents whose desired task set changed.
-    pub nodes: BTreeSet<String>,
-    pub events: Vec<Event>,
-    /// Catalog services (node, service id) to remove: tasks of lost agents, whose own agent
-    /// cannot deregister them.
-    pub stale_services: Vec<(String, String)>,
-}
-
-impl Tx {
-    pub fn new(now_ms: u64) -> Tx {
-        Tx {
-            now_ms,
-            apps: BTreeSet::new(),
-            tasks: BTreeSet::new(),
-            agents: BTreeSet::new(),
-            deployments: BTreeSet::new(),
-            versions: Vec::new(),
-            dropped_versions: Vec::new(),
-            nodes: BTreeSet::new(),
-            events: Vec::new(),
-            stale_services: Vec::new(),
-        }
-    }
-
-    pub fn app(&mut self, id: &str) {
-        self.apps.insert(id.to_string());
-    }
-    pub fn version(&mut self, app: &App) {
-        self.versions.push(app.clone());
-    }
-    /// A version of an app leaves the store (in the same batch as the change that drops it).
-    pub fn drop_version(&mut self, app_id: &str, version: &str) {
-        self.dropped_versions
-            .push((app_id.to_string(), version.to_string()));
-    }
-    /// A task changed; `node`'s desired set may have changed with it.
-    pub fn task(&mut self, id: &str, node: &str) {
-        self.tasks.insert(id.to_string());
-        self.nodes.insert(node.to_string());
-    }
-    pub fn agent(&mut self, node: &str) {
-        self.agents.insert(node.to_string());
-    }
-    pub fn deployment(&mut self, id: &str) {
-        self.deployments.insert(id.to_string());
-    }
-    pub fn event(&mut self, e: Event) {
-        self.events.push(e);
-    }
-
-    fn is_empty(&self) -> bool {
-        self.apps.is_empty()
-            && self.tasks.is_empty()
-            && self.agents.is_empty()
-            && self.deployments.is_empty()
-            && self.versions.is_empty()
-            && self.dropped_versions.is_empty()
-    }
-}
+use crate::scheduler::{self, SchedulerConfig};
+use crate::tx::Tx;
 
 /// Store keys.
 pub(crate) mod keys {
@@ -165,7 +88,7 @@ pub struct Core {
     base_index: u64,
     last_version_ms: AtomicU64,
     pub events: EventBus,
-    pub cfg: CoreConfig,
+    pub cfg: SchedulerConfig,
     pub started_ms: u64,
 }
 
@@ -188,7 +111,7 @@ fn load_prefix<T: serde::de::DeserializeOwned>(
 impl Core {
     /// Loads the state from `store`. Agents get a full `agent_timeout` from now to be heard
     /// from again before their tasks are declared lost.
-    pub fn open(store: Arc<dyn Store>, cfg: CoreConfig) -> Result<Core, CoreError> {
+    pub fn open(store: Arc<dyn Store>, cfg: SchedulerConfig) -> Result<Core, CoreError> {
         let now = now_millis();
         let mut state = State::default();
         for mut e in load_prefix::<AppEntry>(&*store, keys::APPS)? {
@@ -590,7 +513,7 @@ mod tests {
         let store: Arc<dyn Store> = store.clone();
         Core::open(
             store,
-            CoreConfig {
+            SchedulerConfig {
                 agent_timeout: Duration::from_secs(3600),
             },
         )
@@ -718,7 +641,7 @@ mod tests {
         let core = Arc::new(
             Core::open(
                 store,
-                CoreConfig {
+                SchedulerConfig {
                     agent_timeout: Duration::from_secs(3600),
                 },
             )

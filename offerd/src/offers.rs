@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use cairn_marathon::{Attributes, PortRange, Resources};
 use serde::Serialize;
 
-use crate::placement::Offer;
+use cairn_placement::Offer;
 
 /// How long an unanswered offer stays valid.
 pub const OFFER_TTL_MS: u64 = 30_000;

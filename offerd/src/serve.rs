@@ -10,8 +10,9 @@ use anyhow::Context as _;
 use cairn_client::CatalogClient;
 use cairn_store::{RedbStore, Store};
 
-use crate::core::{Core, CoreConfig};
+use crate::core::Core;
 use crate::http::{AppState, router};
+use crate::scheduler::SchedulerConfig;
 
 /// How often the scheduler runs without a request (timeouts, backoff delays).
 const TICK: Duration = Duration::from_millis(250);
@@ -38,7 +39,7 @@ pub async fn serve(
     let core = Arc::new(
         Core::open(
             store,
-            CoreConfig {
+            SchedulerConfig {
                 agent_timeout: cfg.agent_timeout,
             },
         )

@@ -12,11 +12,11 @@ use serde_json::{Value, json};
 
 use super::render::{Embed, app_json, task_json};
 use super::{ApiError, AppState, flag, param};
-use crate::core::Tx;
 use crate::events::Event;
 use crate::model::{Deployment, DeploymentKind, State as Model};
 use crate::scheduler::{self, deployment_plan_json, next_version};
 use crate::service_ports;
+use crate::tx::Tx;
 
 type Params = Query<Vec<(String, String)>>;
 
@@ -574,7 +574,8 @@ mod tests {
     use cairn_store::{MemStore, Store};
 
     use super::*;
-    use crate::core::{Core, CoreConfig, MAX_VERSIONS};
+    use crate::core::{Core, MAX_VERSIONS};
+    use crate::scheduler::SchedulerConfig;
 
     #[tokio::test]
     async fn an_app_keeps_at_most_max_versions_in_the_store_and_its_list() {
@@ -582,7 +583,7 @@ mod tests {
         let dyn_store: Arc<dyn Store> = store.clone();
         let core = Core::open(
             dyn_store,
-            CoreConfig {
+            SchedulerConfig {
                 agent_timeout: Duration::from_secs(3600),
             },
         )

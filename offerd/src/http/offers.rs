@@ -18,8 +18,8 @@ use super::render::task_json;
 use super::{ApiError, AppState, param};
 use crate::model::Task;
 use crate::offers::{DEFAULT_REFUSE_SECONDS, OfferError};
-use crate::placement::{Demand, Placer};
 use crate::scheduler;
+use cairn_placement::{Demand, Placer};
 
 type Params = Query<Vec<(String, String)>>;
 
