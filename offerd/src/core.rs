@@ -122,7 +122,11 @@ impl Core {
             state.tasks.insert(t.id.clone(), t);
         }
         for mut a in load_prefix::<Agent>(&*store, keys::AGENTS)? {
-            a.last_seen_ms = now;
+            // A full timeout from now for agents that were active; a lost agent keeps the time
+            // it was last heard from, which its retention counts from.
+            if !a.lost {
+                a.last_seen_ms = now;
+            }
             state.agents.insert(a.node.clone(), a);
         }
         for d in load_prefix::<Deployment>(&*store, keys::DEPLOYMENTS)? {
@@ -222,7 +226,9 @@ impl Core {
 
     /// Copies the agents' latest heartbeats into `state` (memory only: no record is touched).
     fn fold_heartbeats(&self, state: &mut State) {
-        let beats = self.heartbeats.lock().unwrap_or_else(|p| p.into_inner());
+        let mut beats = self.heartbeats.lock().unwrap_or_else(|p| p.into_inner());
+        // Agents forgotten meanwhile need no heartbeat.
+        beats.retain(|node, _| state.agents.contains_key(node));
         for (node, &seen) in beats.iter() {
             if let Some(a) = state.agents.get(node)
                 && a.last_seen_ms < seen
@@ -511,13 +517,7 @@ mod tests {
 
     fn open(store: &Arc<MemStore>) -> Core {
         let store: Arc<dyn Store> = store.clone();
-        Core::open(
-            store,
-            SchedulerConfig {
-                agent_timeout: Duration::from_secs(3600),
-            },
-        )
-        .expect("open")
+        Core::open(store, SchedulerConfig::new(Duration::from_secs(3600))).expect("open")
     }
 
     fn app_entry(id: &str) -> AppEntry {
@@ -639,13 +639,7 @@ mod tests {
         });
         let store: Arc<dyn Store> = disk.clone();
         let core = Arc::new(
-            Core::open(
-                store,
-                SchedulerConfig {
-                    agent_timeout: Duration::from_secs(3600),
-                },
-            )
-            .expect("open"),
+            Core::open(store, SchedulerConfig::new(Duration::from_secs(3600))).expect("open"),
         );
         core.mutate(|s, tx| {
             let agent = Agent {

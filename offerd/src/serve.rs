@@ -23,6 +23,8 @@ pub struct ServeConfig {
     pub http_addr: SocketAddr,
     pub data_dir: PathBuf,
     pub agent_timeout: Duration,
+    /// A lost agent silent this long is forgotten.
+    pub lost_agent_retention: Duration,
     /// Where task health is read from; `None` runs without health (running = healthy).
     pub catalog: Option<CatalogClient>,
 }
@@ -41,6 +43,7 @@ pub async fn serve(
             store,
             SchedulerConfig {
                 agent_timeout: cfg.agent_timeout,
+                lost_agent_retention: cfg.lost_agent_retention,
             },
         )
         .context("loading the state")?,

@@ -66,3 +66,59 @@ async fn a_task_named_twice_lowers_instances_once() {
     let left = c.wait_running("/twice", 2, 60).await;
     assert!(!left.contains(&tasks[0]));
 }
+
+fn offerd_cli(c: &Cluster, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(cairn_tests::bin("offerd"))
+        .args(args)
+        .args(["--offerd", &c.offerd.url])
+        .output()
+        .expect("offerd CLI")
+}
+
+async fn agent_state(c: &Cluster, node: &str) -> Option<String> {
+    let agents = c.offerd.http.get("/v1/agents").await.value();
+    agents
+        .as_array()?
+        .iter()
+        .find(|a| a["node"] == node)
+        .and_then(|a| a["state"].as_str().map(str::to_string))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_operator_removes_a_lost_agent_but_not_a_connected_one() {
+    let mut c = Cluster::start(ClusterOpts::default()).await;
+    let out = offerd_cli(&c, &["agents", "remove", "node-0"]);
+    assert!(!out.status.success(), "a connected agent is refused");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("connected"), "{err}");
+    assert_eq!(agent_state(&c, "node-0").await.as_deref(), Some("active"));
+
+    c.agents[1].kill9();
+    c.wait_for("node-1 to be lost", 60, || async {
+        (agent_state(&c, "node-1").await.as_deref() == Some("lost")).then_some(())
+    })
+    .await;
+    let out = offerd_cli(&c, &["agents", "remove", "node-1"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "node-1: removed"
+    );
+    assert_eq!(agent_state(&c, "node-1").await, None);
+    let again = c
+        .offerd
+        .http
+        .send("DELETE", "/v1/agents/node-1", None)
+        .await;
+    assert_eq!(again.status, 404);
+
+    // Forgotten durably: still gone after a restart.
+    c.offerd.kill9();
+    c.offerd.restart().await;
+    assert_eq!(agent_state(&c, "node-1").await, None);
+    assert_eq!(agent_state(&c, "node-0").await.as_deref(), Some("active"));
+}

@@ -211,3 +211,31 @@ pub async fn status(
         .await?;
     Ok(Json(serde_json::json!({ "accepted": batch.updates.len() })))
 }
+
+/// `DELETE /v1/agents/{node}`: forgets a lost agent now (as `--lost-agent-retention` would);
+/// a connected agent is refused with 409, since it would simply register again.
+pub async fn remove(
+    State(st): State<AppState>,
+    Path(node): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    st.core
+        .mutate(|s, tx| {
+            let a = s
+                .agents
+                .get(&node)
+                .ok_or_else(|| ApiError::NotFound(format!("agent {node:?} is not registered")))?;
+            if !a.lost {
+                return Err(ApiError::Conflict(format!(
+                    "agent {node:?} is connected (state {}): only a lost agent can be removed; stop it and wait --agent-timeout, or drain it",
+                    agent_state(s, a)
+                )));
+            }
+            tracing::info!(%node, "lost agent removed by the operator");
+            scheduler::forget_agent(s, tx, &node);
+            Ok(())
+        })
+        .await?;
+    Ok(Json(
+        serde_json::json!({ "node": node, "state": "removed" }),
+    ))
+}

@@ -581,13 +581,8 @@ mod tests {
     async fn an_app_keeps_at_most_max_versions_in_the_store_and_its_list() {
         let store = Arc::new(MemStore::new());
         let dyn_store: Arc<dyn Store> = store.clone();
-        let core = Core::open(
-            dyn_store,
-            SchedulerConfig {
-                agent_timeout: Duration::from_secs(3600),
-            },
-        )
-        .expect("open");
+        let core =
+            Core::open(dyn_store, SchedulerConfig::new(Duration::from_secs(3600))).expect("open");
         for i in 0..60 {
             let app = parse_app(
                 json!({ "id": "/x", "cmd": format!("sleep {i}"), "instances": 0 }),

@@ -40,11 +40,30 @@ use crate::tx::Tx;
 pub struct SchedulerConfig {
     /// An agent silent this long is lost.
     pub agent_timeout: Duration,
+    /// A lost agent silent this long is forgotten (`--lost-agent-retention`).
+    pub lost_agent_retention: Duration,
 }
+
+impl SchedulerConfig {
+    /// `--agent-timeout 15s`, `--lost-agent-retention 24h`.
+    pub fn new(agent_timeout: Duration) -> SchedulerConfig {
+        SchedulerConfig {
+            agent_timeout,
+            lost_agent_retention: DEFAULT_LOST_AGENT_RETENTION,
+        }
+    }
+}
+
+/// How long a lost agent is kept (in `/v1/agents`, and to take back its tasks when it returns)
+/// before it is forgotten. Mesos keeps unreachable agents for `--registry_max_agent_age`
+/// (2 weeks); a day is enough to see one in the list and bounds the table when nodes come and
+/// go.
+pub const DEFAULT_LOST_AGENT_RETENTION: Duration = Duration::from_secs(24 * 3600);
 
 /// Runs one round of scheduling.
 pub fn reconcile(state: &mut State, tx: &mut Tx, cfg: &SchedulerConfig) {
     expire_agents(state, tx, cfg);
+    forget_lost_agents(state, tx, cfg);
     kill_orphans(state, tx);
     kill_unhealthy(state, tx);
     let mut offers = build_offers(state);
@@ -90,6 +109,39 @@ fn expire_agents(state: &mut State, tx: &mut Tx, cfg: &SchedulerConfig) {
             tx.stale_services.push((node.clone(), id));
         }
     }
+}
+
+/// Agents lost for longer than the retention are forgotten.
+fn forget_lost_agents(state: &mut State, tx: &mut Tx, cfg: &SchedulerConfig) {
+    let retention = cfg.lost_agent_retention.as_millis() as u64;
+    let gone: Vec<String> = state
+        .agents
+        .values()
+        .filter(|a| a.lost && tx.now_ms.saturating_sub(a.last_seen_ms) > retention)
+        .map(|a| a.node.clone())
+        .collect();
+    for node in gone {
+        tracing::info!(%node, "agent lost past --lost-agent-retention: forgotten");
+        forget_agent(state, tx, &node);
+    }
+}
+
+/// Removes an agent and any task still recorded on it (its tasks ended as lost when it was
+/// declared lost; none is left unless the state says otherwise). Should the agent come back,
+/// it registers anew and is told to run nothing it ran before.
+pub fn forget_agent(state: &mut State, tx: &mut Tx, node: &str) {
+    let tasks: Vec<String> = state
+        .tasks
+        .values()
+        .filter(|t| t.node == node)
+        .map(|t| t.id.clone())
+        .collect();
+    for id in tasks {
+        finish_task(state, tx, &id, TaskState::Lost, "agent removed");
+        tx.stale_services.push((node.to_string(), id));
+    }
+    state.agents.remove(node);
+    tx.agent(node);
 }
 
 /// Tasks whose app is gone are killed.
@@ -258,6 +310,7 @@ mod tests {
     fn cfg() -> SchedulerConfig {
         SchedulerConfig {
             agent_timeout: Duration::from_secs(10),
+            lost_agent_retention: Duration::from_secs(60),
         }
     }
 
@@ -327,5 +380,32 @@ mod tests {
         // Its replacement goes to the agent still heard from.
         assert!(s.app_tasks("/web").all(|t| t.node == "a2"));
         assert_eq!(s.app_tasks("/web").count(), 1);
+    }
+
+    #[test]
+    fn an_agent_lost_past_the_retention_is_forgotten() {
+        let mut s = testkit::state(&[agent("a1", 2.0, 1024.0), agent("a2", 2.0, 1024.0)], &[]);
+        if let Some(a) = s.agents.get_mut("a1") {
+            a.lost = true;
+        }
+        let seen = NOW;
+        // Lost but within the retention (60 s here): kept.
+        let mut tx = Tx::new(seen + 60_000);
+        if let Some(a) = s.agents.get_mut("a2") {
+            a.last_seen_ms = seen + 60_000;
+        }
+        reconcile(&mut s, &mut tx, &cfg());
+        assert!(s.agents.contains_key("a1"));
+        let mut tx = Tx::new(seen + 60_001);
+        if let Some(a) = s.agents.get_mut("a2") {
+            a.last_seen_ms = seen + 60_001;
+        }
+        reconcile(&mut s, &mut tx, &cfg());
+        assert!(!s.agents.contains_key("a1"));
+        assert!(
+            tx.agents.contains("a1"),
+            "its record is deleted in the same batch"
+        );
+        assert!(s.agents.contains_key("a2"), "an agent heard from stays");
     }
 }
