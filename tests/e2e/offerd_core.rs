@@ -122,3 +122,45 @@ async fn an_operator_removes_a_lost_agent_but_not_a_connected_one() {
     assert_eq!(agent_state(&c, "node-1").await, None);
     assert_eq!(agent_state(&c, "node-0").await.as_deref(), Some("active"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn apps_are_bounded_and_a_huge_refusal_is_accepted() {
+    let c = Cluster::start(ClusterOpts::default()).await;
+    let mut app = sleep_app("/many", 1);
+    app["instances"] = json!(10_001);
+    let r = c.post_app(&app).await;
+    assert_eq!(r.status, 422);
+    let body = r.value();
+    assert_eq!(body["details"][0]["path"], "/instances", "{body}");
+    let long_id = format!("/{}", "a".repeat(200));
+    let r = c.post_app(&sleep_app(&long_id, 1)).await;
+    assert_eq!(r.status, 422);
+    assert_eq!(r.value()["details"][0]["path"], "/id");
+    assert_eq!(
+        c.offerd.http.get("/v2/apps").await.value()["apps"],
+        json!([])
+    );
+
+    // A refusal for longer than time can count is a refusal until the end of time.
+    let offers = c
+        .offerd
+        .http
+        .get("/v1/offers?framework=batch&wait=1s")
+        .await
+        .value();
+    let id = offers["offers"][0]["id"]
+        .as_str()
+        .expect("an offer")
+        .to_string();
+    let r = c
+        .offerd
+        .http
+        .send(
+            "POST",
+            &format!("/v1/offers/{id}/decline?framework=batch"),
+            Some(br#"{"refuse_seconds": 1e300}"#.to_vec()),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(c.offerd.http.get("/ping").await.status, 200);
+}

@@ -258,8 +258,11 @@ pub async fn decline(
     }
     let now = now_millis();
     let offer = st.offers.take(&fw, &id, now)?;
-    st.offers
-        .refuse(&fw, &offer.node, now + (refuse * 1000.0) as u64);
+    st.offers.refuse(
+        &fw,
+        &offer.node,
+        now.saturating_add((refuse * 1000.0) as u64),
+    );
     Ok(Json(
         json!({ "declined": id, "node": offer.node, "refuse_seconds": refuse }),
     ))
