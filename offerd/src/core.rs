@@ -1,8 +1,9 @@
-//! The core: offerd's state behind one lock, the store it is made durable in, and the rules for
-//! changing it. Every change runs through [`Core::mutate`]: apply the request, let the scheduler
-//! react, write everything touched in one store batch, and only then wake the agents whose
-//! desired sets changed and publish the events. A request is acknowledged after its batch is on
-//! disk, so nothing acknowledged is lost by `kill -9`.
+//! The core: offerd's state as readers see it (a published snapshot), its one writer at a time,
+//! and the store it is made durable in. Every change runs through [`Core::mutate`]: apply the
+//! request to a copy, let the scheduler react, write everything touched in one store batch (on a
+//! blocking thread), and only then publish the copy, wake the agents whose desired sets changed
+//! and send the events. A request is acknowledged after its batch is on disk, so nothing
+//! acknowledged is lost by `kill -9`, and a reader never sees a change that is not.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

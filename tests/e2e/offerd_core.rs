@@ -164,3 +164,34 @@ async fn apps_are_bounded_and_a_huge_refusal_is_accepted() {
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(c.offerd.http.get("/ping").await.status, 200);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_app_lists_its_last_fifty_versions() {
+    let c = Cluster::start(ClusterOpts {
+        agents: 0,
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(c.post_app(&sleep_app("/v", 0)).await.status, 201);
+    for i in 0..60 {
+        let r = c
+            .put_app("/v", &json!({ "cmd": format!("sleep {}", 1000 + i) }), true)
+            .await;
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    }
+    let versions = c.offerd.http.get("/v2/apps/v/versions").await.value();
+    let list = versions["versions"].as_array().cloned().unwrap_or_default();
+    assert_eq!(list.len(), 50);
+    let current = c.offerd.http.get("/v2/apps/v").await.value()["app"]["version"].clone();
+    assert_eq!(list[0], current, "newest first");
+    // The oldest listed is still readable; the dropped ones are gone.
+    let oldest = list[49].as_str().unwrap_or_default();
+    assert_eq!(
+        c.offerd
+            .http
+            .get(&format!("/v2/apps/v/versions/{oldest}"))
+            .await
+            .status,
+        200
+    );
+}
