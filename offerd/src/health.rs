@@ -70,24 +70,21 @@ pub async fn apply(core: &Core, health: &HashMap<String, Observed>) -> usize {
                 let Some(t) = s.tasks.get_mut(&id) else {
                     continue;
                 };
-                let now = Some(seen.passing);
-                {
-                    t.healthy = now;
-                    t.unhealthy_since = (now == Some(false)).then_some(tx.now_ms);
-                    t.health.record(seen.passing, seen.cause.clone(), tx.now_ms);
-                    changed.push((t.id.clone(), t.node.clone()));
-                    tx.event(Event::new(
-                        "health_status_changed_event",
-                        tx.now_ms,
-                        json!({
-                            "appId": t.app_id,
-                            "taskId": t.id,
-                            "instanceId": t.id,
-                            "version": t.version,
-                            "alive": now == Some(true),
-                        }),
-                    ));
-                }
+                t.healthy = Some(seen.passing);
+                t.unhealthy_since = (!seen.passing).then_some(tx.now_ms);
+                t.health.record(seen.passing, seen.cause.clone(), tx.now_ms);
+                changed.push((t.id.clone(), t.node.clone()));
+                tx.event(Event::new(
+                    "health_status_changed_event",
+                    tx.now_ms,
+                    json!({
+                        "appId": t.app_id,
+                        "taskId": t.id,
+                        "instanceId": t.id,
+                        "version": t.version,
+                        "alive": seen.passing,
+                    }),
+                ));
             }
             for (id, node) in &changed {
                 tx.task(id, node);
