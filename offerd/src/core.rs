@@ -1,89 +1,25 @@
-//! The core: offerd's state behind one lock, the store it is made durable in, and the rules for
-//! changing it. Every change runs through [`Core::mutate`]: apply the request, let the scheduler
-//! react, write everything touched in one store batch, and only then wake the agents whose
-//! desired sets changed and publish the events. A request is acknowledged after its batch is on
-//! disk, so nothing acknowledged is lost by `kill -9`.
+//! The core: offerd's state as readers see it (a published snapshot), its one writer at a time,
+//! and the store it is made durable in. Every change runs through [`Core::mutate`]: apply the
+//! request to a copy, let the scheduler react, write everything touched in one store batch (on a
+//! blocking thread), and only then publish the copy, wake the agents whose desired sets changed
+//! and send the events. A request is acknowledged after its batch is on disk, so nothing
+//! acknowledged is lost by `kill -9`, and a reader never sees a change that is not.
 
-use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use arc_swap::ArcSwap;
 
 use cairn_marathon::{App, DesiredTasks, now_millis};
 use cairn_store::{Batch, Outcome, Store};
 use tokio::sync::watch;
 
-use crate::events::{Event, EventBus};
+use crate::events::EventBus;
 use crate::model::{Agent, AppEntry, Deployment, State, Task};
-use crate::scheduler;
-
-/// Settings the scheduler needs.
-#[derive(Clone, Debug)]
-pub struct CoreConfig {
-    /// An agent silent this long is lost.
-    pub agent_timeout: Duration,
-}
-
-/// What a change touched: records to write, agents to wake, events to publish.
-#[derive(Debug)]
-pub struct Tx {
-    pub now_ms: u64,
-    apps: BTreeSet<String>,
-    tasks: BTreeSet<String>,
-    agents: BTreeSet<String>,
-    deployments: BTreeSet<String>,
-    versions: Vec<App>,
-    /// Agents whose desired task set changed.
-    pub nodes: BTreeSet<String>,
-    pub events: Vec<Event>,
-    /// Catalog services (node, service id) to remove: tasks of lost agents, whose own agent
-    /// cannot deregister them.
-    pub stale_services: Vec<(String, String)>,
-}
-
-impl Tx {
-    pub fn new(now_ms: u64) -> Tx {
-        Tx {
-            now_ms,
-            apps: BTreeSet::new(),
-            tasks: BTreeSet::new(),
-            agents: BTreeSet::new(),
-            deployments: BTreeSet::new(),
-            versions: Vec::new(),
-            nodes: BTreeSet::new(),
-            events: Vec::new(),
-            stale_services: Vec::new(),
-        }
-    }
-
-    pub fn app(&mut self, id: &str) {
-        self.apps.insert(id.to_string());
-    }
-    pub fn version(&mut self, app: &App) {
-        self.versions.push(app.clone());
-    }
-    /// A task changed; `node`'s desired set may have changed with it.
-    pub fn task(&mut self, id: &str, node: &str) {
-        self.tasks.insert(id.to_string());
-        self.nodes.insert(node.to_string());
-    }
-    pub fn agent(&mut self, node: &str) {
-        self.agents.insert(node.to_string());
-    }
-    pub fn deployment(&mut self, id: &str) {
-        self.deployments.insert(id.to_string());
-    }
-    pub fn event(&mut self, e: Event) {
-        self.events.push(e);
-    }
-
-    fn is_empty(&self) -> bool {
-        self.apps.is_empty()
-            && self.tasks.is_empty()
-            && self.agents.is_empty()
-            && self.deployments.is_empty()
-            && self.versions.is_empty()
-    }
-}
+use crate::scheduler::{self, SchedulerConfig};
+use crate::tx::Tx;
 
 /// Store keys.
 pub(crate) mod keys {
@@ -101,13 +37,13 @@ pub(crate) mod keys {
 /// Versions kept per app (older ones are dropped from the store).
 pub const MAX_VERSIONS: usize = 50;
 
-struct Inner {
+/// What readers see: the last durable state, with each agent's desired-set index. Swapped
+/// whole after every commit, so a reader never waits for a writer or a disk.
+#[derive(Clone, Default)]
+struct Published {
     state: State,
     /// Per agent: the store revision at which its desired set last changed.
-    desired_index: HashMap<String, u64>,
-    /// Index for agents with no recorded change (the revision at load).
-    base_index: u64,
-    last_version_ms: u64,
+    desired_index: imbl::HashMap<String, u64>,
 }
 
 /// Why a change was refused.
@@ -115,18 +51,45 @@ struct Inner {
 pub enum CoreError {
     #[error("store: {0}")]
     Store(#[from] cairn_store::StoreError),
+    /// A stored record that does not decode: offerd's durable data is damaged.
+    #[error("stored record {key:?} is corrupt: {reason}")]
+    Corrupt { key: String, reason: String },
+    /// A record that cannot be encoded: the change is refused rather than stored empty.
+    #[error("cannot encode record {key:?}: {reason}")]
+    Encode { key: String, reason: String },
 }
 
-/// offerd's state and its durable home.
-pub struct Core {
-    inner: Mutex<Inner>,
+/// What the commit of a change needs after the caller may have gone away: it runs to the end
+/// on a blocking thread even if the request that started it is dropped.
+struct Shared {
     store: Arc<dyn Store>,
-    pub events: EventBus,
+    current: ArcSwap<Published>,
+    events: EventBus,
     desired_changed: watch::Sender<u64>,
     /// Where stale catalog services go to be deregistered (see [`Core::stale_services`]).
     stale_tx: tokio::sync::mpsc::UnboundedSender<(String, String)>,
+}
+
+/// offerd's state and its durable home.
+///
+/// Readers load the published snapshot ([`Core::read`], [`Core::desired_tasks`]) and never wait
+/// for a writer. Writers ([`Core::mutate`]) are serialized by an async mutex, change a clone,
+/// and commit it to the store on a blocking thread; the clone is published after the commit.
+/// Agents' heartbeats are memory only: a map beside the state, folded into the next change.
+pub struct Core {
+    shared: Arc<Shared>,
+    /// Held from taking the snapshot to publishing the result: one writer at a time, each
+    /// starting from the previous one's state.
+    writer: Arc<tokio::sync::Mutex<()>>,
+    /// Per agent: when it was last heard from (Unix ms). Not durable: after a restart every
+    /// agent gets a full timeout anyway.
+    heartbeats: Mutex<HashMap<String, u64>>,
     stale_rx: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<(String, String)>>>,
-    pub cfg: CoreConfig,
+    /// Index for agents with no recorded change (the revision at load).
+    base_index: u64,
+    last_version_ms: AtomicU64,
+    pub events: EventBus,
+    pub cfg: SchedulerConfig,
     pub started_ms: u64,
 }
 
@@ -149,7 +112,7 @@ fn load_prefix<T: serde::de::DeserializeOwned>(
 impl Core {
     /// Loads the state from `store`. Agents get a full `agent_timeout` from now to be heard
     /// from again before their tasks are declared lost.
-    pub fn open(store: Arc<dyn Store>, cfg: CoreConfig) -> Result<Core, CoreError> {
+    pub fn open(store: Arc<dyn Store>, cfg: SchedulerConfig) -> Result<Core, CoreError> {
         let now = now_millis();
         let mut state = State::default();
         for mut e in load_prefix::<AppEntry>(&*store, keys::APPS)? {
@@ -160,12 +123,17 @@ impl Core {
             state.tasks.insert(t.id.clone(), t);
         }
         for mut a in load_prefix::<Agent>(&*store, keys::AGENTS)? {
-            a.last_seen_ms = now;
+            // A full timeout from now for agents that were active; a lost agent keeps the time
+            // it was last heard from, which its retention counts from.
+            if !a.lost {
+                a.last_seen_ms = now;
+            }
             state.agents.insert(a.node.clone(), a);
         }
         for d in load_prefix::<Deployment>(&*store, keys::DEPLOYMENTS)? {
             state.deployments.insert(d.id.clone(), d);
         }
+        drop_unlisted_versions(&*store, &state)?;
         let base_index = store.revision().max(1);
         tracing::info!(
             apps = state.apps.len(),
@@ -175,134 +143,108 @@ impl Core {
             "state loaded"
         );
         let (stale_tx, stale_rx) = tokio::sync::mpsc::unbounded_channel();
+        let events = EventBus::default();
         Ok(Core {
-            stale_tx,
-            stale_rx: Mutex::new(Some(stale_rx)),
-            inner: Mutex::new(Inner {
-                state,
-                desired_index: HashMap::new(),
-                base_index,
-                last_version_ms: now,
+            shared: Arc::new(Shared {
+                store,
+                current: ArcSwap::from_pointee(Published {
+                    state,
+                    desired_index: imbl::HashMap::new(),
+                }),
+                events: events.clone(),
+                desired_changed: watch::channel(base_index).0,
+                stale_tx,
             }),
-            store,
-            events: EventBus::default(),
-            desired_changed: watch::channel(base_index).0,
+            writer: Arc::new(tokio::sync::Mutex::new(())),
+            heartbeats: Mutex::new(HashMap::new()),
+            stale_rx: Mutex::new(Some(stale_rx)),
+            base_index,
+            last_version_ms: AtomicU64::new(now),
+            events,
             cfg,
             started_ms: now,
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Reads the state.
+    /// Reads the last durable state (never waits for a writer).
     pub fn read<R>(&self, f: impl FnOnce(&State) -> R) -> R {
-        f(&self.lock().state)
+        f(&self.shared.current.load().state)
     }
 
     /// A fresh, strictly increasing version timestamp (Unix ms).
     pub fn next_version_ms(&self) -> u64 {
-        let mut inner = self.lock();
-        let ms = now_millis().max(inner.last_version_ms + 1);
-        inner.last_version_ms = ms;
-        ms
+        let now = now_millis();
+        let prev = self
+            .last_version_ms
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |last| {
+                Some(now.max(last + 1))
+            })
+            // The closure always returns Some.
+            .unwrap_or_else(|last| last);
+        now.max(prev + 1)
     }
 
-    /// Applies a change. `f` must validate before it modifies anything: an `Err` from it leaves
-    /// the state as it was. Then the scheduler reacts, and all of it is committed at once.
+    /// Applies a change. `f` changes a clone of the state; an `Err` from it (or a record that
+    /// cannot be encoded) drops the clone, so a refused change leaves no trace. Then the
+    /// scheduler reacts, everything touched is committed in one store batch on a blocking
+    /// thread, and only then is the new state published, agents woken and events sent.
     ///
     /// A store that cannot write is fatal: memory would be ahead of the disk, so offerd exits
     /// and its supervisor restarts it from the last durable state (crash-only).
-    pub fn mutate<R, E>(
+    pub async fn mutate<R, E>(
         &self,
         f: impl FnOnce(&mut State, &mut Tx) -> Result<R, E>,
-    ) -> Result<R, E> {
-        let mut inner = self.lock();
+    ) -> Result<R, E>
+    where
+        E: From<CoreError>,
+    {
+        let writer = self.writer.clone().lock_owned().await;
+        let mut next = self.shared.current.load().state.clone();
+        self.fold_heartbeats(&mut next);
         let mut tx = Tx::new(now_millis());
-        let r = f(&mut inner.state, &mut tx)?;
-        scheduler::reconcile(&mut inner.state, &mut tx, &self.cfg);
-        if let Err(e) = self.commit(&mut inner, tx) {
-            tracing::error!(error = %e, "cannot write the state; exiting so a restart reloads the last durable state");
+        let r = f(&mut next, &mut tx)?;
+        scheduler::reconcile(&mut next, &mut tx, &self.cfg);
+        let batch = batch_of(&next, &tx)?;
+        if batch.is_empty() {
+            self.shared.publish(next, tx, None);
+            return Ok(r);
+        }
+        let shared = self.shared.clone();
+        // The commit and the publication run to the end even if this request is dropped, and
+        // the writer lock is held until then: the next change starts from this one's state.
+        let done = tokio::task::spawn_blocking(move || {
+            let _writer = writer;
+            shared.commit(next, tx, batch);
+        })
+        .await;
+        if let Err(e) = done {
+            // A panic while committing: the state in memory may not match the disk.
+            tracing::error!(error = %e, "committing a change failed; exiting so a restart reloads the last durable state");
             std::process::exit(70);
         }
         Ok(r)
     }
 
-    fn commit(&self, inner: &mut Inner, tx: Tx) -> Result<(), CoreError> {
-        if tx.is_empty() {
-            for e in tx.events {
-                self.events.publish(e);
-            }
-            return Ok(());
-        }
-        let state = &inner.state;
-        let mut batch = Batch::default();
-        let put = |batch: &mut Batch, key: String, v: Option<Vec<u8>>| match v {
-            Some(v) => batch.put(key, v),
-            None => batch.delete(key),
-        };
-        for id in &tx.apps {
-            put(
-                &mut batch,
-                format!("{}{id}", keys::APPS),
-                state.apps.get(id).map(to_json),
-            );
-            if !state.apps.contains_key(id) {
-                batch.ops.push(cairn_store::Op::DeletePrefix {
-                    prefix: format!("{}{id}\u{0}", keys::VERSIONS).into_bytes(),
-                });
+    /// Copies the agents' latest heartbeats into `state` (memory only: no record is touched).
+    fn fold_heartbeats(&self, state: &mut State) {
+        let mut beats = self.heartbeats.lock().unwrap_or_else(|p| p.into_inner());
+        // Agents forgotten meanwhile need no heartbeat.
+        beats.retain(|node, _| state.agents.contains_key(node));
+        for (node, &seen) in beats.iter() {
+            if let Some(a) = state.agents.get(node)
+                && a.last_seen_ms < seen
+                && let Some(a) = state.agents.get_mut(node)
+            {
+                a.last_seen_ms = seen;
             }
         }
-        for app in &tx.versions {
-            let v = app.version.clone().unwrap_or_default();
-            batch.put(keys::version(&app.id, &v), to_json(app));
-        }
-        for id in &tx.tasks {
-            put(
-                &mut batch,
-                format!("{}{id}", keys::TASKS),
-                state.tasks.get(id).map(to_json),
-            );
-        }
-        for id in &tx.agents {
-            put(
-                &mut batch,
-                format!("{}{id}", keys::AGENTS),
-                state.agents.get(id).map(to_json),
-            );
-        }
-        for id in &tx.deployments {
-            put(
-                &mut batch,
-                format!("{}{id}", keys::DEPLOYMENTS),
-                state.deployments.get(id).map(to_json),
-            );
-        }
-        let revision = match self.store.commit(batch)? {
-            Outcome::Applied(r) => r,
-            // No compares are sent, so this cannot happen; treat it as a store fault.
-            Outcome::CompareFailed(_) => {
-                return Err(CoreError::Store(cairn_store::StoreError::Corrupt {
-                    key: String::new(),
-                    reason: "unexpected compare failure",
-                }));
-            }
-        };
-        for node in &tx.nodes {
-            inner.desired_index.insert(node.clone(), revision);
-        }
-        if !tx.nodes.is_empty() || !tx.agents.is_empty() {
-            self.desired_changed.send_replace(revision);
-        }
-        for e in tx.events {
-            self.events.publish(e);
-        }
-        for s in tx.stale_services {
-            // Nobody listening (no catalog configured) is fine.
-            let _ = self.stale_tx.send(s);
-        }
-        Ok(())
+    }
+
+    fn heartbeat(&self, node: &str) {
+        self.heartbeats
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(node.to_string(), now_millis());
     }
 
     /// The stream of catalog services to deregister, for the one task that does it.
@@ -313,30 +255,27 @@ impl Core {
             .take()
     }
 
-    /// Drops versions beyond [`MAX_VERSIONS`] from the store.
-    pub fn prune_versions(&self, app_id: &str, dropped: &[String]) -> Result<(), CoreError> {
-        if dropped.is_empty() {
-            return Ok(());
-        }
-        let mut batch = Batch::default();
-        for v in dropped {
-            batch.delete(keys::version(app_id, v));
-        }
-        self.store.commit(batch)?;
-        Ok(())
-    }
-
-    /// One stored version of an app.
-    pub fn version(&self, app_id: &str, version: &str) -> Result<Option<App>, CoreError> {
-        let Some(entry) = self.store.get(keys::version(app_id, version).as_bytes())? else {
+    /// One stored version of an app (read on a blocking thread: it is a disk read).
+    pub async fn version(&self, app_id: &str, version: &str) -> Result<Option<App>, CoreError> {
+        let store = self.shared.store.clone();
+        let key = keys::version(app_id, version);
+        let entry = tokio::task::spawn_blocking(move || store.get(key.as_bytes()))
+            .await
+            .map_err(|e| CoreError::Store(cairn_store::StoreError::Backend(Box::new(e))))??;
+        let Some(entry) = entry else {
             return Ok(None);
         };
-        Ok(serde_json::from_slice(&entry.value).ok())
+        serde_json::from_slice(&entry.value)
+            .map(Some)
+            .map_err(|e| CoreError::Corrupt {
+                key: keys::version(app_id, version).replace('\u{0}', "@"),
+                reason: e.to_string(),
+            })
     }
 
     /// The desired set of `node` once its index passes `index` or `wait` runs out, with the
     /// index to block on next. `None` when the node is unknown (it must register). Every call
-    /// counts as the agent's heartbeat.
+    /// counts as the agent's heartbeat. Answered from the published snapshot.
     pub async fn desired_tasks(
         &self,
         node: &str,
@@ -344,21 +283,22 @@ impl Core {
         wait: Duration,
     ) -> Option<(DesiredTasks, u64)> {
         let deadline = tokio::time::Instant::now() + wait;
-        let mut changed = self.desired_changed.subscribe();
+        let mut changed = self.shared.desired_changed.subscribe();
         loop {
             changed.borrow_and_update();
-            let now = now_millis();
-            {
-                let mut inner = self.lock();
-                let base = inner.base_index;
-                let current = inner.desired_index.get(node).copied().unwrap_or(base);
-                let agent = inner.state.agents.get_mut(node)?;
-                agent.last_seen_ms = now;
-                let lost = agent.lost;
-                if !lost
+            let lost = {
+                let snap = self.shared.current.load();
+                let agent = snap.state.agents.get(node)?;
+                self.heartbeat(node);
+                let current = snap
+                    .desired_index
+                    .get(node)
+                    .copied()
+                    .unwrap_or(self.base_index);
+                if !agent.lost
                     && (current > index || index == 0 || tokio::time::Instant::now() >= deadline)
                 {
-                    let tasks = inner
+                    let tasks = snap
                         .state
                         .tasks
                         .values()
@@ -367,10 +307,15 @@ impl Core {
                         .collect();
                     return Some((DesiredTasks { tasks }, current));
                 }
-                if lost {
-                    drop(inner);
-                    self.agent_returned(node);
-                    continue;
+                agent.lost
+            };
+            if lost {
+                match self.agent_returned(node).await {
+                    Ok(()) => continue,
+                    // Logged; the poll waits like any other and tries again.
+                    Err(e) => {
+                        tracing::error!(%node, error = %e, "recording a returning agent failed")
+                    }
                 }
             }
             tokio::select! {
@@ -382,8 +327,8 @@ impl Core {
 
     /// A lost agent is heard from again: it is active, and its desired set (without the tasks
     /// that were replaced meanwhile) tells it what to kill.
-    fn agent_returned(&self, node: &str) {
-        let r: Result<(), CoreError> = self.mutate(|s, tx| {
+    async fn agent_returned(&self, node: &str) -> Result<(), CoreError> {
+        self.mutate(|s, tx| {
             if let Some(a) = s.agents.get_mut(node) {
                 a.lost = false;
                 a.last_seen_ms = tx.now_ms;
@@ -392,31 +337,427 @@ impl Core {
                 tracing::info!(node, "lost agent is back");
             }
             Ok(())
-        });
-        if let Err(e) = r {
-            tracing::error!(error = %e, "recording a returning agent failed");
-        }
+        })
+        .await
     }
 
     /// A receiver that sees every committed change to tasks or agents (offers long-poll on it).
     pub fn changes(&self) -> watch::Receiver<u64> {
-        self.desired_changed.subscribe()
+        self.shared.desired_changed.subscribe()
     }
 
-    /// Marks an agent as heard from (status posts).
+    /// Marks an agent as heard from (status posts); false when it is not registered.
     pub fn touch_agent(&self, node: &str) -> bool {
-        let mut inner = self.lock();
-        match inner.state.agents.get_mut(node) {
-            Some(a) => {
-                a.last_seen_ms = now_millis();
-                true
+        let known = self.read(|s| s.agents.contains_key(node));
+        if known {
+            self.heartbeat(node);
+        }
+        known
+    }
+}
+
+impl Shared {
+    /// Makes the batch durable, then publishes `next`. Runs on a blocking thread.
+    fn commit(&self, next: State, tx: Tx, batch: Batch) {
+        let revision = match self.store.commit(batch) {
+            Ok(Outcome::Applied(r)) => r,
+            Ok(Outcome::CompareFailed(_)) => {
+                // No compares are sent, so this cannot happen; treat it as a store fault.
+                tracing::error!(
+                    "unexpected compare failure writing the state; exiting so a restart reloads the last durable state"
+                );
+                std::process::exit(70);
             }
-            None => false,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot write the state; exiting so a restart reloads the last durable state");
+                std::process::exit(70);
+            }
+        };
+        self.publish(next, tx, Some(revision));
+    }
+
+    /// Makes `next` what readers see, then wakes the agents whose desired set changed and sends
+    /// the events. `revision`: the store revision of the change (None: nothing was written).
+    fn publish(&self, next: State, tx: Tx, revision: Option<u64>) {
+        let mut desired_index = self.current.load().desired_index.clone();
+        if let Some(revision) = revision {
+            for node in &tx.nodes {
+                desired_index.insert(node.clone(), revision);
+            }
+        }
+        self.current.store(Arc::new(Published {
+            state: next,
+            desired_index,
+        }));
+        if let Some(revision) = revision
+            && (!tx.nodes.is_empty() || !tx.agents.is_empty())
+        {
+            self.desired_changed.send_replace(revision);
+        }
+        for e in tx.events {
+            self.events.publish(e);
+        }
+        for s in tx.stale_services {
+            // Nobody listening (no catalog configured) is fine.
+            let _ = self.stale_tx.send(s);
         }
     }
 }
 
-fn to_json<T: serde::Serialize>(v: &T) -> Vec<u8> {
-    // Records are plain data (strings, numbers, maps with string keys): encoding cannot fail.
-    serde_json::to_vec(v).unwrap_or_default()
+/// Deletes stored versions that no app lists (left by offerd releases that did not prune them,
+/// beyond [`MAX_VERSIONS`]), so the store stops growing.
+fn drop_unlisted_versions(store: &dyn Store, state: &State) -> Result<(), CoreError> {
+    let mut batch = Batch::default();
+    for (key, _) in store.scan_prefix(keys::VERSIONS.as_bytes())? {
+        let name = String::from_utf8_lossy(&key[keys::VERSIONS.len()..]).into_owned();
+        let listed = name.split_once('\u{0}').is_some_and(|(app_id, version)| {
+            state
+                .apps
+                .get(app_id)
+                .is_some_and(|e| e.versions.iter().any(|v| v == version))
+        });
+        if !listed {
+            batch.delete(key);
+        }
+    }
+    if !batch.is_empty() {
+        tracing::info!(
+            versions = batch.ops.len(),
+            "dropping stored app versions beyond the kept ones"
+        );
+        store.commit(batch)?;
+    }
+    Ok(())
+}
+
+/// The store batch of everything `tx` touched, as it is in `state`; an error when a record
+/// cannot be encoded (the change is refused).
+fn batch_of(state: &State, tx: &Tx) -> Result<Batch, CoreError> {
+    let mut batch = Batch::default();
+    if tx.is_empty() {
+        return Ok(batch);
+    }
+    fn put<T: serde::Serialize>(
+        batch: &mut Batch,
+        key: String,
+        v: Option<&T>,
+    ) -> Result<(), CoreError> {
+        match v {
+            Some(v) => {
+                let bytes = to_json(&key, v)?;
+                batch.put(key, bytes);
+            }
+            None => batch.delete(key),
+        }
+        Ok(())
+    }
+    for id in &tx.apps {
+        put(
+            &mut batch,
+            format!("{}{id}", keys::APPS),
+            state.apps.get(id),
+        )?;
+        if !state.apps.contains_key(id) {
+            batch.ops.push(cairn_store::Op::DeletePrefix {
+                prefix: format!("{}{id}\u{0}", keys::VERSIONS).into_bytes(),
+            });
+        }
+    }
+    for app in &tx.versions {
+        let v = app.version.clone().unwrap_or_default();
+        put(&mut batch, keys::version(&app.id, &v), Some(app))?;
+    }
+    for (app_id, v) in &tx.dropped_versions {
+        batch.delete(keys::version(app_id, v));
+    }
+    for id in &tx.tasks {
+        put(
+            &mut batch,
+            format!("{}{id}", keys::TASKS),
+            state.tasks.get(id),
+        )?;
+    }
+    for id in &tx.agents {
+        put(
+            &mut batch,
+            format!("{}{id}", keys::AGENTS),
+            state.agents.get(id),
+        )?;
+    }
+    for id in &tx.deployments {
+        put(
+            &mut batch,
+            format!("{}{id}", keys::DEPLOYMENTS),
+            state.deployments.get(id),
+        )?;
+    }
+    Ok(batch)
+}
+
+/// A record as stored (JSON); `key` names it in the error.
+fn to_json<T: serde::Serialize>(key: &str, v: &T) -> Result<Vec<u8>, CoreError> {
+    serde_json::to_vec(v).map_err(|e| CoreError::Encode {
+        key: key.replace('\u{0}', "@"),
+        reason: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_store::MemStore;
+
+    /// A request's own refusal.
+    #[derive(Debug)]
+    struct Refused;
+    impl From<CoreError> for Refused {
+        fn from(e: CoreError) -> Self {
+            panic!("unexpected core error: {e}")
+        }
+    }
+
+    fn open(store: &Arc<MemStore>) -> Core {
+        let store: Arc<dyn Store> = store.clone();
+        Core::open(store, SchedulerConfig::new(Duration::from_secs(3600))).expect("open")
+    }
+
+    fn app_entry(id: &str) -> AppEntry {
+        let app = cairn_marathon::parse_app(
+            serde_json::json!({ "id": id, "cmd": "sleep 1000", "instances": 0 }),
+            None,
+        )
+        .expect("valid app");
+        scheduler::next_version(None, app, 1_000, false, None)
+    }
+
+    fn stored_keys(store: &MemStore) -> Vec<String> {
+        store
+            .scan_prefix(b"")
+            .expect("scan")
+            .into_iter()
+            .map(|(k, _)| String::from_utf8_lossy(&k).into_owned())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_change_refused_part_way_leaves_state_and_store_as_they_were() {
+        let store = Arc::new(MemStore::new());
+        let core = open(&store);
+        core.mutate(|s, tx| {
+            let e = app_entry("/a");
+            tx.version(&e.app);
+            tx.app("/a");
+            s.apps.insert("/a".into(), e);
+            Ok::<_, CoreError>(())
+        })
+        .await
+        .expect("first change");
+        let revision = store.revision();
+        let keys = stored_keys(&store);
+
+        // Changes one app, adds another, then refuses (as a later app of a multi-app request
+        // locked by a deployment does).
+        let r: Result<(), Refused> = core
+            .mutate(|s, tx| {
+                if let Some(e) = s.apps.get_mut("/a") {
+                    e.app.instances = 7;
+                }
+                tx.app("/a");
+                let b = app_entry("/b");
+                tx.version(&b.app);
+                tx.app("/b");
+                s.apps.insert("/b".into(), b);
+                Err(Refused)
+            })
+            .await;
+        assert!(matches!(r, Err(Refused)));
+        core.read(|s| {
+            assert_eq!(s.apps.keys().collect::<Vec<_>>(), vec!["/a"]);
+            assert_eq!(s.apps["/a"].app.instances, 0);
+        });
+        assert_eq!(store.revision(), revision, "nothing committed");
+        assert_eq!(stored_keys(&store), keys);
+    }
+
+    /// A store whose commits wait, once held, until released: a slow disk.
+    struct SlowDisk {
+        inner: MemStore,
+        held: Mutex<bool>,
+        released: std::sync::Condvar,
+        entered: tokio::sync::Notify,
+    }
+
+    impl SlowDisk {
+        fn hold(&self, on: bool) {
+            *self.held.lock().unwrap_or_else(|p| p.into_inner()) = on;
+            self.released.notify_all();
+        }
+    }
+
+    impl Store for SlowDisk {
+        fn get(&self, key: &[u8]) -> Result<Option<cairn_store::Entry>, cairn_store::StoreError> {
+            self.inner.get(key)
+        }
+        fn scan_prefix(
+            &self,
+            prefix: &[u8],
+        ) -> Result<Vec<(Vec<u8>, cairn_store::Entry)>, cairn_store::StoreError> {
+            self.inner.scan_prefix(prefix)
+        }
+        fn commit(&self, batch: Batch) -> Result<Outcome, cairn_store::StoreError> {
+            let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+            if *held {
+                self.entered.notify_one();
+            }
+            while *held {
+                held = self.released.wait(held).unwrap_or_else(|p| p.into_inner());
+            }
+            self.inner.commit(batch)
+        }
+        fn revision(&self) -> cairn_store::Revision {
+            self.inner.revision()
+        }
+        fn subscribe(&self) -> watch::Receiver<cairn_store::Revision> {
+            self.inner.subscribe()
+        }
+    }
+
+    /// Waits for `f` with a deadline far beyond any scheduling delay: if it does not finish,
+    /// it is blocked behind the commit held by the test.
+    async fn answered<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
+        tokio::time::timeout(Duration::from_secs(30), f)
+            .await
+            .unwrap_or_else(|_| panic!("{what} waited for a commit in progress"))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reads_and_agent_polls_are_answered_while_a_commit_waits_for_the_disk() {
+        let disk = Arc::new(SlowDisk {
+            inner: MemStore::new(),
+            held: Mutex::new(false),
+            released: std::sync::Condvar::new(),
+            entered: tokio::sync::Notify::new(),
+        });
+        let store: Arc<dyn Store> = disk.clone();
+        let core = Arc::new(
+            Core::open(store, SchedulerConfig::new(Duration::from_secs(3600))).expect("open"),
+        );
+        core.mutate(|s, tx| {
+            let agent = Agent {
+                node: "n1".into(),
+                address: "127.0.0.1".into(),
+                http_addr: String::new(),
+                resources: Default::default(),
+                attributes: Default::default(),
+                lost: false,
+                draining: false,
+                last_seen_ms: tx.now_ms,
+            };
+            s.agents.insert("n1".into(), agent);
+            tx.agent("n1");
+            Ok::<_, CoreError>(())
+        })
+        .await
+        .expect("register");
+
+        disk.hold(true);
+        let entered = disk.entered.notified();
+        let writer = {
+            let core = core.clone();
+            tokio::spawn(async move {
+                core.mutate(|s, tx| {
+                    let e = app_entry("/slow");
+                    tx.version(&e.app);
+                    tx.app("/slow");
+                    s.apps.insert("/slow".into(), e);
+                    Ok::<_, CoreError>(())
+                })
+                .await
+            })
+        };
+        answered("the writer reaching the disk", entered).await;
+
+        // The commit is in progress: readers see the last durable state at once.
+        assert!(
+            core.read(|s| s.apps.is_empty()),
+            "an undurable change is not visible"
+        );
+        let (desired, _) = answered(
+            "an agent's poll",
+            core.desired_tasks("n1", 0, Duration::from_secs(60)),
+        )
+        .await
+        .expect("n1 is registered");
+        assert!(desired.tasks.is_empty());
+        assert!(core.touch_agent("n1"), "a heartbeat needs no write");
+        assert!(!writer.is_finished());
+
+        disk.hold(false);
+        answered("the writer", writer)
+            .await
+            .expect("writer task")
+            .expect("committed");
+        assert!(core.read(|s| s.apps.contains_key("/slow")));
+    }
+
+    #[test]
+    fn versions_no_app_lists_are_dropped_at_load() {
+        let store = Arc::new(MemStore::new());
+        let mut e = app_entry("/a");
+        let kept = e.versions[0].clone();
+        e.versions = vec![kept.clone()];
+        let mut batch = Batch::default();
+        batch.put(
+            format!("{}/a", keys::APPS),
+            to_json("a", &e).expect("encode"),
+        );
+        for (app, v) in [("/a", "old"), ("/a", kept.as_str()), ("/gone", "v")] {
+            batch.put(keys::version(app, v), to_json("v", &e.app).expect("encode"));
+        }
+        store.commit(batch).expect("seed");
+        let _core = open(&store);
+        let left: Vec<String> = stored_keys(&store)
+            .into_iter()
+            .filter(|k| k.starts_with(keys::VERSIONS))
+            .collect();
+        assert_eq!(left, vec![keys::version("/a", &kept)]);
+    }
+
+    #[tokio::test]
+    async fn a_corrupt_stored_version_is_an_error_naming_it_not_a_missing_one() {
+        let store = Arc::new(MemStore::new());
+        let mut e = app_entry("/a");
+        e.versions = vec!["v1".into()];
+        let mut batch = Batch::default();
+        batch.put(
+            format!("{}/a", keys::APPS),
+            to_json("a", &e).expect("encode"),
+        );
+        batch.put(keys::version("/a", "v1"), b"{not json".to_vec());
+        store.commit(batch).expect("seed");
+        let core = open(&store);
+        let err = core.version("/a", "v1").await.expect_err("corrupt");
+        assert!(
+            err.to_string().contains("versions//a@v1"),
+            "names the record: {err}"
+        );
+        assert!(matches!(core.version("/a", "v2").await, Ok(None)));
+    }
+
+    /// A value serde cannot encode.
+    struct Unencodable;
+    impl serde::Serialize for Unencodable {
+        fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+            Err(serde::ser::Error::custom("no encoding"))
+        }
+    }
+
+    #[test]
+    fn a_record_that_cannot_be_encoded_is_an_error_not_empty_bytes() {
+        let err = to_json("tasks/t1", &Unencodable).expect_err("refused");
+        assert!(
+            matches!(&err, CoreError::Encode { key, .. } if key == "tasks/t1"),
+            "{err}"
+        );
+    }
 }

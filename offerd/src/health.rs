@@ -52,20 +52,26 @@ pub fn task_health(checks: &[HealthCheck]) -> HashMap<String, Observed> {
 }
 
 /// Applies catalog health to the tasks; returns how many changed.
-pub fn apply(core: &Core, health: &HashMap<String, Observed>) -> usize {
-    let r: Result<usize, std::convert::Infallible> = core.mutate(|s, tx| {
-        let mut changed = Vec::new();
-        for t in s.tasks.values_mut() {
-            if t.spec.health_checks.is_empty() || !t.is_active() {
-                continue;
-            }
-            let seen = health.get(&t.id);
-            let now = seen.map(|o| o.passing);
-            if let Some(seen) = seen
-                && now != t.healthy
-            {
-                t.healthy = now;
-                t.unhealthy_since = (now == Some(false)).then_some(tx.now_ms);
+pub async fn apply(core: &Core, health: &HashMap<String, Observed>) -> usize {
+    let r: Result<usize, crate::core::CoreError> = core
+        .mutate(|s, tx| {
+            let mut changed = Vec::new();
+            // Only the tasks whose health changed are copied (the state's maps are persistent).
+            let turned: Vec<(String, &Observed)> = s
+                .tasks
+                .values()
+                .filter(|t| !t.spec.health_checks.is_empty() && t.is_active())
+                .filter_map(|t| {
+                    let seen = health.get(&t.id)?;
+                    (Some(seen.passing) != t.healthy).then(|| (t.id.clone(), seen))
+                })
+                .collect();
+            for (id, seen) in turned {
+                let Some(t) = s.tasks.get_mut(&id) else {
+                    continue;
+                };
+                t.healthy = Some(seen.passing);
+                t.unhealthy_since = (!seen.passing).then_some(tx.now_ms);
                 t.health.record(seen.passing, seen.cause.clone(), tx.now_ms);
                 changed.push((t.id.clone(), t.node.clone()));
                 tx.event(Event::new(
@@ -76,17 +82,20 @@ pub fn apply(core: &Core, health: &HashMap<String, Observed>) -> usize {
                         "taskId": t.id,
                         "instanceId": t.id,
                         "version": t.version,
-                        "alive": now == Some(true),
+                        "alive": seen.passing,
                     }),
                 ));
             }
-        }
-        for (id, node) in &changed {
-            tx.task(id, node);
-        }
-        Ok(changed.len())
-    });
-    r.unwrap_or_default()
+            for (id, node) in &changed {
+                tx.task(id, node);
+            }
+            Ok(changed.len())
+        })
+        .await;
+    r.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "recording task health failed");
+        0
+    })
 }
 
 /// Deregisters the catalog services of lost tasks as they come, retrying while the catalog is
@@ -186,7 +195,7 @@ pub async fn follow(
             _ = &mut shutdown => return,
             next = watch.next() => match next {
                 Ok(checks) => {
-                    let n = apply(&core, &task_health(&checks));
+                    let n = apply(&core, &task_health(&checks)).await;
                     if n > 0 {
                         tracing::debug!(changed = n, "task health updated from the catalog");
                     }

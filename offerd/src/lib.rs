@@ -1,9 +1,9 @@
 //! offerd: agents' resources, placement, and the life of apps and tasks, behind a
 //! Marathon-compatible HTTP API and cairn's agent protocol.
 //!
-//! - [`placement`]: offers and bin-packing with constraints (pure; benchmarked alone).
 //! - [`scheduler`]: the level-triggered loop that launches, kills, replaces and finishes.
-//! - [`core`]: the state behind one lock, made durable in a [`cairn_store::Store`].
+//! - [`core`]: the published state and its one writer, made durable in a [`cairn_store::Store`].
+//! - [`tx`]: what a change touched (records, agents to wake, events).
 //! - [`http`]: Marathon's `/v2` API, the agents' `/v1/agents` API and the event stream.
 //! - [`health`]: task health read from the catalog with a blocking query.
 //! - [`service_ports`]: the load balancers' ports of apps (assignment, conflicts).
@@ -17,7 +17,7 @@ pub mod health;
 pub mod http;
 pub mod model;
 pub mod offers;
-pub mod placement;
 pub mod scheduler;
 pub mod serve;
 pub mod service_ports;
+pub mod tx;

@@ -1,9 +1,8 @@
 //! The records offerd keeps, in memory and (as JSON) in the store: apps with their version
 //! history and launch backoff, tasks, agents and deployments.
 
-use std::collections::BTreeMap;
-
 use cairn_marathon::{AgentRegistration, App, Attributes, Resources, TaskState};
+use imbl::OrdMap;
 use serde::{Deserialize, Serialize};
 
 /// An app and what the scheduler remembers about launching it.
@@ -196,17 +195,19 @@ pub struct QueueEntry {
     pub agents_considered: usize,
 }
 
-/// Everything offerd knows.
+/// Everything offerd knows. The collections are persistent (structurally shared) maps, so a
+/// clone is O(1): a change is applied to a clone and the clone replaces the state only once it
+/// is durable (see [`crate::core::Core::mutate`]).
 #[derive(Clone, Debug, Default)]
 pub struct State {
-    pub apps: BTreeMap<String, AppEntry>,
-    pub tasks: BTreeMap<String, Task>,
-    pub agents: BTreeMap<String, Agent>,
-    pub deployments: BTreeMap<String, Deployment>,
-    pub queue: BTreeMap<String, QueueEntry>,
+    pub apps: OrdMap<String, AppEntry>,
+    pub tasks: OrdMap<String, Task>,
+    pub agents: OrdMap<String, Agent>,
+    pub deployments: OrdMap<String, Deployment>,
+    pub queue: OrdMap<String, QueueEntry>,
     /// The most recently ended tasks with their final state, newest last (memory only), so
     /// frameworks and operators can read how a task ended.
-    pub finished: std::collections::VecDeque<Task>,
+    pub finished: imbl::Vector<Task>,
 }
 
 /// How many ended tasks [`State::finished`] keeps.

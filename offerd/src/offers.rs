@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use cairn_marathon::{Attributes, PortRange, Resources};
 use serde::Serialize;
 
-use crate::placement::Offer;
+use cairn_placement::Offer;
 
 /// How long an unanswered offer stays valid.
 pub const OFFER_TTL_MS: u64 = 30_000;
@@ -41,10 +41,26 @@ struct Book {
     refusals: HashMap<(String, String), u64>,
 }
 
-/// Outstanding offers and refusals.
-#[derive(Default)]
+/// Most offers outstanding at once, over every framework. Any client names its own framework,
+/// so without a bound, asking under ever new names would grow the book by one offer per agent
+/// per name (for [`OFFER_TTL_MS`]). At the bound no new offer is made until some are used or
+/// expire.
+pub const MAX_OFFERS: usize = 10_000;
+/// Most refusals kept; at the bound the one ending soonest is dropped (a refusal only spares a
+/// framework offers it does not want).
+pub const MAX_REFUSALS: usize = 10_000;
+
+/// Outstanding offers and refusals, each bounded ([`MAX_OFFERS`], [`MAX_REFUSALS`]).
 pub struct OfferBook {
     inner: Mutex<Book>,
+    max_offers: usize,
+    max_refusals: usize,
+}
+
+impl Default for OfferBook {
+    fn default() -> Self {
+        OfferBook::with_limits(MAX_OFFERS, MAX_REFUSALS)
+    }
 }
 
 /// Why an offer cannot be used.
@@ -86,6 +102,15 @@ pub fn free_ranges(o: &Offer) -> Vec<PortRange> {
 }
 
 impl OfferBook {
+    /// A book holding at most `max_offers` offers and `max_refusals` refusals.
+    pub fn with_limits(max_offers: usize, max_refusals: usize) -> OfferBook {
+        OfferBook {
+            inner: Mutex::default(),
+            max_offers,
+            max_refusals,
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Book> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -111,6 +136,14 @@ impl OfferBook {
                 .any(|o| o.framework == framework && o.node == a.node);
             if held || book.refusals.contains_key(&key) || a.free_cpus < 0.01 || a.free_mem < 1.0 {
                 continue;
+            }
+            if book.outstanding.len() >= self.max_offers {
+                tracing::warn!(
+                    framework,
+                    outstanding = book.outstanding.len(),
+                    "offer book full: no new offers until some are used or expire"
+                );
+                break;
             }
             let offer = IssuedOffer {
                 id: uuid::Uuid::new_v4().to_string(),
@@ -157,15 +190,32 @@ impl OfferBook {
     }
 
     /// Puts an offer back (an accept that was refused for a reason the framework can fix).
+    /// It was taken a moment ago, so the book has room for it again.
     pub fn restore(&self, offer: IssuedOffer) {
         self.lock().outstanding.insert(offer.id.clone(), offer);
     }
 
     /// Refuses `node` to `framework` until `until_ms`.
     pub fn refuse(&self, framework: &str, node: &str, until_ms: u64) {
-        self.lock()
-            .refusals
-            .insert((framework.to_string(), node.to_string()), until_ms);
+        let mut book = self.lock();
+        let key = (framework.to_string(), node.to_string());
+        if !book.refusals.contains_key(&key) && book.refusals.len() >= self.max_refusals {
+            let soonest = book
+                .refusals
+                .iter()
+                .min_by_key(|(_, until)| **until)
+                .map(|(k, _)| k.clone());
+            if let Some(k) = soonest {
+                book.refusals.remove(&k);
+            }
+        }
+        book.refusals.insert(key, until_ms);
+    }
+
+    /// Offers and refusals held now.
+    pub fn held(&self) -> (usize, usize) {
+        let book = self.lock();
+        (book.outstanding.len(), book.refusals.len())
     }
 }
 
@@ -244,5 +294,33 @@ mod tests {
         let later = book.issue("cron", &agents, &none, 1005 + OFFER_TTL_MS);
         assert_eq!(later.len(), 2);
         assert!(later.iter().all(|o| o.issued_ms == 1005 + OFFER_TTL_MS));
+    }
+
+    #[test]
+    fn the_book_is_bounded_however_many_frameworks_ask() {
+        let book = OfferBook::with_limits(3, 2);
+        let agents = vec![agent("a", 1.0), agent("b", 1.0)];
+        let none = HashMap::new();
+        assert_eq!(book.issue("f1", &agents, &none, 1000).len(), 2);
+        assert_eq!(book.issue("f2", &agents, &none, 1000).len(), 1, "one left");
+        assert!(book.issue("f3", &agents, &none, 1000).is_empty(), "full");
+        assert_eq!(book.held().0, 3);
+        // Room again once offers expire.
+        assert_eq!(
+            book.issue("f3", &agents, &none, 1000 + OFFER_TTL_MS).len(),
+            2
+        );
+
+        let far = 100 * OFFER_TTL_MS;
+        book.refuse("f1", "a", far + 9);
+        book.refuse("f2", "a", far + 5);
+        book.refuse("f3", "a", far + 7);
+        assert_eq!(book.held().1, 2);
+        // The refusal ending soonest (f2) made room; the others hold.
+        let f1 = book.issue("f1", &agents, &none, 2000 + OFFER_TTL_MS);
+        assert_eq!(f1.len(), 1);
+        assert!(f1.iter().all(|o| o.node != "a"), "f1 still refuses a");
+        let f2 = book.issue("f2", &agents, &none, 2000 + 2 * OFFER_TTL_MS);
+        assert!(f2.iter().any(|o| o.node == "a"), "f2's refusal was dropped");
     }
 }

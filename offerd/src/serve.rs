@@ -10,8 +10,9 @@ use anyhow::Context as _;
 use cairn_client::CatalogClient;
 use cairn_store::{RedbStore, Store};
 
-use crate::core::{Core, CoreConfig};
+use crate::core::Core;
 use crate::http::{AppState, router};
+use crate::scheduler::SchedulerConfig;
 
 /// How often the scheduler runs without a request (timeouts, backoff delays).
 const TICK: Duration = Duration::from_millis(250);
@@ -22,6 +23,8 @@ pub struct ServeConfig {
     pub http_addr: SocketAddr,
     pub data_dir: PathBuf,
     pub agent_timeout: Duration,
+    /// A lost agent silent this long is forgotten.
+    pub lost_agent_retention: Duration,
     /// Where task health is read from; `None` runs without health (running = healthy).
     pub catalog: Option<CatalogClient>,
     /// Bounds of the HTTP server.
@@ -44,8 +47,9 @@ pub async fn serve(
     let core = Arc::new(
         Core::open(
             store,
-            CoreConfig {
+            SchedulerConfig {
                 agent_timeout: cfg.agent_timeout,
+                lost_agent_retention: cfg.lost_agent_retention,
             },
         )
         .context("loading the state")?,
@@ -67,7 +71,10 @@ pub async fn serve(
                 tokio::select! {
                     () = stop.cancelled() => return,
                     _ = every.tick() => {
-                        let _: Result<(), std::convert::Infallible> = core.mutate(|_, _| Ok(()));
+                        let r: Result<(), crate::core::CoreError> = core.mutate(|_, _| Ok(())).await;
+                        if let Err(e) = r {
+                            tracing::error!(error = %e, "scheduling round failed");
+                        }
                     }
                 }
             }

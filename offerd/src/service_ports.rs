@@ -49,7 +49,7 @@ fn hold(used: &mut BTreeMap<i64, String>, app: &App) {
 
 /// The service ports held by apps other than `except`, with the app holding each.
 pub fn used_service_ports(
-    apps: &BTreeMap<String, AppEntry>,
+    apps: &imbl::OrdMap<String, AppEntry>,
     except: &str,
 ) -> BTreeMap<i64, String> {
     let mut used = BTreeMap::new();
@@ -113,7 +113,7 @@ pub fn assign(
 /// ones before it took. `apps` pairs each new definition with its current one.
 pub fn assign_all(
     apps: &mut [(App, Option<App>)],
-    stored: &BTreeMap<String, AppEntry>,
+    stored: &imbl::OrdMap<String, AppEntry>,
 ) -> Result<(), ServicePortError> {
     let ids: BTreeSet<&str> = apps.iter().map(|(a, _)| a.id.as_str()).collect();
     let mut used: BTreeMap<i64, String> = BTreeMap::new();
@@ -150,7 +150,7 @@ mod tests {
         app(json!({"id": id, "cmd": "x", "ports": ports}))
     }
 
-    fn entries(apps: &[App]) -> BTreeMap<String, AppEntry> {
+    fn entries(apps: &[App]) -> imbl::OrdMap<String, AppEntry> {
         apps.iter()
             .map(|a| {
                 (
@@ -279,7 +279,7 @@ mod tests {
         assert_eq!(apps[1].0.service_ports(), [10001]);
         let mut clash = vec![(host("/c", &[15000]), None), (bridge("/d", &[15000]), None)];
         assert!(matches!(
-            assign_all(&mut clash, &BTreeMap::new()),
+            assign_all(&mut clash, &imbl::OrdMap::new()),
             Err(ServicePortError::Conflict(_))
         ));
     }

@@ -42,6 +42,7 @@ mod lbconf_render;
 mod lbconf_watch;
 mod many_hosts;
 mod offerd_api;
+mod offerd_core;
 mod offerd_deploy;
 mod offerd_docker_ports;
 mod offerd_lifecycle;

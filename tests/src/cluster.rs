@@ -104,6 +104,13 @@ impl Cluster {
             let attrs = opts.attributes.get(i).cloned().unwrap_or_default();
             c.add_agent(i, opts.resources, &attrs).await;
         }
+        // An agent answers its health endpoint before it has registered with offerd: a test
+        // starts from a cluster whose agents offerd knows.
+        c.wait_for("every agent to register with offerd", 60, || async {
+            let agents = c.offerd.http.get("/v1/agents").await.value();
+            (agents.as_array().map_or(0, Vec::len) == opts.agents).then_some(())
+        })
+        .await;
         c
     }
 

@@ -6,7 +6,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::Instant;
 
 use cairn_marathon::{Constraint, Operator, PortRange};
-use offerd::placement::{Demand, Offer, Placer};
+use cairn_placement::{Demand, Offer, Placer};
 
 #[derive(clap::Args, Debug)]
 pub struct PlaceArgs {

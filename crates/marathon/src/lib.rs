@@ -32,4 +32,4 @@ pub use network::{Network, NetworkMode, has_non_host};
 pub use resources::{Attributes, PortRange, ResourceError, Resources, parse_attributes};
 pub use task_state::TaskState;
 pub use time::{iso8601_millis, now_millis};
-pub use validate::{ValidationError, Violation, canonical, parse_app};
+pub use validate::{MAX_ID_LEN, MAX_INSTANCES, ValidationError, Violation, canonical, parse_app};

@@ -186,6 +186,11 @@ pub fn parse_app(value: Value, id_from_path: Option<&str>) -> Result<App, Valida
     }
     if app.instances < 0 {
         bad("/instances", format!("must be >= 0, got {}", app.instances));
+    } else if app.instances > MAX_INSTANCES {
+        bad(
+            "/instances",
+            format!("must be <= {MAX_INSTANCES}, got {}", app.instances),
+        );
     }
     if !app.backoff_factor.is_finite() || app.backoff_factor < 1.0 {
         bad(
@@ -428,9 +433,25 @@ pub(crate) fn normalize_id(id: &str) -> String {
     }
 }
 
+/// Most instances an app may ask for. Marathon has no bound; cairn keeps every task in memory
+/// and in one store, so an app of a billion instances (a typo) must not be accepted: 10,000 is
+/// more than any one app of a fleet this size runs.
+pub const MAX_INSTANCES: i64 = 10_000;
+
+/// Longest app id (with its leading `/`). A task id is the app id (its `/` turned into `_`,
+/// without the leading one) plus `.` and a 36-character UUID, and it names the task's sandbox
+/// directory, which file systems limit to 255 bytes: 200 leaves room to spare.
+pub const MAX_ID_LEN: usize = 200;
+
 fn check_id(id: &str) -> Result<(), String> {
     if id == "/" {
         return Err("app id must not be empty".into());
+    }
+    if id.len() > MAX_ID_LEN {
+        return Err(format!(
+            "app id is {} characters long; at most {MAX_ID_LEN} (it names the tasks' sandbox directories)",
+            id.len()
+        ));
     }
     for seg in id.trim_start_matches('/').split('/') {
         let ok = !seg.is_empty()
@@ -518,6 +539,30 @@ mod tests {
         ] {
             assert!(p.contains(&want.to_string()), "{want} missing from {p:?}");
         }
+    }
+
+    #[test]
+    fn instances_and_id_length_are_bounded() {
+        let app = |id: &str, n: i64| parse_app(json!({"id": id, "cmd": "x", "instances": n}), None);
+        assert!(app("/a", MAX_INSTANCES).is_ok());
+        let err = app("/a", MAX_INSTANCES + 1).unwrap_err();
+        assert_eq!(
+            paths(json!({"id": "/a", "cmd": "x", "instances": MAX_INSTANCES + 1})),
+            ["/instances"]
+        );
+        assert!(format!("{err:?}").contains("must be <= 10000"), "{err:?}");
+
+        let longest = format!("/{}", vec!["a".repeat(49); 4].join("/")); // 1 + 4*49 + 3 = 200
+        assert_eq!(longest.len(), MAX_ID_LEN);
+        let a = app(&longest, 1).expect("the longest id is valid");
+        let task = crate::task_id_for(&a.id, &"0".repeat(36));
+        assert!(
+            task.len() <= 255,
+            "a task id names a directory: {}",
+            task.len()
+        );
+        let too_long = format!("{longest}b");
+        assert_eq!(paths(json!({"id": too_long, "cmd": "x"})), ["/id"]);
     }
 
     #[test]

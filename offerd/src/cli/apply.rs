@@ -31,19 +31,24 @@ pub struct ApplyArgs {
     pub json: bool,
 }
 
+/// The app files under `path`. Any entry that cannot be read stops everything with an error
+/// naming it: an app directory skipped silently would have its apps deleted by `--prune`.
 fn collect(path: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
-    let meta = std::fs::metadata(path).with_context(|| format!("{}", path.display()))?;
+    let meta = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
     if meta.is_file() {
         out.push(path.to_path_buf());
         return Ok(());
     }
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
-        .with_context(|| format!("reading {}", path.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .collect();
+    let mut entries: Vec<PathBuf> = Vec::new();
+    for e in std::fs::read_dir(path).with_context(|| format!("reading {}", path.display()))? {
+        let e = e.with_context(|| format!("reading an entry of {}", path.display()))?;
+        entries.push(e.path());
+    }
     entries.sort();
     for e in entries {
-        if e.is_dir() {
+        // Follows symlinks: a link to a directory is a directory of apps, a dangling one an error.
+        let meta = std::fs::metadata(&e).with_context(|| format!("reading {}", e.display()))?;
+        if meta.is_dir() {
             collect(&e, out)?;
         } else if e.extension().is_some_and(|x| x == "json") {
             out.push(e);
@@ -267,5 +272,24 @@ mod tests {
             let local = parse_app(file.clone(), None).unwrap();
             assert_eq!(same(&local, &running), want, "{file} vs {running}");
         }
+    }
+
+    #[test]
+    fn an_unreadable_entry_stops_the_apply_naming_it() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(
+            dir.path().join("web.json"),
+            r#"{"id": "/web", "cmd": "sleep 100"}"#,
+        )
+        .expect("write");
+        // A directory of apps that cannot be read (an unmounted share): its apps must not be
+        // taken as gone.
+        let team = dir.path().join("team-b");
+        std::os::unix::fs::symlink(dir.path().join("missing"), &team).expect("symlink");
+        let err = load_apps(&[dir.path().to_path_buf()]).expect_err("refused");
+        assert!(
+            format!("{err:#}").contains(&team.display().to_string()),
+            "names the entry: {err:#}"
+        );
     }
 }

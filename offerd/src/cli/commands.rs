@@ -170,7 +170,43 @@ pub async fn kill(c: &OfferdClient, args: KillArgs) -> anyhow::Result<ExitCode> 
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn agents(c: &OfferdClient, as_json: bool) -> anyhow::Result<ExitCode> {
+#[derive(clap::Args, Debug)]
+pub struct AgentsArgs {
+    #[command(subcommand)]
+    pub action: Option<AgentsAction>,
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum AgentsAction {
+    /// Forget a lost agent now (a connected one is refused); it must register to come back
+    Remove(RemoveAgentArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RemoveAgentArgs {
+    /// Node name of the agent
+    pub node: String,
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn agents(c: &OfferdClient, args: AgentsArgs) -> anyhow::Result<ExitCode> {
+    if let Some(AgentsAction::Remove(r)) = args.action {
+        let v = c
+            .call(Method::DELETE, &format!("/v1/agents/{}", r.node), &[], None)
+            .await?;
+        if r.json {
+            print_json(&v);
+        } else {
+            println!("{}: {}", r.node, s(&v["state"]));
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let as_json = args.json;
     let v = c.get("/v1/agents", &[]).await?;
     if as_json {
         print_json(&v);

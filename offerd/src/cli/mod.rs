@@ -50,8 +50,8 @@ pub enum Command {
     Scale(commands::ScaleArgs),
     /// Kill a task (it is replaced unless --scale)
     Kill(commands::KillArgs),
-    /// List agents with their resources
-    Agents(commands::JsonFlag),
+    /// List agents with their resources; `agents remove NODE` forgets a lost one
+    Agents(commands::AgentsArgs),
     /// Take an agent out for maintenance: no new tasks, its tasks replaced elsewhere
     Drain(commands::DrainArgs),
     /// Put a drained agent back into service
@@ -72,6 +72,9 @@ pub struct ServeArgs {
     /// An agent silent this long is lost and its tasks are replaced elsewhere
     #[arg(long, default_value = "15s", value_parser = parse_duration)]
     pub agent_timeout: Duration,
+    /// A lost agent silent this long is forgotten (removed from /v1/agents and the store)
+    #[arg(long, default_value = "24h", value_parser = parse_duration)]
+    pub lost_agent_retention: Duration,
     /// Run without reading task health from the catalog (running counts as healthy)
     #[arg(long)]
     pub no_catalog: bool,
@@ -119,6 +122,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 http_addr: args.http_addr,
                 data_dir: args.data_dir,
                 agent_timeout: args.agent_timeout,
+                lost_agent_retention: args.lost_agent_retention,
                 catalog,
                 http: args.http.limits(crate::serve::DRAIN),
             };
@@ -130,7 +134,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Tasks(args) => commands::tasks(&client()?, args).await,
         Command::Scale(args) => commands::scale(&client()?, args).await,
         Command::Kill(args) => commands::kill(&client()?, args).await,
-        Command::Agents(f) => commands::agents(&client()?, f.json).await,
+        Command::Agents(args) => commands::agents(&client()?, args).await,
         Command::Drain(args) => commands::drain(&client()?, args, true).await,
         Command::Undrain(args) => commands::drain(&client()?, args, false).await,
         // Answered in `run`, before logging and the runtime start.

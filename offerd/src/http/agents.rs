@@ -70,7 +70,7 @@ pub async fn register(
             scheduler::finish_task(s, tx, &id, TaskState::Lost, "the agent restarted without this task");
         }
         Ok::<_, ApiError>(())
-    })?;
+    }).await?;
     Ok(Json(RegisterResponse {
         node,
         heartbeat_ms: heartbeat(&st).as_millis() as u64,
@@ -131,18 +131,20 @@ pub async fn drain(
     method: axum::http::Method,
 ) -> Result<Json<Value>, ApiError> {
     let on = method == axum::http::Method::POST;
-    st.core.mutate(|s, tx| {
-        let a = s
-            .agents
-            .get_mut(&node)
-            .ok_or_else(|| ApiError::NotFound(format!("agent {node:?} is not registered")))?;
-        if a.draining != on {
-            a.draining = on;
-            tx.agent(&node);
-            tracing::info!(%node, draining = on, "agent maintenance changed");
-        }
-        Ok::<_, ApiError>(())
-    })?;
+    st.core
+        .mutate(|s, tx| {
+            let a = s
+                .agents
+                .get_mut(&node)
+                .ok_or_else(|| ApiError::NotFound(format!("agent {node:?} is not registered")))?;
+            if a.draining != on {
+                a.draining = on;
+                tx.agent(&node);
+                tracing::info!(%node, draining = on, "agent maintenance changed");
+            }
+            Ok::<_, ApiError>(())
+        })
+        .await?;
     let now = st
         .core
         .read(|s| s.agents.get(&node).map(|a| agent_state(s, a)));
@@ -199,11 +201,41 @@ pub async fn status(
             "agent {node:?} is not registered"
         )));
     }
-    st.core.mutate(|s, tx| {
-        for u in &batch.updates {
-            scheduler::apply_status(s, tx, &node, u);
-        }
-        Ok::<_, ApiError>(())
-    })?;
+    st.core
+        .mutate(|s, tx| {
+            for u in &batch.updates {
+                scheduler::apply_status(s, tx, &node, u);
+            }
+            Ok::<_, ApiError>(())
+        })
+        .await?;
     Ok(Json(serde_json::json!({ "accepted": batch.updates.len() })))
+}
+
+/// `DELETE /v1/agents/{node}`: forgets a lost agent now (as `--lost-agent-retention` would);
+/// a connected agent is refused with 409, since it would simply register again.
+pub async fn remove(
+    State(st): State<AppState>,
+    Path(node): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    st.core
+        .mutate(|s, tx| {
+            let a = s
+                .agents
+                .get(&node)
+                .ok_or_else(|| ApiError::NotFound(format!("agent {node:?} is not registered")))?;
+            if !a.lost {
+                return Err(ApiError::Conflict(format!(
+                    "agent {node:?} is connected (state {}): only a lost agent can be removed; stop it and wait --agent-timeout, or drain it",
+                    agent_state(s, a)
+                )));
+            }
+            tracing::info!(%node, "lost agent removed by the operator");
+            scheduler::forget_agent(s, tx, &node);
+            Ok(())
+        })
+        .await?;
+    Ok(Json(
+        serde_json::json!({ "node": node, "state": "removed" }),
+    ))
 }

@@ -12,11 +12,11 @@ use serde_json::{Value, json};
 
 use super::render::{Embed, app_json, task_json};
 use super::{ApiError, AppState, flag, param};
-use crate::core::Tx;
 use crate::events::Event;
 use crate::model::{Deployment, DeploymentKind, State as Model};
 use crate::scheduler::{self, deployment_plan_json, next_version};
 use crate::service_ports;
+use crate::tx::Tx;
 
 type Params = Query<Vec<(String, String)>>;
 
@@ -147,6 +147,9 @@ pub(crate) fn install(
     };
     let mut entry = entry;
     entry.versions.drain(..dropped.len());
+    for v in &dropped {
+        tx.drop_version(&id, v);
+    }
     s.apps.insert(id.clone(), entry);
     let dep = start_deployment(s, tx, &id, &version, kind, prev.map(|p| p.app));
     Ok((dep, version))
@@ -193,28 +196,31 @@ pub async fn create(
     let app = parse_app(json_body(&body)?, None)?;
     let version_ms = st.core.next_version_ms();
     let force = flag(&q, "force");
-    let (dep, body) = st.core.mutate(|s, tx| {
-        if s.apps.contains_key(&app.id) {
-            return Err(ApiError::Conflict(format!(
-                "An app with id [{}] already exists.",
-                app.id
-            )));
-        }
-        let id = app.id.clone();
-        let (dep, _) = install(s, tx, app, version_ms, false, force)?;
-        let entry = &s.apps[&id];
-        Ok((
-            dep,
-            app_json(
-                s,
-                entry,
-                Embed {
-                    deployments: true,
-                    ..Default::default()
-                },
-            ),
-        ))
-    })?;
+    let (dep, body) = st
+        .core
+        .mutate(|s, tx| {
+            if s.apps.contains_key(&app.id) {
+                return Err(ApiError::Conflict(format!(
+                    "An app with id [{}] already exists.",
+                    app.id
+                )));
+            }
+            let id = app.id.clone();
+            let (dep, _) = install(s, tx, app, version_ms, false, force)?;
+            let entry = &s.apps[&id];
+            Ok((
+                dep,
+                app_json(
+                    s,
+                    entry,
+                    Embed {
+                        deployments: true,
+                        ..Default::default()
+                    },
+                ),
+            ))
+        })
+        .await?;
     let mut headers = deployment_headers(&dep);
     if let Some(Ok(loc)) = body["id"]
         .as_str()
@@ -237,15 +243,19 @@ fn current_input(app: &App) -> Value {
 
 /// Turns an update body into the full new definition (partial by default; a body naming a
 /// stored `version` restores that version).
-fn updated_app(st: &AppState, id: &str, patch: Value, partial: bool) -> Result<App, ApiError> {
+async fn updated_app(
+    st: &AppState,
+    id: &str,
+    patch: Value,
+    partial: bool,
+) -> Result<App, ApiError> {
     if let Some(v) = patch.get("version").and_then(Value::as_str)
         && patch.as_object().is_some_and(|m| m.len() == 1)
     {
         let old = st
             .core
             .version(id, v)
-            .ok()
-            .flatten()
+            .await?
             .ok_or_else(|| ApiError::NotFound(format!("App '{id}' has no version {v}")))?;
         return Ok(parse_app(current_input(&old), Some(id))?);
     }
@@ -267,12 +277,13 @@ pub async fn put_one(
 ) -> Result<Response, ApiError> {
     let id = format!("/{}", rest.trim_matches('/'));
     let partial = param(&q, "partialUpdate") != Some("false");
-    let app = updated_app(&st, &id, json_body(&body)?, partial)?;
+    let app = updated_app(&st, &id, json_body(&body)?, partial).await?;
     let version_ms = st.core.next_version_ms();
     let force = flag(&q, "force");
     let (dep, version) = st
         .core
-        .mutate(|s, tx| install(s, tx, app, version_ms, false, force))?;
+        .mutate(|s, tx| install(s, tx, app, version_ms, false, force))
+        .await?;
     Ok(deployment_response(StatusCode::OK, &dep, &version))
 }
 
@@ -298,10 +309,12 @@ pub async fn put_bulk(
             ])));
         };
         let id = format!("/{}", id.trim_matches('/'));
-        let app = updated_app(&st, &id, item, partial).map_err(|e| match e {
-            ApiError::Invalid(v) => ApiError::Invalid(v.prefixed(&format!("({i})"))),
-            other => other,
-        })?;
+        let app = updated_app(&st, &id, item, partial)
+            .await
+            .map_err(|e| match e {
+                ApiError::Invalid(v) => ApiError::Invalid(v.prefixed(&format!("({i})"))),
+                other => other,
+            })?;
         apps.push(app);
     }
     let force = flag(&q, "force");
@@ -309,32 +322,35 @@ pub async fn put_bulk(
     for _ in &apps {
         versions.push(st.core.next_version_ms());
     }
-    let (dep, version) = st.core.mutate(|s, tx| {
-        // Refuse before changing anything: a bulk update is applied whole or not at all.
-        let mut with_prev: Vec<(App, Option<App>)> = apps
-            .into_iter()
-            .map(|a| {
-                let prev = s.apps.get(&a.id).map(|e| e.app.clone());
-                (a, prev)
-            })
-            .collect();
-        service_ports::assign_all(&mut with_prev, &s.apps)?;
-        let apps: Vec<App> = with_prev.into_iter().map(|(a, _)| a).collect();
-        if !force {
-            let locked: Vec<String> = apps
-                .iter()
-                .filter_map(|a| s.deployment_of(&a.id).map(|d| d.id.clone()))
+    let (dep, version) = st
+        .core
+        .mutate(|s, tx| {
+            // Refuse before changing anything: a bulk update is applied whole or not at all.
+            let mut with_prev: Vec<(App, Option<App>)> = apps
+                .into_iter()
+                .map(|a| {
+                    let prev = s.apps.get(&a.id).map(|e| e.app.clone());
+                    (a, prev)
+                })
                 .collect();
-            if !locked.is_empty() {
-                return Err(ApiError::Locked(locked));
+            service_ports::assign_all(&mut with_prev, &s.apps)?;
+            let apps: Vec<App> = with_prev.into_iter().map(|(a, _)| a).collect();
+            if !force {
+                let locked: Vec<String> = apps
+                    .iter()
+                    .filter_map(|a| s.deployment_of(&a.id).map(|d| d.id.clone()))
+                    .collect();
+                if !locked.is_empty() {
+                    return Err(ApiError::Locked(locked));
+                }
             }
-        }
-        let mut last = (String::new(), iso8601_millis(tx.now_ms));
-        for (app, v) in apps.into_iter().zip(versions) {
-            last = install(s, tx, app, v, false, force)?;
-        }
-        Ok::<_, ApiError>(last)
-    })?;
+            let mut last = (String::new(), iso8601_millis(tx.now_ms));
+            for (app, v) in apps.into_iter().zip(versions) {
+                last = install(s, tx, app, v, false, force)?;
+            }
+            Ok::<_, ApiError>(last)
+        })
+        .await?;
     Ok(deployment_response(StatusCode::OK, &dep, &version))
 }
 
@@ -409,8 +425,7 @@ pub async fn get_sub(
         Sub::Version(v) => st
             .core
             .version(&id, &v)
-            .ok()
-            .flatten()
+            .await?
             .map(|app| Json(serde_json::to_value(app).unwrap_or(Value::Null)))
             .ok_or_else(|| ApiError::NotFound(format!("App '{id}' has no version {v}"))),
         Sub::Task(_) | Sub::Restart => Err(ApiError::NotFound(format!(
@@ -432,14 +447,17 @@ pub async fn post_sub(
     };
     let version_ms = st.core.next_version_ms();
     let force = flag(&q, "force");
-    let (dep, version) = st.core.mutate(|s, tx| {
-        let app = s
-            .apps
-            .get(&id)
-            .map(|e| e.app.clone())
-            .ok_or_else(|| ApiError::app_not_found(&id))?;
-        install(s, tx, app, version_ms, true, force)
-    })?;
+    let (dep, version) = st
+        .core
+        .mutate(|s, tx| {
+            let app = s
+                .apps
+                .get(&id)
+                .map(|e| e.app.clone())
+                .ok_or_else(|| ApiError::app_not_found(&id))?;
+            install(s, tx, app, version_ms, true, force)
+        })
+        .await?;
     Ok(deployment_response(StatusCode::OK, &dep, &version))
 }
 
@@ -453,19 +471,28 @@ pub async fn delete_sub(
     let scale = flag(&q, "scale");
     match sub {
         Sub::App => {
-            let (dep, version) = st.core.mutate(|s, tx| {
-                let Some(entry) = s.apps.get(&id) else {
-                    return Err(ApiError::app_not_found(&id));
-                };
-                let previous = entry.app.clone();
-                check_lock(s, tx, &id, force)?;
-                s.apps.remove(&id);
-                tx.app(&id);
-                let version = iso8601_millis(tx.now_ms);
-                let dep =
-                    start_deployment(s, tx, &id, &version, DeploymentKind::Stop, Some(previous));
-                Ok((dep, version))
-            })?;
+            let (dep, version) = st
+                .core
+                .mutate(|s, tx| {
+                    let Some(entry) = s.apps.get(&id) else {
+                        return Err(ApiError::app_not_found(&id));
+                    };
+                    let previous = entry.app.clone();
+                    check_lock(s, tx, &id, force)?;
+                    s.apps.remove(&id);
+                    tx.app(&id);
+                    let version = iso8601_millis(tx.now_ms);
+                    let dep = start_deployment(
+                        s,
+                        tx,
+                        &id,
+                        &version,
+                        DeploymentKind::Stop,
+                        Some(previous),
+                    );
+                    Ok((dep, version))
+                })
+                .await?;
             Ok(deployment_response(StatusCode::OK, &dep, &version))
         }
         Sub::Tasks => {
@@ -490,43 +517,46 @@ async fn kill_tasks(
     force: bool,
 ) -> Result<Response, ApiError> {
     let version_ms = st.core.next_version_ms();
-    let out = st.core.mutate(|s, tx| {
-        if !s.apps.contains_key(app_id) {
-            return Err(ApiError::app_not_found(app_id));
-        }
-        let victims: Vec<String> = s
-            .app_tasks(app_id)
-            .filter(|t| t.is_desired())
-            .filter(|t| task_id.as_deref().is_none_or(|id| t.id == id))
-            .filter(|t| host.as_deref().is_none_or(|h| t.host == h || t.node == h))
-            .map(|t| t.id.clone())
-            .collect();
-        if let Some(tid) = &task_id
-            && victims.is_empty()
-        {
-            return Err(ApiError::NotFound(format!("Task '{tid}' does not exist")));
-        }
-        let before: Vec<Value> = victims
-            .iter()
-            .filter_map(|id| s.tasks.get(id))
-            .map(|t| {
-                let mut j = task_json(t);
-                j["state"] = json!(TaskState::Killing.as_str());
-                j
-            })
-            .collect();
-        let scaled = if scale {
-            let mut app = s.apps[app_id].app.clone();
-            app.instances = (app.instances - victims.len() as i64).max(0);
-            Some(install(s, tx, app, version_ms, false, force)?)
-        } else {
-            None
-        };
-        for id in &victims {
-            scheduler::kill_task(s, tx, id);
-        }
-        Ok((before, scaled))
-    })?;
+    let out = st
+        .core
+        .mutate(|s, tx| {
+            if !s.apps.contains_key(app_id) {
+                return Err(ApiError::app_not_found(app_id));
+            }
+            let victims: Vec<String> = s
+                .app_tasks(app_id)
+                .filter(|t| t.is_desired())
+                .filter(|t| task_id.as_deref().is_none_or(|id| t.id == id))
+                .filter(|t| host.as_deref().is_none_or(|h| t.host == h || t.node == h))
+                .map(|t| t.id.clone())
+                .collect();
+            if let Some(tid) = &task_id
+                && victims.is_empty()
+            {
+                return Err(ApiError::NotFound(format!("Task '{tid}' does not exist")));
+            }
+            let before: Vec<Value> = victims
+                .iter()
+                .filter_map(|id| s.tasks.get(id))
+                .map(|t| {
+                    let mut j = task_json(t);
+                    j["state"] = json!(TaskState::Killing.as_str());
+                    j
+                })
+                .collect();
+            let scaled = if scale {
+                let mut app = s.apps[app_id].app.clone();
+                app.instances = (app.instances - victims.len() as i64).max(0);
+                Some(install(s, tx, app, version_ms, false, force)?)
+            } else {
+                None
+            };
+            for id in &victims {
+                scheduler::kill_task(s, tx, id);
+            }
+            Ok((before, scaled))
+        })
+        .await?;
     Ok(match out {
         (_, Some((dep, version))) => deployment_response(StatusCode::OK, &dep, &version),
         (mut tasks, None) if task_id.is_some() && !tasks.is_empty() => {
@@ -534,4 +564,52 @@ async fn kill_tasks(
         }
         (tasks, None) => Json(json!({ "tasks": tasks })).into_response(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use cairn_store::{MemStore, Store};
+
+    use super::*;
+    use crate::core::{Core, MAX_VERSIONS};
+    use crate::scheduler::SchedulerConfig;
+
+    #[tokio::test]
+    async fn an_app_keeps_at_most_max_versions_in_the_store_and_its_list() {
+        let store = Arc::new(MemStore::new());
+        let dyn_store: Arc<dyn Store> = store.clone();
+        let core =
+            Core::open(dyn_store, SchedulerConfig::new(Duration::from_secs(3600))).expect("open");
+        for i in 0..60 {
+            let app = parse_app(
+                json!({ "id": "/x", "cmd": format!("sleep {i}"), "instances": 0 }),
+                None,
+            )
+            .expect("valid app");
+            let version_ms = core.next_version_ms();
+            core.mutate(|s, tx| install(s, tx, app, version_ms, false, true))
+                .await
+                .expect("installed");
+        }
+        let stored = store
+            .scan_prefix("versions//x\u{0}".as_bytes())
+            .expect("scan");
+        assert_eq!(stored.len(), MAX_VERSIONS);
+        let listed = core.read(|s| s.apps["/x"].versions.clone());
+        assert_eq!(listed.len(), MAX_VERSIONS);
+        // The newest are kept, and what is listed is what is stored.
+        let current = core.read(|s| s.apps["/x"].app.version.clone());
+        assert_eq!(listed.last(), current.as_ref());
+        let stored_versions: Vec<String> = stored
+            .iter()
+            .map(|(k, _)| {
+                let k = String::from_utf8_lossy(k);
+                k.rsplit('\u{0}').next().unwrap_or_default().to_string()
+            })
+            .collect();
+        assert_eq!(stored_versions, listed);
+    }
 }

@@ -36,6 +36,14 @@ impl From<crate::service_ports::ServicePortError> for ApiError {
     }
 }
 
+/// The state could not be changed (a record that cannot be encoded, a store read failing):
+/// Marathon answers its unmapped exceptions with a 500.
+impl From<crate::core::CoreError> for ApiError {
+    fn from(e: crate::core::CoreError) -> Self {
+        ApiError::Internal(e.to_string())
+    }
+}
+
 impl From<ValidationError> for ApiError {
     fn from(e: ValidationError) -> Self {
         ApiError::Invalid(e)

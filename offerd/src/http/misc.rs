@@ -27,49 +27,52 @@ pub async fn cancel_deployment(
 ) -> Result<Response, ApiError> {
     let force = super::flag(&q, "force");
     let version_ms = st.core.next_version_ms();
-    let out = st.core.mutate(|s, tx| {
-        let Some(d) = s.deployments.get(&id).cloned() else {
-            return Err(ApiError::NotFound(format!(
-                "DeploymentPlan {id} does not exist"
-            )));
-        };
-        s.deployments.remove(&id);
-        tx.deployment(&id);
-        let plan =
-            crate::scheduler::deployment_plan_json(&d, s.apps.get(&d.app_id).map(|e| &e.app));
-        tx.event(crate::events::Event::new(
-            "deployment_failed",
-            tx.now_ms,
-            json!({ "id": d.id, "plan": plan }),
-        ));
-        if force {
-            return Ok(None);
-        }
-        match d.previous {
-            // Undo a start: the app goes away again.
-            None => {
-                s.apps.remove(&d.app_id);
-                tx.app(&d.app_id);
-                let version = cairn_marathon::iso8601_millis(tx.now_ms);
-                let dep = super::apps::start_deployment(
-                    s,
-                    tx,
-                    &d.app_id,
-                    &version,
-                    DeploymentKind::Stop,
-                    None,
-                );
-                Ok(Some((dep, version)))
+    let out = st
+        .core
+        .mutate(|s, tx| {
+            let Some(d) = s.deployments.get(&id).cloned() else {
+                return Err(ApiError::NotFound(format!(
+                    "DeploymentPlan {id} does not exist"
+                )));
+            };
+            s.deployments.remove(&id);
+            tx.deployment(&id);
+            let plan =
+                crate::scheduler::deployment_plan_json(&d, s.apps.get(&d.app_id).map(|e| &e.app));
+            tx.event(crate::events::Event::new(
+                "deployment_failed",
+                tx.now_ms,
+                json!({ "id": d.id, "plan": plan }),
+            ));
+            if force {
+                return Ok(None);
             }
-            Some(prev) => {
-                if d.kind == DeploymentKind::Stop {
-                    // Undo a delete: the previous definition comes back as a new version.
+            match d.previous {
+                // Undo a start: the app goes away again.
+                None => {
                     s.apps.remove(&d.app_id);
+                    tx.app(&d.app_id);
+                    let version = cairn_marathon::iso8601_millis(tx.now_ms);
+                    let dep = super::apps::start_deployment(
+                        s,
+                        tx,
+                        &d.app_id,
+                        &version,
+                        DeploymentKind::Stop,
+                        None,
+                    );
+                    Ok(Some((dep, version)))
                 }
-                super::apps::install(s, tx, prev, version_ms, false, true).map(Some)
+                Some(prev) => {
+                    if d.kind == DeploymentKind::Stop {
+                        // Undo a delete: the previous definition comes back as a new version.
+                        s.apps.remove(&d.app_id);
+                    }
+                    super::apps::install(s, tx, prev, version_ms, false, true).map(Some)
+                }
             }
-        }
-    })?;
+        })
+        .await?;
     Ok(match out {
         None => StatusCode::ACCEPTED.into_response(),
         Some((dep, version)) => {
@@ -100,16 +103,18 @@ pub async fn reset_delay(
         )));
     };
     let id = format!("/{app}");
-    st.core.mutate(|s, tx| {
-        let e = s
-            .apps
-            .get_mut(&id)
-            .ok_or_else(|| ApiError::app_not_found(&id))?;
-        e.failures = 0;
-        e.delay_until_ms = 0;
-        tx.app(&id);
-        Ok::<_, ApiError>(())
-    })?;
+    st.core
+        .mutate(|s, tx| {
+            let e = s
+                .apps
+                .get_mut(&id)
+                .ok_or_else(|| ApiError::app_not_found(&id))?;
+            e.failures = 0;
+            e.delay_until_ms = 0;
+            tx.app(&id);
+            Ok::<_, ApiError>(())
+        })
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -63,6 +63,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(misc::metrics))
         .route("/v1/agents", get(agents::list))
         .route("/v1/agents/register", post(agents::register))
+        .route("/v1/agents/{node}", axum::routing::delete(agents::remove))
         .route("/v1/agents/{node}/tasks", get(agents::desired))
         .route("/v1/agents/{node}/status", post(agents::status))
         .route(

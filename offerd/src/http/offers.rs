@@ -18,8 +18,8 @@ use super::render::task_json;
 use super::{ApiError, AppState, param};
 use crate::model::Task;
 use crate::offers::{DEFAULT_REFUSE_SECONDS, OfferError};
-use crate::placement::{Demand, Placer};
 use crate::scheduler;
+use cairn_placement::{Demand, Placer};
 
 type Params = Query<Vec<(String, String)>>;
 
@@ -185,44 +185,47 @@ pub async fn accept(
         ])));
     }
     let node = offer.node.clone();
-    let launched = st.core.mutate(|s, tx| {
-        let mut offers = scheduler::build_offers(s);
-        let Some(i) = offers.iter().position(|o| o.node == node) else {
-            return Err(ApiError::Conflict(format!(
-                "offer {id} is no longer valid: agent {node} is gone or draining"
-            )));
-        };
-        let mut here = vec![offers.swap_remove(i)];
-        // Check everything fits before creating anything: all tasks or none.
-        let mut placements = Vec::new();
-        for app in &apps {
-            let demand = Demand {
-                app_id: &app.id,
-                cpus: app.cpus,
-                mem: app.mem,
-                disk: app.disk,
-                ports: app.port_count(),
-                required_ports: Vec::new(),
-                constraints: &[],
+    let launched = st
+        .core
+        .mutate(|s, tx| {
+            let mut offers = scheduler::build_offers(s);
+            let Some(i) = offers.iter().position(|o| o.node == node) else {
+                return Err(ApiError::Conflict(format!(
+                    "offer {id} is no longer valid: agent {node} is gone or draining"
+                )));
             };
-            let mut placer = Placer::new(&here, demand).map_err(ApiError::BadRequest)?;
-            let p = placer.place_one(&mut here).map_err(|why| {
-                ApiError::Conflict(format!(
-                    "offer {id} is no longer valid: the agent's free resources changed ({why})"
-                ))
-            })?;
-            placements.push(p.ports);
-        }
-        let mut out = Vec::new();
-        for (app, ports) in apps.iter().zip(placements) {
-            let mut app = app.clone();
-            app.version = Some(cairn_marathon::iso8601_millis(tx.now_ms));
-            let version = app.version.clone().unwrap_or_default();
-            let task_id = scheduler::launch(s, tx, &app, &version, &node, ports, Some(&fw));
-            out.push(s.tasks.get(&task_id).map(task_json).unwrap_or(Value::Null));
-        }
-        Ok::<_, ApiError>(out)
-    })?;
+            let mut here = vec![offers.swap_remove(i)];
+            // Check everything fits before creating anything: all tasks or none.
+            let mut placements = Vec::new();
+            for app in &apps {
+                let demand = Demand {
+                    app_id: &app.id,
+                    cpus: app.cpus,
+                    mem: app.mem,
+                    disk: app.disk,
+                    ports: app.port_count(),
+                    required_ports: Vec::new(),
+                    constraints: &[],
+                };
+                let mut placer = Placer::new(&here, demand).map_err(ApiError::BadRequest)?;
+                let p = placer.place_one(&mut here).map_err(|why| {
+                    ApiError::Conflict(format!(
+                        "offer {id} is no longer valid: the agent's free resources changed ({why})"
+                    ))
+                })?;
+                placements.push(p.ports);
+            }
+            let mut out = Vec::new();
+            for (app, ports) in apps.iter().zip(placements) {
+                let mut app = app.clone();
+                app.version = Some(cairn_marathon::iso8601_millis(tx.now_ms));
+                let version = app.version.clone().unwrap_or_default();
+                let task_id = scheduler::launch(s, tx, &app, &version, &node, ports, Some(&fw));
+                out.push(s.tasks.get(&task_id).map(task_json).unwrap_or(Value::Null));
+            }
+            Ok::<_, ApiError>(out)
+        })
+        .await?;
     Ok(Json(json!({ "tasks": launched })))
 }
 
@@ -255,8 +258,11 @@ pub async fn decline(
     }
     let now = now_millis();
     let offer = st.offers.take(&fw, &id, now)?;
-    st.offers
-        .refuse(&fw, &offer.node, now + (refuse * 1000.0) as u64);
+    st.offers.refuse(
+        &fw,
+        &offer.node,
+        now.saturating_add((refuse * 1000.0) as u64),
+    );
     Ok(Json(
         json!({ "declined": id, "node": offer.node, "refuse_seconds": refuse }),
     ))
@@ -291,15 +297,17 @@ pub async fn kill_task(
     State(st): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    st.core.mutate(|s, tx| {
-        if !s.tasks.get(&id).is_some_and(|t| t.is_desired()) {
-            return Err(ApiError::NotFound(format!(
-                "Task '{id}' does not exist or is already ending"
-            )));
-        }
-        scheduler::kill_task(s, tx, &id);
-        Ok(())
-    })?;
+    st.core
+        .mutate(|s, tx| {
+            if !s.tasks.get(&id).is_some_and(|t| t.is_desired()) {
+                return Err(ApiError::NotFound(format!(
+                    "Task '{id}' does not exist or is already ending"
+                )));
+            }
+            scheduler::kill_task(s, tx, &id);
+            Ok(())
+        })
+        .await?;
     Ok(Json(json!({ "killed": id })))
 }
 

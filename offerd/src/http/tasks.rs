@@ -47,42 +47,48 @@ pub async fn delete_many(
     Query(q): Query<Vec<(String, String)>>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let ids: Ids = serde_json::from_slice(&body)
+    let mut ids: Ids = serde_json::from_slice(&body)
         .map_err(|e| ApiError::BadRequest(format!("expected {{\"ids\": [task ids]}}: {e}")))?;
+    // A task named twice is one task: it must lower its app's instances once.
+    let mut seen = std::collections::HashSet::new();
+    ids.ids.retain(|id| seen.insert(id.clone()));
     let scale = super::flag(&q, "scale");
     let force = super::flag(&q, "force");
     let version_ms = st.core.next_version_ms();
-    let out = st.core.mutate(|s, tx| {
-        let unknown: Vec<&String> = ids
-            .ids
-            .iter()
-            .filter(|id| !s.tasks.get(*id).is_some_and(|t| t.is_desired()))
-            .collect();
-        if !unknown.is_empty() {
-            return Err(ApiError::NotFound(format!(
-                "Tasks do not exist: {unknown:?}"
-            )));
-        }
-        let mut deployment = None;
-        if scale {
-            let mut per_app: std::collections::BTreeMap<String, i64> = Default::default();
+    let out = st
+        .core
+        .mutate(|s, tx| {
+            let unknown: Vec<&String> = ids
+                .ids
+                .iter()
+                .filter(|id| !s.tasks.get(*id).is_some_and(|t| t.is_desired()))
+                .collect();
+            if !unknown.is_empty() {
+                return Err(ApiError::NotFound(format!(
+                    "Tasks do not exist: {unknown:?}"
+                )));
+            }
+            let mut deployment = None;
+            if scale {
+                let mut per_app: std::collections::BTreeMap<String, i64> = Default::default();
+                for id in &ids.ids {
+                    *per_app.entry(s.tasks[id].app_id.clone()).or_default() += 1;
+                }
+                for (app_id, n) in per_app {
+                    let Some(entry) = s.apps.get(&app_id) else {
+                        continue;
+                    };
+                    let mut app = entry.app.clone();
+                    app.instances = (app.instances - n).max(0);
+                    deployment = Some(super::apps::install(s, tx, app, version_ms, false, force)?);
+                }
+            }
             for id in &ids.ids {
-                *per_app.entry(s.tasks[id].app_id.clone()).or_default() += 1;
+                scheduler::kill_task(s, tx, id);
             }
-            for (app_id, n) in per_app {
-                let Some(entry) = s.apps.get(&app_id) else {
-                    continue;
-                };
-                let mut app = entry.app.clone();
-                app.instances = (app.instances - n).max(0);
-                deployment = Some(super::apps::install(s, tx, app, version_ms, false, force)?);
-            }
-        }
-        for id in &ids.ids {
-            scheduler::kill_task(s, tx, id);
-        }
-        Ok(deployment)
-    })?;
+            Ok(deployment)
+        })
+        .await?;
     Ok(match out {
         Some((dep, version)) => {
             Json(json!({ "deploymentId": dep, "version": version })).into_response()

@@ -1,0 +1,411 @@
+//! The scheduler: after every change (and on a timer) it compares each app's tasks with what the
+//! app asks for and acts — declares silent agents lost, launches missing tasks through
+//! [`cairn_placement`] (after the app's backoff), kills extra and outdated ones within the
+//! upgrade strategy, finishes deployments, and fills the launch queue with the reason a task
+//! waits. It is level-triggered: it never remembers what it did, only what is.
+//!
+//! - [`plan`]: the pure steps for one app (classify, scale down, replace old, launch room,
+//!   place), unit-tested on their own.
+//! - [`lifecycle`]: launch, kill, finish and status updates of a task.
+//! - [`deployments`]: when a deployment is done; Marathon's plan JSON.
+//! - [`versions`]: the next version of an app; whether a task runs a definition.
+//!
+//! The scheduler changes a [`State`] and records what it touched in a [`Tx`]; it knows nothing
+//! of the store or of how a change is committed ([`crate::core`]).
+
+pub mod deployments;
+pub mod lifecycle;
+pub mod plan;
+#[cfg(test)]
+mod testkit;
+pub mod versions;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use cairn_marathon::TaskState;
+use cairn_placement::Offer;
+use serde_json::json;
+
+pub use deployments::deployment_plan_json;
+pub use lifecycle::{apply_status, finish_task, kill_task, launch};
+pub use versions::{next_version, runs_as};
+
+use crate::events::Event;
+use crate::model::{QueueEntry, State, Task};
+use crate::tx::Tx;
+
+/// Settings the scheduler needs.
+#[derive(Clone, Debug)]
+pub struct SchedulerConfig {
+    /// An agent silent this long is lost.
+    pub agent_timeout: Duration,
+    /// A lost agent silent this long is forgotten (`--lost-agent-retention`).
+    pub lost_agent_retention: Duration,
+}
+
+impl SchedulerConfig {
+    /// `--agent-timeout 15s`, `--lost-agent-retention 24h`.
+    pub fn new(agent_timeout: Duration) -> SchedulerConfig {
+        SchedulerConfig {
+            agent_timeout,
+            lost_agent_retention: DEFAULT_LOST_AGENT_RETENTION,
+        }
+    }
+}
+
+/// How long a lost agent is kept (in `/v1/agents`, and to take back its tasks when it returns)
+/// before it is forgotten. Mesos keeps unreachable agents for `--registry_max_agent_age`
+/// (2 weeks); a day is enough to see one in the list and bounds the table when nodes come and
+/// go.
+pub const DEFAULT_LOST_AGENT_RETENTION: Duration = Duration::from_secs(24 * 3600);
+
+/// Runs one round of scheduling.
+pub fn reconcile(state: &mut State, tx: &mut Tx, cfg: &SchedulerConfig) {
+    expire_agents(state, tx, cfg);
+    forget_lost_agents(state, tx, cfg);
+    kill_orphans(state, tx);
+    kill_unhealthy(state, tx);
+    let mut offers = build_offers(state);
+    state.queue.clear();
+    let ids: Vec<String> = state.apps.keys().cloned().collect();
+    for id in &ids {
+        reconcile_app(state, tx, id, &mut offers);
+    }
+    deployments::finish_deployments(state, tx);
+}
+
+/// Agents silent past the timeout are lost, and so are their tasks.
+fn expire_agents(state: &mut State, tx: &mut Tx, cfg: &SchedulerConfig) {
+    let timeout = cfg.agent_timeout.as_millis() as u64;
+    let lost: Vec<String> = state
+        .agents
+        .values()
+        .filter(|a| !a.lost && tx.now_ms.saturating_sub(a.last_seen_ms) > timeout)
+        .map(|a| a.node.clone())
+        .collect();
+    for node in lost {
+        tracing::warn!(%node, "agent silent past the agent timeout: lost; replacing its tasks");
+        if let Some(a) = state.agents.get_mut(&node) {
+            a.lost = true;
+        }
+        tx.agent(&node);
+        let tasks: Vec<String> = state
+            .tasks
+            .values()
+            .filter(|t| t.node == node && t.is_active())
+            .map(|t| t.id.clone())
+            .collect();
+        for id in tasks {
+            finish_task(
+                state,
+                tx,
+                &id,
+                TaskState::Lost,
+                "agent lost: silent past --agent-timeout",
+            );
+            // Its agent cannot take it out of the catalog: DNS and load balancers must stop
+            // sending traffic there now, not when the node's TTL check runs out.
+            tx.stale_services.push((node.clone(), id));
+        }
+    }
+}
+
+/// Agents lost for longer than the retention are forgotten.
+fn forget_lost_agents(state: &mut State, tx: &mut Tx, cfg: &SchedulerConfig) {
+    let retention = cfg.lost_agent_retention.as_millis() as u64;
+    let gone: Vec<String> = state
+        .agents
+        .values()
+        .filter(|a| a.lost && tx.now_ms.saturating_sub(a.last_seen_ms) > retention)
+        .map(|a| a.node.clone())
+        .collect();
+    for node in gone {
+        tracing::info!(%node, "agent lost past --lost-agent-retention: forgotten");
+        forget_agent(state, tx, &node);
+    }
+}
+
+/// Removes an agent and any task still recorded on it (its tasks ended as lost when it was
+/// declared lost; none is left unless the state says otherwise). Should the agent come back,
+/// it registers anew and is told to run nothing it ran before.
+pub fn forget_agent(state: &mut State, tx: &mut Tx, node: &str) {
+    let tasks: Vec<String> = state
+        .tasks
+        .values()
+        .filter(|t| t.node == node)
+        .map(|t| t.id.clone())
+        .collect();
+    for id in tasks {
+        finish_task(state, tx, &id, TaskState::Lost, "agent removed");
+        tx.stale_services.push((node.to_string(), id));
+    }
+    state.agents.remove(node);
+    tx.agent(node);
+}
+
+/// Tasks whose app is gone are killed.
+fn kill_orphans(state: &mut State, tx: &mut Tx) {
+    let orphans: Vec<String> = state
+        .tasks
+        .values()
+        .filter(|t| t.is_desired() && t.framework.is_none() && !state.apps.contains_key(&t.app_id))
+        .map(|t| t.id.clone())
+        .collect();
+    for id in orphans {
+        kill_task(state, tx, &id);
+    }
+}
+
+/// When a task failing its health checks is killed: failures inside the grace period after its
+/// start do not count; after it, `maxConsecutiveFailures` intervals of failing (0 = never).
+/// The catalog reports status changes, not each run, so "consecutive failures" is measured as
+/// time spent failing. `None` when the task is healthy or its health is unknown.
+pub fn unhealthy_kill_at(t: &Task) -> Option<u64> {
+    let since = t.unhealthy_since.filter(|_| t.healthy == Some(false))?;
+    let started = t.started_at?;
+    t.spec
+        .health_checks
+        .iter()
+        .filter(|hc| hc.max_consecutive_failures > 0)
+        .map(|hc| {
+            let counted_from = since.max(started + hc.grace_period_seconds * 1000);
+            counted_from + hc.max_consecutive_failures * hc.interval_seconds * 1000
+        })
+        .min()
+}
+
+/// Kills tasks that failed their health checks for too long; the app's scheduling replaces them.
+fn kill_unhealthy(state: &mut State, tx: &mut Tx) {
+    let doomed: Vec<(String, String, String, String, String)> = state
+        .tasks
+        .values()
+        .filter(|t| t.is_desired() && t.state == TaskState::Running)
+        .filter(|t| unhealthy_kill_at(t).is_some_and(|at| at <= tx.now_ms))
+        .map(|t| {
+            (
+                t.id.clone(),
+                t.app_id.clone(),
+                t.version.clone(),
+                t.host.clone(),
+                t.node.clone(),
+            )
+        })
+        .collect();
+    for (id, app_id, version, host, node) in doomed {
+        tracing::warn!(task = %id, app = %app_id, "task failed its health checks past maxConsecutiveFailures; killing it");
+        tx.event(Event::new(
+            "unhealthy_instance_kill_event",
+            tx.now_ms,
+            json!({
+                "appId": app_id, "taskId": id, "instanceId": id, "version": version,
+                "reason": "health checks failed past maxConsecutiveFailures",
+                "host": host, "slaveId": node,
+            }),
+        ));
+        kill_task(state, tx, &id);
+    }
+}
+
+/// Every active agent's unused resources.
+pub fn build_offers(state: &State) -> Vec<Offer> {
+    let mut offers: Vec<Offer> = Vec::with_capacity(state.agents.len());
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    for a in state.agents.values().filter(|a| !a.lost && !a.draining) {
+        index.insert(a.node.as_str(), offers.len());
+        offers.push(Offer {
+            node: a.node.clone(),
+            attributes: a.attributes.clone(),
+            total_cpus: a.resources.cpus,
+            total_mem: a.resources.mem,
+            free_cpus: a.resources.cpus,
+            free_mem: a.resources.mem,
+            free_disk: a.resources.disk,
+            port_ranges: a.resources.ports.clone(),
+            used_ports: Default::default(),
+            app_counts: HashMap::new(),
+        });
+    }
+    for t in state.tasks.values().filter(|t| t.is_active()) {
+        let Some(&i) = index.get(t.node.as_str()) else {
+            continue;
+        };
+        let o = &mut offers[i];
+        o.free_cpus -= t.spec.cpus;
+        o.free_mem -= t.spec.mem;
+        o.free_disk -= t.spec.disk;
+        o.used_ports.extend(t.ports.iter().copied());
+        if t.is_desired() {
+            *o.app_counts.entry(t.app_id.clone()).or_insert(0) += 1;
+        }
+    }
+    offers
+}
+
+/// Running, and passing its health checks if it has any.
+pub fn is_healthy(t: &Task) -> bool {
+    t.state == TaskState::Running && (t.spec.health_checks.is_empty() || t.healthy == Some(true))
+}
+
+/// Applies the plan of one app: kills, then launches where placement finds room (after the
+/// app's backoff), queueing what waits with the reason.
+fn reconcile_app(state: &mut State, tx: &mut Tx, app_id: &str, offers: &mut [Offer]) {
+    let Some(entry) = state.apps.get(app_id) else {
+        return;
+    };
+    let app = entry.app.clone();
+    let config_version = entry.config_version().to_string();
+    let (delay_until, failures) = (entry.delay_until_ms, entry.failures);
+    let plan = plan::plan(&app, &plan::classify(state, app_id, &config_version));
+    for id in &plan.kills {
+        kill_task(state, tx, id);
+    }
+    if plan.to_launch == 0 {
+        return;
+    }
+    let since = state
+        .deployment_of(app_id)
+        .map_or(tx.now_ms, |d| d.started_ms);
+    if tx.now_ms < delay_until {
+        state.queue.insert(
+            app_id.to_string(),
+            QueueEntry {
+                count: plan.to_launch as u32,
+                delay_until_ms: delay_until,
+                since_ms: since,
+                reason: Some(format!(
+                    "launch delayed by backoff after {failures} failed task(s)"
+                )),
+                agents_considered: offers.len(),
+            },
+        );
+        return;
+    }
+    let placed = plan::place(&app, plan.to_launch, offers);
+    let launched = placed.tasks.len();
+    for (node, ports) in placed.tasks {
+        launch(state, tx, &app, &config_version, &node, ports, None);
+    }
+    if let Some(reason) = placed.short {
+        state.queue.insert(
+            app_id.to_string(),
+            QueueEntry {
+                count: (plan.to_launch - launched) as u32,
+                delay_until_ms: 0,
+                since_ms: since,
+                reason: Some(reason),
+                agents_considered: offers.len(),
+            },
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::testkit::{self, NOW, agent, task};
+    use super::*;
+
+    fn cfg() -> SchedulerConfig {
+        SchedulerConfig {
+            agent_timeout: Duration::from_secs(10),
+            lost_agent_retention: Duration::from_secs(60),
+        }
+    }
+
+    #[test]
+    fn a_round_launches_what_fits_and_queues_the_rest_with_the_reason() {
+        let web =
+            testkit::app(json!({"id": "/web", "cmd": "x", "instances": 3, "cpus": 1, "mem": 16}));
+        let mut s = testkit::state(&[agent("a1", 2.0, 1024.0)], &[web]);
+        let mut tx = Tx::new(NOW);
+        reconcile(&mut s, &mut tx, &cfg());
+        assert_eq!(s.app_tasks("/web").count(), 2);
+        assert!(tx.nodes.contains("a1"), "the agent's desired set changed");
+        let q = &s.queue["/web"];
+        assert_eq!(q.count, 1);
+        assert!(
+            q.reason.as_deref().is_some_and(|r| r.contains("cpus")),
+            "{q:?}"
+        );
+    }
+
+    #[test]
+    fn a_failing_app_waits_out_its_backoff_in_the_queue() {
+        let web =
+            testkit::app(json!({"id": "/web", "cmd": "x", "instances": 1, "cpus": 0.1, "mem": 16}));
+        let mut s = testkit::state(&[agent("a1", 2.0, 1024.0)], &[web]);
+        let id = task(&mut s, "/web", "a1", NOW, TaskState::Running, None);
+        finish_task(&mut s, &mut Tx::new(NOW), &id, TaskState::Failed, "exit 1");
+        assert_eq!(s.apps["/web"].failures, 1);
+        let mut tx = Tx::new(NOW + 1);
+        reconcile(&mut s, &mut tx, &cfg());
+        assert_eq!(s.app_tasks("/web").count(), 0);
+        let q = &s.queue["/web"];
+        assert!(q.delay_until_ms > NOW + 1);
+        assert!(
+            q.reason.as_deref().is_some_and(|r| r.contains("backoff")),
+            "{q:?}"
+        );
+
+        let mut tx = Tx::new(q.delay_until_ms);
+        reconcile(&mut s, &mut tx, &cfg());
+        assert_eq!(
+            s.app_tasks("/web").count(),
+            1,
+            "launched once the delay is over"
+        );
+    }
+
+    #[test]
+    fn a_silent_agent_is_lost_with_its_tasks() {
+        let web =
+            testkit::app(json!({"id": "/web", "cmd": "x", "instances": 1, "cpus": 0.1, "mem": 16}));
+        let mut s = testkit::state(
+            &[agent("a1", 2.0, 1024.0), agent("a2", 2.0, 1024.0)],
+            &[web],
+        );
+        let id = task(&mut s, "/web", "a1", NOW, TaskState::Running, None);
+        if let Some(a) = s.agents.get_mut("a2") {
+            a.last_seen_ms = NOW + 20_000;
+        }
+        let mut tx = Tx::new(NOW + 20_000);
+        reconcile(&mut s, &mut tx, &cfg());
+        assert!(s.agents["a1"].lost);
+        assert!(!s.agents["a2"].lost);
+        assert!(!s.tasks.contains_key(&id));
+        assert_eq!(s.finished.last().map(|t| t.state), Some(TaskState::Lost));
+        assert_eq!(tx.stale_services, vec![("a1".to_string(), id)]);
+        // Its replacement goes to the agent still heard from.
+        assert!(s.app_tasks("/web").all(|t| t.node == "a2"));
+        assert_eq!(s.app_tasks("/web").count(), 1);
+    }
+
+    #[test]
+    fn an_agent_lost_past_the_retention_is_forgotten() {
+        let mut s = testkit::state(&[agent("a1", 2.0, 1024.0), agent("a2", 2.0, 1024.0)], &[]);
+        if let Some(a) = s.agents.get_mut("a1") {
+            a.lost = true;
+        }
+        let seen = NOW;
+        // Lost but within the retention (60 s here): kept.
+        let mut tx = Tx::new(seen + 60_000);
+        if let Some(a) = s.agents.get_mut("a2") {
+            a.last_seen_ms = seen + 60_000;
+        }
+        reconcile(&mut s, &mut tx, &cfg());
+        assert!(s.agents.contains_key("a1"));
+        let mut tx = Tx::new(seen + 60_001);
+        if let Some(a) = s.agents.get_mut("a2") {
+            a.last_seen_ms = seen + 60_001;
+        }
+        reconcile(&mut s, &mut tx, &cfg());
+        assert!(!s.agents.contains_key("a1"));
+        assert!(
+            tx.agents.contains("a1"),
+            "its record is deleted in the same batch"
+        );
+        assert!(s.agents.contains_key("a2"), "an agent heard from stays");
+    }
+}

@@ -1,0 +1,81 @@
+//! A change in progress: what it touched (records to write, agents to wake) and what it has to
+//! say (events, catalog services to remove). The scheduler and the HTTP handlers fill it in;
+//! [`crate::core::Core::mutate`] turns it into one store batch and, once durable, publishes it.
+
+use std::collections::BTreeSet;
+
+use cairn_marathon::App;
+
+use crate::events::Event;
+
+/// What a change touched: records to write, agents to wake, events to publish.
+#[derive(Debug)]
+pub struct Tx {
+    pub now_ms: u64,
+    pub(crate) apps: BTreeSet<String>,
+    pub(crate) tasks: BTreeSet<String>,
+    pub(crate) agents: BTreeSet<String>,
+    pub(crate) deployments: BTreeSet<String>,
+    pub(crate) versions: Vec<App>,
+    /// Stored versions (app id, version) to drop: beyond [`MAX_VERSIONS`].
+    pub(crate) dropped_versions: Vec<(String, String)>,
+    /// Agents whose desired task set changed.
+    pub nodes: BTreeSet<String>,
+    pub events: Vec<Event>,
+    /// Catalog services (node, service id) to remove: tasks of lost agents, whose own agent
+    /// cannot deregister them.
+    pub stale_services: Vec<(String, String)>,
+}
+
+impl Tx {
+    pub fn new(now_ms: u64) -> Tx {
+        Tx {
+            now_ms,
+            apps: BTreeSet::new(),
+            tasks: BTreeSet::new(),
+            agents: BTreeSet::new(),
+            deployments: BTreeSet::new(),
+            versions: Vec::new(),
+            dropped_versions: Vec::new(),
+            nodes: BTreeSet::new(),
+            events: Vec::new(),
+            stale_services: Vec::new(),
+        }
+    }
+
+    pub fn app(&mut self, id: &str) {
+        self.apps.insert(id.to_string());
+    }
+    pub fn version(&mut self, app: &App) {
+        self.versions.push(app.clone());
+    }
+    /// A version of an app leaves the store (in the same batch as the change that drops it).
+    pub fn drop_version(&mut self, app_id: &str, version: &str) {
+        self.dropped_versions
+            .push((app_id.to_string(), version.to_string()));
+    }
+    /// A task changed; `node`'s desired set may have changed with it.
+    pub fn task(&mut self, id: &str, node: &str) {
+        self.tasks.insert(id.to_string());
+        self.nodes.insert(node.to_string());
+    }
+    pub fn agent(&mut self, node: &str) {
+        self.agents.insert(node.to_string());
+    }
+    pub fn deployment(&mut self, id: &str) {
+        self.deployments.insert(id.to_string());
+    }
+    pub fn event(&mut self, e: Event) {
+        self.events.push(e);
+    }
+
+    /// Nothing to write (events alone need no commit).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.apps.is_empty()
+            && self.tasks.is_empty()
+            && self.agents.is_empty()
+            && self.deployments.is_empty()
+            && self.versions.is_empty()
+            && self.dropped_versions.is_empty()
+    }
+}
