@@ -22,10 +22,12 @@ async fn kv_query_blocks_until_its_key_changes() {
     h.put("/v1/kv/watched", "v1").await;
     let idx = h.get("/v1/kv/watched").await.index();
     let waiter = spawn_get(h, format!("/v1/kv/watched?index={idx}&wait=30s"));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    c.wait_parked(1).await;
     // Writes elsewhere must not answer the query.
     h.put("/v1/kv/unrelated", "x").await;
     h.put("/v1/kv/watched-sibling", "x").await;
+    // Not a wait for a state: an observation window in which nothing may happen (a wrong
+    // wake-up answers within milliseconds of the write).
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
         !waiter.is_finished(),
@@ -74,7 +76,7 @@ async fn missing_key_query_wakes_on_creation_and_prefix_on_delete() {
         h,
         format!("/v1/kv/later?index={}&wait=30s", missing.index()),
     );
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    c.wait_parked(1).await;
     h.put("/v1/kv/later", "here").await;
     let (_, r) = waiter.await.unwrap();
     assert_eq!(r.status, 200);
@@ -86,7 +88,7 @@ async fn missing_key_query_wakes_on_creation_and_prefix_on_delete() {
         h,
         format!("/v1/kv/dir/?recurse&index={}&wait=30s", listing.index()),
     );
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    c.wait_parked(1).await;
     assert!(!waiter.is_finished());
     h.delete("/v1/kv/dir/a").await;
     let (_, r) = waiter.await.unwrap();
@@ -122,7 +124,7 @@ async fn service_health_and_catalog_queries_block() {
         h,
         format!("/v1/catalog/services?index={}&wait=2s", services.index()),
     );
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    c.wait_parked(3).await;
     // Re-registering the same thing changes nothing: nobody may wake.
     h.put_json("/v1/catalog/register", &reg("passing")).await;
     h.put("/v1/kv/noise", "x").await;
@@ -132,6 +134,7 @@ async fn service_health_and_catalog_queries_block() {
         "Service": {"Service": "db", "Port": 5432}}),
     )
     .await;
+    // An observation window in which nothing may wake (see above).
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
         !w_health.is_finished(),

@@ -198,7 +198,7 @@ async fn a_watch_resumes_after_catalogd_is_killed_and_restarted() {
         let r = w.next().await;
         (w, r)
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    c.wait_parked(1).await;
     c.kill9();
     // The watch notices the server is gone and keeps retrying.
     let saw_failure = timeout(SOON, async {

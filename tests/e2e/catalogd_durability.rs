@@ -89,8 +89,14 @@ async fn acknowledged_writes_survive_kill_9() {
             }
         }));
     }
-    // Let the storm run, then pull the plug without warning.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Let the storm get going, then pull the plug without warning.
+    cairn_tests::wait_for(
+        "the storm to acknowledge 500 writes",
+        Duration::from_secs(60),
+        || c.log_text(),
+        async || (acked.lock().unwrap().len() >= 500).then_some(()),
+    )
+    .await;
     c.kill9();
     for w in writers {
         w.await.unwrap();
@@ -139,7 +145,7 @@ async fn sigterm_stops_promptly_with_watchers_parked() {
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    c.wait_parked(20).await;
     let status = tokio::task::spawn_blocking(move || {
         let s = c.sigterm(Duration::from_secs(8));
         (s, c.log_text())

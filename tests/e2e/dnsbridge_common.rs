@@ -155,6 +155,19 @@ impl Bridge {
         ask_tcp(self.port, name, rtype)
     }
 
+    /// Waits until dnsbridge's log holds `text` (panics after [`SOON`] with the log).
+    pub fn wait_log(&self, text: &str) {
+        let start = Instant::now();
+        while !self.log_text().contains(text) {
+            assert!(
+                start.elapsed() < SOON,
+                "{text:?} not logged within {SOON:?}; log:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Polls `name`/`rtype` over UDP every 5 ms until `ok` holds; returns how long it took.
     /// Panics after [`SOON`] with the last answer and the log.
     pub fn wait_for(

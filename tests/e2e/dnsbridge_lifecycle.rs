@@ -84,8 +84,8 @@ async fn sigterm_with_an_idle_tcp_client_stops_promptly() {
 async fn sigterm_while_catalogd_is_gone() {
     let (mut c, mut b) = running().await;
     c.kill9();
-    // Let the watch notice and enter its reconnect backoff.
-    std::thread::sleep(Duration::from_millis(1500));
+    // The watch notices and enters its reconnect backoff.
+    b.wait_log("catalog watch failed");
     let r = b.udp("web.service.consul", RecordType::A);
     assert_eq!(r.msg.answers.len(), 1, "{}", r.summary());
     assert_clean_stop(&mut b, "-TERM", "SIGTERM with catalogd down");

@@ -128,7 +128,7 @@ async fn starts_without_catalogd_and_catches_up() {
     c.kill9();
     // dnsbridge starts and serves DNS although catalogd is down: nothing known yet.
     let b = Bridge::start(&c.url, &[]);
-    std::thread::sleep(Duration::from_millis(1500));
+    b.wait_log("catalog watch failed");
     let r = b.udp("web.service.consul", RecordType::A);
     assert_eq!(r.rcode(), ResponseCode::NXDomain, "{}", r.summary());
     assert_eq!(r.msg.authorities.len(), 1, "SOA: {}", r.summary());

@@ -218,6 +218,7 @@ async fn agent_runs_registered_checks_and_follows_their_targets() {
     // catalogd goes away; the target changes meanwhile; catalogd comes back: the agent catches up.
     c.kill9();
     http.status.store(500, Ordering::SeqCst);
+    // An observation window, not a wait for a state: what follows asserts nothing changed in it.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(
         agent.0.try_wait().unwrap().is_none(),

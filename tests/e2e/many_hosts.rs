@@ -517,15 +517,19 @@ struct Sample {
 /// stopped; every request is recorded.
 struct Load {
     stop: Arc<AtomicBool>,
+    /// Requests answered so far, by all loops.
+    done: Arc<std::sync::atomic::AtomicUsize>,
     workers: Vec<tokio::task::JoinHandle<Vec<Sample>>>,
 }
 
 impl Load {
     fn start(port: u16) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
+        let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let workers = (0..LOAD_WORKERS)
             .map(|_| {
                 let stop = stop.clone();
+                let done = done.clone();
                 tokio::spawn(async move {
                     let client = lb_client();
                     let mut samples = Vec::new();
@@ -537,13 +541,23 @@ impl Load {
                             took: start.elapsed(),
                             outcome,
                         });
+                        done.fetch_add(1, Ordering::Relaxed);
                         tokio::time::sleep(Duration::from_millis(20)).await;
                     }
                     samples
                 })
             })
             .collect();
-        Load { stop, workers }
+        Load {
+            stop,
+            done,
+            workers,
+        }
+    }
+
+    /// How many requests have been answered (well or not) so far.
+    fn answered(&self) -> usize {
+        self.done.load(Ordering::Relaxed)
     }
 
     /// Stops the loops; every request, in start order.
@@ -651,7 +665,11 @@ async fn many_hosts_partitioned_host_is_replaced_and_traffic_moves() {
     // Clients keep sending requests through HAProxy the whole time.
     let load_at = Instant::now();
     let load = Load::start(site.http_port);
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // A baseline of traffic before the cut.
+    site.wait_for("100 requests through HAProxy before the cut", || async {
+        (load.answered() >= 100).then_some(())
+    })
+    .await;
 
     let cut_at = Instant::now();
     site.net.cut(2);
@@ -777,7 +795,6 @@ async fn many_hosts_killed_host_is_replaced_across_offerd_restarts() {
     .await;
     // offerd dies too, before it noticed, and comes back on the same data dir.
     site.offerd.kill9();
-    tokio::time::sleep(Duration::from_millis(500)).await;
     site.offerd.restart().await;
 
     // h3 is lost after the restart as well; its task is replaced on h1/h2, the others kept.
@@ -824,7 +841,6 @@ async fn many_hosts_killed_host_is_replaced_across_offerd_restarts() {
         "the rolling restart is under way: {deployments}"
     );
     site.offerd.kill9();
-    tokio::time::sleep(Duration::from_millis(500)).await;
     site.offerd.restart().await;
     let restarted = site.wait_settled(&["h1", "h2"]).await;
     assert!(

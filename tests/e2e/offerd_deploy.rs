@@ -221,6 +221,7 @@ async fn killing_tasks_with_and_without_scale() {
     c.wait_running("/k", 1, 60).await;
     let app = c.offerd.http.get("/v2/apps/k").await.value();
     assert_eq!(app["app"]["instances"], 1);
+    // An observation window, not a wait for a state: what follows asserts nothing changed in it.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(
         c.running("/k").await.len(),

@@ -186,6 +186,7 @@ async fn taskrun_restart_adopts_running_tasks() {
     assert!(pids.iter().all(|p| alive(*p)), "tasks died with taskrun");
     c.agents[idx].restart().await;
     // Same tasks, same processes, nothing new started.
+    // An observation window, not a wait for a state: what follows asserts nothing changed in it.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(c.wait_running("/adopt", 2, 30).await, ids);
     for (id, pid) in ids.iter().zip(&pids) {
@@ -228,7 +229,6 @@ async fn offerd_restart_loses_and_duplicates_nothing() {
     let apps_before = c.offerd.http.get("/v2/apps").await.value();
 
     c.offerd.kill9();
-    tokio::time::sleep(Duration::from_millis(500)).await;
     c.offerd.restart().await;
     // Same apps, same tasks; no agent lost, no task relaunched.
     let apps_after = c.offerd.http.get("/v2/apps").await.value();
@@ -247,6 +247,7 @@ async fn offerd_restart_loses_and_duplicates_nothing() {
             .collect()
     };
     assert_eq!(strip(&apps_before), strip(&apps_after));
+    // An observation window, not a wait for a state: what follows asserts nothing changed in it.
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert_eq!(c.wait_running("/keep", 3, 30).await, keep);
     assert_eq!(c.wait_running("/other", 1, 30).await, other);

@@ -378,6 +378,7 @@ async fn agent_serves_health_keeps_registering_and_stops_on_sigterm() {
         );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+    // An observation window, not a wait for a state: what follows asserts nothing changed in it.
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(
         agent.try_wait().expect("waiting").is_none(),

@@ -79,6 +79,7 @@ async fn a_command_past_its_timeout_is_killed_with_its_children() {
         killed >= Duration::from_millis(500) && killed < Duration::from_secs(5),
         "killed at the 500ms timeout, not after sleep 30: {killed:?}"
     );
+    // An observation window, not a wait for a state: what follows asserts nothing changed in it.
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(
         !work.path("marker").exists(),

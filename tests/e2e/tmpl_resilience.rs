@@ -70,6 +70,7 @@ async fn starting_with_the_catalog_down_writes_nothing_until_it_answers() {
     let spec = format!("{}:{}", tpl.display(), work.p("web.conf"));
     let mut w = Watcher::start(&c.url, work.root(), &["-t", &spec, "--wait", "0s"]).await;
     w.wait_log("catalog watch failed", SOON).await;
+    // An observation window, not a wait for a state: what follows asserts nothing changed in it.
     tokio::time::sleep(Duration::from_secs(2)).await;
     w.assert_alive("with no catalog at startup");
     assert!(
@@ -127,6 +128,7 @@ async fn template_edits_on_disk() {
         line.contains(&format!("{}: line 2, column 13", tpl.display())),
         "the error names file, line and column: {line}"
     );
+    // An observation window, not a wait for a state: what follows asserts nothing changed in it.
     tokio::time::sleep(Duration::from_millis(300)).await;
     w.assert_alive("after a broken edit");
     assert_eq!(work.read("web.conf").as_deref(), Some(good));
@@ -157,11 +159,14 @@ async fn a_template_caught_mid_save_is_not_rendered() {
     let w = Watcher::start(&c.url, work.root(), &["-t", &spec, "--wait", "0s"]).await;
     w.wait_file(&work, "m.out", "first=one\n").await;
     let mut f = std::fs::File::create(&tpl).expect("truncating the template");
+    // An editor's pause between truncating and writing: the half-saved template tmpl must not
+    // render.
     tokio::time::sleep(Duration::from_millis(200)).await;
     f.write_all(b"second={{ key(path=\"m/v\") }}\n")
         .expect("writing the template");
     drop(f);
     w.wait_file(&work, "m.out", "second=one\n").await;
+    // An observation window, not a wait for a state: what follows asserts nothing changed in it.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
         work.read("seen.log").unwrap_or_default(),
@@ -238,6 +243,7 @@ async fn sighup_reloads_the_config_file() {
         work.lines("commands.log").len() == 2
     })
     .await;
+    // An observation window, not a wait for a state: what follows asserts nothing changed in it.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
         work.stamp("a.out"),

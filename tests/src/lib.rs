@@ -306,6 +306,25 @@ impl Catalogd {
         self.daemon.log_text()
     }
 
+    /// Waits until at least `n` blocking queries are parked in catalogd (its
+    /// `catalogd_blocking_queries_waiting` gauge), so that a write made next is one they wait for.
+    pub async fn wait_parked(&self, n: u64) {
+        wait_for(
+            &format!("{n} blocking queries to park"),
+            Duration::from_secs(30),
+            || self.log_text(),
+            async || {
+                let text = self.http.get("/metrics").await.text();
+                let waiting = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("catalogd_blocking_queries_waiting "))
+                    .and_then(|v| v.trim().parse::<f64>().ok())?;
+                (waiting >= n as f64).then_some(())
+            },
+        )
+        .await
+    }
+
     pub fn pid(&self) -> u32 {
         self.daemon.pid()
     }
