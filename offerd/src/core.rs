@@ -34,9 +34,6 @@ pub(crate) mod keys {
     }
 }
 
-/// Versions kept per app (older ones are dropped from the store).
-pub const MAX_VERSIONS: usize = 50;
-
 /// What readers see: the last durable state, with each agent's desired-set index. Swapped
 /// whole after every commit, so a reader never waits for a writer or a disk.
 #[derive(Clone, Default)]
@@ -405,7 +402,7 @@ impl Shared {
 }
 
 /// Deletes stored versions that no app lists (left by offerd releases that did not prune them,
-/// beyond [`MAX_VERSIONS`]), so the store stops growing.
+/// beyond [`crate::model::MAX_VERSIONS`]), so the store stops growing.
 fn drop_unlisted_versions(store: &dyn Store, state: &State) -> Result<(), CoreError> {
     let mut batch = Batch::default();
     for (key, _) in store.scan_prefix(keys::VERSIONS.as_bytes())? {

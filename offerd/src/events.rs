@@ -35,7 +35,7 @@ impl Event {
                 "message": message,
                 "appId": task.app_id,
                 "host": task.host,
-                "ipAddresses": crate::http::render::ip_addresses(&task.host),
+                "ipAddresses": task.ip_addresses(),
                 "ports": task.ports,
                 "version": task.version,
             }),

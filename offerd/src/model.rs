@@ -4,6 +4,7 @@
 use cairn_marathon::{AgentRegistration, App, Attributes, Resources, TaskState};
 use imbl::OrdMap;
 use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 
 /// An app and what the scheduler remembers about launching it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -118,6 +119,19 @@ impl Task {
     pub fn is_desired(&self) -> bool {
         self.is_active() && !self.kill_requested
     }
+
+    /// Marathon's `ipAddresses` of the task: the address it is reached on (its agent's; cairn
+    /// does not report containers' own bridge addresses), as Mesos' `NetworkInfo.IPAddress`. A
+    /// host name is not an IP address and gives none. Both the task JSON and the events carry it.
+    pub fn ip_addresses(&self) -> Value {
+        match self.host.parse::<std::net::IpAddr>() {
+            Ok(ip) => json!([{
+                "ipAddress": ip.to_string(),
+                "protocol": if ip.is_ipv4() { "IPv4" } else { "IPv6" },
+            }]),
+            Err(_) => json!([]),
+        }
+    }
 }
 
 /// An agent (a taskrun node).
@@ -197,7 +211,7 @@ pub struct QueueEntry {
 
 /// Everything offerd knows. The collections are persistent (structurally shared) maps, so a
 /// clone is O(1): a change is applied to a clone and the clone replaces the state only once it
-/// is durable (see [`crate::core::Core::mutate`]).
+/// is durable.
 #[derive(Clone, Debug, Default)]
 pub struct State {
     pub apps: OrdMap<String, AppEntry>,
@@ -212,6 +226,10 @@ pub struct State {
 
 /// How many ended tasks [`State::finished`] keeps.
 pub const FINISHED_KEPT: usize = 1000;
+
+/// Versions kept per app in [`AppEntry::versions`] (older ones are dropped from the store), as
+/// Marathon's `zk_max_versions`.
+pub const MAX_VERSIONS: usize = 50;
 
 impl State {
     /// The active tasks of an app.

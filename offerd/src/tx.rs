@@ -1,6 +1,6 @@
 //! A change in progress: what it touched (records to write, agents to wake) and what it has to
-//! say (events, catalog services to remove). The scheduler and the HTTP handlers fill it in;
-//! [`crate::core::Core::mutate`] turns it into one store batch and, once durable, publishes it.
+//! say (events, catalog services to remove). The scheduler and the HTTP handlers fill it in; the
+//! core turns it into one store batch and, once durable, publishes it.
 
 use std::collections::BTreeSet;
 
@@ -17,7 +17,7 @@ pub struct Tx {
     pub(crate) agents: BTreeSet<String>,
     pub(crate) deployments: BTreeSet<String>,
     pub(crate) versions: Vec<App>,
-    /// Stored versions (app id, version) to drop: beyond [`MAX_VERSIONS`].
+    /// Stored versions (app id, version) to drop: beyond [`crate::model::MAX_VERSIONS`].
     pub(crate) dropped_versions: Vec<(String, String)>,
     /// Agents whose desired task set changed.
     pub nodes: BTreeSet<String>,

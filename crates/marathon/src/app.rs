@@ -223,17 +223,18 @@ pub struct App {
 
 impl App {
     /// The Docker container, if the app has one (validated when the app was parsed).
-    pub fn docker(&self) -> Option<crate::DockerSpec> {
+    pub fn docker(&self) -> Option<crate::container::DockerSpec> {
         self.container.as_ref().and_then(|c| {
-            crate::docker_spec(c, self.networks.as_deref())
+            crate::container::docker_spec(c, self.networks.as_deref())
                 .ok()
                 .flatten()
         })
     }
 
     /// The Docker container when its ports are port mappings (BRIDGE or USER networking).
-    fn mapped(&self) -> Option<crate::DockerSpec> {
-        self.docker().filter(crate::DockerSpec::maps_ports)
+    fn mapped(&self) -> Option<crate::container::DockerSpec> {
+        self.docker()
+            .filter(crate::container::DockerSpec::maps_ports)
     }
 
     /// Host ports each task needs: one per port mapping that takes a host port (BRIDGE: all of
@@ -408,8 +409,8 @@ pub fn merge_update(current: &Value, patch: &Value) -> Value {
         Some(n) => n == "BRIDGE" || n == "USER",
         None => out
             .get("networks")
-            .and_then(|n| serde_json::from_value::<Vec<crate::Network>>(n.clone()).ok())
-            .is_some_and(|n| crate::has_non_host(&n)),
+            .and_then(|n| serde_json::from_value::<Vec<crate::network::Network>>(n.clone()).ok())
+            .is_some_and(|n| crate::network::has_non_host(&n)),
     };
     if off_host && !p.contains_key("ports") && !p.contains_key("portDefinitions") {
         out.remove("ports");

@@ -4,8 +4,8 @@
 //!
 //! Marathon 1.4 put `portMappings` under `container.docker` and the network in
 //! `container.docker.network`; 1.5+ puts `portMappings` under `container` and the network in the
-//! app's `networks` (see [`crate::network`], which turns an app into the 1.5+ form). Both forms
-//! are read here, because tasks launched before an upgrade carry the old one. With BRIDGE
+//! app's `networks` (see [`crate::network`]; parsing an app turns it into the 1.5+ form). Both
+//! forms are read here, because tasks launched before an upgrade carry the old one. With BRIDGE
 //! networking each mapping needs a host port from the agent's offer, with USER (container)
 //! networking only mappings that give a `hostPort`; with HOST networking the app's
 //! `portDefinitions` give the host ports as for any task.
@@ -15,8 +15,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::network::{Network, NetworkMode};
-use crate::validate::Violation;
+use crate::network::{NETWORK_NAME_REQUIRED, NO_PORT_MAPPINGS_ON_HOST, Network, NetworkMode};
+use crate::violation::{Violation, marathon_path};
 
 /// Docker network mode (Marathon's `container.docker.network` names).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -167,13 +167,6 @@ pub const SUPPORTED_PARAMETERS: &[&str] = &[
     "stop-signal",
 ];
 
-fn bad(path: &str, msg: impl Into<String>) -> Violation {
-    Violation {
-        path: path.into(),
-        errors: vec![msg.into()],
-    }
-}
-
 /// Reads a Docker container definition; `Ok(None)` for a container that is not Docker. The
 /// network is `container.docker.network` when given (the pre-1.5 form), else the first of the
 /// app's `networks`, else HOST.
@@ -182,8 +175,8 @@ pub fn docker_spec(
     networks: Option<&[Network]>,
 ) -> Result<Option<DockerSpec>, Vec<Violation>> {
     let raw: RawContainer = serde_path_to_error::deserialize(container.clone()).map_err(|e| {
-        vec![bad(
-            &format!("/container{}", crate::validate::marathon_path(e.path())),
+        vec![Violation::new(
+            &format!("/container{}", marathon_path(e.path())),
             e.inner().to_string(),
         )]
     })?;
@@ -196,14 +189,17 @@ pub fn docker_spec(
         return Ok(None);
     }
     let Some(d) = raw.docker else {
-        return Err(vec![bad(
+        return Err(vec![Violation::new(
             "/container/docker",
             "a DOCKER container needs container.docker",
         )]);
     };
     let mut v = Vec::new();
     if d.image.trim().is_empty() {
-        v.push(bad("/container/docker/image", "must not be empty"));
+        v.push(Violation::new(
+            "/container/docker/image",
+            "must not be empty",
+        ));
     }
     let first = networks.and_then(|n| n.first());
     let (network, network_name) = match (d.network, first) {
@@ -216,11 +212,11 @@ pub fn docker_spec(
         (None, None) => (DockerNetwork::Host, None),
     };
     if network == DockerNetwork::User && network_name.as_deref().is_none_or(str::is_empty) {
-        v.push(bad("/networks", crate::network::NETWORK_NAME_REQUIRED));
+        v.push(Violation::new("/networks", NETWORK_NAME_REQUIRED));
     }
     let mut port_mappings = match (raw.port_mappings, d.port_mappings) {
         (Some(a), Some(b)) if !a.is_empty() && !b.is_empty() => {
-            v.push(bad(
+            v.push(Violation::new(
                 "/container",
                 "cannot specify both portMappings and docker.portMappings",
             ));
@@ -229,7 +225,7 @@ pub fn docker_spec(
         (a, b) => a.filter(|a| !a.is_empty()).or(b).unwrap_or_default(),
     };
     if matches!(network, DockerNetwork::Host | DockerNetwork::None) && !port_mappings.is_empty() {
-        v.push(bad("/", crate::network::NO_PORT_MAPPINGS_ON_HOST));
+        v.push(Violation::new("/", NO_PORT_MAPPINGS_ON_HOST));
     }
     if network == DockerNetwork::Bridge {
         // Marathon: in BRIDGE mode a missing hostPort means 0 (any port from the offer).
@@ -243,17 +239,20 @@ pub fn docker_spec(
         .filter_map(|m| m.name.as_deref())
         .any(|n| !names.insert(n))
     {
-        v.push(bad("/container/portMappings", "Port names must be unique."));
+        v.push(Violation::new(
+            "/container/portMappings",
+            "Port names must be unique.",
+        ));
     }
     for (i, m) in port_mappings.iter().enumerate() {
         if m.container_port == 0 {
-            v.push(bad(
+            v.push(Violation::new(
                 &format!("/container/portMappings({i})/containerPort"),
                 "must be 1-65535",
             ));
         }
         if !matches!(m.protocol.as_str(), "tcp" | "udp" | "udp,tcp" | "tcp,udp") {
-            v.push(bad(
+            v.push(Violation::new(
                 &format!("/container/portMappings({i})/protocol"),
                 "must be tcp, udp or udp,tcp",
             ));
@@ -261,7 +260,7 @@ pub fn docker_spec(
     }
     for (i, p) in d.parameters.iter().enumerate() {
         if !SUPPORTED_PARAMETERS.contains(&p.key.as_str()) {
-            v.push(bad(
+            v.push(Violation::new(
                 &format!("/container/docker/parameters({i})/key"),
                 format!(
                     "unsupported docker parameter {:?} (supported: {})",
@@ -273,19 +272,19 @@ pub fn docker_spec(
     }
     for (i, vol) in raw.volumes.iter().enumerate() {
         if !vol.container_path.starts_with('/') {
-            v.push(bad(
+            v.push(Violation::new(
                 &format!("/container/volumes({i})/containerPath"),
                 "must be an absolute path",
             ));
         }
         if !vol.host_path.starts_with('/') {
-            v.push(bad(
+            v.push(Violation::new(
                 &format!("/container/volumes({i})/hostPath"),
                 "must be an absolute path",
             ));
         }
         if !matches!(vol.mode.as_str(), "RO" | "RW") {
-            v.push(bad(
+            v.push(Violation::new(
                 &format!("/container/volumes({i})/mode"),
                 "must be RO or RW",
             ));

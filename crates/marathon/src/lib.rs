@@ -15,6 +15,7 @@ mod resources;
 mod task_state;
 mod time;
 mod validate;
+mod violation;
 
 pub use agent::{
     AgentInfo, AgentRegistration, DesiredTasks, RegisterResponse, StatusBatch, TaskSpec,
@@ -32,4 +33,5 @@ pub use network::{Network, NetworkMode, has_non_host};
 pub use resources::{Attributes, PortRange, ResourceError, Resources, parse_attributes};
 pub use task_state::TaskState;
 pub use time::{iso8601_millis, now_millis};
-pub use validate::{MAX_ID_LEN, MAX_INSTANCES, ValidationError, Violation, canonical, parse_app};
+pub use validate::{MAX_ID_LEN, MAX_INSTANCES, canonical, parse_app};
+pub use violation::{ValidationError, Violation};

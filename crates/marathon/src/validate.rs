@@ -3,95 +3,13 @@
 //! stop at the first (serde decodes one path at a time); rule violations are all collected, so an
 //! operator fixes a file in one round.
 
-use serde::Serialize;
+mod networking;
+
 use serde_json::Value;
 
 use crate::app::{App, PortDefinition};
 use crate::constraint::Operator;
-
-/// One invalid field and what is wrong with it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Violation {
-    pub path: String,
-    pub errors: Vec<String>,
-}
-
-/// Why a body is not an app.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum ValidationError {
-    /// Not JSON at all (HTTP 400).
-    #[error("invalid JSON: {0}")]
-    Syntax(String),
-    /// JSON, but not a valid app (HTTP 422).
-    #[error("Object is not valid: {}", describe(.0))]
-    Invalid(Vec<Violation>),
-}
-
-fn describe(v: &[Violation]) -> String {
-    v.iter()
-        .map(|v| format!("{}: {}", v.path, v.errors.join("; ")))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-impl ValidationError {
-    /// Marathon's error body.
-    pub fn body(&self) -> Value {
-        match self {
-            ValidationError::Syntax(m) => {
-                serde_json::json!({ "message": format!("Invalid JSON: {m}") })
-            }
-            ValidationError::Invalid(details) => serde_json::json!({
-                "message": "Object is not valid",
-                "details": details,
-            }),
-        }
-    }
-
-    /// The violations (empty for a syntax error).
-    pub fn violations(&self) -> &[Violation] {
-        match self {
-            ValidationError::Syntax(_) => &[],
-            ValidationError::Invalid(v) => v,
-        }
-    }
-
-    /// The same violations with `prefix` in front of every path (`/0` for bulk updates).
-    pub fn prefixed(self, prefix: &str) -> Self {
-        match self {
-            ValidationError::Invalid(v) => ValidationError::Invalid(
-                v.into_iter()
-                    .map(|mut x| {
-                        x.path = format!("{prefix}{}", x.path);
-                        x
-                    })
-                    .collect(),
-            ),
-            other => other,
-        }
-    }
-}
-
-/// Marathon writes array positions as `(n)`: `/healthChecks(0)/protocol`.
-pub(crate) fn marathon_path(path: &serde_path_to_error::Path) -> String {
-    use serde_path_to_error::Segment;
-    let mut out = String::new();
-    for seg in path.iter() {
-        match seg {
-            Segment::Seq { index } => out.push_str(&format!("({index})")),
-            Segment::Map { key } => {
-                out.push('/');
-                out.push_str(key);
-            }
-            Segment::Enum { variant } => {
-                out.push('/');
-                out.push_str(variant);
-            }
-            Segment::Unknown => out.push_str("/?"),
-        }
-    }
-    if out.is_empty() { "/".to_string() } else { out }
-}
+use crate::violation::{ValidationError, Violation, marathon_path};
 
 /// Parses and validates an app from a JSON body. `id_from_path`, when given (PUT
 /// `/v2/apps/{id}`), is used when the body has no id and must match one it has.
@@ -146,7 +64,7 @@ pub fn parse_app(value: Value, id_from_path: Option<&str>) -> Result<App, Valida
     }
     // Networking first: both of Marathon's forms become the 1.5+ one, so every rule below
     // (and every reader of the stored app) sees one shape.
-    for x in crate::network::normalize(&mut app) {
+    for x in networking::normalize(&mut app) {
         for e in x.errors {
             bad(&x.path, e);
         }
@@ -279,7 +197,7 @@ pub fn parse_app(value: Value, id_from_path: Option<&str>) -> Result<App, Valida
 
     // `ports` (older form) becomes portDefinitions; none at all means one assigned port.
     match (app.port_definitions.is_some(), app.ports.take()) {
-        // Off the host network the ports are the port mappings; `network::normalize` refused
+        // Off the host network the ports are the port mappings; `networking::normalize` refused
         // any port definitions already.
         _ if mapped => app.port_definitions = None,
         (true, Some(_)) => bad("/ports", "give ports or portDefinitions, not both".into()),
@@ -412,11 +330,11 @@ pub fn parse_app(value: Value, id_from_path: Option<&str>) -> Result<App, Valida
 }
 
 /// A stored app in the current canonical form (Marathon 1.5+ networking, see
-/// [`crate::network`]): apps stored by an offerd from before it are converted when loaded, so an
+/// [`networking`]): apps stored by an offerd from before it are converted when loaded, so an
 /// update compares like with like. One the rules now refuse stays as it was.
 pub fn canonical(app: App) -> App {
     let mut converted = app.clone();
-    if crate::network::normalize(&mut converted).is_empty() {
+    if networking::normalize(&mut converted).is_empty() {
         converted
     } else {
         app

@@ -140,8 +140,8 @@ pub(crate) fn install(
         tx.now_ms,
         json!({ "clientIp": "", "uri": format!("/v2/apps{id}"), "appDefinition": serde_json::to_value(&entry.app).unwrap_or(Value::Null) }),
     ));
-    let dropped: Vec<String> = if entry.versions.len() > crate::core::MAX_VERSIONS {
-        entry.versions[..entry.versions.len() - crate::core::MAX_VERSIONS].to_vec()
+    let dropped: Vec<String> = if entry.versions.len() > crate::model::MAX_VERSIONS {
+        entry.versions[..entry.versions.len() - crate::model::MAX_VERSIONS].to_vec()
     } else {
         Vec::new()
     };
@@ -574,7 +574,8 @@ mod tests {
     use cairn_store::{MemStore, Store};
 
     use super::*;
-    use crate::core::{Core, MAX_VERSIONS};
+    use crate::core::Core;
+    use crate::model::MAX_VERSIONS;
     use crate::scheduler::SchedulerConfig;
 
     #[tokio::test]

@@ -141,7 +141,7 @@ pub async fn info(State(st): State<AppState>) -> Json<Value> {
         "http_config": { "http_port": st.advertise.rsplit(':').next().and_then(|p| p.parse::<u16>().ok()) },
         "event_subscriber": { "type": "sse", "http_endpoints": [] },
         // No ZooKeeper: offerd keeps its state in its own store. Clients expect the object.
-        "zookeeper_config": { "zk": "", "zk_timeout": 10000, "zk_max_versions": crate::core::MAX_VERSIONS },
+        "zookeeper_config": { "zk": "", "zk_timeout": 10000, "zk_max_versions": crate::model::MAX_VERSIONS },
     }))
 }
 

@@ -42,19 +42,6 @@ impl Embed {
     }
 }
 
-/// Marathon's `ipAddresses` of a task: the address it is reached on (its agent's; cairn does
-/// not report containers' own bridge addresses), as Mesos' `NetworkInfo.IPAddress`. A host name
-/// is not an IP address and gives none.
-pub fn ip_addresses(host: &str) -> Value {
-    match host.parse::<std::net::IpAddr>() {
-        Ok(ip) => json!([{
-            "ipAddress": ip.to_string(),
-            "protocol": if ip.is_ipv4() { "IPv4" } else { "IPv6" },
-        }]),
-        Err(_) => json!([]),
-    }
-}
-
 /// One Marathon health result per health check of the task. offerd knows the task's health as
 /// a whole (all checks pass or not), so every result carries it; times that never happened are
 /// left out, as Marathon 1.10 writes its `Health` (absent, not null).
@@ -102,7 +89,7 @@ pub fn task_json(t: &Task) -> Value {
         "appId": t.app_id,
         "host": t.host,
         "id": t.id,
-        "ipAddresses": ip_addresses(&t.host),
+        "ipAddresses": t.ip_addresses(),
         "ports": t.ports,
         "servicePorts": t.service_ports,
         "slaveId": t.node,
@@ -275,6 +262,13 @@ mod tests {
 
     #[test]
     fn ip_addresses_as_mesos_reports_them() {
+        let ip_addresses = |host: &str| {
+            Task {
+                host: host.into(),
+                ..task(None)
+            }
+            .ip_addresses()
+        };
         assert_eq!(
             ip_addresses("10.0.0.5"),
             json!([{"ipAddress": "10.0.0.5", "protocol": "IPv4"}])

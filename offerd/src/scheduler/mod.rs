@@ -11,7 +11,7 @@
 //! - [`versions`]: the next version of an app; whether a task runs a definition.
 //!
 //! The scheduler changes a [`State`] and records what it touched in a [`Tx`]; it knows nothing
-//! of the store or of how a change is committed ([`crate::core`]).
+//! of the store or of how a change is committed.
 
 pub mod deployments;
 pub mod lifecycle;
