@@ -1,5 +1,6 @@
-//! Wiring of one catalogd: open the store, rebuild the state, start the writer and the TTL
-//! sweeper, make sure catalogd's own node is registered, and serve HTTP until shutdown.
+//! One running catalog without its listener: open the store, rebuild the state, start the
+//! writer and the TTL sweeper, make sure catalogd's own node is registered ([`Catalog::start`]),
+//! and the [`Core`] every HTTP handler shares.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -109,7 +110,8 @@ pub async fn ensure_server_records(
         .map(|n| n.id.clone())
         .filter(|id| !id.is_empty())
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let reg = crate::server_node::registration(config, id, existing.as_ref());
+    let reg =
+        crate::server_node::registration(&config.node, config.advertise, id, existing.as_ref());
     writer
         .submit_waiting(Command::Register(Box::new(reg)))
         .await
@@ -121,7 +123,7 @@ pub async fn ensure_server_records(
         writer
             .submit_waiting(Command::CoordinateUpdate {
                 node: config.node.clone(),
-                coord: crate::http::coordinate::origin(),
+                coord: crate::server_node::origin_coordinate(),
             })
             .await
             .context("setting catalogd's own coordinate")?;
@@ -129,7 +131,7 @@ pub async fn ensure_server_records(
     for (key, value) in [
         (
             crate::state::AUTOPILOT_KEY,
-            crate::http::operator::default_autopilot(),
+            crate::server_node::default_autopilot(),
         ),
         (
             crate::state::CLUSTER_KEY,
@@ -255,57 +257,4 @@ async fn sweep(timers: Arc<Timers>, writer: Writer) {
             return;
         }
     }
-}
-
-/// How long open requests may finish after a stop before their connections close: blocking
-/// queries are released at once, so only a slow client or a long write is still there.
-pub const DRAIN: Duration = Duration::from_secs(5);
-
-/// `catalogd serve`: runs until `shutdown` resolves, then drains connections and stops.
-pub async fn serve(
-    config: Config,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    cairn_http::raise_fd_limit(config.http.max_connections);
-    let listener = cairn_http::listen(config.http_addr, cairn_http::LISTEN_BACKLOG)
-        .with_context(|| format!("binding HTTP on {}", config.http_addr))?;
-    let local = listener.local_addr().context("reading the bound address")?;
-    let limits = config.http;
-    // `--http-addr HOST:0` binds a free port: /v1/agent/self tells the one bound.
-    let catalog = Catalog::start(Config {
-        http_addr: local,
-        ..config
-    })
-    .await?;
-    tracing::info!(addr = %local, node = %catalog.core.config.node, "catalogd serving HTTP");
-    let app = crate::http::router(catalog.core.clone());
-    let stop = catalog.core.shutdown_token();
-    let checks = crate::agent_checks::spawn(&catalog.core, stop.clone());
-    let core = catalog.core.clone();
-    let leave = stop.clone();
-    let graceful = async move {
-        tokio::select! {
-            _ = shutdown => {}
-            () = leave.cancelled() => {}
-        }
-        core.request_shutdown();
-        // Blocking queries answer at once with what they have, so connections drain quickly.
-        core.registry.release_all();
-    };
-    let server = cairn_http::Server::new(limits);
-    // One router shared by every connection; the peer's address reaches only the handlers
-    // that use it.
-    server
-        .serve(
-            listener,
-            move |peer| crate::http::peer::PeerAware::new(app.clone(), peer),
-            graceful,
-        )
-        .await;
-    checks.abort();
-    // The task was aborted: its JoinError (cancelled) is the expected outcome.
-    let _ = checks.await;
-    catalog.stop().await;
-    tracing::info!("catalogd stopped");
-    Ok(())
 }

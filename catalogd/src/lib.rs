@@ -4,7 +4,9 @@
 //! Layout: [`state`] is the catalog and every rule of how it changes (pure, testable without
 //! I/O); [`writer`] serializes changes, groups them into durable commits and publishes snapshots;
 //! [`persist`] maps the state onto a [`cairn_store::Store`]; [`watch`] wakes blocking queries by
-//! topic; [`timers`] enforces TTLs; [`http`] is the API; [`cli`] the client subcommands.
+//! topic; [`timers`] enforces TTLs; [`core`] starts a catalog ([`Catalog`]) and holds what the
+//! handlers share; [`http`] is the API; [`serve`](mod@serve) runs both behind the listener;
+//! [`cli`] the command line.
 
 pub mod agent_checks;
 pub mod chain;
@@ -15,6 +17,7 @@ pub mod events;
 pub mod http;
 pub mod metrics;
 pub mod persist;
+pub mod serve;
 pub mod server_node;
 pub mod snapshot;
 pub mod state;
@@ -23,4 +26,5 @@ pub mod timers;
 pub mod watch;
 pub mod writer;
 
-pub use crate::core::{Catalog, Config, serve};
+pub use crate::core::{Catalog, Config};
+pub use crate::serve::serve;

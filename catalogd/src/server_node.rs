@@ -1,13 +1,14 @@
 //! What a Consul server keeps on its own node, so clients and UIs that count on it find it: the
 //! `consul` service (the server's RPC port) and the `serfHealth` node check that says the member
 //! is alive. They belong to the server, not to the agent's local state, so the agent endpoints
-//! (`/v1/agent/services`, `/v1/agent/checks`) do not list them, as Consul's do not.
+//! (`/v1/agent/services`, `/v1/agent/checks`) do not list them, as Consul's do not. Also the
+//! server's starting values: its node's coordinate and the autopilot configuration.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 
 use cairn_wire::{CatalogRegistration, CheckStatus, HealthCheck, Node, NodeService};
-
-use crate::core::Config;
+use serde_json::{Value, json};
 
 /// The Consul API level catalogd reports (`Config.Version`, member tags, the `consul` service).
 pub const CONSUL_VERSION: &str = "1.17.0";
@@ -42,9 +43,14 @@ pub fn serf_health(node: &str) -> HealthCheck {
     }
 }
 
-/// Registration of catalogd's node with the server's service and check; `existing` keeps what
-/// operators set on the node (tagged addresses, meta) across restarts.
-pub fn registration(config: &Config, id: String, existing: Option<&Node>) -> CatalogRegistration {
+/// Registration of catalogd's node `node` (at `advertise`) with the server's service and check;
+/// `existing` keeps what operators set on the node (tagged addresses, meta) across restarts.
+pub fn registration(
+    node: &str,
+    advertise: IpAddr,
+    id: String,
+    existing: Option<&Node>,
+) -> CatalogRegistration {
     let meta: BTreeMap<String, String> = [
         ("non_voter", "false"),
         ("raft_version", "3"),
@@ -57,7 +63,7 @@ pub fn registration(config: &Config, id: String, existing: Option<&Node>) -> Cat
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
-    let address = config.advertise.to_string();
+    let address = advertise.to_string();
     let mut tagged = existing
         .map(|n| n.tagged_addresses.clone())
         .unwrap_or_default();
@@ -69,7 +75,7 @@ pub fn registration(config: &Config, id: String, existing: Option<&Node>) -> Cat
         .or_insert_with(|| address.clone());
     CatalogRegistration {
         id,
-        node: config.node.clone(),
+        node: node.to_string(),
         address,
         tagged_addresses: tagged,
         node_meta: existing.map(|n| n.meta.clone()).unwrap_or_else(|| {
@@ -82,7 +88,28 @@ pub fn registration(config: &Config, id: String, existing: Option<&Node>) -> Cat
             meta,
             ..Default::default()
         }),
-        check: Some(serf_health(&config.node)),
+        check: Some(serf_health(node)),
         ..Default::default()
     }
+}
+
+/// Serf's initial coordinate, the server node's until a client stores another: 8 zero
+/// dimensions, the maximum error, no adjustment, the minimum height.
+pub fn origin_coordinate() -> Value {
+    json!({"Vec": [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], "Error": 1.5, "Adjustment": 0.0,
+        "Height": 1e-05})
+}
+
+/// Consul's default autopilot configuration.
+pub fn default_autopilot() -> Value {
+    json!({
+        "CleanupDeadServers": true,
+        "LastContactThreshold": "200ms",
+        "MaxTrailingLogs": 250,
+        "MinQuorum": 0,
+        "ServerStabilizationTime": "10s",
+        "RedundancyZoneTag": "",
+        "DisableUpgradeMigration": false,
+        "UpgradeVersionTag": "",
+    })
 }

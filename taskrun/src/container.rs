@@ -1,7 +1,7 @@
 //! What a Docker task's container looks like: Marathon's `container` definition (read with
 //! [`cairn_marathon::docker_spec`], the same function offerd validated it with) and the rest of
 //! the [`TaskSpec`] turned into the body of Docker's "create container" call. Pure, so every
-//! mapping is tested without an engine; [`crate::docker`] does the calls.
+//! mapping is tested without an engine.
 //!
 //! The mapping follows the Mesos Docker containerizer, so Marathon apps run unchanged:
 //!
@@ -78,6 +78,18 @@ pub struct ContainerPlan {
     pub image: String,
     pub force_pull: bool,
     pub body: ContainerCreateBody,
+}
+
+/// Whether the spec asks for a Docker container (else the task runs as a process): a
+/// `container` whose `type` is DOCKER, or that has no type but a `docker` part — the rule
+/// [`cairn_marathon::docker_spec`] reads it by.
+pub fn wants_docker(spec: &TaskSpec) -> bool {
+    spec.container
+        .as_ref()
+        .is_some_and(|c| match c.get("type").and_then(|t| t.as_str()) {
+            Some(t) => t.eq_ignore_ascii_case("DOCKER"),
+            None => c.get("docker").is_some(),
+        })
 }
 
 /// The task's Docker container definition, if it has one.
@@ -400,6 +412,16 @@ mod tests {
             b.extend(e.clone());
         }
         serde_json::from_value(base).unwrap()
+    }
+
+    #[test]
+    fn docker_containers_are_recognised() {
+        let wants = |container: Value| wants_docker(&spec(container, json!({})));
+        assert!(wants(json!({"type": "DOCKER", "docker": {"image": "x"}})));
+        assert!(!wants(json!({"type": "MESOS"})));
+        assert!(wants(json!({"docker": {"image": "x"}})));
+        assert!(!wants(Value::Null));
+        assert!(!wants(json!({"volumes": []})));
     }
 
     fn ctx() -> Context<'static> {

@@ -31,13 +31,44 @@ use std::sync::Arc;
 use tokio::sync::OnceCell;
 
 use crate::container::{ContainerError, ContainerPlan, LABEL_NODE, LABEL_TASK_ID, LABEL_WORK_DIR};
-use crate::exec::Outcome;
+use crate::outcome::Outcome;
 use crate::sandbox::ExitInfo;
 
 /// Retry delay while the engine cannot be reached.
 const RETRY: Duration = Duration::from_secs(1);
 /// Extra time a `docker stop` request gets beyond the grace period.
 const STOP_SLACK: Duration = Duration::from_secs(60);
+
+/// A point in time as Docker stamps it (log entries, a container's `FinishedAt`), ordered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Stamp {
+    /// Seconds since the Unix epoch (negative before it, as Go's zero time).
+    pub secs: i64,
+    pub nanos: u32,
+}
+
+impl Stamp {
+    /// Parses RFC 3339 (`2026-05-07T21:09:36.123456789Z`, or an offset `+02:00`).
+    pub fn parse(s: &str) -> Option<Stamp> {
+        let ts: jiff::Timestamp = s.parse().ok()?;
+        let nanos = ts.as_nanosecond();
+        Some(Stamp {
+            secs: i64::try_from(nanos.div_euclid(1_000_000_000)).ok()?,
+            nanos: u32::try_from(nanos.rem_euclid(1_000_000_000)).ok()?,
+        })
+    }
+
+    /// Unix milliseconds; `None` before the epoch (Docker's "not yet" is year 1).
+    pub fn unix_millis(&self) -> Option<u64> {
+        let secs = u64::try_from(self.secs).ok()?;
+        Some(secs * 1000 + u64::from(self.nanos / 1_000_000))
+    }
+
+    /// The whole second it falls in, as the logs API's `since` takes it.
+    pub fn since_secs(&self) -> i32 {
+        i32::try_from(self.secs.max(0)).unwrap_or(i32::MAX)
+    }
+}
 
 /// Why a Docker step failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -291,7 +322,7 @@ impl Engine {
         let finished_at = st
             .finished_at
             .as_deref()
-            .and_then(crate::docker_logs::Stamp::parse)
+            .and_then(Stamp::parse)
             .and_then(|s| s.unix_millis());
         Ok(Some(ContainerState {
             running: st.running.unwrap_or(false) || status == "restarting",
@@ -414,6 +445,52 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_dockers_timestamps() {
+        let s = Stamp::parse("2026-05-07T21:09:36.123456789Z").unwrap();
+        assert_eq!(s.nanos, 123_456_789);
+        assert_eq!(s.unix_millis(), Some(1_778_188_176_123));
+        assert_eq!(Stamp::parse("1970-01-01T00:00:00Z").unwrap().secs, 0);
+        assert_eq!(
+            Stamp::parse("2000-03-01T00:00:00Z").unwrap().secs,
+            951_868_800
+        );
+        // Offsets and short fractions.
+        assert_eq!(
+            Stamp::parse("1970-01-01T01:00:00.5+01:00").unwrap(),
+            Stamp {
+                secs: 0,
+                nanos: 500_000_000
+            }
+        );
+        // Go's zero time: before the epoch, no milliseconds.
+        assert_eq!(
+            Stamp::parse("0001-01-01T00:00:00Z").unwrap().unix_millis(),
+            None
+        );
+        for bad in [
+            "",
+            "2026-05-07",
+            "2026-05-07T21:09:36",
+            "2026-13-07T21:09:36Z",
+            "x026-05-07T21:09:36Z",
+            "2026-05-07T21:09:36.Z",
+        ] {
+            assert_eq!(Stamp::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn orders_by_time_not_by_text() {
+        let a = Stamp::parse("2026-05-07T21:09:36.1Z").unwrap();
+        let b = Stamp::parse("2026-05-07T21:09:36.12Z").unwrap();
+        assert!(
+            a < b,
+            "0.1 s is before 0.12 s although '.1Z' > '.12' as text"
+        );
+        assert_eq!(a.since_secs(), i32::try_from(a.secs).unwrap());
+    }
 
     fn exited(code: i64) -> ContainerState {
         ContainerState {

@@ -24,47 +24,14 @@ use futures::StreamExt as _;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::docker::Engine;
+use crate::docker::{Engine, Stamp};
 use crate::logs::{KEEP, RotatingFile};
-use crate::sandbox::{STDERR_FILE, STDOUT_FILE};
+use crate::sandbox::{LOG_CURSOR_FILE, STDERR_FILE, STDOUT_FILE};
 
-/// The timestamp of the last log entry copied.
-pub const CURSOR_FILE: &str = "log_cursor";
 /// Least time between two saves of the cursor.
 const SAVE_EVERY: Duration = Duration::from_secs(1);
 /// Retry delay while the engine cannot be reached.
 const RETRY: Duration = Duration::from_secs(1);
-
-/// A point in time as Docker stamps log entries, ordered.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Stamp {
-    /// Seconds since the Unix epoch (negative before it, as Go's zero time).
-    pub secs: i64,
-    pub nanos: u32,
-}
-
-impl Stamp {
-    /// Parses RFC 3339 (`2026-05-07T21:09:36.123456789Z`, or an offset `+02:00`).
-    pub fn parse(s: &str) -> Option<Stamp> {
-        let ts: jiff::Timestamp = s.parse().ok()?;
-        let nanos = ts.as_nanosecond();
-        Some(Stamp {
-            secs: i64::try_from(nanos.div_euclid(1_000_000_000)).ok()?,
-            nanos: u32::try_from(nanos.rem_euclid(1_000_000_000)).ok()?,
-        })
-    }
-
-    /// Unix milliseconds; `None` before the epoch (Docker's "not yet" is year 1).
-    pub fn unix_millis(&self) -> Option<u64> {
-        let secs = u64::try_from(self.secs).ok()?;
-        Some(secs * 1000 + u64::from(self.nanos / 1_000_000))
-    }
-
-    /// The whole second it falls in, as the logs API's `since` takes it.
-    pub fn since_secs(&self) -> i32 {
-        i32::try_from(self.secs.max(0)).unwrap_or(i32::MAX)
-    }
-}
 
 /// Splits a log entry `"<timestamp> <text>"` into its stamp, the stamp as written, and the text.
 pub fn split_stamp(entry: &[u8]) -> Option<(Stamp, &str, &[u8])> {
@@ -76,13 +43,13 @@ pub fn split_stamp(entry: &[u8]) -> Option<(Stamp, &str, &[u8])> {
 
 /// The cursor saved in `sandbox`, if any.
 pub fn load_cursor(sandbox: &Path) -> Option<Stamp> {
-    let text = std::fs::read_to_string(sandbox.join(CURSOR_FILE)).ok()?;
+    let text = std::fs::read_to_string(sandbox.join(LOG_CURSOR_FILE)).ok()?;
     Stamp::parse(text.trim())
 }
 
 /// Saves the cursor (atomically: a torn cursor would be no cursor).
 async fn save_cursor(sandbox: &Path, raw: &str) -> std::io::Result<()> {
-    let path = sandbox.join(CURSOR_FILE);
+    let path = sandbox.join(LOG_CURSOR_FILE);
     let bytes = format!("{raw}\n").into_bytes();
     tokio::task::spawn_blocking(move || cairn_cli::replace_file(&path, &bytes, None))
         .await
@@ -307,52 +274,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_dockers_timestamps() {
-        let s = Stamp::parse("2026-05-07T21:09:36.123456789Z").unwrap();
-        assert_eq!(s.nanos, 123_456_789);
-        assert_eq!(s.unix_millis(), Some(1_778_188_176_123));
-        assert_eq!(Stamp::parse("1970-01-01T00:00:00Z").unwrap().secs, 0);
-        assert_eq!(
-            Stamp::parse("2000-03-01T00:00:00Z").unwrap().secs,
-            951_868_800
-        );
-        // Offsets and short fractions.
-        assert_eq!(
-            Stamp::parse("1970-01-01T01:00:00.5+01:00").unwrap(),
-            Stamp {
-                secs: 0,
-                nanos: 500_000_000
-            }
-        );
-        // Go's zero time: before the epoch, no milliseconds.
-        assert_eq!(
-            Stamp::parse("0001-01-01T00:00:00Z").unwrap().unix_millis(),
-            None
-        );
-        for bad in [
-            "",
-            "2026-05-07",
-            "2026-05-07T21:09:36",
-            "2026-13-07T21:09:36Z",
-            "x026-05-07T21:09:36Z",
-            "2026-05-07T21:09:36.Z",
-        ] {
-            assert_eq!(Stamp::parse(bad), None, "{bad}");
-        }
-    }
-
-    #[test]
-    fn orders_by_time_not_by_text() {
-        let a = Stamp::parse("2026-05-07T21:09:36.1Z").unwrap();
-        let b = Stamp::parse("2026-05-07T21:09:36.12Z").unwrap();
-        assert!(
-            a < b,
-            "0.1 s is before 0.12 s although '.1Z' > '.12' as text"
-        );
-        assert_eq!(a.since_secs(), i32::try_from(a.secs).unwrap());
-    }
-
-    #[test]
     fn splits_entries() {
         let (stamp, raw, text) =
             split_stamp(b"2026-05-07T21:09:36.000000001Z hello world\n").unwrap();
@@ -366,7 +287,7 @@ mod tests {
     #[tokio::test]
     async fn entries_at_or_before_the_cursor_are_skipped() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join(CURSOR_FILE), "2026-05-07T21:09:36.5Z\n").unwrap();
+        std::fs::write(dir.path().join(LOG_CURSOR_FILE), "2026-05-07T21:09:36.5Z\n").unwrap();
         let files = Files::open(dir.path(), 1 << 20).await.unwrap();
         let mut sink = Sink::new(files, load_cursor(dir.path()));
         // A resumed stream starts at the cursor's whole second.
@@ -388,7 +309,7 @@ mod tests {
             b"err\n"
         );
         assert_eq!(
-            std::fs::read_to_string(dir.path().join(CURSOR_FILE)).unwrap(),
+            std::fs::read_to_string(dir.path().join(LOG_CURSOR_FILE)).unwrap(),
             "2026-05-07T21:09:37Z\n"
         );
         assert_eq!(
@@ -419,7 +340,7 @@ mod tests {
         assert_eq!(sink.cursor, Stamp::parse("2026-05-07T21:09:36Z"));
         sink.checkpoint(dir.path()).await;
         assert_eq!(
-            std::fs::read_to_string(dir.path().join(CURSOR_FILE)).unwrap(),
+            std::fs::read_to_string(dir.path().join(LOG_CURSOR_FILE)).unwrap(),
             "2026-05-07T21:09:36Z\n",
             "the cursor on disk does not cover the entry that was not written"
         );

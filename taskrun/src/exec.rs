@@ -17,6 +17,7 @@ use std::time::Duration;
 use cairn_marathon::{TaskSpec, TaskState};
 
 use crate::limits::{LimitMode, TaskLimits};
+use crate::outcome::{KillReport, Outcome};
 use crate::sandbox::{EXIT_FILE, ExitInfo, STDERR_FILE, STDOUT_FILE};
 
 /// How often an adopted task (not our child) is checked for having ended.
@@ -37,18 +38,6 @@ pub enum ExecError {
     Cgroup(#[from] crate::limits::CgroupError),
     #[error("cannot start the task: {0}")]
     Spawn(#[source] std::io::Error),
-}
-
-/// Whether the spec asks for a Docker container (run by [`crate::docker`], not this driver): a
-/// `container` whose `type` is DOCKER, or that has no type but a `docker` part — the rule
-/// [`cairn_marathon::docker_spec`] reads it by.
-pub fn wants_docker(spec: &TaskSpec) -> bool {
-    spec.container
-        .as_ref()
-        .is_some_and(|c| match c.get("type").and_then(|t| t.as_str()) {
-            Some(t) => t.eq_ignore_ascii_case("DOCKER"),
-            None => c.get("docker").is_some(),
-        })
 }
 
 /// The program and arguments: `cmd` through `sh -c` (as Marathon), else `args` as given.
@@ -194,13 +183,6 @@ impl Proc {
     }
 }
 
-/// How a kill went.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct KillReport {
-    /// SIGKILL was needed after the grace period.
-    pub escalated: bool,
-}
-
 /// Kills a task: SIGTERM to its group, SIGKILL to the group if it has not ended within `grace`.
 /// Returns once the supervisor has exited, with its wait status when it was our child.
 pub async fn kill(proc: &mut Proc, grace: Duration) -> (Option<ExitStatus>, KillReport) {
@@ -220,16 +202,6 @@ pub fn grace_of(seconds: f64) -> Duration {
     } else {
         Duration::from_secs(3)
     }
-}
-
-/// How a task ended, all things considered.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Outcome {
-    pub state: TaskState,
-    pub message: String,
-    /// The shell's exit code for it (128 + signal for a signal).
-    pub exit_code: i32,
-    pub exit: Option<ExitInfo>,
 }
 
 /// Combines the supervisor's exit file, its wait status (when it was our child) and whether the
@@ -312,21 +284,6 @@ mod tests {
             command_argv(&spec(json!({}))),
             Err(ExecError::NoCommand)
         ));
-    }
-
-    #[test]
-    fn docker_containers_are_recognised() {
-        assert!(wants_docker(&spec(
-            json!({"container": {"type": "DOCKER", "docker": {"image": "x"}}})
-        )));
-        assert!(!wants_docker(&spec(
-            json!({"container": {"type": "MESOS"}})
-        )));
-        assert!(wants_docker(&spec(
-            json!({"container": {"docker": {"image": "x"}}})
-        )));
-        assert!(!wants_docker(&spec(json!({}))));
-        assert!(!wants_docker(&spec(json!({"container": {"volumes": []}}))));
     }
 
     #[test]

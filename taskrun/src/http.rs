@@ -28,16 +28,26 @@ use cairn_marathon::{TaskState, iso8601_millis};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::agent::Shared;
 use crate::logs::LogReader;
-use crate::sandbox::{STDERR_FILE, STDOUT_FILE};
+use crate::sandbox::{STDERR_FILE, STDOUT_FILE, TaskRecord};
 
 /// How often a followed log is polled for new bytes.
 const FOLLOW_POLL: Duration = Duration::from_millis(100);
 
+/// What the API reads: the tasks the agent knows and where their sandboxes are (the agent's
+/// task table implements it).
+pub trait KnownTasks: Send + Sync + 'static {
+    /// Every known task's record.
+    fn records(&self) -> Vec<TaskRecord>;
+    /// One task's record; `None` for a task the agent does not know.
+    fn record(&self, id: &str) -> Option<TaskRecord>;
+    /// The task's sandbox directory.
+    fn sandbox(&self, id: &str) -> std::path::PathBuf;
+}
+
 #[derive(Clone)]
 struct App {
-    shared: Arc<Shared>,
+    tasks: Arc<dyn KnownTasks>,
     stop: CancellationToken,
 }
 
@@ -78,11 +88,11 @@ pub const DRAIN: Duration = Duration::from_secs(2);
 pub async fn serve(
     listener: tokio::net::TcpListener,
     limits: cairn_http::Limits,
-    shared: Arc<Shared>,
+    tasks: Arc<dyn KnownTasks>,
     stop: CancellationToken,
 ) {
     let until = stop.clone().cancelled_owned();
-    let app = router(App { shared, stop });
+    let app = router(App { tasks, stop });
     cairn_http::Server::new(limits)
         .serve(listener, move |_| app.clone(), until)
         .await;
@@ -90,11 +100,11 @@ pub async fn serve(
 
 async fn list(State(app): State<App>) -> Response {
     let tasks: Vec<TaskView> = app
-        .shared
+        .tasks
         .records()
         .into_iter()
         .map(|r| TaskView {
-            sandbox: app.shared.sandbox(r.id()).display().to_string(),
+            sandbox: app.tasks.sandbox(r.id()).display().to_string(),
             id: r.spec.id,
             app_id: r.spec.app_id,
             state: r.state,
@@ -161,14 +171,14 @@ async fn logs(
     Path(id): Path<String>,
     Query(q): Query<BTreeMap<String, String>>,
 ) -> Response {
-    if app.shared.record(&id).is_none() {
+    if app.tasks.record(&id).is_none() {
         return error(StatusCode::NOT_FOUND, format!("unknown task {id:?}"));
     }
     let q = match LogQuery::parse(&q) {
         Ok(q) => q,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
-    let path = app.shared.sandbox(&id).join(q.file);
+    let path = app.tasks.sandbox(&id).join(q.file);
     let offset = q.offset;
     let opened = tokio::task::spawn_blocking(move || {
         let reader = LogReader::open(&path, offset)?;
@@ -265,7 +275,7 @@ async fn next_chunk(mut st: FollowState) -> Option<(std::io::Result<Bytes>, Foll
         // Terminal-ness is read before the file, so the bytes written before the end are sent.
         let terminal = st
             .app
-            .shared
+            .tasks
             .record(&st.id)
             .is_none_or(|r| r.state.is_terminal());
         let (read, reader) = blocking_read(st.reader.take()?, LogReader::read_chunk).await?;

@@ -19,9 +19,10 @@
 //! [`desired`] (set diff) · [`drain`] (deregister, wait, then kill) · [`status`] (batched status
 //! updates) · [`catalog`] (services and checks) · [`http`] (API) · [`run`] (one foreground
 //! task) · [`exec`] (spawn, wait, kill) · [`wrap`] (the per-task supervisor process) ·
-//! [`container`] (Marathon's container → Docker's create body) · [`docker`] (engine calls:
-//! pull, create, wait, stop, list) · [`docker_logs`] (container output into the sandbox) ·
-//! [`sandbox`] (task.json, exit file, GC) · [`env`] (task environment) · [`limits`] (cgroup v2
+//! [`container`] (which tasks are containers; Marathon's container → Docker's create body) ·
+//! [`docker`] (engine calls: pull, create, wait, stop, list; Docker's timestamps) ·
+//! [`docker_logs`] (container output into the sandbox) · [`outcome`] (how a task ended, for
+//! both drivers) · [`sandbox`] (task.json, exit file, log file names, GC) · [`env`] (task environment) · [`limits`] (cgroup v2
 //! or rlimits) · [`logs`] (rotation, tailing) · [`procfs`] (process identity, adoption) ·
 //! [`node`] (host facts, default resources).
 
@@ -39,6 +40,7 @@ pub mod http;
 pub mod limits;
 pub mod logs;
 pub mod node;
+pub mod outcome;
 pub mod procfs;
 pub mod run;
 pub mod sandbox;

@@ -13,9 +13,10 @@ use cairn_marathon::{TaskSpec, TaskState, iso8601_millis, now_millis};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
-use crate::exec::{self, KillReport, Launch, Proc};
+use crate::exec::{self, Launch, Proc};
 use crate::limits::{LimitMode, TaskLimits};
 use crate::logs::LogReader;
+use crate::outcome::KillReport;
 use crate::sandbox::{self, ExitInfo, STDERR_FILE, STDOUT_FILE, TaskRecord};
 
 /// How often the log files are checked for new output.

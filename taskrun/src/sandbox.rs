@@ -2,8 +2,7 @@
 //! [`TaskRecord`]: spec, process identity, state, exit; replaced atomically on every change so a
 //! restarted agent knows every task), `exit_status` (the [`ExitInfo`] the per-task supervisor
 //! writes when the task ends, whoever its parent is by then), and the `stdout`/`stderr` logs
-//! (for a Docker task, copied from the container with `log_cursor` saying how far, see
-//! [`crate::docker_logs`]).
+//! (for a Docker task, copied from the container, with `log_cursor` saying how far).
 //! Terminal sandboxes are kept so logs stay readable; [`gc_victims`] picks which to remove.
 
 use std::io;
@@ -17,6 +16,8 @@ pub const RECORD_FILE: &str = "task.json";
 pub const EXIT_FILE: &str = "exit_status";
 pub const STDOUT_FILE: &str = "stdout";
 pub const STDERR_FILE: &str = "stderr";
+/// A Docker task's: the timestamp of the last log entry copied into the logs.
+pub const LOG_CURSOR_FILE: &str = "log_cursor";
 
 /// Terminal sandboxes always kept (the newest ones).
 pub const GC_KEEP_NEWEST: usize = 50;

@@ -137,7 +137,7 @@ impl ServeArgs {
             min_session_ttl: self.session_ttl_min,
             enable_script_checks: self.enable_script_checks,
             max_pending_writes: self.max_pending_writes,
-            http: self.http.limits(crate::core::DRAIN),
+            http: self.http.limits(crate::serve::DRAIN),
             log_tap,
         }
     }

@@ -19,7 +19,9 @@ use serde_json::{Value, json};
 use super::respond::{json_map_plain, json_plain};
 use super::{HttpError, HttpResult, Query, Read, decode_body, decode_value};
 use crate::core::Core;
-use crate::server_node::{CONSUL_VERSION, SERF_CHECK_ID, is_server_check, is_server_service};
+use crate::server_node::{
+    CONSUL_VERSION, SERF_CHECK_ID, is_server_check, is_server_service, origin_coordinate,
+};
 use crate::watch::Topic;
 use crate::writer::Command;
 
@@ -126,7 +128,7 @@ pub async fn self_info(State(core): State<Arc<Core>>) -> HttpResult {
             "ACLsEnabled": false,
             "DataDir": cfg.data_dir.as_ref().map(|d| d.display().to_string()).unwrap_or_default(),
         },
-        "Coord": super::coordinate::origin(),
+        "Coord": origin_coordinate(),
         "Member": self_member(&core, &id, false),
         "Stats": {
             "agent": {

@@ -3,25 +3,18 @@
 //! may store coordinates of other nodes, and reads return them as Consul does (without Consul's
 //! five-second batching: an update is readable once acknowledged).
 
-use serde_json::{Value, json};
-
-/// Serf's initial coordinate: 8 zero dimensions, the maximum error, no adjustment, the minimum
-/// height.
-pub fn origin() -> Value {
-    json!({"Vec": [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], "Error": 1.5, "Adjustment": 0.0,
-        "Height": 1e-05})
-}
-
 use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
+use serde_json::{Value, json};
 
 use super::respond::{blocking, json_list, json_plain};
 use super::{HttpError, HttpResult, Read, decode_value};
 use crate::core::Core;
+use crate::server_node::origin_coordinate;
 use crate::state::{State as CatalogState, Table};
 use crate::watch::Topic;
 use crate::writer::Command;
@@ -43,7 +36,7 @@ pub async fn datacenters(State(core): State<Arc<Core>>) -> HttpResult {
     let st = core.current.load();
     let own = st
         .doc(Table::Coordinates, &core.config.node)
-        .map_or_else(origin, |d| (*d.value).clone());
+        .map_or_else(origin_coordinate, |d| (*d.value).clone());
     Ok(json_plain(&[json!({
         "Datacenter": core.config.datacenter,
         "AreaID": "wan",

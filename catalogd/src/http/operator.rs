@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use super::respond::{blocking, json_plain, json_read};
 use super::{HttpError, HttpResult, Query, Read, decode_value};
 use crate::core::Core;
-use crate::server_node::{CONSUL_VERSION, is_server_service};
+use crate::server_node::{CONSUL_VERSION, default_autopilot, is_server_service};
 use crate::state::{AUTOPILOT_KEY, Table};
 use crate::watch::Topic;
 use crate::writer::{Command, Reply};
@@ -68,20 +68,6 @@ pub async fn remove_peer(State(core): State<Arc<Core>>, RawQuery(q): RawQuery) -
             "need at least one voter in configuration",
         )),
     }
-}
-
-/// Consul's default autopilot configuration.
-pub fn default_autopilot() -> Value {
-    json!({
-        "CleanupDeadServers": true,
-        "LastContactThreshold": "200ms",
-        "MaxTrailingLogs": 250,
-        "MinQuorum": 0,
-        "ServerStabilizationTime": "10s",
-        "RedundancyZoneTag": "",
-        "DisableUpgradeMigration": false,
-        "UpgradeVersionTag": "",
-    })
 }
 
 /// `GET /v1/operator/autopilot/configuration`.

@@ -14,7 +14,7 @@ use super::Shared;
 use super::supervise::{Driver, Launched};
 use crate::container::ContainerPlan;
 use crate::docker::{ContainerState, DockerError, Engine};
-use crate::exec::{KillReport, Outcome};
+use crate::outcome::{KillReport, Outcome};
 use crate::sandbox::TaskRecord;
 
 /// How long an ended container's remaining output may take to be copied.

@@ -10,8 +10,9 @@ use tokio::sync::mpsc;
 
 use super::Shared;
 use super::supervise::{Driver, Launched};
-use crate::exec::{self, KillReport, Launch, Outcome, Proc};
+use crate::exec::{self, Launch, Proc};
 use crate::limits::TaskLimits;
+use crate::outcome::{KillReport, Outcome};
 use crate::sandbox::{ExitInfo, TaskRecord};
 
 /// A task's process, followed until it ends.

@@ -12,7 +12,8 @@ use cairn_marathon::{TaskState, now_millis};
 
 use super::Shared;
 use super::supervise::{Start, finish};
-use crate::exec::{self, KillReport, Proc};
+use crate::exec::{self, Proc};
+use crate::outcome::KillReport;
 use crate::procfs::{Adoption, adoption, read_stat};
 use crate::sandbox::{self, ExitInfo, TaskRecord};
 
@@ -33,7 +34,7 @@ impl Shared {
         for rec in records {
             if rec.state.is_terminal() {
                 self.insert(rec, None);
-            } else if exec::wants_docker(&rec.spec) {
+            } else if crate::container::wants_docker(&rec.spec) {
                 self.recover_container(rec).await;
             } else {
                 self.recover_process(rec).await;

@@ -17,7 +17,8 @@ use tokio::sync::mpsc;
 use super::Shared;
 use super::docker_driver::ContainerTask;
 use super::exec_driver::ProcessTask;
-use crate::exec::{self, KillReport, Outcome, Proc};
+use crate::exec::{self, Proc};
+use crate::outcome::{KillReport, Outcome};
 use crate::sandbox::TaskRecord;
 
 /// How long a kill waits for the catalog to deregister the task's service before draining.
@@ -92,7 +93,7 @@ pub(super) async fn supervise(
                 shared.commit_end(&rec).await;
             }
         },
-        Start::New if exec::wants_docker(&rec.spec) => {
+        Start::New if crate::container::wants_docker(&rec.spec) => {
             start_new::<ContainerTask>(&shared, rec, kill_rx).await
         }
         Start::New => start_new::<ProcessTask>(&shared, rec, kill_rx).await,

@@ -19,6 +19,7 @@ use super::AgentConfig;
 use super::supervise::{Start, supervise};
 use crate::catalog::RunningTasks;
 use crate::docker::Engine;
+use crate::http::KnownTasks;
 use crate::limits::LimitMode;
 use crate::sandbox::{self, TaskRecord};
 use crate::status::StatusQueue;
@@ -231,6 +232,20 @@ impl RunningTasks for Shared {
             .filter(|e| e.record.state == TaskState::Running)
             .map(|e| e.record.spec.clone())
             .collect()
+    }
+}
+
+impl KnownTasks for Shared {
+    fn records(&self) -> Vec<TaskRecord> {
+        Shared::records(self)
+    }
+
+    fn record(&self, id: &str) -> Option<TaskRecord> {
+        Shared::record(self, id)
+    }
+
+    fn sandbox(&self, id: &str) -> PathBuf {
+        Shared::sandbox(self, id)
     }
 }
 
