@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use cairn_marathon::{Attributes, Constraint, Operator, PortRange};
+use cairn_marathon::{App, Attributes, Constraint, Operator, PortRange};
 use regex::Regex;
 
 /// One agent's unused resources and what already runs there.
@@ -108,6 +108,28 @@ pub struct Demand<'a> {
     /// mappings with a `hostPort`), 0 where any free port will do; empty when none is fixed.
     pub required_ports: Vec<u16>,
     pub constraints: &'a [Constraint],
+}
+
+impl<'a> Demand<'a> {
+    /// What one task of `app` needs: its resources, its host ports (the fixed ones, when the app
+    /// fixes any: requirePorts, or port mappings with a hostPort) and its constraints.
+    pub fn of(app: &'a App) -> Demand<'a> {
+        let host_ports = app.host_port_demand();
+        let required_ports = if host_ports.iter().any(|p| *p != 0) {
+            host_ports
+        } else {
+            Vec::new()
+        };
+        Demand {
+            app_id: &app.id,
+            cpus: app.cpus,
+            mem: app.mem,
+            disk: app.disk,
+            ports: app.port_count(),
+            required_ports,
+            constraints: &app.constraints,
+        }
+    }
 }
 
 /// Where one task went.

@@ -198,16 +198,7 @@ pub async fn accept(
             // Check everything fits before creating anything: all tasks or none.
             let mut placements = Vec::new();
             for app in &apps {
-                let demand = Demand {
-                    app_id: &app.id,
-                    cpus: app.cpus,
-                    mem: app.mem,
-                    disk: app.disk,
-                    ports: app.port_count(),
-                    required_ports: Vec::new(),
-                    constraints: &[],
-                };
-                let mut placer = Placer::new(&here, demand).map_err(ApiError::BadRequest)?;
+                let mut placer = Placer::new(&here, Demand::of(app)).map_err(ApiError::BadRequest)?;
                 let p = placer.place_one(&mut here).map_err(|why| {
                     ApiError::Conflict(format!(
                         "offer {id} is no longer valid: the agent's free resources changed ({why})"

@@ -170,21 +170,7 @@ pub struct Placed {
 /// Places up to `count` tasks of `app` on `offers` (bin-packing within its constraints and
 /// host ports), taking what each uses out of its offer.
 pub fn place(app: &App, count: usize, offers: &mut [Offer]) -> Placed {
-    let host_ports = app.host_port_demand();
-    let required: Vec<u16> = if host_ports.iter().any(|p| *p != 0) {
-        host_ports
-    } else {
-        Vec::new()
-    };
-    let demand = Demand {
-        app_id: &app.id,
-        cpus: app.cpus,
-        mem: app.mem,
-        disk: app.disk,
-        ports: app.port_count(),
-        required_ports: required,
-        constraints: &app.constraints,
-    };
+    let demand = Demand::of(app);
     let mut out = Placed::default();
     let mut placer = match Placer::new(offers, demand) {
         Ok(p) => p,
