@@ -229,7 +229,11 @@ impl Catalog {
         } = self;
         // The writer stops once the last handle is gone; HTTP handlers have finished by now.
         drop(core);
-        let _ = tokio::task::spawn_blocking(move || writer_thread.join()).await;
+        match tokio::task::spawn_blocking(move || writer_thread.join()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => tracing::error!("the writer thread had panicked before shutdown"),
+            Err(e) => tracing::error!(error = %e, "waiting for the writer thread failed"),
+        }
     }
 }
 

@@ -160,6 +160,7 @@ fn watch_files(
         }
         for p in &event.paths {
             if let Some(i) = wanted.iter().position(|w| w == p) {
+                // The engine is gone when tmpl is stopping: nobody to tell.
                 let _ = tx.send(Event::TemplateChanged(originals[i].clone()));
             }
         }
@@ -196,6 +197,7 @@ async fn watch(cli_catalog: &CatalogArgs, args: WatchArgs) -> anyhow::Result<()>
                 _ = int.recv() => Event::Stop,
             };
             if let Some(tx) = to.lock_or_exit("signal forwarding").as_ref() {
+                // The engine is gone when tmpl is stopping: nobody to tell.
                 let _ = tx.send(event);
             }
         }
