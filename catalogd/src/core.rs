@@ -221,6 +221,7 @@ impl Catalog {
         self.store_probe.abort();
         // Both were aborted just now: their join errors say "cancelled", nothing to report.
         let _ = self.sweeper.await;
+        // Same: aborted just now.
         let _ = self.store_probe.await;
         let Catalog {
             core,
