@@ -223,6 +223,7 @@ impl Catalog {
         self.store_probe.abort();
         // Both were aborted just now: their join errors say "cancelled", nothing to report.
         let _ = self.sweeper.await;
+        // Same: aborted just now.
         let _ = self.store_probe.await;
         let Catalog {
             core,
@@ -231,7 +232,11 @@ impl Catalog {
         } = self;
         // The writer stops once the last handle is gone; HTTP handlers have finished by now.
         drop(core);
-        let _ = tokio::task::spawn_blocking(move || writer_thread.join()).await;
+        match tokio::task::spawn_blocking(move || writer_thread.join()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => tracing::error!("the writer thread had panicked before shutdown"),
+            Err(e) => tracing::error!(error = %e, "waiting for the writer thread failed"),
+        }
     }
 }
 

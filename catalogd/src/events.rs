@@ -9,6 +9,7 @@ use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use cairn_cli::LockOrExit as _;
 use tokio::sync::Notify;
 
 /// Events an agent keeps (Consul's `eventBuf`).
@@ -99,7 +100,7 @@ impl EventBuffer {
         if node_ok && service_ok && event.name != "_rexec" {
             let mut kept = event.clone();
             kept.ltime = self.clock.fetch_add(1, Ordering::Relaxed) + 1;
-            let mut events = self.events.lock().unwrap_or_else(|p| p.into_inner());
+            let mut events = self.events.lock_or_exit("event buffer");
             if events.len() == BUFFER {
                 events.pop_front();
             }
@@ -113,8 +114,7 @@ impl EventBuffer {
     /// Events kept, oldest first, optionally only those named `name`.
     pub fn list(&self, name: Option<&str>) -> Vec<UserEvent> {
         self.events
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .lock_or_exit("event buffer")
             .iter()
             .filter(|e| name.is_none_or(|n| e.name == n))
             .cloned()

@@ -12,6 +12,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use cairn_cli::LockOrExit as _;
 use tokio::sync::Notify;
 
 use crate::state::{NodeKey, TtlChange};
@@ -65,7 +66,7 @@ pub struct Timers {
 
 impl Timers {
     fn lock(&self) -> std::sync::MutexGuard<'_, Deadlines> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        self.inner.lock_or_exit("TTL deadlines")
     }
 
     /// Applies the TTL changes of a committed batch.

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use cairn_cli::LockOrExit as _;
 use tokio::sync::Notify;
 
 use crate::state::Changes;
@@ -64,11 +65,7 @@ impl Subscription<'_> {
 
 impl Drop for Subscription<'_> {
     fn drop(&mut self) {
-        let mut topics = self
-            .registry
-            .topics
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut topics = self.registry.topics.lock_or_exit("watch topics");
         // Clones are only made under this lock: 2 = the map's and ours.
         if Arc::strong_count(&self.notify) == 2 && topics.map.remove(&self.topic).is_some() {
             topics.kv -= usize::from(is_kv(&self.topic));
@@ -78,7 +75,7 @@ impl Drop for Subscription<'_> {
 
 impl Registry {
     pub fn subscribe(&self, topic: Topic) -> Subscription<'_> {
-        let mut topics = self.topics.lock().unwrap_or_else(|p| p.into_inner());
+        let mut topics = self.topics.lock_or_exit("watch topics");
         let kv = is_kv(&topic);
         let notify = match topics.map.get(&topic) {
             Some(n) => n.clone(),
@@ -97,7 +94,7 @@ impl Registry {
     /// Shutdown: wakes every waiter and tells it to answer now.
     pub fn release_all(&self) {
         self.closing.store(true, Ordering::SeqCst);
-        let topics = self.topics.lock().unwrap_or_else(|p| p.into_inner());
+        let topics = self.topics.lock_or_exit("watch topics");
         for n in topics.map.values() {
             n.notify_waiters();
         }
@@ -106,7 +103,7 @@ impl Registry {
     /// Wakes every waiter after the state was replaced (see `generation`).
     pub fn wake_all(&self) {
         self.generation.fetch_add(1, Ordering::SeqCst);
-        let topics = self.topics.lock().unwrap_or_else(|p| p.into_inner());
+        let topics = self.topics.lock_or_exit("watch topics");
         for n in topics.map.values() {
             n.notify_waiters();
         }
@@ -124,16 +121,12 @@ impl Registry {
 
     /// Number of topics with waiters (for metrics).
     pub fn topic_count(&self) -> usize {
-        self.topics
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .map
-            .len()
+        self.topics.lock_or_exit("watch topics").map.len()
     }
 
     /// Wakes every waiter whose data `changes` touched.
     pub fn publish(&self, changes: &Changes) {
-        let topics = self.topics.lock().unwrap_or_else(|p| p.into_inner());
+        let topics = self.topics.lock_or_exit("watch topics");
         if topics.map.is_empty() {
             return;
         }

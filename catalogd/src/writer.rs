@@ -268,6 +268,7 @@ fn commit_group(parts: &WriterParts, delays: &mut LockDelays, group: &mut Vec<Re
                 tracing::debug!(error = %why, "commit failed; the batch was not applied");
                 parts.store_health.failed(&why);
                 for (reply, _) in replies {
+                    // A caller that gave up waiting has no one to tell.
                     let _ = reply.send(Err(WriteError::Store(why.clone())));
                 }
                 return;
@@ -293,6 +294,7 @@ fn commit_group(parts: &WriterParts, delays: &mut LockDelays, group: &mut Vec<Re
                 .writes_rejected
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
+        // A caller that gave up waiting has no one to tell.
         let _ = reply.send(r);
     }
     // Writers first, then watchers: the runtime schedules wake-ups in order, so a write to a key

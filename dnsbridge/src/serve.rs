@@ -142,7 +142,11 @@ pub async fn serve(
         .await
         .context("stopping the DNS server")?;
     for w in udp_workers {
-        let _ = tokio::task::spawn_blocking(move || w.join()).await;
+        match tokio::task::spawn_blocking(move || w.join()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => tracing::error!("a UDP worker thread had panicked before shutdown"),
+            Err(e) => tracing::error!(error = %e, "waiting for a UDP worker thread failed"),
+        }
     }
     tracing::info!("dnsbridge stopped");
     Ok(())

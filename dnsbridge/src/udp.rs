@@ -123,11 +123,13 @@ fn worker(
         }
         match respond(&buf[..n], &resolver, &view, &mut cache) {
             Reply::Send(bytes) => {
+                // A reply that cannot be sent is a lost datagram: the client asks again.
                 let _ = sock.send_to(&bytes, src);
             }
             Reply::Forward => {
                 let Some(permit) = resolver.forward_permit() else {
                     if let Some(bytes) = error_reply(&buf[..n], ResponseCode::ServFail) {
+                        // A lost datagram: the client asks again.
                         let _ = sock.send_to(&bytes, src);
                     }
                     continue;
@@ -154,6 +156,7 @@ fn worker(
                         None => error_reply(&raw, ResponseCode::ServFail),
                     };
                     if let Some(bytes) = reply {
+                        // A lost datagram: the client asks again.
                         let _ = sock.send_to(&bytes, src);
                     }
                 });

@@ -130,6 +130,8 @@ async fn once(specs: Vec<CheckSpec>, args: &RunArgs) -> Status {
     let mut runnable = Vec::new();
     let mut positions = Vec::new();
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    // Writing stops at the first error (a closed stdout), which is reported once at the end.
+    let mut printed: std::io::Result<()> = Ok(());
     for (i, b) in built.into_iter().enumerate() {
         match b {
             Ok(c) => {
@@ -138,7 +140,7 @@ async fn once(specs: Vec<CheckSpec>, args: &RunArgs) -> Status {
             }
             Err(r) => {
                 if !args.table {
-                    let _ = writeln!(out, "{}", line(i, &r));
+                    printed = printed.and_then(|()| writeln!(out, "{}", line(i, &r)));
                 }
                 results[i] = Some(r);
             }
@@ -148,7 +150,7 @@ async fn once(specs: Vec<CheckSpec>, args: &RunArgs) -> Status {
     while let Some((j, r)) = stream.next().await {
         let i = positions[j];
         if !args.table {
-            let _ = writeln!(out, "{}", line(i, &r));
+            printed = printed.and_then(|()| writeln!(out, "{}", line(i, &r)));
         }
         results[i] = Some(r);
     }
@@ -160,23 +162,30 @@ async fn once(specs: Vec<CheckSpec>, args: &RunArgs) -> Status {
             .max()
             .unwrap_or(4)
             .max(4);
-        let _ = writeln!(
-            out,
-            "{:<width$}  {:<8}  {:>8}  MESSAGE",
-            "NAME", "STATUS", "SECONDS"
-        );
-        for r in &results {
-            let _ = writeln!(
+        printed = printed.and_then(|()| {
+            writeln!(
                 out,
-                "{:<width$}  {:<8}  {:>8.3}  {}",
-                r.label,
-                r.status.as_str(),
-                r.duration,
-                r.message
-            );
+                "{:<width$}  {:<8}  {:>8}  MESSAGE",
+                "NAME", "STATUS", "SECONDS"
+            )
+        });
+        for r in &results {
+            printed = printed.and_then(|()| {
+                writeln!(
+                    out,
+                    "{:<width$}  {:<8}  {:>8.3}  {}",
+                    r.label,
+                    r.status.as_str(),
+                    r.duration,
+                    r.message
+                )
+            });
         }
     }
-    let _ = out.flush();
+    if let Err(e) = printed.and_then(|()| out.flush()) {
+        // The exit status still gives the worst result; say why its lines are missing.
+        eprintln!("healthcheck: writing the results to stdout failed: {e}");
+    }
     results.iter().fold(Status::Ok, |w, r| w.worst(r.status))
 }
 

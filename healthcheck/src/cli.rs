@@ -281,11 +281,13 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             use clap::error::ErrorKind;
             match e.kind() {
                 ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+                    // Help asked for on a closed stdout: there is nobody to show it to.
                     let _ = e.print();
                     return ExitCode::SUCCESS;
                 }
                 ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
-                    // Usage to stderr for the human; the one status line to stdout for the monitor.
+                    // Usage to stderr for the human (if stderr is closed, nobody is there to read
+                    // it); the one status line to stdout for the monitor.
                     let _ = e.print();
                     return unknown(
                         "missing subcommand: one of http, tcp, dns, exec, file, run, agent",

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-
+use cairn_cli::LockOrExit as _;
 use cairn_marathon::{App, DesiredTasks, now_millis};
 use cairn_store::{Batch, Outcome, Store};
 use tokio::sync::watch;
@@ -224,7 +224,7 @@ impl Core {
 
     /// Copies the agents' latest heartbeats into `state` (memory only: no record is touched).
     fn fold_heartbeats(&self, state: &mut State) {
-        let mut beats = self.heartbeats.lock().unwrap_or_else(|p| p.into_inner());
+        let mut beats = self.heartbeats.lock_or_exit("agent heartbeats");
         // Agents forgotten meanwhile need no heartbeat.
         beats.retain(|node, _| state.agents.contains_key(node));
         for (node, &seen) in beats.iter() {
@@ -239,17 +239,13 @@ impl Core {
 
     fn heartbeat(&self, node: &str) {
         self.heartbeats
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .lock_or_exit("agent heartbeats")
             .insert(node.to_string(), now_millis());
     }
 
     /// The stream of catalog services to deregister, for the one task that does it.
     pub fn stale_services(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<(String, String)>> {
-        self.stale_rx
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
+        self.stale_rx.lock_or_exit("stale services receiver").take()
     }
 
     /// One stored version of an app (read on a blocking thread: it is a disk read).
@@ -586,7 +582,7 @@ mod tests {
 
     impl SlowDisk {
         fn hold(&self, on: bool) {
-            *self.held.lock().unwrap_or_else(|p| p.into_inner()) = on;
+            *self.held.lock().unwrap() = on;
             self.released.notify_all();
         }
     }
@@ -602,12 +598,12 @@ mod tests {
             self.inner.scan_prefix(prefix)
         }
         fn commit(&self, batch: Batch) -> Result<Outcome, cairn_store::StoreError> {
-            let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+            let mut held = self.held.lock().unwrap();
             if *held {
                 self.entered.notify_one();
             }
             while *held {
-                held = self.released.wait(held).unwrap_or_else(|p| p.into_inner());
+                held = self.released.wait(held).unwrap();
             }
             self.inner.commit(batch)
         }

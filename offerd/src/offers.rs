@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use cairn_cli::LockOrExit as _;
 use cairn_marathon::{Attributes, PortRange, Resources};
 use serde::Serialize;
 
@@ -112,7 +113,7 @@ impl OfferBook {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Book> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        self.inner.lock_or_exit("offer book")
     }
 
     /// The offers valid for `framework` now: those it holds already, plus one new offer per

@@ -14,16 +14,16 @@
 //!
 //! Errors are JSON `{"error": "..."}`: 404 for an unknown task, 400 for bad parameters.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use cairn_http::QueryParams;
 use cairn_marathon::{TaskState, iso8601_millis};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
@@ -119,15 +119,6 @@ async fn list(State(app): State<App>) -> Response {
     Json(tasks).into_response()
 }
 
-/// Parses `true`/`false` (and `1`/`0`; a bare `follow` means true).
-fn parse_bool(v: &str) -> Option<bool> {
-    match v {
-        "" | "true" | "1" => Some(true),
-        "false" | "0" => Some(false),
-        _ => None,
-    }
-}
-
 /// What `GET /v1/tasks/{id}/logs` asks for.
 #[derive(Debug)]
 struct LogQuery {
@@ -139,24 +130,18 @@ struct LogQuery {
 }
 
 impl LogQuery {
-    fn parse(q: &BTreeMap<String, String>) -> Result<LogQuery, String> {
-        let file = match q.get("stream").map(String::as_str).unwrap_or("stdout") {
+    fn parse(q: &QueryParams) -> Result<LogQuery, String> {
+        let file = match q.first("stream").unwrap_or("stdout") {
             "stdout" => STDOUT_FILE,
             "stderr" => STDERR_FILE,
             other => return Err(format!("stream: {other:?} is not stdout or stderr")),
         };
-        let bytes = |name: &str| match q.get(name).map(|v| v.parse::<u64>()) {
-            None => Ok(None),
-            Some(Ok(v)) => Ok(Some(v)),
-            Some(Err(_)) => Err(format!("{name}: must be a non-negative number of bytes")),
-        };
-        let offset = bytes("offset")?.unwrap_or(0);
-        let length = bytes("length")?;
-        let follow = match q.get("follow").map(|f| parse_bool(f)) {
-            None => false,
-            Some(Some(f)) => f,
-            Some(None) => return Err("follow: must be true or false".into()),
-        };
+        let offset = q.u64("offset").map_err(|e| e.to_string())?.unwrap_or(0);
+        let length = q.u64("length").map_err(|e| e.to_string())?;
+        let follow = q
+            .bool("follow")
+            .map_err(|e| e.to_string())?
+            .unwrap_or(false);
         Ok(LogQuery {
             file,
             offset,
@@ -166,11 +151,7 @@ impl LogQuery {
     }
 }
 
-async fn logs(
-    State(app): State<App>,
-    Path(id): Path<String>,
-    Query(q): Query<BTreeMap<String, String>>,
-) -> Response {
+async fn logs(State(app): State<App>, Path(id): Path<String>, q: QueryParams) -> Response {
     if app.tasks.record(&id).is_none() {
         return error(StatusCode::NOT_FOUND, format!("unknown task {id:?}"));
     }
@@ -309,40 +290,28 @@ mod tests {
 
     #[test]
     fn log_queries() {
-        let q = |pairs: &[(&str, &str)]| {
-            LogQuery::parse(
-                &pairs
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
-            )
-        };
-        let all = q(&[]).unwrap();
+        let q = |raw: &str| LogQuery::parse(&QueryParams::parse(Some(raw)));
+        let all = q("").unwrap();
         assert_eq!(
             (all.file, all.offset, all.length, all.follow),
             (STDOUT_FILE, 0, None, false)
         );
-        let some = q(&[
-            ("stream", "stderr"),
-            ("offset", "5"),
-            ("length", "10"),
-            ("follow", ""),
-        ])
-        .unwrap();
+        let some = q("stream=stderr&offset=5&length=10&follow").unwrap();
         assert_eq!(
             (some.file, some.offset, some.length, some.follow),
             (STDERR_FILE, 5, Some(10), true)
         );
-        assert!(q(&[("length", "-1")]).unwrap_err().starts_with("length:"));
-        assert!(q(&[("offset", "x")]).unwrap_err().starts_with("offset:"));
-        assert!(q(&[("stream", "both")]).unwrap_err().starts_with("stream:"));
-    }
-
-    #[test]
-    fn follow_values() {
-        assert_eq!(parse_bool("true"), Some(true));
-        assert_eq!(parse_bool(""), Some(true));
-        assert_eq!(parse_bool("0"), Some(false));
-        assert_eq!(parse_bool("yes"), None);
+        for (raw, follow) in [
+            ("follow=true", true),
+            ("follow=0", false),
+            ("follow=False", false),
+        ] {
+            assert_eq!(q(raw).unwrap().follow, follow, "{raw}");
+        }
+        let refused = |raw: &str| q(raw).unwrap_err();
+        assert!(refused("length=-1").starts_with("query parameter length:"));
+        assert!(refused("offset=x").starts_with("query parameter offset:"));
+        assert!(refused("follow=yes").starts_with("query parameter follow:"));
+        assert!(refused("stream=both").starts_with("stream:"));
     }
 }

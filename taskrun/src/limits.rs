@@ -216,7 +216,9 @@ fn setup_cgroup_v2(root: &Path) -> Result<PathBuf, CgroupError> {
         };
         if let Err(e) = std::fs::write(&subtree, "+memory +cpu") {
             if let Some(leaf) = moved {
+                // Best-effort undo on the way to reporting `e`, the error that matters.
                 let _ = std::fs::write(base.join("cgroup.procs"), &pid);
+                // Same: an empty leaf left behind is harmless.
                 let _ = std::fs::remove_dir(leaf);
             }
             return Err(io_at(&subtree)(e));
@@ -225,7 +227,11 @@ fn setup_cgroup_v2(root: &Path) -> Result<PathBuf, CgroupError> {
     let probe = base.join("taskrun.probe");
     std::fs::create_dir(&probe).map_err(io_at(&probe))?;
     let usable = probe.join("memory.max").exists() && probe.join("cpu.max").exists();
-    let _ = std::fs::remove_dir(&probe);
+    if let Err(e) = std::fs::remove_dir(&probe) {
+        // The answer is `usable` either way, but a probe left behind must be seen: the next
+        // start's create_dir of it would fail.
+        tracing::warn!(path = %probe.display(), error = %e, "removing the cgroup probe failed");
+    }
     if !usable {
         return Err(CgroupError::MissingControllers(base));
     }

@@ -150,7 +150,10 @@ async fn run_task(spec: TaskSpec, sandbox: PathBuf, opts: RunOptions) -> Result<
         Ok(s) => s,
         Err(e) => {
             rec.set_state(TaskState::Failed, e.to_string(), now_millis());
-            let _ = rec.save(&sandbox);
+            if let Err(saving) = rec.save(&sandbox) {
+                // The start failure is the error returned; the record only reflects it.
+                tracing::warn!(sandbox = %sandbox.display(), error = %saving, "recording the failed start failed");
+            }
             return Err(e.into());
         }
     };
@@ -173,6 +176,8 @@ async fn run_task(spec: TaskSpec, sandbox: PathBuf, opts: RunOptions) -> Result<
         _ = int.recv() => kill(&mut proc, grace, &mut term, &mut int).await,
     };
     stop_tail.cancel();
+    // The relay of the log to our stdout ends with the task; a panic in it is the runtime's to
+    // report and changes nothing about the task's outcome.
     let _ = tail.await;
 
     let out = exec::outcome(ExitInfo::read(&sandbox), wait, killed);

@@ -264,7 +264,9 @@ impl Watcher {
 
 impl Drop for Watcher {
     fn drop(&mut self) {
+        // The process may have exited already; the wait below reaps it either way.
         let _ = self.child.kill();
+        // Only reaps it; how a killed process exited says nothing here.
         let _ = self.child.wait();
     }
 }
@@ -330,6 +332,7 @@ async fn watch_once_prints_the_current_answer_and_exits() {
             break status;
         }
         if Instant::now() > deadline {
+            // The process may have exited already: nothing to report.
             let _ = child.kill();
             panic!("watch --once did not exit within 20s");
         }

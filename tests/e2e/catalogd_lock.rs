@@ -87,7 +87,9 @@ impl LockRun {
 
 impl Drop for LockRun {
     fn drop(&mut self) {
+        // The process may have exited already; the wait below reaps it either way.
         let _ = self.child.kill();
+        // Only reaps it; how a killed process exited says nothing here.
         let _ = self.child.wait();
     }
 }
@@ -694,6 +696,7 @@ async fn events_fire_list_and_follow() {
     let stdout = follow.stdout.take().unwrap();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            // The test stopped listening: the lines are not needed any more.
             let _ = tx.send(line);
         }
     });
@@ -712,7 +715,9 @@ async fn events_fire_list_and_follow() {
         lines.recv_timeout(Duration::from_millis(500)).is_err(),
         "printed once"
     );
+    // The process may have exited already; the wait below reaps it either way.
     let _ = follow.kill();
+    // Only reaps it; how a killed process exited says nothing here.
     let _ = follow.wait();
 }
 

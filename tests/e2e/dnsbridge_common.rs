@@ -129,7 +129,9 @@ impl Bridge {
                 return (status, sent.elapsed());
             }
             if sent.elapsed() > within {
+                // The process may have exited already; the wait below reaps it either way.
                 let _ = c.kill();
+                // Only reaps it; how a killed process exited says nothing here.
                 let _ = c.wait();
                 panic!(
                     "dnsbridge did not stop within {within:?} of kill {signal}; log:\n{}",
@@ -231,7 +233,9 @@ impl Bridge {
 impl Drop for Bridge {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
+            // The process may have exited already; the wait below reaps it either way.
             let _ = c.kill();
+            // Only reaps it; how a killed process exited says nothing here.
             let _ = c.wait();
         }
     }
@@ -754,7 +758,9 @@ impl Dnsmasq {
 
 impl Drop for Dnsmasq {
     fn drop(&mut self) {
+        // The process may have exited already; the wait below reaps it either way.
         let _ = self.child.kill();
+        // Only reaps it; how a killed process exited says nothing here.
         let _ = self.child.wait();
     }
 }

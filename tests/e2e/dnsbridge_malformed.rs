@@ -267,6 +267,7 @@ fn tcp_send(port: u16, bytes: &[u8], half_close: bool) -> Vec<Vec<u8>> {
         return Vec::new();
     }
     if half_close {
+        // The server may have closed the connection already; what it answered is checked below.
         let _ = s.shutdown(Shutdown::Write);
     }
     let mut frames = Vec::new();

@@ -256,6 +256,7 @@ impl RogueRecursor {
                     reply(id, &other, [127, 0, 0, 67]),
                     reply(id, &name, [127, 0, 0, 77]),
                 ] {
+                    // A fake upstream: a lost datagram is a timeout the test would see.
                     let _ = sock.send_to(&bytes, from);
                 }
             }
@@ -331,6 +332,7 @@ async fn forwarding_is_bounded() {
     let deadline = Instant::now() + Duration::from_secs(20);
     while rogue.asked() < 4 {
         assert!(Instant::now() < deadline, "forwarding never resumed");
+        // Only makes the rogue upstream be asked; the answer does not matter.
         let _ = try_ask_udp(b.port, "later.example.test", RecordType::A, None);
     }
 }

@@ -32,12 +32,16 @@ impl Target {
             while !st.load(Ordering::SeqCst) {
                 match listener.accept() {
                     Ok((mut conn, _)) => {
+                        // A failed option only makes the exchange below fail, which the test sees.
                         let _ = conn.set_nonblocking(false);
+                        // A failed option only makes the exchange below fail, which the test sees.
                         let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
                         let mut buf = [0u8; 4096];
+                        // The request is not inspected; a client that left gets no answer.
                         let _ = conn.read(&mut buf);
                         let code = s.load(Ordering::SeqCst);
                         let body = format!("status {code}");
+                        // A client that left needs no answer.
                         let _ = write!(
                             conn,
                             "HTTP/1.1 {code} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -62,7 +66,9 @@ struct Agent(Child);
 
 impl Drop for Agent {
     fn drop(&mut self) {
+        // The process may have exited already; the wait below reaps it either way.
         let _ = self.0.kill();
+        // Only reaps it; how a killed process exited says nothing here.
         let _ = self.0.wait();
     }
 }

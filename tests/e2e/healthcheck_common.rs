@@ -179,11 +179,13 @@ pub fn healthcheck_with(args: &[&str], stdin: Option<&[u8]>) -> Run {
     let mut pipe_in = child.stdin.take().expect("stdin");
     // A writer thread, so a large batch on stdin cannot deadlock against a full stdout pipe.
     let writer = std::thread::spawn(move || {
+        // healthcheck may exit before reading all of stdin; the test checks its output.
         let _ = pipe_in.write_all(&input);
     });
     let reader = |mut r: Box<dyn std::io::Read + Send>| {
         std::thread::spawn(move || {
             let mut buf = Vec::new();
+            // A read error ends the capture; the test checks what was read.
             let _ = r.read_to_end(&mut buf);
             String::from_utf8_lossy(&buf).into_owned()
         })
@@ -195,13 +197,16 @@ pub fn healthcheck_with(args: &[&str], stdin: Option<&[u8]>) -> Run {
             break s;
         }
         if started.elapsed() > DEADLINE {
+            // The process may have exited already; the wait below reaps it either way.
             let _ = child.kill();
+            // Only reaps it; how a killed process exited says nothing here.
             let _ = child.wait();
             panic!("healthcheck {args:?} did not finish within {DEADLINE:?}");
         }
         std::thread::sleep(Duration::from_millis(5));
     };
     let elapsed = started.elapsed();
+    // The writer ignores its errors and cannot panic.
     let _ = writer.join();
     Run {
         args: args.iter().map(|s| s.to_string()).collect(),
@@ -315,9 +320,11 @@ impl HttpServer {
 impl Drop for HttpServer {
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {
+            // The server thread may have stopped already.
             let _ = stop.send(());
         }
         if let Some(t) = self.thread.take() {
+            // A panic in the server thread has failed the request the test made already.
             let _ = t.join();
         }
     }

@@ -101,7 +101,9 @@ impl Dnsmasq {
 
 impl Drop for Dnsmasq {
     fn drop(&mut self) {
+        // The process may have exited already; the wait below reaps it either way.
         let _ = self.child.kill();
+        // Only reaps it; how a killed process exited says nothing here.
         let _ = self.child.wait();
     }
 }

@@ -280,7 +280,9 @@ impl HttpsServer {
 
 impl Drop for HttpsServer {
     fn drop(&mut self) {
+        // The process may have exited already; the wait below reaps it either way.
         let _ = self.child.kill();
+        // Only reaps it; how a killed process exited says nothing here.
         let _ = self.child.wait();
     }
 }

@@ -345,6 +345,7 @@ fn forever_repeats_each_check_on_its_interval() {
         Some(&1),
         "the 1h check ran once so far: {by_name:?}"
     );
+    // If kill cannot run, the wait below never sees the exit and the test times out.
     let _ = std::process::Command::new("kill")
         .arg("-TERM")
         .arg(child.id().to_string())

@@ -31,6 +31,7 @@ fn listener(mode: Mode) -> u16 {
                 Mode::Silent => held.push(conn),
                 Mode::Pong { delay } => {
                     std::thread::spawn(move || {
+                        // A fake server: a socket option that fails only makes the exchange below fail, which the test sees.
                         let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
                         let mut got = Vec::new();
                         let mut buf = [0u8; 256];
@@ -41,6 +42,7 @@ fn listener(mode: Mode) -> u16 {
                             }
                         }
                         std::thread::sleep(delay);
+                        // A client that left needs no answer.
                         let _ = conn.write_all(b"+PONG\r\n");
                     });
                 }

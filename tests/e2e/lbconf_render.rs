@@ -46,7 +46,9 @@ impl Backend {
 
 impl Drop for Backend {
     fn drop(&mut self) {
+        // The process may have exited already; the wait below reaps it either way.
         let _ = self.child.kill();
+        // Only reaps it; how a killed process exited says nothing here.
         let _ = self.child.wait();
     }
 }
@@ -55,7 +57,9 @@ struct Haproxy(Child);
 
 impl Drop for Haproxy {
     fn drop(&mut self) {
+        // The process may have exited already; the wait below reaps it either way.
         let _ = self.0.kill();
+        // Only reaps it; how a killed process exited says nothing here.
         let _ = self.0.wait();
     }
 }

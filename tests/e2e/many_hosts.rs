@@ -422,6 +422,7 @@ impl Site {
                 }
                 return;
             }
+            // The last answer, replaced whole: a panic cannot leave it half-written.
             *last.lock().unwrap_or_else(|p| p.into_inner()) = raw;
             if Instant::now() > deadline {
                 panic!(

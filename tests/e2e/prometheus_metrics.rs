@@ -75,12 +75,15 @@ async fn prometheus_scrapes_catalogd() {
             }
         }
         if Instant::now() > deadline {
+            // The process may have exited already: nothing to report.
             let _ = prom.kill();
             panic!("Prometheus never scraped catalogd_kv_entries; last answer: {last}");
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
+    // The process may have exited already; the wait below reaps it either way.
     let _ = prom.kill();
+    // Only reaps it; how a killed process exited says nothing here.
     let _ = prom.wait();
     assert_eq!(value, "3", "catalogd_kv_entries as Prometheus stored it");
 }

@@ -23,6 +23,7 @@ struct RemoveOnDrop(String);
 
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
+        // The container may be gone already; clean-up is best effort.
         let _ = docker(&["rm", "-f", &self.0]);
     }
 }

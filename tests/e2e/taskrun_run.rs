@@ -70,6 +70,7 @@ fn wait_exit(child: &mut Child, what: &str) -> ExitStatus {
             return status;
         }
         if Instant::now() > deadline {
+            // The process may have exited already: nothing to report.
             let _ = child.kill();
             panic!("{what} did not exit within {DEADLINE:?}");
         }

@@ -187,11 +187,13 @@ pub fn run_in(
     let mut err = child.stderr.take().expect("stderr");
     let out_t = std::thread::spawn(move || {
         let mut s = String::new();
+        // A read error ends the capture; the test checks what was read.
         let _ = std::io::Read::read_to_string(&mut out, &mut s);
         s
     });
     let err_t = std::thread::spawn(move || {
         let mut s = String::new();
+        // A read error ends the capture; the test checks what was read.
         let _ = std::io::Read::read_to_string(&mut err, &mut s);
         s
     });
@@ -200,7 +202,9 @@ pub fn run_in(
             break status;
         }
         if started.elapsed() > DEADLINE {
+            // The process may have exited already; the wait below reaps it either way.
             let _ = child.kill();
+            // Only reaps it; how a killed process exited says nothing here.
             let _ = child.wait();
             panic!("tmpl {args:?} did not finish within {DEADLINE:?}");
         }
@@ -305,7 +309,9 @@ impl Watcher {
                 return status;
             }
             if start.elapsed() > within {
+                // The process may have exited already; the wait below reaps it either way.
                 let _ = c.kill();
+                // Only reaps it; how a killed process exited says nothing here.
                 let _ = c.wait();
                 panic!(
                     "tmpl {:?} did not exit within {within:?}; log:\n{}",
@@ -383,7 +389,9 @@ fn short(s: &str) -> String {
 impl Drop for Watcher {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
+            // The process may have exited already; the wait below reaps it either way.
             let _ = c.kill();
+            // Only reaps it; how a killed process exited says nothing here.
             let _ = c.wait();
         }
     }

@@ -60,7 +60,9 @@ fn pipe(catalog: &str, template: &str) -> Piped {
     let haproxy = match haproxy {
         Ok(h) => h,
         Err(e) => {
+            // The process may have exited already; the wait below reaps it either way.
             let _ = tmpl.kill();
+            // Only reaps it; how a killed process exited says nothing here.
             let _ = tmpl.wait();
             panic!(
                 "haproxy is not installed ({e}): run scripts/test, which installs it \
@@ -72,6 +74,7 @@ fn pipe(catalog: &str, template: &str) -> Piped {
     let out = haproxy.wait_with_output().expect("haproxy output");
     let mut tmpl_stderr = String::new();
     if let Some(mut e) = tmpl.stderr.take() {
+        // Only shown in a failure message: what could be read is enough.
         let _ = e.read_to_string(&mut tmpl_stderr);
     }
     let status = tmpl.wait().expect("tmpl status");

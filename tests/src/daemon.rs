@@ -208,7 +208,9 @@ impl Daemon {
     /// `kill -9`.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
+            // The process may have exited already; the wait below reaps it either way.
             let _ = c.kill();
+            // Only reaps it; how a killed process exited says nothing here.
             let _ = c.wait();
         }
     }
@@ -226,6 +228,7 @@ impl Daemon {
                 return status;
             }
             if Instant::now() > deadline {
+                // The process may have exited already: nothing to report.
                 let _ = c.kill();
                 panic!(
                     "{} did not stop within {within:?} of SIGTERM; log:\n{}",

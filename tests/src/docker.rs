@@ -170,6 +170,7 @@ pub fn remove_containers_of(work_dirs: &[PathBuf]) {
         }
         let mut args = vec!["rm", "-f", "-v"];
         args.extend(ids.iter().map(String::as_str));
+        // The containers may be gone already; clean-up is best effort.
         let _ = docker(&args);
     }
 }

@@ -14,7 +14,9 @@ pub struct Proc(pub Child);
 
 impl Drop for Proc {
     fn drop(&mut self) {
+        // The process may have exited already; the wait below reaps it either way.
         let _ = self.0.kill();
+        // Only reaps it; how a killed process exited says nothing here.
         let _ = self.0.wait();
     }
 }

@@ -101,6 +101,8 @@ impl Netns {
         if unsafe { libc::geteuid() } != 0 {
             return unavailable("the tests do not run as root".into());
         }
+        // Only orders the set-up of one test after another's (the host's interfaces are read
+        // afresh below): a test that panicked during its own set-up must not fail the next ones.
         let setup = SETUP.lock().unwrap_or_else(|p| p.into_inner());
         let in_use = match ip(&["-o", "-4", "addr", "show"]) {
             Ok(text) => text,

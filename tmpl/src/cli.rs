@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context as _, anyhow};
-use cairn_cli::{CatalogArgs, LogArgs};
+use cairn_cli::{CatalogArgs, LockOrExit as _, LogArgs};
 use clap::{Parser, Subcommand};
 use tokio::sync::mpsc;
 
@@ -160,6 +160,7 @@ fn watch_files(
         }
         for p in &event.paths {
             if let Some(i) = wanted.iter().position(|w| w == p) {
+                // The engine is gone when tmpl is stopping: nobody to tell.
                 let _ = tx.send(Event::TemplateChanged(originals[i].clone()));
             }
         }
@@ -195,7 +196,8 @@ async fn watch(cli_catalog: &CatalogArgs, args: WatchArgs) -> anyhow::Result<()>
                 _ = term.recv() => Event::Stop,
                 _ = int.recv() => Event::Stop,
             };
-            if let Some(tx) = to.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            if let Some(tx) = to.lock_or_exit("signal forwarding").as_ref() {
+                // The engine is gone when tmpl is stopping: nobody to tell.
                 let _ = tx.send(event);
             }
         }
@@ -229,7 +231,7 @@ async fn watch(cli_catalog: &CatalogArgs, args: WatchArgs) -> anyhow::Result<()>
                 .map_err(|e| anyhow!(e));
         }
         let (tx, rx) = mpsc::unbounded_channel();
-        *current.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx.clone());
+        *current.lock_or_exit("signal forwarding") = Some(tx.clone());
         let sources: Vec<PathBuf> = templates.iter().map(|t| t.source.clone()).collect();
         let _files = watch_files(&sources, tx);
         tracing::info!(templates = templates.len(), catalog = %url, "tmpl watching");

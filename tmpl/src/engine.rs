@@ -204,6 +204,8 @@ pub async fn run(
                         let previous = slot.command.take();
                         slot.command = Some(tokio::spawn(async move {
                             if let Some(p) = previous {
+                                // Only the order matters: the previous command logged its own
+                                // outcome, and a panic in it is the runtime's to report.
                                 let _ = p.await;
                             }
                             run_command(cmd, timeout, dest).await;

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use cairn_cli::LockOrExit as _;
 use serde_json::Value;
 use tera::Tera;
 
@@ -48,7 +49,7 @@ struct RenderState {
 type Shared = Arc<Mutex<RenderState>>;
 
 fn lock(s: &Shared) -> std::sync::MutexGuard<'_, RenderState> {
-    s.lock().unwrap_or_else(|p| p.into_inner())
+    s.lock_or_exit("template render state")
 }
 
 /// Looks a dependency up; records it as used, and as missing when not fetched yet.
@@ -419,14 +420,10 @@ impl Template {
             file: self.source.display().to_string(),
             message: describe(&e),
         };
-        let previous = self
-            .last_deps
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let previous = self.last_deps.lock_or_exit("template dependencies").clone();
         if let (Some(fast), Some(previous)) = (&self.fast, previous) {
             // Every list the template read last time is fetched: try the by-reference path.
-            let mut guard = self.services.lock().unwrap_or_else(|p| p.into_inner());
+            let mut guard = self.services.lock_or_exit("template service lists");
             let (lists, copied_at) = &mut *guard;
             for (dep, v) in data.iter() {
                 if let (
@@ -468,7 +465,7 @@ impl Template {
         let rendered = rendered.map_err(error)?;
         // What it read (fetched or still missing) is what the fast path must keep depending on.
         let (Rendered::Complete { deps, .. } | Rendered::Incomplete { deps, .. }) = &rendered;
-        *self.last_deps.lock().unwrap_or_else(|p| p.into_inner()) = Some(deps.clone());
+        *self.last_deps.lock_or_exit("template dependencies") = Some(deps.clone());
         Ok(rendered)
     }
 

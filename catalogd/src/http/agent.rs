@@ -17,7 +17,7 @@ use cairn_wire::{
 use serde_json::{Value, json};
 
 use super::respond::{json_map_plain, json_plain};
-use super::{HttpError, HttpResult, Query, Read, decode_body, decode_value};
+use super::{HttpError, HttpResult, QueryParams, Read, decode_body, decode_value};
 use crate::core::Core;
 use crate::server_node::{
     CONSUL_VERSION, SERF_CHECK_ID, is_server_check, is_server_service, origin_coordinate,
@@ -203,9 +203,9 @@ pub async fn version() -> HttpResult {
 /// `serfHealth` check): alive while it passes, failed once it does not. `?wan` with a value
 /// lists the WAN pool, where only servers are, named `<node>.<dc>`.
 pub async fn members(State(core): State<Arc<Core>>, RawQuery(q): RawQuery) -> HttpResult {
-    let query = Query::parse(q.as_deref());
-    let wan = query.get("wan").is_some_and(|v| !v.is_empty());
-    if let Some(seg) = query.get("segment")
+    let query = QueryParams::parse(q.as_deref());
+    let wan = query.first("wan").is_some_and(|v| !v.is_empty());
+    if let Some(seg) = query.first("segment")
         && !seg.is_empty()
         && seg != "_all"
     {
@@ -293,7 +293,7 @@ pub async fn service(
             })
     };
     let mut found = lookup(&core.current.load());
-    if let Some(wanted) = read.query.get("hash").filter(|h| !h.is_empty()) {
+    if let Some(wanted) = read.query.first("hash").filter(|h| !h.is_empty()) {
         let deadline = tokio::time::Instant::now() + read.opts.wait;
         let sub = core
             .registry
@@ -363,7 +363,7 @@ pub async fn health_by_id(
     Path(id): Path<String>,
     read: Read,
 ) -> HttpResult {
-    let text = read.query.get("format") == Some("text");
+    let text = read.query.first("format") == Some("text");
     let st = core.current.load();
     let Some((status, body)) = service_health(&core, &st, &id) else {
         let message = format!("ServiceId {id} not found");
@@ -387,7 +387,7 @@ pub async fn health_by_name(
     Path(name): Path<String>,
     read: Read,
 ) -> HttpResult {
-    let text = read.query.get("format") == Some("text");
+    let text = read.query.first("format") == Some("text");
     let st = core.current.load();
     let reports: Vec<(CheckStatus, Value)> = st
         .node_services(&core.config.node)
@@ -429,7 +429,7 @@ pub async fn register_service(
     let reg: AgentServiceRegistration = decode_body(&body)?;
     // Consul turns this on for `?replace-existing-checks`, `=` and `=true` only.
     let replace_checks = matches!(
-        Query::parse(q.as_deref()).get("replace-existing-checks"),
+        QueryParams::parse(q.as_deref()).first("replace-existing-checks"),
         Some("" | "true")
     );
     core.writer
@@ -467,8 +467,8 @@ pub async fn deregister_check(State(core): State<Arc<Core>>, Path(id): Path<Stri
 }
 
 async fn set_status(core: &Core, id: String, status: CheckStatus, q: Option<String>) -> HttpResult {
-    let output = Query::parse(q.as_deref())
-        .get("note")
+    let output = QueryParams::parse(q.as_deref())
+        .first("note")
         .unwrap_or_default()
         .to_string();
     core.writer
@@ -539,9 +539,9 @@ pub async fn update(
 }
 
 /// Reads `?enable=` as Consul does (Go's `strconv.ParseBool`).
-fn enable_param(query: &Query) -> Result<bool, HttpError> {
+fn enable_param(query: &QueryParams) -> Result<bool, HttpError> {
     let raw = query
-        .get("enable")
+        .first("enable")
         .ok_or_else(|| HttpError::bad_request("Missing value for enable"))?;
     match raw {
         "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(true),
@@ -555,12 +555,12 @@ fn enable_param(query: &Query) -> Result<bool, HttpError> {
 /// Puts a service (or, with `service_id` None, the whole node) in or out of maintenance: a
 /// critical check with Consul's reserved ID, so every health reader sees it.
 async fn maintenance(core: &Core, service_id: Option<String>, q: Option<String>) -> HttpResult {
-    let query = Query::parse(q.as_deref());
+    let query = QueryParams::parse(q.as_deref());
     if service_id.as_deref() == Some("") {
         return Err(HttpError::bad_request("Missing service ID"));
     }
     let enable = enable_param(&query)?;
-    let reason = query.get("reason").unwrap_or_default().to_string();
+    let reason = query.first("reason").unwrap_or_default().to_string();
     let node = core.config.node.clone();
     let check_id = match &service_id {
         Some(id) => {
@@ -687,12 +687,12 @@ pub async fn metrics(
     RawQuery(q): RawQuery,
     headers: axum::http::HeaderMap,
 ) -> HttpResult {
-    let query = Query::parse(q.as_deref());
+    let query = QueryParams::parse(q.as_deref());
     let accept = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    if query.get("format") == Some("prometheus")
+    if query.first("format") == Some("prometheus")
         || accept.starts_with("application/openmetrics-text")
         || accept.starts_with("text/plain; version=0.4.0")
     {
@@ -708,8 +708,8 @@ pub async fn metrics(
 /// record at or above the level asked for (records below the process's own log filter are never
 /// produced). A listener that falls behind skips records rather than slowing catalogd down.
 pub async fn monitor(State(core): State<Arc<Core>>, RawQuery(q): RawQuery) -> HttpResult {
-    let query = Query::parse(q.as_deref());
-    let raw = query.get("loglevel").unwrap_or("INFO");
+    let query = QueryParams::parse(q.as_deref());
+    let raw = query.first("loglevel").unwrap_or("INFO");
     let level = match raw.to_ascii_uppercase().as_str() {
         "" | "INFO" => tracing::Level::INFO,
         "TRACE" => tracing::Level::TRACE,
@@ -720,7 +720,7 @@ pub async fn monitor(State(core): State<Arc<Core>>, RawQuery(q): RawQuery) -> Ht
             return Err(HttpError::bad_request(format!("Unknown log level: {raw}")));
         }
     };
-    let as_json = query.flag("logjson");
+    let as_json = query.present("logjson");
     let mut rx = core.log_tap.subscribe();
     let closing = core.shutdown_token();
     let stream = async_stream_lines(move |tx| async move {

@@ -80,8 +80,8 @@ pub async fn connect(
 async fn instances(core: Arc<Core>, sel: Selection, read: Read) -> HttpResult {
     let Read { query, opts } = read;
     let tags: Vec<&str> = query.all("tag").collect();
-    let merge = query.flag("merge-central-config");
-    let peer = query.get("peer").is_some_and(|p| !p.is_empty());
+    let merge = query.present("merge-central-config");
+    let peer = query.first("peer").is_some_and(|p| !p.is_empty());
     let topic = match &sel {
         Selection::Service(name) => Topic::Service(name.clone()),
         _ => Topic::Catalog,
@@ -262,7 +262,7 @@ pub async fn node_services(
     read: Read,
 ) -> HttpResult {
     let Read { query, opts } = read;
-    let merge = query.flag("merge-central-config");
+    let merge = query.present("merge-central-config");
     let (idx, found) = blocking(&core, &opts, Topic::Node(node.clone()), |st| {
         let found = st.nodes.get(&node).map(|n| {
             let services: Vec<Value> = st

@@ -68,7 +68,7 @@ pub async fn get(
     let over = overrides(&body)?;
     let dc = read
         .query
-        .get("compile-dc")
+        .first("compile-dc")
         .filter(|d| !d.is_empty())
         .unwrap_or(&core.config.datacenter)
         .to_string();

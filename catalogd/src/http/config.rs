@@ -9,7 +9,7 @@ use axum::response::IntoResponse;
 use serde_json::Value;
 
 use super::respond::{blocking, json_plain, json_read, with_index};
-use super::{HttpError, HttpResult, Query, Read};
+use super::{HttpError, HttpResult, QueryParams, Read};
 use crate::config_entries::{EntryError, kind_fields, parse, render_entry};
 use crate::core::Core;
 use crate::state::Table;
@@ -17,9 +17,9 @@ use crate::watch::Topic;
 use crate::writer::{Command, Reply};
 
 /// `?cas=`, as Consul parses it (a bad value is a bare parse error, 500).
-fn cas_param(query: &Query) -> Result<Option<u64>, HttpError> {
+fn cas_param(query: &QueryParams) -> Result<Option<u64>, HttpError> {
     query
-        .get("cas")
+        .first("cas")
         .map(|v| {
             v.parse::<u64>().map_err(|_| {
                 HttpError::internal(format!("strconv.ParseUint: parsing {v:?}: invalid syntax"))
@@ -34,7 +34,7 @@ pub async fn apply(
     RawQuery(q): RawQuery,
     body: Bytes,
 ) -> HttpResult {
-    let cas = cas_param(&Query::parse(q.as_deref()))?;
+    let cas = cas_param(&QueryParams::parse(q.as_deref()))?;
     let decode = |why: String| HttpError::bad_request(format!("Request decoding failed: {why}"));
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(decode("EOF".into()));
@@ -158,7 +158,7 @@ pub async fn delete(
             "invalid name ({name:?}), only \"global\" is supported"
         )));
     }
-    let cas = cas_param(&Query::parse(q.as_deref()))?;
+    let cas = cas_param(&QueryParams::parse(q.as_deref()))?;
     let reply = core
         .writer
         .submit(Command::ConfigDelete { kind, name, cas })

@@ -46,7 +46,7 @@ pub async fn datacenters(State(core): State<Arc<Core>>) -> HttpResult {
 
 /// `GET /v1/coordinate/nodes`.
 pub async fn nodes(State(core): State<Arc<Core>>, read: Read) -> HttpResult {
-    let segment = read.query.get("segment").map(str::to_string);
+    let segment = read.query.first("segment").map(str::to_string);
     let (idx, list) = blocking(&core, &read.opts, Topic::Table(Table::Coordinates), |st| {
         // Every coordinate is in the default segment.
         let list = if segment.as_deref().is_some_and(|s| !s.is_empty()) {

@@ -6,7 +6,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 
 use super::respond::{json_plain, json_read, names};
-use super::{HttpError, HttpResult, Query, Read};
+use super::{HttpError, HttpResult, QueryParams, Read};
 use crate::core::Core;
 use crate::events::{LocalService, UserEvent, list_index};
 use crate::server_node::is_server_service;
@@ -21,8 +21,8 @@ pub async fn fire(
     if name.is_empty() {
         return Err(HttpError::bad_request("Missing name"));
     }
-    let query = Query::parse(q.as_deref());
-    let param = |k| query.get(k).unwrap_or_default().to_string();
+    let query = QueryParams::parse(q.as_deref());
+    let param = |k| query.first(k).unwrap_or_default().to_string();
     let event = UserEvent {
         id: uuid::Uuid::new_v4().to_string(),
         name,
@@ -52,7 +52,7 @@ pub async fn fire(
 /// `GET /v1/event/list?name=`: blocking on `index` by equality, as Consul's (the index is a
 /// hash of the newest event's ID, not a counter).
 pub async fn list(State(core): State<Arc<Core>>, read: Read) -> HttpResult {
-    let name = read.query.get("name").filter(|n| !n.is_empty());
+    let name = read.query.first("name").filter(|n| !n.is_empty());
     let mut events = core.events.list(name);
     let mut index = list_index(&events);
     if read.opts.index > 0 && index == read.opts.index {

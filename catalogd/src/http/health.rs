@@ -42,11 +42,11 @@ pub async fn ingress(
 /// ingress, where Consul ignores it.
 async fn entries(core: Arc<Core>, sel: Selection, read: Read) -> HttpResult {
     let Read { query, opts } = read;
-    let passing = query.flag("passing") && query.get("passing") != Some("false");
+    let passing = query.present("passing") && query.first("passing") != Some("false");
     let tags: Vec<&str> = query.all("tag").collect();
-    let merge = query.flag("merge-central-config");
+    let merge = query.present("merge-central-config");
     let peer =
-        query.get("peer").is_some_and(|p| !p.is_empty()) && !matches!(sel, Selection::Ingress(_));
+        query.first("peer").is_some_and(|p| !p.is_empty()) && !matches!(sel, Selection::Ingress(_));
     let topic = match &sel {
         Selection::Service(name) => Topic::Service(name.clone()),
         _ => Topic::Catalog,

@@ -10,7 +10,7 @@ use axum::response::IntoResponse;
 use cairn_wire::KvPair;
 
 use super::respond::{blocking, json_list, json_plain, json_read, with_index};
-use super::{HttpError, HttpResult, Query, Read};
+use super::{HttpError, HttpResult, QueryParams, Read};
 use crate::core::Core;
 use crate::state::{KvPut, State as CatalogState, prefix_range};
 use crate::watch::Topic;
@@ -51,10 +51,10 @@ pub async fn get_root(State(core): State<Arc<Core>>, req: Read) -> HttpResult {
 
 async fn read(core: Arc<Core>, key: String, req: Read) -> HttpResult {
     let Read { query, opts } = req;
-    let keys = query.flag("keys");
-    let recurse = query.flag("recurse") || keys;
-    let raw = query.flag("raw");
-    let separator = query.get("separator").map(str::to_string);
+    let keys = query.present("keys");
+    let recurse = query.present("recurse") || keys;
+    let raw = query.present("raw");
+    let separator = query.first("separator").map(str::to_string);
     if !recurse && key.is_empty() {
         return Err(HttpError::bad_request("Missing key name"));
     }
@@ -137,8 +137,8 @@ pub async fn put_root(
 }
 
 /// Reads an unsigned integer parameter as Consul does: a bad value is a bare parse error (500).
-fn consul_u64(query: &Query, name: &str) -> Result<Option<u64>, HttpError> {
-    match query.get(name) {
+fn consul_u64(query: &QueryParams, name: &str) -> Result<Option<u64>, HttpError> {
+    match query.first(name) {
         None => Ok(None),
         Some(v) => v.parse().map(Some).map_err(|_| {
             HttpError::internal(format!("strconv.ParseUint: parsing {v:?}: invalid syntax"))
@@ -155,13 +155,13 @@ fn conflicting(raw_query: Option<&str>) -> HttpError {
 }
 
 async fn write(core: Arc<Core>, key: String, q: Option<String>, body: Bytes) -> HttpResult {
-    let query = Query::parse(q.as_deref());
+    let query = QueryParams::parse(q.as_deref());
     if key.is_empty() {
         return Err(HttpError::bad_request("Missing key name"));
     }
     let cas = consul_u64(&query, "cas")?;
-    let acquire = query.get("acquire").map(str::to_string);
-    let release = query.get("release").map(str::to_string);
+    let acquire = query.first("acquire").map(str::to_string);
+    let release = query.first("release").map(str::to_string);
     if (cas.is_some() && (acquire.is_some() || release.is_some()))
         || (acquire.is_some() && release.is_some())
     {
@@ -205,8 +205,8 @@ pub async fn delete_root(State(core): State<Arc<Core>>, RawQuery(q): RawQuery) -
 }
 
 async fn remove(core: Arc<Core>, key: String, q: Option<String>) -> HttpResult {
-    let query = Query::parse(q.as_deref());
-    let recurse = query.flag("recurse");
+    let query = QueryParams::parse(q.as_deref());
+    let recurse = query.present("recurse");
     let cas = consul_u64(&query, "cas")?;
     if recurse && cas.is_some() {
         return Err(conflicting(q.as_deref()));

@@ -29,8 +29,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use serde::de::DeserializeOwned;
 
+use cairn_http::QueryParams;
 pub use error::{HttpError, HttpResult};
-pub use query::{Query, Read, ReadOpts};
+pub use query::{Read, ReadOpts};
 
 use crate::core::Core;
 
@@ -255,11 +256,11 @@ fn open_source(req: &Request) -> Result<(), HttpError> {
     if !raw.contains("ns=") && !raw.contains("partition=") {
         return Ok(());
     }
-    let q = Query::parse(Some(raw));
-    if q.get("ns").is_some_and(|v| !v.is_empty()) {
+    let q = QueryParams::parse(Some(raw));
+    if q.first("ns").is_some_and(|v| !v.is_empty()) {
         return refuse("Invalid query parameter: \"ns\"".into(), "Namespaces");
     }
-    if q.get("partition")
+    if q.first("partition")
         .is_some_and(|v| !v.is_empty() && v != "default")
     {
         return refuse(
@@ -278,7 +279,7 @@ fn local_datacenter(req: &Request, datacenter: &str) -> Result<(), HttpError> {
     if !raw.contains("dc=") || req.uri().path().starts_with("/v1/agent/") {
         return Ok(());
     }
-    match Query::parse(Some(raw)).get("dc") {
+    match QueryParams::parse(Some(raw)).first("dc") {
         Some(dc) if !dc.is_empty() && dc != datacenter => {
             Err(HttpError::internal("No path to datacenter"))
         }

@@ -10,7 +10,7 @@ use axum::extract::{RawQuery, State};
 use serde_json::{Value, json};
 
 use super::respond::{blocking, json_plain, json_read};
-use super::{HttpError, HttpResult, Query, Read, decode_value};
+use super::{HttpError, HttpResult, QueryParams, Read, decode_value};
 use crate::core::Core;
 use crate::server_node::{CONSUL_VERSION, default_autopilot, is_server_service};
 use crate::state::{AUTOPILOT_KEY, Table};
@@ -35,8 +35,8 @@ pub async fn raft_configuration(State(core): State<Arc<Core>>) -> HttpResult {
 
 /// `POST /v1/operator/raft/transfer-leader?id=`: there is no other server to hand over to.
 pub async fn transfer_leader(RawQuery(q): RawQuery) -> HttpResult {
-    let query = Query::parse(q.as_deref());
-    let why = match query.get("id").filter(|id| !id.is_empty()) {
+    let query = QueryParams::parse(q.as_deref());
+    let why = match query.first("id").filter(|id| !id.is_empty()) {
         Some(id) => format!("Could not find address for server id {id}"),
         None => "cannot find peer".to_string(),
     };
@@ -48,9 +48,9 @@ pub async fn transfer_leader(RawQuery(q): RawQuery) -> HttpResult {
 /// `DELETE /v1/operator/raft/peer?id=|address=`: only catalogd is in the configuration, and
 /// it cannot remove the last voter.
 pub async fn remove_peer(State(core): State<Arc<Core>>, RawQuery(q): RawQuery) -> HttpResult {
-    let query = Query::parse(q.as_deref());
-    let id = query.get("id").filter(|v| !v.is_empty());
-    let address = query.get("address").filter(|v| !v.is_empty());
+    let query = QueryParams::parse(q.as_deref());
+    let id = query.first("id").filter(|v| !v.is_empty());
+    let address = query.first("address").filter(|v| !v.is_empty());
     match (id, address) {
         (None, None) => Err(HttpError::bad_request(
             "Must specify either ?id with the server's ID or ?address with IP:port of peer to remove",
@@ -105,8 +105,8 @@ pub async fn autopilot_put(
     RawQuery(q): RawQuery,
     body: Bytes,
 ) -> HttpResult {
-    let query = Query::parse(q.as_deref());
-    let cas = match query.get("cas") {
+    let query = QueryParams::parse(q.as_deref());
+    let cas = match query.first("cas") {
         None => None,
         Some(v) => Some(
             v.parse::<u64>()

@@ -12,7 +12,7 @@ use cairn_query::{Near, PreparedQuery, ResolveError, execute, resolve, validate}
 use serde_json::{Value, json};
 
 use super::respond::{blocking, json_plain, json_read};
-use super::{HttpError, HttpResult, Query, Read, decode_keys, typed};
+use super::{HttpError, HttpResult, QueryParams, Read, decode_keys, typed};
 use crate::core::Core;
 use crate::state::{Selection, Table};
 use crate::watch::Topic;
@@ -171,8 +171,8 @@ fn resolve_error(e: ResolveError) -> HttpError {
 }
 
 /// Executes a query: `?near=`, `?limit=`, `?connect=`.
-fn run(core: &Core, name: &str, query: &Query, ip: Option<&str>) -> HttpResult {
-    let limit = match query.get("limit") {
+fn run(core: &Core, name: &str, query: &QueryParams, ip: Option<&str>) -> HttpResult {
+    let limit = match query.first("limit") {
         None => None,
         Some(v) => Some(v.parse::<usize>().map_err(|_| {
             HttpError::internal(format!(
@@ -180,7 +180,7 @@ fn run(core: &Core, name: &str, query: &Query, ip: Option<&str>) -> HttpResult {
             ))
         })?),
     };
-    let connect = match query.get("connect") {
+    let connect = match query.first("connect") {
         None | Some("") => false,
         Some(v) => {
             matches!(v, "1" | "t" | "T" | "TRUE" | "true" | "True")
@@ -208,7 +208,7 @@ fn run(core: &Core, name: &str, query: &Query, ip: Option<&str>) -> HttpResult {
     } else {
         Vec::new()
     };
-    let near_param = query.get("near").filter(|n| !n.is_empty());
+    let near_param = query.first("near").filter(|n| !n.is_empty());
     let near = Near {
         name: near_param.unwrap_or(&q.service.near),
         agent_node: &core.config.node,

@@ -8,7 +8,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
 
 use super::respond::with_index;
-use super::{HttpError, HttpResult, Query};
+use super::{HttpError, HttpResult, QueryParams};
 use crate::core::{Core, ensure_server_records};
 use crate::snapshot::{Server, restore, save};
 use crate::writer::Command;
@@ -51,7 +51,7 @@ pub async fn get(State(core): State<Arc<Core>>) -> HttpResult {
 /// blocking query answers, and catalogd's own server records are put back if the archive came
 /// from another catalog.
 pub async fn put(State(core): State<Arc<Core>>, RawQuery(q): RawQuery, body: Bytes) -> HttpResult {
-    if Query::parse(q.as_deref()).flag("stale") {
+    if QueryParams::parse(q.as_deref()).present("stale") {
         return Err(HttpError::internal("stale not allowed for restore"));
     }
     let (meta, state) = tokio::task::spawn_blocking(move || restore(&body))

@@ -362,6 +362,7 @@ impl State {
                     c.output
                 )
             };
+            // Its only error is an unknown check, and this one was just found.
             let _ = self.update_check(&key.0, &key.1, CheckStatus::Critical, output, ch);
         }
     }

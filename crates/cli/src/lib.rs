@@ -146,6 +146,7 @@ pub async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     {
+        // Without a Ctrl-C handler nothing will ever stop us but the process's end: stop now.
         let _ = tokio::signal::ctrl_c().await;
     }
 }

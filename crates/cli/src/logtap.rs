@@ -3,7 +3,6 @@
 //! formatted while nobody listens, and a slow listener skips records instead of holding the
 //! logger up (a bounded broadcast channel).
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -52,7 +51,7 @@ impl LogRecord {
         if !self.fields.is_empty() {
             line.push(':');
             for (k, v) in &self.fields {
-                let _ = write!(line, " {k}={v}");
+                line.push_str(&format!(" {k}={v}"));
             }
         }
         line

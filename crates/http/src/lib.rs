@@ -13,10 +13,13 @@
 //!   requests finish, and whatever is still open after the drain deadline is closed.
 //!
 //! The application is an axum service made per connection from the peer's address ([`serve`]).
+//! Handlers read their query string through [`QueryParams`] ([`query`]), one decoding with
+//! accessors for Consul's and Marathon's rules.
 
 pub mod body;
 mod conn;
 mod fdlimit;
+pub mod query;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -31,6 +34,7 @@ use tokio_util::sync::CancellationToken;
 pub use body::{BodyBounds, BodyError, Refusal};
 pub use conn::AppService;
 pub use fdlimit::raise_fd_limit;
+pub use query::{ParamError, QueryParams};
 
 /// How often, at most, refused connections are logged (with their count since the last line).
 pub const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(5);

@@ -117,7 +117,9 @@ pub async fn run(
                 let _ = signal_group(pgid, Signal::KILL);
             }
             // Reap the leader; kill_on_drop covers a leader that somehow survived SIGKILL.
+            // Fails only when the leader has already been reaped: nothing left to kill.
             let _ = child.start_kill();
+            // The caller reports the deadline; how the killed leader exited adds nothing.
             let _ = child.wait().await;
             Err(RunError::TimedOut(timeout))
         }

@@ -87,6 +87,10 @@ pub enum StoreError {
     /// does not decode. Nothing was changed; the operator restores it or moves it away.
     #[error("store file {path} is damaged: {detail}")]
     Damaged { path: String, detail: String },
+    /// A panic while the named lock was held may have left the store half-changed; it is not
+    /// used any more (a library reports this rather than stopping the process).
+    #[error("store: the {0} lock was poisoned by a panic; not used any more")]
+    Poisoned(&'static str),
 }
 
 /// Ordered, durable key/value storage with atomic compare-guarded batches.

@@ -66,8 +66,16 @@ fn decode(key: &[u8], raw: &[u8]) -> Result<Entry, StoreError> {
 pub struct RedbStore {
     path: PathBuf,
     /// `None` once an I/O error closed it, until the next operation opens it again.
+    ///
+    /// Poisoning of this lock and of `commit_lock` is ignored on purpose (`into_inner`), unlike
+    /// the daemons' policy (`cairn_cli::LockOrExit`): a library does not stop the process, and
+    /// neither lock guards data a panic could leave half-changed. This one holds an
+    /// `Option<Database>` that is only ever replaced whole, and a panic inside redb is caught by
+    /// `guarded` (the database is then closed and opened afresh); redb's own transactions keep
+    /// the file consistent.
     db: RwLock<Option<Database>>,
-    /// Serializes commits so compares and the revision bump are atomic with the write.
+    /// Serializes commits so compares and the revision bump are atomic with the write; it
+    /// guards no data (`()`), only their order (see `db` on poisoning).
     commit_lock: Mutex<()>,
     revision_tx: watch::Sender<Revision>,
 }
@@ -122,6 +130,7 @@ impl RedbStore {
         f: impl FnOnce(&Database) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let result = {
+            // A poisoned lock is used as it is: see `RedbStore::db`.
             let mut guard = self.db.read().unwrap_or_else(|p| p.into_inner());
             if guard.is_none() {
                 drop(guard);
@@ -292,6 +301,7 @@ impl Store for RedbStore {
     }
 
     fn commit(&self, batch: Batch) -> Result<Outcome, StoreError> {
+        // A poisoned lock is used as it is: it orders commits and guards no data.
         let _serial = self.commit_lock.lock().unwrap_or_else(|p| p.into_inner());
         let rev = self.revision() + 1;
         let outcome = self.with_db(|db| write_batch(db, &batch, rev))?;

@@ -5,9 +5,10 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
+use cairn_http::QueryParams;
 use cairn_marathon::{
     AgentInfo, AgentRegistration, RegisterResponse, Resources, StatusBatch, TaskState, now_millis,
 };
@@ -155,21 +156,11 @@ pub async fn drain(
 pub async fn desired(
     State(st): State<AppState>,
     Path(node): Path<String>,
-    Query(q): Query<Vec<(String, String)>>,
+    q: QueryParams,
 ) -> Result<Response, ApiError> {
-    let get = |name: &str| {
-        q.iter()
-            .rev()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    };
-    let index: u64 = match get("index") {
-        None | Some("") => 0,
-        Some(v) => v
-            .parse()
-            .map_err(|_| ApiError::BadRequest(format!("index: {v:?} is not a number")))?,
-    };
-    let wait = match get("wait") {
+    // The agents' long poll reads `index` and `wait` as Consul's blocking queries do.
+    let index = q.u64("index")?.unwrap_or(0);
+    let wait = match q.first("wait") {
         None | Some("") => heartbeat(&st),
         Some(v) => cairn_wire::parse_go_duration(v)
             .map_err(|e| ApiError::BadRequest(format!("wait: {e}")))?,

@@ -4,21 +4,20 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use cairn_http::QueryParams;
 use cairn_marathon::{App, TaskState, ValidationError, iso8601_millis, merge_update, parse_app};
 use serde_json::{Value, json};
 
 use super::render::{Embed, app_json, task_json};
-use super::{ApiError, AppState, flag, param};
+use super::{ApiError, AppState};
 use crate::events::Event;
 use crate::model::{Deployment, DeploymentKind, State as Model};
 use crate::scheduler::{self, deployment_plan_json, next_version};
 use crate::service_ports;
 use crate::tx::Tx;
-
-type Params = Query<Vec<(String, String)>>;
 
 fn json_body(body: &[u8]) -> Result<Value, ApiError> {
     serde_json::from_slice(body)
@@ -155,16 +154,11 @@ pub(crate) fn install(
     Ok((dep, version))
 }
 
-pub async fn list(State(st): State<AppState>, Query(q): Params) -> Json<Value> {
-    let embed = Embed::parse(
-        q.iter()
-            .filter(|(k, _)| k == "embed")
-            .map(|(_, v)| v.as_str()),
-        "apps.",
-    );
-    let id_filter = param(&q, "id").map(str::to_string);
-    let cmd_filter = param(&q, "cmd").map(str::to_string);
-    let label_filter = param(&q, "label").map(|l| match l.split_once("==") {
+pub async fn list(State(st): State<AppState>, q: QueryParams) -> Json<Value> {
+    let embed = Embed::parse(q.all("embed"), "apps.");
+    let id_filter = q.last("id").map(str::to_string);
+    let cmd_filter = q.last("cmd").map(str::to_string);
+    let label_filter = q.last("label").map(|l| match l.split_once("==") {
         Some((k, v)) => (k.to_string(), Some(v.to_string())),
         None => (l.to_string(), None),
     });
@@ -190,12 +184,12 @@ pub async fn list(State(st): State<AppState>, Query(q): Params) -> Json<Value> {
 
 pub async fn create(
     State(st): State<AppState>,
-    Query(q): Params,
+    q: QueryParams,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let app = parse_app(json_body(&body)?, None)?;
     let version_ms = st.core.next_version_ms();
-    let force = flag(&q, "force");
+    let force = q.last_is_true("force");
     let (dep, body) = st
         .core
         .mutate(|s, tx| {
@@ -272,14 +266,14 @@ async fn updated_app(
 pub async fn put_one(
     State(st): State<AppState>,
     Path(rest): Path<String>,
-    Query(q): Params,
+    q: QueryParams,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let id = format!("/{}", rest.trim_matches('/'));
-    let partial = param(&q, "partialUpdate") != Some("false");
+    let partial = q.last("partialUpdate") != Some("false");
     let app = updated_app(&st, &id, json_body(&body)?, partial).await?;
     let version_ms = st.core.next_version_ms();
-    let force = flag(&q, "force");
+    let force = q.last_is_true("force");
     let (dep, version) = st
         .core
         .mutate(|s, tx| install(s, tx, app, version_ms, false, force))
@@ -289,7 +283,7 @@ pub async fn put_one(
 
 pub async fn put_bulk(
     State(st): State<AppState>,
-    Query(q): Params,
+    q: QueryParams,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let Value::Array(items) = json_body(&body)? else {
@@ -297,7 +291,7 @@ pub async fn put_bulk(
             "PUT /v2/apps takes a JSON array of apps".into(),
         ));
     };
-    let partial = param(&q, "partialUpdate") != Some("false");
+    let partial = q.last("partialUpdate") != Some("false");
     let mut apps = Vec::new();
     for (i, item) in items.into_iter().enumerate() {
         let Some(id) = item.get("id").and_then(Value::as_str).map(str::to_string) else {
@@ -317,7 +311,7 @@ pub async fn put_bulk(
             })?;
         apps.push(app);
     }
-    let force = flag(&q, "force");
+    let force = q.last_is_true("force");
     let mut versions = Vec::new();
     for _ in &apps {
         versions.push(st.core.next_version_ms());
@@ -437,7 +431,7 @@ pub async fn get_sub(
 pub async fn post_sub(
     State(st): State<AppState>,
     Path(rest): Path<String>,
-    Query(q): Params,
+    q: QueryParams,
 ) -> Result<Response, ApiError> {
     let (id, sub) = split(&st, &rest);
     let Sub::Restart = sub else {
@@ -446,7 +440,7 @@ pub async fn post_sub(
         )));
     };
     let version_ms = st.core.next_version_ms();
-    let force = flag(&q, "force");
+    let force = q.last_is_true("force");
     let (dep, version) = st
         .core
         .mutate(|s, tx| {
@@ -464,11 +458,11 @@ pub async fn post_sub(
 pub async fn delete_sub(
     State(st): State<AppState>,
     Path(rest): Path<String>,
-    Query(q): Params,
+    q: QueryParams,
 ) -> Result<Response, ApiError> {
     let (id, sub) = split(&st, &rest);
-    let force = flag(&q, "force");
-    let scale = flag(&q, "scale");
+    let force = q.last_is_true("force");
+    let scale = q.last_is_true("scale");
     match sub {
         Sub::App => {
             let (dep, version) = st
@@ -496,7 +490,7 @@ pub async fn delete_sub(
             Ok(deployment_response(StatusCode::OK, &dep, &version))
         }
         Sub::Tasks => {
-            let host = param(&q, "host").map(str::to_string);
+            let host = q.last("host").map(str::to_string);
             kill_tasks(&st, &id, None, host, scale, force).await
         }
         Sub::Task(task_id) => kill_tasks(&st, &id, Some(task_id), None, scale, force).await,

@@ -44,6 +44,13 @@ impl From<crate::core::CoreError> for ApiError {
     }
 }
 
+/// A query parameter that does not parse is the client's mistake.
+impl From<cairn_http::ParamError> for ApiError {
+    fn from(e: cairn_http::ParamError) -> Self {
+        ApiError::BadRequest(e.to_string())
+    }
+}
+
 impl From<ValidationError> for ApiError {
     fn from(e: ValidationError) -> Self {
         ApiError::Invalid(e)

@@ -5,8 +5,9 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use cairn_http::QueryParams;
 use cairn_marathon::now_millis;
 use futures::Stream;
 use serde_json::json;
@@ -23,14 +24,9 @@ fn to_sse(e: &Event) -> SseEvent {
 
 pub async fn stream(
     State(st): State<AppState>,
-    Query(q): Query<Vec<(String, String)>>,
+    q: QueryParams,
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
-    let types: Arc<Vec<String>> = Arc::new(
-        q.into_iter()
-            .filter(|(k, _)| k == "event_type")
-            .map(|(_, v)| v)
-            .collect(),
-    );
+    let types: Arc<Vec<String>> = Arc::new(q.all("event_type").map(str::to_string).collect());
     let rx = st.core.events.subscribe();
     let attached = Event::new(
         "event_stream_attached",

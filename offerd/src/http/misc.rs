@@ -2,9 +2,10 @@
 //! fallback.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use cairn_http::QueryParams;
 use cairn_marathon::{TaskState, now_millis};
 use serde_json::{Value, json};
 
@@ -23,9 +24,9 @@ pub async fn deployments(State(st): State<AppState>) -> Json<Value> {
 pub async fn cancel_deployment(
     State(st): State<AppState>,
     Path(id): Path<String>,
-    Query(q): Query<Vec<(String, String)>>,
+    q: QueryParams,
 ) -> Result<Response, ApiError> {
-    let force = super::flag(&q, "force");
+    let force = q.last_is_true("force");
     let version_ms = st.core.next_version_ms();
     let out = st
         .core

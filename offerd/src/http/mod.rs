@@ -1,6 +1,8 @@
 //! offerd's HTTP API: Marathon's `/v2` (apps, tasks, deployments, queue, events, info) and the
 //! agents' `/v1/agents`. Handlers translate requests into [`crate::core::Core::mutate`] calls
-//! and state into Marathon's JSON (see [`render`]).
+//! and state into Marathon's JSON (see [`render`]). Query strings are read by Marathon's rules
+//! through [`cairn_http::QueryParams`]: a value is the last one given, a flag (`?force`) is
+//! `QueryParams::last_is_true`.
 
 mod agents;
 mod apps;
@@ -78,17 +80,4 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/frameworks/{name}/tasks", get(offers::framework_tasks))
         .fallback(misc::not_found)
         .with_state(state)
-}
-
-/// The last value of a query parameter.
-pub(crate) fn param<'a>(q: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    q.iter()
-        .rev()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
-}
-
-/// `?force=true` (also `?force` with no value, and Python's `True`, as clients send them).
-pub(crate) fn flag(q: &[(String, String)], name: &str) -> bool {
-    param(q, name).is_some_and(|v| v.is_empty() || v.eq_ignore_ascii_case("true") || v == "1")
 }

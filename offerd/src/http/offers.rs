@@ -9,22 +9,22 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
+use cairn_http::QueryParams;
 use cairn_marathon::{ValidationError, now_millis, parse_app};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::render::task_json;
-use super::{ApiError, AppState, param};
+use super::{ApiError, AppState};
 use crate::model::Task;
 use crate::offers::{DEFAULT_REFUSE_SECONDS, OfferError};
 use crate::scheduler;
 use cairn_placement::{Demand, Placer};
 
-type Params = Query<Vec<(String, String)>>;
-
-fn framework(q: &[(String, String)]) -> Result<String, ApiError> {
-    let name = param(q, "framework")
+fn framework(q: &QueryParams) -> Result<String, ApiError> {
+    let name = q
+        .last("framework")
         .ok_or_else(|| ApiError::BadRequest("?framework=NAME is required".into()))?;
     let ok = !name.is_empty()
         && name.len() <= 64
@@ -50,9 +50,9 @@ impl From<OfferError> for ApiError {
 
 /// `GET /v1/offers?framework=NAME&wait=30s`: the framework's offers; when there are none, waits
 /// (up to `wait`, default 30 s, at most 5 min) for a change that might make one.
-pub async fn list(State(st): State<AppState>, Query(q): Params) -> Result<Json<Value>, ApiError> {
+pub async fn list(State(st): State<AppState>, q: QueryParams) -> Result<Json<Value>, ApiError> {
     let fw = framework(&q)?;
-    let wait = match param(&q, "wait") {
+    let wait = match q.last("wait") {
         None | Some("") => Duration::from_secs(30),
         Some(w) => cairn_wire::parse_go_duration(w)
             .map_err(|e| ApiError::BadRequest(format!("wait: {e}")))?,
@@ -119,7 +119,7 @@ struct Accept {
 pub async fn accept(
     State(st): State<AppState>,
     Path(id): Path<String>,
-    Query(q): Params,
+    q: QueryParams,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let fw = framework(&q)?;
@@ -231,7 +231,7 @@ struct Decline {
 pub async fn decline(
     State(st): State<AppState>,
     Path(id): Path<String>,
-    Query(q): Params,
+    q: QueryParams,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let fw = framework(&q)?;

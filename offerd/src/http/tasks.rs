@@ -2,8 +2,9 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
+use cairn_http::QueryParams;
 use cairn_marathon::TaskState;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -12,14 +13,10 @@ use super::render::task_json;
 use super::{ApiError, AppState};
 use crate::scheduler;
 
-pub async fn list(
-    State(st): State<AppState>,
-    Query(q): Query<Vec<(String, String)>>,
-) -> Json<Value> {
+pub async fn list(State(st): State<AppState>, q: QueryParams) -> Json<Value> {
     let wanted: Vec<TaskState> = q
-        .iter()
-        .filter(|(k, _)| k == "status")
-        .filter_map(|(_, v)| match v.as_str() {
+        .all("status")
+        .filter_map(|v| match v {
             "running" => Some(TaskState::Running),
             "staging" => Some(TaskState::Staging),
             _ => None,
@@ -44,7 +41,7 @@ struct Ids {
 /// `POST /v2/tasks/delete {"ids": [...]}` (`?scale=true` lowers each app's instances).
 pub async fn delete_many(
     State(st): State<AppState>,
-    Query(q): Query<Vec<(String, String)>>,
+    q: QueryParams,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let mut ids: Ids = serde_json::from_slice(&body)
@@ -52,8 +49,8 @@ pub async fn delete_many(
     // A task named twice is one task: it must lower its app's instances once.
     let mut seen = std::collections::HashSet::new();
     ids.ids.retain(|id| seen.insert(id.clone()));
-    let scale = super::flag(&q, "scale");
-    let force = super::flag(&q, "force");
+    let scale = q.last_is_true("scale");
+    let force = q.last_is_true("force");
     let version_ms = st.core.next_version_ms();
     let out = st
         .core

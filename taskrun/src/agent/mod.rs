@@ -198,7 +198,10 @@ pub async fn run(
 
     tracing::info!("stopping; tasks keep running and will be re-adopted");
     stop.cancel();
+    // Bounded waits for the status sender and the HTTP server to finish: past them the agent
+    // exits anyway (tasks keep running and are re-adopted), and each loop logged its own end.
     let _ = tokio::time::timeout(STOP_TIMEOUT, sender).await;
+    // See above.
     let _ = tokio::time::timeout(STOP_TIMEOUT, server).await;
     for handle in [registrar, checks, housekeeper] {
         handle.abort();

@@ -92,6 +92,7 @@ async fn renew(client: CatalogClient, id: String, lost: watch::Sender<Option<Str
     let mut last_error = String::new();
     loop {
         if last_renewal.elapsed() > ttl {
+            // No receiver left means the lock was already given up: nobody to tell.
             let _ = lost.send(Some(format!(
                 "session {id} could not be renewed within its TTL of {}: {last_error}",
                 cairn_wire::format_go_duration(ttl)
@@ -109,6 +110,7 @@ async fn renew(client: CatalogClient, id: String, lost: watch::Sender<Option<Str
                 last_renewal = Instant::now();
             }
             Ok(None) => {
+                // No receiver left means the lock was already given up: nobody to tell.
                 let _ = lost.send(Some(format!("session {id} was invalidated or destroyed")));
                 return;
             }
