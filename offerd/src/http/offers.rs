@@ -198,7 +198,8 @@ pub async fn accept(
             // Check everything fits before creating anything: all tasks or none.
             let mut placements = Vec::new();
             for app in &apps {
-                let mut placer = Placer::new(&here, Demand::of(app)).map_err(ApiError::BadRequest)?;
+                let mut placer =
+                    Placer::new(&here, Demand::of(app)).map_err(ApiError::BadRequest)?;
                 let p = placer.place_one(&mut here).map_err(|why| {
                     ApiError::Conflict(format!(
                         "offer {id} is no longer valid: the agent's free resources changed ({why})"
