@@ -44,13 +44,33 @@ fn meta_key_problem(key: &str) -> Option<String> {
 pub fn validate_meta<'a>(
     meta: impl ExactSizeIterator<Item = (&'a String, &'a String)>,
 ) -> Result<(), String> {
+    check_meta(meta, meta_key_problem)
+}
+
+/// The size limits of [`validate_meta`] alone, for catalog writes: Consul's catalog endpoint
+/// stores keys its agent would refuse (its own node carries `consul-network-segment`, sync
+/// tools copy such nodes), but nothing bigger than these limits belongs in the catalog.
+pub fn validate_meta_size<'a>(
+    meta: impl ExactSizeIterator<Item = (&'a String, &'a String)>,
+) -> Result<(), String> {
+    check_meta(meta, |k| {
+        (k.len() > META_KEY_MAX)
+            .then(|| format!("Key is too long (limit: {META_KEY_MAX} characters)"))
+    })
+}
+
+/// The pair count, then each pair: its key by `key_problem`, its value by size.
+fn check_meta<'a>(
+    meta: impl ExactSizeIterator<Item = (&'a String, &'a String)>,
+    key_problem: impl Fn(&str) -> Option<String>,
+) -> Result<(), String> {
     if meta.len() > META_MAX_PAIRS {
         return Err(format!(
             "Node metadata cannot contain more than {META_MAX_PAIRS} key/value pairs"
         ));
     }
     for (k, v) in meta {
-        let why = meta_key_problem(k).or_else(|| {
+        let why = key_problem(k).or_else(|| {
             (v.len() > META_VALUE_MAX)
                 .then(|| format!("Value is too long (limit: {META_VALUE_MAX} characters)"))
         });
@@ -61,34 +81,6 @@ pub fn validate_meta<'a>(
                 shown(v)
             ));
         }
-    }
-    Ok(())
-}
-
-/// The size limits of [`validate_meta`] alone, for catalog writes: Consul's catalog endpoint
-/// stores keys its agent would refuse (its own node carries `consul-network-segment`, sync
-/// tools copy such nodes), but nothing bigger than these limits belongs in the catalog.
-pub fn validate_meta_size<'a>(
-    meta: impl ExactSizeIterator<Item = (&'a String, &'a String)>,
-) -> Result<(), String> {
-    if meta.len() > META_MAX_PAIRS {
-        return Err(format!(
-            "Node metadata cannot contain more than {META_MAX_PAIRS} key/value pairs"
-        ));
-    }
-    for (k, v) in meta {
-        let why = if k.len() > META_KEY_MAX {
-            format!("Key is too long (limit: {META_KEY_MAX} characters)")
-        } else if v.len() > META_VALUE_MAX {
-            format!("Value is too long (limit: {META_VALUE_MAX} characters)")
-        } else {
-            continue;
-        };
-        return Err(format!(
-            "Couldn't load metadata pair ('{}', '{}'): {why}",
-            shown(k),
-            shown(v)
-        ));
     }
     Ok(())
 }
