@@ -753,4 +753,42 @@ mod tests {
             "{err}"
         );
     }
+
+    /// Trimming an app's versions drops them from the store in the same batch: what the app
+    /// lists is what is stored, the newest MAX_VERSIONS.
+    #[tokio::test]
+    async fn an_app_keeps_at_most_max_versions_in_the_store_and_its_list() {
+        let store = Arc::new(MemStore::new());
+        let core = open(&store);
+        for i in 0..60 {
+            let app = cairn_marathon::parse_app(
+                serde_json::json!({ "id": "/x", "cmd": format!("sleep {i}"), "instances": 0 }),
+                None,
+            )
+            .expect("valid app");
+            let version_ms = core.next_version_ms();
+            core.mutate(|s, tx| {
+                scheduler::apps::install(s, tx, app, version_ms, false, true).expect("installed");
+                Ok::<_, Refused>(())
+            })
+            .await
+            .expect("committed");
+        }
+        let stored = store
+            .scan_prefix("versions//x\u{0}".as_bytes())
+            .expect("scan");
+        assert_eq!(stored.len(), crate::model::MAX_VERSIONS);
+        let listed = core.read(|s| s.apps["/x"].versions.clone());
+        assert_eq!(listed.len(), crate::model::MAX_VERSIONS);
+        let current = core.read(|s| s.apps["/x"].app.version.clone());
+        assert_eq!(listed.last(), current.as_ref());
+        let stored_versions: Vec<String> = stored
+            .iter()
+            .map(|(k, _)| {
+                let k = String::from_utf8_lossy(k);
+                k.rsplit('\u{0}').next().unwrap_or_default().to_string()
+            })
+            .collect();
+        assert_eq!(stored_versions, listed);
+    }
 }

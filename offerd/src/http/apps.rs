@@ -8,16 +8,12 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use cairn_http::QueryParams;
-use cairn_marathon::{App, TaskState, ValidationError, iso8601_millis, merge_update, parse_app};
+use cairn_marathon::{App, TaskState, ValidationError, merge_update, parse_app};
 use serde_json::{Value, json};
 
 use super::render::{Embed, app_json, task_json};
 use super::{ApiError, AppState};
-use crate::events::Event;
-use crate::model::{Deployment, DeploymentKind, State as Model};
-use crate::scheduler::{self, deployment_plan_json, next_version};
-use crate::service_ports;
-use crate::tx::Tx;
+use crate::scheduler::{self, Started};
 
 fn json_body(body: &[u8]) -> Result<Value, ApiError> {
     serde_json::from_slice(body)
@@ -34,124 +30,14 @@ fn deployment_headers(id: &str) -> HeaderMap {
 }
 
 /// `{"deploymentId","version"}` with the `Marathon-Deployment-Id` header.
-fn deployment_response(status: StatusCode, id: &str, version: &str) -> Response {
-    let headers = deployment_headers(id);
+fn deployment_response(status: StatusCode, started: &Started) -> Response {
+    let headers = deployment_headers(&started.deployment_id);
     (
         status,
         headers,
-        Json(json!({ "deploymentId": id, "version": version })),
+        Json(json!({ "deploymentId": started.deployment_id, "version": started.version })),
     )
         .into_response()
-}
-
-/// Refuses a change while a deployment runs, unless forced (which cancels it).
-fn check_lock(s: &mut Model, tx: &mut Tx, app_id: &str, force: bool) -> Result<(), ApiError> {
-    let running: Vec<String> = s
-        .deployments
-        .values()
-        .filter(|d| d.app_id == app_id)
-        .map(|d| d.id.clone())
-        .collect();
-    if running.is_empty() {
-        return Ok(());
-    }
-    if !force {
-        return Err(ApiError::Locked(running));
-    }
-    for id in running {
-        if let Some(d) = s.deployments.remove(&id) {
-            tx.deployment(&id);
-            let plan = deployment_plan_json(&d, s.apps.get(&d.app_id).map(|e| &e.app));
-            tx.event(Event::new(
-                "deployment_failed",
-                tx.now_ms,
-                json!({ "id": d.id, "plan": plan }),
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// Starts a deployment for `app_id` towards `version`.
-pub(crate) fn start_deployment(
-    s: &mut Model,
-    tx: &mut Tx,
-    app_id: &str,
-    version: &str,
-    kind: DeploymentKind,
-    previous: Option<App>,
-) -> String {
-    let id = uuid::Uuid::new_v4().to_string();
-    let d = Deployment {
-        id: id.clone(),
-        version: version.to_string(),
-        app_id: app_id.to_string(),
-        kind,
-        previous,
-        started_ms: tx.now_ms,
-    };
-    let plan = deployment_plan_json(&d, s.apps.get(app_id).map(|e| &e.app));
-    tx.event(Event::new(
-        "deployment_info",
-        tx.now_ms,
-        json!({ "plan": plan, "currentStep": plan["steps"][0] }),
-    ));
-    tx.deployment(&id);
-    s.deployments.insert(id.clone(), d);
-    id
-}
-
-/// Installs a new version of an app (creating it when new) and starts its deployment.
-/// Returns (deployment id, version).
-pub(crate) fn install(
-    s: &mut Model,
-    tx: &mut Tx,
-    mut app: App,
-    version_ms: u64,
-    restart: bool,
-    force: bool,
-) -> Result<(String, String), ApiError> {
-    let id = app.id.clone();
-    let prev = s.apps.get(&id).cloned();
-    // Ports first: a refusal must leave everything as it was, and `check_lock` with `force`
-    // already cancels deployments.
-    service_ports::assign(
-        &mut app,
-        prev.as_ref().map(|p| &p.app),
-        &service_ports::used_service_ports(&s.apps, &id),
-    )?;
-    check_lock(s, tx, &id, force)?;
-    let running_config = s
-        .app_tasks(&id)
-        .find(|t| t.is_desired() && scheduler::runs_as(t, &app))
-        .map(|t| t.config_version.clone());
-    let entry = next_version(prev.as_ref(), app, version_ms, restart, running_config);
-    let version = entry.app.version.clone().unwrap_or_default();
-    let kind = match &prev {
-        None => DeploymentKind::Start,
-        Some(p) if p.config_version() == entry.config_version() => DeploymentKind::Scale,
-        Some(_) => DeploymentKind::Restart,
-    };
-    tx.version(&entry.app);
-    tx.app(&id);
-    tx.event(Event::new(
-        "api_post_event",
-        tx.now_ms,
-        json!({ "clientIp": "", "uri": format!("/v2/apps{id}"), "appDefinition": serde_json::to_value(&entry.app).unwrap_or(Value::Null) }),
-    ));
-    let dropped: Vec<String> = if entry.versions.len() > crate::model::MAX_VERSIONS {
-        entry.versions[..entry.versions.len() - crate::model::MAX_VERSIONS].to_vec()
-    } else {
-        Vec::new()
-    };
-    let mut entry = entry;
-    entry.versions.drain(..dropped.len());
-    for v in &dropped {
-        tx.drop_version(&id, v);
-    }
-    s.apps.insert(id.clone(), entry);
-    let dep = start_deployment(s, tx, &id, &version, kind, prev.map(|p| p.app));
-    Ok((dep, version))
 }
 
 pub async fn list(State(st): State<AppState>, q: QueryParams) -> Json<Value> {
@@ -193,17 +79,11 @@ pub async fn create(
     let (dep, body) = st
         .core
         .mutate(|s, tx| {
-            if s.apps.contains_key(&app.id) {
-                return Err(ApiError::Conflict(format!(
-                    "An app with id [{}] already exists.",
-                    app.id
-                )));
-            }
             let id = app.id.clone();
-            let (dep, _) = install(s, tx, app, version_ms, false, force)?;
+            let started = scheduler::apps::create(s, tx, app, version_ms, force)?;
             let entry = &s.apps[&id];
-            Ok((
-                dep,
+            Ok::<_, ApiError>((
+                started.deployment_id,
                 app_json(
                     s,
                     entry,
@@ -274,11 +154,15 @@ pub async fn put_one(
     let app = updated_app(&st, &id, json_body(&body)?, partial).await?;
     let version_ms = st.core.next_version_ms();
     let force = q.last_is_true("force");
-    let (dep, version) = st
+    let started = st
         .core
-        .mutate(|s, tx| install(s, tx, app, version_ms, false, force))
+        .mutate(|s, tx| {
+            Ok::<_, ApiError>(scheduler::apps::install(
+                s, tx, app, version_ms, false, force,
+            )?)
+        })
         .await?;
-    Ok(deployment_response(StatusCode::OK, &dep, &version))
+    Ok(deployment_response(StatusCode::OK, &started))
 }
 
 pub async fn put_bulk(
@@ -316,36 +200,12 @@ pub async fn put_bulk(
     for _ in &apps {
         versions.push(st.core.next_version_ms());
     }
-    let (dep, version) = st
+    let apps = apps.into_iter().zip(versions).collect();
+    let started = st
         .core
-        .mutate(|s, tx| {
-            // Refuse before changing anything: a bulk update is applied whole or not at all.
-            let mut with_prev: Vec<(App, Option<App>)> = apps
-                .into_iter()
-                .map(|a| {
-                    let prev = s.apps.get(&a.id).map(|e| e.app.clone());
-                    (a, prev)
-                })
-                .collect();
-            service_ports::assign_all(&mut with_prev, &s.apps)?;
-            let apps: Vec<App> = with_prev.into_iter().map(|(a, _)| a).collect();
-            if !force {
-                let locked: Vec<String> = apps
-                    .iter()
-                    .filter_map(|a| s.deployment_of(&a.id).map(|d| d.id.clone()))
-                    .collect();
-                if !locked.is_empty() {
-                    return Err(ApiError::Locked(locked));
-                }
-            }
-            let mut last = (String::new(), iso8601_millis(tx.now_ms));
-            for (app, v) in apps.into_iter().zip(versions) {
-                last = install(s, tx, app, v, false, force)?;
-            }
-            Ok::<_, ApiError>(last)
-        })
+        .mutate(|s, tx| Ok::<_, ApiError>(scheduler::apps::install_all(s, tx, apps, force)?))
         .await?;
-    Ok(deployment_response(StatusCode::OK, &dep, &version))
+    Ok(deployment_response(StatusCode::OK, &started))
 }
 
 /// What a path under `/v2/apps/` names.
@@ -441,7 +301,7 @@ pub async fn post_sub(
     };
     let version_ms = st.core.next_version_ms();
     let force = q.last_is_true("force");
-    let (dep, version) = st
+    let started = st
         .core
         .mutate(|s, tx| {
             let app = s
@@ -449,10 +309,12 @@ pub async fn post_sub(
                 .get(&id)
                 .map(|e| e.app.clone())
                 .ok_or_else(|| ApiError::app_not_found(&id))?;
-            install(s, tx, app, version_ms, true, force)
+            Ok::<_, ApiError>(scheduler::apps::install(
+                s, tx, app, version_ms, true, force,
+            )?)
         })
         .await?;
-    Ok(deployment_response(StatusCode::OK, &dep, &version))
+    Ok(deployment_response(StatusCode::OK, &started))
 }
 
 pub async fn delete_sub(
@@ -465,29 +327,11 @@ pub async fn delete_sub(
     let scale = q.last_is_true("scale");
     match sub {
         Sub::App => {
-            let (dep, version) = st
+            let started = st
                 .core
-                .mutate(|s, tx| {
-                    let Some(entry) = s.apps.get(&id) else {
-                        return Err(ApiError::app_not_found(&id));
-                    };
-                    let previous = entry.app.clone();
-                    check_lock(s, tx, &id, force)?;
-                    s.apps.remove(&id);
-                    tx.app(&id);
-                    let version = iso8601_millis(tx.now_ms);
-                    let dep = start_deployment(
-                        s,
-                        tx,
-                        &id,
-                        &version,
-                        DeploymentKind::Stop,
-                        Some(previous),
-                    );
-                    Ok((dep, version))
-                })
+                .mutate(|s, tx| Ok::<_, ApiError>(scheduler::apps::delete(s, tx, &id, force)?))
                 .await?;
-            Ok(deployment_response(StatusCode::OK, &dep, &version))
+            Ok(deployment_response(StatusCode::OK, &started))
         }
         Sub::Tasks => {
             let host = q.last("host").map(str::to_string);
@@ -541,70 +385,23 @@ async fn kill_tasks(
             let scaled = if scale {
                 let mut app = s.apps[app_id].app.clone();
                 app.instances = (app.instances - victims.len() as i64).max(0);
-                Some(install(s, tx, app, version_ms, false, force)?)
+                Some(scheduler::apps::install(
+                    s, tx, app, version_ms, false, force,
+                )?)
             } else {
                 None
             };
             for id in &victims {
                 scheduler::kill_task(s, tx, id);
             }
-            Ok((before, scaled))
+            Ok::<_, ApiError>((before, scaled))
         })
         .await?;
     Ok(match out {
-        (_, Some((dep, version))) => deployment_response(StatusCode::OK, &dep, &version),
+        (_, Some(started)) => deployment_response(StatusCode::OK, &started),
         (mut tasks, None) if task_id.is_some() && !tasks.is_empty() => {
             Json(json!({ "task": tasks.swap_remove(0) })).into_response()
         }
         (tasks, None) => Json(json!({ "tasks": tasks })).into_response(),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use std::sync::Arc;
-    use std::time::Duration;
-
-    use cairn_store::{MemStore, Store};
-
-    use super::*;
-    use crate::core::Core;
-    use crate::model::MAX_VERSIONS;
-    use crate::scheduler::SchedulerConfig;
-
-    #[tokio::test]
-    async fn an_app_keeps_at_most_max_versions_in_the_store_and_its_list() {
-        let store = Arc::new(MemStore::new());
-        let dyn_store: Arc<dyn Store> = store.clone();
-        let core =
-            Core::open(dyn_store, SchedulerConfig::new(Duration::from_secs(3600))).expect("open");
-        for i in 0..60 {
-            let app = parse_app(
-                json!({ "id": "/x", "cmd": format!("sleep {i}"), "instances": 0 }),
-                None,
-            )
-            .expect("valid app");
-            let version_ms = core.next_version_ms();
-            core.mutate(|s, tx| install(s, tx, app, version_ms, false, true))
-                .await
-                .expect("installed");
-        }
-        let stored = store
-            .scan_prefix("versions//x\u{0}".as_bytes())
-            .expect("scan");
-        assert_eq!(stored.len(), MAX_VERSIONS);
-        let listed = core.read(|s| s.apps["/x"].versions.clone());
-        assert_eq!(listed.len(), MAX_VERSIONS);
-        // The newest are kept, and what is listed is what is stored.
-        let current = core.read(|s| s.apps["/x"].app.version.clone());
-        assert_eq!(listed.last(), current.as_ref());
-        let stored_versions: Vec<String> = stored
-            .iter()
-            .map(|(k, _)| {
-                let k = String::from_utf8_lossy(k);
-                k.rsplit('\u{0}').next().unwrap_or_default().to_string()
-            })
-            .collect();
-        assert_eq!(stored_versions, listed);
-    }
 }

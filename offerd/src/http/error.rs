@@ -36,6 +36,19 @@ impl From<crate::service_ports::ServicePortError> for ApiError {
     }
 }
 
+/// An app change the scheduler refused, with Marathon's status and text.
+impl From<crate::scheduler::AppError> for ApiError {
+    fn from(e: crate::scheduler::AppError) -> Self {
+        use crate::scheduler::AppError;
+        match e {
+            AppError::Locked { deployments } => ApiError::Locked(deployments),
+            AppError::Exists(_) => ApiError::Conflict(e.to_string()),
+            AppError::NotFound(id) => ApiError::app_not_found(&id),
+            AppError::ServicePorts(e) => e.into(),
+        }
+    }
+}
+
 /// The state could not be changed (a record that cannot be encoded, a store read failing):
 /// Marathon answers its unmapped exceptions with a 500.
 impl From<crate::core::CoreError> for ApiError {

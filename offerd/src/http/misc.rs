@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use super::render::{deployment_json, queue_json};
 use super::{ApiError, AppState};
 use crate::model::DeploymentKind;
+use crate::scheduler;
 
 pub async fn deployments(State(st): State<AppState>) -> Json<Value> {
     Json(Value::Array(st.core.read(|s| {
@@ -31,20 +32,11 @@ pub async fn cancel_deployment(
     let out = st
         .core
         .mutate(|s, tx| {
-            let Some(d) = s.deployments.get(&id).cloned() else {
+            let Some(d) = scheduler::apps::cancel_deployment(s, tx, &id) else {
                 return Err(ApiError::NotFound(format!(
                     "DeploymentPlan {id} does not exist"
                 )));
             };
-            s.deployments.remove(&id);
-            tx.deployment(&id);
-            let plan =
-                crate::scheduler::deployment_plan_json(&d, s.apps.get(&d.app_id).map(|e| &e.app));
-            tx.event(crate::events::Event::new(
-                "deployment_failed",
-                tx.now_ms,
-                json!({ "id": d.id, "plan": plan }),
-            ));
             if force {
                 return Ok(None);
             }
@@ -54,7 +46,7 @@ pub async fn cancel_deployment(
                     s.apps.remove(&d.app_id);
                     tx.app(&d.app_id);
                     let version = cairn_marathon::iso8601_millis(tx.now_ms);
-                    let dep = super::apps::start_deployment(
+                    let deployment_id = scheduler::apps::start_deployment(
                         s,
                         tx,
                         &d.app_id,
@@ -62,22 +54,28 @@ pub async fn cancel_deployment(
                         DeploymentKind::Stop,
                         None,
                     );
-                    Ok(Some((dep, version)))
+                    Ok(Some(scheduler::Started {
+                        deployment_id,
+                        version,
+                    }))
                 }
                 Some(prev) => {
                     if d.kind == DeploymentKind::Stop {
                         // Undo a delete: the previous definition comes back as a new version.
                         s.apps.remove(&d.app_id);
                     }
-                    super::apps::install(s, tx, prev, version_ms, false, true).map(Some)
+                    Ok(Some(scheduler::apps::install(
+                        s, tx, prev, version_ms, false, true,
+                    )?))
                 }
             }
         })
         .await?;
     Ok(match out {
         None => StatusCode::ACCEPTED.into_response(),
-        Some((dep, version)) => {
-            Json(json!({ "deploymentId": dep, "version": version })).into_response()
+        Some(started) => {
+            Json(json!({ "deploymentId": started.deployment_id, "version": started.version }))
+                .into_response()
         }
     })
 }

@@ -77,7 +77,9 @@ pub async fn delete_many(
                     };
                     let mut app = entry.app.clone();
                     app.instances = (app.instances - n).max(0);
-                    deployment = Some(super::apps::install(s, tx, app, version_ms, false, force)?);
+                    deployment = Some(scheduler::apps::install(
+                        s, tx, app, version_ms, false, force,
+                    )?);
                 }
             }
             for id in &ids.ids {
@@ -87,8 +89,9 @@ pub async fn delete_many(
         })
         .await?;
     Ok(match out {
-        Some((dep, version)) => {
-            Json(json!({ "deploymentId": dep, "version": version })).into_response()
+        Some(started) => {
+            Json(json!({ "deploymentId": started.deployment_id, "version": started.version }))
+                .into_response()
         }
         None => Json(json!({})).into_response(),
     })

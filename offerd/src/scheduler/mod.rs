@@ -6,6 +6,7 @@
 //!
 //! - [`plan`]: the pure steps for one app (classify, scale down, replace old, launch room,
 //!   place), unit-tested on their own.
+//! - [`apps`]: app lifecycle — install, delete, the deployment lock (`force` cancels).
 //! - [`lifecycle`]: launch, kill, finish and status updates of a task.
 //! - [`deployments`]: when a deployment is done; Marathon's plan JSON.
 //! - [`versions`]: the next version of an app; whether a task runs a definition.
@@ -13,6 +14,7 @@
 //! The scheduler changes a [`State`] and records what it touched in a [`Tx`]; it knows nothing
 //! of the store or of how a change is committed.
 
+pub mod apps;
 pub mod deployments;
 pub mod lifecycle;
 pub mod plan;
@@ -27,6 +29,7 @@ use cairn_marathon::TaskState;
 use cairn_placement::Offer;
 use serde_json::json;
 
+pub use apps::{AppError, Started};
 pub use deployments::deployment_plan_json;
 pub use lifecycle::{apply_status, finish_task, kill_task, launch};
 pub use versions::{next_version, runs_as};
