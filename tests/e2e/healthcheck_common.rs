@@ -28,7 +28,6 @@ pub struct Run {
     pub code: Option<i32>,
     pub stdout: String,
     pub stderr: String,
-    pub elapsed: Duration,
 }
 
 impl Run {
@@ -205,7 +204,6 @@ pub fn healthcheck_with(args: &[&str], stdin: Option<&[u8]>) -> Run {
         }
         std::thread::sleep(Duration::from_millis(5));
     };
-    let elapsed = started.elapsed();
     // The writer ignores its errors and cannot panic.
     let _ = writer.join();
     Run {
@@ -213,7 +211,6 @@ pub fn healthcheck_with(args: &[&str], stdin: Option<&[u8]>) -> Run {
         code: status.code(),
         stdout: out.join().unwrap_or_default(),
         stderr: err.join().unwrap_or_default(),
-        elapsed,
     }
 }
 

@@ -262,7 +262,6 @@ fn no_server_listening_is_critical() {
         "says refused or no answer: {line:?}"
     );
     run.contains_all(&[&server]);
-    assert!(run.elapsed < Duration::from_secs(4), "{:?}", run.elapsed);
 }
 
 #[test]

@@ -443,3 +443,17 @@ pub async fn instance(
 pub fn dead_catalog() -> String {
     format!("http://127.0.0.1:{}", cairn_tests::free_port())
 }
+
+/// Whether `pid` is a live process (a zombie waiting to be reaped counts as gone).
+pub fn running(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => false,
+        Ok(stat) => {
+            // "pid (comm) S ...": the state follows the last ')'.
+            let state = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next());
+            !matches!(state, Some("Z") | Some("X") | None)
+        }
+    }
+}

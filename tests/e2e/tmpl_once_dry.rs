@@ -60,11 +60,6 @@ async fn once_writes_every_file_runs_commands_and_exits_0() {
         Some(format!("{WEB_OUT}port=8080\n").as_str())
     );
     assert_eq!(work.lines("commands.log"), ["web", "kv"], "{}", r.stderr);
-    assert!(
-        r.elapsed < Duration::from_secs(10),
-        "quick: {:?}",
-        r.elapsed
-    );
 
     // Nothing changed: no rewrite, no command.
     let stamps: Vec<_> = ["a/web.txt", "b/c/kv.txt", "both.txt"]

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use cairn_tests::Catalogd;
 
-use crate::tmpl_common::{SOON, Watcher, Work, instance, put_kv, run};
+use crate::tmpl_common::{SOON, Watcher, Work, instance, put_kv, run, running};
 
 const WEB: &str = "{% for s in service(name=\"web\") %}server {{ s.ID }} {{ s.Address }}:{{ s.Port }}\n{% endfor %}mode={{ key_or_default(path=\"lb/mode\", default=\"http\") }}\n";
 
@@ -203,11 +203,8 @@ async fn a_syntax_error_at_startup_exits_1_with_line_and_column() {
         "one error naming file, line and column ({want}): {}",
         r.stderr
     );
-    assert!(
-        r.elapsed < Duration::from_secs(10),
-        "it gives up at once: {:?}",
-        r.elapsed
-    );
+    // It gives up at once rather than retrying: exit 1 with the error above (`run` fails the
+    // test if tmpl keeps running), and nothing rendered.
     assert!(!work.path("bad.out").exists() && !work.path("good.out").exists());
 }
 
@@ -270,13 +267,10 @@ async fn stops_cleanly(signal: &str) {
     let spec = format!("{}:{}", tpl.display(), work.p("s.out"));
     let mut w = Watcher::start(&c.url, work.root(), &["-t", &spec, "--wait", "0s"]).await;
     w.wait_file(&work, "s.out", "v=one\n").await;
-    let sent = Instant::now();
     w.signal(signal);
+    // The deadline is liveness only (the test fails instead of hanging).
     let status = w.wait_exit(Duration::from_secs(10));
-    let took = sent.elapsed();
-    println!("kill {signal}: exited with {status} after {took:?}");
     assert_eq!(status.code(), Some(0), "exit 0; log:\n{}", w.log_text());
-    assert!(took < Duration::from_secs(5), "promptly: {took:?}");
     let log = w.log_text();
     assert!(log.contains("tmpl stopped"), "{log}");
     assert!(!log.contains("panicked"), "{log}");
@@ -305,7 +299,7 @@ async fn sigterm_while_a_command_runs_stops_promptly() {
     let work = Work::new();
     let tpl = work.write("s.tmpl", "v={{ key(path=\"s/v\") }}\n");
     let spec = format!(
-        "{}:{}:touch started; sleep 12",
+        "{}:{}:echo $$ > sh.pid; touch started; sleep 12; touch finished",
         tpl.display(),
         work.p("s.out")
     );
@@ -314,17 +308,23 @@ async fn sigterm_while_a_command_runs_stops_promptly() {
         work.path("started").exists()
     })
     .await;
-    let sent = Instant::now();
+    let sh: u32 = work
+        .read("sh.pid")
+        .and_then(|s| s.trim().parse().ok())
+        .expect("the command wrote its shell's pid");
     w.signal("-TERM");
+    // The deadline is liveness only (the test fails instead of hanging).
     let status = w.wait_exit(Duration::from_secs(20));
-    let took = sent.elapsed();
-    println!("SIGTERM during a 12 s command: exited with {status} after {took:?}");
     assert_eq!(status.code(), Some(0), "exit 0; log:\n{}", w.log_text());
+    // It did not wait for the command: the command never got to its end, and its shell is
+    // gone, so it never will.
     assert!(
-        took < Duration::from_secs(5),
-        "SIGTERM must not wait for the running command to finish: took {took:?}; log:\n{}",
+        !work.path("finished").exists(),
+        "SIGTERM waited for the running command; log:\n{}",
         w.log_text()
     );
+    w.wait_until("the command's shell is gone", SOON, || !running(sh))
+        .await;
 }
 
 /// A SIGHUP that finds a broken config file keeps the running configuration (and process).
