@@ -182,12 +182,12 @@ pub fn spawn(max_pending: usize, parts: WriterParts) -> (Writer, std::thread::Jo
     spawn_with(max_pending, parts, exit_on_crash)
 }
 
-/// The writer's crash policy: say so and exit with 70 (EX_SOFTWARE) for the supervisor to restart.
+/// The writer's crash policy: the workspace's crash-only stop (exit 70, for the supervisor to
+/// restart catalogd).
 fn exit_on_crash() {
-    tracing::error!(
-        "the catalog writer panicked; stopping catalogd so that a restart reloads the last durable state"
+    cairn_cli::exit_crash(
+        "the catalog writer panicked; stopping catalogd so that a restart reloads the last durable state",
     );
-    std::process::exit(70);
 }
 
 fn spawn_with(

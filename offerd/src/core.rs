@@ -216,8 +216,9 @@ impl Core {
         .await;
         if let Err(e) = done {
             // A panic while committing: the state in memory may not match the disk.
-            tracing::error!(error = %e, "committing a change failed; exiting so a restart reloads the last durable state");
-            std::process::exit(70);
+            cairn_cli::exit_crash(&format!(
+                "committing a change failed ({e}); exiting so a restart reloads the last durable state"
+            ));
         }
         Ok(r)
     }
@@ -356,14 +357,14 @@ impl Shared {
             Ok(Outcome::Applied(r)) => r,
             Ok(Outcome::CompareFailed(_)) => {
                 // No compares are sent, so this cannot happen; treat it as a store fault.
-                tracing::error!(
-                    "unexpected compare failure writing the state; exiting so a restart reloads the last durable state"
+                cairn_cli::exit_crash(
+                    "unexpected compare failure writing the state; exiting so a restart reloads the last durable state",
                 );
-                std::process::exit(70);
             }
             Err(e) => {
-                tracing::error!(error = %e, "cannot write the state; exiting so a restart reloads the last durable state");
-                std::process::exit(70);
+                cairn_cli::exit_crash(&format!(
+                    "cannot write the state ({e}); exiting so a restart reloads the last durable state"
+                ));
             }
         };
         self.publish(next, tx, Some(revision));

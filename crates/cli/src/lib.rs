@@ -9,7 +9,7 @@ pub mod logtap;
 pub mod runtime;
 
 pub use docs::DocsCommand;
-pub use locks::{EXIT_LOCK_POISONED, LockOrExit, RwLockOrExit, exit_lock_poisoned};
+pub use locks::{EXIT_LOCK_POISONED, LockOrExit, RwLockOrExit, exit_crash, exit_lock_poisoned};
 pub use logtap::{LogRecord, LogTap};
 pub use runtime::{Flavor, block_on, run_main};
 

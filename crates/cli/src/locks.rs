@@ -17,7 +17,14 @@ pub const EXIT_LOCK_POISONED: i32 = 70;
 /// Stops the process: the message on stderr (and in the log), exit code 70.
 #[cold]
 pub fn exit_lock_poisoned(what: &str) -> ! {
-    let message = format!("lock poisoned: {what}; exiting");
+    exit_crash(&format!("lock poisoned: {what}; exiting"))
+}
+
+/// The crash-only stop shared by every daemon whose memory may no longer match its disk (a
+/// poisoned lock, a failed or panicked commit): `message` on stderr and in the log, exit 70
+/// (`EX_SOFTWARE`), for the supervisor to restart it from its durable state.
+#[cold]
+pub fn exit_crash(message: &str) -> ! {
     tracing::error!("{message}");
     eprintln!("{message}");
     std::process::exit(EXIT_LOCK_POISONED)
