@@ -281,6 +281,85 @@ async fn catalogd_cuts_slow_header_and_idle_keep_alive_clients() {
     .expect("raw clients");
 }
 
+/// Reads one whole answer (head and a Content-Length body) from a kept-alive connection.
+fn read_answer(stream: &mut TcpStream) -> String {
+    stream.set_read_timeout(Some(READ_BOUND)).expect("timeout");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = stream.read(&mut buf).expect("reading an answer");
+        assert!(
+            n > 0,
+            "closed before a whole answer: {:?}",
+            String::from_utf8_lossy(&got)
+        );
+        got.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&got).into_owned();
+        let Some((head, body)) = text.split_once("\r\n\r\n") else {
+            continue;
+        };
+        let len: usize = head
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length:")
+                    .map(|v| v.trim().to_owned())
+            })
+            .and_then(|v| v.parse().ok())
+            .expect("a Content-Length");
+        if body.len() >= len {
+            return text;
+        }
+    }
+}
+
+#[tokio::test]
+async fn catalogd_idle_timeout_spares_a_blocking_query_and_counts_from_its_answer() {
+    let c = Catalogd::start_with(&["--http-idle-timeout", "1s"]).await;
+    assert_eq!(c.http.put("/v1/kv/parked", "v1").await.text(), "true");
+    let index = c
+        .http
+        .get("/v1/kv/parked")
+        .await
+        .header("x-consul-index")
+        .expect("an index")
+        .to_owned();
+    let port = c.port;
+    tokio::task::spawn_blocking(move || {
+        let mut conn = TcpStream::connect(("127.0.0.1", port)).expect("connecting");
+        // A blocking query that waits three idle timeouts with nothing changing: answered at
+        // its wait, not cut at the idle timeout.
+        let asked = Instant::now();
+        conn.write_all(
+            format!("GET /v1/kv/parked?index={index}&wait=3s HTTP/1.1\r\nHost: x\r\n\r\n")
+                .as_bytes(),
+        )
+        .expect("writing");
+        let answer = read_answer(&mut conn);
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(
+            asked.elapsed() >= Duration::from_secs(3),
+            "the query waited its 3s: {:?}",
+            asked.elapsed()
+        );
+        // Idle time counts from that answer: the same connection takes the next request.
+        conn.write_all(b"GET /v1/status/leader HTTP/1.1\r\nHost: x\r\n\r\n")
+            .expect("writing");
+        let answer = read_answer(&mut conn);
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        // And once idle for the timeout it is closed.
+        let answered = Instant::now();
+        closed_by_server(&mut conn).expect("an idle keep-alive connection is closed");
+        assert!(
+            answered.elapsed() >= Duration::from_millis(900),
+            "closed only once idle for the timeout: {:?}",
+            answered.elapsed()
+        );
+    })
+    .await
+    .expect("raw client");
+}
+
 #[tokio::test]
 async fn catalogd_full_write_queue_answers_503_and_changes_nothing() {
     let mut c = Catalogd::start_with(&["--max-pending-writes", "1"]).await;

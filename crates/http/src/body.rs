@@ -209,27 +209,8 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{Chunk, channel_body};
     use http_body_util::BodyExt;
-    use tokio::sync::mpsc;
-
-    type Chunk = Result<Frame<Bytes>, std::io::Error>;
-
-    /// A body fed by the test through a channel, as a trickling client would send it.
-    struct ChannelBody(mpsc::Receiver<Chunk>);
-
-    impl Body for ChannelBody {
-        type Data = Bytes;
-        type Error = std::io::Error;
-
-        fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Chunk>> {
-            self.0.poll_recv(cx)
-        }
-    }
-
-    fn channel_body() -> (mpsc::Sender<Chunk>, ChannelBody) {
-        let (tx, rx) = mpsc::channel(16);
-        (tx, ChannelBody(rx))
-    }
 
     const BOUNDS: BodyBounds = BodyBounds {
         max_bytes: 10,

@@ -1,11 +1,13 @@
 //! One connection: hyper's HTTP/1 connection over the application's service, each request's
-//! body under [`BodyBounds`], and the connection's part in a graceful shutdown.
+//! body under [`BodyBounds`], the idle timeout ([`crate::idle`]), and the connection's part in a
+//! graceful shutdown.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
@@ -13,7 +15,7 @@ use http::{HeaderValue, Request, header};
 use http_body::Body as _;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::either::Either;
@@ -22,6 +24,7 @@ use tower_service::Service;
 
 use crate::Limits;
 use crate::body::{BodyBounds, GuardedBody, Refusal, Verdict};
+use crate::idle::{self, Activity, InFlight, TrackedBody};
 
 /// What the application gives for one connection: an axum service (a `Router`, or a wrapper of
 /// one that knows the peer). It is called without `poll_ready`, as hyper services are: it must
@@ -42,14 +45,11 @@ impl<S> AppService for S where
 {
 }
 
-/// The connection settings every connection shares: hyper applies the header-read timeout
-/// from the moment it starts waiting for a request head, so it bounds both a slow head and the
-/// idle time of a kept-alive connection.
-pub(crate) fn builder(limits: &Limits) -> http1::Builder {
+/// The connection settings every connection shares. hyper's own header-read timeout is off:
+/// each connection's idle watchdog bounds slow heads and idle keep-alive instead.
+pub(crate) fn builder() -> http1::Builder {
     let mut b = http1::Builder::new();
-    b.timer(TokioTimer::new())
-        .header_read_timeout(limits.idle_timeout)
-        .keep_alive(true);
+    b.header_read_timeout(None).keep_alive(true);
     b
 }
 
@@ -62,10 +62,14 @@ pub(crate) async fn run<S: AppService>(
     graceful: CancellationToken,
     hard: CancellationToken,
 ) {
+    let idle_timeout = service.idle_timeout;
+    let activity = service.activity.clone();
     let conn = builder.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(conn);
     let result = tokio::select! {
         result = conn.as_mut() => result,
+        // Dropping the connection closes it.
+        () = idle::idle_for(&activity, idle_timeout) => Ok(()),
         () = graceful.cancelled() => {
             // Idle connections close now; a request in progress is answered first.
             conn.as_mut().graceful_shutdown();
@@ -82,31 +86,41 @@ pub(crate) async fn run<S: AppService>(
     drop(slot);
 }
 
-/// The hyper service of one connection: bounds each request's body and answers a refused
-/// body's request with 413 or 408 and `Connection: close`.
+/// The hyper service of one connection: bounds each request's body, answers a refused
+/// body's request with 413 or 408 and `Connection: close`, and keeps each request in flight
+/// for the idle watchdog until its response body ends.
 pub(crate) struct ConnService<S> {
     app: S,
     bounds: BodyBounds,
+    idle_timeout: Duration,
+    activity: Arc<Activity>,
 }
 
 impl<S> ConnService<S> {
-    pub(crate) fn new(app: S, bounds: BodyBounds) -> Self {
-        ConnService { app, bounds }
+    pub(crate) fn new(app: S, limits: &Limits) -> Self {
+        ConnService {
+            app,
+            bounds: limits.body,
+            idle_timeout: limits.idle_timeout,
+            activity: Activity::new(),
+        }
     }
 }
 
+type Answer = Result<Response<TrackedBody>, Infallible>;
+
 impl<S: AppService> hyper::service::Service<Request<Incoming>> for ConnService<S> {
-    type Response = Response;
+    type Response = Response<TrackedBody>;
     type Error = Infallible;
-    type Future = Either<std::future::Ready<Result<Response, Infallible>>, Respond<S::Future>>;
+    type Future = Either<std::future::Ready<Answer>, Respond<S::Future>>;
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
         let bounds = self.bounds;
+        let in_flight = self.activity.begin();
         // A declared length past the cap is refused before a byte of the body is read.
         if req.body().size_hint().lower() > bounds.max_bytes {
-            return Either::Left(std::future::ready(Ok(refused(Refusal::TooLarge(
-                bounds.max_bytes,
-            )))));
+            let resp = refused(Refusal::TooLarge(bounds.max_bytes));
+            return Either::Left(std::future::ready(Ok(tracked(resp, in_flight))));
         }
         // Requests without a body (most reads) go through as they are.
         let (req, verdict) = if req.body().is_end_stream() {
@@ -122,6 +136,7 @@ impl<S: AppService> hyper::service::Service<Request<Incoming>> for ConnService<S
             inner: app.call(req),
             verdict,
             bounds,
+            in_flight: Some(in_flight),
         })
     }
 }
@@ -133,11 +148,12 @@ pin_project_lite::pin_project! {
         inner: F,
         verdict: Option<Arc<Verdict>>,
         bounds: BodyBounds,
+        in_flight: Option<InFlight>,
     }
 }
 
 impl<F: Future<Output = Result<Response, Infallible>>> Future for Respond<F> {
-    type Output = Result<Response, Infallible>;
+    type Output = Answer;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
@@ -145,11 +161,21 @@ impl<F: Future<Output = Result<Response, Infallible>>> Future for Respond<F> {
             return Poll::Pending;
         };
         let refusal = this.verdict.as_ref().and_then(|v| v.refusal(this.bounds));
-        Poll::Ready(Ok(match refusal {
+        let resp = match refusal {
             Some(refusal) => refused(refusal),
             None => resp,
-        }))
+        };
+        let in_flight = this
+            .in_flight
+            .take()
+            .expect("a Respond future is not polled after it is ready");
+        Poll::Ready(Ok(tracked(resp, in_flight)))
     }
+}
+
+/// The response with its body holding the request in flight.
+fn tracked(resp: Response, in_flight: InFlight) -> Response<TrackedBody> {
+    resp.map(|body| TrackedBody::new(body, in_flight))
 }
 
 /// The answer to a refused body: the status, the reason as plain text, and the connection

@@ -4,8 +4,9 @@
 //! - a connection cap: past `--max-connections` a new connection is closed at once (counted,
 //!   logged at most once per [`REFUSAL_LOG_EVERY`]), so open descriptors stay below the limit
 //!   and connections already in stay served;
-//! - `--http-idle-timeout`: a client must complete a request head within it, both on a new
-//!   connection (slow headers) and between requests on a keep-alive connection (idle);
+//! - `--http-idle-timeout`: a connection with no request in flight is closed once it has been
+//!   idle that long, whether its client is still sending a request head (slow headers) or sends
+//!   nothing between requests on a keep-alive connection (the `idle` module);
 //! - request bodies ([`body`]): at most `--max-body-bytes` (413), no stall longer than
 //!   `--http-body-stall` and the whole body within `--http-body-timeout` (408); a refused
 //!   body's connection is closed, and its bytes are dropped with the handler's buffer;
@@ -19,7 +20,10 @@
 pub mod body;
 mod conn;
 mod fdlimit;
+mod idle;
 pub mod query;
+#[cfg(test)]
+mod testing;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -44,7 +48,8 @@ pub const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(5);
 pub struct Limits {
     /// Connections served at once; more are closed at accept.
     pub max_connections: usize,
-    /// Longest wait for a complete request head (new or keep-alive connection).
+    /// Longest a connection stays open with no request in flight (a head not yet complete, or
+    /// nothing sent since the last answer).
     pub idle_timeout: Duration,
     /// Request body bounds.
     pub body: BodyBounds,
@@ -148,7 +153,7 @@ impl Server {
         let slots = Arc::new(Semaphore::new(limits.max_connections));
         let graceful = CancellationToken::new();
         let hard = CancellationToken::new();
-        let builder = Arc::new(conn::builder(&limits));
+        let builder = Arc::new(conn::builder());
         let mut refusals = RefusalLog::default();
         tokio::pin!(shutdown);
         loop {
@@ -175,7 +180,7 @@ impl Server {
                 refusals.refused(limits.max_connections);
                 continue;
             };
-            let service = conn::ConnService::new(app(peer), limits.body);
+            let service = conn::ConnService::new(app(peer), &limits);
             tokio::spawn(conn::run(
                 builder.clone(),
                 stream,
