@@ -10,6 +10,11 @@
 //! only the agent's SIGKILL escalation ends both. When the program has ended, anything it left
 //! behind in the group is killed, as Mesos destroys a task's container.
 //!
+//! It is also the child subreaper of the task: a process the program leaves behind is
+//! reparented to the supervisor, not to init. As the session leader, every process of its group
+//! is then one of its children, so "is anything left?" is one `waitpid` instead of a read of
+//! every `/proc/PID/stat` on the node (which, once per task end, made ending N tasks cost N²).
+//!
 //! With `--stdout`/`--stderr` (as the exec driver starts it) the program's output goes through
 //! pipes the supervisor owns and copies into those files, rotating them by size as it writes
 //! ([`crate::logs::RotatingFile`]): the disk bound holds however fast the program writes, and
@@ -130,6 +135,7 @@ fn say(logs: Option<&LogFiles>, stderr: Option<&mut RotatingFile>, line: &str) {
 /// files, rotating them; without, the program inherits the supervisor's.
 pub fn run(exit_file: &Path, logs: Option<&LogFiles>, argv: &[OsString]) -> ExitCode {
     block_group_signals();
+    become_subreaper();
     let Some((program, args)) = argv.split_first() else {
         eprintln!("taskrun wrap: no program given");
         return ExitCode::from(2);
@@ -234,6 +240,9 @@ fn kill_others_in_group() {
     }
     // Processes may fork while they are killed: a few rounds, then kill_leftovers' group kill.
     for _ in 0..10 {
+        if !may_have_others(pid) {
+            return;
+        }
         let others = crate::procfs::group_members(pgrp, pid);
         if others.is_empty() {
             return;
@@ -255,9 +264,48 @@ fn kill_others_in_group() {
 fn kill_leftovers() {
     // SAFETY: getpid/getpgrp cannot fail.
     let (pid, pgrp) = unsafe { (libc::getpid(), libc::getpgrp()) };
-    if pid != pgrp || !crate::procfs::group_has_others(pgrp, pid) {
+    if pid != pgrp || !may_have_others(pid) || !crate::procfs::group_has_others(pgrp, pid) {
         return;
     }
     // Nothing is left to do if it fails: this process is about to exit either way.
     let _ = cairn_proc::signal_group(pgrp, cairn_proc::Signal::KILL);
+}
+
+/// Makes this process the reaper of the program's orphaned descendants (see the module docs).
+/// Without it (an old kernel) [`may_have_others`] always answers yes and the group is found by
+/// reading `/proc`, as before.
+fn become_subreaper() {
+    // SAFETY: prctl with integer arguments only.
+    let done = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } == 0;
+    SUBREAPER.store(done, std::sync::atomic::Ordering::Relaxed);
+}
+
+static SUBREAPER: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether a process other than this one (`pid`, the group leader) may still be in its group;
+/// reaps the children that have ended. `false` is certain: as the session leader and subreaper,
+/// every process of the session is a descendant of this one and so, once orphaned, its child;
+/// no child left means no one left. Outside that case (not the session leader, no subreaper,
+/// an unexpected error) the answer is `true` and the caller reads `/proc`.
+fn may_have_others(pid: i32) -> bool {
+    // SAFETY: getsid(0) cannot fail for the calling process.
+    let session_leader = unsafe { libc::getsid(0) } == pid;
+    if !session_leader || !SUBREAPER.load(std::sync::atomic::Ordering::Relaxed) {
+        return true;
+    }
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid on any child with WNOHANG, status into a local.
+        match unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) } {
+            // Children, none ended.
+            0 => return true,
+            // One reaped: look again.
+            n if n > 0 => continue,
+            _ => match io::Error::last_os_error().raw_os_error() {
+                Some(libc::ECHILD) => return false,
+                Some(libc::EINTR) => continue,
+                _ => return true,
+            },
+        }
+    }
 }

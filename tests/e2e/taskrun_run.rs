@@ -261,6 +261,56 @@ fn sigterm_kills_the_whole_process_group() {
     wait_gone(group, "the task's supervisor");
 }
 
+/// What a program leaves running when it ends: processes of its group (which hold its output
+/// pipes) are killed and the task ends with the program's code; a process that left the group
+/// (a daemon in its own session) is not the task's any more and is left alone.
+#[test]
+fn a_task_ends_with_its_program_and_takes_its_group_along() {
+    struct Case {
+        background: &'static str,
+        killed: bool,
+    }
+    let cases = [
+        Case {
+            background: "sh -c 'echo $$ > {marker}; exec sleep 100' &",
+            killed: true,
+        },
+        Case {
+            background: "setsid sh -c 'echo $$ > {marker}; exec sleep 100' </dev/null >/dev/null 2>&1 &",
+            killed: false,
+        },
+    ];
+    for case in cases {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let marker = dir.path().join("left.pid");
+        // The program ends only once the background process has written its pid, i.e. is
+        // past its setsid.
+        let marker_path = marker.display().to_string();
+        let script = format!(
+            "{} until [ -s {marker_path} ]; do sleep 0.01; done; echo done; exit 3",
+            case.background.replace("{marker}", &marker_path),
+        );
+        let (out, _tmp) = run(&["--", &script]);
+        assert_eq!(out.status.code(), Some(3), "{}: {out:?}", case.background);
+        assert_eq!(text(&out.stdout), "done\n", "{}", case.background);
+        let left: i32 = wait_for_file(&marker).trim().parse().expect("a pid");
+        if case.killed {
+            wait_gone(left, case.background);
+        } else {
+            assert!(
+                alive(left),
+                "{}: a process outside the group is left alone",
+                case.background
+            );
+            // SAFETY: kill(2) of the test's own leftover by pid.
+            unsafe {
+                libc::kill(left, libc::SIGKILL);
+            }
+            wait_gone(left, case.background);
+        }
+    }
+}
+
 #[test]
 fn a_task_ignoring_sigterm_gets_sigkill_after_the_grace_period() {
     let dir = tempfile::tempdir().expect("temp dir");
