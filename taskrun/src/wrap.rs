@@ -135,7 +135,7 @@ fn say(logs: Option<&LogFiles>, stderr: Option<&mut RotatingFile>, line: &str) {
 /// files, rotating them; without, the program inherits the supervisor's.
 pub fn run(exit_file: &Path, logs: Option<&LogFiles>, argv: &[OsString]) -> ExitCode {
     block_group_signals();
-    become_subreaper();
+    let reaper = Reaper::become_subreaper();
     let Some((program, args)) = argv.split_first() else {
         eprintln!("taskrun wrap: no program given");
         return ExitCode::from(2);
@@ -203,7 +203,7 @@ pub fn run(exit_file: &Path, logs: Option<&LogFiles>, argv: &[OsString]) -> Exit
     drop(done_tx);
     // What the program left in its group holds the pipes open: it goes first, then the copies
     // drain what is left in the pipes, all before the exit file says the task ended.
-    kill_others_in_group();
+    kill_others_in_group(reaper);
     let deadline = Instant::now() + DRAIN_TIMEOUT;
     let mut stderr_file = None;
     for _ in 0..copies {
@@ -226,13 +226,13 @@ pub fn run(exit_file: &Path, logs: Option<&LogFiles>, argv: &[OsString]) -> Exit
             ),
         );
     }
-    kill_leftovers();
+    kill_leftovers(reaper);
     ExitCode::from(u8::try_from(info.exit_code().clamp(0, 255)).unwrap_or(1))
 }
 
 /// Kills every other process of this process's group — only when it leads the group (see
 /// [`kill_leftovers`]) — so the task's pipes close.
-fn kill_others_in_group() {
+fn kill_others_in_group(reaper: Reaper) {
     // SAFETY: getpid/getpgrp cannot fail.
     let (pid, pgrp) = unsafe { (libc::getpid(), libc::getpgrp()) };
     if pid != pgrp {
@@ -240,7 +240,7 @@ fn kill_others_in_group() {
     }
     // Processes may fork while they are killed: a few rounds, then kill_leftovers' group kill.
     for _ in 0..10 {
-        if !may_have_others(pid) {
+        if !reaper.may_have_others(pid) {
             return;
         }
         let others = crate::procfs::group_members(pgrp, pid);
@@ -261,51 +261,57 @@ fn kill_others_in_group() {
 /// Kills what the program left running in its process group (this process included, after the
 /// exit file is written) — only when this process leads the group, i.e. was started by the
 /// exec driver, never a group it merely joined.
-fn kill_leftovers() {
+fn kill_leftovers(reaper: Reaper) {
     // SAFETY: getpid/getpgrp cannot fail.
     let (pid, pgrp) = unsafe { (libc::getpid(), libc::getpgrp()) };
-    if pid != pgrp || !may_have_others(pid) || !crate::procfs::group_has_others(pgrp, pid) {
+    if pid != pgrp || !reaper.may_have_others(pid) || !crate::procfs::group_has_others(pgrp, pid) {
         return;
     }
     // Nothing is left to do if it fails: this process is about to exit either way.
     let _ = cairn_proc::signal_group(pgrp, cairn_proc::Signal::KILL);
 }
 
-/// Makes this process the reaper of the program's orphaned descendants (see the module docs).
-/// Without it (an old kernel) [`may_have_others`] always answers yes and the group is found by
-/// reading `/proc`, as before.
-fn become_subreaper() {
-    // SAFETY: prctl with integer arguments only.
-    let done = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } == 0;
-    SUBREAPER.store(done, std::sync::atomic::Ordering::Relaxed);
+/// Whether this process is the reaper of the program's orphaned descendants (see the module
+/// docs). Without it (an old kernel) [`Reaper::may_have_others`] always answers yes and the
+/// group is found by reading `/proc`, as before.
+#[derive(Clone, Copy, Debug)]
+struct Reaper {
+    subreaper: bool,
 }
 
-static SUBREAPER: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// Whether a process other than this one (`pid`, the group leader) may still be in its group;
-/// reaps the children that have ended. `false` is certain: as the session leader and subreaper,
-/// every process of the session is a descendant of this one and so, once orphaned, its child;
-/// no child left means no one left. Outside that case (not the session leader, no subreaper,
-/// an unexpected error) the answer is `true` and the caller reads `/proc`.
-fn may_have_others(pid: i32) -> bool {
-    // SAFETY: getsid(0) cannot fail for the calling process.
-    let session_leader = unsafe { libc::getsid(0) } == pid;
-    if !session_leader || !SUBREAPER.load(std::sync::atomic::Ordering::Relaxed) {
-        return true;
+impl Reaper {
+    fn become_subreaper() -> Reaper {
+        // SAFETY: prctl with integer arguments only.
+        let subreaper = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } == 0;
+        Reaper { subreaper }
     }
-    loop {
-        let mut status = 0;
-        // SAFETY: waitpid on any child with WNOHANG, status into a local.
-        match unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) } {
-            // Children, none ended.
-            0 => return true,
-            // One reaped: look again.
-            n if n > 0 => continue,
-            _ => match io::Error::last_os_error().raw_os_error() {
-                Some(libc::ECHILD) => return false,
-                Some(libc::EINTR) => continue,
-                _ => return true,
-            },
+
+    /// Whether a process other than this one (`pid`, the group leader) may still be in its
+    /// group; reaps the children that have ended. `false` is certain: as the session leader and
+    /// subreaper, every process of the session is a descendant of this one and so, once
+    /// orphaned, its child; no child left means no one left. Outside that case (not the session
+    /// leader, no subreaper, an unexpected error) the answer is `true` and the caller reads
+    /// `/proc`.
+    fn may_have_others(self, pid: i32) -> bool {
+        // SAFETY: getsid(0) cannot fail for the calling process.
+        let session_leader = unsafe { libc::getsid(0) } == pid;
+        if !session_leader || !self.subreaper {
+            return true;
+        }
+        loop {
+            let mut status = 0;
+            // SAFETY: waitpid on any child with WNOHANG, status into a local.
+            match unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) } {
+                // Children, none ended.
+                0 => return true,
+                // One reaped: look again.
+                n if n > 0 => continue,
+                _ => match io::Error::last_os_error().raw_os_error() {
+                    Some(libc::ECHILD) => return false,
+                    Some(libc::EINTR) => continue,
+                    _ => return true,
+                },
+            }
         }
     }
 }
