@@ -40,7 +40,7 @@ pub async fn serve(
     cfg: ServeConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&cfg.data_dir)
+    cairn_cli::create_private_dir(&cfg.data_dir)
         .with_context(|| format!("creating --data-dir {}", cfg.data_dir.display()))?;
     let store: Arc<dyn Store> =
         Arc::new(RedbStore::open(&cfg.data_dir.join("offerd.redb")).context("opening the store")?);

@@ -80,7 +80,7 @@ pub fn launch(l: Launch<'_>) -> Result<Started, ExecError> {
         path: l.sandbox.to_path_buf(),
         source,
     };
-    std::fs::create_dir_all(l.sandbox).map_err(sandbox_err)?;
+    cairn_cli::create_private_dir(l.sandbox).map_err(sandbox_err)?;
     let exit_file = l.sandbox.join(EXIT_FILE);
     match std::fs::remove_file(&exit_file) {
         Ok(()) => {}

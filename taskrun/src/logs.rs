@@ -34,9 +34,12 @@ pub fn generation(path: &Path, n: usize) -> PathBuf {
 
 /// Opens (creating) a log file for appending.
 pub fn open_append(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    // The owner's only: a task's output may hold what its environment holds.
     std::fs::OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(0o600)
         .open(path)
 }
 

@@ -103,7 +103,7 @@ pub fn run(opts: RunOptions) -> Result<i32, RunError> {
         source,
     })?;
     let sandbox = sandbox::sandbox_dir(&work_dir, &id);
-    std::fs::create_dir_all(&sandbox).map_err(|source| RunError::WorkDir {
+    cairn_cli::create_private_dir(&sandbox).map_err(|source| RunError::WorkDir {
         path: sandbox.clone(),
         source,
     })?;

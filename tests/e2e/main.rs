@@ -47,6 +47,7 @@ mod offerd_deploy;
 mod offerd_docker_ports;
 mod offerd_lifecycle;
 mod offerd_ops;
+mod private_state;
 mod prometheus_metrics;
 mod systemd_units;
 mod taskrun_docker;

@@ -151,6 +151,19 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// Creates `dir` (and missing parents) readable by its owner only, and narrows an existing
+/// `dir` to 0700: it holds state other local users must not read (task definitions with their
+/// environment, logs, stores). Parents created on the way get 0700 too; existing ones are left
+/// as they are.
+pub fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
 /// This machine's host name (uname's nodename), the default node name of every daemon; `None`
 /// when it is empty or not UTF-8.
 pub fn hostname() -> Option<String> {
@@ -196,6 +209,23 @@ pub fn replace_file(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// New directories and parents are 0700; an existing directory is narrowed to 0700.
+    #[test]
+    fn private_dirs_are_their_owners_only() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let root = tempfile::tempdir().unwrap();
+        let nested = root.path().join("a/b");
+        create_private_dir(&nested).unwrap();
+        assert_eq!(mode(&nested), 0o700);
+        assert_eq!(mode(&root.path().join("a")), 0o700);
+        let open = root.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).unwrap();
+        create_private_dir(&open).unwrap();
+        assert_eq!(mode(&open), 0o700);
+    }
 
     /// Two threads replacing one file at once: every write lands whole, none fails, no temp
     /// file is left behind (with one temp name per process they truncated each other's).

@@ -83,3 +83,28 @@ fn corrupted_pages_are_errors_not_panics() {
     }
     assert!(damaged_reports > 0, "no page was reported as damaged");
 }
+
+/// The store file is its owner's only: created 0600, and one an older version left readable by
+/// others is narrowed when opened; its data stays.
+#[test]
+fn the_store_file_is_readable_by_its_owner_only() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("data/store.redb");
+    {
+        let store = RedbStore::open(&path).expect("create");
+        let mut b = Batch::default();
+        b.put("k", b"v".to_vec());
+        store.commit(b).expect("commit");
+    }
+    assert_eq!(mode(&path), 0o600);
+    assert_eq!(mode(path.parent().unwrap()), 0o700);
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let store = RedbStore::open(&path).expect("reopen");
+    assert_eq!(mode(&path), 0o600);
+    assert_eq!(
+        store.get(b"k").expect("read").map(|e| e.value),
+        Some(b"v".to_vec())
+    );
+}

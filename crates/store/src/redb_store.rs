@@ -3,6 +3,7 @@
 //! `Durability::Immediate`, so it is on disk when `commit` returns; callers batch concurrent
 //! writes into one commit to share the fsync.
 
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, RwLock};
 
@@ -89,7 +90,13 @@ impl RedbStore {
             source: e,
         };
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| open_err(Box::new(e)))?;
+            // A new data directory is its owner's only; an operator's existing one is left as
+            // it is (the store file itself is 0600 either way).
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| open_err(Box::new(e)))?;
         }
         match std::fs::metadata(path) {
             Ok(meta) if meta.len() == 0 => {
@@ -99,6 +106,11 @@ impl RedbStore {
                              a backup, or remove it to start with an empty store"
                         .to_string(),
                 });
+            }
+            Ok(meta) if meta.permissions().mode() & 0o077 != 0 => {
+                // A store written by an older version, readable by other local users.
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+                    .map_err(|e| open_err(Box::new(e)))?;
             }
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -225,6 +237,12 @@ fn create_new(path: &Path) -> Result<(), Box<dyn std::error::Error + Send + Sync
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(Box::new(e)),
     }
+    // Created 0600 here, so redb opens a file only its owner can read.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&temp)?;
     {
         let db = Database::create(&temp)?;
         let txn = db.begin_write()?;

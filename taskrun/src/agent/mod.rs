@@ -131,7 +131,7 @@ pub async fn run(
         source,
     })?;
     let tasks_dir = sandbox::tasks_dir(&cfg.work_dir);
-    std::fs::create_dir_all(&tasks_dir).map_err(|source| AgentError::WorkDir {
+    cairn_cli::create_private_dir(&tasks_dir).map_err(|source| AgentError::WorkDir {
         path: tasks_dir.clone(),
         source,
     })?;

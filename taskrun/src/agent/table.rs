@@ -127,9 +127,11 @@ impl Shared {
         let sandbox = self.sandbox(record.id());
         let rec = record.clone();
         let saved = tokio::task::spawn_blocking(move || {
-            std::fs::create_dir_all(&sandbox).map_err(|source| sandbox::SandboxError::Io {
-                path: sandbox.clone(),
-                source,
+            cairn_cli::create_private_dir(&sandbox).map_err(|source| {
+                sandbox::SandboxError::Io {
+                    path: sandbox.clone(),
+                    source,
+                }
             })?;
             rec.save(&sandbox)
         })
