@@ -75,7 +75,9 @@ pub fn spawn(core: &Arc<Core>, stop: tokio_util::sync::CancellationToken) -> Joi
     };
     let cfg = AgentConfig {
         node: core.config.node.clone(),
-        enable_script_checks: core.config.enable_script_checks,
+        script_checks: cairn_checks::agent::ScriptChecks::from_flag(
+            core.config.enable_script_checks,
+        ),
         output_update_interval: Duration::from_secs(300),
     };
     let sink = WriterSink(core.writer.clone());

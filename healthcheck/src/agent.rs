@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use cairn_checks::agent::{AgentConfig, CatalogChecks, CatalogSink, run};
+use cairn_checks::agent::{AgentConfig, CatalogChecks, CatalogSink, ScriptChecks, run};
 use cairn_client::CatalogClient;
 
 use cairn_cli::{CatalogArgs, LogArgs};
@@ -39,7 +39,7 @@ pub fn main(args: &AgentArgs) -> ExitCode {
             CatalogClient::new(&args.catalog.url(), args.catalog.token()).context("--catalog")?;
         let cfg = AgentConfig {
             node: args.node.clone(),
-            enable_script_checks: args.enable_script_checks,
+            script_checks: ScriptChecks::from_flag(args.enable_script_checks),
             output_update_interval,
         };
         tracing::info!(node = %cfg.node, catalog = %args.catalog.url(), "healthcheck agent starting");

@@ -178,6 +178,21 @@ pub fn check_for(
     })
 }
 
+/// Whether `registered` is one of the checks this agent registers for `spec` on `node`, with
+/// the same command: only those of its script checks run unless `--enable-script-checks` (a
+/// check registered by anyone else, or re-registered under a task's check ID with another
+/// command, is not the app's).
+pub fn is_own_check(spec: &TaskSpec, node: &str, address: &str, registered: &HealthCheck) -> bool {
+    registered.node == node
+        && registered.service_id == spec.id
+        && spec.health_checks.iter().enumerate().any(|(i, hc)| {
+            check_for(spec, i, hc, node, address).is_ok_and(|own| {
+                own.check_id == registered.check_id
+                    && own.definition.script_args == registered.definition.script_args
+            })
+        })
+}
+
 /// The registration of a running task: its service and checks (critical until they run).
 pub fn service_registration(node: &str, address: &str, spec: &TaskSpec) -> CatalogRegistration {
     let checks = spec
@@ -398,6 +413,42 @@ mod tests {
         assert_eq!(keys, ["SERVICE_TAGS", "lb_host", "team-name"]);
         assert!(valid_meta_key(&"k".repeat(128)));
         assert!(service_tags(&BTreeMap::new()).is_empty());
+    }
+
+    /// Only the checks this agent registered for a task, with their own command, are the
+    /// task's: a forged check on the node, under another service, or under the task's check ID
+    /// with another command is not.
+    #[test]
+    fn own_checks_are_the_registered_commands_only() {
+        let s = spec(
+            json!([{"protocol": "COMMAND", "command": {"value": "test -f ready"}}]),
+            json!({}),
+        );
+        let own = check_for(&s, 0, &s.health_checks[0], "node-0", "10.0.0.1").unwrap();
+        assert!(is_own_check(&s, "node-0", "10.0.0.1", &own));
+        let forged = |edit: fn(&mut HealthCheck)| {
+            let mut c = own.clone();
+            edit(&mut c);
+            c
+        };
+        let cases: [(&str, HealthCheck); 4] = [
+            (
+                "another command",
+                forged(|c| c.definition.script_args = vec!["sh".into(), "-c".into(), "id".into()]),
+            ),
+            (
+                "another check id",
+                forged(|c| c.check_id = "service:shop_web.1:7".into()),
+            ),
+            (
+                "another service",
+                forged(|c| c.service_id = "other.1".into()),
+            ),
+            ("another node", forged(|c| c.node = "node-1".into())),
+        ];
+        for (what, c) in cases {
+            assert!(!is_own_check(&s, "node-0", "10.0.0.1", &c), "{what}");
+        }
     }
 
     #[test]

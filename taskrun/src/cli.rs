@@ -80,6 +80,11 @@ pub struct AgentArgs {
     /// it, for load balancers to stop sending it requests (e.g. 1s, 500ms; 0 disables)
     #[arg(long, default_value = "1s", value_name = "DURATION", value_parser = duration)]
     pub kill_drain_delay: Duration,
+    /// Run every script check registered for this node, as a Consul agent with
+    /// enable_script_checks; by default only the COMMAND health checks of the tasks this agent
+    /// runs are (anyone who may register a check would otherwise choose a command it runs)
+    #[arg(long)]
+    pub enable_script_checks: bool,
 }
 
 #[derive(Args, Debug)]
@@ -234,6 +239,7 @@ fn agent(args: AgentArgs, catalog: &CatalogArgs) -> ExitCode {
         limit_mode: crate::limits::LimitMode::detect(),
         log_rotate_bytes: args.log_rotate_bytes,
         kill_drain: args.kill_drain_delay,
+        enable_script_checks: args.enable_script_checks,
     };
     cairn_cli::run_main("taskrun", cairn_cli::Flavor::MultiThread(None), async {
         crate::agent::run(cfg, cairn_cli::shutdown_signal())

@@ -6,6 +6,7 @@
 //! retry.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::{Check, CheckSpec, Context, Kind};
@@ -19,11 +20,53 @@ const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
 /// asking for less (`"Interval": 10` is 10 ns to Consul's decoder) must not spin.
 const MIN_INTERVAL: Duration = Duration::from_secs(1);
 
+/// Which script checks (`ScriptArgs`) the agent runs: anyone who can register a check for the
+/// node chooses the command, so running every one is running anyone's command.
+#[derive(Clone)]
+pub enum ScriptChecks {
+    /// None, as a Consul agent without `enable_script_checks`.
+    Disabled,
+    /// Every one registered for the node (`--enable-script-checks`).
+    All,
+    /// Only those the predicate vouches for: taskrun's checks of the tasks it launched, exactly
+    /// as it registered them.
+    Vouched(Arc<dyn Fn(&HealthCheck) -> bool + Send + Sync>),
+}
+
+impl ScriptChecks {
+    /// `--enable-script-checks`: all or none.
+    pub fn from_flag(enabled: bool) -> ScriptChecks {
+        if enabled {
+            ScriptChecks::All
+        } else {
+            ScriptChecks::Disabled
+        }
+    }
+
+    fn allow(&self, c: &HealthCheck) -> bool {
+        match self {
+            ScriptChecks::Disabled => false,
+            ScriptChecks::All => true,
+            ScriptChecks::Vouched(vouch) => vouch(c),
+        }
+    }
+}
+
+impl std::fmt::Debug for ScriptChecks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ScriptChecks::Disabled => "Disabled",
+            ScriptChecks::All => "All",
+            ScriptChecks::Vouched(_) => "Vouched",
+        })
+    }
+}
+
 /// Agent settings.
 #[derive(Clone, Debug)]
 pub struct AgentConfig {
     pub node: String,
-    pub enable_script_checks: bool,
+    pub script_checks: ScriptChecks,
     /// An output-only change (same status) is pushed at most this often.
     pub output_update_interval: Duration,
 }
@@ -46,12 +89,19 @@ impl Drop for Running {
 }
 
 /// Turns a registered check into something runnable, or says why it is skipped.
-pub fn runnable(c: &HealthCheck, enable_script_checks: bool) -> Result<(Check, Duration), String> {
+pub fn runnable(c: &HealthCheck, scripts: &ScriptChecks) -> Result<(Check, Duration), String> {
     let spec = CheckSpec::from_consul(&c.check_id, &c.definition).ok_or_else(|| {
         "no HTTP, TCP or script definition (TTL or externally updated)".to_string()
     })?;
-    if spec.kind == Some(Kind::Exec) && !enable_script_checks {
-        return Err("script checks are disabled (--enable-script-checks)".into());
+    if spec.kind == Some(Kind::Exec) && !scripts.allow(c) {
+        return Err(match scripts {
+            ScriptChecks::Vouched(_) => {
+                "not a check of a task this agent runs, and other script checks are disabled \
+                 (--enable-script-checks)"
+            }
+            _ => "script checks are disabled (--enable-script-checks)",
+        }
+        .into());
     }
     let every = spec
         .interval()
@@ -152,7 +202,7 @@ fn reconcile(
             seen.push(c.check_id.clone());
             continue;
         }
-        match runnable(&c, cfg.enable_script_checks) {
+        match runnable(&c, &cfg.script_checks) {
             Ok((check, every)) => {
                 tracing::info!(check = %c.check_id, every = ?every, "running check");
                 let task = tokio::spawn(check_loop(
@@ -269,31 +319,48 @@ mod tests {
             interval: "3s".into(),
             ..Default::default()
         });
-        let (c, every) = runnable(&http, false).unwrap();
+        let (c, every) = runnable(&http, &ScriptChecks::Disabled).unwrap();
         assert!(matches!(c, Check::Http(_)));
         assert_eq!(every, Duration::from_secs(3));
         let tcp = check(CheckDefinition {
             tcp: "127.0.0.1:1".into(),
             ..Default::default()
         });
-        assert_eq!(runnable(&tcp, false).unwrap().1, DEFAULT_INTERVAL);
+        assert_eq!(
+            runnable(&tcp, &ScriptChecks::Disabled).unwrap().1,
+            DEFAULT_INTERVAL
+        );
         let hot = check(CheckDefinition {
             tcp: "127.0.0.1:1".into(),
             interval: "10ns".into(),
             ..Default::default()
         });
-        assert_eq!(runnable(&hot, false).unwrap().1, MIN_INTERVAL);
+        assert_eq!(
+            runnable(&hot, &ScriptChecks::Disabled).unwrap().1,
+            MIN_INTERVAL
+        );
         let script = check(CheckDefinition {
             script_args: vec!["/bin/true".into()],
             interval: "1s".into(),
             ..Default::default()
         });
-        assert!(runnable(&script, false).unwrap_err().contains("disabled"));
-        assert!(runnable(&script, true).is_ok());
+        assert!(
+            runnable(&script, &ScriptChecks::Disabled)
+                .unwrap_err()
+                .contains("disabled")
+        );
+        assert!(runnable(&script, &ScriptChecks::All).is_ok());
+        let vouch_for = |id: String| ScriptChecks::Vouched(Arc::new(move |c| c.check_id == id));
+        assert!(runnable(&script, &vouch_for(script.check_id.clone())).is_ok());
+        assert!(
+            runnable(&script, &vouch_for("another".into()))
+                .unwrap_err()
+                .contains("not a check of a task")
+        );
         let ttl = check(CheckDefinition {
             ttl: "10s".into(),
             ..Default::default()
         });
-        assert!(runnable(&ttl, true).is_err());
+        assert!(runnable(&ttl, &ScriptChecks::All).is_err());
     }
 }

@@ -32,6 +32,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use cairn_checks::agent::ScriptChecks;
 use cairn_client::CatalogClient;
 use cairn_marathon::{Attributes, Resources};
 use tokio::sync::Notify;
@@ -63,6 +64,8 @@ pub struct AgentConfig {
     pub log_rotate_bytes: u64,
     /// How long a task stays out of the catalog before it is stopped (0: no drain).
     pub kill_drain: Duration,
+    /// Run every script check registered for the node, not only the tasks' own.
+    pub enable_script_checks: bool,
 }
 
 /// Why the agent cannot run at all.
@@ -178,7 +181,12 @@ pub async fn run(
         cairn_checks::agent::CatalogSink(cfg.catalog.clone()),
         cairn_checks::agent::AgentConfig {
             node: cfg.node.clone(),
-            enable_script_checks: true,
+            script_checks: if cfg.enable_script_checks {
+                ScriptChecks::All
+            } else {
+                let shared = shared.clone();
+                ScriptChecks::Vouched(Arc::new(move |c| shared.is_own_check(c)))
+            },
             output_update_interval: Duration::from_secs(300),
         },
         stop.clone().cancelled_owned(),

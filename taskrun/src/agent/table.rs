@@ -97,6 +97,14 @@ impl Shared {
         self.table().get(id).map(|e| e.record.clone())
     }
 
+    /// Whether `c` is a check this agent registered for one of its tasks (see
+    /// [`crate::catalog::is_own_check`]).
+    pub fn is_own_check(&self, c: &cairn_wire::HealthCheck) -> bool {
+        self.table().get(&c.service_id).is_some_and(|e| {
+            crate::catalog::is_own_check(&e.record.spec, &self.node, &self.address, c)
+        })
+    }
+
     pub fn sandbox(&self, id: &str) -> PathBuf {
         sandbox::sandbox_dir(&self.work_dir, id)
     }
