@@ -29,6 +29,8 @@ pub struct ServeConfig {
     pub catalog: Option<CatalogClient>,
     /// Bounds of the HTTP server.
     pub http: cairn_http::Limits,
+    /// What apps may ask of the agents' hosts.
+    pub host_policy: cairn_marathon::HostPolicy,
 }
 
 /// How long requests may finish after SIGTERM: parked agent polls and event streams are
@@ -100,6 +102,7 @@ pub async fn serve(
         core: core.clone(),
         advertise: local.to_string(),
         offers: Arc::default(),
+        host_policy: Arc::new(cfg.host_policy.clone()),
     });
     let graceful = {
         let stop = stop.clone();

@@ -46,6 +46,7 @@ mod offerd_api;
 mod offerd_core;
 mod offerd_deploy;
 mod offerd_docker_ports;
+mod offerd_host_policy;
 mod offerd_lifecycle;
 mod offerd_ops;
 mod private_state;

@@ -510,10 +510,15 @@ async fn host_network_and_a_read_only_volume() {
         return;
     }
     let image = busybox_image();
-    let c = DockerCluster::start(one_agent()).await;
     let data = tempfile::tempdir().expect("temp dir");
     std::fs::write(data.path().join("motd.txt"), "from the host\n").expect("motd");
     let host_path = data.path().display().to_string();
+    // Host volumes only under what the operator allows (issue 15).
+    let c = DockerCluster::start(ClusterOpts {
+        offerd_args: vec!["--allow-host-volumes".into(), host_path.clone()],
+        ..one_agent()
+    })
+    .await;
     let app = json!({
         "id": "/dock/host", "cpus": 0.1, "mem": 16, "instances": 1,
         "cmd": "cat /data/motd.txt; if touch /data/x 2>/dev/null; then echo writable; else echo read-only; fi; exec httpd -f -p $PORT0 -h /www",

@@ -54,6 +54,8 @@ pub struct ClusterOpts {
     pub attributes: Vec<String>,
     /// More `taskrun agent` flags, for every agent (e.g. `--kill-drain-delay 5s`).
     pub agent_args: Vec<String>,
+    /// More `offerd serve` flags (e.g. `--allow-host-volumes /srv`).
+    pub offerd_args: Vec<String>,
 }
 
 impl Default for ClusterOpts {
@@ -64,6 +66,7 @@ impl Default for ClusterOpts {
             resources: "cpus:4;mem:2048;disk:1000",
             attributes: Vec::new(),
             agent_args: Vec::new(),
+            offerd_args: Vec::new(),
         }
     }
 }
@@ -73,19 +76,21 @@ impl Cluster {
         let catalog = Catalogd::start().await;
         let tmp = tempfile::tempdir().expect("temp dir");
         let offerd_data = tmp.path().join("offerd");
+        let mut offerd_args = vec![
+            "serve".into(),
+            "--http-addr".into(),
+            ANY_PORT.into(),
+            "--data-dir".into(),
+            offerd_data.display().to_string(),
+            "--agent-timeout".into(),
+            opts.agent_timeout.into(),
+            "--catalog".into(),
+            catalog.url.clone(),
+        ];
+        offerd_args.extend(opts.offerd_args.iter().cloned());
         let offerd = Daemon::start_any_port(
             "offerd",
-            vec![
-                "serve".into(),
-                "--http-addr".into(),
-                ANY_PORT.into(),
-                "--data-dir".into(),
-                offerd_data.display().to_string(),
-                "--agent-timeout".into(),
-                opts.agent_timeout.into(),
-                "--catalog".into(),
-                catalog.url.clone(),
-            ],
+            offerd_args,
             "/ping",
             tmp.path().join("offerd.log"),
         )

@@ -10,6 +10,7 @@ mod agent;
 mod app;
 mod constraint;
 mod container;
+mod host_policy;
 mod network;
 mod resources;
 mod task_state;
@@ -29,6 +30,7 @@ pub use constraint::{Constraint, Operator};
 pub use container::{
     DockerNetwork, DockerSpec, Parameter, PortMapping, SUPPORTED_PARAMETERS, Volume, docker_spec,
 };
+pub use host_policy::{HostPolicy, PRIVILEGED_PARAMETERS};
 pub use network::{Network, NetworkMode, has_non_host};
 pub use resources::{Attributes, PortRange, ResourceError, Resources, parse_attributes};
 pub use task_state::TaskState;

@@ -83,6 +83,24 @@ pub struct ServeArgs {
     /// Connection and request bounds
     #[command(flatten)]
     pub http: cairn_http::HttpArgs<4096, { 1024 * 1024 }>,
+    /// A host directory Docker apps may mount volumes from, with everything under it
+    /// (repeatable); without it no app may mount a host path
+    #[arg(long = "allow-host-volumes", value_name = "PREFIX", value_parser = absolute_path)]
+    pub allow_host_volumes: Vec<PathBuf>,
+    /// Let apps run privileged Docker containers and add capabilities (cap-add)
+    #[arg(long)]
+    pub allow_privileged: bool,
+}
+
+fn absolute_path(s: &str) -> Result<PathBuf, String> {
+    let p = PathBuf::from(s);
+    if !p.is_absolute() {
+        return Err("must be an absolute path".into());
+    }
+    if p.components().any(|c| c == std::path::Component::ParentDir) {
+        return Err("must not contain '..'".into());
+    }
+    Ok(p)
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -125,6 +143,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 lost_agent_retention: args.lost_agent_retention,
                 catalog,
                 http: args.http.limits(crate::serve::DRAIN),
+                host_policy: cairn_marathon::HostPolicy {
+                    host_volumes: args.allow_host_volumes,
+                    privileged: args.allow_privileged,
+                },
             };
             crate::serve::serve(cfg, cairn_cli::shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)

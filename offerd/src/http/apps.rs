@@ -74,6 +74,7 @@ pub async fn create(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let app = parse_app(json_body(&body)?, None)?;
+    st.host_policy.admit(&app)?;
     let version_ms = st.core.next_version_ms();
     let force = q.last_is_true("force");
     let (dep, body) = st
@@ -131,7 +132,9 @@ async fn updated_app(
             .version(id, v)
             .await?
             .ok_or_else(|| ApiError::NotFound(format!("App '{id}' has no version {v}")))?;
-        return Ok(parse_app(current_input(&old), Some(id))?);
+        let app = parse_app(current_input(&old), Some(id))?;
+        st.host_policy.admit(&app)?;
+        return Ok(app);
     }
     let base = st
         .core
@@ -140,7 +143,9 @@ async fn updated_app(
         (true, Some(base)) => merge_update(&base, &patch),
         _ => patch,
     };
-    Ok(parse_app(merged, Some(id))?)
+    let app = parse_app(merged, Some(id))?;
+    st.host_policy.admit(&app)?;
+    Ok(app)
 }
 
 pub async fn put_one(

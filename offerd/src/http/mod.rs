@@ -30,6 +30,8 @@ pub struct AppState {
     pub advertise: String,
     /// Outstanding offers of the offers API.
     pub offers: Arc<crate::offers::OfferBook>,
+    /// What apps may ask of the agents' hosts (checked on every new definition).
+    pub host_policy: Arc<cairn_marathon::HostPolicy>,
 }
 
 /// The whole API.

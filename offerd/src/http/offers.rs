@@ -156,12 +156,14 @@ pub async fn accept(
         if let Some(g) = t.kill_grace_period_seconds {
             app["taskKillGracePeriodSeconds"] = json!(g);
         }
-        let app = parse_app(app, None).map_err(|e| match e {
-            ValidationError::Invalid(v) => {
-                ApiError::Invalid(ValidationError::Invalid(v).prefixed(&format!("/tasks({i})")))
-            }
-            other => ApiError::Invalid(other),
-        })?;
+        let app = parse_app(app, None)
+            .and_then(|app| st.host_policy.admit(&app).map(|()| app))
+            .map_err(|e| match e {
+                ValidationError::Invalid(v) => {
+                    ApiError::Invalid(ValidationError::Invalid(v).prefixed(&format!("/tasks({i})")))
+                }
+                other => ApiError::Invalid(other),
+            })?;
         apps.push(app);
     }
     let offer = st.offers.take(&fw, &id, now_millis())?;
