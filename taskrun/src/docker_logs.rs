@@ -228,6 +228,10 @@ async fn copy_stream(
 async fn pump(engine: &Engine, id: &str, sandbox: &Path, rotate_bytes: u64) {
     let mut cursor = load_cursor(sandbox);
     let mut failing = false;
+    // A follow stream can end as the container exits before it delivered the last entries;
+    // once the container is seen stopped, one more pass from the cursor reads them (entries
+    // already written are skipped), then the copy ends.
+    let mut final_pass = false;
     loop {
         let files = match Files::open(sandbox, rotate_bytes).await {
             Ok(f) => f,
@@ -258,6 +262,7 @@ async fn pump(engine: &Engine, id: &str, sandbox: &Path, rotate_bytes: u64) {
             }
             Some(StreamEnd::Ended) => match engine.inspect(id).await {
                 Ok(Some(st)) if st.running => tokio::time::sleep(Duration::from_millis(200)).await,
+                Ok(Some(_)) if !final_pass => final_pass = true,
                 Ok(_) => return,
                 Err(_) => tokio::time::sleep(RETRY).await,
             },
