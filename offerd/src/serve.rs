@@ -31,6 +31,8 @@ pub struct ServeConfig {
     pub http: cairn_http::Limits,
     /// What apps may ask of the agents' hosts.
     pub host_policy: cairn_marathon::HostPolicy,
+    /// The token taskrun agents must present to register, poll and report.
+    pub agent_token: Option<cairn_http::SharedSecret>,
 }
 
 /// How long requests may finish after SIGTERM: parked agent polls and event streams are
@@ -103,6 +105,7 @@ pub async fn serve(
         advertise: local.to_string(),
         offers: Arc::default(),
         host_policy: Arc::new(cfg.host_policy.clone()),
+        agent_token: cfg.agent_token.clone(),
     });
     let graceful = {
         let stop = stop.clone();

@@ -73,11 +73,22 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
 }
 
 /// The API's routes.
-fn router(app: App) -> axum::Router {
+fn router(app: App, token: Option<cairn_http::SharedSecret>) -> axum::Router {
+    let tasks = axum::Router::new()
+        .route("/v1/tasks", get(list))
+        .route("/v1/tasks/{id}/logs", get(logs));
+    // The tasks and their output (which may print their secrets) need the token when one is set;
+    // the health probe stays open.
+    let tasks = match token {
+        Some(secret) => tasks.route_layer(axum::middleware::from_fn_with_state(
+            secret,
+            cairn_http::require_secret,
+        )),
+        None => tasks,
+    };
     axum::Router::new()
         .route("/health", get(|| async { "ok" }))
-        .route("/v1/tasks", get(list))
-        .route("/v1/tasks/{id}/logs", get(logs))
+        .merge(tasks)
         .with_state(app)
 }
 
@@ -89,10 +100,11 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     limits: cairn_http::Limits,
     tasks: Arc<dyn KnownTasks>,
+    token: Option<cairn_http::SharedSecret>,
     stop: CancellationToken,
 ) {
     let until = stop.clone().cancelled_owned();
-    let app = router(App { tasks, stop });
+    let app = router(App { tasks, stop }, token);
     cairn_http::Server::new(limits)
         .serve(listener, move |_| app.clone(), until)
         .await;

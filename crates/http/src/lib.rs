@@ -17,6 +17,7 @@
 //! Handlers read their query string through [`QueryParams`] ([`query`]), one decoding with
 //! accessors for Consul's and Marathon's rules.
 
+mod auth;
 pub mod body;
 mod conn;
 mod fdlimit;
@@ -35,6 +36,7 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+pub use auth::{SharedSecret, require_secret};
 pub use body::{BodyBounds, BodyError, Refusal};
 pub use conn::AppService;
 pub use fdlimit::raise_fd_limit;

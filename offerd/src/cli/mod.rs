@@ -39,7 +39,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the scheduler
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Make the cluster's apps match app JSON files (a file or a directory of them)
     Apply(apply::ApplyArgs),
     /// List apps with their instance counts
@@ -90,6 +90,15 @@ pub struct ServeArgs {
     /// Let apps run privileged Docker containers and add capabilities (cap-add)
     #[arg(long)]
     pub allow_privileged: bool,
+    /// The token taskrun agents must present to register, poll for tasks and report status
+    /// (their --agent-token); without it any client may act as an agent
+    #[arg(
+        long,
+        env = "CAIRN_AGENT_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub agent_token: Option<String>,
 }
 
 fn absolute_path(s: &str) -> Result<PathBuf, String> {
@@ -147,6 +156,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     host_volumes: args.allow_host_volumes,
                     privileged: args.allow_privileged,
                 },
+                agent_token: args
+                    .agent_token
+                    .as_deref()
+                    .and_then(cairn_http::SharedSecret::new),
             };
             crate::serve::serve(cfg, cairn_cli::shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)

@@ -32,6 +32,8 @@ pub struct AppState {
     pub offers: Arc<crate::offers::OfferBook>,
     /// What apps may ask of the agents' hosts (checked on every new definition).
     pub host_policy: Arc<cairn_marathon::HostPolicy>,
+    /// The token agents present on their routes (`--agent-token`); `None`: open.
+    pub agent_token: Option<cairn_http::SharedSecret>,
 }
 
 /// The whole API.
@@ -66,10 +68,7 @@ pub fn router(state: AppState) -> Router {
         .route("/ping", get(misc::ping))
         .route("/metrics", get(misc::metrics))
         .route("/v1/agents", get(agents::list))
-        .route("/v1/agents/register", post(agents::register))
         .route("/v1/agents/{node}", axum::routing::delete(agents::remove))
-        .route("/v1/agents/{node}/tasks", get(agents::desired))
-        .route("/v1/agents/{node}/status", post(agents::status))
         .route(
             "/v1/agents/{node}/drain",
             post(agents::drain).delete(agents::drain),
@@ -80,6 +79,23 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/tasks/{id}", get(offers::get_task))
         .route("/v1/tasks/{id}/kill", post(offers::kill_task))
         .route("/v1/frameworks/{name}/tasks", get(offers::framework_tasks))
+        .merge(agent_routes(state.agent_token.clone()))
         .fallback(misc::not_found)
         .with_state(state)
+}
+
+/// What only a taskrun agent calls: registration, the long poll for its tasks, their status.
+/// With an agent token set, each needs it.
+fn agent_routes(token: Option<cairn_http::SharedSecret>) -> Router<AppState> {
+    let routes = Router::new()
+        .route("/v1/agents/register", post(agents::register))
+        .route("/v1/agents/{node}/tasks", get(agents::desired))
+        .route("/v1/agents/{node}/status", post(agents::status));
+    match token {
+        Some(secret) => routes.route_layer(axum::middleware::from_fn_with_state(
+            secret,
+            cairn_http::require_secret,
+        )),
+        None => routes,
+    }
 }

@@ -66,6 +66,8 @@ pub struct AgentConfig {
     pub kill_drain: Duration,
     /// Run every script check registered for the node, not only the tasks' own.
     pub enable_script_checks: bool,
+    /// The token the agent's own API requires (`None`: open).
+    pub api_token: Option<cairn_http::SharedSecret>,
 }
 
 /// Why the agent cannot run at all.
@@ -166,6 +168,7 @@ pub async fn run(
         listener,
         cfg.http_limits,
         shared.clone(),
+        cfg.api_token.clone(),
         stop.clone(),
     ));
     let registrar = Registrar {
