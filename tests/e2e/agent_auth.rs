@@ -105,5 +105,9 @@ async fn only_agents_with_the_token_register_poll_and_report() {
     // The refusals are logged; the token never is.
     let logs = c.logs();
     assert!(logs.contains("refused: no valid token"), "{logs}");
+    assert!(
+        logs.contains("peer=127.0.0.1:"),
+        "the refusal names the peer: {logs}"
+    );
     assert!(!logs.contains(TOKEN), "the token is in a log:\n{logs}");
 }

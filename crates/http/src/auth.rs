@@ -58,7 +58,13 @@ pub async fn require_secret(
     if secret.presented_in(req.headers()) {
         return next.run(req).await;
     }
-    tracing::warn!(method = %req.method(), path = %req.uri().path(), "refused: no valid token");
+    // The peer, so an operator can see (and firewall) who keeps trying.
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.to_string())
+        .unwrap_or_default();
+    tracing::warn!(%peer, method = %req.method(), path = %req.uri().path(), "refused: no valid token");
     (
         StatusCode::UNAUTHORIZED,
         [(header::WWW_AUTHENTICATE, "Bearer")],

@@ -91,15 +91,18 @@ pub(crate) async fn run<S: AppService>(
 /// for the idle watchdog until its response body ends.
 pub(crate) struct ConnService<S> {
     app: S,
+    /// The client's address, handed to the application as axum's `ConnectInfo` on each request.
+    peer: std::net::SocketAddr,
     bounds: BodyBounds,
     idle_timeout: Duration,
     activity: Arc<Activity>,
 }
 
 impl<S> ConnService<S> {
-    pub(crate) fn new(app: S, limits: &Limits) -> Self {
+    pub(crate) fn new(app: S, peer: std::net::SocketAddr, limits: &Limits) -> Self {
         ConnService {
             app,
+            peer,
             bounds: limits.body,
             idle_timeout: limits.idle_timeout,
             activity: Activity::new(),
@@ -114,7 +117,9 @@ impl<S: AppService> hyper::service::Service<Request<Incoming>> for ConnService<S
     type Error = Infallible;
     type Future = Either<std::future::Ready<Answer>, Respond<S::Future>>;
 
-    fn call(&self, req: Request<Incoming>) -> Self::Future {
+    fn call(&self, mut req: Request<Incoming>) -> Self::Future {
+        req.extensions_mut()
+            .insert(axum::extract::ConnectInfo(self.peer));
         let bounds = self.bounds;
         let in_flight = self.activity.begin();
         // A declared length past the cap is refused before a byte of the body is read.

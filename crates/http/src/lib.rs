@@ -182,7 +182,7 @@ impl Server {
                 refusals.refused(limits.max_connections);
                 continue;
             };
-            let service = conn::ConnService::new(app(peer), &limits);
+            let service = conn::ConnService::new(app(peer), peer, &limits);
             tokio::spawn(conn::run(
                 builder.clone(),
                 stream,
