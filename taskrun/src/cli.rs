@@ -85,15 +85,8 @@ pub struct AgentArgs {
     /// runs are (anyone who may register a check would otherwise choose a command it runs)
     #[arg(long)]
     pub enable_script_checks: bool,
-    /// The token presented to offerd (its --agent-token) and required on this agent's own API
-    ///
-    #[arg(
-        long,
-        env = "CAIRN_AGENT_TOKEN",
-        hide_env_values = true,
-        value_name = "TOKEN"
-    )]
-    pub agent_token: Option<String>,
+    #[command(flatten)]
+    pub agent_token: cairn_http::AgentTokenArgs,
 }
 
 #[derive(Args, Debug)]
@@ -224,7 +217,7 @@ fn agent(args: AgentArgs, catalog: &CatalogArgs) -> ExitCode {
     }
     let offerd = match cairn_client::CatalogClient::new(
         &cairn_cli::with_scheme(&args.offerd),
-        args.agent_token.clone(),
+        args.agent_token.agent_token.clone(),
     ) {
         Ok(c) => c,
         Err(cairn_client::ClientError::InvalidUrl { url, reason }) => {
@@ -251,10 +244,7 @@ fn agent(args: AgentArgs, catalog: &CatalogArgs) -> ExitCode {
         log_rotate_bytes: args.log_rotate_bytes,
         kill_drain: args.kill_drain_delay,
         enable_script_checks: args.enable_script_checks,
-        api_token: args
-            .agent_token
-            .as_deref()
-            .and_then(cairn_http::SharedSecret::new),
+        api_token: args.agent_token.secret(),
     };
     cairn_cli::run_main("taskrun", cairn_cli::Flavor::MultiThread(None), async {
         crate::agent::run(cfg, cairn_cli::shutdown_signal())

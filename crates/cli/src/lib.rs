@@ -161,7 +161,12 @@ pub fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
         .recursive(true)
         .mode(0o700)
         .create(dir)?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+    // A directory just created is 0700 already (a umask only narrows): the common case, a
+    // task's sandbox on each of its saves, costs a stat, not a metadata write.
+    if std::fs::metadata(dir)?.permissions().mode() & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
 }
 
 /// This machine's host name (uname's nodename), the default node name of every daemon; `None`

@@ -11,6 +11,37 @@ use axum::response::{IntoResponse as _, Response};
 use http::{HeaderMap, StatusCode, header};
 use subtle::ConstantTimeEq as _;
 
+/// `--agent-token`, the same on `offerd serve` and `taskrun agent`.
+#[derive(clap::Args, Clone)]
+pub struct AgentTokenArgs {
+    /// The cluster's agent token: offerd requires it to register, poll for tasks and report
+    /// status; a taskrun agent presents it to offerd and requires it on its own API. Without
+    /// it any client may act as an agent
+    #[arg(
+        long,
+        env = "CAIRN_AGENT_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub agent_token: Option<String>,
+}
+
+impl AgentTokenArgs {
+    /// The guard it sets (`None`: unset or empty).
+    pub fn secret(&self) -> Option<SharedSecret> {
+        self.agent_token.as_deref().and_then(SharedSecret::new)
+    }
+}
+
+impl std::fmt::Debug for AgentTokenArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = self.agent_token.as_ref().map(|_| "<hidden>");
+        f.debug_struct("AgentTokenArgs")
+            .field("agent_token", &shown)
+            .finish()
+    }
+}
+
 /// Consul's token header, which cairn's clients already send.
 const CONSUL_TOKEN: &str = "x-consul-token";
 

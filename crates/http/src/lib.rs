@@ -36,7 +36,7 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-pub use auth::{SharedSecret, require_secret};
+pub use auth::{AgentTokenArgs, SharedSecret, require_secret};
 pub use body::{BodyBounds, BodyError, Refusal};
 pub use conn::AppService;
 pub use fdlimit::raise_fd_limit;

@@ -90,15 +90,8 @@ pub struct ServeArgs {
     /// Let apps run privileged Docker containers and add capabilities (cap-add)
     #[arg(long)]
     pub allow_privileged: bool,
-    /// The token taskrun agents must present to register, poll for tasks and report status
-    /// (their --agent-token); without it any client may act as an agent
-    #[arg(
-        long,
-        env = "CAIRN_AGENT_TOKEN",
-        hide_env_values = true,
-        value_name = "TOKEN"
-    )]
-    pub agent_token: Option<String>,
+    #[command(flatten)]
+    pub agent_token: cairn_http::AgentTokenArgs,
 }
 
 fn absolute_path(s: &str) -> Result<PathBuf, String> {
@@ -156,10 +149,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     host_volumes: args.allow_host_volumes,
                     privileged: args.allow_privileged,
                 },
-                agent_token: args
-                    .agent_token
-                    .as_deref()
-                    .and_then(cairn_http::SharedSecret::new),
+                agent_token: args.agent_token.secret(),
             };
             crate::serve::serve(cfg, cairn_cli::shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)

@@ -73,8 +73,7 @@ pub async fn create(
     q: QueryParams,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let app = parse_app(json_body(&body)?, None)?;
-    st.host_policy.admit(&app)?;
+    let app = admitted(&st, json_body(&body)?, None)?;
     let version_ms = st.core.next_version_ms();
     let force = q.last_is_true("force");
     let (dep, body) = st
@@ -132,9 +131,7 @@ async fn updated_app(
             .version(id, v)
             .await?
             .ok_or_else(|| ApiError::NotFound(format!("App '{id}' has no version {v}")))?;
-        let app = parse_app(current_input(&old), Some(id))?;
-        st.host_policy.admit(&app)?;
-        return Ok(app);
+        return admitted(st, current_input(&old), Some(id));
     }
     let base = st
         .core
@@ -143,7 +140,13 @@ async fn updated_app(
         (true, Some(base)) => merge_update(&base, &patch),
         _ => patch,
     };
-    let app = parse_app(merged, Some(id))?;
+    admitted(st, merged, Some(id))
+}
+
+/// A new definition: valid (Marathon's rules) and within what the operator lets apps ask of
+/// the hosts.
+fn admitted(st: &AppState, value: Value, id_from_path: Option<&str>) -> Result<App, ApiError> {
+    let app = parse_app(value, id_from_path)?;
     st.host_policy.admit(&app)?;
     Ok(app)
 }
