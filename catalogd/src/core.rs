@@ -38,6 +38,10 @@ pub struct Config {
     pub http: cairn_http::Limits,
     /// The process's log, streamed by `/v1/agent/monitor`.
     pub log_tap: cairn_cli::LogTap,
+    /// Consul's ACL settings.
+    pub acl: crate::acl::AclConfig,
+    /// `/metrics` answers without a token even with ACLs on.
+    pub unauthenticated_metrics: bool,
 }
 
 /// Everything the HTTP handlers share.
@@ -55,6 +59,8 @@ pub struct Core {
     pub started: std::time::SystemTime,
     /// User events this agent accepted (in memory, as Consul keeps them).
     pub events: crate::events::EventBuffer,
+    /// Token resolution (everything allowed while ACLs are off).
+    pub acl: crate::acl::Acl,
     /// Cancelled when catalogd is asked to stop (`/v1/agent/leave`, or a signal once serving).
     shutdown: tokio_util::sync::CancellationToken,
 }
@@ -143,6 +149,17 @@ pub async fn ensure_server_records(
             .await
             .with_context(|| format!("storing the initial {key} setting"))?;
     }
+    if config.acl.enabled {
+        let seed = crate::state::AclOp::Seed {
+            initial_management: config.acl.initial_management.clone(),
+            accessor: uuid::Uuid::new_v4().to_string(),
+            now: jiff::Timestamp::now().to_string(),
+        };
+        writer
+            .submit_waiting(Command::Acl(Box::new(seed)))
+            .await
+            .context("storing the builtin ACL policies and tokens")?;
+    }
     Ok(())
 }
 
@@ -196,6 +213,7 @@ impl Catalog {
         ensure_server_records(&writer, &current.load(), &config).await?;
         let sweeper = tokio::spawn(sweep(timers.clone(), writer.clone()));
         let log_tap = config.log_tap.clone();
+        let acl = crate::acl::Acl::new(config.acl.clone(), config.datacenter.clone());
         let core = Arc::new(Core {
             current,
             registry,
@@ -206,6 +224,7 @@ impl Catalog {
             config,
             log_tap,
             events: Default::default(),
+            acl,
             started: std::time::SystemTime::now(),
             shutdown: tokio_util::sync::CancellationToken::new(),
         });

@@ -8,6 +8,7 @@
 //! handlers share; [`http`] is the API; [`serve`](mod@serve) runs both behind the listener;
 //! [`cli`] the command line.
 
+pub mod acl;
 pub mod agent_checks;
 pub mod chain;
 pub mod cli;

@@ -88,6 +88,13 @@ pub enum Command {
         key: &'static str,
         value: serde_json::Value,
     },
+    /// Stores a server setting, replacing what was there.
+    SetSetting {
+        key: &'static str,
+        value: serde_json::Value,
+    },
+    /// A change to the ACL tables.
+    Acl(Box<crate::state::AclOp>),
     /// Replaces the whole state with a restored snapshot's.
     Restore(Box<State>),
     ExpireChecks(Vec<NodeKey>),
@@ -101,6 +108,7 @@ pub enum Reply {
     Bool(bool),
     Id(String),
     Txn(Vec<TxnResult>),
+    Acl(crate::state::AclReply),
 }
 
 /// Why a write failed.
@@ -426,6 +434,11 @@ fn apply(
             }
             Reply::Done
         }
+        Command::SetSetting { key, value } => {
+            st.put_doc(crate::state::Table::System, key, value, ch);
+            Reply::Done
+        }
+        Command::Acl(op) => Reply::Acl(st.acl_apply(*op, ch)?),
         Command::Restore(restored) => {
             let mut restored = *restored;
             // The global index never moves backwards, so writes after the restore get indexes

@@ -4,6 +4,7 @@
 mod agent_auth;
 mod agent_script_checks;
 mod ansible_playbook;
+mod catalogd_acl;
 mod catalogd_agent;
 mod catalogd_bad_input;
 mod catalogd_blocking;

@@ -102,6 +102,31 @@ pub struct ServeArgs {
     /// transactions keep Consul's 512 KiB, other bodies 2 MiB)
     #[command(flatten)]
     pub http: cairn_http::HttpArgs<20_000, { 256 * 1024 * 1024 }>,
+    /// Consul's ACL system: every request is checked against its token's policies
+    /// [config file: acl.enabled]
+    #[arg(long)]
+    pub acl_enabled: bool,
+    /// What a request no rule speaks for gets: allow (Consul's default) or deny
+    /// [config file: acl.default_policy]
+    #[arg(long, value_name = "allow|deny")]
+    pub acl_default_policy: Option<cairn_acl::DefaultPolicy>,
+    /// A management token created at start if missing (ends bootstrapping)
+    /// [config file: acl.tokens.initial_management]
+    #[arg(
+        long,
+        env = "CATALOGD_ACL_INITIAL_MANAGEMENT_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub acl_initial_management_token: Option<String>,
+    /// Serve /metrics without a token when ACLs are on (otherwise it needs operator:read), for
+    /// a Prometheus that holds none
+    #[arg(long)]
+    pub unauthenticated_metrics: bool,
+    /// A Consul agent configuration file (JSON): its `acl` block is read (enabled,
+    /// default_policy, tokens.initial_management); flags given here win over it
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 fn parse_pending(s: &str) -> Result<usize, String> {
@@ -121,14 +146,38 @@ fn hostname() -> String {
 }
 
 impl ServeArgs {
-    pub fn config(&self, log_tap: cairn_cli::LogTap) -> crate::Config {
+    /// The ACL settings: the config file's, overridden by flags.
+    fn acl(&self) -> anyhow::Result<crate::acl::AclConfig> {
+        let mut acl = match &self.config {
+            Some(path) => crate::acl::from_consul_config(path)?,
+            None => crate::acl::AclConfig::default(),
+        };
+        if self.acl_enabled {
+            acl.enabled = true;
+        }
+        if let Some(policy) = self.acl_default_policy {
+            acl.default_policy = policy;
+        }
+        if let Some(token) = self
+            .acl_initial_management_token
+            .clone()
+            .filter(|t| !t.is_empty())
+        {
+            acl.initial_management = Some(token);
+        }
+        Ok(acl)
+    }
+
+    pub fn config(&self, log_tap: cairn_cli::LogTap) -> anyhow::Result<crate::Config> {
         let ip = self.http_addr.ip();
         let advertise = self.advertise.unwrap_or(if ip.is_unspecified() {
             IpAddr::V4(Ipv4Addr::LOCALHOST)
         } else {
             ip
         });
-        crate::Config {
+        Ok(crate::Config {
+            acl: self.acl()?,
+            unauthenticated_metrics: self.unauthenticated_metrics,
             http_addr: self.http_addr,
             data_dir: (!self.in_memory).then(|| self.data_dir.clone()),
             node: self.node.clone().unwrap_or_else(hostname),
@@ -139,7 +188,7 @@ impl ServeArgs {
             max_pending_writes: self.max_pending_writes,
             http: self.http.limits(crate::serve::DRAIN),
             log_tap,
-        }
+        })
     }
 }
 
@@ -184,7 +233,7 @@ async fn dispatch(cli: Cli, tap: cairn_cli::LogTap) -> anyhow::Result<()> {
             .context("catalog address")
     };
     match cli.command {
-        Command::Serve(args) => crate::serve(args.config(tap), cairn_cli::shutdown_signal()).await,
+        Command::Serve(args) => crate::serve(args.config(tap)?, cairn_cli::shutdown_signal()).await,
         Command::Kv(cmd) => client_cmds::kv(&client()?, cmd).await,
         Command::Services(f) => client_cmds::services(&client()?, f.json).await,
         Command::Service(args) => client_cmds::service(&client()?, args).await,

@@ -16,7 +16,8 @@ use cairn_wire::{
 };
 use serde_json::{Value, json};
 
-use super::respond::{json_map_plain, json_plain};
+use super::query::Who;
+use super::respond::{filtered_by_acls, json_map_plain, json_plain};
 use super::{HttpError, HttpResult, QueryParams, Read, decode_body, decode_value};
 use crate::core::Core;
 use crate::server_node::{
@@ -202,7 +203,11 @@ pub async fn version() -> HttpResult {
 /// `GET /v1/agent/members`: catalogd, and every node a taskrun agent keeps alive (those with a
 /// `serfHealth` check): alive while it passes, failed once it does not. `?wan` with a value
 /// lists the WAN pool, where only servers are, named `<node>.<dc>`.
-pub async fn members(State(core): State<Arc<Core>>, RawQuery(q): RawQuery) -> HttpResult {
+pub async fn members(
+    State(core): State<Arc<Core>>,
+    Who(caller): Who,
+    RawQuery(q): RawQuery,
+) -> HttpResult {
     let query = QueryParams::parse(q.as_deref());
     let wan = query.first("wan").is_some_and(|v| !v.is_empty());
     if let Some(seg) = query.first("segment")
@@ -246,7 +251,14 @@ pub async fn members(State(core): State<Arc<Core>>, RawQuery(q): RawQuery) -> Ht
             ));
         }
     }
-    Ok(json_plain(&out))
+    // Consul shows a member only to who may read its node.
+    let before = out.len();
+    out.retain(|m| {
+        let node = m.name.split('.').next().unwrap_or(&m.name);
+        caller.authz.node_read(node)
+    });
+    let hidden = out.len() != before;
+    Ok(filtered_by_acls(hidden, json_plain(&out)))
 }
 
 /// The agent's view of the services on catalogd's node.
@@ -263,8 +275,11 @@ fn agent_services(core: &Core, st: &crate::state::State) -> BTreeMap<String, Age
 }
 
 pub async fn services(State(core): State<Arc<Core>>, read: Read) -> HttpResult {
-    let map = agent_services(&core, &core.current.load());
-    Ok(json_map_plain(&map, &read.opts))
+    let mut map = agent_services(&core, &core.current.load());
+    let before = map.len();
+    map.retain(|_, s| read.caller.authz.service_read(&s.service));
+    let hidden = map.len() != before;
+    Ok(filtered_by_acls(hidden, json_map_plain(&map, &read.opts)))
 }
 
 /// A stable hash of a service's agent form, for `?hash` blocking and `ContentHash`.
@@ -413,20 +428,33 @@ pub async fn health_by_name(
 
 pub async fn checks(State(core): State<Arc<Core>>, read: Read) -> HttpResult {
     let st = core.current.load();
+    let mut hidden = false;
     let map: BTreeMap<String, HealthCheck> = st
         .node_checks(&core.config.node)
         .filter(|(k, _)| !is_server_check(&k.1))
+        .filter(|(_, c)| {
+            let visible = read.caller.sees_check(c);
+            hidden |= !visible;
+            visible
+        })
         .map(|(k, c)| (k.1.clone(), c.clone()))
         .collect();
-    Ok(json_map_plain(&map, &read.opts))
+    Ok(filtered_by_acls(hidden, json_map_plain(&map, &read.opts)))
 }
 
 pub async fn register_service(
     State(core): State<Arc<Core>>,
+    Who(caller): Who,
     RawQuery(q): RawQuery,
     body: Bytes,
 ) -> HttpResult {
     let reg: AgentServiceRegistration = decode_body(&body)?;
+    caller.require(
+        caller.authz.service_write(&reg.name),
+        "service",
+        "write",
+        Some(&reg.name),
+    )?;
     // Consul turns this on for `?replace-existing-checks`, `=` and `=true` only.
     let replace_checks = matches!(
         QueryParams::parse(q.as_deref()).first("replace-existing-checks"),
@@ -451,8 +479,20 @@ pub async fn deregister_service(
     done()
 }
 
-pub async fn register_check(State(core): State<Arc<Core>>, body: Bytes) -> HttpResult {
+pub async fn register_check(
+    State(core): State<Arc<Core>>,
+    Who(caller): Who,
+    body: Bytes,
+) -> HttpResult {
     let def: AgentCheckRegistration = decode_body(&body)?;
+    let service = (!def.service_id.is_empty()).then(|| {
+        core.current
+            .load()
+            .services
+            .get(&(core.config.node.clone(), def.service_id.clone()))
+            .map_or_else(|| def.service_id.clone(), |s| s.service.clone())
+    });
+    caller.may_write_check(&core.config.node, service.as_deref())?;
     core.writer
         .submit(Command::AgentCheckRegister(Box::new(def)))
         .await?;
@@ -673,11 +713,42 @@ pub async fn force_leave(State(core): State<Arc<Core>>, Path(node): Path<String>
 
 /// `PUT /v1/agent/token/:type`: ACL tokens of the agent. Without the ACL system (issue of its
 /// own) Consul's answer is the same as here.
-pub async fn token(Path(_kind): Path<String>) -> HttpResult {
-    Err(HttpError {
-        status: StatusCode::UNAUTHORIZED,
-        message: "ACL support disabled".into(),
-    })
+/// `PUT /v1/agent/token/:kind` with `{"Token": ...}`: the agent's tokens, kept in memory as
+/// Consul keeps them without `enable_token_persistence`. The `default` token is what a request
+/// without a token is made with; the others name tokens for roles catalogd does not have
+/// (replication, a separate agent) and are only kept. acl:write is checked by the guard.
+pub async fn token(
+    State(core): State<Arc<Core>>,
+    Who(caller): Who,
+    Path(kind): Path<String>,
+    body: Bytes,
+) -> HttpResult {
+    if !caller.enforced {
+        return Err(HttpError {
+            status: StatusCode::UNAUTHORIZED,
+            message: "ACL support disabled".into(),
+        });
+    }
+    let token = decode_value(&body)?["Token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    match kind.as_str() {
+        "default" | "acl_token" => core.acl.set_default_token(token),
+        "agent"
+        | "acl_agent_token"
+        | "agent_recovery"
+        | "agent_master"
+        | "acl_agent_master_token"
+        | "replication"
+        | "acl_replication_token"
+        | "config_file_service_registration"
+        | "dns" => {}
+        other => {
+            return Err(HttpError::not_found(format!("Token {other:?} is unknown")));
+        }
+    }
+    Ok(StatusCode::OK.into_response())
 }
 
 /// `GET /v1/agent/metrics`: Consul's JSON summary by default, the Prometheus text format with
@@ -696,7 +767,8 @@ pub async fn metrics(
         || accept.starts_with("application/openmetrics-text")
         || accept.starts_with("text/plain; version=0.4.0")
     {
-        return super::misc::metrics(State(core)).await;
+        // The guard asked for agent:read, as Consul's /v1/agent/metrics does.
+        return Ok(super::misc::prometheus(&core));
     }
     let body = core
         .metrics

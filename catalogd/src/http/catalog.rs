@@ -9,33 +9,45 @@ use cairn_wire::{CatalogDeregistration, CatalogNodeServices, CatalogRegistration
 
 use serde_json::{Value, json};
 
-use super::respond::{blocking, json_list, json_plain, json_read};
+use super::query::Who;
+use super::respond::{blocking, filtered_by_acls, json_list, json_plain, json_read};
 use super::{HttpError, HttpResult, Read, decode_body};
 use crate::core::Core;
 use crate::state::{Selection, Table, config_key};
 use crate::watch::Topic;
 use crate::writer::Command;
 
-pub async fn register(State(core): State<Arc<Core>>, body: Bytes) -> HttpResult {
+pub async fn register(State(core): State<Arc<Core>>, Who(caller): Who, body: Bytes) -> HttpResult {
     let reg: CatalogRegistration = decode_body(&body)?;
+    crate::acl::vet_registration(&caller, &core.current.load(), &reg)?;
     core.writer.submit(Command::Register(Box::new(reg))).await?;
     Ok(json_plain(&true))
 }
 
-pub async fn deregister(State(core): State<Arc<Core>>, body: Bytes) -> HttpResult {
+pub async fn deregister(
+    State(core): State<Arc<Core>>,
+    Who(caller): Who,
+    body: Bytes,
+) -> HttpResult {
     let d: CatalogDeregistration = decode_body(&body)?;
+    crate::acl::vet_deregistration(&caller, &core.current.load(), &d)?;
     core.writer.submit(Command::Deregister(d)).await?;
     Ok(json_plain(&true))
 }
 
 pub async fn services(State(core): State<Arc<Core>>, read: Read) -> HttpResult {
-    let opts = read.opts;
-    let (idx, map) = blocking(&core, &opts, Topic::Services, |st| {
+    let Read { opts, caller, .. } = read;
+    let (idx, (map, hidden)) = blocking(&core, &opts, Topic::Services, |st| {
         let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut hidden = false;
         for ((node, _), svc) in st.services.iter() {
             let Some(n) = st.nodes.get(node) else {
                 continue;
             };
+            if !caller.authz.service_read(&svc.service) {
+                hidden = true;
+                continue;
+            }
             if !opts.node_matches(&n.meta) {
                 continue;
             }
@@ -52,10 +64,10 @@ pub async fn services(State(core): State<Arc<Core>>, read: Read) -> HttpResult {
                 }
             }
         }
-        (st.tables.services.max(st.tables.nodes), out)
+        (st.tables.services.max(st.tables.nodes), (out, hidden))
     })
     .await;
-    Ok(json_read(idx, &map))
+    Ok(filtered_by_acls(hidden, json_read(idx, &map)))
 }
 
 pub async fn service(
@@ -78,7 +90,11 @@ pub async fn connect(
 /// Catalog rows of a selection: `tag` (repeatable), `node-meta`, `filter`,
 /// `merge-central-config`; a `peer` (catalogd has no peerings) matches nothing.
 async fn instances(core: Arc<Core>, sel: Selection, read: Read) -> HttpResult {
-    let Read { query, opts } = read;
+    let Read {
+        query,
+        opts,
+        caller,
+    } = read;
     let tags: Vec<&str> = query.all("tag").collect();
     let merge = query.present("merge-central-config");
     let peer = query.first("peer").is_some_and(|p| !p.is_empty());
@@ -86,10 +102,16 @@ async fn instances(core: Arc<Core>, sel: Selection, read: Read) -> HttpResult {
         Selection::Service(name) => Topic::Service(name.clone()),
         _ => Topic::Catalog,
     };
-    let (idx, rows) = blocking(&core, &opts, topic, |st| {
+    let (idx, (rows, hidden)) = blocking(&core, &opts, topic, |st| {
+        let mut hidden = false;
         let rows: Vec<CatalogService> = st
             .select(&sel)
             .into_iter()
+            .filter(|(n, s)| {
+                let visible = caller.sees_instance(&n.node, &s.service);
+                hidden |= !visible;
+                visible
+            })
             .filter(|(n, s)| {
                 !peer
                     && opts.node_matches(&n.meta)
@@ -109,10 +131,10 @@ async fn instances(core: Arc<Core>, sel: Selection, read: Read) -> HttpResult {
         if merge {
             idx = idx.max(st.table_index(Table::ConfigEntries));
         }
-        (idx, rows)
+        (idx, (rows, hidden))
     })
     .await;
-    Ok(json_list(idx, &rows, &opts))
+    Ok(filtered_by_acls(hidden, json_list(idx, &rows, &opts)))
 }
 
 /// `GET /v1/catalog/gateway-services/:gateway`: the services an ingress or terminating
@@ -125,7 +147,13 @@ pub async fn gateway_services(
     if gateway.is_empty() {
         return Err(HttpError::bad_request("Missing gateway name"));
     }
-    let opts = read.opts;
+    let Read { opts, caller, .. } = read;
+    caller.require(
+        caller.authz.service_read(&gateway),
+        "service",
+        "read",
+        Some(&gateway),
+    )?;
     let (idx, rows) = blocking(&core, &opts, Topic::Table(Table::ConfigEntries), |st| {
         (
             st.table_index(Table::ConfigEntries),
@@ -216,18 +244,24 @@ fn gateway_rows(st: &crate::state::State, gateway: &str) -> Vec<Value> {
 }
 
 pub async fn nodes(State(core): State<Arc<Core>>, read: Read) -> HttpResult {
-    let opts = read.opts;
-    let (idx, nodes) = blocking(&core, &opts, Topic::Nodes, |st| {
+    let Read { opts, caller, .. } = read;
+    let (idx, (nodes, hidden)) = blocking(&core, &opts, Topic::Nodes, |st| {
+        let mut hidden = false;
         let nodes: Vec<_> = st
             .nodes
             .values()
+            .filter(|n| {
+                let visible = caller.authz.node_read(&n.node);
+                hidden |= !visible;
+                visible
+            })
             .filter(|n| opts.node_matches(&n.meta))
             .cloned()
             .collect();
-        (st.tables.nodes, nodes)
+        (st.tables.nodes, (nodes, hidden))
     })
     .await;
-    Ok(json_list(idx, &nodes, &opts))
+    Ok(filtered_by_acls(hidden, json_list(idx, &nodes, &opts)))
 }
 
 pub async fn node(
@@ -235,19 +269,24 @@ pub async fn node(
     Path(node): Path<String>,
     read: Read,
 ) -> HttpResult {
-    let opts = read.opts;
+    let Read { opts, caller, .. } = read;
     let (idx, found) = blocking(&core, &opts, Topic::Node(node.clone()), |st| {
-        let found = st.nodes.get(&node).map(|n| CatalogNodeServices {
-            node: n.clone(),
-            services: st
-                .node_services(&node)
-                .filter(|(_, s)| match &opts.filter {
-                    Some(f) => f.matches(&serde_json::to_value(s).unwrap_or_default()),
-                    None => true,
-                })
-                .map(|(k, s)| (k.1.clone(), s.clone()))
-                .collect(),
-        });
+        let found = st
+            .nodes
+            .get(&node)
+            .filter(|_| caller.authz.node_read(&node))
+            .map(|n| CatalogNodeServices {
+                node: n.clone(),
+                services: st
+                    .node_services(&node)
+                    .filter(|(_, s)| caller.authz.service_read(&s.service))
+                    .filter(|(_, s)| match &opts.filter {
+                        Some(f) => f.matches(&serde_json::to_value(s).unwrap_or_default()),
+                        None => true,
+                    })
+                    .map(|(k, s)| (k.1.clone(), s.clone()))
+                    .collect(),
+            });
         (st.node_read_index(&node), found)
     })
     .await;
@@ -261,23 +300,32 @@ pub async fn node_services(
     Path(node): Path<String>,
     read: Read,
 ) -> HttpResult {
-    let Read { query, opts } = read;
+    let Read {
+        query,
+        opts,
+        caller,
+    } = read;
     let merge = query.present("merge-central-config");
     let (idx, found) = blocking(&core, &opts, Topic::Node(node.clone()), |st| {
-        let found = st.nodes.get(&node).map(|n| {
-            let services: Vec<Value> = st
-                .node_services(&node)
-                .map(|(_, s)| {
-                    let mut s = s.clone();
-                    if merge {
-                        st.merge_central_config(&mut s);
-                    }
-                    serde_json::to_value(s).unwrap_or_default()
-                })
-                .filter(|v| opts.filter.as_ref().is_none_or(|f| f.matches(v)))
-                .collect();
-            json!({"Node": n, "Services": services})
-        });
+        let found = st
+            .nodes
+            .get(&node)
+            .filter(|_| caller.authz.node_read(&node))
+            .map(|n| {
+                let services: Vec<Value> = st
+                    .node_services(&node)
+                    .filter(|(_, s)| caller.authz.service_read(&s.service))
+                    .map(|(_, s)| {
+                        let mut s = s.clone();
+                        if merge {
+                            st.merge_central_config(&mut s);
+                        }
+                        serde_json::to_value(s).unwrap_or_default()
+                    })
+                    .filter(|v| opts.filter.as_ref().is_none_or(|f| f.matches(v)))
+                    .collect();
+                json!({"Node": n, "Services": services})
+            });
         (st.node_read_index(&node), found)
     })
     .await;

@@ -8,8 +8,10 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde_json::Value;
 
+use super::query::Who;
 use super::respond::{blocking, json_plain, json_read, with_index};
 use super::{HttpError, HttpResult, QueryParams, Read};
+use crate::acl::Caller;
 use crate::config_entries::{EntryError, kind_fields, parse, render_entry};
 use crate::core::Core;
 use crate::state::Table;
@@ -28,9 +30,53 @@ fn cas_param(query: &QueryParams) -> Result<Option<u64>, HttpError> {
         .transpose()
 }
 
+/// Kinds that configure one service: written with service:write (service-intentions with
+/// intentions:write) and read with service:read on its name. The other kinds (proxy-defaults,
+/// mesh, gateways' shared settings, ...) are mesh-wide: mesh:write to change; readable by all.
+const SERVICE_KINDS: &[&str] = &[
+    "service-defaults",
+    "service-router",
+    "service-splitter",
+    "service-resolver",
+    "service-intentions",
+    "ingress-gateway",
+    "terminating-gateway",
+    "api-gateway",
+];
+
+fn may_read(caller: &Caller, kind: &str, name: &str) -> bool {
+    if !SERVICE_KINDS.contains(&kind) {
+        return true;
+    }
+    if kind == "service-intentions" {
+        caller.authz.intention_read(name)
+    } else {
+        caller.authz.service_read(name)
+    }
+}
+
+fn may_write(caller: &Caller, kind: &str, name: &str) -> Result<(), HttpError> {
+    match kind {
+        "service-intentions" => caller.require(
+            caller.authz.intention_write(name),
+            "intention",
+            "write",
+            Some(name),
+        ),
+        k if SERVICE_KINDS.contains(&k) => caller.require(
+            caller.authz.service_write(name),
+            "service",
+            "write",
+            Some(name),
+        ),
+        _ => caller.require(caller.authz.mesh_write(), "mesh", "write", None),
+    }
+}
+
 /// `PUT /v1/config[?cas=]`.
 pub async fn apply(
     State(core): State<Arc<Core>>,
+    Who(caller): Who,
     RawQuery(q): RawQuery,
     body: Bytes,
 ) -> HttpResult {
@@ -48,6 +94,11 @@ pub async fn apply(
             message: why,
         },
     })?;
+    may_write(
+        &caller,
+        entry["Kind"].as_str().unwrap_or_default(),
+        entry["Name"].as_str().unwrap_or_default(),
+    )?;
     match core
         .writer
         .submit(Command::ConfigApply { entry, cas })
@@ -80,6 +131,14 @@ pub async fn get(
     }
     if name.is_empty() {
         return list(core, kind, read).await;
+    }
+    if !may_read(&read.caller, &kind, &name) {
+        let resource = if kind == "service-intentions" {
+            "intention"
+        } else {
+            "service"
+        };
+        return Err(read.caller.denied(resource, "read", Some(&name)));
     }
     let key = crate::state::config_key(&kind, if kind == "mesh" { "mesh" } else { &name });
     let (idx, found) = blocking(
@@ -120,25 +179,40 @@ async fn list(core: Arc<Core>, kind: String, read: Read) -> HttpResult {
     } else {
         format!("{kind}/")
     };
-    let (idx, entries) = blocking(
+    let caller = &read.caller;
+    let (idx, (entries, hidden)) = blocking(
         &core,
         &read.opts,
         Topic::Table(Table::ConfigEntries),
         |st| {
+            let mut hidden = false;
             let entries: Vec<Value> = st
                 .docs_with_prefix(Table::ConfigEntries, &prefix)
+                .filter(|(_, d)| {
+                    let visible = may_read(
+                        caller,
+                        d.value["Kind"].as_str().unwrap_or_default(),
+                        d.value["Name"].as_str().unwrap_or_default(),
+                    );
+                    hidden |= !visible;
+                    visible
+                })
                 .map(|(_, d)| render_entry(&d.value, d.create_index, d.modify_index))
                 .collect();
-            (st.table_index(Table::ConfigEntries), entries)
+            (st.table_index(Table::ConfigEntries), (entries, hidden))
         },
     )
     .await;
-    Ok(super::respond::json_list(idx, &entries, &read.opts))
+    Ok(super::respond::filtered_by_acls(
+        hidden,
+        super::respond::json_list(idx, &entries, &read.opts),
+    ))
 }
 
 /// `DELETE /v1/config/:kind/:name[?cas=]`: `{}` without `cas`, `true`/`false` with it.
 pub async fn delete(
     State(core): State<Arc<Core>>,
+    Who(caller): Who,
     Path(rest): Path<String>,
     RawQuery(q): RawQuery,
 ) -> HttpResult {
@@ -158,6 +232,7 @@ pub async fn delete(
             "invalid name ({name:?}), only \"global\" is supported"
         )));
     }
+    may_write(&caller, &kind, &name)?;
     let cas = cas_param(&QueryParams::parse(q.as_deref()))?;
     let reply = core
         .writer

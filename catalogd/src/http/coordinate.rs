@@ -11,6 +11,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde_json::{Value, json};
 
+use super::query::Who;
 use super::respond::{blocking, json_list, json_plain};
 use super::{HttpError, HttpResult, Read, decode_value};
 use crate::core::Core;
@@ -49,11 +50,16 @@ pub async fn nodes(State(core): State<Arc<Core>>, read: Read) -> HttpResult {
     let segment = read.query.first("segment").map(str::to_string);
     let (idx, list) = blocking(&core, &read.opts, Topic::Table(Table::Coordinates), |st| {
         // Every coordinate is in the default segment.
-        let list = if segment.as_deref().is_some_and(|s| !s.is_empty()) {
+        let mut list = if segment.as_deref().is_some_and(|s| !s.is_empty()) {
             Vec::new()
         } else {
             all(st)
         };
+        list.retain(|e| {
+            e["Node"]
+                .as_str()
+                .is_some_and(|n| read.caller.authz.node_read(n))
+        });
         (st.table_index(Table::Coordinates), list)
     })
     .await;
@@ -69,6 +75,7 @@ pub async fn node(
     let (idx, found) = blocking(&core, &read.opts, Topic::Table(Table::Coordinates), |st| {
         let found = st
             .doc(Table::Coordinates, &node)
+            .filter(|_| read.caller.authz.node_read(&node))
             .map(|d| entry(&node, &d.value));
         (st.table_index(Table::Coordinates), found)
     })
@@ -80,7 +87,7 @@ pub async fn node(
 }
 
 /// `PUT /v1/coordinate/update` with `{"Node", "Segment", "Coord"}`.
-pub async fn update(State(core): State<Arc<Core>>, body: Bytes) -> HttpResult {
+pub async fn update(State(core): State<Arc<Core>>, Who(caller): Who, body: Bytes) -> HttpResult {
     let v = decode_value(&body)?;
     let node = v
         .get("Node")
@@ -93,6 +100,7 @@ pub async fn update(State(core): State<Arc<Core>>, body: Bytes) -> HttpResult {
             "Request decode failed: missing Node",
         ));
     }
+    caller.require(caller.authz.node_write(&node), "node", "write", Some(&node))?;
     core.writer
         .submit(Command::CoordinateUpdate { node, coord })
         .await?;

@@ -68,6 +68,7 @@ impl From<WriteError> for HttpError {
             WriteError::Apply(ApplyError::Invalid(_)) => StatusCode::BAD_REQUEST,
             WriteError::Apply(ApplyError::Rpc(_)) => StatusCode::INTERNAL_SERVER_ERROR,
             WriteError::Apply(ApplyError::NotFound(_)) => StatusCode::NOT_FOUND,
+            WriteError::Apply(ApplyError::Forbidden(_)) => StatusCode::FORBIDDEN,
             WriteError::Apply(ApplyError::TooLarge(_)) => StatusCode::PAYLOAD_TOO_LARGE,
             WriteError::Apply(ApplyError::Txn(_)) => StatusCode::CONFLICT,
             WriteError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,

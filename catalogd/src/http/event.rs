@@ -5,7 +5,7 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 
-use super::respond::{json_plain, json_read, names};
+use super::respond::{filtered_by_acls, json_plain, json_read, names};
 use super::{HttpError, HttpResult, QueryParams, Read};
 use crate::core::Core;
 use crate::events::{LocalService, UserEvent, list_index};
@@ -71,8 +71,11 @@ pub async fn list(State(core): State<Arc<Core>>, read: Read) -> HttpResult {
             }
         }
     }
+    let before = events.len();
+    events.retain(|e| read.caller.authz.event_read(&e.name));
+    let hidden = events.len() != before;
     // Consul sets only the index on this answer.
-    let mut resp = json_read(index, &events);
+    let mut resp = filtered_by_acls(hidden, json_read(index, &events));
     let h = resp.headers_mut();
     for name in [
         names::KNOWN_LEADER,

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use cairn_wire::{CheckStatus, HealthCheck, ServiceEntry};
 
-use super::respond::{blocking, json_list};
+use super::respond::{blocking, filtered_by_acls, json_list};
 use super::{HttpError, HttpResult, Read};
 use crate::core::Core;
 use crate::state::Selection;
@@ -41,7 +41,11 @@ pub async fn ingress(
 /// `merge-central-config`; a `peer` (catalogd has no peerings) matches nothing, except for
 /// ingress, where Consul ignores it.
 async fn entries(core: Arc<Core>, sel: Selection, read: Read) -> HttpResult {
-    let Read { query, opts } = read;
+    let Read {
+        query,
+        opts,
+        caller,
+    } = read;
     let passing = query.present("passing") && query.first("passing") != Some("false");
     let tags: Vec<&str> = query.all("tag").collect();
     let merge = query.present("merge-central-config");
@@ -51,18 +55,26 @@ async fn entries(core: Arc<Core>, sel: Selection, read: Read) -> HttpResult {
         Selection::Service(name) => Topic::Service(name.clone()),
         _ => Topic::Catalog,
     };
-    let (idx, entries) = blocking(&core, &opts, topic, |st| {
+    let (idx, (entries, hidden)) = blocking(&core, &opts, topic, |st| {
+        let mut hidden = false;
         let entries: Vec<ServiceEntry> = st
             .select(&sel)
             .into_iter()
+            .filter(|(node, svc)| {
+                let visible = caller.sees_instance(&node.node, &svc.service);
+                hidden |= !visible;
+                visible
+            })
             .map(|(node, svc)| {
                 let mut service = svc.clone();
                 if merge {
                     st.merge_central_config(&mut service);
                 }
+                let mut checks = st.instance_checks(&node.node, &svc.id);
+                checks.retain(|c| caller.sees_check(c));
                 ServiceEntry {
                     node: node.clone(),
-                    checks: st.instance_checks(&node.node, &svc.id),
+                    checks,
                     service,
                 }
             })
@@ -77,10 +89,10 @@ async fn entries(core: Arc<Core>, sel: Selection, read: Read) -> HttpResult {
         if merge {
             idx = idx.max(st.table_index(crate::state::Table::ConfigEntries));
         }
-        (idx, entries)
+        (idx, (entries, hidden))
     })
     .await;
-    Ok(json_list(idx, &entries, &opts))
+    Ok(filtered_by_acls(hidden, json_list(idx, &entries, &opts)))
 }
 
 pub async fn checks(
@@ -88,11 +100,16 @@ pub async fn checks(
     Path(name): Path<String>,
     read: Read,
 ) -> HttpResult {
-    let opts = read.opts;
-    let (idx, checks) = blocking(&core, &opts, Topic::Service(name.clone()), |st| {
+    let Read { opts, caller, .. } = read;
+    let (idx, (checks, hidden)) = blocking(&core, &opts, Topic::Service(name.clone()), |st| {
         let mut checks: Vec<HealthCheck> = Vec::new();
+        let mut hidden = false;
         for (node, svc) in st.service_instances(&name) {
             if !opts.node_matches(&node.meta) {
+                continue;
+            }
+            if !caller.sees_instance(&node.node, &svc.service) {
+                hidden = true;
                 continue;
             }
             checks.extend(
@@ -101,10 +118,10 @@ pub async fn checks(
                     .map(|(_, c)| c.clone()),
             );
         }
-        (st.service_read_index(&name), checks)
+        (st.service_read_index(&name), (checks, hidden))
     })
     .await;
-    Ok(json_list(idx, &checks, &opts))
+    Ok(filtered_by_acls(hidden, json_list(idx, &checks, &opts)))
 }
 
 pub async fn node(
@@ -112,13 +129,20 @@ pub async fn node(
     Path(node): Path<String>,
     read: Read,
 ) -> HttpResult {
-    let opts = read.opts;
-    let (idx, checks) = blocking(&core, &opts, Topic::Node(node.clone()), |st| {
-        let checks: Vec<HealthCheck> = st.node_checks(&node).map(|(_, c)| c.clone()).collect();
-        (st.node_read_index(&node), checks)
+    let Read { opts, caller, .. } = read;
+    let (idx, (checks, hidden)) = blocking(&core, &opts, Topic::Node(node.clone()), |st| {
+        let all = st.node_checks(&node).count();
+        let checks: Vec<HealthCheck> = st
+            .node_checks(&node)
+            .map(|(_, c)| c)
+            .filter(|c| caller.sees_check(c))
+            .cloned()
+            .collect();
+        let hidden = checks.len() != all;
+        (st.node_read_index(&node), (checks, hidden))
     })
     .await;
-    Ok(json_list(idx, &checks, &opts))
+    Ok(filtered_by_acls(hidden, json_list(idx, &checks, &opts)))
 }
 
 pub async fn state(
@@ -126,7 +150,7 @@ pub async fn state(
     Path(state): Path<String>,
     read: Read,
 ) -> HttpResult {
-    let opts = read.opts;
+    let Read { opts, caller, .. } = read;
     let wanted: Option<CheckStatus> = match state.as_str() {
         "any" => None,
         "passing" | "warning" | "critical" => state.parse().ok(),
@@ -136,11 +160,17 @@ pub async fn state(
             )));
         }
     };
-    let (idx, checks) = blocking(&core, &opts, Topic::Checks, |st| {
+    let (idx, (checks, hidden)) = blocking(&core, &opts, Topic::Checks, |st| {
+        let mut hidden = false;
         let checks: Vec<HealthCheck> = st
             .checks
             .values()
             .filter(|c| wanted.is_none_or(|w| c.status == w))
+            .filter(|c| {
+                let visible = caller.sees_check(c);
+                hidden |= !visible;
+                visible
+            })
             .filter(|c| {
                 st.nodes
                     .get(&c.node)
@@ -148,8 +178,8 @@ pub async fn state(
             })
             .cloned()
             .collect();
-        (st.tables.checks, checks)
+        (st.tables.checks, (checks, hidden))
     })
     .await;
-    Ok(json_list(idx, &checks, &opts))
+    Ok(filtered_by_acls(hidden, json_list(idx, &checks, &opts)))
 }

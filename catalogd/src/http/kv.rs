@@ -9,8 +9,10 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
 use cairn_wire::KvPair;
 
-use super::respond::{blocking, json_list, json_plain, json_read, with_index};
+use super::query::Who;
+use super::respond::{blocking, filtered_by_acls, json_list, json_plain, json_read, with_index};
 use super::{HttpError, HttpResult, QueryParams, Read};
+use crate::acl::Caller;
 use crate::core::Core;
 use crate::state::{KvPut, State as CatalogState, prefix_range};
 use crate::watch::Topic;
@@ -50,7 +52,11 @@ pub async fn get_root(State(core): State<Arc<Core>>, req: Read) -> HttpResult {
 }
 
 async fn read(core: Arc<Core>, key: String, req: Read) -> HttpResult {
-    let Read { query, opts } = req;
+    let Read {
+        query,
+        opts,
+        caller,
+    } = req;
     let keys = query.present("keys");
     let recurse = query.present("recurse") || keys;
     let raw = query.present("raw");
@@ -58,23 +64,36 @@ async fn read(core: Arc<Core>, key: String, req: Read) -> HttpResult {
     if !recurse && key.is_empty() {
         return Err(HttpError::bad_request("Missing key name"));
     }
+    if !recurse {
+        caller.require(caller.authz.key_read(&key), "key", "read", Some(&key))?;
+    }
+    let authz = &caller.authz;
     let topic = if recurse {
         Topic::KvPrefix(key.clone())
     } else {
         Topic::Kv(key.clone())
     };
-    let (idx, found) = blocking(&core, &opts, topic, |st| {
+    let (idx, (found, hidden)) = blocking(&core, &opts, topic, |st| {
         if keys {
-            let list = list_keys(st, &key, separator.as_deref());
+            let mut list = list_keys(st, &key, separator.as_deref());
+            let before = list.len();
+            list.retain(|k| authz.key_read(k) || authz.key_list(k));
+            let hidden = list.len() != before;
             // An empty listing of everything is `[]`; of a prefix, a 404 (Consul's answers).
             let found = if list.is_empty() && !key.is_empty() {
                 KvRead::Missing
             } else {
                 KvRead::Keys(list)
             };
-            (st.kv_prefix_index(&key), found)
+            (st.kv_prefix_index(&key), (found, hidden))
         } else if recurse {
+            let mut hidden = false;
             let entries: Vec<KvPair> = prefix_range(&st.kv, &key)
+                .filter(|(k, _)| {
+                    let readable = authz.key_read(k);
+                    hidden |= !readable;
+                    readable
+                })
                 .map(|(k, e)| e.to_pair(k, true))
                 .collect();
             let found = if entries.is_empty() {
@@ -82,49 +101,54 @@ async fn read(core: Arc<Core>, key: String, req: Read) -> HttpResult {
             } else {
                 KvRead::Entries(entries)
             };
-            (st.kv_prefix_index(&key), found)
+            (st.kv_prefix_index(&key), (found, hidden))
         } else {
             let found = match st.kv.get(&key) {
                 None => KvRead::Missing,
                 Some(e) if raw => KvRead::Raw(e.value.clone()),
                 Some(e) => KvRead::Entries(vec![e.to_pair(&key, true)]),
             };
-            (st.kv_key_index(&key), found)
+            (st.kv_key_index(&key), (found, false))
         }
     })
     .await;
-    Ok(match found {
-        KvRead::Missing => with_index(StatusCode::NOT_FOUND.into_response(), idx),
-        // Raw values are the user's bytes: never let a browser interpret them.
-        KvRead::Raw(bytes) => with_index(
-            (
-                [
-                    (header::CONTENT_TYPE, HeaderValue::from_static("text/plain")),
-                    (
-                        header::X_CONTENT_TYPE_OPTIONS,
-                        HeaderValue::from_static("nosniff"),
-                    ),
-                    (
-                        header::CONTENT_SECURITY_POLICY,
-                        HeaderValue::from_static("sandbox"),
-                    ),
-                ],
-                bytes.to_vec(),
-            )
-                .into_response(),
-            idx,
-        ),
-        KvRead::Entries(entries) => json_list(idx, &entries, &opts),
-        KvRead::Keys(keys) => json_read(idx, &keys),
-    })
+    Ok(filtered_by_acls(
+        hidden,
+        match found {
+            KvRead::Missing => with_index(StatusCode::NOT_FOUND.into_response(), idx),
+            // Raw values are the user's bytes: never let a browser interpret them.
+            KvRead::Raw(bytes) => with_index(
+                (
+                    [
+                        (header::CONTENT_TYPE, HeaderValue::from_static("text/plain")),
+                        (
+                            header::X_CONTENT_TYPE_OPTIONS,
+                            HeaderValue::from_static("nosniff"),
+                        ),
+                        (
+                            header::CONTENT_SECURITY_POLICY,
+                            HeaderValue::from_static("sandbox"),
+                        ),
+                    ],
+                    bytes.to_vec(),
+                )
+                    .into_response(),
+                idx,
+            ),
+            KvRead::Entries(entries) => json_list(idx, &entries, &opts),
+            KvRead::Keys(keys) => json_read(idx, &keys),
+        },
+    ))
 }
 
 pub async fn put(
     State(core): State<Arc<Core>>,
+    Who(caller): Who,
     Path(key): Path<String>,
     RawQuery(q): RawQuery,
     body: Bytes,
 ) -> HttpResult {
+    caller.require(caller.authz.key_write(&key), "key", "write", Some(&key))?;
     write(core, key, q, body).await
 }
 
@@ -133,6 +157,7 @@ pub async fn put_root(
     RawQuery(q): RawQuery,
     body: Bytes,
 ) -> HttpResult {
+    // Refused for its missing key before any right matters.
     write(core, String::new(), q, body).await
 }
 
@@ -194,19 +219,34 @@ async fn write(core: Arc<Core>, key: String, q: Option<String>, body: Bytes) -> 
 
 pub async fn delete(
     State(core): State<Arc<Core>>,
+    Who(caller): Who,
     Path(key): Path<String>,
     RawQuery(q): RawQuery,
 ) -> HttpResult {
-    remove(core, key, q).await
+    remove(core, &caller, key, q).await
 }
 
-pub async fn delete_root(State(core): State<Arc<Core>>, RawQuery(q): RawQuery) -> HttpResult {
-    remove(core, String::new(), q).await
+pub async fn delete_root(
+    State(core): State<Arc<Core>>,
+    Who(caller): Who,
+    RawQuery(q): RawQuery,
+) -> HttpResult {
+    remove(core, &caller, String::new(), q).await
 }
 
-async fn remove(core: Arc<Core>, key: String, q: Option<String>) -> HttpResult {
+async fn remove(core: Arc<Core>, caller: &Caller, key: String, q: Option<String>) -> HttpResult {
     let query = QueryParams::parse(q.as_deref());
     let recurse = query.present("recurse");
+    if recurse {
+        caller.require(
+            caller.authz.key_write_prefix(&key),
+            "key",
+            "write",
+            Some(&key),
+        )?;
+    } else {
+        caller.require(caller.authz.key_write(&key), "key", "write", Some(&key))?;
+    }
     let cas = consul_u64(&query, "cas")?;
     if recurse && cas.is_some() {
         return Err(conflicting(q.as_deref()));

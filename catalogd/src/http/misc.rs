@@ -7,6 +7,7 @@ use axum::http::{HeaderValue, header};
 use axum::response::IntoResponse;
 use cairn_wire::{NodeHealth, WholeCatalog};
 
+use super::query::Who;
 use super::respond::{blocking, json_plain, json_read};
 use super::{HttpResult, Read};
 use crate::core::Core;
@@ -36,28 +37,44 @@ pub async fn peers(State(core): State<Arc<Core>>) -> HttpResult {
     Ok(json_plain(&[raft_addr(&core)]))
 }
 
-pub async fn metrics(State(core): State<Arc<Core>>) -> HttpResult {
+/// `GET /metrics`: operator:read, unless the operator opened it (`--unauthenticated-metrics`)
+/// for a scraper that holds no token.
+pub async fn metrics(State(core): State<Arc<Core>>, Who(caller): Who) -> HttpResult {
+    if !core.config.unauthenticated_metrics {
+        caller.require(caller.authz.operator_read(), "operator", "read", None)?;
+    }
+    Ok(prometheus(&core))
+}
+
+/// The Prometheus exposition of catalogd's metrics.
+pub fn prometheus(core: &Core) -> axum::response::Response {
     let body = core
         .metrics
         .render(&core.current.load(), core.registry.topic_count());
-    Ok((
+    (
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static(cairn_metrics::CONTENT_TYPE),
         )],
         body,
     )
-        .into_response())
+        .into_response()
 }
 
 /// `GET /v1/cairn/catalog`: every node with its checks and every instance with its checks, as
 /// one blocking read that wakes on any catalog change.
 pub async fn whole_catalog(State(core): State<Arc<Core>>, read: Read) -> HttpResult {
-    let opts = read.opts;
-    let (idx, body) = blocking(&core, &opts, Topic::Catalog, |st| {
+    let Read { opts, caller, .. } = read;
+    let (idx, (body, hidden)) = blocking(&core, &opts, Topic::Catalog, |st| {
+        let mut hidden = false;
         let nodes = st
             .nodes
             .values()
+            .filter(|n| {
+                let visible = caller.authz.node_read(&n.node);
+                hidden |= !visible;
+                visible
+            })
             .map(|n| NodeHealth {
                 node: n.clone(),
                 checks: st
@@ -71,15 +88,30 @@ pub async fn whole_catalog(State(core): State<Arc<Core>>, read: Read) -> HttpRes
             .by_service
             .keys()
             .flat_map(|name| st.service_entries(name))
+            .filter(|e| {
+                let visible = caller.sees_instance(&e.node.node, &e.service.service);
+                hidden |= !visible;
+                visible
+            })
+            .map(|mut e| {
+                e.checks.retain(|c| caller.sees_check(c));
+                e
+            })
             .filter(|e| match &opts.filter {
                 Some(f) => f.matches(&serde_json::to_value(e).unwrap_or_default()),
                 None => true,
             })
             .collect();
-        (st.catalog_index(), WholeCatalog { nodes, services })
+        (
+            st.catalog_index(),
+            (WholeCatalog { nodes, services }, hidden),
+        )
     })
     .await;
-    Ok(json_read(idx, &body))
+    Ok(super::respond::filtered_by_acls(
+        hidden,
+        json_read(idx, &body),
+    ))
 }
 
 /// `GET /v1/peerings`: catalogd has no cluster peerings.

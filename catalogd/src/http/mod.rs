@@ -1,12 +1,15 @@
 //! The Consul-compatible HTTP API: routes, body decoding and the per-area handlers.
 
+mod acl;
 mod agent;
 mod catalog;
 mod chain;
 mod config;
+mod connect;
 mod coordinate;
 mod error;
 mod event;
+mod guard;
 mod health;
 mod kv;
 mod misc;
@@ -148,10 +151,11 @@ pub fn typed<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, HttpErr
 /// keep-alive connection under a pooled client's next request.
 async fn count_requests(State(core): State<Arc<Core>>, req: Request, next: Next) -> Response {
     core.metrics.http_requests.fetch_add(1, Relaxed);
+    let policy = core.acl.config.default_policy;
     if let Err(e) = local_datacenter(&req, &core.config.datacenter).and_then(|()| open_source(&req))
     {
         core.metrics.http_errors.fetch_add(1, Relaxed);
-        return with_policy(e.into_response());
+        return with_policy(e.into_response(), policy);
     }
     // A request that has no body (most reads) goes through as it is.
     if axum::body::HttpBody::size_hint(req.body()).exact() == Some(0) {
@@ -159,7 +163,7 @@ async fn count_requests(State(core): State<Arc<Core>>, req: Request, next: Next)
         if resp.status().is_client_error() || resp.status().is_server_error() {
             core.metrics.http_errors.fetch_add(1, Relaxed);
         }
-        return with_policy(resp);
+        return with_policy(resp, policy);
     }
     let limit = body_limit(req.uri().path());
     // Refused before a byte is read when the declared length says so.
@@ -168,7 +172,7 @@ async fn count_requests(State(core): State<Arc<Core>>, req: Request, next: Next)
         && len > max as u64
     {
         core.metrics.http_errors.fetch_add(1, Relaxed);
-        return with_policy(closing(too_large(Some(len), max, setting)));
+        return with_policy(closing(too_large(Some(len), max, setting)), policy);
     }
     // A closed semaphore cannot happen (it is never closed); going on unbounded is harmless.
     let _restore = match limit {
@@ -193,7 +197,7 @@ async fn count_requests(State(core): State<Arc<Core>>, req: Request, next: Next)
                 // or a client gone mid-body.
                 _ => HttpError::bad_request(format!("request body unreadable: {e}")),
             };
-            return with_policy(closing(resp));
+            return with_policy(closing(resp), policy);
         }
     };
     let resp = next
@@ -202,7 +206,69 @@ async fn count_requests(State(core): State<Arc<Core>>, req: Request, next: Next)
     if resp.status().is_client_error() || resp.status().is_server_error() {
         core.metrics.http_errors.fetch_add(1, Relaxed);
     }
-    with_policy(resp)
+    with_policy(resp, policy)
+}
+
+/// Resolves the request's token (`X-Consul-Token`, `Authorization: Bearer`, or `?token=`)
+/// into the [`Caller`](crate::acl::Caller) handlers check rights against; an unknown or expired
+/// token is refused here with Consul's "ACL not found".
+async fn authenticate(State(core): State<Arc<Core>>, mut req: Request, next: Next) -> Response {
+    let secret = request_token(&req);
+    let st = core.current.load();
+    match core.acl.resolve(&st, secret.as_deref()) {
+        Ok(caller) => {
+            if caller.enforced {
+                let node = &core.config.node;
+                let right = guard::required(req.method(), req.uri().path(), node, &st);
+                if let Err(e) = guard::check(&caller, &right, node, &st) {
+                    return e.into_response();
+                }
+            }
+            drop(st);
+            req.extensions_mut().insert(caller);
+            next.run(req).await
+        }
+        Err(e) => {
+            if secret.is_some() {
+                let peer = req
+                    .extensions()
+                    .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                    .map(|c| c.0.to_string())
+                    .unwrap_or_default();
+                tracing::warn!(%peer, method = %req.method(), path = %req.uri().path(), "request with an unknown ACL token refused");
+            }
+            e.into_response()
+        }
+    }
+}
+
+/// The token a request presents, as Consul reads it.
+pub fn request_token(req: &Request) -> Option<String> {
+    let headers = req.headers();
+    if let Some(t) = headers
+        .get(respond::names::TOKEN)
+        .and_then(|v| v.to_str().ok())
+        .filter(|t| !t.is_empty())
+    {
+        return Some(t.to_string());
+    }
+    if let Some(t) = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+    {
+        return Some(t.to_string());
+    }
+    let raw = req.uri().query()?;
+    if !raw.contains("token=") {
+        return None;
+    }
+    QueryParams::parse(Some(raw))
+        .first("token")
+        .filter(|t| !t.is_empty())
+        .map(str::to_string)
 }
 
 /// An error answer to a request whose body was not read to its end: the connection cannot carry
@@ -217,10 +283,14 @@ fn closing(e: HttpError) -> Response {
 }
 
 /// Consul sends its default ACL policy on every answer.
-fn with_policy(mut resp: Response) -> Response {
+fn with_policy(mut resp: Response, policy: cairn_acl::DefaultPolicy) -> Response {
+    let value = match policy {
+        cairn_acl::DefaultPolicy::Allow => "allow",
+        cairn_acl::DefaultPolicy::Deny => "deny",
+    };
     resp.headers_mut().insert(
         respond::names::DEFAULT_ACL_POLICY,
-        axum::http::HeaderValue::from_static("allow"),
+        axum::http::HeaderValue::from_static(value),
     );
     resp
 }
@@ -358,9 +428,69 @@ fn agent_routes() -> Router<Arc<Core>> {
         .route("/v1/agent/check/update/{*id}", write(agent::update))
 }
 
+/// `/v1/acl/*`.
+fn acl_routes() -> Router<Arc<Core>> {
+    Router::new()
+        .route("/v1/acl/bootstrap", put(acl::bootstrap))
+        .route("/v1/acl/replication", get(acl::replication))
+        .route("/v1/acl/tokens", get(acl::token_list))
+        .route("/v1/acl/token", put(acl::token_create))
+        .route(
+            "/v1/acl/token/{*rest}",
+            get(acl::token_get)
+                .put(acl::token_put)
+                .delete(acl::token_delete),
+        )
+        .route("/v1/acl/policies", get(acl::policy_list))
+        .route("/v1/acl/policy", put(acl::policy_create))
+        .route("/v1/acl/policy/name/{*name}", get(acl::policy_by_name))
+        .route(
+            "/v1/acl/policy/{id}",
+            get(acl::policy_get)
+                .put(acl::policy_put)
+                .delete(acl::policy_delete),
+        )
+        .route("/v1/acl/roles", get(acl::role_list))
+        .route("/v1/acl/role", put(acl::role_create))
+        .route(
+            "/v1/acl/role/{*rest}",
+            get(acl::role_get)
+                .put(acl::role_put)
+                .delete(acl::role_delete),
+        )
+        .route("/v1/acl/templated-policies", get(acl::templated_list))
+        .route(
+            "/v1/acl/templated-policy/name/{*name}",
+            get(acl::templated_get),
+        )
+        .route(
+            "/v1/acl/templated-policy/preview/{*name}",
+            write(acl::templated_preview),
+        )
+        .route("/v1/acl/auth-methods", get(acl::auth_method_list))
+        .route("/v1/acl/auth-method", put(acl::auth_method_create))
+        .route(
+            "/v1/acl/auth-method/{name}",
+            get(acl::auth_method_get)
+                .put(acl::auth_method_put)
+                .delete(acl::auth_method_delete),
+        )
+        .route("/v1/acl/binding-rules", get(acl::binding_rule_list))
+        .route("/v1/acl/binding-rule", put(acl::binding_rule_create))
+        .route(
+            "/v1/acl/binding-rule/{id}",
+            get(acl::binding_rule_get)
+                .put(acl::binding_rule_put)
+                .delete(acl::binding_rule_delete),
+        )
+        .route("/v1/acl/login", write(acl::login))
+        .route("/v1/acl/logout", write(acl::logout))
+}
+
 /// Every route of the API.
 pub fn router(core: Arc<Core>) -> Router {
     Router::new()
+        .merge(acl_routes())
         .route(
             "/v1/catalog/register",
             put(catalog::register).post(catalog::register),
@@ -469,6 +599,19 @@ pub fn router(core: Arc<Core>) -> Router {
             "/v1/config/{*rest}",
             get(config::get).delete(config::delete),
         )
+        .route("/v1/connect/intentions", get(connect::list))
+        .route(
+            "/v1/connect/intentions/exact",
+            get(connect::exact_get)
+                .put(connect::exact_put)
+                .delete(connect::exact_delete),
+        )
+        .route("/v1/connect/intentions/check", get(connect::check))
+        .route("/v1/connect/intentions/match", get(connect::match_))
+        .route(
+            "/v1/connect/ca/configuration",
+            get(connect::ca_get).put(connect::ca_put),
+        )
         .route("/v1/event/fire/{*name}", write(event::fire))
         .route("/v1/event/list", get(event::list))
         .route("/v1/peerings", get(misc::peerings))
@@ -493,6 +636,7 @@ pub fn router(core: Arc<Core>) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         // Bodies are read (and bounded) by `count_requests` before any extractor runs.
         .layer(DefaultBodyLimit::disable())
+        .layer(middleware::from_fn_with_state(core.clone(), authenticate))
         .layer(middleware::from_fn_with_state(core.clone(), count_requests))
         .with_state(core)
 }

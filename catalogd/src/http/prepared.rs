@@ -11,7 +11,7 @@ use axum::response::IntoResponse;
 use cairn_query::{Near, PreparedQuery, ResolveError, execute, resolve, validate};
 use serde_json::{Value, json};
 
-use super::respond::{blocking, json_plain, json_read};
+use super::respond::{blocking, filtered_by_acls, json_plain, json_read};
 use super::{HttpError, HttpResult, QueryParams, Read, decode_keys, typed};
 use crate::core::Core;
 use crate::state::{Selection, Table};
@@ -51,8 +51,9 @@ pub async fn root(
     read: Read,
     body: Bytes,
 ) -> HttpResult {
+    let caller = read.caller.clone();
     if method == Method::GET {
-        let (idx, list) = blocking(
+        let (idx, mut list) = blocking(
             &core,
             &read.opts,
             Topic::Table(Table::PreparedQueries),
@@ -64,9 +65,13 @@ pub async fn root(
             },
         )
         .await;
-        return Ok(json_read(idx, &list));
+        let before = list.len();
+        list.retain(|q| may_read(&caller, q));
+        let hidden = list.len() != before;
+        return Ok(filtered_by_acls(hidden, json_read(idx, &list)));
     }
     let mut q = definition(&body)?;
+    may_write(&caller, &q.name)?;
     if !q.id.is_empty() {
         return Err(HttpError::internal(
             "ID must be empty when creating a new prepared query",
@@ -78,6 +83,24 @@ pub async fn root(
         .submit(Command::QueryCreate(Box::new(q)))
         .await?;
     Ok(json_plain(&json!({ "ID": id })))
+}
+
+/// Consul's rule: a named query is read with query:read on its name; a nameless one only by
+/// a management-level token (it is bound to the token that made it).
+fn may_read(caller: &crate::acl::Caller, q: &PreparedQuery) -> bool {
+    if q.name.is_empty() {
+        caller.authz.acl_write()
+    } else {
+        caller.authz.query_read(&q.name)
+    }
+}
+
+/// Creating, changing or deleting a named query needs query:write on its name.
+fn may_write(caller: &crate::acl::Caller, name: &str) -> Result<(), HttpError> {
+    if name.is_empty() {
+        return Ok(());
+    }
+    caller.require(caller.authz.query_write(name), "query", "write", Some(name))
 }
 
 /// The address a request came from: the first `X-Forwarded-For` entry, else the peer's.
@@ -106,7 +129,7 @@ pub async fn by_id(
             return Err(not_allowed(&method));
         }
         let ip = source_ip(&headers, peer.map(|Extension(c)| c.0));
-        return run(&core, name, &read.query, ip.as_deref());
+        return run(&core, &read.caller, name, &read.query, ip.as_deref());
     }
     if let Some(name) = rest.strip_suffix("/explain") {
         if method != Method::GET {
@@ -114,6 +137,9 @@ pub async fn by_id(
         }
         let queries = core.current.load().prepared_queries();
         let q = resolve(&queries, name).map_err(resolve_error)?;
+        if !may_read(&read.caller, &q) {
+            return Err(read.caller.denied("query", "read", Some(&q.name)));
+        }
         return Ok(json_plain(&with_query_meta(json!({ "Query": q }))));
     }
     let id = rest;
@@ -130,6 +156,9 @@ pub async fn by_id(
             )
             .await;
             match found {
+                Some(q) if !may_read(&read.caller, &q) => {
+                    Err(read.caller.denied("query", "read", Some(&q.name)))
+                }
                 Some(q) => Ok(json_read(idx, &[q])),
                 None => Err(HttpError::not_found("Query not found")),
             }
@@ -141,6 +170,16 @@ pub async fn by_id(
             } else {
                 typed(decode_keys(&body)?)?
             };
+            let old = core
+                .current
+                .load()
+                .prepared_queries()
+                .into_iter()
+                .find(|o| o.id == id);
+            if let Some(old) = &old {
+                may_write(&read.caller, &old.name)?;
+            }
+            may_write(&read.caller, &q.name)?;
             q.id = id;
             validate(&q).map_err(HttpError::internal)?;
             core.writer
@@ -149,6 +188,15 @@ pub async fn by_id(
             Ok(StatusCode::OK.into_response())
         }
         Method::DELETE => {
+            let old = core
+                .current
+                .load()
+                .prepared_queries()
+                .into_iter()
+                .find(|o| o.id == id);
+            if let Some(old) = &old {
+                may_write(&read.caller, &old.name)?;
+            }
             core.writer.submit(Command::QueryDelete(id)).await?;
             Ok(StatusCode::OK.into_response())
         }
@@ -171,7 +219,13 @@ fn resolve_error(e: ResolveError) -> HttpError {
 }
 
 /// Executes a query: `?near=`, `?limit=`, `?connect=`.
-fn run(core: &Core, name: &str, query: &QueryParams, ip: Option<&str>) -> HttpResult {
+fn run(
+    core: &Core,
+    caller: &crate::acl::Caller,
+    name: &str,
+    query: &QueryParams,
+    ip: Option<&str>,
+) -> HttpResult {
     let limit = match query.first("limit") {
         None => None,
         Some(v) => Some(v.parse::<usize>().map_err(|_| {
@@ -197,6 +251,12 @@ fn run(core: &Core, name: &str, query: &QueryParams, ip: Option<&str>) -> HttpRe
     let queries = st.prepared_queries();
     let q = resolve(&queries, name).map_err(resolve_error)?;
     let service = q.service.service.clone();
+    caller.require(
+        caller.authz.service_read(&service),
+        "service",
+        "read",
+        Some(&service),
+    )?;
     let sel = if connect || q.service.connect {
         Selection::Connect(service.clone())
     } else {
@@ -214,6 +274,10 @@ fn run(core: &Core, name: &str, query: &QueryParams, ip: Option<&str>) -> HttpRe
         agent_node: &core.config.node,
         source_ip: ip,
     };
+    let instances: Vec<_> = instances
+        .into_iter()
+        .filter(|e| caller.authz.node_read(&e.node.node))
+        .collect();
     let nodes = execute(&q, instances, &near, limit);
     let body = with_query_meta(json!({
         "Service": service,

@@ -20,6 +20,8 @@ pub const MAX_WAIT: Duration = Duration::from_secs(600);
 pub struct Read {
     pub query: QueryParams,
     pub opts: ReadOpts,
+    /// Who asks: what the answer may show.
+    pub caller: std::sync::Arc<crate::acl::Caller>,
 }
 
 impl axum::extract::FromRequestParts<std::sync::Arc<crate::core::Core>> for Read {
@@ -31,7 +33,37 @@ impl axum::extract::FromRequestParts<std::sync::Arc<crate::core::Core>> for Read
     ) -> Result<Self, HttpError> {
         let query = QueryParams::parse(parts.uri.query());
         let opts = ReadOpts::parse(&query)?;
-        Ok(Read { query, opts })
+        let caller = caller_of(parts)?;
+        Ok(Read {
+            query,
+            opts,
+            caller,
+        })
+    }
+}
+
+/// The caller `authenticate` resolved for this request.
+pub fn caller_of(
+    parts: &axum::http::request::Parts,
+) -> Result<std::sync::Arc<crate::acl::Caller>, HttpError> {
+    parts
+        .extensions
+        .get::<std::sync::Arc<crate::acl::Caller>>()
+        .cloned()
+        .ok_or_else(|| HttpError::internal("request reached a handler without its ACL caller"))
+}
+
+/// The caller of a request, as an extractor for handlers that are not reads.
+pub struct Who(pub std::sync::Arc<crate::acl::Caller>);
+
+impl<S: Sync> axum::extract::FromRequestParts<S> for Who {
+    type Rejection = HttpError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, HttpError> {
+        caller_of(parts).map(Who)
     }
 }
 

@@ -80,6 +80,10 @@ pub mod names {
     pub const DEFAULT_ACL_POLICY: HeaderName =
         HeaderName::from_static("x-consul-default-acl-policy");
     pub const CONTENT_HASH: HeaderName = HeaderName::from_static("x-consul-contenthash");
+    pub const TOKEN: HeaderName = HeaderName::from_static("x-consul-token");
+    /// Set on a read some of whose results the caller's token may not see.
+    pub const RESULTS_FILTERED: HeaderName =
+        HeaderName::from_static("x-consul-results-filtered-by-acls");
     pub const NAMESPACE: HeaderName = HeaderName::from_static("x-consul-namespace");
     pub const PARTITION: HeaderName = HeaderName::from_static("x-consul-partition");
 }
@@ -96,6 +100,16 @@ pub fn with_index(mut resp: Response, index: u64) -> Response {
         names::QUERY_BACKEND,
         HeaderValue::from_static("blocking-query"),
     );
+    resp
+}
+
+/// Marks an answer some of whose results the caller's token could not see (Consul's
+/// `X-Consul-Results-Filtered-By-ACLs`).
+pub fn filtered_by_acls(hidden: bool, mut resp: Response) -> Response {
+    if hidden {
+        resp.headers_mut()
+            .insert(names::RESULTS_FILTERED, HeaderValue::from_static("true"));
+    }
     resp
 }
 

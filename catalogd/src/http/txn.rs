@@ -10,8 +10,10 @@ use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode};
 use cairn_wire::{TxnError, TxnKvOp, TxnOp, TxnResponse};
 
+use super::query::Who;
 use super::respond::{json_bytes, names};
 use super::{HttpError, HttpResult, decode_body};
+use crate::acl::Caller;
 use crate::core::Core;
 use crate::state::{ApplyError, Changes, LockDelays, READ_VERBS};
 use crate::writer::{Command, Reply, WriteError};
@@ -68,7 +70,33 @@ fn answer(path: Path, result: Result<Vec<cairn_wire::TxnResult>, Vec<TxnError>>)
     Ok(resp)
 }
 
-pub async fn txn(State(core): State<Arc<Core>>, body: Bytes) -> HttpResult {
+/// The right each KV operation needs (Consul's `vetTxnKVOp`); a refused one fails the whole
+/// transaction with "Permission denied" at its index. A `get-tree` needs read on its prefix.
+fn vet(caller: &Caller, ops: &[TxnKvOp]) -> Result<(), Vec<TxnError>> {
+    let errors: Vec<TxnError> = ops
+        .iter()
+        .enumerate()
+        .filter(|(_, op)| {
+            let a = &caller.authz;
+            !match op.verb.as_str() {
+                "delete-tree" => a.key_write_prefix(&op.key),
+                v if READ_VERBS.contains(&v) => a.key_read(&op.key),
+                _ => a.key_write(&op.key),
+            }
+        })
+        .map(|(i, _)| TxnError {
+            op_index: i,
+            what: "Permission denied".into(),
+        })
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
+
+pub async fn txn(State(core): State<Arc<Core>>, Who(caller): Who, body: Bytes) -> HttpResult {
     let ops: Vec<TxnOp> = decode_body(&body).map_err(|e| {
         HttpError::bad_request(
             e.message
@@ -104,10 +132,14 @@ pub async fn txn(State(core): State<Arc<Core>>, body: Bytes) -> HttpResult {
             }
         }
     }
-    if kv_ops
+    let reads_only = kv_ops
         .iter()
-        .all(|op| READ_VERBS.contains(&op.verb.as_str()))
-    {
+        .all(|op| READ_VERBS.contains(&op.verb.as_str()));
+    if let Err(errors) = vet(&caller, &kv_ops) {
+        let path = if reads_only { Path::Read } else { Path::Write };
+        return answer(path, Err(errors));
+    }
+    if reads_only {
         let mut snapshot = (**core.current.load()).clone();
         let mut scratch = Changes::default();
         let result = snapshot.txn(

@@ -23,14 +23,32 @@ pub enum Table {
     /// Server-wide settings: `autopilot` (the autopilot configuration), `cluster` (the
     /// cluster's identity: its ID names the mesh trust domain).
     System,
+    /// ACL tokens by lower-cased AccessorID.
+    AclTokens,
+    /// Token SecretID → AccessorID: the index a request's token is resolved through.
+    AclSecrets,
+    /// ACL policies by lower-cased ID.
+    AclPolicies,
+    /// ACL roles by lower-cased ID.
+    AclRoles,
+    /// ACL auth methods by name.
+    AclAuthMethods,
+    /// ACL binding rules by lower-cased ID.
+    AclBindingRules,
 }
 
 impl Table {
-    pub const ALL: [Table; 4] = [
+    pub const ALL: [Table; 10] = [
         Table::Coordinates,
         Table::ConfigEntries,
         Table::PreparedQueries,
         Table::System,
+        Table::AclTokens,
+        Table::AclSecrets,
+        Table::AclPolicies,
+        Table::AclRoles,
+        Table::AclAuthMethods,
+        Table::AclBindingRules,
     ];
 
     /// Its segment in store keys.
@@ -40,7 +58,26 @@ impl Table {
             Table::ConfigEntries => "config-entries",
             Table::PreparedQueries => "prepared-queries",
             Table::System => "autopilot",
+            Table::AclTokens => "acl-tokens",
+            Table::AclSecrets => "acl-secrets",
+            Table::AclPolicies => "acl-policies",
+            Table::AclRoles => "acl-roles",
+            Table::AclAuthMethods => "acl-auth-methods",
+            Table::AclBindingRules => "acl-binding-rules",
         }
+    }
+
+    /// Whether it holds ACL state (one index covers all of them).
+    pub fn is_acl(self) -> bool {
+        matches!(
+            self,
+            Table::AclTokens
+                | Table::AclSecrets
+                | Table::AclPolicies
+                | Table::AclRoles
+                | Table::AclAuthMethods
+                | Table::AclBindingRules
+        )
     }
 
     pub fn from_name(name: &str) -> Option<Table> {

@@ -5,6 +5,7 @@
 //! the change is on disk; readers load whichever snapshot is current and never take a lock. Each
 //! successful command advances `index` by one (Consul's Raft index) and stamps what it touched.
 
+mod acl;
 mod agent;
 mod catalog;
 mod changes;
@@ -24,6 +25,7 @@ use cairn_wire::{HealthCheck, Node, NodeService, SessionEntry};
 use imbl::{OrdMap, OrdSet};
 use serde::{Deserialize, Serialize};
 
+pub use acl::*;
 pub use agent::runs_script;
 pub use changes::{Changes, TtlChange};
 pub use docs::{AUTOPILOT_KEY, CLUSTER_KEY, Doc, DocKey, Table, config_key};
@@ -58,6 +60,8 @@ pub struct DocIndexes {
     pub config_entries: u64,
     pub prepared_queries: u64,
     pub system: u64,
+    /// Every ACL table (tokens, policies, roles, auth methods, binding rules).
+    pub acl: u64,
 }
 
 impl DocIndexes {
@@ -67,6 +71,12 @@ impl DocIndexes {
             Table::ConfigEntries => self.config_entries,
             Table::PreparedQueries => self.prepared_queries,
             Table::System => self.system,
+            Table::AclTokens
+            | Table::AclSecrets
+            | Table::AclPolicies
+            | Table::AclRoles
+            | Table::AclAuthMethods
+            | Table::AclBindingRules => self.acl,
         }
     }
 
@@ -76,6 +86,12 @@ impl DocIndexes {
             Table::ConfigEntries => &mut self.config_entries,
             Table::PreparedQueries => &mut self.prepared_queries,
             Table::System => &mut self.system,
+            Table::AclTokens
+            | Table::AclSecrets
+            | Table::AclPolicies
+            | Table::AclRoles
+            | Table::AclAuthMethods
+            | Table::AclBindingRules => &mut self.acl,
         };
         *slot = idx;
     }
@@ -124,6 +140,10 @@ pub enum ApplyError {
     Rpc(String),
     #[error("{0}")]
     NotFound(String),
+    /// Refused for lack of a right that no token could have at this point (a second ACL
+    /// bootstrap): HTTP 403.
+    #[error("{0}")]
+    Forbidden(String),
     #[error("{0}")]
     TooLarge(String),
     #[error("transaction failed")]

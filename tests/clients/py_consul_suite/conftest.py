@@ -11,6 +11,7 @@ CATALOGD_BIN names the binary (scripts/py-consul-suite sets it)."""
 from __future__ import annotations
 
 import collections
+import json
 import os
 import shutil
 import signal
@@ -18,6 +19,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import uuid
 
 import pytest
 import requests
@@ -108,7 +110,22 @@ def consul_instance(request):
 
 @pytest.fixture
 def acl_consul_instance(request):
-    pytest.skip("catalogd's ACL system is issue 15; these tests need an ACL-enabled server")
+    # Upstream hands Consul this configuration (CONSUL_LOCAL_CONFIG); catalogd reads the same
+    # file's `acl` block with --config.
+    token = str(uuid.uuid4())
+    config = {
+        "primary_datacenter": "dc1",
+        "enable_script_checks": True,
+        "acl": {"enabled": True, "tokens": {"initial_management": token}},
+    }
+    config_dir = tempfile.mkdtemp(prefix="catalogd-suite-config-")
+    path = os.path.join(config_dir, "consul.json")
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(config, f)
+    proc, state, log, version = _start(request, ["--config", path])
+    yield ConsulInstance(proc, PORT, version), token
+    _stop(proc, state, log)
+    shutil.rmtree(config_dir, ignore_errors=True)
 
 
 @pytest.fixture
