@@ -166,8 +166,22 @@ pub fn vet_registration(
             "write",
             Some(&svc.service),
         )?;
+        // Re-registering an ID under another name also needs write on the name it had.
+        let id = if svc.id.is_empty() { &svc.service } else { &svc.id };
+        if let Some(old) = st.services.get(&(reg.node.clone(), id.clone())) {
+            caller.require(
+                caller.authz.service_write(&old.service),
+                "service",
+                "write",
+                Some(&old.service),
+            )?;
+        }
     }
     for check in reg.check.iter().chain(reg.checks.iter()) {
+        // Consul refuses checks for another node than the registration's under ACLs.
+        if !check.node.is_empty() && check.node != reg.node {
+            return Err(caller.denied("node", "write", Some(&check.node)));
+        }
         let service = check_service(st, reg, &check.service_id);
         caller.may_write_check(&reg.node, service.as_deref())?;
     }

@@ -61,11 +61,14 @@ pub fn loopback_addr(url: &str) -> anyhow::Result<(SocketAddr, String)> {
     Ok((addr, authority.to_string()))
 }
 
-/// The bytes of one request; `Content-Length` is sent whenever there is a body or the method is
-/// not GET.
-pub fn request(method: &str, host: &str, path: &str, body: &[u8]) -> Vec<u8> {
+/// The bytes of one request, with an ACL token when given; `Content-Length` is sent whenever
+/// there is a body or the method is not GET.
+pub fn request(method: &str, host: &str, path: &str, body: &[u8], token: Option<&str>) -> Vec<u8> {
     let mut out =
         format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: cairn-bench\r\n");
+    if let Some(token) = token {
+        out.push_str(&format!("X-Consul-Token: {token}\r\n"));
+    }
     if !body.is_empty() || method != "GET" {
         out.push_str(&format!("Content-Length: {}\r\n", body.len()));
     }
@@ -253,7 +256,7 @@ mod tests {
 
     #[test]
     fn request_bytes() {
-        let r = request("PUT", "h:1", "/v1/kv/a", b"xy");
+        let r = request("PUT", "h:1", "/v1/kv/a", b"xy", None);
         assert_eq!(r, b"PUT /v1/kv/a HTTP/1.1\r\nHost: h:1\r\nUser-Agent: cairn-bench\r\nContent-Length: 2\r\n\r\nxy");
     }
 }

@@ -58,6 +58,10 @@ pub struct WatchersArgs {
     /// Pid of the server, to sample its VmRSS from /proc while the queries are parked
     #[arg(long)]
     server_pid: Option<u32>,
+    /// ACL token every request presents (X-Consul-Token); the server's /metrics is read
+    /// without it
+    #[arg(long, value_name = "TOKEN")]
+    token: Option<String>,
     /// Size of the value written each round (bytes)
     #[arg(long, default_value_t = 128)]
     value_size: usize,
@@ -173,7 +177,7 @@ async fn control(addr: SocketAddr, req: Vec<u8>) -> anyhow::Result<Response> {
 
 /// `catalogd_blocking_queries_waiting` from `/metrics`, if the server exports it.
 async fn server_waiting(addr: SocketAddr, host: &str) -> Option<u64> {
-    let resp = control(addr, http::request("GET", host, "/metrics", b""))
+    let resp = control(addr, http::request("GET", host, "/metrics", b"", None))
         .await
         .ok()?;
     if resp.status != 200 {
@@ -210,7 +214,7 @@ async fn connect_missing(
     host: &str,
     slots: &mut [Option<Conn>],
 ) -> anyhow::Result<()> {
-    let probe: Arc<[u8]> = http::request("GET", host, &args.probe_path, b"").into();
+    let probe: Arc<[u8]> = http::request("GET", host, &args.probe_path, b"", args.token.as_deref()).into();
     let missing: Vec<usize> = (0..slots.len()).filter(|&i| slots[i].is_none()).collect();
     let mut set = JoinSet::new();
     let mut next = missing.into_iter();
@@ -250,13 +254,13 @@ async fn round(
 ) -> anyhow::Result<RoundStats> {
     connect_missing(args, addr, host, slots).await?;
     let path = format!("/v1/kv/{}", args.key);
-    let before = control(addr, http::request("GET", host, &path, b"")).await?;
+    let before = control(addr, http::request("GET", host, &path, b"", args.token.as_deref())).await?;
     if before.status != 200 && before.status != 404 {
         bail!("GET {path}: status {}", before.status);
     }
     let idx = before.consul_index()?;
     let query = format!("{path}?index={idx}&wait={}", args.wait);
-    let req: Arc<[u8]> = http::request("GET", host, &query, b"").into();
+    let req: Arc<[u8]> = http::request("GET", host, &query, b"", args.token.as_deref()).into();
 
     let sent = Arc::new(AtomicUsize::new(0));
     let settled = Arc::new(AtomicUsize::new(0));
@@ -316,7 +320,7 @@ async fn round(
     // runtime being busy with answers.
     let mut value = format!("round-{n}-").into_bytes();
     value.resize(args.value_size.max(value.len()), b'x');
-    let put = http::request("PUT", host, &path, &value);
+    let put = http::request("PUT", host, &path, &value, args.token.as_deref());
     let write = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
         let mut c = SyncConn::connect(addr)?;
         let sent_at = Instant::now();
