@@ -40,6 +40,9 @@ pub enum Command {
     /// The per-task supervisor the exec driver starts (internal)
     #[command(hide = true)]
     Wrap(WrapArgs),
+    /// Runs a program as another user: a task's COMMAND health check (internal)
+    #[command(hide = true)]
+    AsUser(AsUserArgs),
     #[command(flatten)]
     Docs(cairn_cli::DocsCommand),
 }
@@ -85,6 +88,15 @@ pub struct AgentArgs {
     /// runs are (anyone who may register a check would otherwise choose a command it runs)
     #[arg(long)]
     pub enable_script_checks: bool,
+    /// Run a task whose app names no `user` as USER (e.g. nobody), as Mesos' default user;
+    /// without it such a task runs as taskrun's own user (root: see --allow-root-tasks)
+    #[arg(long, value_name = "USER")]
+    pub default_user: Option<String>,
+    /// Let tasks run as root: an app whose `user` is root (uid 0), and a task naming no user
+    /// when there is no --default-user and taskrun is root (a container then runs as its
+    /// image says). Without it such a task fails and nothing of it runs
+    #[arg(long)]
+    pub allow_root_tasks: bool,
     #[command(flatten)]
     pub agent_token: cairn_http::AgentTokenArgs,
 }
@@ -132,6 +144,47 @@ pub struct WrapArgs {
     /// Rotate --stdout/--stderr above this many bytes (0: never)
     #[arg(long, default_value_t = DEFAULT_ROTATE_BYTES)]
     pub log_rotate_bytes: u64,
+    #[command(flatten)]
+    pub ids: IdArgs,
+    /// Program and arguments
+    #[arg(last = true, required = true)]
+    pub argv: Vec<OsString>,
+}
+
+/// The ids a program is started with (`taskrun wrap`, `taskrun as-user`).
+#[derive(Args, Debug)]
+pub struct IdArgs {
+    /// Run the program with this uid (and --gid), dropping taskrun's
+    #[arg(long, requires = "gid")]
+    pub uid: Option<u32>,
+    /// Primary group of the program
+    #[arg(long, requires = "uid")]
+    pub gid: Option<u32>,
+    /// Supplementary groups of the program (none when absent)
+    #[arg(long, value_delimiter = ',', requires = "uid")]
+    pub groups: Vec<u32>,
+}
+
+impl IdArgs {
+    pub fn credentials(&self) -> Option<crate::user::Credentials> {
+        Some(crate::user::Credentials {
+            uid: self.uid?,
+            gid: self.gid?,
+            groups: self.groups.clone(),
+        })
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct AsUserArgs {
+    #[command(flatten)]
+    pub ids: IdArgs,
+    /// HOME, USER and LOGNAME for the program: the user's name
+    #[arg(long, requires = "home")]
+    pub user: Option<String>,
+    /// The user's home directory
+    #[arg(long, requires = "user")]
+    pub home: Option<String>,
     /// Program and arguments
     #[arg(last = true, required = true)]
     pub argv: Vec<OsString>,
@@ -167,7 +220,16 @@ pub fn run(cli: Cli) -> ExitCode {
                 }),
                 _ => None,
             };
-            crate::wrap::run(&args.exit_file, logs.as_ref(), &args.argv)
+            let credentials = args.ids.credentials();
+            crate::wrap::run(
+                &args.exit_file,
+                logs.as_ref(),
+                credentials.as_ref(),
+                &args.argv,
+            )
+        }
+        Command::AsUser(args) => {
+            crate::checks::as_user(args.ids.credentials(), args.user.zip(args.home), &args.argv)
         }
         Command::Agent(args) => {
             cairn_cli::init_logging(&cli.log);
@@ -229,6 +291,24 @@ fn agent(args: AgentArgs, catalog: &CatalogArgs) -> ExitCode {
         Ok(c) => c.with_timeout(Duration::from_secs(10)),
         Err(e) => return usage(format_args!("--catalog: {e}")),
     };
+    let users = crate::user::UserPolicy {
+        default_user: args
+            .default_user
+            .as_deref()
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(str::to_string),
+        allow_root: args.allow_root_tasks,
+        own_uid: crate::user::own_ids().0,
+    };
+    match users.check_default() {
+        Ok(()) => {}
+        // The user database may answer later (a directory server starting): tasks will say.
+        Err(e @ crate::user::UserError::Lookup { .. }) => {
+            tracing::warn!(error = %e, "cannot check --default-user now");
+        }
+        Err(e) => return usage(format_args!("--default-user: {e}")),
+    }
     let cfg = crate::agent::AgentConfig {
         node,
         address: args.address.trim().to_string(),
@@ -244,6 +324,7 @@ fn agent(args: AgentArgs, catalog: &CatalogArgs) -> ExitCode {
         log_rotate_bytes: args.log_rotate_bytes,
         kill_drain: args.kill_drain_delay,
         enable_script_checks: args.enable_script_checks,
+        users,
         api_token: args.agent_token.secret(),
     };
     cairn_cli::run_main("taskrun", cairn_cli::Flavor::MultiThread(None), async {
@@ -306,6 +387,54 @@ mod tests {
         };
         assert_eq!(a.kill_drain_delay, Duration::from_millis(250));
         assert!(Cli::try_parse_from(["taskrun", "agent", "--kill-drain-delay", "soon"]).is_err());
+        assert!(a.default_user.is_none() && !a.allow_root_tasks);
+        let cli = Cli::try_parse_from([
+            "taskrun",
+            "agent",
+            "--default-user",
+            "nobody",
+            "--allow-root-tasks",
+        ])
+        .unwrap();
+        let Command::Agent(a) = cli.command else {
+            panic!("not agent")
+        };
+        assert_eq!(a.default_user.as_deref(), Some("nobody"));
+        assert!(a.allow_root_tasks);
+        let cli = Cli::try_parse_from([
+            "taskrun",
+            "wrap",
+            "--exit-file",
+            "/x",
+            "--uid",
+            "65534",
+            "--gid",
+            "65534",
+            "--groups",
+            "65534,100",
+            "--",
+            "true",
+        ])
+        .unwrap();
+        let Command::Wrap(w) = cli.command else {
+            panic!("not wrap")
+        };
+        let c = w.ids.credentials().unwrap();
+        assert_eq!((c.uid, c.gid, c.groups), (65534, 65534, vec![65534, 100]));
+        assert!(
+            Cli::try_parse_from([
+                "taskrun",
+                "wrap",
+                "--exit-file",
+                "/x",
+                "--uid",
+                "1",
+                "--",
+                "x"
+            ])
+            .is_err(),
+            "a uid without its gid"
+        );
         let cli = Cli::try_parse_from([
             "taskrun", "run", "--env", "A=b=c", "--port", "8080", "--mem", "64", "--", "echo", "hi",
         ])

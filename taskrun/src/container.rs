@@ -227,6 +227,67 @@ pub fn plan(spec: &TaskSpec, ctx: &Context<'_>) -> Result<ContainerPlan, Contain
     })
 }
 
+/// Who a container runs as, decided by the agent ([`crate::user::UserPolicy::resolve`] for
+/// [`crate::user::Runtime::Docker`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ContainerUser {
+    /// As the image says (root allowed, nobody named).
+    Image,
+    /// As these numeric ids (`User` = `uid:gid`, supplementary groups as `GroupAdd`): the host
+    /// user's, so files it shares with the host (volumes) have the same owner on both sides.
+    Ids {
+        uid: u32,
+        gid: u32,
+        groups: Vec<u32>,
+    },
+}
+
+/// A `user` docker parameter that names ids other than root's: `UID:GID`, both numeric and not
+/// 0 (a uid alone would take the group of the image's passwd entry, or root's group without
+/// one).
+pub fn non_root_ids(user: &str) -> Option<(u32, u32)> {
+    let (uid, gid) = user.split_once(':')?;
+    let (uid, gid) = (uid.parse::<u32>().ok()?, gid.parse::<u32>().ok()?);
+    (uid != 0 && gid != 0).then_some((uid, gid))
+}
+
+/// Sets who the container runs as. The app's `user` docker parameter (already in the body)
+/// wins when `allow_root` or when it names non-root ids ([`non_root_ids`]); otherwise a
+/// parameter is refused, naming it, since it could make the container root. Without a
+/// parameter the container runs as `user`.
+pub fn set_user(
+    body: &mut ContainerCreateBody,
+    user: &ContainerUser,
+    allow_root: bool,
+) -> Result<(), ContainerError> {
+    if let Some(param) = &body.user {
+        if allow_root || non_root_ids(param).is_some() {
+            return Ok(());
+        }
+        return Err(ContainerError::Parameter {
+            key: "user".into(),
+            value: param.clone(),
+            reason: "may run the container as root: without taskrun's --allow-root-tasks only \
+                     numeric UID:GID other than 0 is accepted"
+                .into(),
+        });
+    }
+    if let ContainerUser::Ids { uid, gid, groups } = user {
+        body.user = Some(format!("{uid}:{gid}"));
+        let extra: Vec<String> = groups
+            .iter()
+            .filter(|g| *g != gid)
+            .map(u32::to_string)
+            .collect();
+        if !extra.is_empty() {
+            body.host_config
+                .get_or_insert_with(Default::default)
+                .group_add = Some(extra);
+        }
+    }
+    Ok(())
+}
+
 /// Applies one `docker run` option. Options given several times accumulate where Docker's do
 /// (env, label, add-host, cap-*, ulimit, tmpfs, dns) and the last one wins elsewhere.
 fn apply_parameter(
@@ -699,6 +760,57 @@ mod tests {
                 .as_deref(),
             Some("SIGQUIT")
         );
+    }
+
+    #[test]
+    fn containers_run_as_the_task_user_or_a_non_root_user_parameter() {
+        let ids = ContainerUser::Ids {
+            uid: 65534,
+            gid: 65534,
+            groups: vec![65534, 100],
+        };
+        let body = |user: Option<&str>| ContainerCreateBody {
+            user: user.map(str::to_string),
+            host_config: Some(HostConfig::default()),
+            ..Default::default()
+        };
+        // The host user's numeric ids, its other groups added.
+        let mut b = body(None);
+        set_user(&mut b, &ids, false).unwrap();
+        assert_eq!(b.user.as_deref(), Some("65534:65534"));
+        assert_eq!(
+            b.host_config.unwrap().group_add,
+            Some(vec!["100".to_string()])
+        );
+        // Root allowed and nobody named: the image's user.
+        let mut b = body(None);
+        set_user(&mut b, &ContainerUser::Image, true).unwrap();
+        assert_eq!(b.user, None);
+        // (parameter, allow_root, accepted)
+        for (param, allow_root, accepted) in [
+            ("1000:1000", false, true),
+            ("1000", false, false),
+            ("0:0", false, false),
+            ("1000:0", false, false),
+            ("root", false, false),
+            ("app", false, false),
+            ("root", true, true),
+            ("0", true, true),
+        ] {
+            let mut b = body(Some(param));
+            let r = set_user(&mut b, &ids, allow_root);
+            assert_eq!(r.is_ok(), accepted, "{param} {allow_root}: {r:?}");
+            match r {
+                Ok(()) => assert_eq!(b.user.as_deref(), Some(param), "the parameter wins"),
+                Err(e) => {
+                    let text = e.to_string();
+                    assert!(
+                        text.contains(param) && text.contains("--allow-root-tasks"),
+                        "{text}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -1,12 +1,15 @@
 //! The environment of a task, built the way Marathon and Mesos build it so that apps written for
 //! them run unchanged: the agent's own environment (as the Mesos command executor passes it on),
 //! then the Marathon/Mesos variables (`PORT0..n`, `PORT`, `PORTS`, `PORT_<NAME>`, `HOST`,
-//! `MARATHON_APP_*`, `MESOS_TASK_ID`, `MESOS_SANDBOX`), then the app's `env`, which wins.
+//! `MARATHON_APP_*`, `MESOS_TASK_ID`, `MESOS_SANDBOX`), `HOME`, `USER` and `LOGNAME` of the task's
+//! user when one is named, then the app's `env`, which wins.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use cairn_marathon::TaskSpec;
+
+use crate::user::Account;
 
 /// Variables of the agent's environment a task must not inherit (they address the agent's own
 /// supervisor, e.g. systemd's notification socket and socket activation).
@@ -110,11 +113,13 @@ fn marathon_env(spec: &TaskSpec, host: &str) -> BTreeMap<String, String> {
 }
 
 /// The whole environment of a task: `inherited` (the agent's environment), Marathon's and Mesos'
-/// variables, the app's `env` last. `HOME` defaults to the sandbox when nobody set it.
+/// variables, `HOME`/`USER`/`LOGNAME` of the task's `user` when one is named, the app's `env`
+/// last. `HOME` defaults to the sandbox when nobody set it.
 pub fn task_env(
     spec: &TaskSpec,
     host: &str,
     sandbox: &Path,
+    user: Option<&Account>,
     inherited: impl IntoIterator<Item = (String, String)>,
 ) -> BTreeMap<String, String> {
     let mut env: BTreeMap<String, String> = inherited
@@ -125,6 +130,9 @@ pub fn task_env(
     let sandbox = sandbox.display().to_string();
     env.insert("MESOS_SANDBOX".into(), sandbox.clone());
     env.insert("MESOS_DIRECTORY".into(), sandbox.clone());
+    if let Some(user) = user {
+        env.extend(user.env());
+    }
     env.extend(spec.env.iter().map(|(k, v)| (k.clone(), v.clone())));
     env.entry("HOME".into()).or_insert(sandbox);
     env
@@ -159,6 +167,7 @@ mod tests {
             version: "2026-01-01T00:00:00.000Z".into(),
             cmd: Some("run".into()),
             args: None,
+            user: None,
             env: BTreeMap::from([("APP_MODE".into(), "prod".into())]),
             labels: BTreeMap::new(),
             cpus: 0.5,
@@ -177,7 +186,7 @@ mod tests {
 
     #[test]
     fn ports_by_index_name_and_list() {
-        let env = task_env(&spec(), "10.0.0.5", Path::new("/sb"), []);
+        let env = task_env(&spec(), "10.0.0.5", Path::new("/sb"), None, []);
         assert_eq!(env["PORT0"], "31001");
         assert_eq!(env["PORT1"], "31002");
         assert_eq!(env["PORT2"], "31003");
@@ -202,7 +211,7 @@ mod tests {
         let mut s = spec();
         s.ports.clear();
         s.port_names.clear();
-        let env = task_env(&s, "h", Path::new("/sb"), []);
+        let env = task_env(&s, "h", Path::new("/sb"), None, []);
         assert!(env.keys().all(|k| !k.starts_with("PORT")), "{env:?}");
     }
 
@@ -215,7 +224,7 @@ mod tests {
             ("HAPROXY_GROUP".into(), "external".into()),
             ("huge".into(), "x".repeat(600)),
         ]);
-        let env = task_env(&s, "h", Path::new("/sb"), []);
+        let env = task_env(&s, "h", Path::new("/sb"), None, []);
         assert_eq!(env["MARATHON_APP_LABEL_TEAM"], "payments");
         assert_eq!(env["MARATHON_APP_LABEL_LB_VHOST_NAME"], "shop.example");
         assert_eq!(env["MARATHON_APP_LABEL_HAPROXY_GROUP"], "external");
@@ -257,6 +266,40 @@ mod tests {
     }
 
     #[test]
+    fn a_named_user_gets_its_home_user_and_logname() {
+        let nobody = Account {
+            name: "nobody".into(),
+            uid: 65534,
+            gid: 65534,
+            groups: vec![65534],
+            home: "/nonexistent".into(),
+        };
+        let inherited = [
+            ("HOME".to_string(), "/root".to_string()),
+            ("USER".to_string(), "root".to_string()),
+        ];
+        let env = task_env(
+            &spec(),
+            "h",
+            Path::new("/sb"),
+            Some(&nobody),
+            inherited.clone(),
+        );
+        assert_eq!(env["HOME"], "/nonexistent", "not the agent's");
+        assert_eq!(env["USER"], "nobody");
+        assert_eq!(env["LOGNAME"], "nobody");
+        let mut s = spec();
+        s.env.insert("HOME".into(), "/srv/app".into());
+        let env = task_env(&s, "h", Path::new("/sb"), Some(&nobody), inherited.clone());
+        assert_eq!(env["HOME"], "/srv/app", "the app's env wins");
+        let env = task_env(&spec(), "h", Path::new("/sb"), None, inherited);
+        assert_eq!(
+            env["USER"], "root",
+            "no user named: the agent's environment"
+        );
+    }
+
+    #[test]
     fn app_env_wins_and_agent_env_is_inherited() {
         let mut s = spec();
         s.env.insert("PORT".into(), "80".into());
@@ -269,7 +312,7 @@ mod tests {
             ),
             ("HOST".to_string(), "agent-env".to_string()),
         ];
-        let env = task_env(&s, "10.0.0.5", Path::new("/sb"), inherited);
+        let env = task_env(&s, "10.0.0.5", Path::new("/sb"), None, inherited);
         assert_eq!(env["PATH"], "/usr/bin:/bin");
         assert!(!env.contains_key("NOTIFY_SOCKET"));
         assert_eq!(env["HOST"], "10.0.0.5", "Marathon's HOST over the agent's");

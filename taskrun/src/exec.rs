@@ -19,6 +19,7 @@ use cairn_marathon::{TaskSpec, TaskState};
 use crate::limits::{LimitMode, TaskLimits};
 use crate::outcome::{KillReport, Outcome};
 use crate::sandbox::{EXIT_FILE, ExitInfo, STDERR_FILE, STDOUT_FILE};
+use crate::user::Credentials;
 
 /// How often an adopted task (not our child) is checked for having ended.
 const ADOPTED_POLL: Duration = Duration::from_millis(200);
@@ -54,7 +55,12 @@ pub fn command_argv(spec: &TaskSpec) -> Result<Vec<OsString>, ExecError> {
 /// What [`launch`] needs.
 pub struct Launch<'a> {
     pub task_id: &'a str,
+    /// Where the record, exit file and logs go (taskrun's).
     pub sandbox: &'a Path,
+    /// The task's working directory (its sandbox, or its workspace: see [`crate::sandbox`]).
+    pub workdir: &'a Path,
+    /// The ids the program takes (its supervisor keeps taskrun's); `None`: taskrun's own.
+    pub credentials: Option<Credentials>,
     pub argv: Vec<OsString>,
     pub env: BTreeMap<String, String>,
     pub limits: TaskLimits,
@@ -72,6 +78,30 @@ pub struct Started {
     pub pid: i32,
     pub start_time: Option<u64>,
     pub cgroup: Option<PathBuf>,
+}
+
+/// `taskrun wrap`'s flags for the ids of the program (see [`crate::wrap`]).
+pub fn credential_args(credentials: Option<&Credentials>) -> Vec<String> {
+    let Some(c) = credentials else {
+        return Vec::new();
+    };
+    let mut args = vec![
+        "--uid".to_string(),
+        c.uid.to_string(),
+        "--gid".to_string(),
+        c.gid.to_string(),
+    ];
+    if !c.groups.is_empty() {
+        args.push("--groups".into());
+        args.push(
+            c.groups
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+        );
+    }
+    args
 }
 
 /// Starts a task: sandbox files, cgroup, then `taskrun wrap` in a new session.
@@ -106,11 +136,12 @@ pub fn launch(l: Launch<'_>) -> Result<Started, ExecError> {
         .arg(&stderr)
         .arg("--log-rotate-bytes")
         .arg(l.log_rotate_bytes.to_string())
+        .args(credential_args(l.credentials.as_ref()))
         .arg("--")
         .args(&l.argv)
         .env_clear()
         .envs(&l.env)
-        .current_dir(l.sandbox)
+        .current_dir(l.workdir)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

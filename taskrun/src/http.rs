@@ -2,7 +2,7 @@
 //!
 //! - `GET /health` → `ok`;
 //! - `GET /v1/tasks` → every known task (id, app_id, state, message, pid or container, ports,
-//!   sandbox, started_at, finished_at);
+//!   sandbox, user when one was named, started_at, finished_at);
 //! - `GET /v1/tasks/{id}/logs?stream=stdout|stderr&offset=N&length=N&follow=true|false` → the
 //!   log from `offset` (in the current file; an offset past its end, left from before a
 //!   rotation, reads from 0), at most `length` bytes: without `follow`, up to the size the file
@@ -64,6 +64,9 @@ struct TaskView {
     container: Option<String>,
     ports: Vec<u16>,
     sandbox: String,
+    /// The user the task runs as, when one was named (else taskrun's, or the image's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user: Option<String>,
     started_at: Option<String>,
     finished_at: Option<String>,
 }
@@ -123,6 +126,7 @@ async fn list(State(app): State<App>) -> Response {
             message: r.message,
             pid: r.pid,
             container: r.container,
+            user: r.run_as.map(|u| u.name),
             ports: r.ports,
             started_at: r.started_at.map(iso8601_millis),
             finished_at: r.finished_at.map(iso8601_millis),

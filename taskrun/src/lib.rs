@@ -17,17 +17,19 @@
 //! Module map: [`cli`] (flags, wiring) · [`agent`] (task table, recovery, offerd protocol, one supervisor
 //! over the exec and Docker drivers) ·
 //! [`desired`] (set diff) · [`drain`] (deregister, wait, then kill) · [`status`] (batched status
-//! updates) · [`catalog`] (services and checks) · [`http`] (API) · [`run`] (one foreground
+//! updates) · [`catalog`] (services and checks) · [`checks`] (tasks' COMMAND checks as their
+//! user) · [`http`] (API) · [`run`] (one foreground
 //! task) · [`exec`] (spawn, wait, kill) · [`wrap`] (the per-task supervisor process) ·
 //! [`container`] (which tasks are containers; Marathon's container → Docker's create body) ·
 //! [`docker`] (engine calls: pull, create, wait, stop, list; Docker's timestamps) ·
 //! [`docker_logs`] (container output into the sandbox) · [`outcome`] (how a task ended, for
 //! both drivers) · [`sandbox`] (task.json, exit file, log file names, GC) · [`env`] (task environment) · [`limits`] (cgroup v2
 //! or rlimits) · [`logs`] (rotation, tailing) · [`procfs`] (process identity, adoption) ·
-//! [`node`] (host facts, default resources).
+//! [`node`] (host facts, default resources) · [`user`] (who a task runs as).
 
 pub mod agent;
 pub mod catalog;
+pub mod checks;
 pub mod cli;
 pub mod container;
 pub mod desired;
@@ -45,4 +47,5 @@ pub mod procfs;
 pub mod run;
 pub mod sandbox;
 pub mod status;
+pub mod user;
 pub mod wrap;

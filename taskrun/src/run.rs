@@ -72,6 +72,7 @@ pub fn spec_for(id: &str, opts: &RunOptions) -> Result<TaskSpec, RunError> {
         version: iso8601_millis(now_millis()),
         cmd,
         args,
+        user: None,
         env: opts.env.iter().cloned().collect::<BTreeMap<_, _>>(),
         labels: BTreeMap::new(),
         cpus: opts.cpus.unwrap_or(0.0),
@@ -130,12 +131,14 @@ async fn run_task(spec: TaskSpec, sandbox: PathBuf, opts: RunOptions) -> Result<
     rec.save(&sandbox)?;
     let inherited = std::env::vars_os()
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
-    let env = crate::env::task_env(&rec.spec, HOST, &sandbox, inherited);
+    let env = crate::env::task_env(&rec.spec, HOST, &sandbox, None, inherited);
     let argv = exec::command_argv(&rec.spec)?;
     let wrapper = PathBuf::from("/proc/self/exe");
     let started = exec::launch(Launch {
         task_id: &rec.spec.id,
         sandbox: &sandbox,
+        workdir: &sandbox,
+        credentials: None,
         argv,
         env,
         limits: TaskLimits {

@@ -4,6 +4,20 @@
 //! writes when the task ends, whoever its parent is by then), and the `stdout`/`stderr` logs
 //! (for a Docker task, copied from the container, with `log_cursor` saying how far).
 //! Terminal sandboxes are kept so logs stay readable; [`gc_victims`] picks which to remove.
+//!
+//! A process task of the agent works elsewhere, in its workspace `<work-dir>/workspaces/<id>/`
+//! (its working directory and `MESOS_SANDBOX`), owned by the task's user:
+//!
+//! ```text
+//! <work-dir>/tasks/            0700 taskrun   records and logs: the app's env (secrets) is in
+//! <work-dir>/tasks/<id>/       0700 taskrun   task.json, and a task may print it; files 0600
+//! <work-dir>/workspaces/       0711 taskrun   a task reaches its own workspace, lists none
+//! <work-dir>/workspaces/<id>/  0700 task user the task's files
+//! ```
+//!
+//! The two are apart because taskrun (root) writes the record, the exit file and the logs: in a
+//! directory the task user owned, the task could swap them for links to any file and have root
+//! write there. (`taskrun run`, which switches no user, keeps the task in its sandbox.)
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -32,6 +46,55 @@ pub fn tasks_dir(work_dir: &Path) -> PathBuf {
 /// `<work-dir>/tasks/<id>`.
 pub fn sandbox_dir(work_dir: &Path, id: &str) -> PathBuf {
     tasks_dir(work_dir).join(id)
+}
+
+/// `<work-dir>/workspaces`.
+pub fn workspaces_dir(work_dir: &Path) -> PathBuf {
+    work_dir.join("workspaces")
+}
+
+/// `<work-dir>/workspaces/<id>`: where a process task works (see the module docs).
+pub fn workspace_dir(work_dir: &Path, id: &str) -> PathBuf {
+    workspaces_dir(work_dir).join(id)
+}
+
+/// Creates `<work-dir>/workspaces/` (0711: its entries can be reached, not listed) if needed.
+pub fn create_workspaces_dir(work_dir: &Path) -> io::Result<PathBuf> {
+    use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+    let dir = workspaces_dir(work_dir);
+    match std::fs::DirBuilder::new().mode(0o711).create(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    let meta = std::fs::symlink_metadata(&dir)?;
+    if !meta.is_dir() {
+        return Err(io::Error::other(format!(
+            "{} is not a directory",
+            dir.display()
+        )));
+    }
+    if meta.permissions().mode() & 0o7777 != 0o711 {
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o711))?;
+    }
+    Ok(dir)
+}
+
+/// Creates the workspace of task `id` (0700), owned by `owner` (uid, gid) when given; returns
+/// its path.
+pub fn create_workspace(
+    work_dir: &Path,
+    id: &str,
+    owner: Option<(u32, u32)>,
+) -> io::Result<PathBuf> {
+    let dir = create_workspaces_dir(work_dir)?.join(id);
+    cairn_cli::create_private_dir(&dir)?;
+    if let Some((uid, gid)) = owner {
+        // The path is taskrun's all the way (workspaces/ is only writable by taskrun): no link
+        // can stand in for it.
+        std::os::unix::fs::chown(&dir, Some(uid), Some(gid))?;
+    }
+    Ok(dir)
 }
 
 /// Whether `id` can name a directory safely: 1-200 characters of ASCII letters, digits, `.`,
@@ -148,6 +211,10 @@ pub struct TaskRecord {
     /// The Docker container's id, for a Docker task once it started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container: Option<String>,
+    /// The user the task runs as, when one was named (the app's user or `--default-user`; for a
+    /// container, also its `user` parameter): its COMMAND health checks run as that user too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_as: Option<crate::user::Account>,
 }
 
 impl TaskRecord {
@@ -167,6 +234,7 @@ impl TaskRecord {
             exit: None,
             cgroup: None,
             container: None,
+            run_as: None,
         }
     }
 

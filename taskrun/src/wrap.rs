@@ -15,6 +15,10 @@
 //! is then one of its children, so "is anything left?" is one `waitpid` instead of a read of
 //! every `/proc/PID/stat` on the node (which, once per task end, made ending N tasks cost N²).
 //!
+//! With `--uid`/`--gid` (and `--groups`), the program runs as that user, the supervisor staying
+//! taskrun's: the output files and the exit file are written by a process the task cannot
+//! signal, trace or change (see [`crate::user`]).
+//!
 //! With `--stdout`/`--stderr` (as the exec driver starts it) the program's output goes through
 //! pipes the supervisor owns and copies into those files, rotating them by size as it writes
 //! ([`crate::logs::RotatingFile`]): the disk bound holds however fast the program writes, and
@@ -31,6 +35,7 @@ use std::time::{Duration, Instant};
 
 use crate::logs::RotatingFile;
 use crate::sandbox::ExitInfo;
+use crate::user::Credentials;
 
 /// Blocks the signals a group kill or a terminal sends, for this process only.
 fn block_group_signals() {
@@ -133,7 +138,12 @@ fn say(logs: Option<&LogFiles>, stderr: Option<&mut RotatingFile>, line: &str) {
 /// Runs the supervisor; returns the program's exit code (128 + signal when a signal ended it).
 /// With `logs`, the program's stdout and stderr are pipes the supervisor copies into the log
 /// files, rotating them; without, the program inherits the supervisor's.
-pub fn run(exit_file: &Path, logs: Option<&LogFiles>, argv: &[OsString]) -> ExitCode {
+pub fn run(
+    exit_file: &Path,
+    logs: Option<&LogFiles>,
+    credentials: Option<&Credentials>,
+    argv: &[OsString],
+) -> ExitCode {
     block_group_signals();
     let reaper = Reaper::become_subreaper();
     let Some((program, args)) = argv.split_first() else {
@@ -145,9 +155,18 @@ pub fn run(exit_file: &Path, logs: Option<&LogFiles>, argv: &[OsString]) -> Exit
     if logs.is_some() {
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     }
-    // SAFETY: reset_signals only makes async-signal-safe calls.
+    // Prepared before the fork: the child only makes system calls with it.
+    let credentials = credentials.cloned();
+    // SAFETY: reset_signals and Credentials::apply only make async-signal-safe calls, on data
+    // prepared before the fork.
     unsafe {
-        cmd.pre_exec(crate::limits::reset_signals);
+        cmd.pre_exec(move || {
+            crate::limits::reset_signals()?;
+            if let Some(c) = &credentials {
+                c.apply()?;
+            }
+            Ok(())
+        });
     }
     let (done_tx, done_rx) = mpsc::channel();
     let mut copies = 0;

@@ -57,6 +57,7 @@ mod systemd_units;
 mod taskrun_docker;
 mod taskrun_logs;
 mod taskrun_run;
+mod taskrun_user;
 mod tmpl_atomic;
 mod tmpl_command;
 mod tmpl_common;

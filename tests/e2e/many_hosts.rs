@@ -189,6 +189,8 @@ impl Site {
                 dir.display().to_string(),
                 "--resources".into(),
                 "cpus:2;mem:1024;disk:100;ports:[31000-31099]".into(),
+                // As the harness's agents: the tests run as root and the apps name no user.
+                "--allow-root-tasks".into(),
             ]);
             work_dirs.push(dir);
             agents.push(

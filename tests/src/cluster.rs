@@ -16,7 +16,8 @@ pub struct Cluster {
     pub offerd: Daemon,
     pub agents: Vec<Daemon>,
     pub agent_dirs: Vec<PathBuf>,
-    /// Extra flags every agent gets ([`ClusterOpts::agent_args`]).
+    /// Extra flags every agent gets ([`ClusterOpts::agent_args`], and `--allow-root-tasks` with
+    /// [`ClusterOpts::allow_root_tasks`]).
     pub agent_args: Vec<String>,
     pub offerd_data: PathBuf,
     pub tmp: tempfile::TempDir,
@@ -56,6 +57,9 @@ pub struct ClusterOpts {
     pub agent_args: Vec<String>,
     /// More `offerd serve` flags (e.g. `--allow-host-volumes /srv`).
     pub offerd_args: Vec<String>,
+    /// Give every agent `--allow-root-tasks` (the default: the tests run as root, and apps
+    /// without a `user` run as the agent's user); `false` for tests of who tasks run as.
+    pub allow_root_tasks: bool,
 }
 
 impl Default for ClusterOpts {
@@ -67,6 +71,7 @@ impl Default for ClusterOpts {
             attributes: Vec::new(),
             agent_args: Vec::new(),
             offerd_args: Vec::new(),
+            allow_root_tasks: true,
         }
     }
 }
@@ -100,7 +105,13 @@ impl Cluster {
             offerd,
             agents: Vec::new(),
             agent_dirs: Vec::new(),
-            agent_args: opts.agent_args.clone(),
+            agent_args: {
+                let mut args = opts.agent_args.clone();
+                if opts.allow_root_tasks {
+                    args.insert(0, "--allow-root-tasks".into());
+                }
+                args
+            },
             offerd_data,
             tmp,
             ports_from: port_block(1000),

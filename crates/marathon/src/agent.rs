@@ -71,6 +71,10 @@ pub struct TaskSpec {
     pub cmd: Option<String>,
     #[serde(default)]
     pub args: Option<Vec<String>>,
+    /// The app's `user` (Marathon's field): who the task runs as on the agent (absent: the
+    /// agent's `--default-user`; root only where the agent has `--allow-root-tasks`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
     #[serde(default)]

@@ -2,7 +2,8 @@
 //! ([`crate::docker`]), launched here (a kill during a long pull abandons the launch) or adopted
 //! by the container id in its record; its output is copied into the sandbox meanwhile
 //! ([`crate::docker_logs`]), all of it before the end is recorded, and the container is removed
-//! once it is.
+//! once it is. The container runs as the task's user (numeric ids, see
+//! [`crate::container::set_user`]).
 
 use std::time::Duration;
 
@@ -12,10 +13,11 @@ use tokio::task::JoinHandle;
 
 use super::Shared;
 use super::supervise::{Driver, Launched};
-use crate::container::ContainerPlan;
+use crate::container::{ContainerPlan, ContainerUser, non_root_ids, set_user};
 use crate::docker::{ContainerState, DockerError, Engine};
 use crate::outcome::{KillReport, Outcome};
 use crate::sandbox::TaskRecord;
+use crate::user::{Account, Identity, Runtime};
 
 /// How long an ended container's remaining output may take to be copied.
 const LOGS_TAIL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -63,6 +65,56 @@ fn container_plan(
     )
 }
 
+/// Sets who the container runs as ([`crate::container::set_user`]); returns the user its
+/// COMMAND health checks run as (`None`: taskrun's), or why the task may not run.
+async fn container_user(
+    shared: &Shared,
+    spec: &cairn_marathon::TaskSpec,
+    plan: &mut ContainerPlan,
+) -> Result<Option<Account>, String> {
+    let allow_root = shared.users.allow_root;
+    // A `user` docker parameter says it all (set_user refuses it where it could be root).
+    if let Some(param) = plan.body.user.clone() {
+        set_user(&mut plan.body, &ContainerUser::Image, allow_root).map_err(|e| e.to_string())?;
+        return Ok(non_root_ids(&param).map(|(uid, gid)| Account {
+            name: param.clone(),
+            uid,
+            gid,
+            groups: Vec::new(),
+            home: "/".into(),
+        }));
+    }
+    let (user, run_as) = match shared
+        .resolve_user(spec, Runtime::Docker)
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        Identity::User(a) => (
+            ContainerUser::Ids {
+                uid: a.uid,
+                gid: a.gid,
+                groups: a.groups.clone(),
+            },
+            Some(a),
+        ),
+        Identity::Unnamed if allow_root => (ContainerUser::Image, None),
+        // taskrun is not root (resolve refuses otherwise): the container runs as taskrun.
+        Identity::Unnamed => {
+            let (uid, gid) = crate::user::own_ids();
+            (
+                ContainerUser::Ids {
+                    uid,
+                    gid,
+                    groups: Vec::new(),
+                },
+                None,
+            )
+        }
+    };
+    set_user(&mut plan.body, &user, allow_root).map_err(|e| e.to_string())?;
+    Ok(run_as)
+}
+
 /// `docker stop` with the grace period, then the container's final state.
 async fn stop_container(
     engine: &Engine,
@@ -83,10 +135,14 @@ impl Driver for ContainerTask {
         rec: &mut TaskRecord,
         kill_rx: &mut mpsc::UnboundedReceiver<()>,
     ) -> Launched<Self> {
-        let plan = match container_plan(shared, &rec.spec) {
+        let mut plan = match container_plan(shared, &rec.spec) {
             Ok(p) => p,
             Err(e) => return Launched::Failed(e.to_string()),
         };
+        match container_user(shared, &rec.spec, &mut plan).await {
+            Ok(run_as) => rec.run_as = run_as,
+            Err(why) => return Launched::Failed(why),
+        }
         // A pull may take long: a kill meanwhile abandons the launch.
         let launched = tokio::select! {
             r = shared.docker.launch(&plan) => Some(r),

@@ -1,6 +1,7 @@
 //! The exec driver under the supervisor: a task as a process under `taskrun wrap`
 //! ([`crate::exec`]), launched here or adopted by pid + start time; its outcome comes from the
-//! exit file its supervisor wrote, and its cgroup is removed once the end is recorded.
+//! exit file its supervisor wrote, and its cgroup is removed once the end is recorded. It runs
+//! as its user ([`crate::user`]) in its workspace, owned by that user ([`crate::sandbox`]).
 
 use std::path::PathBuf;
 use std::process::ExitStatus;
@@ -13,7 +14,8 @@ use super::supervise::{Driver, Launched};
 use crate::exec::{self, Launch, Proc};
 use crate::limits::TaskLimits;
 use crate::outcome::{KillReport, Outcome};
-use crate::sandbox::{ExitInfo, TaskRecord};
+use crate::sandbox::{self, ExitInfo, TaskRecord};
+use crate::user::{Account, Identity, Runtime};
 
 /// A task's process, followed until it ends.
 pub(super) struct ProcessTask {
@@ -39,18 +41,42 @@ impl Driver for ProcessTask {
         rec: &mut TaskRecord,
         _kill_rx: &mut mpsc::UnboundedReceiver<()>,
     ) -> Launched<Self> {
+        // The user first: a task that may not run leaves nothing behind but its record.
+        let user = match shared.resolve_user(&rec.spec, Runtime::Process).await {
+            Ok(Identity::User(account)) => Some(account),
+            Ok(Identity::Unnamed) => None,
+            Err(e) => return Launched::Failed(e.to_string()),
+        };
         let sandbox = shared.sandbox(rec.id());
+        let switch = user
+            .as_ref()
+            .filter(|u| u.switches_from(shared.users.own_uid));
+        let owner = switch.map(|u| (u.uid, u.gid));
+        let workspace = match sandbox::create_workspace(&shared.work_dir, rec.id(), owner) {
+            Ok(w) => w,
+            Err(e) => {
+                return Launched::Failed(format!(
+                    "cannot prepare the task's workspace {}: {e}",
+                    shared.workspace(rec.id()).display()
+                ));
+            }
+        };
+        let credentials = switch.map(Account::credentials);
+        rec.run_as = user.clone();
         let spec = &rec.spec;
         let started = exec::command_argv(spec).and_then(|argv| {
             let env = crate::env::task_env(
                 spec,
                 &shared.address,
-                &sandbox,
+                &workspace,
+                user.as_ref(),
                 shared.inherited_env.clone(),
             );
             exec::launch(Launch {
                 task_id: &spec.id,
                 sandbox: &sandbox,
+                workdir: &workspace,
+                credentials,
                 argv,
                 env,
                 limits: TaskLimits {

@@ -1,5 +1,5 @@
-//! The housekeeper: removes old terminal sandboxes, on a timer, until the agent stops. (Logs
-//! are rotated by their writers, see [`crate::logs`].)
+//! The housekeeper: removes old terminal sandboxes (and their workspaces), on a timer, until
+//! the agent stops. (Logs are rotated by their writers, see [`crate::logs`].)
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,6 +39,16 @@ impl Shared {
             .map(|r| (r.spec.id.clone(), r.finished_at.unwrap_or(r.updated_at)))
             .collect();
         for id in sandbox::gc_victims(&finished, now_millis()) {
+            // The workspace first: the record must stay while anything of the task does.
+            let ws = self.workspace(&id);
+            match std::fs::remove_dir_all(&ws) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    tracing::warn!(task = %id, error = %e, "cannot remove an old workspace");
+                    continue;
+                }
+            }
             let sb = self.sandbox(&id);
             match std::fs::remove_dir_all(&sb) {
                 Ok(()) => tracing::info!(task = %id, "removed an old terminal sandbox"),

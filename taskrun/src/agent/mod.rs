@@ -39,6 +39,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::catalog::Registrar;
+use crate::checks::{OwnChecks as _, TaskChecks, TaskSink};
 use crate::limits::LimitMode;
 use crate::sandbox;
 
@@ -66,6 +67,8 @@ pub struct AgentConfig {
     pub kill_drain: Duration,
     /// Run every script check registered for the node, not only the tasks' own.
     pub enable_script_checks: bool,
+    /// Who tasks may run as (`--default-user`, `--allow-root-tasks`).
+    pub users: crate::user::UserPolicy,
     /// The token the agent's own API requires (`None`: open).
     pub api_token: Option<cairn_http::SharedSecret>,
 }
@@ -87,6 +90,30 @@ pub enum AgentError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// Creates the work dir when it does not exist: 0711, so a task running as another user can
+/// reach its workspace by its path (`tasks/` stays 0700). An existing one is left as it is.
+fn create_work_dir(work_dir: &Path) -> Result<(), AgentError> {
+    use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+    if work_dir.is_dir() {
+        return Ok(());
+    }
+    let err = |source| AgentError::WorkDir {
+        path: work_dir.to_path_buf(),
+        source,
+    };
+    if let Some(parent) = work_dir.parent() {
+        std::fs::create_dir_all(parent).map_err(err)?;
+    }
+    match std::fs::DirBuilder::new().mode(0o711).create(work_dir) {
+        // A umask may have narrowed it.
+        Ok(()) => {
+            std::fs::set_permissions(work_dir, std::fs::Permissions::from_mode(0o711)).map_err(err)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(err(e)),
+    }
 }
 
 /// Takes `<work-dir>/agent.lock` for the life of the returned file: two agents adopting and
@@ -136,8 +163,13 @@ pub async fn run(
         source,
     })?;
     let tasks_dir = sandbox::tasks_dir(&cfg.work_dir);
+    create_work_dir(&cfg.work_dir)?;
     cairn_cli::create_private_dir(&tasks_dir).map_err(|source| AgentError::WorkDir {
         path: tasks_dir.clone(),
+        source,
+    })?;
+    sandbox::create_workspaces_dir(&cfg.work_dir).map_err(|source| AgentError::WorkDir {
+        path: sandbox::workspaces_dir(&cfg.work_dir),
         source,
     })?;
     let _lock = lock_work_dir(&cfg.work_dir)?;
@@ -179,16 +211,24 @@ pub async fn run(
         wake: shared.catalog_wake.clone(),
     };
     let registrar = tokio::spawn(registrar.run(stop.clone()));
+    // The tasks' own checks run as their users (crate::checks); with --enable-script-checks the
+    // others run as taskrun, as a Consul agent runs them.
     let checks = tokio::spawn(cairn_checks::agent::run(
-        cairn_checks::agent::CatalogChecks::new(cfg.catalog.clone(), &cfg.node),
-        cairn_checks::agent::CatalogSink(cfg.catalog.clone()),
+        TaskChecks {
+            inner: cairn_checks::agent::CatalogChecks::new(cfg.catalog.clone(), &cfg.node),
+            own: shared.clone(),
+        },
+        TaskSink {
+            inner: cairn_checks::agent::CatalogSink(cfg.catalog.clone()),
+            exe: cfg.wrapper.clone(),
+        },
         cairn_checks::agent::AgentConfig {
             node: cfg.node.clone(),
             script_checks: if cfg.enable_script_checks {
                 ScriptChecks::All
             } else {
                 let shared = shared.clone();
-                ScriptChecks::Vouched(Arc::new(move |c| shared.is_own_check(c)))
+                ScriptChecks::Vouched(Arc::new(move |c| shared.vouch(c)))
             },
             output_update_interval: Duration::from_secs(300),
         },

@@ -5,7 +5,7 @@
 //! Applying a desired set ([`Shared::apply`]) starts the new and kills the undesired.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use cairn_cli::LockOrExit as _;
@@ -18,11 +18,13 @@ use tokio::sync::{Notify, mpsc};
 use super::AgentConfig;
 use super::supervise::{Start, supervise};
 use crate::catalog::RunningTasks;
+use crate::checks::OwnChecks;
 use crate::docker::Engine;
 use crate::http::KnownTasks;
 use crate::limits::LimitMode;
 use crate::sandbox::{self, TaskRecord};
 use crate::status::StatusQueue;
+use crate::user::{Identity, Runtime, UserError, UserPolicy};
 
 /// A task's state could not be saved in its sandbox.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +56,8 @@ pub struct Shared {
     pub(super) docker: Engine,
     /// Size above which a task's log files are rotated by their writer.
     pub(super) log_rotate_bytes: u64,
+    /// Who tasks may run as.
+    pub(super) users: UserPolicy,
 }
 
 impl Shared {
@@ -73,6 +77,7 @@ impl Shared {
             kill_drain: cfg.kill_drain,
             docker: Engine::new(),
             log_rotate_bytes: cfg.log_rotate_bytes,
+            users: cfg.users.clone(),
         }
     }
 
@@ -97,16 +102,33 @@ impl Shared {
         self.table().get(id).map(|e| e.record.clone())
     }
 
-    /// Whether `c` is a check this agent registered for one of its tasks (see
-    /// [`crate::catalog::is_own_check`]).
-    pub fn is_own_check(&self, c: &cairn_wire::HealthCheck) -> bool {
-        self.table().get(&c.service_id).is_some_and(|e| {
-            crate::catalog::is_own_check(&e.record.spec, &self.node, &self.address, c)
+    pub fn sandbox(&self, id: &str) -> PathBuf {
+        sandbox::sandbox_dir(&self.work_dir, id)
+    }
+
+    /// Who the task of `spec` runs as (the user database is read off the async workers).
+    pub(super) async fn resolve_user(
+        &self,
+        spec: &TaskSpec,
+        runtime: Runtime,
+    ) -> Result<Identity, UserError> {
+        let policy = self.users.clone();
+        let user = spec.user.clone();
+        tokio::task::spawn_blocking(move || {
+            policy.resolve(user.as_deref(), runtime, crate::user::lookup)
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(UserError::Lookup {
+                user: spec.user.clone().unwrap_or_default(),
+                why: e.to_string(),
+            })
         })
     }
 
-    pub fn sandbox(&self, id: &str) -> PathBuf {
-        sandbox::sandbox_dir(&self.work_dir, id)
+    /// Where process task `id` works (see [`crate::sandbox`]).
+    pub fn workspace(&self, id: &str) -> PathBuf {
+        sandbox::workspace_dir(&self.work_dir, id)
     }
 
     /// The latest status of every known task (the registration's `tasks`).
@@ -232,6 +254,29 @@ impl Shared {
     pub(super) fn forget(&self, id: &str) {
         self.table().remove(id);
         self.never_again().insert(id.to_string());
+    }
+}
+
+impl OwnChecks for Shared {
+    fn exe(&self) -> &Path {
+        &self.wrapper
+    }
+
+    /// A script check this agent registered for one of its tasks (see
+    /// [`crate::catalog::is_own_check`]), run as the task's user when that is not taskrun's.
+    fn run_argv(&self, c: &cairn_wire::HealthCheck) -> Option<Vec<String>> {
+        let table = self.table();
+        let rec = &table.get(&c.service_id)?.record;
+        if !crate::catalog::is_own_check(&rec.spec, &self.node, &self.address, c) {
+            return None;
+        }
+        let argv = &c.definition.script_args;
+        Some(match &rec.run_as {
+            Some(user) if user.switches_from(self.users.own_uid) => {
+                crate::checks::as_user_argv(&self.wrapper, user, argv)
+            }
+            _ => argv.clone(),
+        })
     }
 }
 
