@@ -38,6 +38,7 @@ pub fn launch(
         version: version.clone(),
         cmd: app.cmd.clone(),
         args: app.args.clone(),
+        user: app.user.clone(),
         env: app.env.clone(),
         labels: app.labels.clone(),
         cpus: app.cpus,
