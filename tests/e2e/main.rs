@@ -22,6 +22,7 @@ mod catalogd_txn;
 mod cli_extras;
 mod consul_clients;
 mod demo;
+mod dnsbridge_acl;
 mod dnsbridge_common;
 mod dnsbridge_health;
 mod dnsbridge_lifecycle;
