@@ -8,8 +8,10 @@
 //! - [`health`]: task health read from the catalog with a blocking query.
 //! - [`service_ports`]: the load balancers' ports of apps (assignment, conflicts).
 //! - [`offers`]: the offers book for other schedulers (two-level scheduling).
+//! - [`auth`]: who may call what: `--auth-file` principals and roles, agent tokens.
 //! - [`cli`]: `offerd serve` and the client commands (`apply`, `apps`, `tasks`, `scale`, `kill`).
 
+pub mod auth;
 pub mod cli;
 pub mod core;
 pub mod events;

@@ -1,5 +1,6 @@
-//! `offerd serve`: open the store, load the state, serve the API, run the scheduler's timer
-//! (agent timeouts, backoff expiry) and follow task health in the catalog, until SIGTERM.
+//! `offerd serve`: read the auth file, open the store, load the state, serve the API, run the
+//! scheduler's timer (agent timeouts, backoff expiry) and follow task health in the catalog,
+//! until SIGTERM. SIGHUP re-reads the auth file (when one is set).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -10,6 +11,7 @@ use anyhow::Context as _;
 use cairn_client::CatalogClient;
 use cairn_store::{RedbStore, Store};
 
+use crate::auth::Access;
 use crate::core::Core;
 use crate::http::{AppState, router};
 use crate::scheduler::SchedulerConfig;
@@ -33,6 +35,71 @@ pub struct ServeConfig {
     pub host_policy: cairn_marathon::HostPolicy,
     /// The token taskrun agents must present to register, poll and report.
     pub agent_token: Option<cairn_http::SharedSecret>,
+    /// Principals and node-bound agent tokens (`--auth-file`); `None`: the API is open.
+    pub auth_file: Option<PathBuf>,
+    /// Failed authentications a peer may make per window before it is answered 429 (0: no
+    /// limit), and that window.
+    pub auth_failures: (u32, Duration),
+}
+
+/// The access rules `cfg` asks for: the auth file read (an error names the file and the
+/// problem), warnings logged.
+fn access(cfg: &ServeConfig) -> anyhow::Result<Arc<Access>> {
+    let limiter = Arc::new(cairn_http::FailureLimiter::new(
+        cfg.auth_failures.0,
+        cfg.auth_failures.1,
+    ));
+    let agent_token = cfg
+        .agent_token
+        .clone()
+        .map(|s| s.with_limiter(limiter.clone()));
+    let Some(path) = &cfg.auth_file else {
+        return Ok(Arc::new(Access::open(agent_token, limiter)));
+    };
+    let (file, warnings) = crate::auth::load(path).map_err(|e| anyhow::anyhow!(e))?;
+    for w in warnings {
+        tracing::warn!("{w}");
+    }
+    tracing::info!(
+        auth_file = %path.display(),
+        principals = file.principals.len(),
+        agents = file.agents.len(),
+        "principals loaded: anonymous access is off"
+    );
+    let access = Access::with_file(path, file, agent_token, limiter);
+    if !access.agents_guarded() {
+        tracing::warn!(
+            "the agents' routes are open: set --agent-token or [[agent]] tokens in the auth file"
+        );
+    }
+    Ok(Arc::new(access))
+}
+
+/// Re-reads the auth file at each SIGHUP; a file that does not load leaves the rules as they
+/// were.
+async fn reload_on_hangup(access: Arc<Access>, mut hup: tokio::signal::unix::Signal) {
+    while hup.recv().await.is_some() {
+        match access.reload() {
+            Ok(r) => {
+                for w in r.warnings {
+                    tracing::warn!("{w}");
+                }
+                tracing::info!(
+                    principals = r.principals,
+                    agents = r.agents,
+                    "SIGHUP: auth file reloaded"
+                );
+                if !access.agents_guarded() {
+                    tracing::warn!(
+                        "the agents' routes are open: set --agent-token or [[agent]] tokens in the auth file"
+                    );
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "SIGHUP: auth file not reloaded; the previous principals stay")
+            }
+        }
+    }
 }
 
 /// How long requests may finish after SIGTERM: parked agent polls and event streams are
@@ -44,6 +111,16 @@ pub async fn serve(
     cfg: ServeConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let access = access(&cfg)?;
+    // Before the listener: a SIGHUP from the moment offerd answers must reload, not kill it.
+    let hup = match access.auth_file() {
+        Some(_) => Some(
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+                .context("installing the SIGHUP handler")?,
+        ),
+        None => None,
+    };
+    let reload = hup.map(|hup| tokio::spawn(reload_on_hangup(access.clone(), hup)));
     cairn_cli::create_private_dir(&cfg.data_dir)
         .with_context(|| format!("creating --data-dir {}", cfg.data_dir.display()))?;
     let store: Arc<dyn Store> =
@@ -105,7 +182,7 @@ pub async fn serve(
         advertise: local.to_string(),
         offers: Arc::default(),
         host_policy: Arc::new(cfg.host_policy.clone()),
-        agent_token: cfg.agent_token.clone(),
+        access,
     });
     let graceful = {
         let stop = stop.clone();
@@ -126,6 +203,9 @@ pub async fn serve(
     }
     if let Some(w) = sweep {
         w.abort();
+    }
+    if let Some(r) = reload {
+        r.abort();
     }
     tracing::info!("offerd stopped");
     Ok(())

@@ -46,6 +46,7 @@ mod lbconf_render;
 mod lbconf_watch;
 mod many_hosts;
 mod offerd_api;
+mod offerd_auth;
 mod offerd_core;
 mod offerd_deploy;
 mod offerd_docker_ports;

@@ -163,6 +163,8 @@ impl Resp {
 pub struct Http {
     pub base: String,
     client: reqwest::Client,
+    /// Sent with every request ([`Http::with_header`]).
+    headers: reqwest::header::HeaderMap,
 }
 
 impl Http {
@@ -175,7 +177,16 @@ impl Http {
         Http {
             base: base.trim_end_matches('/').to_string(),
             client,
+            headers: reqwest::header::HeaderMap::new(),
         }
+    }
+
+    /// The same client sending `name: value` with every request (credentials, say).
+    pub fn with_header(mut self, name: &str, value: &str) -> Self {
+        let name = reqwest::header::HeaderName::from_bytes(name.as_bytes()).expect("header name");
+        let value = reqwest::header::HeaderValue::from_str(value).expect("header value");
+        self.headers.insert(name, value);
+        self
     }
 
     pub async fn send(&self, method: &str, path: &str, body: Option<Vec<u8>>) -> Resp {
@@ -193,7 +204,8 @@ impl Http {
         let method = reqwest::Method::from_bytes(method.as_bytes())?;
         let mut req = self
             .client
-            .request(method, format!("{}{}", self.base, path));
+            .request(method, format!("{}{}", self.base, path))
+            .headers(self.headers.clone());
         if let Some(b) = body {
             req = req.body(b);
         }

@@ -23,6 +23,7 @@ mod conn;
 mod fdlimit;
 mod idle;
 pub mod query;
+pub mod ratelimit;
 #[cfg(test)]
 mod testing;
 
@@ -36,11 +37,15 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-pub use auth::{AgentTokenArgs, SharedSecret, require_secret};
+pub use auth::{
+    AgentTokenArgs, BasicCredentials, Secret, SharedSecret, basic_credentials, peer_of,
+    presented_token, require_secret, retry_after_secs, token_required, too_many_failures,
+};
 pub use body::{BodyBounds, BodyError, Refusal};
 pub use conn::AppService;
 pub use fdlimit::raise_fd_limit;
 pub use query::{ParamError, QueryParams};
+pub use ratelimit::FailureLimiter;
 
 /// How often, at most, refused connections are logged (with their count since the last line).
 pub const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(5);

@@ -11,7 +11,7 @@ use cairn_marathon::{App, parse_app};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use super::client::{OfferdClient, app_path};
+use super::client::{ClientAuth, OfferdClient, app_path};
 
 #[derive(clap::Args, Debug)]
 pub struct ApplyArgs {
@@ -29,6 +29,8 @@ pub struct ApplyArgs {
     pub force: bool,
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub auth: ClientAuth,
 }
 
 /// The app files under `path`. Any entry that cannot be read stops everything with an error

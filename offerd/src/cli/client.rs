@@ -1,27 +1,154 @@
 //! A small HTTP client for offerd's (and Marathon's) API, used by the client commands. Errors
 //! carry the server's `message` (and 422 details) so the operator sees what was wrong.
+//!
+//! Credentials, first found wins: `--token` (env `CAIRN_OFFERD_TOKEN`) as `Authorization:
+//! Bearer`; `--credentials USER:PASSWORD` (env `CAIRN_OFFERD_CREDENTIALS`) as HTTP Basic; the
+//! `--offerd` URL's `user:password@` as HTTP Basic (as Marathon users write it). They are
+//! never part of a message: URLs are shown without their user information.
 
-use anyhow::{Context as _, anyhow};
+use anyhow::{Context as _, anyhow, bail};
 use reqwest::Method;
 use serde_json::Value;
 use url::Url;
 
+/// The client commands' credentials for offerd.
+#[derive(clap::Args, Clone, Default)]
+pub struct ClientAuth {
+    /// A principal's token for offerd, sent as `Authorization: Bearer TOKEN`
+    #[arg(
+        long,
+        global = true,
+        env = "CAIRN_OFFERD_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub token: Option<String>,
+    /// A principal's HTTP Basic credentials for offerd (else the --offerd URL's user:password@)
+    #[arg(
+        long,
+        global = true,
+        env = "CAIRN_OFFERD_CREDENTIALS",
+        hide_env_values = true,
+        value_name = "USER:PASSWORD"
+    )]
+    pub credentials: Option<String>,
+}
+
+impl std::fmt::Debug for ClientAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hidden = |v: &Option<String>| v.as_ref().map(|_| "<hidden>");
+        f.debug_struct("ClientAuth")
+            .field("token", &hidden(&self.token))
+            .field("credentials", &hidden(&self.credentials))
+            .finish()
+    }
+}
+
+/// What the client sends.
+#[derive(Clone, PartialEq, Eq)]
+enum Credentials {
+    None,
+    Bearer(String),
+    Basic(String, String),
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credentials::None => f.write_str("None"),
+            Credentials::Bearer(_) => f.write_str("Bearer(<hidden>)"),
+            Credentials::Basic(user, _) => write!(f, "Basic({user:?}, <hidden>)"),
+        }
+    }
+}
+
+/// `http://user:pw@host` → `http://***@host`, for messages about a URL that did not parse.
+fn without_userinfo(raw: &str) -> String {
+    let (scheme, rest) = raw.split_once("://").unwrap_or(("", raw));
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => {
+            let sep = if scheme.is_empty() { "" } else { "://" };
+            format!("{scheme}{sep}***{}", &rest[at..])
+        }
+        None => raw.to_string(),
+    }
+}
+
+/// `%XX` escapes decoded (user information in a URL is percent-encoded).
+fn percent_decoded(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2]))
+        {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The base URL without user information, and the credentials to send.
+fn resolve(base: &str, auth: &ClientAuth) -> anyhow::Result<(Url, Credentials)> {
+    let mut url = Url::parse(&cairn_cli::with_scheme(base))
+        .map_err(|e| anyhow!("--offerd: invalid URL {:?}: {e}", without_userinfo(base)))?;
+    let from_url = (!url.username().is_empty()).then(|| {
+        (
+            percent_decoded(url.username()),
+            url.password().map(percent_decoded).unwrap_or_default(),
+        )
+    });
+    // Neither can fail on an http(s) URL with a host; the user information must not stay in
+    // the URL either way (it would be shown in messages).
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    if !url.username().is_empty() || url.password().is_some() {
+        bail!("--offerd: user information cannot be removed from this URL");
+    }
+    let nonempty = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
+    let creds = if let Some(t) = nonempty(&auth.token) {
+        Credentials::Bearer(t)
+    } else if let Some(c) = nonempty(&auth.credentials) {
+        let Some((user, password)) = c.split_once(':') else {
+            bail!("--credentials (CAIRN_OFFERD_CREDENTIALS) must be USER:PASSWORD");
+        };
+        Credentials::Basic(user.to_string(), password.to_string())
+    } else if let Some((user, password)) = from_url {
+        Credentials::Basic(user, password)
+    } else {
+        Credentials::None
+    };
+    Ok((url, creds))
+}
+
 pub struct OfferdClient {
     http: reqwest::Client,
     base: Url,
+    credentials: Credentials,
 }
 
 impl OfferdClient {
-    pub fn new(base: &str) -> anyhow::Result<Self> {
-        let base = Url::parse(&cairn_cli::with_scheme(base))
-            .with_context(|| format!("invalid URL {base:?}"))?;
+    pub fn new(base: &str, auth: &ClientAuth) -> anyhow::Result<Self> {
+        let (base, credentials) = resolve(base, auth)?;
         let http = reqwest::Client::builder()
             .no_proxy()
             .connect_timeout(std::time::Duration::from_secs(5))
             .timeout(std::time::Duration::from_secs(60))
             .build()
             .context("building the HTTP client")?;
-        Ok(OfferdClient { http, base })
+        Ok(OfferdClient {
+            http,
+            base,
+            credentials,
+        })
     }
 
     /// Sends a request; `path` is like `/v2/apps/shop/web`. Non-2xx becomes an error with the
@@ -39,6 +166,11 @@ impl OfferdClient {
             url.query_pairs_mut().extend_pairs(query);
         }
         let mut req = self.http.request(method.clone(), url.clone());
+        req = match &self.credentials {
+            Credentials::None => req,
+            Credentials::Bearer(t) => req.bearer_auth(t),
+            Credentials::Basic(user, password) => req.basic_auth(user, Some(password)),
+        };
         if let Some(b) = body {
             req = req
                 .header("Content-Type", "application/json")
@@ -93,4 +225,56 @@ impl OfferdClient {
 /// `/shop/web` → `/v2/apps/shop/web`.
 pub fn app_path(id: &str) -> String {
     format!("/v2/apps/{}", id.trim_matches('/'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn auth(token: Option<&str>, credentials: Option<&str>) -> ClientAuth {
+        ClientAuth {
+            token: token.map(str::to_string),
+            credentials: credentials.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn credentials_from_flags_and_the_url() {
+        let basic = |u: &str, p: &str| Credentials::Basic(u.into(), p.into());
+        let cases = [
+            ("http://h:5050", auth(None, None), Credentials::None),
+            (
+                "http://alice:pw@h:5050",
+                auth(None, None),
+                basic("alice", "pw"),
+            ),
+            (
+                "alice:p%40ss@h:5050",
+                auth(None, None),
+                basic("alice", "p@ss"),
+            ),
+            (
+                "http://alice:pw@h:5050",
+                auth(None, Some("bob:x:y")),
+                basic("bob", "x:y"),
+            ),
+            (
+                "http://alice:pw@h:5050",
+                auth(Some("t0k"), Some("bob:x")),
+                Credentials::Bearer("t0k".into()),
+            ),
+            ("http://h:5050", auth(Some(""), None), Credentials::None),
+        ];
+        for (url, a, want) in cases {
+            let (base, got) = resolve(url, &a).expect(url);
+            assert_eq!(got, want, "{url}");
+            assert_eq!(base.as_str(), "http://h:5050/", "{url}");
+        }
+        let err = resolve("http://h", &auth(None, Some("no-colon"))).expect_err("bad");
+        assert!(err.to_string().contains("USER:PASSWORD"), "{err}");
+        let err = resolve("http://alice:s3cret@[::1", &auth(None, None)).expect_err("bad");
+        assert!(!err.to_string().contains("s3cret"), "{err}");
+        assert!(!format!("{:?}", basic("alice", "s3cret")).contains("s3cret"));
+        assert!(!format!("{:?}", auth(Some("s3cret"), Some("a:s3cret"))).contains("s3cret"));
+    }
 }

@@ -5,13 +5,15 @@ use std::process::ExitCode;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use super::client::{OfferdClient, app_path};
+use super::client::{ClientAuth, OfferdClient, app_path};
 
 #[derive(clap::Args, Debug)]
 pub struct JsonFlag {
     /// Print JSON instead of text
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub auth: ClientAuth,
 }
 
 #[derive(clap::Args, Debug)]
@@ -20,6 +22,8 @@ pub struct TasksArgs {
     pub app: Option<String>,
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub auth: ClientAuth,
 }
 
 #[derive(clap::Args, Debug)]
@@ -33,6 +37,8 @@ pub struct ScaleArgs {
     pub force: bool,
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub auth: ClientAuth,
 }
 
 #[derive(clap::Args, Debug)]
@@ -44,6 +50,8 @@ pub struct KillArgs {
     pub scale: bool,
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub auth: ClientAuth,
 }
 
 fn print_json(v: &Value) {
@@ -177,6 +185,8 @@ pub struct AgentsArgs {
     /// Print JSON instead of text
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub auth: ClientAuth,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -239,6 +249,8 @@ pub struct DrainArgs {
     pub wait: bool,
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub auth: ClientAuth,
 }
 
 pub async fn drain(c: &OfferdClient, args: DrainArgs, on: bool) -> anyhow::Result<ExitCode> {

@@ -1,7 +1,9 @@
 //! The `offerd` command line: `serve` runs the daemon; `apply`, `apps`, `tasks`, `scale`, `kill`
 //! and `agents` are clients of a running offerd (or Marathon, for the `/v2` ones) for scripts and
 //! Ansible: human text by default, `--json` for machines, exit 1 on failure or when what was
-//! asked for does not exist.
+//! asked for does not exist. The clients authenticate with `--token` (env `CAIRN_OFFERD_TOKEN`)
+//! or HTTP Basic credentials (`--credentials USER:PASSWORD`, env `CAIRN_OFFERD_CREDENTIALS`, or
+//! the `--offerd` URL's `user:password@`).
 
 mod apply;
 mod client;
@@ -16,7 +18,7 @@ use anyhow::Context as _;
 use cairn_cli::{CatalogArgs, LogArgs};
 use clap::{Parser, Subcommand};
 
-pub use client::OfferdClient;
+pub use client::{ClientAuth, OfferdClient};
 
 /// cairn's scheduler: places apps' tasks on taskrun agents; a Marathon-compatible API.
 #[derive(Parser, Debug)]
@@ -24,11 +26,13 @@ pub use client::OfferdClient;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
-    /// offerd's address (for the client commands)
+    /// offerd's address (for the client commands); `http://user:password@host:port` sends
+    /// those as HTTP Basic credentials
     #[arg(
         long,
         global = true,
         env = "CAIRN_OFFERD",
+        hide_env_values = true,
         default_value = "http://127.0.0.1:5050"
     )]
     pub offerd: String,
@@ -92,6 +96,17 @@ pub struct ServeArgs {
     pub allow_privileged: bool,
     #[command(flatten)]
     pub agent_token: cairn_http::AgentTokenArgs,
+    /// Principals (tokens or user/password, with roles admin, deployer or viewer) and
+    /// node-bound agent tokens, in TOML; with it anonymous access is off. Re-read on SIGHUP
+    #[arg(long, value_name = "FILE")]
+    pub auth_file: Option<PathBuf>,
+    /// Failed authentications a client address may make per --auth-failure-window; past it
+    /// the address is answered 429 until the window ends (0: no limit)
+    #[arg(long, value_name = "N", default_value_t = cairn_http::ratelimit::AUTH_FAILURES_ALLOWED)]
+    pub auth_failure_limit: u32,
+    /// The window of --auth-failure-limit, from an address's first failure (Go duration)
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub auth_failure_window: Duration,
 }
 
 fn absolute_path(s: &str) -> Result<PathBuf, String> {
@@ -127,7 +142,7 @@ pub fn run(cli: Cli) -> ExitCode {
 }
 
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
-    let client = || OfferdClient::new(&cli.offerd).context("--offerd");
+    let client = |auth: &ClientAuth| OfferdClient::new(&cli.offerd, auth);
     match cli.command {
         Command::Serve(args) => {
             let catalog = if args.no_catalog {
@@ -150,18 +165,20 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     privileged: args.allow_privileged,
                 },
                 agent_token: args.agent_token.secret(),
+                auth_file: args.auth_file,
+                auth_failures: (args.auth_failure_limit, args.auth_failure_window),
             };
             crate::serve::serve(cfg, cairn_cli::shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Apply(args) => apply::apply(&client()?, args).await,
-        Command::Apps(f) => commands::apps(&client()?, f.json).await,
-        Command::Tasks(args) => commands::tasks(&client()?, args).await,
-        Command::Scale(args) => commands::scale(&client()?, args).await,
-        Command::Kill(args) => commands::kill(&client()?, args).await,
-        Command::Agents(args) => commands::agents(&client()?, args).await,
-        Command::Drain(args) => commands::drain(&client()?, args, true).await,
-        Command::Undrain(args) => commands::drain(&client()?, args, false).await,
+        Command::Apply(args) => apply::apply(&client(&args.auth)?, args).await,
+        Command::Apps(f) => commands::apps(&client(&f.auth)?, f.json).await,
+        Command::Tasks(args) => commands::tasks(&client(&args.auth)?, args).await,
+        Command::Scale(args) => commands::scale(&client(&args.auth)?, args).await,
+        Command::Kill(args) => commands::kill(&client(&args.auth)?, args).await,
+        Command::Agents(args) => commands::agents(&client(&args.auth)?, args).await,
+        Command::Drain(args) => commands::drain(&client(&args.auth)?, args, true).await,
+        Command::Undrain(args) => commands::drain(&client(&args.auth)?, args, false).await,
         // Answered in `run`, before logging and the runtime start.
         Command::Docs(_) => Ok(ExitCode::SUCCESS),
     }

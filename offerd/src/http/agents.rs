@@ -14,7 +14,9 @@ use cairn_marathon::{
 };
 use serde_json::Value;
 
+use super::guard::{require_admin, require_node};
 use super::{ApiError, AppState};
+use crate::auth::{AgentIdentity, Caller};
 use crate::model::Agent;
 use crate::scheduler;
 
@@ -27,6 +29,7 @@ fn heartbeat(st: &AppState) -> Duration {
 
 pub async fn register(
     State(st): State<AppState>,
+    agent: AgentIdentity,
     body: Bytes,
 ) -> Result<Json<RegisterResponse>, ApiError> {
     let reg: AgentRegistration = serde_json::from_slice(&body)
@@ -36,6 +39,7 @@ pub async fn register(
             "agent registration: node must not be empty".into(),
         ));
     }
+    require_node(&agent, &reg.node)?;
     let r = &reg.resources;
     if [r.cpus, r.mem, r.disk]
         .iter()
@@ -128,10 +132,19 @@ fn agent_state(s: &crate::model::State, a: &Agent) -> &'static str {
 /// `POST /v1/agents/{node}/drain` (drain) and `DELETE` (undrain): the agent's state after.
 pub async fn drain(
     State(st): State<AppState>,
+    caller: Caller,
     Path(node): Path<String>,
     method: axum::http::Method,
 ) -> Result<Json<Value>, ApiError> {
     let on = method == axum::http::Method::POST;
+    require_admin(
+        &caller,
+        if on {
+            "drain an agent"
+        } else {
+            "undrain an agent"
+        },
+    )?;
     st.core
         .mutate(|s, tx| {
             let a = s
@@ -155,9 +168,11 @@ pub async fn drain(
 /// `GET /v1/agents/{node}/tasks?index=N&wait=D`.
 pub async fn desired(
     State(st): State<AppState>,
+    agent: AgentIdentity,
     Path(node): Path<String>,
     q: QueryParams,
 ) -> Result<Response, ApiError> {
+    require_node(&agent, &node)?;
     // The agents' long poll reads `index` and `wait` as Consul's blocking queries do.
     let index = q.u64("index")?.unwrap_or(0);
     let wait = match q.first("wait") {
@@ -182,9 +197,11 @@ pub async fn desired(
 /// `POST /v1/agents/{node}/status`.
 pub async fn status(
     State(st): State<AppState>,
+    agent: AgentIdentity,
     Path(node): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
+    require_node(&agent, &node)?;
     let batch: StatusBatch = serde_json::from_slice(&body)
         .map_err(|e| ApiError::BadRequest(format!("invalid status batch: {e}")))?;
     if !st.core.touch_agent(&node) {
@@ -207,8 +224,10 @@ pub async fn status(
 /// a connected agent is refused with 409, since it would simply register again.
 pub async fn remove(
     State(st): State<AppState>,
+    caller: Caller,
     Path(node): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
+    require_admin(&caller, "remove an agent")?;
     st.core
         .mutate(|s, tx| {
             let a = s

@@ -11,8 +11,10 @@ use cairn_http::QueryParams;
 use cairn_marathon::{App, TaskState, ValidationError, merge_update, parse_app};
 use serde_json::{Value, json};
 
+use super::guard::require_change;
 use super::render::{Embed, app_json, task_json};
 use super::{ApiError, AppState};
+use crate::auth::Caller;
 use crate::scheduler::{self, Started};
 
 fn json_body(body: &[u8]) -> Result<Value, ApiError> {
@@ -40,7 +42,7 @@ fn deployment_response(status: StatusCode, started: &Started) -> Response {
         .into_response()
 }
 
-pub async fn list(State(st): State<AppState>, q: QueryParams) -> Json<Value> {
+pub async fn list(State(st): State<AppState>, caller: Caller, q: QueryParams) -> Json<Value> {
     let embed = Embed::parse(q.all("embed"), "apps.");
     let id_filter = q.last("id").map(str::to_string);
     let cmd_filter = q.last("cmd").map(str::to_string);
@@ -65,18 +67,22 @@ pub async fn list(State(st): State<AppState>, q: QueryParams) -> Json<Value> {
             .map(|e| app_json(s, e, embed))
             .collect::<Vec<_>>()
     });
-    Json(json!({ "apps": apps }))
+    let mut body = json!({ "apps": apps });
+    caller.hide_env(&mut body);
+    Json(body)
 }
 
 pub async fn create(
     State(st): State<AppState>,
+    caller: Caller,
     q: QueryParams,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let app = admitted(&st, json_body(&body)?, None)?;
+    require_change(&caller, &app.id, "create")?;
     let version_ms = st.core.next_version_ms();
     let force = q.last_is_true("force");
-    let (dep, body) = st
+    let (dep, mut body) = st
         .core
         .mutate(|s, tx| {
             let id = app.id.clone();
@@ -95,6 +101,7 @@ pub async fn create(
             ))
         })
         .await?;
+    caller.hide_env(&mut body);
     let mut headers = deployment_headers(&dep);
     if let Some(Ok(loc)) = body["id"]
         .as_str()
@@ -153,11 +160,13 @@ fn admitted(st: &AppState, value: Value, id_from_path: Option<&str>) -> Result<A
 
 pub async fn put_one(
     State(st): State<AppState>,
+    caller: Caller,
     Path(rest): Path<String>,
     q: QueryParams,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let id = format!("/{}", rest.trim_matches('/'));
+    require_change(&caller, &id, "update")?;
     let partial = q.last("partialUpdate") != Some("false");
     let app = updated_app(&st, &id, json_body(&body)?, partial).await?;
     let version_ms = st.core.next_version_ms();
@@ -175,6 +184,7 @@ pub async fn put_one(
 
 pub async fn put_bulk(
     State(st): State<AppState>,
+    caller: Caller,
     q: QueryParams,
     body: Bytes,
 ) -> Result<Response, ApiError> {
@@ -195,6 +205,7 @@ pub async fn put_bulk(
             ])));
         };
         let id = format!("/{}", id.trim_matches('/'));
+        require_change(&caller, &id, "update")?;
         let app = updated_app(&st, &id, item, partial)
             .await
             .map_err(|e| match e {
@@ -259,34 +270,46 @@ fn split(st: &AppState, rest: &str) -> (String, Sub) {
 
 pub async fn get_sub(
     State(st): State<AppState>,
+    caller: Caller,
     Path(rest): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let (id, sub) = split(&st, &rest);
+    let mut found = get_sub_json(&st, &id, sub, &rest).await?;
+    caller.hide_env(&mut found.0);
+    Ok(found)
+}
+
+async fn get_sub_json(
+    st: &AppState,
+    id: &str,
+    sub: Sub,
+    rest: &str,
+) -> Result<Json<Value>, ApiError> {
     match sub {
         Sub::App => st
             .core
             .read(|s| {
                 s.apps
-                    .get(&id)
+                    .get(id)
                     .map(|e| json!({ "app": app_json(s, e, Embed::single()) }))
             })
             .map(Json)
-            .ok_or_else(|| ApiError::app_not_found(&id)),
+            .ok_or_else(|| ApiError::app_not_found(id)),
         Sub::Tasks => Ok(Json(json!({
-            "tasks": st.core.read(|s| s.app_tasks(&id).map(task_json).collect::<Vec<_>>())
+            "tasks": st.core.read(|s| s.app_tasks(id).map(task_json).collect::<Vec<_>>())
         }))),
         Sub::Versions => st
             .core
             .read(|s| {
                 s.apps
-                    .get(&id)
+                    .get(id)
                     .map(|e| json!({ "versions": e.versions.iter().rev().collect::<Vec<_>>() }))
             })
             .map(Json)
-            .ok_or_else(|| ApiError::app_not_found(&id)),
+            .ok_or_else(|| ApiError::app_not_found(id)),
         Sub::Version(v) => st
             .core
-            .version(&id, &v)
+            .version(id, &v)
             .await?
             .map(|app| Json(serde_json::to_value(app).unwrap_or(Value::Null)))
             .ok_or_else(|| ApiError::NotFound(format!("App '{id}' has no version {v}"))),
@@ -298,6 +321,7 @@ pub async fn get_sub(
 
 pub async fn post_sub(
     State(st): State<AppState>,
+    caller: Caller,
     Path(rest): Path<String>,
     q: QueryParams,
 ) -> Result<Response, ApiError> {
@@ -307,6 +331,7 @@ pub async fn post_sub(
             "no such resource: POST /v2/apps/{rest}"
         )));
     };
+    require_change(&caller, &id, "restart")?;
     let version_ms = st.core.next_version_ms();
     let force = q.last_is_true("force");
     let started = st
@@ -327,12 +352,18 @@ pub async fn post_sub(
 
 pub async fn delete_sub(
     State(st): State<AppState>,
+    caller: Caller,
     Path(rest): Path<String>,
     q: QueryParams,
 ) -> Result<Response, ApiError> {
     let (id, sub) = split(&st, &rest);
     let force = q.last_is_true("force");
     let scale = q.last_is_true("scale");
+    match &sub {
+        Sub::App => require_change(&caller, &id, "delete")?,
+        Sub::Tasks | Sub::Task(_) => require_change(&caller, &id, "kill the tasks of")?,
+        _ => {}
+    }
     match sub {
         Sub::App => {
             let started = st

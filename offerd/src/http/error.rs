@@ -1,5 +1,5 @@
 //! API errors with Marathon's bodies: `{"message": ...}`, 422 with `details`, 409 with the
-//! deployments in the way.
+//! deployments in the way, 403 for what the caller's role does not allow.
 
 use axum::Json;
 use axum::http::StatusCode;
@@ -15,6 +15,8 @@ pub enum ApiError {
     /// Locked by running deployments (their ids).
     Locked(Vec<String>),
     Conflict(String),
+    /// The caller is known but may not do this (403).
+    Forbidden(String),
     /// What Marathon answers with a 500 (its unmapped exceptions), with its message.
     Internal(String),
 }
@@ -90,6 +92,7 @@ impl IntoResponse for ApiError {
                 }),
             ),
             ApiError::Conflict(m) => (StatusCode::CONFLICT, json!({ "message": m })),
+            ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, json!({ "message": m })),
             ApiError::Internal(m) => (StatusCode::INTERNAL_SERVER_ERROR, json!({ "message": m })),
         };
         (status, Json(body)).into_response()

@@ -9,8 +9,10 @@ use cairn_http::QueryParams;
 use cairn_marathon::{TaskState, now_millis};
 use serde_json::{Value, json};
 
+use super::guard::require_change;
 use super::render::{deployment_json, queue_json};
 use super::{ApiError, AppState};
+use crate::auth::Caller;
 use crate::model::DeploymentKind;
 use crate::scheduler;
 
@@ -24,6 +26,7 @@ pub async fn deployments(State(st): State<AppState>) -> Json<Value> {
 /// (a new deployment); with `?force=true` just forgets the deployment (202, empty body).
 pub async fn cancel_deployment(
     State(st): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
     q: QueryParams,
 ) -> Result<Response, ApiError> {
@@ -32,6 +35,9 @@ pub async fn cancel_deployment(
     let out = st
         .core
         .mutate(|s, tx| {
+            if let Some(d) = s.deployments.get(&id) {
+                require_change(&caller, &d.app_id, "cancel the deployment of")?;
+            }
             let Some(d) = scheduler::apps::cancel_deployment(s, tx, &id) else {
                 return Err(ApiError::NotFound(format!(
                     "DeploymentPlan {id} does not exist"
@@ -80,7 +86,7 @@ pub async fn cancel_deployment(
     })
 }
 
-pub async fn queue(State(st): State<AppState>) -> Json<Value> {
+pub async fn queue(State(st): State<AppState>, caller: Caller) -> Json<Value> {
     let now = now_millis();
     let queue = st.core.read(|s| {
         s.queue
@@ -88,12 +94,15 @@ pub async fn queue(State(st): State<AppState>) -> Json<Value> {
             .map(|(id, q)| queue_json(s, id, q, now))
             .collect::<Vec<_>>()
     });
-    Json(json!({ "queue": queue }))
+    let mut body = json!({ "queue": queue });
+    caller.hide_env(&mut body);
+    Json(body)
 }
 
 /// `DELETE /v2/queue/{app}/delay`: launch again now.
 pub async fn reset_delay(
     State(st): State<AppState>,
+    caller: Caller,
     Path(rest): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let Some(app) = rest.trim_matches('/').strip_suffix("/delay") else {
@@ -102,6 +111,7 @@ pub async fn reset_delay(
         )));
     };
     let id = format!("/{app}");
+    require_change(&caller, &id, "reset the launch delay of")?;
     st.core
         .mutate(|s, tx| {
             let e = s

@@ -3,11 +3,54 @@
 //! and state into Marathon's JSON (see [`render`]). Query strings are read by Marathon's rules
 //! through [`cairn_http::QueryParams`]: a value is the last one given, a flag (`?force`) is
 //! `QueryParams::last_is_true`.
+//!
+//! # Who may call what
+//!
+//! Without `--auth-file` every route but the agents' is open (and those are open too without
+//! an agent token). With one, every route below needs a principal's credentials (401
+//! otherwise) except `/ping`, and the agents' routes need an agent token, never a principal's.
+//! Rights (403 when missing; "change X" = admin, or a deployer with a path covering app X;
+//! "read" = any principal; env = app `env` values shown only where the caller may change the
+//! app, [`crate::auth::HIDDEN_ENV_VALUE`] elsewhere):
+//!
+//! | route | method | right |
+//! |---|---|---|
+//! | `/ping` | GET | open (load balancers' probes) |
+//! | `/metrics`, `/v2/info`, `/v2/leader` | GET | read |
+//! | `/v2/apps` | GET | read; env per app |
+//! | `/v2/apps` | POST | change the new app |
+//! | `/v2/apps` | PUT | change every app of the array |
+//! | `/v2/apps/{id}`, `.../versions`, `.../versions/{v}` | GET | read; env of `{id}` |
+//! | `/v2/apps/{id}/tasks` | GET | read |
+//! | `/v2/apps/{id}` | PUT, DELETE | change `{id}` |
+//! | `/v2/apps/{id}/restart` | POST | change `{id}` |
+//! | `/v2/apps/{id}/tasks`, `.../tasks/{task}` | DELETE | change `{id}` |
+//! | `/v2/tasks` | GET | read |
+//! | `/v2/tasks/delete` | POST | change the app of every task named |
+//! | `/v2/deployments` | GET | read |
+//! | `/v2/deployments/{id}` | DELETE | change the deployment's app (its `affectedApps`) |
+//! | `/v2/queue` | GET | read; env per queued app |
+//! | `/v2/queue/{id}/delay` | DELETE | change `{id}` |
+//! | `/v2/events` | GET | read; env per app in each event; the stream ends when a reload removes or changes the principal |
+//! | `/v1/agents` | GET | read |
+//! | `/v1/agents/{node}` | DELETE | admin |
+//! | `/v1/agents/{node}/drain` | POST, DELETE | admin |
+//! | `/v1/offers?framework=F` | GET | change `/F/` (issuing offers acts as the framework) |
+//! | `/v1/offers/{id}/accept`, `/decline` | POST | change `/F/` (the tasks are apps `/F/<name>`) |
+//! | `/v1/tasks/{id}`, `/v1/frameworks/{name}/tasks` | GET | read |
+//! | `/v1/tasks/{id}/kill` | POST | change the task's app |
+//! | `/v1/agents/register` | POST | agent token; a node-bound token only for its node |
+//! | `/v1/agents/{node}/tasks` | GET | agent token; node-bound: only `{node}` |
+//! | `/v1/agents/{node}/status` | POST | agent token; node-bound: only `{node}` |
+//! | anything else | any | a principal (then 404 or 405) |
+//!
+//! A viewer's request with any method but GET or HEAD is refused (403) before its handler.
 
 mod agents;
 mod apps;
 mod error;
 mod events;
+pub mod guard;
 mod misc;
 mod offers;
 pub mod render;
@@ -32,13 +75,14 @@ pub struct AppState {
     pub offers: Arc<crate::offers::OfferBook>,
     /// What apps may ask of the agents' hosts (checked on every new definition).
     pub host_policy: Arc<cairn_marathon::HostPolicy>,
-    /// The token agents present on their routes (`--agent-token`); `None`: open.
-    pub agent_token: Option<cairn_http::SharedSecret>,
+    /// Who may call what: principals and agent tokens.
+    pub access: Arc<crate::auth::Access>,
 }
 
 /// The whole API.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let access = state.access.clone();
+    let api = Router::new()
         .route(
             "/v2/apps",
             get(apps::list).post(apps::create).put(apps::put_bulk),
@@ -65,7 +109,6 @@ pub fn router(state: AppState) -> Router {
         .route("/v2/events", get(events::stream))
         .route("/v2/info", get(misc::info))
         .route("/v2/leader", get(misc::leader))
-        .route("/ping", get(misc::ping))
         .route("/metrics", get(misc::metrics))
         .route("/v1/agents", get(agents::list))
         .route("/v1/agents/{node}", axum::routing::delete(agents::remove))
@@ -79,23 +122,24 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/tasks/{id}", get(offers::get_task))
         .route("/v1/tasks/{id}/kill", post(offers::kill_task))
         .route("/v1/frameworks/{name}/tasks", get(offers::framework_tasks))
-        .merge(agent_routes(state.agent_token.clone()))
         .fallback(misc::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            access.clone(),
+            guard::principals,
+        ));
+    Router::new()
+        .route("/ping", get(misc::ping))
+        .merge(agent_routes(access))
+        .merge(api)
         .with_state(state)
 }
 
 /// What only a taskrun agent calls: registration, the long poll for its tasks, their status.
-/// With an agent token set, each needs it.
-fn agent_routes(token: Option<cairn_http::SharedSecret>) -> Router<AppState> {
-    let routes = Router::new()
+/// With an agent token set (shared, or node-bound in the auth file), each needs one.
+fn agent_routes(access: Arc<crate::auth::Access>) -> Router<AppState> {
+    Router::new()
         .route("/v1/agents/register", post(agents::register))
         .route("/v1/agents/{node}/tasks", get(agents::desired))
-        .route("/v1/agents/{node}/status", post(agents::status));
-    match token {
-        Some(secret) => routes.route_layer(axum::middleware::from_fn_with_state(
-            secret,
-            cairn_http::require_secret,
-        )),
-        None => routes,
-    }
+        .route("/v1/agents/{node}/status", post(agents::status))
+        .route_layer(axum::middleware::from_fn_with_state(access, guard::agents))
 }

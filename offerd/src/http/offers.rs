@@ -15,8 +15,10 @@ use cairn_marathon::{ValidationError, now_millis, parse_app};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::guard::{require_change, require_framework};
 use super::render::task_json;
 use super::{ApiError, AppState};
+use crate::auth::Caller;
 use crate::model::Task;
 use crate::offers::{DEFAULT_REFUSE_SECONDS, OfferError};
 use crate::scheduler;
@@ -50,8 +52,13 @@ impl From<OfferError> for ApiError {
 
 /// `GET /v1/offers?framework=NAME&wait=30s`: the framework's offers; when there are none, waits
 /// (up to `wait`, default 30 s, at most 5 min) for a change that might make one.
-pub async fn list(State(st): State<AppState>, q: QueryParams) -> Result<Json<Value>, ApiError> {
+pub async fn list(
+    State(st): State<AppState>,
+    caller: Caller,
+    q: QueryParams,
+) -> Result<Json<Value>, ApiError> {
     let fw = framework(&q)?;
+    require_framework(&caller, &fw)?;
     let wait = match q.last("wait") {
         None | Some("") => Duration::from_secs(30),
         Some(w) => cairn_wire::parse_go_duration(w)
@@ -118,11 +125,13 @@ struct Accept {
 /// `POST /v1/offers/{id}/accept?framework=NAME` `{"tasks": [...]}`.
 pub async fn accept(
     State(st): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
     q: QueryParams,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let fw = framework(&q)?;
+    require_framework(&caller, &fw)?;
     let req: Accept = serde_json::from_slice(&body)
         .map_err(|e| ApiError::BadRequest(format!("expected {{\"tasks\": [...]}}: {e}")))?;
     if req.tasks.is_empty() {
@@ -233,11 +242,13 @@ struct Decline {
 /// `POST /v1/offers/{id}/decline?framework=NAME` `{"refuse_seconds": 30}`.
 pub async fn decline(
     State(st): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
     q: QueryParams,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let fw = framework(&q)?;
+    require_framework(&caller, &fw)?;
     let d: Decline = if body.iter().all(u8::is_ascii_whitespace) {
         Decline::default()
     } else {
@@ -289,15 +300,17 @@ pub async fn get_task(
 /// `POST /v1/tasks/{id}/kill`.
 pub async fn kill_task(
     State(st): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     st.core
         .mutate(|s, tx| {
-            if !s.tasks.get(&id).is_some_and(|t| t.is_desired()) {
+            let Some(t) = s.tasks.get(&id).filter(|t| t.is_desired()) else {
                 return Err(ApiError::NotFound(format!(
                     "Task '{id}' does not exist or is already ending"
                 )));
-            }
+            };
+            require_change(&caller, &t.app_id, "kill the tasks of")?;
             scheduler::kill_task(s, tx, &id);
             Ok(())
         })

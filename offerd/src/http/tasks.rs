@@ -1,4 +1,5 @@
-//! `/v2/tasks`: every task, and killing tasks by id across apps.
+//! `/v2/tasks`: every task, and killing tasks by id across apps (each task's app must be one
+//! the caller may change).
 
 use axum::Json;
 use axum::body::Bytes;
@@ -9,8 +10,10 @@ use cairn_marathon::TaskState;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::guard::require_change;
 use super::render::task_json;
 use super::{ApiError, AppState};
+use crate::auth::Caller;
 use crate::scheduler;
 
 pub async fn list(State(st): State<AppState>, q: QueryParams) -> Json<Value> {
@@ -41,6 +44,7 @@ struct Ids {
 /// `POST /v2/tasks/delete {"ids": [...]}` (`?scale=true` lowers each app's instances).
 pub async fn delete_many(
     State(st): State<AppState>,
+    caller: Caller,
     q: QueryParams,
     body: Bytes,
 ) -> Result<Response, ApiError> {
@@ -64,6 +68,10 @@ pub async fn delete_many(
                 return Err(ApiError::NotFound(format!(
                     "Tasks do not exist: {unknown:?}"
                 )));
+            }
+            // Every task's app, before anything is killed: all or nothing.
+            for id in &ids.ids {
+                require_change(&caller, &s.tasks[id].app_id, "kill the tasks of")?;
             }
             let mut deployment = None;
             if scale {
