@@ -1,6 +1,7 @@
 //! cairn's end-to-end tests: one binary, one module per area. Every test starts the real
 //! `catalogd` (and, for later binaries, the real peers) and talks to it over loopback.
 
+mod acl_cluster;
 mod agent_auth;
 mod agent_script_checks;
 mod ansible_playbook;

@@ -60,6 +60,8 @@ pub struct ClusterOpts {
     /// Give every agent `--allow-root-tasks` (the default: the tests run as root, and apps
     /// without a `user` run as the agent's user); `false` for tests of who tasks run as.
     pub allow_root_tasks: bool,
+    /// More `catalogd serve` flags (e.g. `--acl-enabled`).
+    pub catalogd_args: Vec<String>,
 }
 
 impl Default for ClusterOpts {
@@ -71,6 +73,7 @@ impl Default for ClusterOpts {
             attributes: Vec::new(),
             agent_args: Vec::new(),
             offerd_args: Vec::new(),
+            catalogd_args: Vec::new(),
             allow_root_tasks: true,
         }
     }
@@ -78,7 +81,8 @@ impl Default for ClusterOpts {
 
 impl Cluster {
     pub async fn start(opts: ClusterOpts) -> Cluster {
-        let catalog = Catalogd::start().await;
+        let catalogd_args: Vec<&str> = opts.catalogd_args.iter().map(String::as_str).collect();
+        let catalog = Catalogd::start_with(&catalogd_args).await;
         let tmp = tempfile::tempdir().expect("temp dir");
         let offerd_data = tmp.path().join("offerd");
         let mut offerd_args = vec![
