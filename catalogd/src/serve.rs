@@ -11,9 +11,11 @@ use crate::core::{Catalog, Config};
 /// queries are released at once, so only a slow client or a long write is still there.
 pub const DRAIN: Duration = Duration::from_secs(5);
 
-/// `catalogd serve`: runs until `shutdown` resolves, then drains connections and stops.
+/// `catalogd serve`: runs until `shutdown` resolves, then drains connections and stops. With
+/// `tls` it speaks HTTPS only.
 pub async fn serve(
     config: Config,
+    tls: Option<cairn_http::Tls>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     cairn_http::raise_fd_limit(config.http.max_connections);
@@ -27,7 +29,13 @@ pub async fn serve(
         ..config
     })
     .await?;
-    tracing::info!(addr = %local, node = %catalog.core.config.node, "catalogd serving HTTP");
+    tracing::info!(
+        addr = %local,
+        node = %catalog.core.config.node,
+        tls = tls.is_some(),
+        client_certs = tls.as_ref().is_some_and(cairn_http::Tls::requires_client_certs),
+        "catalogd serving HTTP"
+    );
     let app = crate::http::router(catalog.core.clone());
     let stop = catalog.core.shutdown_token();
     let checks = crate::agent_checks::spawn(&catalog.core, stop.clone());
@@ -42,7 +50,7 @@ pub async fn serve(
         // Blocking queries answer at once with what they have, so connections drain quickly.
         core.registry.release_all();
     };
-    let server = cairn_http::Server::new(limits);
+    let server = cairn_http::Server::new(limits).with_tls(tls);
     // One router shared by every connection; the peer's address reaches only the handlers
     // that use it.
     server

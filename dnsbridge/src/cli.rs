@@ -77,8 +77,7 @@ pub fn run(cli: Cli) -> ExitCode {
 async fn serve(catalog: CatalogArgs, args: ServeArgs) -> anyhow::Result<ExitCode> {
     let ttl = cairn_wire::parse_go_duration(&args.ttl).context("--ttl")?;
     let ttl = u32::try_from(ttl.as_secs()).context("--ttl is too long")?;
-    let client =
-        cairn_client::CatalogClient::new(&catalog.url(), catalog.token()).context("--catalog")?;
+    let client = catalog.client().context("--catalog")?;
     let config = crate::serve::Config {
         dns_addr: args.dns_addr,
         domain: args.domain,

@@ -4,7 +4,6 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use cairn_checks::agent::{AgentConfig, CatalogChecks, CatalogSink, ScriptChecks, run};
-use cairn_client::CatalogClient;
 
 use cairn_cli::{CatalogArgs, LogArgs};
 use clap::Args;
@@ -35,8 +34,7 @@ pub fn main(args: &AgentArgs) -> ExitCode {
         let output_update_interval =
             cairn_wire::parse_go_duration(&seconds_or_duration(&args.output_update_interval))
                 .context("--output-update-interval")?;
-        let client =
-            CatalogClient::new(&args.catalog.url(), args.catalog.token()).context("--catalog")?;
+        let client = args.catalog.client().context("--catalog")?;
         let cfg = AgentConfig {
             node: args.node.clone(),
             script_checks: ScriptChecks::from_flag(args.enable_script_checks),

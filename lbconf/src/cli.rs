@@ -142,8 +142,7 @@ fn safe(p: &str) -> bool {
 }
 
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
-    let client = cairn_client::CatalogClient::new(&cli.catalog.url(), cli.catalog.token())
-        .context("--catalog")?;
+    let client = cli.catalog.client().context("--catalog")?;
     match cli.command {
         Command::Render(args) => {
             if let Some(sock) = &args.haproxy_socket

@@ -40,6 +40,8 @@ pub struct ServeConfig {
     /// Failed authentications a peer may make per window before it is answered 429 (0: no
     /// limit), and that window.
     pub auth_failures: (u32, Duration),
+    /// HTTPS (`--tls-cert`, `--tls-key`, `--tls-client-ca`); `None`: plain HTTP.
+    pub tls: Option<cairn_http::Tls>,
 }
 
 /// The access rules `cfg` asks for: the auth file read (an error names the file and the
@@ -139,7 +141,13 @@ pub async fn serve(
     let listener = cairn_http::listen(cfg.http_addr, cairn_http::LISTEN_BACKLOG)
         .with_context(|| format!("binding HTTP on {}", cfg.http_addr))?;
     let local = listener.local_addr().context("reading the bound address")?;
-    tracing::info!(addr = %local, data_dir = %cfg.data_dir.display(), "offerd serving HTTP");
+    tracing::info!(
+        addr = %local,
+        data_dir = %cfg.data_dir.display(),
+        tls = cfg.tls.is_some(),
+        client_certs = cfg.tls.as_ref().is_some_and(cairn_http::Tls::requires_client_certs),
+        "offerd serving HTTP"
+    );
 
     let stop = tokio_util::sync::CancellationToken::new();
     let tick = {
@@ -192,6 +200,7 @@ pub async fn serve(
         }
     };
     cairn_http::Server::new(cfg.http)
+        .with_tls(cfg.tls.clone())
         .serve(listener, move |_| app.clone(), graceful)
         .await;
     tick.abort();

@@ -33,7 +33,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the node agent: register with offerd, run the tasks it wants here, report them
-    Agent(AgentArgs),
+    Agent(Box<AgentArgs>),
     /// Run one command as a task in the foreground (same sandbox, env, limits, logs) and exit
     /// with its exit code
     Run(RunArgs),
@@ -64,6 +64,12 @@ pub struct AgentArgs {
     /// Connection and request bounds of the HTTP API
     #[command(flatten)]
     pub http: cairn_http::HttpArgs<4096, { 64 * 1024 }>,
+    /// HTTPS (and client certificates) for the agent's API instead of plain HTTP
+    #[command(flatten)]
+    pub tls: cairn_http::TlsArgs,
+    /// TLS of the connection to offerd (https:// in --offerd)
+    #[command(flatten)]
+    pub offerd_tls: cairn_cli::OfferdTlsArgs,
     /// Resources offered, e.g. 'cpus:2;mem:2048;disk:10000;ports:[31000-32000]'; what is not
     /// named is detected [default: every CPU, memory minus 512 MB, disk 10000, ports
     /// [31000-32000]]
@@ -233,7 +239,7 @@ pub fn run(cli: Cli) -> ExitCode {
         }
         Command::Agent(args) => {
             cairn_cli::init_logging(&cli.log);
-            agent(args, &cli.catalog)
+            agent(*args, &cli.catalog)
         }
         Command::Run(args) => {
             cairn_cli::init_logging_with(&cli.log, "warn");
@@ -277,9 +283,12 @@ fn agent(args: AgentArgs, catalog: &CatalogArgs) -> ExitCode {
     if args.address.trim().is_empty() {
         return usage("--address: must not be empty");
     }
-    let offerd = match cairn_client::CatalogClient::new(
+    // Without settings of its own, the connection to offerd takes the catalog's CA and
+    // client certificate (one per host is the usual layout).
+    let offerd = match cairn_client::CatalogClient::with_tls(
         &cairn_cli::with_scheme(&args.offerd),
         args.agent_token.agent_token.clone(),
+        &args.offerd_tls.tls(&catalog.tls()),
     ) {
         Ok(c) => c,
         Err(cairn_client::ClientError::InvalidUrl { url, reason }) => {
@@ -287,7 +296,7 @@ fn agent(args: AgentArgs, catalog: &CatalogArgs) -> ExitCode {
         }
         Err(e) => return usage(format_args!("--offerd: {e}")),
     };
-    let catalog = match cairn_client::CatalogClient::new(&catalog.url(), catalog.token()) {
+    let catalog = match catalog.client() {
         Ok(c) => c.with_timeout(Duration::from_secs(10)),
         Err(e) => return usage(format_args!("--catalog: {e}")),
     };
@@ -309,11 +318,19 @@ fn agent(args: AgentArgs, catalog: &CatalogArgs) -> ExitCode {
         }
         Err(e) => return usage(format_args!("--default-user: {e}")),
     }
+    let http_tls = match args.tls.load() {
+        Ok(tls) => tls,
+        Err(e) => {
+            eprintln!("taskrun: error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let cfg = crate::agent::AgentConfig {
         node,
         address: args.address.trim().to_string(),
         http_addr: args.http_addr,
         http_limits: args.http.limits(crate::http::DRAIN),
+        http_tls,
         resources,
         attributes,
         work_dir: args.work_dir.clone(),

@@ -102,6 +102,7 @@ pub const DRAIN: Duration = Duration::from_secs(2);
 pub async fn serve(
     listener: tokio::net::TcpListener,
     limits: cairn_http::Limits,
+    tls: Option<cairn_http::Tls>,
     tasks: Arc<dyn KnownTasks>,
     token: Option<cairn_http::SharedSecret>,
     stop: CancellationToken,
@@ -109,6 +110,7 @@ pub async fn serve(
     let until = stop.clone().cancelled_owned();
     let app = router(App { tasks, stop }, token);
     cairn_http::Server::new(limits)
+        .with_tls(tls)
         .serve(listener, move |_| app.clone(), until)
         .await;
 }

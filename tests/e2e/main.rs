@@ -61,6 +61,7 @@ mod taskrun_docker;
 mod taskrun_logs;
 mod taskrun_run;
 mod taskrun_user;
+mod tls;
 mod tmpl_atomic;
 mod tmpl_command;
 mod tmpl_common;

@@ -26,8 +26,18 @@ pub fn workspace_root() -> PathBuf {
         .unwrap_or_default()
 }
 
+/// Installs ring as this process's rustls provider. The workspace's reqwest has rustls without
+/// a provider of its own (cairn's clients hand it a ring configuration), so a plain
+/// `reqwest::Client` in a test needs this first; every test starts a binary ([`bin`]) or an
+/// [`Http`] before it makes one, and both call it.
+pub fn install_crypto_provider() {
+    // Err: already installed, by an earlier call.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// Path of a workspace binary, built once per test run so tests never run a stale one.
 pub fn bin(name: &str) -> PathBuf {
+    install_crypto_provider();
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| {
         let status = Command::new(env!("CARGO"))
@@ -101,6 +111,7 @@ pub fn free_port() -> u16 {
 
 /// The body of `GET http://127.0.0.1:{port}/` when it answers 200 within 5 s.
 pub async fn http_get(port: u16) -> Option<String> {
+    install_crypto_provider();
     let r = reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(5))
@@ -169,6 +180,7 @@ pub struct Http {
 
 impl Http {
     pub fn new(base: &str) -> Self {
+        install_crypto_provider();
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(120))
             .no_proxy()

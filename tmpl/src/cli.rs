@@ -92,7 +92,7 @@ async fn render(cli_catalog: &CatalogArgs, args: RenderArgs) -> anyhow::Result<(
             .await
         }
         None => {
-            let client = cairn_client::CatalogClient::new(&cli_catalog.url(), cli_catalog.token())?;
+            let client = cli_catalog.client()?;
             engine::render_complete(&template, |dep| {
                 let client = client.clone();
                 async move {
@@ -221,10 +221,10 @@ async fn watch(cli_catalog: &CatalogArgs, args: WatchArgs) -> anyhow::Result<()>
         };
         last_good = Some((templates.clone(), options.clone(), file_catalog.clone()));
         let url = match (&cli_catalog.catalog, file_catalog) {
-            (None, Some(from_file)) => cairn_cli::with_scheme(&from_file),
+            (None, Some(from_file)) => cairn_cli::with_catalog_scheme(&from_file),
             _ => cli_catalog.url(),
         };
-        let client = cairn_client::CatalogClient::new(&url, cli_catalog.token())?;
+        let client = cli_catalog.client_for(&url)?;
         if args.once {
             return engine::once(client, templates, options)
                 .await

@@ -36,7 +36,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the catalog server
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Read and write the KV store
     #[command(subcommand)]
     Kv(client_cmds::KvCommand),
@@ -102,6 +102,9 @@ pub struct ServeArgs {
     /// transactions keep Consul's 512 KiB, other bodies 2 MiB)
     #[command(flatten)]
     pub http: cairn_http::HttpArgs<20_000, { 256 * 1024 * 1024 }>,
+    /// HTTPS (and client certificates) instead of plain HTTP
+    #[command(flatten)]
+    pub tls: cairn_http::TlsArgs,
     /// Consul's ACL system: every request is checked against its token's policies
     /// [config file: acl.enabled]
     #[arg(long)]
@@ -228,12 +231,12 @@ async fn exit_code(
 }
 
 async fn dispatch(cli: Cli, tap: cairn_cli::LogTap) -> anyhow::Result<()> {
-    let client = || {
-        cairn_client::CatalogClient::new(&cli.catalog.url(), cli.catalog.token())
-            .context("catalog address")
-    };
+    let client = || cli.catalog.client().context("catalog address");
     match cli.command {
-        Command::Serve(args) => crate::serve(args.config(tap)?, cairn_cli::shutdown_signal()).await,
+        Command::Serve(args) => {
+            let tls = args.tls.load()?;
+            crate::serve(args.config(tap)?, tls, cairn_cli::shutdown_signal()).await
+        }
         Command::Kv(cmd) => client_cmds::kv(&client()?, cmd).await,
         Command::Services(f) => client_cmds::services(&client()?, f.json).await,
         Command::Service(args) => client_cmds::service(&client()?, args).await,

@@ -3,31 +3,55 @@
 //! `NO_COLOR`, logs on stderr), the same clean stop on SIGTERM/SIGINT, and the same
 //! `completions <shell>` and `man` subcommands ([`docs`]).
 
+pub mod client_tls;
 pub mod docs;
 pub mod locks;
 pub mod logtap;
 pub mod runtime;
 
+pub use client_tls::OfferdTlsArgs;
 pub use docs::DocsCommand;
 pub use locks::{EXIT_LOCK_POISONED, LockOrExit, RwLockOrExit, exit_crash, exit_lock_poisoned};
 pub use logtap::{LogRecord, LogTap};
 pub use runtime::{Flavor, block_on, run_main};
 
+use std::path::PathBuf;
+
 use clap::{Args, ValueEnum};
 
 /// Default catalog address, Consul's.
 pub const DEFAULT_CATALOG: &str = "http://127.0.0.1:8500";
+/// The same without its scheme, which `CONSUL_HTTP_SSL` chooses.
+const DEFAULT_CATALOG_ADDR: &str = "127.0.0.1:8500";
 
-/// How to reach catalogd: `--catalog` (env `CAIRN_CATALOG`, then `CONSUL_HTTP_ADDR`) and
-/// `--token` (env `CAIRN_TOKEN`, then `CONSUL_HTTP_TOKEN`).
+/// How to reach catalogd: `--catalog` (env `CAIRN_CATALOG`, then `CONSUL_HTTP_ADDR`),
+/// `--token` (env `CAIRN_TOKEN`, then `CONSUL_HTTP_TOKEN`) and Consul's TLS settings
+/// (`--ca-cert`, `--client-cert`, `--client-key`, `--tls-server-name`, env `CONSUL_CACERT`,
+/// `CONSUL_CLIENT_CERT`, `CONSUL_CLIENT_KEY`, `CONSUL_TLS_SERVER_NAME`; `CONSUL_HTTP_SSL=true`
+/// makes an address without a scheme https).
 #[derive(Args, Debug, Clone, Default)]
 pub struct CatalogArgs {
-    /// catalogd (or Consul) HTTP address [env: CAIRN_CATALOG, CONSUL_HTTP_ADDR] [default: http://127.0.0.1:8500]
+    /// catalogd (or Consul) HTTP address [env: CAIRN_CATALOG, CONSUL_HTTP_ADDR] [default: http://127.0.0.1:8500, https:// with CONSUL_HTTP_SSL=true]
     #[arg(long, global = true, value_name = "URL")]
     pub catalog: Option<String>,
     /// ACL token sent as X-Consul-Token [env: CAIRN_TOKEN, CONSUL_HTTP_TOKEN]
     #[arg(long, global = true, value_name = "TOKEN")]
     pub token: Option<String>,
+    /// CA certificate(s), PEM, that catalogd's certificate must chain to, instead of the
+    /// system's [env: CONSUL_CACERT]
+    #[arg(long, global = true, value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
+    /// Client certificate, PEM, for a catalogd that requires one (mutual TLS) [env:
+    /// CONSUL_CLIENT_CERT]
+    #[arg(long, global = true, value_name = "FILE")]
+    pub client_cert: Option<PathBuf>,
+    /// The private key of --client-cert, PEM [env: CONSUL_CLIENT_KEY]
+    #[arg(long, global = true, value_name = "FILE")]
+    pub client_key: Option<PathBuf>,
+    /// The name catalogd's certificate must be valid for, when it is not the address's host
+    /// [env: CONSUL_TLS_SERVER_NAME]
+    #[arg(long, global = true, value_name = "NAME")]
+    pub tls_server_name: Option<String>,
 }
 
 impl CatalogArgs {
@@ -38,8 +62,27 @@ impl CatalogArgs {
             .clone()
             .or_else(|| env_nonempty("CAIRN_CATALOG"))
             .or_else(|| env_nonempty("CONSUL_HTTP_ADDR"))
-            .unwrap_or_else(|| DEFAULT_CATALOG.to_string());
-        with_scheme(&raw)
+            .unwrap_or_else(|| DEFAULT_CATALOG_ADDR.to_string());
+        with_catalog_scheme(&raw)
+    }
+
+    /// The TLS settings after flags and environment.
+    pub fn tls(&self) -> cairn_client::TlsOptions {
+        client_tls::catalog_tls(self, env_nonempty)
+    }
+
+    /// A client of the catalog at [`CatalogArgs::url`] with the token and TLS settings.
+    pub fn client(&self) -> Result<cairn_client::CatalogClient, cairn_client::ClientError> {
+        self.client_for(&self.url())
+    }
+
+    /// A client of the catalog at `url` (from a config file, say) with the token and TLS
+    /// settings.
+    pub fn client_for(
+        &self,
+        url: &str,
+    ) -> Result<cairn_client::CatalogClient, cairn_client::ClientError> {
+        cairn_client::CatalogClient::with_tls(url, self.token(), &self.tls())
     }
 
     pub fn token(&self) -> Option<String> {
@@ -52,6 +95,12 @@ impl CatalogArgs {
 
 fn env_nonempty(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// A catalog address with its scheme: `https://` for one without when `CONSUL_HTTP_SSL` is true
+/// (Go's `strconv.ParseBool`: 1, t, true, ...), as Consul's clients do; else [`with_scheme`].
+pub fn with_catalog_scheme(addr: &str) -> String {
+    client_tls::scheme_by_ssl(addr, env_nonempty("CONSUL_HTTP_SSL").as_deref())
 }
 
 /// `127.0.0.1:8500` → `http://127.0.0.1:8500` (Consul's env var often has no scheme).

@@ -16,6 +16,7 @@ use url::Url;
 
 use crate::error::ClientError;
 use crate::options::{QueryMeta, QueryOptions};
+use crate::tls::TlsOptions;
 
 /// Timeout of a non-blocking request (writes and reads without `index`).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -76,8 +77,19 @@ impl Response {
 
 impl CatalogClient {
     /// A client for the API at `base_url` (`http://127.0.0.1:8500`; a bare `host:port`, the usual
-    /// `CONSUL_HTTP_ADDR` form, means `http://host:port`). An empty token means none.
+    /// `CONSUL_HTTP_ADDR` form, means `http://host:port`). An empty token means none. An
+    /// `https://` URL trusts the system's CAs; see [`CatalogClient::with_tls`].
     pub fn new(base_url: &str, token: Option<String>) -> Result<Self, ClientError> {
+        Self::with_tls(base_url, token, &TlsOptions::default())
+    }
+
+    /// [`CatalogClient::new`] with TLS settings (CA, client certificate, server name), read
+    /// now: a file that cannot be used is an error naming it.
+    pub fn with_tls(
+        base_url: &str,
+        token: Option<String>,
+        tls: &TlsOptions,
+    ) -> Result<Self, ClientError> {
         let base = parse_base_url(base_url)?;
         let token = match token.filter(|t| !t.is_empty()) {
             None => None,
@@ -90,7 +102,10 @@ impl CatalogClient {
                 Some(value)
             }
         };
+        // Always preconfigured, http too: reqwest has TLS but no crypto provider of its own.
+        let tls_config = tls.client_config(base.scheme() == "https")?;
         let mut builder = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls_config)
             .connect_timeout(CONNECT_TIMEOUT)
             .user_agent(concat!("cairn-client/", env!("CARGO_PKG_VERSION")));
         if is_loopback(&base) {
@@ -332,15 +347,10 @@ pub fn parse_base_url(input: &str) -> Result<Url, ClientError> {
     };
     let mut url = Url::parse(&with_scheme).map_err(|e| bad(&e.to_string()))?;
     match url.scheme() {
-        "http" => {}
-        "https" => {
-            return Err(bad(
-                "https is not supported by this build (no TLS support compiled in); use http://",
-            ));
-        }
+        "http" | "https" => {}
         other => {
             return Err(bad(&format!(
-                "unsupported scheme {other:?}, expected http://"
+                "unsupported scheme {other:?}, expected http:// or https://"
             )));
         }
     }
@@ -419,11 +429,14 @@ mod tests {
             parse_base_url("http://h/consul/").unwrap().as_str(),
             "http://h/consul"
         );
+        assert_eq!(
+            parse_base_url("https://h:8501").unwrap().as_str(),
+            "https://h:8501/"
+        );
         for bad in [
             "",
             "http://",
             "ftp://h",
-            "https://h:8501",
             "http://h/?x=1",
             "http://u:p@h",
             "http://a b",

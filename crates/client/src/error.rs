@@ -18,6 +18,11 @@ pub enum ClientError {
     #[error("invalid token: {reason}")]
     InvalidToken { reason: String },
 
+    /// The TLS settings cannot be used: a file missing or not PEM, a key that does not go with
+    /// its certificate, no CA to trust (`reason` names the file).
+    #[error("TLS: {reason}")]
+    Tls { reason: String },
+
     /// The request did not complete: connection refused, reset, timed out, body cut short.
     /// `message` is the whole cause chain in one line (reqwest's own Display says only "error
     /// sending request"); `cause` is the original error for callers that inspect it.
@@ -60,6 +65,7 @@ impl ClientError {
             }
             ClientError::InvalidUrl { .. }
             | ClientError::InvalidToken { .. }
+            | ClientError::Tls { .. }
             | ClientError::MissingIndex { .. }
             | ClientError::Decode { .. } => false,
         }

@@ -5,6 +5,9 @@
 //!   event endpoints. Reads take [`QueryOptions`] and return the data with its [`QueryMeta`]
 //!   (`X-Consul-Index` and friends); non-2xx answers become [`ClientError::Status`] carrying the
 //!   server's message.
+//! - [`TlsOptions`]: https with Consul's TLS settings (CA file, client certificate and key,
+//!   server name), given to [`CatalogClient::with_tls`]; every client, http or https, is
+//!   built on a rustls configuration with the ring provider.
 //! - [`Watch`]: a blocking-query loop over any read that follows Consul's index rules, backs off
 //!   on failure and rate-limits itself; [`Watch::spawn`] turns it into a
 //!   `tokio::sync::watch::Receiver`.
@@ -35,6 +38,7 @@ mod kv;
 mod options;
 mod session;
 mod snapshot;
+mod tls;
 mod watch;
 
 pub use backoff::Backoff;
@@ -48,4 +52,5 @@ pub use options::{
     TIMEOUT_MARGIN, format_wait,
 };
 pub use reqwest::Method;
+pub use tls::TlsOptions;
 pub use watch::{IndexStep, Watch, WatchConfig, WatchStatus, index_step};

@@ -16,7 +16,7 @@ use http_body::Body as _;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::either::Either;
 use tokio_util::sync::CancellationToken;
@@ -54,14 +54,17 @@ pub(crate) fn builder() -> http1::Builder {
 }
 
 /// Serves one accepted connection until it ends, holding its slot under the cap.
-pub(crate) async fn run<S: AppService>(
+pub(crate) async fn run<S: AppService, T>(
     builder: Arc<http1::Builder>,
-    stream: TcpStream,
+    stream: T,
     service: ConnService<S>,
     slot: OwnedSemaphorePermit,
     graceful: CancellationToken,
     hard: CancellationToken,
-) {
+) where
+    // A TCP stream, or a TLS stream over one (crate::tls).
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let idle_timeout = service.idle_timeout;
     let activity = service.activity.clone();
     let conn = builder.serve_connection(TokioIo::new(stream), service);

@@ -11,7 +11,9 @@
 //!   `--http-body-stall` and the whole body within `--http-body-timeout` (408); a refused
 //!   body's connection is closed, and its bytes are dropped with the handler's buffer;
 //! - graceful shutdown: on the stop signal the listener closes, idle connections close, open
-//!   requests finish, and whatever is still open after the drain deadline is closed.
+//!   requests finish, and whatever is still open after the drain deadline is closed;
+//! - HTTPS ([`tls`], `--tls-cert`/`--tls-key`, mutual TLS with `--tls-client-ca`): the
+//!   handshake in the connection's task, under its slot and `--tls-handshake-timeout`.
 //!
 //! The application is an axum service made per connection from the peer's address ([`serve`]).
 //! Handlers read their query string through [`QueryParams`] ([`query`]), one decoding with
@@ -26,6 +28,7 @@ pub mod query;
 pub mod ratelimit;
 #[cfg(test)]
 mod testing;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -46,6 +49,7 @@ pub use conn::AppService;
 pub use fdlimit::raise_fd_limit;
 pub use query::{ParamError, QueryParams};
 pub use ratelimit::FailureLimiter;
+pub use tls::{Tls, TlsArgs, TlsError};
 
 /// How often, at most, refused connections are logged (with their count since the last line).
 pub const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(5);
@@ -110,7 +114,7 @@ fn parse_cap(s: &str) -> Result<usize, String> {
     }
 }
 
-fn parse_timeout(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_timeout(s: &str) -> Result<Duration, String> {
     let d = cairn_wire::parse_go_duration(s).map_err(|e| e.to_string())?;
     if d.is_zero() {
         return Err("must be more than 0".into());
@@ -123,12 +127,15 @@ fn parse_timeout(s: &str) -> Result<Duration, String> {
 pub struct Stats {
     /// Connections closed at accept because the cap was reached.
     pub refused_connections: AtomicU64,
+    /// TLS handshakes that failed or timed out (nothing served on those connections).
+    pub tls_handshake_failures: AtomicU64,
 }
 
 /// One HTTP server: its limits and counters.
 pub struct Server {
     limits: Limits,
     stats: Arc<Stats>,
+    tls: Option<Tls>,
 }
 
 impl Server {
@@ -136,7 +143,14 @@ impl Server {
         Server {
             limits,
             stats: Arc::default(),
+            tls: None,
         }
+    }
+
+    /// The same server speaking HTTPS with `tls` (plain HTTP with `None`).
+    pub fn with_tls(mut self, tls: Option<Tls>) -> Server {
+        self.tls = tls;
+        self
     }
 
     /// The counters, for a daemon's metrics.
@@ -162,6 +176,7 @@ impl Server {
         let hard = CancellationToken::new();
         let builder = Arc::new(conn::builder());
         let mut refusals = RefusalLog::default();
+        let handshakes = Arc::new(tls::HandshakeLog::new());
         tokio::pin!(shutdown);
         loop {
             let (stream, peer) = tokio::select! {
@@ -188,17 +203,33 @@ impl Server {
                 continue;
             };
             let service = conn::ConnService::new(app(peer), peer, &limits);
-            tokio::spawn(conn::run(
-                builder.clone(),
-                stream,
-                service,
-                slot,
-                // A child token per connection: each connection polls its own token's lock and
-                // wake-up list, not one shared by every connection (10,000 connections woken at
-                // once by one write contended on it).
-                graceful.child_token(),
-                hard.child_token(),
-            ));
+            // A child token per connection: each connection polls its own token's lock and
+            // wake-up list, not one shared by every connection (10,000 connections woken at
+            // once by one write contended on it).
+            let (stop, kill) = (graceful.child_token(), hard.child_token());
+            match &self.tls {
+                None => tokio::spawn(conn::run(
+                    builder.clone(),
+                    stream,
+                    service,
+                    slot,
+                    stop,
+                    kill,
+                )),
+                // The handshake runs in the connection's task, never in this loop.
+                Some(tls) => tokio::spawn(tls::run(
+                    tls.clone(),
+                    builder.clone(),
+                    stream,
+                    peer,
+                    service,
+                    slot,
+                    stop,
+                    kill,
+                    self.stats.clone(),
+                    handshakes.clone(),
+                )),
+            };
         }
         drop(listener);
         graceful.cancel();

@@ -137,8 +137,22 @@ pub struct OfferdClient {
 
 impl OfferdClient {
     pub fn new(base: &str, auth: &ClientAuth) -> anyhow::Result<Self> {
+        Self::with_tls(base, auth, &cairn_client::TlsOptions::default())
+    }
+
+    /// [`OfferdClient::new`] with TLS settings (CA, client certificate) for an https offerd.
+    pub fn with_tls(
+        base: &str,
+        auth: &ClientAuth,
+        tls: &cairn_client::TlsOptions,
+    ) -> anyhow::Result<Self> {
         let (base, credentials) = resolve(base, auth)?;
+        // Always preconfigured, http too: reqwest has TLS but no crypto provider of its own.
+        let tls_config = tls
+            .client_config(base.scheme() == "https")
+            .context("--offerd")?;
         let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls_config)
             .no_proxy()
             .connect_timeout(std::time::Duration::from_secs(5))
             .timeout(std::time::Duration::from_secs(60))

@@ -36,6 +36,9 @@ pub struct Cli {
         default_value = "http://127.0.0.1:5050"
     )]
     pub offerd: String,
+    /// TLS of the client commands' connection to offerd (https:// in --offerd)
+    #[command(flatten)]
+    pub offerd_tls: cairn_cli::OfferdTlsArgs,
     #[command(flatten)]
     pub log: LogArgs,
 }
@@ -87,6 +90,9 @@ pub struct ServeArgs {
     /// Connection and request bounds
     #[command(flatten)]
     pub http: cairn_http::HttpArgs<4096, { 1024 * 1024 }>,
+    /// HTTPS (and client certificates: the agents') instead of plain HTTP
+    #[command(flatten)]
+    pub tls: cairn_http::TlsArgs,
     /// A host directory Docker apps may mount volumes from, with everything under it
     /// (repeatable); without it no app may mount a host path
     #[arg(long = "allow-host-volumes", value_name = "PREFIX", value_parser = absolute_path)]
@@ -142,16 +148,15 @@ pub fn run(cli: Cli) -> ExitCode {
 }
 
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
-    let client = |auth: &ClientAuth| OfferdClient::new(&cli.offerd, auth);
+    // Without settings of its own, the connection to offerd takes Consul's (CONSUL_CACERT, ...).
+    let offerd_tls = cli.offerd_tls.tls(&CatalogArgs::default().tls());
+    let client = |auth: &ClientAuth| OfferdClient::with_tls(&cli.offerd, auth, &offerd_tls);
     match cli.command {
         Command::Serve(args) => {
             let catalog = if args.no_catalog {
                 None
             } else {
-                Some(
-                    cairn_client::CatalogClient::new(&args.catalog.url(), args.catalog.token())
-                        .context("--catalog")?,
-                )
+                Some(args.catalog.client().context("--catalog")?)
             };
             let cfg = crate::serve::ServeConfig {
                 http_addr: args.http_addr,
@@ -167,6 +172,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 agent_token: args.agent_token.secret(),
                 auth_file: args.auth_file,
                 auth_failures: (args.auth_failure_limit, args.auth_failure_window),
+                tls: args.tls.load()?,
             };
             crate::serve::serve(cfg, cairn_cli::shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)

@@ -54,6 +54,8 @@ pub struct AgentConfig {
     pub http_addr: SocketAddr,
     /// Bounds of the HTTP API.
     pub http_limits: cairn_http::Limits,
+    /// HTTPS for the API (`--tls-cert`, ...); `None`: plain HTTP.
+    pub http_tls: Option<cairn_http::Tls>,
     pub resources: Resources,
     pub attributes: Attributes,
     pub work_dir: PathBuf,
@@ -199,6 +201,7 @@ pub async fn run(
     let server = tokio::spawn(crate::http::serve(
         listener,
         cfg.http_limits,
+        cfg.http_tls.clone(),
         shared.clone(),
         cfg.api_token.clone(),
         stop.clone(),
