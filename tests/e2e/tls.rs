@@ -856,3 +856,47 @@ async fn tmpl_and_dnsbridge_read_a_tls_catalogd() {
     .await;
     assert_eq!(answer.trim(), "10.1.2.3");
 }
+
+/// py-consul, unmodified, against a catalogd requiring client certificates: its own TLS
+/// settings (`verify` = the CA file, `cert` = the client pair) and Consul's address variable.
+#[tokio::test(flavor = "multi_thread")]
+async fn py_consul_speaks_mutual_tls() {
+    let pki = Pki::new();
+    let c = catalogd(&pki, pki.server_flags(true), &pki.client(Some("client"))).await;
+    let script = r#"
+import sys
+import consul
+ca, cert, key = sys.argv[1:4]
+c = consul.Consul(verify=ca, cert=(cert, key))
+assert c.kv.put("py/tls", "over mutual tls") is True
+_, entry = c.kv.get("py/tls")
+assert entry["Value"] == b"over mutual tls", entry
+try:
+    consul.Consul(verify=ca).kv.get("py/tls")
+except Exception as e:
+    print("refused without a certificate:", type(e).__name__)
+else:
+    raise SystemExit("read without a client certificate")
+print("py-consul over TLS: ok")
+"#;
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            script,
+            &pki.pem("ca").display().to_string(),
+            &pki.pem("client").display().to_string(),
+            &pki.key("client").display().to_string(),
+        ])
+        .env_remove("CONSUL_HTTP_SSL")
+        .env("CONSUL_HTTP_ADDR", c.https())
+        .output()
+        .expect("running python3");
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(
+        !stderr.contains("No module named 'consul'"),
+        "py-consul is not installed: run scripts/test (or pip install py-consul)"
+    );
+    assert!(out.status.success(), "{stdout}\n{stderr}\n{}", c.log_text());
+    assert!(stdout.contains("refused without a certificate"), "{stdout}");
+    assert!(stdout.contains("py-consul over TLS: ok"), "{stdout}");
+}
