@@ -61,6 +61,8 @@ pub struct Core {
     pub events: crate::events::EventBuffer,
     /// Token resolution (everything allowed while ACLs are off).
     pub acl: crate::acl::Acl,
+    /// Peers presenting unknown ACL tokens, to slow down guessing.
+    pub auth_failures: cairn_http::FailureLimiter,
     /// Cancelled when catalogd is asked to stop (`/v1/agent/leave`, or a signal once serving).
     shutdown: tokio_util::sync::CancellationToken,
 }
@@ -225,6 +227,7 @@ impl Catalog {
             log_tap,
             events: Default::default(),
             acl,
+            auth_failures: cairn_http::FailureLimiter::default(),
             started: std::time::SystemTime::now(),
             shutdown: tokio_util::sync::CancellationToken::new(),
         });

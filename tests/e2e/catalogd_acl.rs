@@ -702,6 +702,38 @@ async fn acl_state_survives_kill_9_and_bootstrap_happens_once() {
 }
 
 #[tokio::test]
+async fn guessing_tokens_is_slowed_down_per_address() {
+    let c = deny_by_default(&[]).await;
+    let mut statuses = Vec::new();
+    for i in 0..12 {
+        let guess = format!("00000000-0000-4000-8000-{i:012}");
+        let r = as_token(&c, &guess).get("/v1/kv/app/config").await;
+        statuses.push(r.status);
+        if r.status == 429 {
+            let wait: u64 = r
+                .header("retry-after")
+                .expect("Retry-After")
+                .parse()
+                .unwrap();
+            assert!((1..=10).contains(&wait), "Retry-After {wait}");
+            assert!(!r.text().contains(&guess), "{}", r.text());
+        }
+    }
+    assert_eq!(&statuses[..10], &[403; 10], "{statuses:?}");
+    assert_eq!(&statuses[10..], &[429, 429], "{statuses:?}");
+    // Refusals name the address in the log, never the token.
+    let log = c.log_text();
+    assert!(
+        log.contains("unknown ACL token") && log.contains("127.0.0.1"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("00000000-0000-4000-8000-000000000003"),
+        "{log}"
+    );
+}
+
+#[tokio::test]
 async fn acls_off_answers_acl_endpoints_as_consul_does() {
     let c = Catalogd::start().await;
     let r = c.http.get("/v1/acl/tokens").await;

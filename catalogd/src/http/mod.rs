@@ -214,6 +214,27 @@ async fn count_requests(State(core): State<Arc<Core>>, req: Request, next: Next)
 /// token is refused here with Consul's "ACL not found".
 async fn authenticate(State(core): State<Arc<Core>>, mut req: Request, next: Next) -> Response {
     let secret = request_token(&req);
+    let peer = cairn_http::peer_of(&req);
+    // A peer that keeps presenting unknown tokens is answered 429 without its token being
+    // looked at, so guessing costs it time (only while ACLs are on: otherwise tokens are not
+    // checked at all).
+    if core.acl.enabled()
+        && secret.is_some()
+        && let Some(p) = peer
+        && let Err(wait) = core.auth_failures.check(p.ip())
+    {
+        let secs = cairn_http::retry_after_secs(wait);
+        let mut resp = HttpError {
+            status: axum::http::StatusCode::TOO_MANY_REQUESTS,
+            message: format!(
+                "too many requests with unknown ACL tokens from this address; retry in {secs}s"
+            ),
+        }
+        .into_response();
+        resp.headers_mut()
+            .insert(axum::http::header::RETRY_AFTER, secs.into());
+        return resp;
+    }
     let st = core.current.load();
     match core.acl.resolve(&st, secret.as_deref()) {
         Ok(caller) => {
@@ -230,12 +251,11 @@ async fn authenticate(State(core): State<Arc<Core>>, mut req: Request, next: Nex
         }
         Err(e) => {
             if secret.is_some() {
-                let peer = req
-                    .extensions()
-                    .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-                    .map(|c| c.0.to_string())
-                    .unwrap_or_default();
-                tracing::warn!(%peer, method = %req.method(), path = %req.uri().path(), "request with an unknown ACL token refused");
+                let from = peer.map(|p| p.to_string()).unwrap_or_default();
+                tracing::warn!(peer = %from, method = %req.method(), path = %req.uri().path(), "request with an unknown ACL token refused");
+                if let Some(p) = peer {
+                    core.auth_failures.failed(p.ip());
+                }
             }
             e.into_response()
         }
