@@ -167,7 +167,11 @@ pub fn vet_registration(
             Some(&svc.service),
         )?;
         // Re-registering an ID under another name also needs write on the name it had.
-        let id = if svc.id.is_empty() { &svc.service } else { &svc.id };
+        let id = if svc.id.is_empty() {
+            &svc.service
+        } else {
+            &svc.id
+        };
         if let Some(old) = st.services.get(&(reg.node.clone(), id.clone())) {
             caller.require(
                 caller.authz.service_write(&old.service),
