@@ -22,12 +22,14 @@ async fn dnsbridge_answers_only_what_its_token_may_read() {
     .await;
     let root = Http::new(&c.url).with_header("X-Consul-Token", ROOT);
     for (node, addr, service) in [("n1", "10.0.0.1", "web"), ("n2", "10.0.0.2", "db")] {
-        let reg = json!({"Node": node, "Address": addr, "Service": {"Service": service, "Port": 80}});
+        let reg =
+            json!({"Node": node, "Address": addr, "Service": {"Service": service, "Port": 80}});
         let r = root.put_json("/v1/catalog/register", &reg).await;
         assert_eq!(r.status, 200, "{}", r.text());
     }
     for (name, service) in [("web-q", "web"), ("db-q", "db")] {
-        let body = serde_json::to_vec(&json!({"Name": name, "Service": {"Service": service}})).unwrap();
+        let body =
+            serde_json::to_vec(&json!({"Name": name, "Service": {"Service": service}})).unwrap();
         let r = root.send("POST", "/v1/query", Some(body)).await;
         assert_eq!(r.status, 200, "{}", r.text());
     }

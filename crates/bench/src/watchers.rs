@@ -214,7 +214,8 @@ async fn connect_missing(
     host: &str,
     slots: &mut [Option<Conn>],
 ) -> anyhow::Result<()> {
-    let probe: Arc<[u8]> = http::request("GET", host, &args.probe_path, b"", args.token.as_deref()).into();
+    let probe: Arc<[u8]> =
+        http::request("GET", host, &args.probe_path, b"", args.token.as_deref()).into();
     let missing: Vec<usize> = (0..slots.len()).filter(|&i| slots[i].is_none()).collect();
     let mut set = JoinSet::new();
     let mut next = missing.into_iter();
@@ -254,7 +255,11 @@ async fn round(
 ) -> anyhow::Result<RoundStats> {
     connect_missing(args, addr, host, slots).await?;
     let path = format!("/v1/kv/{}", args.key);
-    let before = control(addr, http::request("GET", host, &path, b"", args.token.as_deref())).await?;
+    let before = control(
+        addr,
+        http::request("GET", host, &path, b"", args.token.as_deref()),
+    )
+    .await?;
     if before.status != 200 && before.status != 404 {
         bail!("GET {path}: status {}", before.status);
     }
