@@ -225,3 +225,137 @@ async fn site_yml_installs_cairn_and_deploys_the_apps_idempotently() {
         "second run: {recap}\n{second}"
     );
 }
+
+/// The secured layout from the playbook's variables: catalogd with ACLs, every server on TLS
+/// with client certificates, the agent token and offerd's auth file; secrets only in the
+/// EnvironmentFiles (0640), never on a command line; every binary accepts what it is given.
+#[tokio::test(flavor = "multi_thread")]
+async fn site_yml_renders_the_secured_layout() {
+    if !ansible_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let root = tmp.path();
+    let (prefix, units, config) = (root.join("prefix"), root.join("units"), root.join("etc"));
+    let bin_dir = bin("offerd").parent().expect("target dir").to_path_buf();
+    const AGENT_TOKEN: &str = "agent-token-4f1c9d";
+    const MANAGEMENT: &str = "management-token-8e2a7b";
+    let vars = serde_json::json!({
+        "cairn_prefix": prefix,
+        "cairn_unit_dir": units,
+        "cairn_config_dir": config,
+        "cairn_bin_dir": bin_dir,
+        "cairn_manage_services": false,
+        "cairn_become": false,
+        "cairn_catalog_url": "https://10.0.0.10:8500",
+        "cairn_offerd_url": "https://10.0.0.10:5050",
+        "cairn_node_name": "secure-node",
+        "cairn_agent_token": AGENT_TOKEN,
+        "cairn_acl_enabled": true,
+        "cairn_acl_default_policy": "deny",
+        "cairn_acl_initial_management_token": MANAGEMENT,
+        "cairn_tls_cert": "/etc/cairn/tls/host.pem",
+        "cairn_tls_key": "/etc/cairn/tls/host-key.pem",
+        "cairn_tls_client_ca": "/etc/cairn/tls/ca.pem",
+        "cairn_ca_cert": "/etc/cairn/tls/ca.pem",
+        "cairn_client_cert": "/etc/cairn/tls/client.pem",
+        "cairn_client_key": "/etc/cairn/tls/client-key.pem",
+        "cairn_offerd_auth_file": "/etc/cairn/offerd-auth.toml",
+        "ansible_python_interpreter": "{{ ansible_playbook_python }}",
+    });
+    let vars_file = root.join("vars.json");
+    std::fs::write(&vars_file, vars.to_string()).expect("vars file");
+    run_playbook(&vars_file, root);
+
+    let spec = Specifiers {
+        state: root.join("state").display().to_string(),
+        host: "secure-node".into(),
+    };
+    for (unit_name, binary) in UNITS {
+        let unit = Unit::parse(
+            &std::fs::read_to_string(units.join(format!("{unit_name}.service"))).expect("unit"),
+        );
+        let env_path = config.join(format!("{unit_name}.env"));
+        let mode = std::fs::metadata(&env_path)
+            .expect("env file")
+            .permissions()
+            .mode();
+        assert_eq!(
+            mode & 0o007,
+            0,
+            "{} is readable by others",
+            env_path.display()
+        );
+        let rendered = std::fs::read_to_string(&env_path).expect("env file");
+        let file_env = parse_env_file(&rendered);
+        let get = |k: &str| {
+            file_env
+                .iter()
+                .find(|(key, _)| key.as_str() == k)
+                .map(|(_, v)| v.as_str())
+        };
+        let mut env = unit.environment();
+        env.extend(file_env.clone());
+        let argv = unit.exec_start(&env, &spec);
+        let joined = argv.join(" ");
+        for secret in [AGENT_TOKEN, MANAGEMENT] {
+            assert!(
+                !joined.contains(secret),
+                "{unit_name}: a secret on the command line: {joined}"
+            );
+        }
+        let out = Command::new(&argv[0])
+            .args(&argv[1..])
+            .arg("--help")
+            .stdin(Stdio::null())
+            .output()
+            .expect("running the installed binary");
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{unit_name} ({binary}): {argv:?}"
+        );
+        let server_tls = "--tls-cert /etc/cairn/tls/host.pem --tls-key /etc/cairn/tls/host-key.pem --tls-client-ca /etc/cairn/tls/ca.pem";
+        match *unit_name {
+            "catalogd" => {
+                assert!(
+                    joined.contains("--acl-enabled --acl-default-policy deny"),
+                    "{joined}"
+                );
+                assert!(joined.contains(server_tls), "{joined}");
+                assert_eq!(
+                    get("CATALOGD_ACL_INITIAL_MANAGEMENT_TOKEN"),
+                    Some(MANAGEMENT)
+                );
+            }
+            "offerd" | "taskrun" => {
+                assert!(joined.contains(server_tls), "{joined}");
+                assert_eq!(get("CAIRN_AGENT_TOKEN"), Some(AGENT_TOKEN), "{unit_name}");
+                if *unit_name == "offerd" {
+                    assert!(
+                        joined.contains("--auth-file /etc/cairn/offerd-auth.toml"),
+                        "{joined}"
+                    );
+                }
+            }
+            _ => {}
+        }
+        if *unit_name != "catalogd" {
+            assert_eq!(
+                get("CONSUL_CACERT"),
+                Some("/etc/cairn/tls/ca.pem"),
+                "{unit_name}"
+            );
+            assert_eq!(
+                get("CONSUL_CLIENT_CERT"),
+                Some("/etc/cairn/tls/client.pem"),
+                "{unit_name}"
+            );
+            assert_eq!(
+                get("CONSUL_CLIENT_KEY"),
+                Some("/etc/cairn/tls/client-key.pem"),
+                "{unit_name}"
+            );
+        }
+    }
+}
