@@ -24,15 +24,18 @@ pub const DEFAULT_CATALOG: &str = "http://127.0.0.1:8500";
 /// The same without its scheme, which `CONSUL_HTTP_SSL` chooses.
 const DEFAULT_CATALOG_ADDR: &str = "127.0.0.1:8500";
 
-/// How to reach catalogd: `--catalog` (env `CAIRN_CATALOG`, then `CONSUL_HTTP_ADDR`),
+/// How to reach catalogd: `--catalog` (env `CAIRN_CATALOG`, then `CONSUL_HTTP_ADDR`; one
+/// address or several replicas, comma-separated, failed over in order: [`cairn_client::Endpoints`]),
 /// `--token` (env `CAIRN_TOKEN`, then `CONSUL_HTTP_TOKEN`) and Consul's TLS settings
 /// (`--ca-cert`, `--client-cert`, `--client-key`, `--tls-server-name`, env `CONSUL_CACERT`,
 /// `CONSUL_CLIENT_CERT`, `CONSUL_CLIENT_KEY`, `CONSUL_TLS_SERVER_NAME`; `CONSUL_HTTP_SSL=true`
 /// makes an address without a scheme https).
 #[derive(Args, Debug, Clone, Default)]
 pub struct CatalogArgs {
-    /// catalogd (or Consul) HTTP address [env: CAIRN_CATALOG, CONSUL_HTTP_ADDR] [default: http://127.0.0.1:8500, https:// with CONSUL_HTTP_SSL=true]
-    #[arg(long, global = true, value_name = "URL")]
+    /// catalogd (or Consul) HTTP address; several replicas as URL,URL,...: a request that
+    /// cannot reach one goes to the next, and stays there [env: CAIRN_CATALOG, CONSUL_HTTP_ADDR]
+    /// [default: http://127.0.0.1:8500, https:// with CONSUL_HTTP_SSL=true]
+    #[arg(long, global = true, value_name = "URL[,URL...]")]
     pub catalog: Option<String>,
     /// ACL token sent as X-Consul-Token [env: CAIRN_TOKEN, CONSUL_HTTP_TOKEN]
     #[arg(long, global = true, value_name = "TOKEN")]
@@ -55,7 +58,8 @@ pub struct CatalogArgs {
 }
 
 impl CatalogArgs {
-    /// The catalog URL after flags, environment and default, with a scheme.
+    /// The catalog URL (or comma-separated URLs) after flags, environment and default, each
+    /// with a scheme.
     pub fn url(&self) -> String {
         let raw = self
             .catalog
@@ -71,13 +75,19 @@ impl CatalogArgs {
         client_tls::catalog_tls(self, env_nonempty)
     }
 
-    /// A client of the catalog at [`CatalogArgs::url`] with the token and TLS settings.
-    pub fn client(&self) -> Result<cairn_client::CatalogClient, cairn_client::ClientError> {
-        self.client_for(&self.url())
+    /// The replicas at [`CatalogArgs::url`]; an empty, invalid or repeated entry is an error
+    /// naming it.
+    pub fn endpoints(&self) -> Result<cairn_client::Endpoints, cairn_client::ClientError> {
+        cairn_client::Endpoints::parse(&self.url())
     }
 
-    /// A client of the catalog at `url` (from a config file, say) with the token and TLS
-    /// settings.
+    /// A client of the catalog at [`CatalogArgs::url`] with the token and TLS settings.
+    pub fn client(&self) -> Result<cairn_client::CatalogClient, cairn_client::ClientError> {
+        cairn_client::CatalogClient::with_endpoints(self.endpoints()?, self.token(), &self.tls())
+    }
+
+    /// A client of the catalog at `url` (from a config file, say; one URL or several,
+    /// comma-separated) with the token and TLS settings.
     pub fn client_for(
         &self,
         url: &str,
@@ -99,8 +109,25 @@ fn env_nonempty(name: &str) -> Option<String> {
 
 /// A catalog address with its scheme: `https://` for one without when `CONSUL_HTTP_SSL` is true
 /// (Go's `strconv.ParseBool`: 1, t, true, ...), as Consul's clients do; else [`with_scheme`].
+/// A comma-separated list gets it entry by entry (an empty entry stays empty, for
+/// [`cairn_client::Endpoints::parse`] to refuse by position).
 pub fn with_catalog_scheme(addr: &str) -> String {
-    client_tls::scheme_by_ssl(addr, env_nonempty("CONSUL_HTTP_SSL").as_deref())
+    let ssl = env_nonempty("CONSUL_HTTP_SSL");
+    each_entry(addr, |a| client_tls::scheme_by_ssl(a, ssl.as_deref()))
+}
+
+/// `f` applied to every non-empty entry of a comma-separated list.
+fn each_entry(list: &str, f: impl Fn(&str) -> String) -> String {
+    list.split(',')
+        .map(|entry| {
+            if entry.trim().is_empty() {
+                String::new()
+            } else {
+                f(entry)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// `127.0.0.1:8500` → `http://127.0.0.1:8500` (Consul's env var often has no scheme).
@@ -321,5 +348,41 @@ mod tests {
     fn bare_addresses_get_http() {
         assert_eq!(with_scheme("127.0.0.1:8500"), "http://127.0.0.1:8500");
         assert_eq!(with_scheme("https://c:8501/"), "https://c:8501");
+    }
+
+    /// Each entry of a list gets its scheme on its own; an empty entry stays, to be refused.
+    #[test]
+    fn lists_get_schemes_entry_by_entry() {
+        let ssl = |a: &str| client_tls::scheme_by_ssl(a, Some("true"));
+        let plain = |a: &str| client_tls::scheme_by_ssl(a, None);
+        let cases = [
+            ("a:1", "http://a:1", "https://a:1"),
+            (
+                "a:1, http://b:2/,c:3",
+                "http://a:1,http://b:2,http://c:3",
+                "https://a:1,http://b:2,https://c:3",
+            ),
+            (
+                "a:1,,c:3",
+                "http://a:1,,http://c:3",
+                "https://a:1,,https://c:3",
+            ),
+        ];
+        for (list, want_plain, want_ssl) in cases {
+            assert_eq!(each_entry(list, plain), want_plain, "{list}");
+            assert_eq!(each_entry(list, ssl), want_ssl, "{list}");
+        }
+        let args = CatalogArgs {
+            catalog: Some("http://127.0.0.1:1,http://127.0.0.1:2".into()),
+            ..Default::default()
+        };
+        let client = args.client().expect("two replicas");
+        assert_eq!(client.endpoints().len(), 2);
+        let dup = CatalogArgs {
+            catalog: Some("http://127.0.0.1:1,http://127.0.0.1:1/".into()),
+            ..Default::default()
+        };
+        let err = dup.client().expect_err("listed twice");
+        assert!(err.to_string().contains("listed twice"), "{err}");
     }
 }

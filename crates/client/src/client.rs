@@ -1,7 +1,8 @@
-//! [`CatalogClient`]: the base URL, token and pooled HTTP client shared by every endpoint, plus the
+//! [`CatalogClient`]: the base URLs, token and pooled HTTP clients shared by every endpoint, plus the
 //! one place where requests are built, sent and their responses checked. The endpoint methods in
 //! `kv.rs`, `catalog.rs`, `agent.rs` and `session.rs` are thin wrappers over the helpers here, so
-//! status handling, `X-Consul-*` parsing and timeouts behave the same on every endpoint.
+//! status handling, `X-Consul-*` parsing, timeouts and failover between replicas
+//! ([`Endpoints`]) behave the same on every endpoint.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -14,6 +15,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use url::Url;
 
+use crate::endpoints::{Endpoints, may_fail_over};
 use crate::error::ClientError;
 use crate::options::{QueryMeta, QueryOptions};
 use crate::tls::TlsOptions;
@@ -28,16 +30,19 @@ pub const TOKEN_HEADER: &str = "X-Consul-Token";
 /// Query parameters: a `None` value is a flag sent by presence alone (`?recurse`).
 pub(crate) type Query<'a> = [(&'a str, Option<String>)];
 
-/// Async client of catalogd's (Consul's) HTTP API. Cloning is cheap and clones share one
-/// connection pool, so hand a clone to every task and watch.
+/// Async client of catalogd's (Consul's) HTTP API, at one address or several replicas
+/// ([`Endpoints`]: a request fails over to the next replica on a connection error). Cloning is
+/// cheap and clones share the connection pools and the current replica, so hand a clone to
+/// every task and watch.
 #[derive(Clone)]
 pub struct CatalogClient {
     inner: Arc<Inner>,
 }
 
 struct Inner {
-    http: reqwest::Client,
-    base: Url,
+    /// One per endpoint, in the same order: whether a proxy is used is decided per address.
+    http: Arc<[reqwest::Client]>,
+    endpoints: Endpoints,
     token: Option<HeaderValue>,
     timeout: Duration,
 }
@@ -46,7 +51,7 @@ impl fmt::Debug for CatalogClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Never print the token.
         f.debug_struct("CatalogClient")
-            .field("base", &self.inner.base.as_str())
+            .field("endpoints", &self.inner.endpoints.to_string())
             .field("token", &self.inner.token.as_ref().map(|_| "<set>"))
             .field("timeout", &self.inner.timeout)
             .finish()
@@ -55,15 +60,20 @@ impl fmt::Debug for CatalogClient {
 
 /// A response with its body read (its status checked where the method says so).
 pub struct Response {
+    /// The URL that answered (on the endpoint that answered).
     pub url: Url,
     pub status: u16,
     pub headers: HeaderMap,
     pub body: Vec<u8>,
+    /// The position of the answering endpoint in the client's [`Endpoints`].
+    pub endpoint: usize,
 }
 
 impl Response {
     pub fn meta(&self) -> Result<QueryMeta, ClientError> {
-        QueryMeta::from_headers(&self.url, &self.headers)
+        let mut meta = QueryMeta::from_headers(&self.url, &self.headers)?;
+        meta.endpoint = self.endpoint;
+        Ok(meta)
     }
 
     /// Decodes the JSON body; a `null` body reads as `T::default()` (Go clients do the same with
@@ -77,8 +87,9 @@ impl Response {
 
 impl CatalogClient {
     /// A client for the API at `base_url` (`http://127.0.0.1:8500`; a bare `host:port`, the usual
-    /// `CONSUL_HTTP_ADDR` form, means `http://host:port`). An empty token means none. An
-    /// `https://` URL trusts the system's CAs; see [`CatalogClient::with_tls`].
+    /// `CONSUL_HTTP_ADDR` form, means `http://host:port`; several replicas comma-separated, see
+    /// [`Endpoints::parse`]). An empty token means none. An `https://` URL trusts the system's
+    /// CAs; see [`CatalogClient::with_tls`].
     pub fn new(base_url: &str, token: Option<String>) -> Result<Self, ClientError> {
         Self::with_tls(base_url, token, &TlsOptions::default())
     }
@@ -90,7 +101,15 @@ impl CatalogClient {
         token: Option<String>,
         tls: &TlsOptions,
     ) -> Result<Self, ClientError> {
-        let base = parse_base_url(base_url)?;
+        Self::with_endpoints(Endpoints::parse(base_url)?, token, tls)
+    }
+
+    /// A client of the replicas `endpoints`, with a token and TLS settings.
+    pub fn with_endpoints(
+        endpoints: Endpoints,
+        token: Option<String>,
+        tls: &TlsOptions,
+    ) -> Result<Self, ClientError> {
         let token = match token.filter(|t| !t.is_empty()) {
             None => None,
             Some(t) => {
@@ -103,23 +122,27 @@ impl CatalogClient {
             }
         };
         // Always preconfigured, http too: reqwest has TLS but no crypto provider of its own.
-        let tls_config = tls.client_config(base.scheme() == "https")?;
-        let mut builder = reqwest::Client::builder()
-            .tls_backend_preconfigured(tls_config)
-            .connect_timeout(CONNECT_TIMEOUT)
-            .user_agent(concat!("cairn-client/", env!("CARGO_PKG_VERSION")));
-        if is_loopback(&base) {
-            // As Go's ProxyFromEnvironment: never send loopback traffic through an HTTP_PROXY.
-            builder = builder.no_proxy();
+        let https = endpoints.urls().iter().any(|u| u.scheme() == "https");
+        let tls_config = tls.client_config(https)?;
+        let mut http = Vec::with_capacity(endpoints.len());
+        for base in endpoints.urls() {
+            let mut builder = reqwest::Client::builder()
+                .tls_backend_preconfigured(tls_config.clone())
+                .connect_timeout(CONNECT_TIMEOUT)
+                .user_agent(concat!("cairn-client/", env!("CARGO_PKG_VERSION")));
+            if is_loopback(base) {
+                // As Go's ProxyFromEnvironment: never send loopback traffic through an HTTP_PROXY.
+                builder = builder.no_proxy();
+            }
+            http.push(builder.build().map_err(|e| ClientError::InvalidUrl {
+                url: base.to_string(),
+                reason: format!("cannot build HTTP client: {e}"),
+            })?);
         }
-        let http = builder.build().map_err(|e| ClientError::InvalidUrl {
-            url: base_url.to_string(),
-            reason: format!("cannot build HTTP client: {e}"),
-        })?;
         Ok(CatalogClient {
             inner: Arc::new(Inner {
-                http,
-                base,
+                http: http.into(),
+                endpoints,
                 token,
                 timeout: DEFAULT_TIMEOUT,
             }),
@@ -127,22 +150,28 @@ impl CatalogClient {
     }
 
     /// The same client with another timeout for non-blocking requests (default 30 s). Blocking
-    /// reads always get `wait + wait/16 + 10s`, and never less than this.
+    /// reads always get `wait + wait/16 + 10s`, and never less than this. The two share their
+    /// connections and their current endpoint.
     pub fn with_timeout(&self, timeout: Duration) -> Self {
         let inner = &self.inner;
         CatalogClient {
             inner: Arc::new(Inner {
                 http: inner.http.clone(),
-                base: inner.base.clone(),
+                endpoints: inner.endpoints.clone(),
                 token: inner.token.clone(),
                 timeout,
             }),
         }
     }
 
-    /// The normalized base URL.
+    /// The normalized base URL of the first endpoint (the only one, given one address).
     pub fn base_url(&self) -> &Url {
-        &self.inner.base
+        &self.inner.endpoints.urls()[0]
+    }
+
+    /// The replicas this client talks to, and which one is current.
+    pub fn endpoints(&self) -> &Endpoints {
+        &self.inner.endpoints
     }
 
     /// The timeout of non-blocking requests.
@@ -150,16 +179,19 @@ impl CatalogClient {
         self.inner.timeout
     }
 
-    /// `base` + path segments (each percent-encoded on its own) + query.
+    /// The first endpoint's base + path segments (each percent-encoded on its own) + query;
+    /// [`CatalogClient::send`] moves it to the endpoint it sends to.
     pub(crate) fn url<'a>(
         &self,
         segments: impl IntoIterator<Item = &'a str>,
         query: &Query<'_>,
     ) -> Url {
-        build_url(&self.inner.base, segments, query)
+        build_url(self.base_url(), segments, query)
     }
 
-    /// Sends a request and reads the whole body. Statuses are not checked here.
+    /// Sends a request (to the current endpoint, failing over as [`Endpoints`] says) and reads
+    /// the whole body. `url` is built on the first endpoint ([`CatalogClient::url`]). Statuses
+    /// are not checked here.
     pub(crate) async fn send(
         &self,
         method: Method,
@@ -167,19 +199,43 @@ impl CatalogClient {
         timeout: Duration,
         body: Option<Vec<u8>>,
     ) -> Result<Response, ClientError> {
-        tracing::trace!(%method, %url, "catalog request");
-        let mut req = self
-            .inner
-            .http
-            .request(method, url.clone())
-            .timeout(timeout);
-        if let Some(token) = &self.inner.token {
-            req = req.header(TOKEN_HEADER, token.clone());
-        }
-        if let Some(body) = body {
-            req = req.body(body);
-        }
-        let resp = req.send().await.map_err(|e| ClientError::http(&url, e))?;
+        let endpoints = &self.inner.endpoints;
+        // Shared by every attempt: a retried write body is not copied.
+        let body = body.map(bytes::Bytes::from);
+        let on = |i: usize| rebase(&url, self.base_url(), &endpoints.urls()[i]);
+        let sent = endpoints
+            .run(
+                |e: &ClientError| {
+                    matches!(e, ClientError::Http { cause, .. } if may_fail_over(&method, cause))
+                },
+                |i| {
+                    let url = on(i);
+                    tracing::trace!(%method, %url, "catalog request");
+                    let mut req = self.inner.http[i]
+                        .request(method.clone(), url.clone())
+                        .timeout(timeout);
+                    if let Some(token) = &self.inner.token {
+                        req = req.header(TOKEN_HEADER, token.clone());
+                    }
+                    if let Some(body) = &body {
+                        req = req.body(body.clone());
+                    }
+                    async move { req.send().await.map_err(|e| ClientError::http(&url, e)) }
+                },
+            )
+            .await;
+        let (endpoint, resp) = match sent {
+            Ok(answered) => answered,
+            Err(mut failed) => {
+                if failed.tried > 1
+                    && let ClientError::Http { message, .. } = &mut failed.error
+                {
+                    message.push_str(&format!(" (every other address of {endpoints} failed too)"));
+                }
+                return Err(failed.error);
+            }
+        };
+        let url = on(endpoint);
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let body: Vec<u8> = resp
@@ -192,6 +248,7 @@ impl CatalogClient {
             status,
             headers,
             body,
+            endpoint,
         })
     }
 
@@ -370,6 +427,22 @@ pub fn parse_base_url(input: &str) -> Result<Url, ClientError> {
     Ok(url)
 }
 
+/// `url`, built on the base `from`, on the base `to` instead: the same path below the base and
+/// the same query.
+fn rebase(url: &Url, from: &Url, to: &Url) -> Url {
+    if from == to {
+        return url.clone();
+    }
+    // build_url only appends to the base's path and sets the query: the text after the base
+    // (less its trailing slash) is the request's own.
+    let base = from.as_str().trim_end_matches('/');
+    debug_assert!(url.as_str().starts_with(base), "{url} is not under {from}");
+    let rest = url.as_str().strip_prefix(base).unwrap_or("");
+    // Both parts come from serialized URLs: the whole parses.
+    Url::parse(&format!("{}{rest}", to.as_str().trim_end_matches('/')))
+        .unwrap_or_else(|_| to.clone())
+}
+
 fn build_url<'a>(
     base: &Url,
     segments: impl IntoIterator<Item = &'a str>,
@@ -483,6 +556,36 @@ mod tests {
         assert_eq!(
             u.as_str(),
             "http://h/consul/v1/health/service/web%2Fx?tag=a%26b&passing"
+        );
+    }
+
+    /// A request built on the first endpoint keeps its path and query on any other, whatever
+    /// prefix either base has.
+    #[test]
+    fn requests_move_between_bases() {
+        let first = parse_base_url("http://a:1").unwrap();
+        let url = build_url(
+            &first,
+            ["v1", "kv"].into_iter().chain(key_segments("a b/c")),
+            &[("index", Some("7".into())), ("recurse", None)],
+        );
+        for (to, want) in [
+            ("http://a:1", "http://a:1/v1/kv/a%20b/c?index=7&recurse"),
+            ("https://b:2/", "https://b:2/v1/kv/a%20b/c?index=7&recurse"),
+            (
+                "http://c/consul/",
+                "http://c/consul/v1/kv/a%20b/c?index=7&recurse",
+            ),
+        ] {
+            let to = parse_base_url(to).unwrap();
+            assert_eq!(rebase(&url, &first, &to).as_str(), want);
+        }
+        let prefixed = parse_base_url("http://p/consul").unwrap();
+        let url = build_url(&prefixed, ["v1", "status", "leader"], &[]);
+        let plain = parse_base_url("q:9").unwrap();
+        assert_eq!(
+            rebase(&url, &prefixed, &plain).as_str(),
+            "http://q:9/v1/status/leader"
         );
     }
 

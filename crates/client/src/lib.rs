@@ -5,12 +5,16 @@
 //!   event endpoints. Reads take [`QueryOptions`] and return the data with its [`QueryMeta`]
 //!   (`X-Consul-Index` and friends); non-2xx answers become [`ClientError::Status`] carrying the
 //!   server's message.
+//! - [`Endpoints`]: several replicas (`http://a:8500,http://b:8500`); a request that cannot
+//!   reach one is sent to the next (a write only when it was never sent), and the one that
+//!   answered is kept for the next requests.
 //! - [`TlsOptions`]: https with Consul's TLS settings (CA file, client certificate and key,
 //!   server name), given to [`CatalogClient::with_tls`]; every client, http or https, is
 //!   built on a rustls configuration with the ring provider.
 //! - [`Watch`]: a blocking-query loop over any read that follows Consul's index rules, backs off
-//!   on failure and rate-limits itself; [`Watch::spawn`] turns it into a
-//!   `tokio::sync::watch::Receiver`.
+//!   on failure and rate-limits itself; after a failover it resumes on the next replica with the
+//!   index it held, waiting for a replica that is behind to catch up; [`Watch::spawn`] turns it
+//!   into a `tokio::sync::watch::Receiver`.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), cairn_client::ClientError> {
@@ -32,6 +36,7 @@ mod agent;
 mod backoff;
 mod catalog;
 mod client;
+mod endpoints;
 mod error;
 mod event;
 mod kv;
@@ -45,6 +50,7 @@ pub use backoff::Backoff;
 pub use client::{
     CONNECT_TIMEOUT, CatalogClient, DEFAULT_TIMEOUT, Response, TOKEN_HEADER, parse_base_url,
 };
+pub use endpoints::{Endpoints, Failed, may_fail_over};
 pub use error::ClientError;
 pub use event::EventFilters;
 pub use options::{
@@ -53,4 +59,4 @@ pub use options::{
 };
 pub use reqwest::Method;
 pub use tls::TlsOptions;
-pub use watch::{IndexStep, Watch, WatchConfig, WatchStatus, index_step};
+pub use watch::{IndexStep, Watch, WatchConfig, WatchStatus, index_step, replica_behind};

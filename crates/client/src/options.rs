@@ -107,12 +107,16 @@ pub struct QueryMeta {
     pub known_leader: bool,
     /// `X-Consul-LastContact`, milliseconds since the server last heard from the leader.
     pub last_contact_ms: u64,
+    /// Which of the client's [`Endpoints`](crate::Endpoints) answered (its position; 0 with
+    /// one address): a [`Watch`](crate::Watch) tells a replica that is behind after a failover
+    /// from an index that went backwards by it.
+    pub endpoint: usize,
 }
 
 impl QueryMeta {
     /// Reads the `X-Consul-*` headers. A missing or non-numeric `X-Consul-Index` is an error
     /// (every read endpoint sends it, 404s included); the other two are informational and
-    /// default to `false` / `0` when absent or malformed.
+    /// default to `false` / `0` when absent or malformed. `endpoint` is 0: the client sets it.
     pub fn from_headers(url: &url::Url, headers: &HeaderMap) -> Result<QueryMeta, ClientError> {
         let text = |name: &str| {
             headers
@@ -137,6 +141,7 @@ impl QueryMeta {
             index,
             known_leader,
             last_contact_ms,
+            endpoint: 0,
         })
     }
 }
@@ -295,7 +300,8 @@ mod tests {
             QueryMeta {
                 index: 17,
                 known_leader: true,
-                last_contact_ms: 3
+                last_contact_ms: 3,
+                endpoint: 0,
             }
         );
         let minimal = QueryMeta::from_headers(&url, &headers(&[("X-Consul-Index", "1")])).unwrap();
@@ -304,7 +310,8 @@ mod tests {
             QueryMeta {
                 index: 1,
                 known_leader: false,
-                last_contact_ms: 0
+                last_contact_ms: 0,
+                endpoint: 0,
             }
         );
     }

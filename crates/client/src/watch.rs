@@ -9,9 +9,17 @@
 //!   and yields the fresh data, so the next read is non-blocking again (Consul's documented rule);
 //!   an index of 0 is a server bug that would otherwise busy-loop, so repeated zeros back off;
 //! - failures back off exponentially with jitter and are logged once per failure streak;
-//! - two reads are never closer than `min_interval`.
+//! - two reads are never closer than `min_interval`;
+//! - with several replicas ([`Endpoints`](crate::Endpoints)), a read whose replica fails is sent
+//!   to the next one with the same index (replicas agree on `X-Consul-Index` for the same
+//!   state, so nothing is lost or repeated). A lower index from a replica other than the one
+//!   the held index came from means that replica is behind, not that the data went backwards:
+//!   the watch keeps its index and asks the same blocking query again after a backoff delay
+//!   until the replica catches up, instead of resetting to 0 and refetching. A lower index from
+//!   the replica that gave the held index is Consul's reset, as with one address.
 //!
-//! The decision on each answer is the pure [`index_step`]; the delays are [`Backoff`].
+//! The decision on each answer is the pure [`index_step`] after [`replica_behind`]; the delays
+//! are [`Backoff`].
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -85,6 +93,14 @@ pub fn index_step(last: u64, new: u64) -> IndexStep {
     }
 }
 
+/// Whether an answer at index `new` from endpoint `from` comes from a replica that is behind:
+/// the held index `held` came from another endpoint (`held_from`), so the two differ only in how
+/// far each has got, and the watch must wait rather than reset. An index of 0 is never "behind"
+/// (it is a server bug, handled by [`index_step`]).
+pub fn replica_behind(held: u64, held_from: Option<usize>, new: u64, from: usize) -> bool {
+    new > 0 && new < held && held_from.is_some_and(|e| e != from)
+}
+
 /// A snapshot of a watch's health, published on [`Watch::status`] so others can observe a
 /// watch while a task is blocked in [`Watch::next`].
 #[derive(Clone, Debug, Default)]
@@ -126,6 +142,10 @@ pub struct Watch<T> {
     failures: u32,
     /// Consecutive answers with index 0.
     zero_streak: u32,
+    /// The endpoint whose answer gave `index` (see [`replica_behind`]).
+    index_from: Option<usize>,
+    /// Consecutive answers from a replica that is behind.
+    behind_streak: u32,
     last_error: Option<ClientError>,
     status: watch::Sender<WatchStatus>,
 }
@@ -168,6 +188,8 @@ impl<T: Send + 'static> Watch<T> {
             last_end: None,
             failures: 0,
             zero_streak: 0,
+            index_from: None,
+            behind_streak: 0,
             last_error: None,
             status,
         }
@@ -243,8 +265,14 @@ impl<T: Send + 'static> Watch<T> {
             let result = (self.fetch)(self.client.clone(), opts).await;
             self.last_end = Some(Instant::now());
             match result {
+                Ok((_, meta))
+                    if replica_behind(self.index, self.index_from, meta.index, meta.endpoint) =>
+                {
+                    self.on_behind(meta);
+                }
                 Ok((value, meta)) => {
                     self.on_success(meta);
+                    self.index_from = Some(meta.endpoint);
                     match index_step(self.index, meta.index) {
                         IndexStep::Unchanged => {
                             tracing::trace!(watch = %self.name, index = meta.index, "no change");
@@ -289,13 +317,15 @@ impl<T: Send + 'static> Watch<T> {
     }
 
     /// Sleeps until the next read may start: `min_interval` after the last start, and, in a
-    /// failure (or zero-index) streak, a backoff delay after the last answer.
+    /// failure (or zero-index, or replica-behind) streak, a backoff delay after the last answer.
     async fn pace(&mut self) {
         let mut not_before = self.last_start.map(|t| t + self.config.min_interval);
         let streak = if self.failures > 0 {
             self.failures
-        } else {
+        } else if self.zero_streak > 0 {
             self.zero_streak
+        } else {
+            self.behind_streak
         };
         if streak > 0 {
             let delay = self.config.backoff().delay(streak);
@@ -307,7 +337,40 @@ impl<T: Send + 'static> Watch<T> {
         }
     }
 
+    /// Records an answer from a replica that is behind the held index: not yielded, the index
+    /// kept, the same read asked again after a backoff delay. Logged at info once per streak.
+    fn on_behind(&mut self, meta: QueryMeta) {
+        self.failures = 0;
+        self.last_error = None;
+        self.behind_streak = self.behind_streak.saturating_add(1);
+        if self.behind_streak == 1 {
+            let replica = self.client.endpoints().get(meta.endpoint).map_or_else(
+                || format!("endpoint {}", meta.endpoint),
+                ToString::to_string,
+            );
+            tracing::info!(
+                watch = %self.name,
+                %replica,
+                held = self.index,
+                answered = meta.index,
+                "the replica failed over to is behind; waiting for it to catch up"
+            );
+        } else {
+            tracing::debug!(
+                watch = %self.name,
+                held = self.index,
+                answered = meta.index,
+                "replica still behind"
+            );
+        }
+        self.publish(false);
+    }
+
     fn on_success(&mut self, meta: QueryMeta) {
+        if self.behind_streak > 0 {
+            tracing::info!(watch = %self.name, index = meta.index, "the replica caught up");
+            self.behind_streak = 0;
+        }
         if self.failures > 0 {
             tracing::info!(watch = %self.name, failures = self.failures, "catalog watch recovered");
         }
@@ -575,6 +638,17 @@ mod tests {
         impl FnMut(CatalogClient, QueryOptions) -> FetchFuture<u64> + Send + 'static,
         Arc<Mutex<Vec<QueryOptions>>>,
     ) {
+        scripted_on(script.into_iter().map(|r| r.map(|i| (i, 0))).collect())
+    }
+
+    /// [`scripted`] with the endpoint that answers each read: `Ok((index, endpoint))`.
+    #[allow(clippy::type_complexity)]
+    fn scripted_on(
+        script: Vec<Result<(u64, usize), u16>>,
+    ) -> (
+        impl FnMut(CatalogClient, QueryOptions) -> FetchFuture<u64> + Send + 'static,
+        Arc<Mutex<Vec<QueryOptions>>>,
+    ) {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let log = seen.clone();
         let mut script = script.into_iter();
@@ -583,12 +657,13 @@ mod tests {
             let step = script.next().expect("script exhausted");
             Box::pin(async move {
                 match step {
-                    Ok(index) => Ok((
+                    Ok((index, endpoint)) => Ok((
                         index,
                         QueryMeta {
                             index,
                             known_leader: true,
                             last_contact_ms: 0,
+                            endpoint,
                         },
                     )),
                     Err(status) => Err(ClientError::Status {
@@ -600,6 +675,62 @@ mod tests {
             })
         };
         (fetch, seen)
+    }
+
+    #[test]
+    fn a_lower_index_is_behind_only_from_another_replica() {
+        // (held, held_from, new, from, behind?)
+        let cases = [
+            (9, Some(0), 5, 1, true),
+            (9, Some(1), 5, 0, true),
+            (9, Some(0), 5, 0, false),
+            (9, Some(0), 9, 1, false),
+            (9, Some(0), 12, 1, false),
+            (9, Some(0), 0, 1, false),
+            (0, Some(0), 5, 1, false),
+            (9, None, 5, 1, false),
+        ];
+        for (held, held_from, new, from, want) in cases {
+            assert_eq!(
+                replica_behind(held, held_from, new, from),
+                want,
+                "{held} from {held_from:?}, {new} from {from}"
+            );
+        }
+    }
+
+    /// After a failover (answers from endpoint 1 after endpoint 0's), lower indexes are not a
+    /// reset: the watch keeps asking with the index it held, backing off, until the replica
+    /// catches up; it then yields only the newer data.
+    #[tokio::test(start_paused = true)]
+    async fn a_replica_behind_is_waited_for_not_reset() {
+        let (fetch, seen) = scripted_on(vec![
+            Ok((10, 0)),
+            Ok((7, 1)),
+            Ok((8, 1)),
+            Ok((10, 1)),
+            Ok((12, 1)),
+            Ok((4, 1)),
+        ]);
+        let mut w = Watch::new(client(), QueryOptions::default(), fast(), fetch);
+        assert_eq!(w.next().await.unwrap(), 10);
+        let start = Instant::now();
+        assert_eq!(
+            w.next().await.unwrap(),
+            12,
+            "7, 8 and the equal 10 not yielded"
+        );
+        assert!(
+            start.elapsed() >= Duration::from_millis(10 + 15),
+            "backed off while behind: {:?}",
+            start.elapsed()
+        );
+        assert_eq!(w.index(), 12);
+        // The replica answering now is the one the index came from: Consul's reset again.
+        assert_eq!(w.next().await.unwrap(), 4);
+        assert_eq!(w.index(), 0);
+        let sent: Vec<_> = seen.lock().unwrap().iter().map(|o| o.index).collect();
+        assert_eq!(sent, [0, 10, 10, 10, 10, 12]);
     }
 
     fn fast() -> WatchConfig {
