@@ -63,6 +63,10 @@ pub struct Core {
     pub acl: crate::acl::Acl,
     /// Peers presenting unknown ACL tokens, to slow down guessing.
     pub auth_failures: cairn_http::FailureLimiter,
+    /// Who runs the once-only work, and the replicas `/v1/status/*` names.
+    pub leadership: crate::leader::Leadership,
+    /// Whether other replicas write the same store (renewals then go through the writer).
+    pub replicated: bool,
     /// Cancelled when catalogd is asked to stop (`/v1/agent/leave`, or a signal once serving).
     shutdown: tokio_util::sync::CancellationToken,
 }
@@ -177,7 +181,23 @@ impl Catalog {
     /// Opens the store, restores the state and starts the writer and the TTL sweeper.
     pub async fn start(config: Config) -> anyhow::Result<Catalog> {
         let store = open_store(&config)?;
-        let state = crate::persist::load(store.as_ref()).context("restoring the catalog")?;
+        let leadership =
+            crate::leader::Leadership::alone(crate::http::raft_addr_of(config.advertise));
+        Self::start_on(config, store, leadership).await
+    }
+
+    /// Starts a catalog on `store`: the embedded one, or a store other replicas share, whose
+    /// once-only work runs while `leadership` says this replica leads.
+    pub async fn start_on(
+        config: Config,
+        store: Arc<dyn Store>,
+        leadership: crate::leader::Leadership,
+    ) -> anyhow::Result<Catalog> {
+        let loaded = crate::persist::load_at(store.as_ref()).context("restoring the catalog")?;
+        let replica = store
+            .feed(loaded.revision)
+            .map(|feed| writer::replica::Replica::new(feed, loaded.meta_revision));
+        let state = loaded.state;
         tracing::info!(
             index = state.index,
             nodes = state.nodes.len(),
@@ -195,6 +215,7 @@ impl Catalog {
             store.clone(),
             store_health.clone(),
         ));
+        let replicated = replica.is_some();
         let (writer, writer_thread) = writer::spawn(
             config.max_pending_writes,
             WriterParts {
@@ -210,10 +231,16 @@ impl Catalog {
                     min_session_ttl: config.min_session_ttl,
                     enable_script_checks: config.enable_script_checks,
                 },
+                replica,
             },
         );
         ensure_server_records(&writer, &current.load(), &config).await?;
-        let sweeper = tokio::spawn(sweep(timers.clone(), writer.clone()));
+        let sweeper = tokio::spawn(sweep(
+            timers.clone(),
+            writer.clone(),
+            leadership.clone(),
+            current.clone(),
+        ));
         let log_tap = config.log_tap.clone();
         let acl = crate::acl::Acl::new(config.acl.clone(), config.datacenter.clone());
         let core = Arc::new(Core {
@@ -228,6 +255,8 @@ impl Catalog {
             events: Default::default(),
             acl,
             auth_failures: cairn_http::FailureLimiter::default(),
+            leadership,
+            replicated,
             started: std::time::SystemTime::now(),
             shutdown: tokio_util::sync::CancellationToken::new(),
         });
@@ -262,11 +291,35 @@ impl Catalog {
     }
 }
 
-/// The TTL sweeper: sends expired checks and sessions to the writer as they expire, until the
-/// writer is gone.
-async fn sweep(timers: Arc<Timers>, writer: Writer) {
+/// The TTL sweeper: while this replica leads, sends expired checks and sessions to the writer
+/// as they expire, until the writer is gone. A replica that comes to lead restarts every TTL
+/// from that moment (as a new Consul leader resets its session timers): the old leader's
+/// deadlines died with it, and a client gets a full TTL to reach the new one.
+async fn sweep(
+    timers: Arc<Timers>,
+    writer: Writer,
+    leadership: crate::leader::Leadership,
+    current: Arc<ArcSwap<State>>,
+) {
+    let mut view = leadership.subscribe();
+    view.mark_unchanged();
     loop {
-        let (checks, sessions) = timers.next_expired().await;
+        let (checks, sessions) = tokio::select! {
+            changed = view.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                if view.borrow_and_update().is_self {
+                    tracing::info!("this replica leads: TTL checks and sessions are enforced here");
+                    timers.arm_all(&current.load(), Instant::now());
+                }
+                continue;
+            }
+            expired = timers.next_expired() => expired,
+        };
+        if !leadership.is_leader() {
+            continue;
+        }
         if !checks.is_empty()
             && writer
                 .submit_waiting(Command::ExpireChecks(checks))

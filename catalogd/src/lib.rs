@@ -16,6 +16,7 @@ pub mod config_entries;
 pub mod core;
 pub mod events;
 pub mod http;
+pub mod leader;
 pub mod metrics;
 pub mod persist;
 pub mod serve;
@@ -29,3 +30,6 @@ pub mod writer;
 
 pub use crate::core::{Catalog, Config};
 pub use crate::serve::serve;
+
+#[cfg(test)]
+mod replica_tests;

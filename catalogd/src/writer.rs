@@ -30,8 +30,9 @@ const MAX_GROUP: usize = 4096;
 /// Tombstones kept before the oldest are reaped.
 const KEEP_TOMBSTONES: usize = 100_000;
 
-/// A change to the catalog.
-#[derive(Debug)]
+/// A change to the catalog. Clone: a replica applies a group again after learning of another
+/// replica's batch that got in first.
+#[derive(Debug, Clone)]
 pub enum Command {
     Register(Box<CatalogRegistration>),
     Deregister(CatalogDeregistration),
@@ -95,6 +96,9 @@ pub enum Command {
     },
     /// A change to the ACL tables.
     Acl(Box<crate::state::AclOp>),
+    /// A session renewal where replicas share the store: the session's deadline restarts on
+    /// every replica (a heartbeat key), since any of them may be the one enforcing it.
+    SessionRenew(String),
     /// Replaces the whole state with a restored snapshot's.
     Restore(Box<State>),
     ExpireChecks(Vec<NodeKey>),
@@ -178,6 +182,8 @@ pub struct WriterParts {
     pub metrics: Arc<Metrics>,
     pub store_health: Arc<StoreHealth>,
     pub config: WriterConfig,
+    /// Set when other replicas write the same store: where this one follows it from.
+    pub replica: Option<replica::Replica>,
 }
 
 /// Starts the writer thread with room for `max_pending` queued commands; it stops when every
@@ -216,72 +222,138 @@ fn spawn_with(
     (Writer { tx }, handle)
 }
 
-fn run(parts: WriterParts, mut rx: mpsc::Receiver<Request>) {
+fn run(mut parts: WriterParts, rx: mpsc::Receiver<Request>) {
+    match parts.replica.take() {
+        None => run_alone(&parts, rx),
+        Some(replica) => replica::run(&parts, rx, replica),
+    }
+}
+
+/// The writer of a store only this process writes: apply, commit, publish.
+fn run_alone(parts: &WriterParts, mut rx: mpsc::Receiver<Request>) {
     let mut delays = LockDelays::default();
     let mut group: Vec<Request> = Vec::new();
     while let Some(first) = rx.blocking_recv() {
         group.push(first);
-        while group.len() < MAX_GROUP {
-            match rx.try_recv() {
-                Ok(r) => group.push(r),
-                Err(_) => break,
-            }
-        }
-        commit_group(&parts, &mut delays, &mut group);
+        gather(&mut rx, &mut group);
+        commit_group(parts, &mut delays, &mut group);
     }
 }
 
-fn commit_group(parts: &WriterParts, delays: &mut LockDelays, group: &mut Vec<Request>) {
-    let now = Instant::now();
-    let mut state: State = (**parts.current.load()).clone();
+/// Adds whatever else is queued to `group`, up to [`MAX_GROUP`] commands.
+fn gather(rx: &mut mpsc::Receiver<Request>, group: &mut Vec<Request>) {
+    while group.len() < MAX_GROUP {
+        match rx.try_recv() {
+            Ok(r) => group.push(r),
+            Err(_) => break,
+        }
+    }
+}
+
+/// A group of commands applied to a copy of the state: the new state, what it touched, and each
+/// command's answer (a refused command left no trace).
+struct Applied {
+    state: State,
+    changes: Changes,
+    results: Vec<Result<Reply, WriteError>>,
+}
+
+fn apply_group(
+    parts: &WriterParts,
+    delays: &LockDelays,
+    now: Instant,
+    base: State,
+    commands: Vec<Command>,
+) -> Applied {
+    let mut state = base;
     let mut changes = Changes::default();
-    let mut replies = Vec::with_capacity(group.len());
-    for (cmd, reply) in group.drain(..) {
+    let mut results = Vec::with_capacity(commands.len());
+    for cmd in commands {
         let mut next = state.clone();
         let mut ch = Changes::default();
         match apply(&mut next, cmd, parts, delays, now, &mut ch) {
             Ok(r) => {
                 state = next;
                 changes.merge(ch);
-                replies.push((reply, Ok(r)));
+                results.push(Ok(r));
             }
-            Err(e) => replies.push((reply, Err(WriteError::Apply(e)))),
+            Err(e) => results.push(Err(WriteError::Apply(e))),
         }
     }
     if state.tombstones.len() > KEEP_TOMBSTONES + KEEP_TOMBSTONES / 10 {
         state.reap_tombstones(KEEP_TOMBSTONES, &mut changes);
     }
-    if !changes.is_empty() {
-        let batch = if changes.replaced {
-            let mut all = persist::full_batch(&state);
-            all.ops
-                .insert(0, cairn_store::Op::DeletePrefix { prefix: Vec::new() });
-            all
-        } else {
-            persist::batch_for(&state, &changes)
-        };
+    Applied {
+        state,
+        changes,
+        results,
+    }
+}
+
+/// The store batch that makes the store match an applied group.
+fn batch_of(applied: &Applied) -> cairn_store::Batch {
+    if applied.changes.replaced {
+        let mut all = persist::full_batch(&applied.state);
+        all.ops
+            .insert(0, cairn_store::Op::DeletePrefix { prefix: Vec::new() });
+        all
+    } else {
+        persist::batch_for(&applied.state, &applied.changes)
+    }
+}
+
+/// Answers every caller of a group whose commit failed; nothing of it is visible.
+fn fail_group(
+    parts: &WriterParts,
+    senders: Vec<oneshot::Sender<Result<Reply, WriteError>>>,
+    why: &str,
+) {
+    tracing::debug!(error = %why, "commit failed; the batch was not applied");
+    parts.store_health.failed(why);
+    for reply in senders {
+        // A caller that gave up waiting has no one to tell.
+        let _ = reply.send(Err(WriteError::Store(why.to_string())));
+    }
+}
+
+fn commit_group(parts: &WriterParts, delays: &mut LockDelays, group: &mut Vec<Request>) {
+    let now = Instant::now();
+    let (commands, senders): (Vec<Command>, Vec<_>) = group.drain(..).unzip();
+    let base: State = (**parts.current.load()).clone();
+    let applied = apply_group(parts, delays, now, base, commands);
+    if !applied.changes.is_empty() {
+        let batch = batch_of(&applied);
         let ops = batch.ops.len();
         let started = Instant::now();
         let outcome = parts.store.commit(batch);
         parts
             .metrics
-            .record_commit(replies.len(), ops, started.elapsed());
+            .record_commit(senders.len(), ops, started.elapsed());
         match outcome {
             Ok(Outcome::Applied(_)) => parts.store_health.succeeded(),
-            Ok(Outcome::CompareFailed(_)) | Err(_) => {
-                let why = match outcome {
-                    Err(e) => e.to_string(),
-                    _ => "unexpected compare failure".into(),
-                };
-                tracing::debug!(error = %why, "commit failed; the batch was not applied");
-                parts.store_health.failed(&why);
-                for (reply, _) in replies {
-                    // A caller that gave up waiting has no one to tell.
-                    let _ = reply.send(Err(WriteError::Store(why.clone())));
-                }
-                return;
+            Ok(Outcome::CompareFailed(_)) => {
+                return fail_group(parts, senders, "unexpected compare failure");
             }
+            Err(e) => return fail_group(parts, senders, &e.to_string()),
         }
+    }
+    publish(parts, delays, applied, senders);
+}
+
+/// After a group is durable (or changed nothing): makes it visible, restarts the TTL timers it
+/// touched, answers its callers, then wakes the watchers of what it changed.
+fn publish(
+    parts: &WriterParts,
+    delays: &mut LockDelays,
+    applied: Applied,
+    senders: Vec<oneshot::Sender<Result<Reply, WriteError>>>,
+) {
+    let Applied {
+        state,
+        mut changes,
+        results,
+    } = applied;
+    if !changes.is_empty() {
         parts.current.store(Arc::new(state));
     }
     let after = Instant::now();
@@ -295,7 +367,7 @@ fn commit_group(parts: &WriterParts, delays: &mut LockDelays, group: &mut Vec<Re
         delays.set(key, after + delay);
     }
     delays.prune(after);
-    for (reply, r) in replies {
+    for (reply, r) in senders.into_iter().zip(results) {
         if r.is_err() {
             parts
                 .metrics
@@ -406,6 +478,17 @@ fn apply(
             st.session_destroy(&id, ch);
             Reply::Bool(true)
         }
+        Command::SessionRenew(id) => {
+            let Some(session) = st.sessions.get(&id) else {
+                return Err(ApplyError::NotFound(format!("Session id '{id}' not found")));
+            };
+            if session.ttl_ms > 0 {
+                let ttl = Duration::from_millis(session.ttl_ms);
+                ch.ttl
+                    .push(crate::state::TtlChange::ArmSession(id.clone(), ttl));
+            }
+            Reply::Done
+        }
         Command::Txn(ops) => Reply::Txn(st.txn(&ops, delays, now, ch)?),
         Command::CoordinateUpdate { node, coord } => {
             st.coordinate_update(&node, coord, ch)?;
@@ -468,5 +551,6 @@ fn apply(
     })
 }
 
+pub mod replica;
 #[cfg(test)]
 mod tests;

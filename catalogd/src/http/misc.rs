@@ -15,7 +15,15 @@ use crate::watch::Topic;
 
 /// The address catalogd reports as its Raft server (Consul's server RPC port).
 pub(crate) fn raft_addr(core: &Core) -> String {
-    format!("{}:8300", core.config.advertise)
+    raft_addr_of(core.config.advertise)
+}
+
+/// What a lone catalogd names itself as in `/v1/status/*`: Consul's server RPC address form.
+pub fn raft_addr_of(advertise: std::net::IpAddr) -> String {
+    match advertise {
+        std::net::IpAddr::V6(ip) => format!("[{ip}]:8300"),
+        ip => format!("{ip}:8300"),
+    }
 }
 
 /// `GET /`: says what answers here, with 200 as Consul's agent does without its UI (HTTP checks
@@ -30,11 +38,12 @@ pub async fn leader(State(core): State<Arc<Core>>) -> HttpResult {
     if !core.store_health.is_writable() {
         return Ok(json_plain(&""));
     }
-    Ok(json_plain(&raft_addr(&core)))
+    Ok(json_plain(&core.leadership.view().leader))
 }
 
+/// `GET /v1/status/peers`: the live replicas (this one alone without replicas).
 pub async fn peers(State(core): State<Arc<Core>>) -> HttpResult {
-    Ok(json_plain(&[raft_addr(&core)]))
+    Ok(json_plain(&core.leadership.view().peers))
 }
 
 /// `GET /metrics`: operator:read, unless the operator opened it (`--unauthenticated-metrics`)

@@ -34,6 +34,7 @@ use serde::de::DeserializeOwned;
 
 use cairn_http::QueryParams;
 pub use error::{HttpError, HttpResult};
+pub use misc::raft_addr_of;
 pub use query::{Read, ReadOpts};
 
 use crate::core::Core;

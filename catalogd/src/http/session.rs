@@ -71,11 +71,17 @@ pub async fn renew(
     Path(id): Path<String>,
 ) -> HttpResult {
     may_change(&core, &caller, &id)?;
+    if core.replicated {
+        // Any replica may be the one enforcing the TTL: the renewal goes through the store.
+        core.writer
+            .submit(Command::SessionRenew(id.clone()))
+            .await?;
+    }
     let st = core.current.load();
     let Some(session) = st.sessions.get(&id) else {
         return Err(HttpError::not_found(format!("Session id '{id}' not found")));
     };
-    if session.ttl_ms > 0 && !core.timers.renew_session(&id, Instant::now()) {
+    if !core.replicated && session.ttl_ms > 0 && !core.timers.renew_session(&id, Instant::now()) {
         // The sweeper took the deadline a moment ago; re-arm so the expiry it queued is dropped.
         let ttl = Duration::from_millis(session.ttl_ms);
         core.timers

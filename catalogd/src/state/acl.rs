@@ -146,7 +146,7 @@ pub struct Role {
 }
 
 /// A change to the ACL tables, applied by the writer.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum AclOp {
     /// Stores the builtin policies and the anonymous token if missing, and the configured
     /// initial management token (which also ends bootstrapping).

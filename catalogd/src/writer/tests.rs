@@ -58,6 +58,7 @@ fn parts(store: Arc<FaultyStore>) -> (WriterParts, Arc<ArcSwap<State>>, Arc<Stor
             min_session_ttl: Duration::from_secs(10),
             enable_script_checks: false,
         },
+        replica: None,
     };
     (parts, current, health)
 }

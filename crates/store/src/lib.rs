@@ -93,6 +93,26 @@ pub enum StoreError {
     Poisoned(&'static str),
 }
 
+/// One batch as a shared store's feed delivers it: every key it changed, with the entry now
+/// there (`None`: deleted), in the order the batch changed them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Changeset {
+    pub revision: Revision,
+    pub entries: Vec<(Vec<u8>, Option<Entry>)>,
+}
+
+/// Every batch committed after a revision, by any process, in revision order. A feed that ends
+/// (its sender dropped) lost its place: the follower rebuilds its state from
+/// [`Store::snapshot`] and subscribes again.
+pub type Feed = tokio::sync::mpsc::Receiver<Changeset>;
+
+/// Batches a feed holds for a follower that is busy; a follower further behind loses the feed
+/// and resynchronises from a scan.
+pub const FEED_CAPACITY: usize = 4096;
+
+/// Every entry of a store, in key order.
+pub type Entries = Vec<(Vec<u8>, Entry)>;
+
 /// Ordered, durable key/value storage with atomic compare-guarded batches.
 pub trait Store: Send + Sync + 'static {
     /// The value at `key`.
@@ -105,6 +125,20 @@ pub trait Store: Send + Sync + 'static {
     fn revision(&self) -> Revision;
     /// Follows the revision: a receiver that sees every later applied batch's revision.
     fn subscribe(&self) -> tokio::sync::watch::Receiver<Revision>;
+
+    /// Every entry and the revision they are all as of (one consistent read).
+    fn snapshot(&self) -> Result<(Revision, Entries), StoreError> {
+        // Only this process writes a store without a feed, so nothing moves in between.
+        let revision = self.revision();
+        Ok((revision, self.scan_prefix(b"")?))
+    }
+
+    /// For a store other processes write too (several catalogd replicas on etcd): the batches
+    /// committed after `after`, this process's own included. `None` for a store only this
+    /// process writes, where a follower has nothing to learn.
+    fn feed(&self, _after: Revision) -> Option<Feed> {
+        None
+    }
 }
 
 #[cfg(test)]

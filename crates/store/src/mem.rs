@@ -1,11 +1,15 @@
 //! An in-memory [`Store`](crate::Store), for tests and for throwaway runs; same semantics, no disk.
+//! [`MemStore::shared`] makes one that several followers share, with a feed per follower, so the
+//! replica logic of a daemon can be tested in one process without etcd.
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
 
 use tokio::sync::watch;
 
-use crate::{Batch, Entry, Op, Outcome, Revision, Store, StoreError};
+use crate::{
+    Batch, Changeset, Entry, FEED_CAPACITY, Feed, Op, Outcome, Revision, Store, StoreError,
+};
 
 /// The entries by key and the revision of the last applied batch.
 type Contents = (BTreeMap<Vec<u8>, Entry>, Revision);
@@ -14,6 +18,8 @@ type Contents = (BTreeMap<Vec<u8>, Entry>, Revision);
 pub struct MemStore {
     inner: Mutex<Contents>,
     revision_tx: watch::Sender<Revision>,
+    /// `Some` for a shared store: the followers' feeds, each sent every committed batch.
+    followers: Option<Mutex<Vec<tokio::sync::mpsc::Sender<Changeset>>>>,
 }
 
 impl Default for MemStore {
@@ -21,6 +27,7 @@ impl Default for MemStore {
         MemStore {
             inner: Mutex::new((BTreeMap::new(), 0)),
             revision_tx: watch::channel(0).0,
+            followers: None,
         }
     }
 }
@@ -28,6 +35,26 @@ impl Default for MemStore {
 impl MemStore {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A store several followers share, as replicas share etcd: [`Store::feed`] answers.
+    pub fn shared() -> Self {
+        MemStore {
+            followers: Some(Mutex::new(Vec::new())),
+            ..Self::default()
+        }
+    }
+
+    /// Sends a committed batch to every follower; a follower whose feed is full loses it (its
+    /// feed ends, and it resynchronises), so one slow follower never blocks a commit.
+    fn broadcast(&self, changeset: Changeset) {
+        let Some(followers) = &self.followers else {
+            return;
+        };
+        let Ok(mut followers) = followers.lock() else {
+            return; // a panic while sending: the feeds end when the store is dropped
+        };
+        followers.retain(|tx| tx.try_send(changeset.clone()).is_ok());
     }
 
     /// The map and revision. A library does not stop the process, so a lock poisoned by a
@@ -65,26 +92,50 @@ impl Store for MemStore {
                 return Ok(Outcome::CompareFailed(i));
             }
         }
+        if self.followers.is_some() && batch.ops.is_empty() {
+            // As etcd: a transaction of compares alone writes nothing and keeps the revision.
+            return Ok(Outcome::Applied(*revision));
+        }
         *revision += 1;
         let rev = *revision;
+        let mut changed = Vec::new();
+        let shared = self.followers.is_some();
         for op in batch.ops {
             match op {
                 Op::Put { key, value } => {
-                    map.insert(
-                        key,
-                        Entry {
-                            value,
-                            mod_revision: rev,
-                        },
-                    );
+                    let entry = Entry {
+                        value,
+                        mod_revision: rev,
+                    };
+                    if shared {
+                        changed.push((key.clone(), Some(entry.clone())));
+                    }
+                    map.insert(key, entry);
                 }
                 Op::Delete { key } => {
-                    map.remove(&key);
+                    if map.remove(&key).is_some() && shared {
+                        changed.push((key, None));
+                    }
                 }
-                Op::DeletePrefix { prefix } => map.retain(|k, _| !k.starts_with(&prefix)),
+                Op::DeletePrefix { prefix } => {
+                    if shared {
+                        changed.extend(
+                            map.range(prefix.clone()..)
+                                .take_while(|(k, _)| k.starts_with(&prefix))
+                                .map(|(k, _)| (k.clone(), None)),
+                        );
+                    }
+                    map.retain(|k, _| !k.starts_with(&prefix));
+                }
             }
         }
         self.revision_tx.send_replace(rev);
+        if shared {
+            self.broadcast(Changeset {
+                revision: rev,
+                entries: changed,
+            });
+        }
         Ok(Outcome::Applied(rev))
     }
 
@@ -94,6 +145,30 @@ impl Store for MemStore {
 
     fn subscribe(&self) -> watch::Receiver<Revision> {
         self.revision_tx.subscribe()
+    }
+
+    fn snapshot(&self) -> Result<(Revision, crate::Entries), StoreError> {
+        let guard = self.lock()?;
+        Ok((
+            guard.1,
+            guard
+                .0
+                .iter()
+                .map(|(k, e)| (k.clone(), e.clone()))
+                .collect(),
+        ))
+    }
+
+    fn feed(&self, after: Revision) -> Option<Feed> {
+        let followers = self.followers.as_ref()?;
+        let (tx, rx) = tokio::sync::mpsc::channel(FEED_CAPACITY);
+        // Under the contents' lock no batch commits in between: the feed starts right after
+        // the current revision, or (asked for an older one it cannot replay) not at all.
+        let guard = self.lock().ok()?;
+        if guard.1 == after {
+            followers.lock().ok()?.push(tx);
+        }
+        Some(rx)
     }
 }
 
