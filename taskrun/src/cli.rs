@@ -49,8 +49,9 @@ pub enum Command {
 
 #[derive(Args, Debug)]
 pub struct AgentArgs {
-    /// offerd HTTP address [env: CAIRN_OFFERD]
-    #[arg(long, env = "CAIRN_OFFERD", default_value = DEFAULT_OFFERD, value_name = "URL")]
+    /// offerd HTTP address; several as URL,URL,...: registration, the desired-set poll and
+    /// status reports go to the next when one cannot be reached [env: CAIRN_OFFERD]
+    #[arg(long, env = "CAIRN_OFFERD", default_value = DEFAULT_OFFERD, value_name = "URL[,URL...]")]
     pub offerd: String,
     /// Node name [default: this host's name]
     #[arg(long)]
@@ -284,9 +285,10 @@ fn agent(args: AgentArgs, catalog: &CatalogArgs) -> ExitCode {
         return usage("--address: must not be empty");
     }
     // Without settings of its own, the connection to offerd takes the catalog's CA and
-    // client certificate (one per host is the usual layout).
+    // client certificate (one per host is the usual layout). A list of offerds fails over on
+    // connection errors, as the catalog's does.
     let offerd = match cairn_client::CatalogClient::with_tls(
-        &cairn_cli::with_scheme(&args.offerd),
+        &args.offerd,
         args.agent_token.agent_token.clone(),
         &args.offerd_tls.tls(&catalog.tls()),
     ) {

@@ -5,8 +5,14 @@
 //! Bearer`; `--credentials USER:PASSWORD` (env `CAIRN_OFFERD_CREDENTIALS`) as HTTP Basic; the
 //! `--offerd` URL's `user:password@` as HTTP Basic (as Marathon users write it). They are
 //! never part of a message: URLs are shown without their user information.
+//!
+//! `--offerd` may list several offerds (`URL,URL,...`, each with its own `user:password@`): a
+//! request that cannot reach one goes to the next ([`cairn_client::Endpoints`]: a GET after
+//! any connection failure, a change only when it was never sent), and the one that answered
+//! is used from then on.
 
 use anyhow::{Context as _, anyhow, bail};
+use cairn_client::Endpoints;
 use reqwest::Method;
 use serde_json::Value;
 use url::Url;
@@ -96,8 +102,8 @@ fn percent_decoded(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// The base URL without user information, and the credentials to send.
-fn resolve(base: &str, auth: &ClientAuth) -> anyhow::Result<(Url, Credentials)> {
+/// One `--offerd` entry: the base URL without user information, and the credentials to send.
+fn resolve_one(base: &str, auth: &ClientAuth) -> anyhow::Result<(Url, Credentials)> {
     let mut url = Url::parse(&cairn_cli::with_scheme(base))
         .map_err(|e| anyhow!("--offerd: invalid URL {:?}: {e}", without_userinfo(base)))?;
     let from_url = (!url.username().is_empty()).then(|| {
@@ -129,10 +135,38 @@ fn resolve(base: &str, auth: &ClientAuth) -> anyhow::Result<(Url, Credentials)> 
     Ok((url, creds))
 }
 
+/// Every `--offerd` entry (comma-separated), each with its credentials. An empty entry is
+/// named by its position, a repeated one by its URL (without user information).
+fn resolve(list: &str, auth: &ClientAuth) -> anyhow::Result<(Endpoints, Vec<Credentials>)> {
+    let entries: Vec<&str> = list.split(',').collect();
+    let mut urls = Vec::with_capacity(entries.len());
+    let mut creds = Vec::with_capacity(entries.len());
+    for (i, entry) in entries.iter().enumerate() {
+        if entry.trim().is_empty() {
+            bail!(
+                "--offerd: entry {} of {} in the list is empty",
+                i + 1,
+                entries.len()
+            );
+        }
+        let (url, c) = resolve_one(entry, auth)?;
+        urls.push(url);
+        creds.push(c);
+    }
+    let endpoints = Endpoints::new(urls).map_err(|e| match e {
+        cairn_client::ClientError::InvalidUrl { url, reason } => {
+            anyhow!("--offerd: invalid URL {url:?}: {reason}")
+        }
+        other => anyhow!("--offerd: {other}"),
+    })?;
+    Ok((endpoints, creds))
+}
+
 pub struct OfferdClient {
     http: reqwest::Client,
-    base: Url,
-    credentials: Credentials,
+    endpoints: Endpoints,
+    /// Per endpoint, in the same order.
+    credentials: Vec<Credentials>,
 }
 
 impl OfferdClient {
@@ -146,11 +180,10 @@ impl OfferdClient {
         auth: &ClientAuth,
         tls: &cairn_client::TlsOptions,
     ) -> anyhow::Result<Self> {
-        let (base, credentials) = resolve(base, auth)?;
+        let (endpoints, credentials) = resolve(base, auth)?;
+        let https = endpoints.urls().iter().any(|u| u.scheme() == "https");
         // Always preconfigured, http too: reqwest has TLS but no crypto provider of its own.
-        let tls_config = tls
-            .client_config(base.scheme() == "https")
-            .context("--offerd")?;
+        let tls_config = tls.client_config(https).context("--offerd")?;
         let http = reqwest::Client::builder()
             .tls_backend_preconfigured(tls_config)
             .no_proxy()
@@ -160,13 +193,14 @@ impl OfferdClient {
             .context("building the HTTP client")?;
         Ok(OfferdClient {
             http,
-            base,
+            endpoints,
             credentials,
         })
     }
 
     /// Sends a request; `path` is like `/v2/apps/shop/web`. Non-2xx becomes an error with the
-    /// server's message; a 404 error says "not found".
+    /// server's message; a 404 error says "not found". A connection error moves to the next
+    /// `--offerd` (see the module's documentation).
     pub async fn call(
         &self,
         method: Method,
@@ -174,26 +208,55 @@ impl OfferdClient {
         query: &[(&str, &str)],
         body: Option<&Value>,
     ) -> anyhow::Result<Value> {
-        let mut url = self.base.clone();
-        url.set_path(path);
-        if !query.is_empty() {
-            url.query_pairs_mut().extend_pairs(query);
-        }
-        let mut req = self.http.request(method.clone(), url.clone());
-        req = match &self.credentials {
-            Credentials::None => req,
-            Credentials::Bearer(t) => req.bearer_auth(t),
-            Credentials::Basic(user, password) => req.basic_auth(user, Some(password)),
+        let url_on = |i: usize| {
+            let mut url = self.endpoints.urls()[i].clone();
+            url.set_path(path);
+            if !query.is_empty() {
+                url.query_pairs_mut().extend_pairs(query);
+            }
+            url
         };
-        if let Some(b) = body {
-            req = req
-                .header("Content-Type", "application/json")
-                .body(b.to_string());
-        }
-        let resp = req
-            .send()
-            .await
-            .with_context(|| format!("{method} {url}"))?;
+        let body = body.map(Value::to_string);
+        let sent = self
+            .endpoints
+            .run(
+                |e: &SendError| cairn_client::may_fail_over(&method, &e.cause),
+                |i| {
+                    let url = url_on(i);
+                    let mut req = self.http.request(method.clone(), url.clone());
+                    req = match &self.credentials[i] {
+                        Credentials::None => req,
+                        Credentials::Bearer(t) => req.bearer_auth(t),
+                        Credentials::Basic(user, password) => req.basic_auth(user, Some(password)),
+                    };
+                    if let Some(b) = &body {
+                        req = req
+                            .header("Content-Type", "application/json")
+                            .body(b.clone());
+                    }
+                    let method = method.clone();
+                    async move {
+                        req.send().await.map_err(|cause| SendError {
+                            what: format!("{method} {url}"),
+                            cause,
+                        })
+                    }
+                },
+            )
+            .await;
+        let (i, resp) = match sent {
+            Ok(answered) => answered,
+            Err(failed) => {
+                let SendError { what, cause } = failed.error;
+                let what = if failed.tried > 1 {
+                    format!("{what} (every other --offerd failed too)")
+                } else {
+                    what
+                };
+                return Err(anyhow::Error::new(cause).context(what));
+            }
+        };
+        let url = url_on(i);
         let status = resp.status();
         let text = resp
             .text()
@@ -233,6 +296,25 @@ impl OfferdClient {
 
     pub async fn get(&self, path: &str, query: &[(&str, &str)]) -> anyhow::Result<Value> {
         self.call(Method::GET, path, query, None).await
+    }
+}
+
+/// A request that got no answer: what it was (`GET http://h:5050/v2/apps`) and why.
+struct SendError {
+    what: String,
+    cause: reqwest::Error,
+}
+
+impl std::fmt::Display for SendError {
+    /// The whole cause chain: reqwest's own text says only "error sending request".
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.what)?;
+        let mut next: Option<&dyn std::error::Error> = Some(&self.cause);
+        while let Some(e) = next {
+            write!(f, ": {e}")?;
+            next = e.source();
+        }
+        Ok(())
     }
 }
 
@@ -281,14 +363,47 @@ mod tests {
         ];
         for (url, a, want) in cases {
             let (base, got) = resolve(url, &a).expect(url);
-            assert_eq!(got, want, "{url}");
-            assert_eq!(base.as_str(), "http://h:5050/", "{url}");
+            assert_eq!(got, [want], "{url}");
+            assert_eq!(base.to_string(), "http://h:5050/", "{url}");
         }
         let err = resolve("http://h", &auth(None, Some("no-colon"))).expect_err("bad");
         assert!(err.to_string().contains("USER:PASSWORD"), "{err}");
         let err = resolve("http://alice:s3cret@[::1", &auth(None, None)).expect_err("bad");
         assert!(!err.to_string().contains("s3cret"), "{err}");
         assert!(!format!("{:?}", basic("alice", "s3cret")).contains("s3cret"));
+
+        // A list: each entry keeps its own user information; flags still win for all.
+        let (bases, creds) =
+            resolve("http://alice:pw@a:5050, b:5050", &auth(None, None)).expect("list");
+        assert_eq!(bases.to_string(), "http://a:5050/,http://b:5050/");
+        assert_eq!(creds, [basic("alice", "pw"), Credentials::None]);
+        let (_, creds) = resolve("a:1,b:1", &auth(Some("t"), None)).expect("list");
+        assert_eq!(
+            creds,
+            [
+                Credentials::Bearer("t".into()),
+                Credentials::Bearer("t".into())
+            ]
+        );
+        for (list, text) in [
+            (
+                "http://alice:s3cret@a:1,,b:1",
+                "entry 2 of 3 in the list is empty",
+            ),
+            (
+                "http://alice:s3cret@a:1,",
+                "entry 2 of 2 in the list is empty",
+            ),
+            (
+                "http://alice:s3cret@a:1,http://bob:s3cret@a:1/",
+                "\"http://a:1/\": listed twice (entries 1 and 2)",
+            ),
+        ] {
+            let err = resolve(list, &auth(None, None)).expect_err(list);
+            let err = format!("{err:#}");
+            assert!(err.contains(text), "{list}: {err}");
+            assert!(!err.contains("s3cret"), "{list}: {err}");
+        }
         assert!(!format!("{:?}", auth(Some("s3cret"), Some("a:s3cret"))).contains("s3cret"));
     }
 }

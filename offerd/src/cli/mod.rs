@@ -26,14 +26,16 @@ pub use client::{ClientAuth, OfferdClient};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
-    /// offerd's address (for the client commands); `http://user:password@host:port` sends
-    /// those as HTTP Basic credentials
+    /// offerd's address (for the client commands); several as URL,URL,...: a request that
+    /// cannot reach one goes to the next. `http://user:password@host:port` sends those as HTTP
+    /// Basic credentials
     #[arg(
         long,
         global = true,
         env = "CAIRN_OFFERD",
         hide_env_values = true,
-        default_value = "http://127.0.0.1:5050"
+        default_value = "http://127.0.0.1:5050",
+        value_name = "URL[,URL...]"
     )]
     pub offerd: String,
     /// TLS of the client commands' connection to offerd (https:// in --offerd)
