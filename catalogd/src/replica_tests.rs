@@ -144,6 +144,12 @@ async fn concurrent_cas_increments_through_random_replicas_lose_no_update() {
     let (cs, _l) = replicas(3).await;
     let cs = Arc::new(cs);
     submit(&cs[0], put("counter", "0", Some(0))).await;
+    for c in cs.iter() {
+        wait_for(c, "the counter on every replica", |st| {
+            st.kv.contains_key("counter")
+        })
+        .await;
+    }
     let mut tasks = Vec::new();
     for client in 0..8usize {
         let cs = cs.clone();
