@@ -957,9 +957,10 @@ async fn repeated_failures_are_answered_429() {
     let (c, _dir, _file) = start(&base_file(), 0, &["--auth-failure-window", "1h"]).await;
     let url = c.offerd.url.clone();
     let http = client();
-    let guess = bearer("guess");
     let mut refused = 0;
     let first_429 = loop {
+        // A guesser presents a new credential each time (one retried counts once).
+        let guess = bearer(&format!("guess-{refused}"));
         let got = call(&http, &url, "GET", "/v2/apps", None, Some(&guess)).await;
         match got.status {
             401 => refused += 1,

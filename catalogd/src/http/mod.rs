@@ -216,9 +216,10 @@ async fn count_requests(State(core): State<Arc<Core>>, req: Request, next: Next)
 async fn authenticate(State(core): State<Arc<Core>>, mut req: Request, next: Next) -> Response {
     let secret = request_token(&req);
     let peer = cairn_http::peer_of(&req);
-    // A peer that keeps presenting unknown tokens is answered 429 without its token being
+    // A peer that keeps presenting new unknown tokens is answered 429 without its token being
     // looked at, so guessing costs it time (only while ACLs are on: otherwise tokens are not
-    // checked at all).
+    // checked at all). One token retried counts once: a daemon started before its token was
+    // created does not lock its host out.
     if core.acl.enabled()
         && secret.is_some()
         && let Some(p) = peer
@@ -254,8 +255,8 @@ async fn authenticate(State(core): State<Arc<Core>>, mut req: Request, next: Nex
             if secret.is_some() {
                 let from = peer.map(|p| p.to_string()).unwrap_or_default();
                 tracing::warn!(peer = %from, method = %req.method(), path = %req.uri().path(), "request with an unknown ACL token refused");
-                if let Some(p) = peer {
-                    core.auth_failures.failed(p.ip());
+                if let (Some(p), Some(secret)) = (peer, &secret) {
+                    core.auth_failures.failed_with(p.ip(), secret.as_bytes());
                 }
             }
             e.into_response()

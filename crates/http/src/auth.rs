@@ -224,7 +224,11 @@ pub async fn require_secret(
         return next.run(req).await;
     }
     if let Some(p) = peer {
-        secret.limiter.failed(p.ip());
+        // Once per distinct credential: an agent retrying a stale token counts once.
+        match presented_token(req.headers()) {
+            Some(token) => secret.limiter.failed_with(p.ip(), token),
+            None => secret.limiter.failed(p.ip()),
+        }
     }
     // The peer, so an operator can see (and firewall) who keeps trying.
     let peer = peer.map(|p| p.to_string()).unwrap_or_default();

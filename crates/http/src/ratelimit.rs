@@ -3,6 +3,13 @@
 //! or a password over the network runs at [`AUTH_FAILURES_ALLOWED`] guesses per
 //! [`AUTH_FAILURE_WINDOW`] at most.
 //!
+//! A failure is one *distinct* credential refused ([`FailureLimiter::failed_with`]): a daemon
+//! retrying a token an operator has not provisioned yet counts once, however often it retries,
+//! while a guesser, who must present a new credential each time, counts every guess. (A
+//! credential is remembered as a keyed hash, never as itself, and at most `max_failures` of
+//! them per peer.) A refusal with no credential at all ([`FailureLimiter::failed`]) always
+//! counts.
+//!
 //! Failures are counted per peer address: an IPv4 address, or an IPv6 /64 (one host usually
 //! holds a whole /64, so counting single IPv6 addresses would let it rotate through them). A
 //! peer's window starts at its first failure; once it has failed [`FailureLimiter::max_failures`]
@@ -31,10 +38,12 @@ pub const AUTH_FAILURE_WINDOW: Duration = Duration::from_secs(10);
 pub const MAX_TRACKED_PEERS: usize = 10_000;
 
 /// One peer's failures in its current window.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct Failures {
     since: Instant,
     count: u32,
+    /// Keyed hashes of the credentials counted in this window.
+    seen: Vec<u64>,
 }
 
 /// Per-peer counts of failed authentications (see the module documentation).
@@ -44,6 +53,8 @@ pub struct FailureLimiter {
     window: Duration,
     capacity: usize,
     peers: Mutex<HashMap<IpAddr, Failures>>,
+    /// Random keys of the credential hashes (per process: nothing to precompute against).
+    hasher: std::collections::hash_map::RandomState,
 }
 
 impl Default for FailureLimiter {
@@ -66,6 +77,7 @@ impl FailureLimiter {
             window,
             capacity: capacity.max(1),
             peers: Mutex::default(),
+            hasher: Default::default(),
         }
     }
 
@@ -79,9 +91,16 @@ impl FailureLimiter {
         self.check_at(ip, Instant::now())
     }
 
-    /// Counts a failed authentication of `ip`.
+    /// Counts a failed authentication of `ip` that presented no credential.
     pub fn failed(&self, ip: IpAddr) {
-        self.failed_at(ip, Instant::now());
+        self.failed_at(ip, None, Instant::now());
+    }
+
+    /// Counts `ip`'s refused `credential`, unless it was refused already in this window.
+    pub fn failed_with(&self, ip: IpAddr, credential: &[u8]) {
+        use std::hash::BuildHasher as _;
+        let fingerprint = self.hasher.hash_one(credential);
+        self.failed_at(ip, Some(fingerprint), Instant::now());
     }
 
     /// [`FailureLimiter::check`] at `now`.
@@ -99,22 +118,31 @@ impl FailureLimiter {
         }
     }
 
-    /// [`FailureLimiter::failed`] at `now`.
-    pub fn failed_at(&self, ip: IpAddr, now: Instant) {
+    /// A failure of `ip` at `now`, of the credential with this fingerprint (`None`: none).
+    pub fn failed_at(&self, ip: IpAddr, fingerprint: Option<u64>, now: Instant) {
         if self.max_failures == 0 {
             return;
         }
         let key = peer_key(ip);
         let window = self.window;
         let mut peers = self.lock();
+        let fresh = Failures {
+            since: now,
+            count: 1,
+            seen: fingerprint.into_iter().collect(),
+        };
         if let Some(f) = peers.get_mut(&key) {
-            if now.saturating_duration_since(f.since) < window {
-                f.count = f.count.saturating_add(1);
+            if now.saturating_duration_since(f.since) >= window {
+                *f = fresh;
+            } else if let Some(fp) = fingerprint {
+                if !f.seen.contains(&fp) {
+                    f.count = f.count.saturating_add(1);
+                    if f.seen.len() < self.max_failures as usize {
+                        f.seen.push(fp);
+                    }
+                }
             } else {
-                *f = Failures {
-                    since: now,
-                    count: 1,
-                };
+                f.count = f.count.saturating_add(1);
             }
             return;
         }
@@ -126,13 +154,7 @@ impl FailureLimiter {
         {
             peers.remove(&oldest);
         }
-        peers.insert(
-            key,
-            Failures {
-                since: now,
-                count: 1,
-            },
-        );
+        peers.insert(key, fresh);
     }
 
     /// Peers remembered now.
@@ -173,12 +195,29 @@ mod tests {
     }
 
     #[test]
+    fn a_credential_retried_counts_once_and_every_new_one_counts() {
+        let l = FailureLimiter::new(3, s(10));
+        for _ in 0..50 {
+            l.failed_with(A, b"not-provisioned-yet");
+        }
+        assert_eq!(
+            l.check(A),
+            Ok(()),
+            "one unknown token retried is one failure"
+        );
+        l.failed_with(A, b"guess-2");
+        l.failed_with(A, b"guess-3");
+        assert!(l.check(A).is_err(), "three distinct tokens reach the limit");
+        assert_eq!(l.check(B), Ok(()), "other peers are not affected");
+    }
+
+    #[test]
     fn refuses_past_the_limit_until_the_window_ends() {
         let l = FailureLimiter::new(3, s(10));
         let t0 = Instant::now();
         for i in 0..3 {
             assert_eq!(l.check_at(A, t0 + s(i)), Ok(()), "failure {i} is allowed");
-            l.failed_at(A, t0 + s(i));
+            l.failed_at(A, None, t0 + s(i));
         }
         // Three failures within the window: refused until 10 s after the first.
         assert_eq!(l.check_at(A, t0 + s(3)), Err(s(7)));
@@ -187,7 +226,7 @@ mod tests {
         assert_eq!(l.check_at(B, t0 + s(3)), Ok(()));
         // The window over, the peer starts afresh: one failure is not enough to refuse it.
         assert_eq!(l.check_at(A, t0 + s(10)), Ok(()));
-        l.failed_at(A, t0 + s(10));
+        l.failed_at(A, None, t0 + s(10));
         assert_eq!(l.check_at(A, t0 + s(11)), Ok(()));
     }
 
@@ -198,8 +237,8 @@ mod tests {
         for i in 0..10 {
             let now = t0 + s(6 * i);
             assert_eq!(l.check_at(A, now), Ok(()), "failure {i}");
-            l.failed_at(A, now);
-            l.failed_at(A, now);
+            l.failed_at(A, None, now);
+            l.failed_at(A, None, now);
         }
     }
 
@@ -208,7 +247,7 @@ mod tests {
         let l = FailureLimiter::new(0, s(10));
         let t0 = Instant::now();
         for _ in 0..100 {
-            l.failed_at(A, t0);
+            l.failed_at(A, None, t0);
         }
         assert_eq!(l.check_at(A, t0), Ok(()));
         assert_eq!(l.tracked(), 0);
@@ -221,14 +260,14 @@ mod tests {
         let one: IpAddr = "2001:db8:1:2::1".parse().unwrap();
         let other_in_64: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
         let other_64: IpAddr = "2001:db8:1:3::1".parse().unwrap();
-        l.failed_at(one, t0);
-        l.failed_at(other_in_64, t0);
+        l.failed_at(one, None, t0);
+        l.failed_at(other_in_64, None, t0);
         assert!(l.check_at(one, t0).is_err());
         assert!(l.check_at(other_in_64, t0).is_err());
         assert_eq!(l.check_at(other_64, t0), Ok(()));
         let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
-        l.failed_at(mapped, t0);
-        l.failed_at(A, t0);
+        l.failed_at(mapped, None, t0);
+        l.failed_at(A, None, t0);
         assert!(l.check_at(A, t0).is_err());
     }
 
@@ -238,24 +277,24 @@ mod tests {
         let t0 = Instant::now();
         let ip = |n: u8| IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 1, n));
         for n in 0..3 {
-            l.failed_at(ip(n), t0 + s(u64::from(n)));
+            l.failed_at(ip(n), None, t0 + s(u64::from(n)));
         }
         assert_eq!(l.tracked(), 3);
         // A fourth peer while all windows are open: the oldest (ip 0) is forgotten.
-        l.failed_at(ip(3), t0 + s(3));
+        l.failed_at(ip(3), None, t0 + s(3));
         assert_eq!(l.tracked(), 3);
         assert_eq!(l.check_at(ip(0), t0 + s(3)), Ok(()));
         for n in 1..4 {
             assert!(l.check_at(ip(n), t0 + s(3)).is_err(), "peer {n}");
         }
         // Later, every window but ip 3's has ended: they all go to make room.
-        l.failed_at(ip(4), t0 + s(12));
+        l.failed_at(ip(4), None, t0 + s(12));
         assert_eq!(l.tracked(), 2);
         assert!(l.check_at(ip(3), t0 + s(12)).is_err());
         assert!(l.check_at(ip(4), t0 + s(12)).is_err());
         // Many more peers than the capacity never grow the map past it.
         for n in 0..=255 {
-            l.failed_at(ip(n), t0 + s(13));
+            l.failed_at(ip(n), None, t0 + s(13));
         }
         assert_eq!(l.tracked(), 3);
     }

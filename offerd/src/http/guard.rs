@@ -51,9 +51,13 @@ fn limited(access: &Access, req: &Request) -> Option<Response> {
     Some(cairn_http::too_many_failures(wait))
 }
 
-fn count_failure(access: &Access, peer: Option<SocketAddr>) {
+/// Counts a refused request against its peer: once per distinct `Authorization` value.
+fn count_failure(access: &Access, peer: Option<SocketAddr>, req: &Request) {
     if let Some(p) = peer {
-        access.limiter().failed(p.ip());
+        match req.headers().get(axum::http::header::AUTHORIZATION) {
+            Some(credential) => access.limiter().failed_with(p.ip(), credential.as_bytes()),
+            None => access.limiter().failed(p.ip()),
+        }
     }
 }
 
@@ -74,7 +78,7 @@ pub async fn principals(
         Authenticated::Yes(caller) => caller,
         Authenticated::No => {
             let peer = cairn_http::peer_of(&req);
-            count_failure(&access, peer);
+            count_failure(&access, peer, &req);
             tracing::warn!(peer = %show(peer), method = %req.method(), path = %req.uri().path(), credentials = presented_kind(req.headers()), "refused: not authenticated");
             return (
                 StatusCode::UNAUTHORIZED,
@@ -114,7 +118,7 @@ pub async fn agents(State(access): State<Arc<Access>>, mut req: Request, next: N
         }
         Authenticated::No => {
             let peer = cairn_http::peer_of(&req);
-            count_failure(&access, peer);
+            count_failure(&access, peer, &req);
             // The peer, so an operator can see (and firewall) who keeps trying.
             tracing::warn!(peer = %show(peer), method = %req.method(), path = %req.uri().path(), "refused: no valid token");
             cairn_http::token_required()
