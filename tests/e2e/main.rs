@@ -21,6 +21,7 @@ mod catalogd_sessions;
 mod catalogd_snapshot;
 mod catalogd_txn;
 mod cli_extras;
+mod client_failover;
 mod consul_clients;
 mod demo;
 mod dnsbridge_acl;
