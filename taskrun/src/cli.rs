@@ -50,7 +50,7 @@ pub enum Command {
 #[derive(Args, Debug)]
 pub struct AgentArgs {
     /// offerd HTTP address; several as URL,URL,...: registration, the desired-set poll and
-    /// status reports go to the next when one cannot be reached [env: CAIRN_OFFERD]
+    /// status reports go to the next when one cannot be reached
     #[arg(long, env = "CAIRN_OFFERD", default_value = DEFAULT_OFFERD, value_name = "URL[,URL...]")]
     pub offerd: String,
     /// Node name [default: this host's name]
