@@ -42,6 +42,8 @@ pub struct Config {
     pub acl: crate::acl::AclConfig,
     /// `/metrics` answers without a token even with ACLs on.
     pub unauthenticated_metrics: bool,
+    /// One of several replicas on etcd instead of the embedded store.
+    pub etcd: Option<crate::ha::EtcdConfig>,
 }
 
 /// Everything the HTTP handlers share.

@@ -15,6 +15,7 @@ pub mod cli;
 pub mod config_entries;
 pub mod core;
 pub mod events;
+pub mod ha;
 pub mod http;
 pub mod leader;
 pub mod metrics;

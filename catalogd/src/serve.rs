@@ -24,11 +24,23 @@ pub async fn serve(
     let local = listener.local_addr().context("reading the bound address")?;
     let limits = config.http;
     // `--http-addr HOST:0` binds a free port: /v1/agent/self tells the one bound.
-    let catalog = Catalog::start(Config {
+    let mut config = Config {
         http_addr: local,
         ..config
-    })
-    .await?;
+    };
+    let replicated = match &mut config.etcd {
+        Some(etcd) => {
+            if etcd.name.is_empty() {
+                etcd.name = local.to_string();
+            }
+            Some(crate::ha::Replicated::start(etcd).await?)
+        }
+        None => None,
+    };
+    let catalog = match &replicated {
+        Some(r) => Catalog::start_on(config, r.store.clone(), r.leadership.clone()).await?,
+        None => Catalog::start(config).await?,
+    };
     tracing::info!(
         addr = %local,
         node = %catalog.core.config.node,
@@ -64,6 +76,9 @@ pub async fn serve(
     // The task was aborted: its JoinError (cancelled) is the expected outcome.
     let _ = checks.await;
     catalog.stop().await;
+    if let Some(r) = replicated {
+        r.stop().await;
+    }
     tracing::info!("catalogd stopped");
     Ok(())
 }

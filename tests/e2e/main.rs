@@ -13,6 +13,7 @@ mod catalogd_catalog;
 mod catalogd_cli;
 mod catalogd_client_lib;
 mod catalogd_disk_full;
+mod catalogd_ha;
 mod catalogd_durability;
 mod catalogd_kv;
 mod catalogd_lock;

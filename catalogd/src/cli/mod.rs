@@ -130,6 +130,14 @@ pub struct ServeArgs {
     /// default_policy, tokens.initial_management); flags given here win over it
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Run as one of several replicas sharing their state on etcd (the data directory is then
+    /// not used)
+    #[command(flatten)]
+    pub etcd: cairn_etcd::EtcdArgs,
+    /// This replica's address as clients reach it (HOST:PORT): its name in
+    /// /v1/status/leader and /v1/status/peers [default: the bound HTTP address]
+    #[arg(long, value_name = "HOST:PORT", requires = "endpoints")]
+    pub advertise_addr: Option<String>,
 }
 
 fn parse_pending(s: &str) -> Result<usize, String> {
@@ -182,7 +190,7 @@ impl ServeArgs {
             acl: self.acl()?,
             unauthenticated_metrics: self.unauthenticated_metrics,
             http_addr: self.http_addr,
-            data_dir: (!self.in_memory).then(|| self.data_dir.clone()),
+            data_dir: (!self.in_memory && !self.etcd.enabled()).then(|| self.data_dir.clone()),
             node: self.node.clone().unwrap_or_else(hostname),
             datacenter: self.datacenter.clone(),
             advertise,
@@ -191,6 +199,11 @@ impl ServeArgs {
             max_pending_writes: self.max_pending_writes,
             http: self.http.limits(crate::serve::DRAIN),
             log_tap,
+            etcd: self.etcd.enabled().then(|| crate::ha::EtcdConfig {
+                args: self.etcd.clone(),
+                // Filled in with the bound address once listening, unless given.
+                name: self.advertise_addr.clone().unwrap_or_default(),
+            }),
         })
     }
 }

@@ -15,7 +15,10 @@ use crate::watch::Topic;
 
 /// The address catalogd reports as its Raft server (Consul's server RPC port).
 pub(crate) fn raft_addr(core: &Core) -> String {
-    raft_addr_of(core.config.advertise)
+    match &core.config.etcd {
+        Some(etcd) => etcd.name.clone(),
+        None => raft_addr_of(core.config.advertise),
+    }
 }
 
 /// What a lone catalogd names itself as in `/v1/status/*`: Consul's server RPC address form.

@@ -67,10 +67,13 @@
 //! # }
 //! ```
 
+mod args;
 mod client;
+mod election;
 mod error;
 mod json;
 mod lease;
+mod store;
 mod types;
 mod watch;
 
@@ -86,3 +89,7 @@ pub use types::{
     Status, Txn, TxnResponse, WatchRequest, WatchResponse, group_by_revision, prefix_end,
 };
 pub use watch::Watch;
+
+pub use args::EtcdArgs;
+pub use election::{ElectionConfig, ElectionView, Term, campaign};
+pub use store::{DEFAULT_REQUEST_TIMEOUT, EtcdStore};

@@ -152,6 +152,12 @@ impl EtcdCluster {
                     "stderr".into(),
                     "--log-level".into(),
                     "warn".into(),
+                    // What cairn's replicas need of etcd (README, "High availability"): one
+                    // group of writes is one transaction, often past etcd's 128-op default.
+                    "--max-txn-ops".into(),
+                    "10000".into(),
+                    "--max-request-bytes".into(),
+                    "10485760".into(),
                 ];
                 Member {
                     log: dir.path().join(format!("{name}.log")),

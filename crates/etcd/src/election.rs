@@ -1,0 +1,289 @@
+//! Leader election and membership of a daemon's replicas through etcd: each replica holds a
+//! lease, keeps a membership key `<prefix>members/<name>` on it, and campaigns for
+//! `<prefix>leader` (created only if absent, on its lease). The holder of that key leads until
+//! its lease ends: it stops, or it cannot renew within the TTL and etcd expires it, which
+//! deletes the key; the other replicas watch the prefix and campaign at once.
+//!
+//! A leader must stop acting before anyone else can start. A replica counts itself leader only
+//! while its last successful renewal, measured from when it was *sent*, leaves it more than a
+//! safety margin of the TTL: etcd's lease clock started no earlier than that send, so by the
+//! time etcd could expire the lease, this replica has already stepped down. A replica that
+//! loses its lease grants a new one and campaigns again. The leader key's create revision is
+//! the term's fencing token: a leader guards its writes with "the leader key still has this
+//! create revision" ([`Term::guard`]), which a deposed leader's writes fail.
+
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::{Compare, CompareResult, CompareTarget, EtcdClient, EtcdError, Op, Txn, WatchRequest};
+
+/// What a replica knows of the election.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ElectionView {
+    /// The leader's name (`""`: none right now).
+    pub leader: String,
+    /// This replica's term while it leads (and is sure of it).
+    pub term: Option<Term>,
+    /// Every live replica's name, sorted.
+    pub members: Vec<String>,
+}
+
+impl ElectionView {
+    pub fn is_leader(&self) -> bool {
+        self.term.is_some()
+    }
+}
+
+/// One replica's leadership: the leader key and its create revision (the fencing token).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Term {
+    pub key: Vec<u8>,
+    pub create_revision: i64,
+    pub lease: i64,
+}
+
+impl Term {
+    /// The compare that holds only while this term lasts.
+    pub fn guard(&self) -> Compare {
+        Compare::new(
+            self.key.clone(),
+            CompareTarget::Create(self.create_revision),
+            CompareResult::Equal,
+        )
+    }
+}
+
+/// Settings of [`campaign`].
+#[derive(Clone, Debug)]
+pub struct ElectionConfig {
+    /// Key prefix of this daemon's replicas (`/cairn/catalogd/`): `leader` and `members/` go
+    /// under it.
+    pub prefix: Vec<u8>,
+    /// This replica's name: its advertised address.
+    pub name: String,
+    /// The lease's TTL: how long a dead leader keeps the role.
+    pub ttl: Duration,
+}
+
+impl ElectionConfig {
+    fn leader_key(&self) -> Vec<u8> {
+        [self.prefix.as_slice(), b"leader"].concat()
+    }
+
+    fn members_prefix(&self) -> Vec<u8> {
+        [self.prefix.as_slice(), b"members/"].concat()
+    }
+}
+
+/// Runs the election until `stop`, publishing every change of the view. On stop a leader
+/// revokes its lease, so the others take over at once instead of after the TTL.
+pub async fn campaign(
+    client: EtcdClient,
+    config: ElectionConfig,
+    view: watch::Sender<ElectionView>,
+    stop: CancellationToken,
+) {
+    let mut backoff = Duration::from_millis(100);
+    while !stop.is_cancelled() {
+        match session(&client, &config, &view, &stop).await {
+            Ok(()) => backoff = Duration::from_millis(100),
+            Err(e) => {
+                tracing::warn!(error = %e, "election session ended; starting another");
+                view.send_modify(|v| v.term = None);
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    () = stop.cancelled() => {}
+                }
+                backoff = (backoff * 2).min(config.ttl);
+            }
+        }
+    }
+    view.send_modify(|v| v.term = None);
+}
+
+/// How far ahead of its lease's end a leader steps down.
+fn margin(ttl: Duration) -> Duration {
+    (ttl / 5).max(Duration::from_millis(500)).min(ttl / 2)
+}
+
+/// One lease: membership, campaigning and watching until the lease is lost (an error) or stop.
+async fn session(
+    client: &EtcdClient,
+    config: &ElectionConfig,
+    view: &watch::Sender<ElectionView>,
+    stop: &CancellationToken,
+) -> Result<(), EtcdError> {
+    let ttl_secs = i64::try_from(config.ttl.as_secs().max(1)).unwrap_or(i64::MAX);
+    let granted_at = Instant::now();
+    let (lease, granted) = client.lease_grant(ttl_secs).await?;
+    let mut valid_until = granted_at + Duration::from_secs(u64::try_from(granted).unwrap_or(0));
+    let result = lead_or_follow(client, config, view, stop, lease, &mut valid_until).await;
+    view.send_modify(|v| v.term = None);
+    if stop.is_cancelled() {
+        // Handing over at once: the others see the leader key go now, not after the TTL.
+        if let Err(e) = client.lease_revoke(lease).await {
+            tracing::debug!(error = %e, "revoking the election lease on stop");
+        }
+    }
+    result
+}
+
+async fn lead_or_follow(
+    client: &EtcdClient,
+    config: &ElectionConfig,
+    view: &watch::Sender<ElectionView>,
+    stop: &CancellationToken,
+    lease: i64,
+    valid_until: &mut Instant,
+) -> Result<(), EtcdError> {
+    let member_key = [config.members_prefix().as_slice(), config.name.as_bytes()].concat();
+    client
+        .request(Op::Put {
+            key: member_key,
+            value: config.name.clone().into_bytes(),
+            lease,
+            prev_kv: false,
+        })
+        .await?;
+    let leader_key = config.leader_key();
+    let renew_every = (config.ttl / 3).max(Duration::from_millis(200));
+    let mut renew = tokio::time::interval(renew_every);
+    renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        // Campaign (a no-op while someone holds the key), then read the election as it is.
+        let term = try_lead(client, &leader_key, &config.name, lease).await?;
+        let (revision, snapshot) = read_view(client, config, term.clone()).await?;
+        publish(view, snapshot, *valid_until, config.ttl);
+        let mut watch = client
+            .watch(WatchRequest::prefix(config.prefix.clone(), revision + 1))
+            .await?;
+        loop {
+            let step_down_at = valid_until
+                .checked_sub(margin(config.ttl))
+                .unwrap_or_else(Instant::now);
+            let leading = view.borrow().term.is_some();
+            tokio::select! {
+                () = stop.cancelled() => return Ok(()),
+                () = tokio::time::sleep_until(step_down_at.into()), if leading => {
+                    tracing::warn!("the election lease could not be renewed in time; stepping down");
+                    view.send_modify(|v| v.term = None);
+                }
+                _ = renew.tick() => {
+                    let sent = Instant::now();
+                    match tokio::time::timeout(renew_every, client.lease_keepalive(lease)).await {
+                        Ok(Ok(ttl)) => {
+                            *valid_until = sent + Duration::from_secs(u64::try_from(ttl).unwrap_or(0));
+                            let current = view.borrow().clone();
+                            publish(view, ElectionView { term: term.clone(), ..current }, *valid_until, config.ttl);
+                        }
+                        Ok(Err(e @ EtcdError::LeaseExpired { .. })) => return Err(e),
+                        Ok(Err(e)) if Instant::now() >= *valid_until => return Err(e),
+                        Ok(Err(e)) => tracing::debug!(error = %e, "renewing the election lease; retrying"),
+                        Err(_) if Instant::now() >= *valid_until => {
+                            return Err(EtcdError::LeaseExpired { id: lease });
+                        }
+                        Err(_) => tracing::debug!("renewing the election lease timed out; retrying"),
+                    }
+                }
+                next = watch.next() => {
+                    match next {
+                        // Something changed: read the view again (and campaign if the key is free).
+                        Some(Ok(_)) => break,
+                        Some(Err(e)) => return Err(e),
+                        None => {
+                            return Err(EtcdError::Unavailable {
+                                attempts: vec!["the election watch ended".into()],
+                            });
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Publishes `v`, without the term when the lease is too close to its end to be sure of.
+fn publish(
+    view: &watch::Sender<ElectionView>,
+    mut v: ElectionView,
+    valid_until: Instant,
+    ttl: Duration,
+) {
+    if Instant::now() + margin(ttl) >= valid_until {
+        v.term = None;
+    }
+    view.send_if_modified(|cur| {
+        let changed = *cur != v;
+        *cur = v;
+        changed
+    });
+}
+
+/// Takes the leader key if it is free; this replica's term if it holds it (now or already).
+async fn try_lead(
+    client: &EtcdClient,
+    leader_key: &[u8],
+    name: &str,
+    lease: i64,
+) -> Result<Option<Term>, EtcdError> {
+    let resp = client
+        .txn(&Txn {
+            compare: vec![Compare::new(
+                leader_key.to_vec(),
+                CompareTarget::Create(0),
+                CompareResult::Equal,
+            )],
+            success: vec![Op::Put {
+                key: leader_key.to_vec(),
+                value: name.as_bytes().to_vec(),
+                lease,
+                prev_kv: false,
+            }],
+            failure: vec![Op::get(leader_key.to_vec())],
+        })
+        .await?;
+    if resp.succeeded {
+        tracing::info!(name, "elected leader");
+        return Ok(Some(Term {
+            key: leader_key.to_vec(),
+            create_revision: resp.revision,
+            lease,
+        }));
+    }
+    let holder = resp.responses.into_iter().find_map(|r| match r {
+        crate::OpResponse::Range(range) => range.kvs.into_iter().next(),
+        _ => None,
+    });
+    Ok(holder.filter(|kv| kv.lease == lease).map(|kv| Term {
+        key: leader_key.to_vec(),
+        create_revision: kv.create_revision,
+        lease,
+    }))
+}
+
+/// The leader and members as etcd has them now, and the revision of that read.
+async fn read_view(
+    client: &EtcdClient,
+    config: &ElectionConfig,
+    term: Option<Term>,
+) -> Result<(i64, ElectionView), EtcdError> {
+    let all = client.get_prefix(config.prefix.clone()).await?;
+    let leader_key = config.leader_key();
+    let members_prefix = config.members_prefix();
+    let mut v = ElectionView {
+        term,
+        ..Default::default()
+    };
+    for kv in all.kvs {
+        if kv.key == leader_key {
+            v.leader = String::from_utf8_lossy(&kv.value).into_owned();
+        } else if kv.key.starts_with(&members_prefix) {
+            v.members
+                .push(String::from_utf8_lossy(&kv.value).into_owned());
+        }
+    }
+    v.members.sort();
+    Ok((all.revision, v))
+}
