@@ -69,6 +69,8 @@ pub struct Core {
     pub leadership: crate::leader::Leadership,
     /// Whether other replicas write the same store (renewals then go through the writer).
     pub replicated: bool,
+    /// Replicas only: what `?consistent` reads wait on, and the store it asks.
+    pub barrier: Option<(writer::replica::Barrier, Arc<dyn Store>)>,
     /// Cancelled when catalogd is asked to stop (`/v1/agent/leave`, or a signal once serving).
     shutdown: tokio_util::sync::CancellationToken,
 }
@@ -87,6 +89,15 @@ impl Core {
             .get(&self.config.node)
             .map(|n| n.id.clone())
             .unwrap_or_default()
+    }
+
+    /// For a `?consistent` read on a replica: waits until this replica's state holds every
+    /// write the store had committed when the read arrived (at once without replicas).
+    pub async fn catch_up(&self) -> Result<(), String> {
+        match &self.barrier {
+            Some((barrier, store)) => barrier.wait(store.clone(), Duration::from_secs(5)).await,
+            None => Ok(()),
+        }
     }
 
     /// Asks the server to stop as SIGTERM does.
@@ -196,9 +207,13 @@ impl Catalog {
         leadership: crate::leader::Leadership,
     ) -> anyhow::Result<Catalog> {
         let loaded = crate::persist::load_at(store.as_ref()).context("restoring the catalog")?;
-        let replica = store
-            .feed(loaded.revision)
-            .map(|feed| writer::replica::Replica::new(feed, loaded.meta_revision));
+        let (replica, barrier) = match store.feed(loaded.revision) {
+            Some(feed) => {
+                let (r, b) = writer::replica::Replica::new(feed, loaded.meta_revision);
+                (Some(r), Some((b, store.clone())))
+            }
+            None => (None, None),
+        };
         let state = loaded.state;
         tracing::info!(
             index = state.index,
@@ -259,6 +274,7 @@ impl Catalog {
             auth_failures: cairn_http::FailureLimiter::default(),
             leadership,
             replicated,
+            barrier,
             started: std::time::SystemTime::now(),
             shutdown: tokio_util::sync::CancellationToken::new(),
         });

@@ -314,3 +314,17 @@ async fn a_restore_through_one_replica_replaces_the_state_of_every_replica() {
     .await;
     assert_eq!(cs[0].core.index(), cs[1].core.index());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consistent_read_on_a_replica_sees_every_write_acknowledged_before_it() {
+    let (cs, _l) = replicas(2).await;
+    for i in 0..50 {
+        let key = format!("seq/{i}");
+        submit(&cs[0], put(&key, "v", None)).await;
+        cs[1].core.catch_up().await.expect("the replica catches up");
+        assert!(
+            cs[1].core.current.load().kv.contains_key(&key),
+            "write {i} acknowledged on A is missing on B after a consistent barrier"
+        );
+    }
+}

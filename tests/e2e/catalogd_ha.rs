@@ -120,6 +120,18 @@ async fn any_replica_answers_and_all_agree_on_the_state_and_its_index() {
     )
     .await;
     assert!(index > 0);
+    // ?consistent: a read through another replica right after a write's acknowledgement sees it.
+    for i in 0..20 {
+        let key = format!("/v1/kv/seq/{i}");
+        assert_eq!(r.http(i % 3).put(&key, "x").await.status, 200);
+        let got = r.http((i + 1) % 3).get(&format!("{key}?consistent")).await;
+        assert_eq!(
+            got.status,
+            200,
+            "write {i} not seen by a consistent read: {}",
+            got.text()
+        );
+    }
     // Every replica's own node is in the one catalog, and the consul service has three
     // instances, as with three Consul servers.
     let nodes: Vec<Value> = r.http(2).get("/v1/catalog/nodes").await.json();

@@ -29,11 +29,16 @@ impl axum::extract::FromRequestParts<std::sync::Arc<crate::core::Core>> for Read
 
     async fn from_request_parts(
         parts: &mut axum::http::request::Parts,
-        _: &std::sync::Arc<crate::core::Core>,
+        core: &std::sync::Arc<crate::core::Core>,
     ) -> Result<Self, HttpError> {
         let query = QueryParams::parse(parts.uri.query());
         let opts = ReadOpts::parse(&query)?;
         let caller = caller_of(parts)?;
+        if query.present("consistent") {
+            // Consul's consistent mode: the answer includes every write acknowledged before
+            // the read arrived, whichever replica took it.
+            core.catch_up().await.map_err(HttpError::internal)?;
+        }
         Ok(Read {
             query,
             opts,

@@ -45,17 +45,62 @@ pub struct Replica {
     meta_revision: Revision,
     /// Revisions this replica committed that the feed has not delivered back yet.
     own: VecDeque<Revision>,
+    /// The metadata key's revision in the published state, for `?consistent` reads.
+    published: tokio::sync::watch::Sender<Revision>,
 }
 
 impl Replica {
     /// Follows `feed` from a state loaded with `meta_revision` on its metadata key; must be
     /// called on the runtime.
-    pub fn new(feed: Feed, meta_revision: Revision) -> Replica {
-        Replica {
+    pub fn new(feed: Feed, meta_revision: Revision) -> (Replica, Barrier) {
+        let (published, rx) = tokio::sync::watch::channel(meta_revision);
+        let replica = Replica {
             runtime: tokio::runtime::Handle::current(),
             feed,
             meta_revision,
             own: VecDeque::new(),
+            published,
+        };
+        (replica, Barrier { published: rx })
+    }
+
+    /// Tells `?consistent` readers what the published state now holds.
+    fn announce(&self) {
+        self.published.send_if_modified(|r| {
+            let newer = self.meta_revision != *r;
+            *r = self.meta_revision;
+            newer
+        });
+    }
+}
+
+/// What a `?consistent` read waits on: Consul's consistent mode has the leader confirm it still
+/// leads before answering; a replica instead makes sure its state holds every batch the store
+/// has committed by the time the read arrived.
+pub struct Barrier {
+    published: tokio::sync::watch::Receiver<Revision>,
+}
+
+impl Barrier {
+    /// Waits until the published state holds the store's newest batch (a linearizable read
+    /// of the metadata key says which), for at most `limit`.
+    pub async fn wait(
+        &self,
+        store: std::sync::Arc<dyn cairn_store::Store>,
+        limit: Duration,
+    ) -> Result<(), String> {
+        let newest = tokio::task::spawn_blocking(move || store.get(persist::META))
+            .await
+            .map_err(|e| format!("reading the store failed: {e}"))?
+            .map_err(|e| e.to_string())?
+            .map_or(0, |e| e.mod_revision);
+        let mut rx = self.published.clone();
+        match tokio::time::timeout(limit, rx.wait_for(|r| *r >= newest)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) => Err("catalogd is shutting down".into()),
+            Err(_) => Err(format!(
+                "this replica did not catch up with the store within {limit:?}"
+            )),
         }
     }
 }
@@ -168,6 +213,7 @@ fn absorb(
         },
         Vec::new(),
     );
+    replica.announce();
 }
 
 /// Replaces the state with a fresh read of the whole store and follows it from there.
@@ -276,7 +322,8 @@ fn commit_group(
                 if writes_records {
                     replica.meta_revision = rev;
                 }
-                return publish(parts, delays, applied, senders);
+                publish(parts, delays, applied, senders);
+                return replica.announce();
             }
             Ok(Outcome::CompareFailed(_)) => {
                 let stale = replica.meta_revision;
