@@ -1,9 +1,14 @@
 //! `cairn-bench`: the load generator behind `scripts/bench/`. It owns the command line and the
-//! runtime; each subcommand lives in its own module. Throughput runs use `wrk`; this tool does
-//! what `wrk` cannot, such as parking thousands of blocking queries and timing their wake-up.
+//! runtime; each subcommand lives in its own module. Throughput runs against one server use
+//! `wrk`; this tool does what `wrk` cannot, such as parking thousands of blocking queries and
+//! timing their wake-up, or spreading one load over several replicas (`kv-load`).
 
+mod common;
+mod failover;
 mod http;
+mod kvload;
 mod place;
+mod wake;
 mod watchers;
 
 use std::process::ExitCode;
@@ -27,6 +32,13 @@ enum Command {
     Watchers(watchers::WatchersArgs),
     /// Run offerd's placement alone on simulated agents and report placements per second
     Place(place::PlaceArgs),
+    /// KV PUT or GET load over connections spread over several servers: catalogd replicas or
+    /// etcd's JSON gateway (same client, same concurrency)
+    KvLoad(kvload::KvLoadArgs),
+    /// Watchers on some catalogd replicas woken by writes through another: time to each answer
+    Wake(wake::WakeArgs),
+    /// After a catalogd replica is killed: time to the first accepted write and to a new leader
+    Failover(failover::FailoverArgs),
 }
 
 fn main() -> ExitCode {
@@ -47,6 +59,9 @@ fn main() -> ExitCode {
         async {
             match cli.command {
                 Command::Watchers(args) => watchers::run(args).await,
+                Command::KvLoad(args) => kvload::run(args).await,
+                Command::Wake(args) => wake::run(args).await,
+                Command::Failover(args) => failover::run(args).await,
                 Command::Place(_) => Ok(()),
             }
             .map(|()| ExitCode::SUCCESS)
