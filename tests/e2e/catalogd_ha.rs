@@ -383,3 +383,65 @@ async fn acknowledged_writes_survive_the_loss_of_an_etcd_member() {
         .await;
     }
 }
+
+/// The way an operator moves from one machine to three: a snapshot saved from an embedded
+/// catalogd is restored through one replica, and every replica then serves it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_snapshot_of_an_embedded_catalogd_restores_into_the_replicas() {
+    let Some(r) = Replicas::start(2).await else {
+        return;
+    };
+    let single = Catalogd::start().await;
+    for i in 0..300 {
+        let put = single
+            .http
+            .put(&format!("/v1/kv/moved/{i}"), format!("v{i}"))
+            .await;
+        assert_eq!(put.status, 200);
+    }
+    let reg = json!({"Node": "db-1", "Address": "10.0.0.7",
+        "Service": {"Service": "db", "Port": 5432}});
+    assert_eq!(
+        single
+            .http
+            .put_json("/v1/catalog/register", &reg)
+            .await
+            .status,
+        200
+    );
+    // Something on the replicas before, which the restore replaces.
+    assert_eq!(r.http(0).put("/v1/kv/old", "gone").await.status, 200);
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let file = dir.path().join("one-machine.snap");
+    let file = file.to_str().expect("a UTF-8 path");
+    let out = single.cli(&["snapshot", "save", file], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = r.catalogs[0].cli(&["snapshot", "restore", file], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for i in 0..2 {
+        wait_for(
+            "the restored catalog on every replica",
+            Duration::from_secs(20),
+            || r.logs(),
+            async || {
+                let keys: Vec<String> = r.http(i).get("/v1/kv/moved/?keys").await.json();
+                let old = r.http(i).get("/v1/kv/old").await.status;
+                let db: Vec<Value> = r.http(i).get("/v1/catalog/service/db").await.json();
+                (keys.len() == 300 && old == 404 && db.len() == 1).then_some(())
+            },
+        )
+        .await;
+    }
+    let got = r.http(1).get("/v1/kv/moved/7?raw").await;
+    assert_eq!(got.text(), "v7");
+    // And the replicas go on taking writes on top of it.
+    assert_eq!(r.http(1).put("/v1/kv/after", "ok").await.status, 200);
+}
