@@ -44,6 +44,8 @@ pub struct Config {
     pub unauthenticated_metrics: bool,
     /// One of several replicas on etcd instead of the embedded store.
     pub etcd: Option<crate::ha::EtcdConfig>,
+    /// A replica sends clients' writes to the leader (replicas speaking plain HTTP).
+    pub forward_writes: bool,
 }
 
 /// Everything the HTTP handlers share.
@@ -71,6 +73,8 @@ pub struct Core {
     pub replicated: bool,
     /// Replicas only: what `?consistent` reads wait on, and the store it asks.
     pub barrier: Option<(writer::replica::Barrier, Arc<dyn Store>)>,
+    /// Replicas only (plain HTTP): the client that sends writes to the leader.
+    pub forwarder: Option<reqwest::Client>,
     /// Cancelled when catalogd is asked to stop (`/v1/agent/leave`, or a signal once serving).
     shutdown: tokio_util::sync::CancellationToken,
 }
@@ -96,6 +100,19 @@ impl Core {
     pub async fn catch_up(&self) -> Result<(), String> {
         match &self.barrier {
             Some((barrier, store)) => barrier.wait(store.clone(), Duration::from_secs(5)).await,
+            None => Ok(()),
+        }
+    }
+
+    /// The store revision the published state holds (replicas only).
+    pub fn published_revision(&self) -> Option<u64> {
+        self.barrier.as_ref().map(|(b, _)| b.published())
+    }
+
+    /// Waits until this replica's state holds store revision `rev` (at once without replicas).
+    pub async fn caught_up_to(&self, rev: u64, limit: Duration) -> Result<(), String> {
+        match &self.barrier {
+            Some((barrier, _)) => barrier.wait_for_revision(rev, limit).await,
             None => Ok(()),
         }
     }
@@ -260,6 +277,15 @@ impl Catalog {
         ));
         let log_tap = config.log_tap.clone();
         let acl = crate::acl::Acl::new(config.acl.clone(), config.datacenter.clone());
+        let forwarder = (barrier.is_some() && config.forward_writes)
+            .then(|| {
+                let client = crate::http::forward::client();
+                if client.is_none() {
+                    tracing::warn!("no HTTP client to reach the leader; this replica commits clients' writes itself");
+                }
+                client
+            })
+            .flatten();
         let core = Arc::new(Core {
             current,
             registry,
@@ -274,6 +300,7 @@ impl Catalog {
             auth_failures: cairn_http::FailureLimiter::default(),
             leadership,
             replicated,
+            forwarder,
             barrier,
             started: std::time::SystemTime::now(),
             shutdown: tokio_util::sync::CancellationToken::new(),

@@ -348,6 +348,17 @@ fn publish(
     applied: Applied,
     senders: Vec<oneshot::Sender<Result<Reply, WriteError>>>,
 ) {
+    publish_with(parts, delays, applied, senders, || {});
+}
+
+/// [`publish`], running `visible` once the new state is readable and before anyone is answered.
+fn publish_with(
+    parts: &WriterParts,
+    delays: &mut LockDelays,
+    applied: Applied,
+    senders: Vec<oneshot::Sender<Result<Reply, WriteError>>>,
+    visible: impl FnOnce(),
+) {
     let Applied {
         state,
         mut changes,
@@ -356,6 +367,7 @@ fn publish(
     if !changes.is_empty() {
         parts.current.store(Arc::new(state));
     }
+    visible();
     let after = Instant::now();
     if changes.replaced {
         parts.timers.arm_all(&parts.current.load(), after);

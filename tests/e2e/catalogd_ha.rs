@@ -445,3 +445,52 @@ async fn a_snapshot_of_an_embedded_catalogd_restores_into_the_replicas() {
     // And the replicas go on taking writes on top of it.
     assert_eq!(r.http(1).put("/v1/kv/after", "ok").await.status, 200);
 }
+
+/// A counter of a replica's `/metrics`.
+async fn metric(http: &Http, name: &str) -> f64 {
+    let text = http.get("/metrics").await.text();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in /metrics:\n{text}"))
+}
+
+/// Writes sent to a follower are committed by the leader (one writer batches them all), and the
+/// follower answers only once it holds them: a client reading back through the follower sees
+/// its write without asking for consistency.
+#[tokio::test(flavor = "multi_thread")]
+async fn followers_send_writes_to_the_leader_and_read_them_back() {
+    let Some(r) = Replicas::start(3).await else {
+        return;
+    };
+    let leader = r.leader(&[0, 1, 2]).await;
+    let follower = (leader + 1) % 3;
+    let (lead_before, follow_before) = (
+        metric(r.http(leader), "catalogd_commits_total").await,
+        metric(r.http(follower), "catalogd_commits_total").await,
+    );
+    for i in 0..50 {
+        let key = format!("/v1/kv/forwarded/{i}");
+        let put = r.http(follower).put(&key, format!("v{i}")).await;
+        assert_eq!(put.status, 200, "{}", put.text());
+        assert_eq!(put.text(), "true");
+        let got = r.http(follower).get(&format!("{key}?raw")).await;
+        assert_eq!(
+            got.text(),
+            format!("v{i}"),
+            "write {i} not visible on the follower"
+        );
+    }
+    let txn = json!([{"KV": {"Verb": "set", "Key": "forwarded/txn", "Value": "dHhu"}}]);
+    assert_eq!(r.http(follower).put_json("/v1/txn", &txn).await.status, 200);
+    let lead_commits = metric(r.http(leader), "catalogd_commits_total").await - lead_before;
+    let follow_commits = metric(r.http(follower), "catalogd_commits_total").await - follow_before;
+    assert!(
+        lead_commits >= 51.0,
+        "the leader committed {lead_commits} batches"
+    );
+    assert!(
+        follow_commits < 5.0,
+        "the follower committed {follow_commits} batches itself"
+    );
+}

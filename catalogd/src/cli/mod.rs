@@ -199,6 +199,9 @@ impl ServeArgs {
             max_pending_writes: self.max_pending_writes,
             http: self.http.limits(crate::serve::DRAIN),
             log_tap,
+            // A follower holds no client certificate for a leader serving HTTPS: it commits
+            // writes itself then.
+            forward_writes: self.tls.tls_cert.is_none(),
             etcd: self.etcd.enabled().then(|| crate::ha::EtcdConfig {
                 args: self.etcd.clone(),
                 // Filled in with the bound address once listening, unless given.

@@ -9,6 +9,7 @@ mod connect;
 mod coordinate;
 mod error;
 mod event;
+pub mod forward;
 mod guard;
 mod health;
 mod kv;
@@ -658,6 +659,10 @@ pub fn router(core: Arc<Core>) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         // Bodies are read (and bounded) by `count_requests` before any extractor runs.
         .layer(DefaultBodyLimit::disable())
+        .layer(middleware::from_fn_with_state(
+            core.clone(),
+            forward::forward_writes,
+        ))
         .layer(middleware::from_fn_with_state(core.clone(), authenticate))
         .layer(middleware::from_fn_with_state(core.clone(), count_requests))
         .with_state(core)

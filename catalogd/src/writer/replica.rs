@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{
     Applied, Command, MAX_GROUP, Reply, Request, WriteError, WriterParts, apply_group, batch_of,
-    fail_group, gather, publish,
+    fail_group, gather, publish, publish_with,
 };
 use crate::persist;
 use crate::state::{Changes, LockDelays, State};
@@ -82,6 +82,23 @@ pub struct Barrier {
 }
 
 impl Barrier {
+    /// The metadata key's revision in the published state.
+    pub fn published(&self) -> Revision {
+        *self.published.borrow()
+    }
+
+    /// Waits until the published state holds revision `rev`, for at most `limit`.
+    pub async fn wait_for_revision(&self, rev: Revision, limit: Duration) -> Result<(), String> {
+        let mut rx = self.published.clone();
+        match tokio::time::timeout(limit, rx.wait_for(|r| *r >= rev)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) => Err("catalogd is shutting down".into()),
+            Err(_) => Err(format!(
+                "this replica did not reach store revision {rev} within {limit:?}"
+            )),
+        }
+    }
+
     /// Waits until the published state holds the store's newest batch (a linearizable read
     /// of the metadata key says which), for at most `limit`.
     pub async fn wait(
@@ -94,14 +111,7 @@ impl Barrier {
             .map_err(|e| format!("reading the store failed: {e}"))?
             .map_err(|e| e.to_string())?
             .map_or(0, |e| e.mod_revision);
-        let mut rx = self.published.clone();
-        match tokio::time::timeout(limit, rx.wait_for(|r| *r >= newest)).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(_)) => Err("catalogd is shutting down".into()),
-            Err(_) => Err(format!(
-                "this replica did not catch up with the store within {limit:?}"
-            )),
-        }
+        self.wait_for_revision(newest, limit).await
     }
 }
 
@@ -322,8 +332,9 @@ fn commit_group(
                 if writes_records {
                     replica.meta_revision = rev;
                 }
-                publish(parts, delays, applied, senders);
-                return replica.announce();
+                // Announced before the callers are answered: a forwarded write's follower waits
+                // for the revision the answer carries.
+                return publish_with(parts, delays, applied, senders, || replica.announce());
             }
             Ok(Outcome::CompareFailed(_)) => {
                 let stale = replica.meta_revision;
