@@ -226,9 +226,10 @@ async fn site_yml_installs_cairn_and_deploys_the_apps_idempotently() {
     );
 }
 
-/// The secured layout from the playbook's variables: catalogd with ACLs, every server on TLS
-/// with client certificates, the agent token and offerd's auth file; secrets only in the
-/// EnvironmentFiles (0640), never on a command line; every binary accepts what it is given.
+/// The secured, replicated layout from the playbook's variables: catalogd with ACLs as one
+/// replica on etcd, clients given every control host, every server on TLS with client
+/// certificates, the agent token and offerd's auth file; secrets only in the EnvironmentFiles
+/// (0640), never on a command line; every binary accepts what it is given.
 #[tokio::test(flavor = "multi_thread")]
 async fn site_yml_renders_the_secured_layout() {
     if !ansible_available() {
@@ -240,6 +241,8 @@ async fn site_yml_renders_the_secured_layout() {
     let bin_dir = bin("offerd").parent().expect("target dir").to_path_buf();
     const AGENT_TOKEN: &str = "agent-token-4f1c9d";
     const MANAGEMENT: &str = "management-token-8e2a7b";
+    const ETCD: &str = "http://10.0.0.10:2379,http://10.0.0.11:2379,http://10.0.0.12:2379";
+    const CATALOGS: &str = "https://10.0.0.10:8500,https://10.0.0.11:8500,https://10.0.0.12:8500";
     let vars = serde_json::json!({
         "cairn_prefix": prefix,
         "cairn_unit_dir": units,
@@ -247,7 +250,8 @@ async fn site_yml_renders_the_secured_layout() {
         "cairn_bin_dir": bin_dir,
         "cairn_manage_services": false,
         "cairn_become": false,
-        "cairn_catalog_url": "https://10.0.0.10:8500",
+        "cairn_catalog_url": CATALOGS,
+        "cairn_etcd_endpoints": ETCD,
         "cairn_offerd_url": "https://10.0.0.10:5050",
         "cairn_node_name": "secure-node",
         "cairn_agent_token": AGENT_TOKEN,
@@ -323,6 +327,7 @@ async fn site_yml_renders_the_secured_layout() {
                     "{joined}"
                 );
                 assert!(joined.contains(server_tls), "{joined}");
+                assert!(joined.contains(&format!("--etcd {ETCD}")), "{joined}");
                 assert_eq!(
                     get("CATALOGD_ACL_INITIAL_MANAGEMENT_TOKEN"),
                     Some(MANAGEMENT)
@@ -331,6 +336,7 @@ async fn site_yml_renders_the_secured_layout() {
             "offerd" | "taskrun" => {
                 assert!(joined.contains(server_tls), "{joined}");
                 assert_eq!(get("CAIRN_AGENT_TOKEN"), Some(AGENT_TOKEN), "{unit_name}");
+                assert_eq!(get("CAIRN_CATALOG"), Some(CATALOGS), "{unit_name}");
                 if *unit_name == "offerd" {
                     assert!(
                         joined.contains("--auth-file /etc/cairn/offerd-auth.toml"),
