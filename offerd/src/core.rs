@@ -4,6 +4,13 @@
 //! blocking thread), and only then publish the copy, wake the agents whose desired sets changed
 //! and send the events. A request is acknowledged after its batch is on disk, so nothing
 //! acknowledged is lost by `kill -9`, and a reader never sees a change that is not.
+//!
+//! A replica's core (`offerd serve --etcd`, [`crate::ha`]) is *fenced*: every batch carries a
+//! compare on the term key its leader wrote when elected, so once a successor has written its
+//! own, a deposed leader's writes fail in etcd. A core whose write fails is deposed for good
+//! ([`Core::deposed`]): it refuses every later change and answers no agent, and the replica
+//! drops it and reloads from etcd when it leads again. Without a fence a failed write stops
+//! offerd (crash-only), as on one machine a restart is how memory and disk agree again.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,8 +20,9 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use cairn_cli::LockOrExit as _;
 use cairn_marathon::{App, DesiredTasks, now_millis};
-use cairn_store::{Batch, Outcome, Store};
+use cairn_store::{Batch, Compare, Outcome, Store};
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use crate::events::EventBus;
 use crate::model::{Agent, AppEntry, Deployment, State, Task};
@@ -54,6 +62,10 @@ pub enum CoreError {
     /// A record that cannot be encoded: the change is refused rather than stored empty.
     #[error("cannot encode record {key:?}: {reason}")]
     Encode { key: String, reason: String },
+    /// This replica no longer leads (a fenced write failed, or its election term ended): the
+    /// change was not made; the leader takes it.
+    #[error("this offerd replica is no longer the leader; retry (the leader takes the request)")]
+    Deposed,
 }
 
 /// What the commit of a change needs after the caller may have gone away: it runs to the end
@@ -65,6 +77,14 @@ struct Shared {
     desired_changed: watch::Sender<u64>,
     /// Where stale catalog services go to be deregistered (see [`Core::stale_services`]).
     stale_tx: tokio::sync::mpsc::UnboundedSender<(String, String)>,
+    /// A replica's fence: the compare every batch carries (the term key at the revision its
+    /// leader wrote it). `None` on one machine.
+    fence: Option<Compare>,
+    /// Cancelled once this core may not write any more (see [`Core::deposed`]).
+    deposed: CancellationToken,
+    /// The newest store revision this core wrote or loaded at: an agent that saw a newer one
+    /// was answered by another leader since.
+    latest: AtomicU64,
 }
 
 /// offerd's state and its durable home.
@@ -110,6 +130,25 @@ impl Core {
     /// Loads the state from `store`. Agents get a full `agent_timeout` from now to be heard
     /// from again before their tasks are declared lost.
     pub fn open(store: Arc<dyn Store>, cfg: SchedulerConfig) -> Result<Core, CoreError> {
+        Core::load(store, cfg, None)
+    }
+
+    /// [`Core::open`] for a replica's leader: every batch it commits (the clean-up at load
+    /// included) carries `fence`, and a batch refused by it, or failing at all, deposes the
+    /// core instead of stopping offerd.
+    pub fn open_fenced(
+        store: Arc<dyn Store>,
+        cfg: SchedulerConfig,
+        fence: Compare,
+    ) -> Result<Core, CoreError> {
+        Core::load(store, cfg, Some(fence))
+    }
+
+    fn load(
+        store: Arc<dyn Store>,
+        cfg: SchedulerConfig,
+        fence: Option<Compare>,
+    ) -> Result<Core, CoreError> {
         let now = now_millis();
         let mut state = State::default();
         for mut e in load_prefix::<AppEntry>(&*store, keys::APPS)? {
@@ -130,7 +169,10 @@ impl Core {
         for d in load_prefix::<Deployment>(&*store, keys::DEPLOYMENTS)? {
             state.deployments.insert(d.id.clone(), d);
         }
-        drop_unlisted_versions(&*store, &state)?;
+        drop_unlisted_versions(&*store, &state, fence.as_ref())?;
+        // On etcd the revision is the cluster's, past the term key this leader wrote: above
+        // every index a previous leader gave the agents, so each is answered its whole
+        // desired set at once.
         let base_index = store.revision().max(1);
         tracing::info!(
             apps = state.apps.len(),
@@ -151,6 +193,9 @@ impl Core {
                 events: events.clone(),
                 desired_changed: watch::channel(base_index).0,
                 stale_tx,
+                fence,
+                deposed: CancellationToken::new(),
+                latest: AtomicU64::new(base_index),
             }),
             writer: Arc::new(tokio::sync::Mutex::new(())),
             heartbeats: Mutex::new(HashMap::new()),
@@ -196,31 +241,61 @@ impl Core {
         E: From<CoreError>,
     {
         let writer = self.writer.clone().lock_owned().await;
+        if self.shared.deposed.is_cancelled() {
+            return Err(CoreError::Deposed.into());
+        }
         let mut next = self.shared.current.load().state.clone();
         self.fold_heartbeats(&mut next);
         let mut tx = Tx::new(now_millis());
         let r = f(&mut next, &mut tx)?;
         scheduler::reconcile(&mut next, &mut tx, &self.cfg);
-        let batch = batch_of(&next, &tx)?;
+        let mut batch = batch_of(&next, &tx)?;
         if batch.is_empty() {
             self.shared.publish(next, tx, None);
             return Ok(r);
+        }
+        if let Some(fence) = &self.shared.fence {
+            batch.compares.push(fence.clone());
         }
         let shared = self.shared.clone();
         // The commit and the publication run to the end even if this request is dropped, and
         // the writer lock is held until then: the next change starts from this one's state.
         let done = tokio::task::spawn_blocking(move || {
             let _writer = writer;
-            shared.commit(next, tx, batch);
+            shared.commit(next, tx, batch)
         })
         .await;
-        if let Err(e) = done {
+        match done {
+            Ok(true) => Ok(r),
+            Ok(false) => Err(CoreError::Deposed.into()),
+            Err(e) if self.shared.fence.is_some() => {
+                // A replica drops this state and reloads from etcd.
+                tracing::error!(error = %e, "committing a change failed; stepping down");
+                self.shared.deposed.cancel();
+                Err(CoreError::Deposed.into())
+            }
             // A panic while committing: the state in memory may not match the disk.
-            cairn_cli::exit_crash(&format!(
+            Err(e) => cairn_cli::exit_crash(&format!(
                 "committing a change failed ({e}); exiting so a restart reloads the last durable state"
-            ));
+            )),
         }
-        Ok(r)
+    }
+
+    /// Ends this core's term: no change is made through it any more, and parked agent polls
+    /// are answered 503 so that the agents ask the leader. Idempotent.
+    pub fn depose(&self) {
+        self.shared.deposed.cancel();
+    }
+
+    /// Resolves once this core may not write any more: [`Core::depose`], or a fenced write
+    /// failed (a successor wrote its term key, or etcd could not be written).
+    pub fn deposed(&self) -> tokio_util::sync::WaitForCancellationFuture<'_> {
+        self.shared.deposed.cancelled()
+    }
+
+    /// Whether [`Core::deposed`] has resolved.
+    pub fn is_deposed(&self) -> bool {
+        self.shared.deposed.is_cancelled()
     }
 
     /// Copies the agents' latest heartbeats into `state` (memory only: no record is touched).
@@ -268,21 +343,32 @@ impl Core {
     }
 
     /// The desired set of `node` once its index passes `index` or `wait` runs out, with the
-    /// index to block on next. `None` when the node is unknown (it must register). Every call
-    /// counts as the agent's heartbeat. Answered from the published snapshot.
+    /// index to block on next. `Ok(None)` when the node is unknown (it must register). Every
+    /// call counts as the agent's heartbeat. Answered from the published snapshot.
+    ///
+    /// A fenced core answers [`CoreError::Deposed`] once deposed, and to an agent whose index
+    /// is newer than anything it wrote or loaded (another leader answered that agent since):
+    /// a stale set would have the agent kill what a newer leader launched.
     pub async fn desired_tasks(
         &self,
         node: &str,
         index: u64,
         wait: Duration,
-    ) -> Option<(DesiredTasks, u64)> {
+    ) -> Result<Option<(DesiredTasks, u64)>, CoreError> {
         let deadline = tokio::time::Instant::now() + wait;
         let mut changed = self.shared.desired_changed.subscribe();
         loop {
             changed.borrow_and_update();
+            if self.shared.fence.is_some()
+                && (self.is_deposed() || index > self.shared.latest.load(Ordering::SeqCst))
+            {
+                return Err(CoreError::Deposed);
+            }
             let lost = {
                 let snap = self.shared.current.load();
-                let agent = snap.state.agents.get(node)?;
+                let Some(agent) = snap.state.agents.get(node) else {
+                    return Ok(None);
+                };
                 self.heartbeat(node);
                 let current = snap
                     .desired_index
@@ -299,7 +385,7 @@ impl Core {
                         .filter(|t| t.node == node && t.is_desired())
                         .map(|t| t.spec.clone())
                         .collect();
-                    return Some((DesiredTasks { tasks }, current));
+                    return Ok(Some((DesiredTasks { tasks }, current)));
                 }
                 agent.lost
             };
@@ -315,6 +401,7 @@ impl Core {
             tokio::select! {
                 _ = changed.changed() => {}
                 _ = tokio::time::sleep_until(deadline) => {}
+                () = self.shared.deposed.cancelled() => {}
             }
         }
     }
@@ -351,23 +438,39 @@ impl Core {
 }
 
 impl Shared {
-    /// Makes the batch durable, then publishes `next`. Runs on a blocking thread.
-    fn commit(&self, next: State, tx: Tx, batch: Batch) {
-        let revision = match self.store.commit(batch) {
-            Ok(Outcome::Applied(r)) => r,
-            Ok(Outcome::CompareFailed(_)) => {
+    /// Makes the batch durable, then publishes `next`; false when it was not written (a fenced
+    /// core is deposed then). Runs on a blocking thread.
+    fn commit(&self, next: State, tx: Tx, batch: Batch) -> bool {
+        let revision = match (self.store.commit(batch), &self.fence) {
+            (Ok(Outcome::Applied(r)), _) => r,
+            (Ok(Outcome::CompareFailed(_)), Some(_)) => {
+                tracing::error!(
+                    "a newer leader has written its term key: this replica's write was refused by etcd; stepping down"
+                );
+                self.deposed.cancel();
+                return false;
+            }
+            (Err(e), Some(_)) => {
+                // Maybe applied, maybe not: only a reload from etcd knows.
+                tracing::error!(error = %e, "cannot write the state to etcd; stepping down (the state is reloaded from etcd when this replica leads again)");
+                self.deposed.cancel();
+                return false;
+            }
+            (Ok(Outcome::CompareFailed(_)), None) => {
                 // No compares are sent, so this cannot happen; treat it as a store fault.
                 cairn_cli::exit_crash(
                     "unexpected compare failure writing the state; exiting so a restart reloads the last durable state",
                 );
             }
-            Err(e) => {
+            (Err(e), None) => {
                 cairn_cli::exit_crash(&format!(
                     "cannot write the state ({e}); exiting so a restart reloads the last durable state"
                 ));
             }
         };
+        self.latest.fetch_max(revision, Ordering::SeqCst);
         self.publish(next, tx, Some(revision));
+        true
     }
 
     /// Makes `next` what readers see, then wakes the agents whose desired set changed and sends
@@ -400,7 +503,11 @@ impl Shared {
 
 /// Deletes stored versions that no app lists (left by offerd releases that did not prune them,
 /// beyond [`crate::model::MAX_VERSIONS`]), so the store stops growing.
-fn drop_unlisted_versions(store: &dyn Store, state: &State) -> Result<(), CoreError> {
+fn drop_unlisted_versions(
+    store: &dyn Store,
+    state: &State,
+    fence: Option<&Compare>,
+) -> Result<(), CoreError> {
     let mut batch = Batch::default();
     for (key, _) in store.scan_prefix(keys::VERSIONS.as_bytes())? {
         let name = String::from_utf8_lossy(&key[keys::VERSIONS.len()..]).into_owned();
@@ -419,7 +526,11 @@ fn drop_unlisted_versions(store: &dyn Store, state: &State) -> Result<(), CoreEr
             versions = batch.ops.len(),
             "dropping stored app versions beyond the kept ones"
         );
-        store.commit(batch)?;
+        batch.compares.extend(fence.cloned());
+        if let Outcome::CompareFailed(_) = store.commit(batch)? {
+            // Only a fenced batch has a compare: a successor wrote its term key meanwhile.
+            return Err(CoreError::Deposed);
+        }
     }
     Ok(())
 }
@@ -681,6 +792,7 @@ mod tests {
             core.desired_tasks("n1", 0, Duration::from_secs(60)),
         )
         .await
+        .expect("not fenced")
         .expect("n1 is registered");
         assert!(desired.tasks.is_empty());
         assert!(core.touch_agent("n1"), "a heartbeat needs no write");

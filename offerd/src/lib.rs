@@ -9,12 +9,14 @@
 //! - [`service_ports`]: the load balancers' ports of apps (assignment, conflicts).
 //! - [`offers`]: the offers book for other schedulers (two-level scheduling).
 //! - [`auth`]: who may call what: `--auth-file` principals and roles, agent tokens.
+//! - [`ha`]: replicas on etcd (`--etcd`): the elected leader schedules, standbys forward.
 //! - [`cli`]: `offerd serve` and the client commands (`apply`, `apps`, `tasks`, `scale`, `kill`).
 
 pub mod auth;
 pub mod cli;
 pub mod core;
 pub mod events;
+pub mod ha;
 pub mod health;
 pub mod http;
 pub mod model;

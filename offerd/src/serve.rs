@@ -1,6 +1,8 @@
 //! `offerd serve`: read the auth file, open the store, load the state, serve the API, run the
 //! scheduler's timer (agent timeouts, backoff expiry) and follow task health in the catalog,
-//! until SIGTERM. SIGHUP re-reads the auth file (when one is set).
+//! until SIGTERM. SIGHUP re-reads the auth file (when one is set). With `--etcd` the state is
+//! on etcd and the replica leads or stands by ([`crate::ha`]); the leader's duties are the
+//! same [`Duties`].
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -42,6 +44,8 @@ pub struct ServeConfig {
     pub auth_failures: (u32, Duration),
     /// HTTPS (`--tls-cert`, `--tls-key`, `--tls-client-ca`); `None`: plain HTTP.
     pub tls: Option<cairn_http::Tls>,
+    /// One replica of several on etcd (`--etcd`); `None`: the embedded store in `data_dir`.
+    pub replication: Option<crate::ha::HaConfig>,
 }
 
 /// The access rules `cfg` asks for: the auth file read (an error names the file and the
@@ -108,6 +112,88 @@ async fn reload_on_hangup(access: Arc<Access>, mut hup: tokio::signal::unix::Sig
 /// closed after it.
 pub const DRAIN: Duration = Duration::from_secs(2);
 
+/// What only the leader does, around its [`Core`]: the scheduler's timer (agent timeouts,
+/// backoff expiry), task health from the catalog, and the clean-up of lost tasks' catalog
+/// services. One offerd runs them for as long as it serves; a replica for as long as it leads.
+pub struct Duties {
+    stop: tokio_util::sync::CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Duties {
+    /// Starts the duties of `core`; `catalog`: where task health is read (none: no health).
+    pub fn start(core: &Arc<Core>, catalog: Option<&CatalogClient>) -> Duties {
+        let stop = tokio_util::sync::CancellationToken::new();
+        let mut tasks = Vec::new();
+        tasks.push({
+            let core = core.clone();
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(TICK);
+                every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        () = stop.cancelled() => return,
+                        _ = every.tick() => {
+                            let r: Result<(), crate::core::CoreError> = core.mutate(|_, _| Ok(())).await;
+                            match r {
+                                Ok(()) => {}
+                                // The replica steps down; nothing to add here.
+                                Err(crate::core::CoreError::Deposed) => return,
+                                Err(e) => tracing::error!(error = %e, "scheduling round failed"),
+                            }
+                        }
+                    }
+                }
+            })
+        });
+        if let (Some(client), Some(rx)) = (catalog, core.stale_services()) {
+            tasks.push(tokio::spawn(crate::health::deregister_stale(
+                rx,
+                client.clone(),
+            )));
+        }
+        if let Some(client) = catalog {
+            tasks.push(tokio::spawn(crate::health::sweep_lost(
+                core.clone(),
+                client.clone(),
+            )));
+            tasks.push(tokio::spawn(crate::health::follow(
+                core.clone(),
+                client.clone(),
+                stop.clone().cancelled_owned(),
+            )));
+        }
+        Duties { stop, tasks }
+    }
+
+    /// Stops the scheduler's timer and the health follower (the clean-ups go on until
+    /// [`Duties::stop`]).
+    pub fn halt(&self) {
+        self.stop.cancel();
+    }
+
+    /// Stops every duty and waits until none runs.
+    pub async fn stop(mut self) {
+        self.stop.cancel();
+        for t in std::mem::take(&mut self.tasks) {
+            t.abort();
+            // Aborted (or ended): how is of no interest.
+            let _ = t.await;
+        }
+    }
+}
+
+/// Dropped duties stop (without waiting).
+impl Drop for Duties {
+    fn drop(&mut self) {
+        self.stop.cancel();
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
 /// Runs offerd until `shutdown` resolves.
 pub async fn serve(
     cfg: ServeConfig,
@@ -123,6 +209,13 @@ pub async fn serve(
         None => None,
     };
     let reload = hup.map(|hup| tokio::spawn(reload_on_hangup(access.clone(), hup)));
+    if cfg.replication.is_some() {
+        let r = serve_replica(cfg, access, shutdown).await;
+        if let Some(r) = reload {
+            r.abort();
+        }
+        return r;
+    }
     cairn_cli::create_private_dir(&cfg.data_dir)
         .with_context(|| format!("creating --data-dir {}", cfg.data_dir.display()))?;
     let store: Arc<dyn Store> =
@@ -149,73 +242,64 @@ pub async fn serve(
         "offerd serving HTTP"
     );
 
-    let stop = tokio_util::sync::CancellationToken::new();
-    let tick = {
-        let core = core.clone();
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(TICK);
-            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    () = stop.cancelled() => return,
-                    _ = every.tick() => {
-                        let r: Result<(), crate::core::CoreError> = core.mutate(|_, _| Ok(())).await;
-                        if let Err(e) = r {
-                            tracing::error!(error = %e, "scheduling round failed");
-                        }
-                    }
-                }
-            }
-        })
-    };
-    let deregister = match (cfg.catalog.clone(), core.stale_services()) {
-        (Some(client), Some(rx)) => Some(tokio::spawn(crate::health::deregister_stale(rx, client))),
-        _ => None,
-    };
-    let sweep = cfg
-        .catalog
-        .clone()
-        .map(|client| tokio::spawn(crate::health::sweep_lost(core.clone(), client)));
-    let health = cfg.catalog.clone().map(|client| {
-        tokio::spawn(crate::health::follow(
-            core.clone(),
-            client,
-            stop.clone().cancelled_owned(),
-        ))
-    });
-
+    let duties = Arc::new(Duties::start(&core, cfg.catalog.as_ref()));
     let app = router(AppState {
         core: core.clone(),
         advertise: local.to_string(),
         offers: Arc::default(),
         host_policy: Arc::new(cfg.host_policy.clone()),
         access,
+        replicated: false,
     });
     let graceful = {
-        let stop = stop.clone();
+        let duties = duties.clone();
         async move {
             shutdown.await;
-            stop.cancel();
+            duties.halt();
         }
     };
     cairn_http::Server::new(cfg.http)
         .with_tls(cfg.tls.clone())
         .serve(listener, move |_| app.clone(), graceful)
         .await;
-    tick.abort();
-    if let Some(h) = health {
-        h.abort();
-    }
-    if let Some(d) = deregister {
-        d.abort();
-    }
-    if let Some(w) = sweep {
-        w.abort();
-    }
+    drop(duties);
     if let Some(r) = reload {
         r.abort();
     }
+    tracing::info!("offerd stopped");
+    Ok(())
+}
+
+/// `offerd serve --etcd`: one replica of several (see [`crate::ha`]).
+async fn serve_replica(
+    cfg: ServeConfig,
+    access: Arc<Access>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    cairn_http::raise_fd_limit(cfg.http.max_connections);
+    let listener = cairn_http::listen(cfg.http_addr, cairn_http::LISTEN_BACKLOG)
+        .with_context(|| format!("binding HTTP on {}", cfg.http_addr))?;
+    let local = listener.local_addr().context("reading the bound address")?;
+    let replica = crate::ha::Replica::start(&cfg, access, local).await?;
+    tracing::info!(
+        addr = %local,
+        advertised = %replica.name(),
+        tls = cfg.tls.is_some(),
+        client_certs = cfg.tls.as_ref().is_some_and(cairn_http::Tls::requires_client_certs),
+        "offerd serving HTTP as a replica"
+    );
+    let app = replica.router();
+    let stopping = replica.clone();
+    let graceful = async move {
+        shutdown.await;
+        // Hands over at once: duties stopped, the election lease revoked.
+        stopping.stop().await;
+    };
+    cairn_http::Server::new(cfg.http)
+        .with_tls(cfg.tls.clone())
+        .serve(listener, move |_| app.clone(), graceful)
+        .await;
+    replica.stop().await;
     tracing::info!("offerd stopped");
     Ok(())
 }

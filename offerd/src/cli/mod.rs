@@ -115,6 +115,14 @@ pub struct ServeArgs {
     /// The window of --auth-failure-limit, from an address's first failure (Go duration)
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub auth_failure_window: Duration,
+    /// Run as one of several replicas sharing their state on etcd: the elected leader
+    /// schedules, the others forward requests to it (the data directory is then not used)
+    #[command(flatten)]
+    pub etcd: cairn_etcd::EtcdArgs,
+    /// This replica's address as the other replicas and clients reach it (HOST:PORT): its
+    /// name in the election and in /v2/leader [default: the bound HTTP address]
+    #[arg(long, value_name = "HOST:PORT", requires = "endpoints")]
+    pub advertise_addr: Option<String>,
 }
 
 fn absolute_path(s: &str) -> Result<PathBuf, String> {
@@ -175,6 +183,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 auth_file: args.auth_file,
                 auth_failures: (args.auth_failure_limit, args.auth_failure_window),
                 tls: args.tls.load()?,
+                replication: args.etcd.enabled().then(|| crate::ha::HaConfig {
+                    etcd: args.etcd.clone(),
+                    advertise: args.advertise_addr.clone(),
+                    peer_tls: offerd_tls.clone(),
+                }),
             };
             crate::serve::serve(cfg, cairn_cli::shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)

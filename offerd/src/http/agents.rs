@@ -182,7 +182,7 @@ pub async fn desired(
     }
     .min(MAX_WAIT)
     .min(heartbeat(&st).max(Duration::from_secs(1)));
-    let Some((tasks, index)) = st.core.desired_tasks(&node, index, wait).await else {
+    let Some((tasks, index)) = st.core.desired_tasks(&node, index, wait).await? else {
         return Err(ApiError::NotFound(format!(
             "agent {node:?} is not registered"
         )));

@@ -19,6 +19,9 @@ pub enum ApiError {
     Forbidden(String),
     /// What Marathon answers with a 500 (its unmapped exceptions), with its message.
     Internal(String),
+    /// This replica cannot take the request now (it stopped leading): 503 with
+    /// `Retry-After: 1`, so that clients ask again and reach the leader.
+    Unavailable(String),
 }
 
 impl ApiError {
@@ -55,7 +58,10 @@ impl From<crate::scheduler::AppError> for ApiError {
 /// Marathon answers its unmapped exceptions with a 500.
 impl From<crate::core::CoreError> for ApiError {
     fn from(e: crate::core::CoreError) -> Self {
-        ApiError::Internal(e.to_string())
+        match e {
+            crate::core::CoreError::Deposed => ApiError::Unavailable(e.to_string()),
+            _ => ApiError::Internal(e.to_string()),
+        }
     }
 }
 
@@ -94,6 +100,14 @@ impl IntoResponse for ApiError {
             ApiError::Conflict(m) => (StatusCode::CONFLICT, json!({ "message": m })),
             ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, json!({ "message": m })),
             ApiError::Internal(m) => (StatusCode::INTERNAL_SERVER_ERROR, json!({ "message": m })),
+            ApiError::Unavailable(m) => {
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    [(axum::http::header::RETRY_AFTER, "1")],
+                    Json(json!({ "message": m })),
+                )
+                    .into_response();
+            }
         };
         (status, Json(body)).into_response()
     }

@@ -140,7 +140,7 @@ pub async fn info(State(st): State<AppState>) -> Json<Value> {
             "executor": "//cmd",
             "failover_timeout": 604800,
             "framework_name": "marathon",
-            "ha": false,
+            "ha": st.replicated,
             "hostname": st.advertise.split(':').next().unwrap_or_default(),
             "local_port_min": 10000,
             "local_port_max": 20000,
@@ -165,6 +165,11 @@ pub async fn ping() -> &'static str {
 pub async fn not_found() -> ApiError {
     ApiError::NotFound("no such resource".into())
 }
+
+/// The gauge telling a replica that leads (1) from a standby (0).
+pub const LEADER_METRIC: &str = "offerd_leader";
+pub const LEADER_METRIC_HELP: &str =
+    "Whether this offerd replica is the leader (1) or a standby (0).";
 
 /// Prometheus text format.
 pub async fn metrics(State(st): State<AppState>) -> Response {
@@ -223,6 +228,9 @@ pub async fn metrics(State(st): State<AppState>) -> Response {
             "SSE subscribers.",
             st.core.events.subscribers() as f64,
         );
+    if st.replicated {
+        e.gauge(LEADER_METRIC, LEADER_METRIC_HELP, 1.0);
+    }
     (
         [(
             axum::http::header::CONTENT_TYPE,

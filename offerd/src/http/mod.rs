@@ -64,6 +64,7 @@ use axum::routing::{get, post};
 use crate::core::Core;
 
 pub use error::ApiError;
+pub use misc::{LEADER_METRIC, LEADER_METRIC_HELP};
 
 /// Shared by every handler.
 #[derive(Clone)]
@@ -77,6 +78,8 @@ pub struct AppState {
     pub host_policy: Arc<cairn_marathon::HostPolicy>,
     /// Who may call what: principals and agent tokens.
     pub access: Arc<crate::auth::Access>,
+    /// This offerd is the leader of several replicas (`--etcd`; see [`crate::ha`]).
+    pub replicated: bool,
 }
 
 /// The whole API.
