@@ -53,6 +53,7 @@ mod offerd_auth;
 mod offerd_core;
 mod offerd_deploy;
 mod offerd_docker_ports;
+mod offerd_ha;
 mod offerd_host_policy;
 mod offerd_lifecycle;
 mod offerd_ops;
