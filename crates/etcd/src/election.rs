@@ -118,8 +118,15 @@ async fn session(
     let ttl_secs = i64::try_from(config.ttl.as_secs().max(1)).unwrap_or(i64::MAX);
     let granted_at = Instant::now();
     let (lease, granted) = client.lease_grant(ttl_secs).await?;
-    let mut valid_until = granted_at + Duration::from_secs(u64::try_from(granted).unwrap_or(0));
-    let result = lead_or_follow(client, config, view, stop, lease, &mut valid_until).await;
+    let valid_until =
+        watch::channel(granted_at + Duration::from_secs(u64::try_from(granted).unwrap_or(0))).0;
+    // The step-down deadline is kept apart from the session's requests: a request that hangs
+    // (an etcd member cut off, a campaign or read waiting out its timeout) must not keep this
+    // replica leading past it.
+    let result = tokio::select! {
+        r = lead_or_follow(client, config, view, stop, lease, &valid_until) => r,
+        never = step_down_on_time(view, valid_until.subscribe(), config.ttl) => match never {},
+    };
     view.send_modify(|v| v.term = None);
     if stop.is_cancelled() {
         // Handing over at once: the others see the leader key go now, not after the TTL.
@@ -130,13 +137,42 @@ async fn session(
     result
 }
 
+/// Takes the term away from `view` a [`margin`] before the lease could end (its last
+/// renewal's send time plus the TTL, `valid_until`), whatever the session is waiting for; a
+/// later renewal gives it back ([`publish`]). Never returns.
+async fn step_down_on_time(
+    view: &watch::Sender<ElectionView>,
+    mut valid_until: watch::Receiver<Instant>,
+    ttl: Duration,
+) -> std::convert::Infallible {
+    loop {
+        let until = *valid_until.borrow_and_update();
+        let at = until.checked_sub(margin(ttl)).unwrap_or_else(Instant::now);
+        tokio::select! {
+            () = tokio::time::sleep_until(at.into()) => {
+                if view.send_if_modified(|v| v.term.take().is_some()) {
+                    tracing::warn!("the election lease could not be renewed in time; stepping down");
+                }
+                if valid_until.changed().await.is_err() {
+                    return std::future::pending().await;
+                }
+            }
+            changed = valid_until.changed() => {
+                if changed.is_err() {
+                    return std::future::pending().await;
+                }
+            }
+        }
+    }
+}
+
 async fn lead_or_follow(
     client: &EtcdClient,
     config: &ElectionConfig,
     view: &watch::Sender<ElectionView>,
     stop: &CancellationToken,
     lease: i64,
-    valid_until: &mut Instant,
+    valid_until: &watch::Sender<Instant>,
 ) -> Result<(), EtcdError> {
     let member_key = [config.members_prefix().as_slice(), config.name.as_bytes()].concat();
     client
@@ -155,33 +191,27 @@ async fn lead_or_follow(
         // Campaign (a no-op while someone holds the key), then read the election as it is.
         let term = try_lead(client, &leader_key, &config.name, lease).await?;
         let (revision, snapshot) = read_view(client, config, term.clone()).await?;
-        publish(view, snapshot, *valid_until, config.ttl);
+        publish(view, snapshot, *valid_until.borrow(), config.ttl);
         let mut watch = client
             .watch(WatchRequest::prefix(config.prefix.clone(), revision + 1))
             .await?;
         loop {
-            let step_down_at = valid_until
-                .checked_sub(margin(config.ttl))
-                .unwrap_or_else(Instant::now);
-            let leading = view.borrow().term.is_some();
+            // Stepping down on time is step_down_on_time's, beside this loop.
             tokio::select! {
                 () = stop.cancelled() => return Ok(()),
-                () = tokio::time::sleep_until(step_down_at.into()), if leading => {
-                    tracing::warn!("the election lease could not be renewed in time; stepping down");
-                    view.send_modify(|v| v.term = None);
-                }
                 _ = renew.tick() => {
                     let sent = Instant::now();
                     match tokio::time::timeout(renew_every, client.lease_keepalive(lease)).await {
                         Ok(Ok(ttl)) => {
-                            *valid_until = sent + Duration::from_secs(u64::try_from(ttl).unwrap_or(0));
+                            let until = sent + Duration::from_secs(u64::try_from(ttl).unwrap_or(0));
+                            valid_until.send_replace(until);
                             let current = view.borrow().clone();
-                            publish(view, ElectionView { term: term.clone(), ..current }, *valid_until, config.ttl);
+                            publish(view, ElectionView { term: term.clone(), ..current }, until, config.ttl);
                         }
                         Ok(Err(e @ EtcdError::LeaseExpired { .. })) => return Err(e),
-                        Ok(Err(e)) if Instant::now() >= *valid_until => return Err(e),
+                        Ok(Err(e)) if Instant::now() >= *valid_until.borrow() => return Err(e),
                         Ok(Err(e)) => tracing::debug!(error = %e, "renewing the election lease; retrying"),
-                        Err(_) if Instant::now() >= *valid_until => {
+                        Err(_) if Instant::now() >= *valid_until.borrow() => {
                             return Err(EtcdError::LeaseExpired { id: lease });
                         }
                         Err(_) => tracing::debug!("renewing the election lease timed out; retrying"),
@@ -286,4 +316,55 @@ async fn read_view(
     }
     v.members.sort();
     Ok((all.revision, v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn leading() -> ElectionView {
+        ElectionView {
+            leader: "a:1".into(),
+            term: Some(Term {
+                key: b"/p/leader".to_vec(),
+                create_revision: 7,
+                lease: 1,
+            }),
+            members: vec!["a:1".into()],
+        }
+    }
+
+    /// The deadline holds whatever else the session waits for: here nothing renews after the
+    /// first renewal. (Real time: the election measures with `std::time::Instant`.)
+    #[tokio::test]
+    async fn the_term_ends_a_margin_before_the_lease_could() {
+        let ttl = Duration::from_secs(4);
+        let (view, mut seen) = watch::channel(leading());
+        let valid_until = watch::channel(Instant::now() + ttl).0;
+        let guard = {
+            let view = view.clone();
+            let valid = valid_until.subscribe();
+            tokio::spawn(async move { step_down_on_time(&view, valid, ttl).await })
+        };
+        seen.borrow_and_update();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(view.borrow().is_leader(), "well within the lease");
+        // A renewal moves the deadline on: past the first one, the term holds.
+        let renewed = Instant::now();
+        valid_until.send_replace(renewed + ttl);
+        tokio::time::sleep(ttl - margin(ttl) - Duration::from_millis(500)).await;
+        assert!(view.borrow().is_leader(), "renewed");
+        tokio::time::timeout(ttl, seen.changed())
+            .await
+            .expect("the term ends")
+            .expect("the view changes");
+        assert!(
+            renewed.elapsed() >= ttl - margin(ttl),
+            "never early: {:?}",
+            renewed.elapsed()
+        );
+        assert!(!view.borrow().is_leader());
+        assert_eq!(view.borrow().leader, "a:1", "only the term is taken");
+        guard.abort();
+    }
 }
