@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use cairn_etcd::testing::EtcdCluster;
 use cairn_tests::cluster::reap_tasks;
 use cairn_tests::daemon::{ANY_PORT, Daemon};
-use cairn_tests::{Catalogd, Http, Resp, wait_for};
+use cairn_tests::netns::Netns;
+use cairn_tests::{Catalogd, Http, Resp, bin, free_port, wait_for};
 use serde_json::{Value, json};
 
 /// Lease TTL of the replicas: a dead leader is replaced within it plus 2 s.
@@ -23,11 +24,18 @@ const TAKEOVER_BOUND: Duration = Duration::from_secs(4);
 /// etcd, a catalog, offerd replicas and taskrun agents; every process and task is killed on drop.
 struct Ha {
     etcd: EtcdCluster,
-    catalog: Catalogd,
+    catalog_url: String,
     offerds: Vec<Daemon>,
     agents: Vec<Daemon>,
     agent_dirs: Vec<PathBuf>,
     tmp: tempfile::TempDir,
+    /// What keeps the catalog running (a [`Catalogd`] on loopback, or a [`Daemon`] on the
+    /// namespaces' bridge).
+    _catalog: Box<dyn std::any::Any + Send>,
+    /// The hosts of a partition test, torn down after every process ([`Netns`]).
+    net: Option<Netns>,
+    /// The relays from the bridge to etcd's loopback ports, aborted on drop.
+    relays: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Ha {
@@ -72,12 +80,120 @@ impl Ha {
         }
         Some(Ha {
             etcd,
-            catalog,
+            catalog_url: catalog.url.clone(),
             offerds,
             agents: Vec::new(),
             agent_dirs: Vec::new(),
             tmp,
+            _catalog: Box::new(catalog),
+            net: None,
+            relays: Vec::new(),
         })
+    }
+
+    /// Two offerd replicas as two machines: replica 0 on a host in a network namespace (h1),
+    /// elected first, and replica 1 in the root namespace on the bridge's address, with etcd,
+    /// the catalog and the agents (etcd through relays on the bridge's address, since its
+    /// members listen on loopback). Cutting h1 off parts the leader from etcd, the agents and
+    /// the other replica. (Both replicas cannot be in namespaces: hosts reach each other only
+    /// through the root namespace's forwarding, which a Docker host's firewall drops.) `None`
+    /// without etcd or namespaces (outside CI).
+    async fn start_on_hosts(agent_timeout: &str) -> Option<Ha> {
+        let etcd = EtcdCluster::start(3).await?;
+        let net = Netns::create(1)?;
+        let gw = net.gateway;
+        let mut relays = Vec::new();
+        let mut urls = Vec::new();
+        for member in etcd.client_urls() {
+            let target = (
+                member.host_str().expect("etcd host").to_string(),
+                member.port().expect("etcd port"),
+            );
+            let listener = tokio::net::TcpListener::bind((gw, 0))
+                .await
+                .expect("relay listener");
+            urls.push(format!(
+                "http://{}",
+                listener.local_addr().expect("relay address")
+            ));
+            relays.push(tokio::spawn(relay(listener, target)));
+        }
+        let urls = urls.join(",");
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let catalog_url = format!("http://{gw}:{port}");
+        let catalog = Daemon::start(
+            "catalogd",
+            vec![
+                "serve".into(),
+                "--http-addr".into(),
+                format!("{gw}:{port}"),
+                "--data-dir".into(),
+                tmp.path().join("catalog").display().to_string(),
+                "--node".into(),
+                "root".into(),
+            ],
+            catalog_url.clone(),
+            "/v1/status/leader",
+            tmp.path().join("catalogd.log"),
+        )
+        .await;
+        let serve_args = |i: usize, addr: &str| -> Vec<String> {
+            vec![
+                "serve".into(),
+                "--http-addr".into(),
+                addr.to_string(),
+                "--advertise-addr".into(),
+                addr.to_string(),
+                "--data-dir".into(),
+                tmp.path().join(format!("offerd-{i}")).display().to_string(),
+                "--agent-timeout".into(),
+                agent_timeout.into(),
+                "--catalog".into(),
+                catalog_url.clone(),
+                "--etcd".into(),
+                urls.clone(),
+                "--etcd-lease-ttl".into(),
+                format!("{}s", LEASE_TTL.as_secs()),
+            ]
+        };
+        let on_host = format!("{}:5050", net.host(1).addr);
+        let mut args = net.exec_args(1, &bin("offerd"));
+        args.extend(serve_args(0, &on_host));
+        let root = format!("{gw}:{}", free_port());
+        let root_args = serve_args(1, &root);
+        let first = Daemon::start_program(
+            "offerd",
+            PathBuf::from("ip"),
+            args,
+            format!("http://{on_host}"),
+            "/ping",
+            tmp.path().join("offerd-0.log"),
+        )
+        .await;
+        let mut ha = Ha {
+            etcd,
+            catalog_url,
+            offerds: vec![first],
+            agents: Vec::new(),
+            agent_dirs: Vec::new(),
+            _catalog: Box::new(catalog),
+            net: None,
+            relays,
+            tmp,
+        };
+        ha.leader(&[0], Duration::from_secs(30)).await;
+        let second = Daemon::start(
+            "offerd",
+            root_args,
+            format!("http://{root}"),
+            "/ping",
+            ha.tmp.path().join("offerd-1.log"),
+        )
+        .await;
+        ha.offerds.push(second);
+        ha.net = Some(net);
+        Some(ha)
     }
 
     fn http(&self, i: usize) -> &Http {
@@ -105,7 +221,7 @@ impl Ha {
             "--offerd".into(),
             offerds,
             "--catalog".into(),
-            self.catalog.url.clone(),
+            self.catalog_url.clone(),
             "--node".into(),
             format!("node-{i}"),
             "--address".into(),
@@ -297,8 +413,33 @@ impl Drop for Ha {
         for d in &self.agent_dirs {
             reap_tasks(d);
         }
+        for r in &self.relays {
+            r.abort();
+        }
         self.etcd.stop();
+        // Then `net` is dropped: whatever still runs in the namespaces is killed with them.
     }
+}
+
+/// Relays every connection accepted on `listener` to `target` (a TCP proxy), until aborted.
+async fn relay(listener: tokio::net::TcpListener, target: (String, u16)) {
+    while let Ok((mut inbound, _)) = listener.accept().await {
+        let target = target.clone();
+        tokio::spawn(async move {
+            if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                // Ends when either side closes (or the test's runtime does).
+                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+            }
+        });
+    }
+}
+
+/// The first line of `log` containing `what`, and its timestamp (the RFC 3339 time tracing
+/// starts each line with, fixed width: comparable as text).
+fn first_logged(log: &str, what: &str) -> Option<(String, String)> {
+    let line = log.lines().find(|l| l.contains(what))?;
+    let at = line.split_whitespace().next()?.to_string();
+    Some((at, line.to_string()))
 }
 
 fn app(id: &str, instances: usize, cpus: f64) -> Value {
@@ -589,4 +730,103 @@ fn read_pid(sandbox: &std::path::Path) -> Option<i32> {
     let text = std::fs::read_to_string(sandbox.join("task.json")).ok()?;
     let v: Value = serde_json::from_str(&text).ok()?;
     v["pid"].as_i64().map(|p| p as i32)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_leader_cut_off_from_etcd_mid_deployment_stops_before_its_successor_starts() {
+    let Some(mut ha) = Ha::start_on_hosts("30s").await else {
+        return;
+    };
+    let leader = ha.leader(&[0, 1], Duration::from_secs(30)).await;
+    assert_eq!(leader, 0, "the replica on h1 was elected first");
+    let survivor = 1;
+    // The agent talks to the leader first: when the leader's host is cut off, its polls time
+    // out and it follows the new leader.
+    ha.add_agent(0, 1.0, &[leader, survivor]).await;
+    wait_for(
+        "node-0 to register",
+        Duration::from_secs(30),
+        || ha.logs(),
+        async || {
+            let agents = ha.http(leader).get("/v1/agents").await.value();
+            (agents.as_array().map_or(0, Vec::len) == 1).then_some(())
+        },
+    )
+    .await;
+    let r = post(ha.http(survivor), &app("/ha/cut", 6, 0.25)).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let before = ha.running(leader, "/ha/cut", 4, false).await;
+
+    // The leader's host loses the network: no etcd, no agents, no other replica.
+    let cut = Instant::now();
+    ha.net.as_ref().expect("hosts").cut(1);
+    let took = ha.takeover(survivor, cut).await;
+    eprintln!("offerd takeover after the leader was cut off from etcd: {took:?}");
+    assert!(
+        took <= TAKEOVER_BOUND,
+        "took over in {took:?}
+{}",
+        ha.logs()
+    );
+    // The old leader stopped scheduling before the new one wrote its term.
+    let (stopped, line) = wait_for(
+        "the cut-off leader to step down",
+        Duration::from_secs(10),
+        || ha.logs(),
+        async || first_logged(&ha.offerds[leader].log_text(), "stepped down"),
+    )
+    .await;
+    let (elected, _) = first_logged(
+        &ha.offerds[survivor].log_text(),
+        "elected: term key written",
+    )
+    .expect("the survivor's election is logged");
+    eprintln!(
+        "the cut-off leader stepped down at {stopped}; its successor took office at {elected}"
+    );
+    assert!(
+        stopped < elected,
+        "the old leader stepped down at {stopped}, after its successor took office at {elected}: {line}\n{}",
+        ha.logs()
+    );
+    let tasks = ha.tasks(survivor, "/ha/cut").await;
+    let still: BTreeMap<String, String> = tasks
+        .iter()
+        .map(|(id, (_, started))| (id.clone(), started.clone()))
+        .collect();
+    assert_eq!(still, before, "{}", ha.logs());
+
+    // The agent follows the new leader (its poll to the cut-off host times out), and a second
+    // agent gives the deployment room to complete.
+    wait_for(
+        "node-0 to poll the new leader",
+        Duration::from_secs(60),
+        || ha.logs(),
+        async || {
+            let agents = ha.http(survivor).get("/v1/agents").await.value();
+            agents.as_array()?.iter().find(|a| {
+                a["node"] == "node-0"
+                    && a["state"] == "active"
+                    && a["last_seen_ms_ago"].as_u64().is_some_and(|ms| ms < 2_000)
+            })?;
+            Some(())
+        },
+    )
+    .await;
+    ha.add_agent(1, 1.0, &[survivor, leader]).await;
+    let after = ha.running(survivor, "/ha/cut", 6, true).await;
+    for (id, started) in &before {
+        assert_eq!(after.get(id), Some(started), "task {id} restarted or lost");
+    }
+
+    // Back on the network, the old leader stands by and forwards.
+    ha.net.as_ref().expect("hosts").reconnect(1);
+    let agreed = ha.leader(&[0, 1], Duration::from_secs(30)).await;
+    assert_eq!(agreed, survivor);
+    let metrics = ha.http(leader).get("/metrics").await.text();
+    assert!(metrics.contains("offerd_leader 0"), "{metrics}");
+    let ids: Vec<String> = after.keys().cloned().collect();
+    assert_eq!(ha.sandboxes("/ha/cut"), ids, "{}", ha.logs());
+    assert_eq!(ha.agents_tasks().await, ids);
+    assert_eq!(ha.running(leader, "/ha/cut", 6, true).await, after);
 }
