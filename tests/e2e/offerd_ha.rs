@@ -13,7 +13,7 @@ use cairn_etcd::testing::EtcdCluster;
 use cairn_tests::cluster::reap_tasks;
 use cairn_tests::daemon::{ANY_PORT, Daemon};
 use cairn_tests::netns::Netns;
-use cairn_tests::{Catalogd, Http, Resp, bin, free_port, wait_for};
+use cairn_tests::{Catalogd, Http, Resp, bin, free_port, read_stream_until, wait_for};
 use serde_json::{Value, json};
 
 /// Lease TTL of the replicas: a dead leader is replaced within it plus 2 s.
@@ -500,6 +500,17 @@ async fn the_standby_names_the_leader_and_forwards_the_api_and_the_agents_to_it(
     )
     .await;
 
+    // The leader's event stream, through the standby.
+    let mut events = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client")
+        .get(format!("{}/v2/events", ha.offerds[standby].url))
+        .header("Accept", "text/event-stream")
+        .send()
+        .await
+        .expect("event stream");
+    assert_eq!(events.status(), 200);
     // An app POSTed to the standby is created by the leader; the answer says who leads.
     let r = post(ha.http(standby), &app("/ha/web", 2, 0.1)).await;
     assert_eq!(r.status, 201, "{}", r.text());
@@ -514,6 +525,17 @@ async fn the_standby_names_the_leader_and_forwards_the_api_and_the_agents_to_it(
     );
     let running = ha.running(standby, "/ha/web", 2, true).await;
     assert_eq!(ha.running(leader, "/ha/web", 2, true).await, running);
+    read_stream_until(&mut events, 30, |t| {
+        [
+            "event_stream_attached",
+            "api_post_event",
+            "deployment_success",
+        ]
+        .iter()
+        .all(|w| t.contains(w))
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", ha.logs()));
     let ids: Vec<String> = running.keys().cloned().collect();
     assert_eq!(ha.agents_tasks().await, ids, "the agent runs exactly them");
     // The leader answers its own requests with its name too; errors pass through unchanged.
@@ -549,6 +571,12 @@ async fn the_standby_names_the_leader_and_forwards_the_api_and_the_agents_to_it(
     .await;
     assert_eq!(ha.running(new, "/ha/web", 2, true).await, running);
     assert_eq!(ha.agents_tasks().await, ids);
+    // The stream forwarded from the old leader ended with its term (clients reconnect).
+    let ended = read_stream_until(&mut events, 30, |_| false).await;
+    assert!(
+        ended.as_ref().is_err_and(|e| !e.starts_with("timed out")),
+        "{ended:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -17,6 +17,7 @@
 //! |---|---|---|
 //! | `/ping` | GET | open (load balancers' probes) |
 //! | `/metrics`, `/v2/info`, `/v2/leader` | GET | read |
+//! | `/v2/leader` | DELETE | admin (replicas, [`crate::ha`]: the leader abdicates) |
 //! | `/v2/apps` | GET | read; env per app |
 //! | `/v2/apps` | POST | change the new app |
 //! | `/v2/apps` | PUT | change every app of the array |
