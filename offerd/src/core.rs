@@ -806,6 +806,130 @@ mod tests {
         assert!(core.read(|s| s.apps.contains_key("/slow")));
     }
 
+    /// Writes the term key as an elected leader would; the fence on it.
+    fn elect(store: &MemStore, who: &str) -> Compare {
+        let mut batch = Batch::default();
+        batch.put("term", who.as_bytes().to_vec());
+        match store.commit(batch).expect("term written") {
+            Outcome::Applied(revision) => Compare {
+                key: b"term".to_vec(),
+                revision,
+            },
+            Outcome::CompareFailed(_) => unreachable!("no compare"),
+        }
+    }
+
+    fn register(s: &mut State, tx: &mut Tx, node: &str) {
+        let agent = Agent {
+            node: node.into(),
+            address: "127.0.0.1".into(),
+            http_addr: String::new(),
+            resources: Default::default(),
+            attributes: Default::default(),
+            lost: false,
+            draining: false,
+            last_seen_ms: tx.now_ms,
+        };
+        s.agents.insert(node.into(), agent);
+        tx.agent(node);
+        tx.nodes.insert(node.into());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_fenced_core_is_deposed_by_a_successors_term_and_writes_nothing_more() {
+        let store = Arc::new(MemStore::new());
+        let fence = elect(&store, "a");
+        let shared: Arc<dyn Store> = store.clone();
+        let cfg = SchedulerConfig::new(Duration::from_secs(3600));
+        let old = Core::open_fenced(shared.clone(), cfg.clone(), fence).expect("open");
+        old.mutate(|s, tx| {
+            register(s, tx, "n1");
+            Ok::<_, CoreError>(())
+        })
+        .await
+        .expect("the leader writes");
+        let (_, index) = old
+            .desired_tasks("n1", 0, Duration::ZERO)
+            .await
+            .expect("leading")
+            .expect("registered");
+
+        // A successor writes its term and loads the state: the agent is there, and its index
+        // starts past everything the old leader answered.
+        let new = Core::open_fenced(shared, cfg, elect(&store, "b")).expect("open");
+        assert!(new.read(|s| s.agents.contains_key("n1")));
+        let (_, next) = new
+            .desired_tasks("n1", index, Duration::from_secs(60))
+            .await
+            .expect("leading")
+            .expect("registered");
+        assert!(next > index, "answered at once: {next} > {index}");
+
+        // The old leader's next write is refused by the store: nothing changes anywhere.
+        let revision = store.revision();
+        let r = old
+            .mutate(|s, tx| {
+                register(s, tx, "n2");
+                Ok::<_, CoreError>(())
+            })
+            .await;
+        assert!(matches!(r, Err(CoreError::Deposed)), "{r:?}");
+        assert!(old.is_deposed());
+        tokio::time::timeout(Duration::from_secs(5), old.deposed())
+            .await
+            .expect("deposed resolves");
+        assert_eq!(store.revision(), revision, "nothing written");
+        assert!(
+            !old.read(|s| s.agents.contains_key("n2")),
+            "nothing published"
+        );
+        assert!(matches!(
+            old.mutate(|_, _| Ok::<_, CoreError>(())).await,
+            Err(CoreError::Deposed)
+        ));
+        // And it answers no agent: its set could be older than what the agent saw.
+        assert!(matches!(
+            old.desired_tasks("n1", index, Duration::ZERO).await,
+            Err(CoreError::Deposed)
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_fenced_core_answers_no_agent_that_saw_a_newer_leader() {
+        let store = Arc::new(MemStore::new());
+        let fence = elect(&store, "a");
+        let core = Core::open_fenced(
+            store.clone(),
+            SchedulerConfig::new(Duration::from_secs(3600)),
+            fence,
+        )
+        .expect("open");
+        core.mutate(|s, tx| {
+            register(s, tx, "n1");
+            Ok::<_, CoreError>(())
+        })
+        .await
+        .expect("registered");
+        let latest = store.revision();
+        assert!(
+            core.desired_tasks("n1", latest, Duration::ZERO)
+                .await
+                .is_ok()
+        );
+        assert!(matches!(
+            core.desired_tasks("n1", latest + 1, Duration::ZERO).await,
+            Err(CoreError::Deposed)
+        ));
+        // Deposing it wakes a parked poll at once.
+        let mut parked = std::pin::pin!(core.desired_tasks("n1", latest, Duration::from_secs(60)));
+        assert!(futures::poll!(&mut parked).is_pending(), "parked");
+        core.depose();
+        let r = tokio::time::timeout(Duration::from_secs(5), parked)
+            .await
+            .expect("woken");
+        assert!(matches!(r, Err(CoreError::Deposed)));
+    }
+
     #[test]
     fn versions_no_app_lists_are_dropped_at_load() {
         let store = Arc::new(MemStore::new());
