@@ -18,7 +18,7 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, Method};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse as _, Response};
 
 use crate::core::Core;
 
@@ -145,5 +145,3 @@ async fn relay(core: &Core, answer: reqwest::Response) -> Response {
         super::HttpError::internal(format!("relaying the leader's answer: {e}")).into_response()
     })
 }
-
-use axum::response::IntoResponse as _;

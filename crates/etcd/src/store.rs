@@ -61,6 +61,18 @@ fn revision_of(r: i64) -> Revision {
     u64::try_from(r).unwrap_or(0)
 }
 
+/// Moves the store's revision forward to `revision` (never back: commits and the feed race).
+fn advance(tx: &watch::Sender<Revision>, revision: i64) {
+    let r = revision_of(revision);
+    tx.send_if_modified(|cur| {
+        let newer = r > *cur;
+        if newer {
+            *cur = r;
+        }
+        newer
+    });
+}
+
 fn etcd_revision(r: Revision) -> i64 {
     i64::try_from(r).unwrap_or(i64::MAX)
 }
@@ -119,14 +131,7 @@ impl EtcdStore {
     }
 
     fn saw(&self, revision: i64) {
-        let r = revision_of(revision);
-        self.revision_tx.send_if_modified(|cur| {
-            let newer = r > *cur;
-            if newer {
-                *cur = r;
-            }
-            newer
-        });
+        advance(&self.revision_tx, revision);
     }
 
     /// Every entry under `prefix` (relative to the store's), in pages at one revision.
@@ -313,14 +318,7 @@ impl EtcdStore {
                 if tx.send(changeset).await.is_err() {
                     return; // the follower is gone
                 }
-                revision_tx.send_if_modified(|cur| {
-                    let r = revision_of(revision);
-                    let newer = r > *cur;
-                    if newer {
-                        *cur = r;
-                    }
-                    newer
-                });
+                advance(&revision_tx, revision);
             }
         }
     }
