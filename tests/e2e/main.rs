@@ -24,6 +24,7 @@ mod catalogd_txn;
 mod cli_extras;
 mod client_failover;
 mod consul_clients;
+mod control_plane_rolling;
 mod demo;
 mod dnsbridge_acl;
 mod dnsbridge_common;
