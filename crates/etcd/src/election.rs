@@ -2,7 +2,7 @@
 //! lease, keeps a membership key `<prefix>members/<name>` on it, and campaigns for
 //! `<prefix>leader` (created only if absent, on its lease). The holder of that key leads until
 //! its lease ends: it stops, or it cannot renew within the TTL and etcd expires it, which
-//! deletes the key; the other replicas watch the prefix and campaign at once.
+//! deletes the key; the other replicas watch those keys and campaign at once.
 //!
 //! A leader must stop acting before anyone else can start. A replica counts itself leader only
 //! while its last successful renewal, measured from when it was *sent*, leaves it more than a
@@ -17,7 +17,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::{Compare, CompareResult, CompareTarget, EtcdClient, EtcdError, Op, Txn, WatchRequest};
+use crate::{
+    Compare, CompareResult, CompareTarget, EtcdClient, EtcdError, Op, RangeRequest, Txn,
+    WatchRequest,
+};
 
 /// What a replica knows of the election.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -74,6 +77,14 @@ impl ElectionConfig {
 
     fn members_prefix(&self) -> Vec<u8> {
         [self.prefix.as_slice(), b"members/"].concat()
+    }
+
+    /// The keys of the election: from `<prefix>leader` to the end of `<prefix>members/`. Not
+    /// the whole prefix: the daemons keep their data under it too (`<prefix>data/`), and a
+    /// replica that re-read the election on every write of the data would campaign, read the
+    /// whole store and watch again once per write.
+    fn range(&self) -> (Vec<u8>, Vec<u8>) {
+        (self.leader_key(), crate::prefix_end(&self.members_prefix()))
     }
 }
 
@@ -192,8 +203,14 @@ async fn lead_or_follow(
         let term = try_lead(client, &leader_key, &config.name, lease).await?;
         let (revision, snapshot) = read_view(client, config, term.clone()).await?;
         publish(view, snapshot, *valid_until.borrow(), config.ttl);
+        let (key, range_end) = config.range();
         let mut watch = client
-            .watch(WatchRequest::prefix(config.prefix.clone(), revision + 1))
+            .watch(WatchRequest {
+                key,
+                range_end,
+                start_revision: revision + 1,
+                ..Default::default()
+            })
             .await?;
         loop {
             // Stepping down on time is step_down_on_time's, beside this loop.
@@ -299,7 +316,14 @@ async fn read_view(
     config: &ElectionConfig,
     term: Option<Term>,
 ) -> Result<(i64, ElectionView), EtcdError> {
-    let all = client.get_prefix(config.prefix.clone()).await?;
+    let (key, range_end) = config.range();
+    let all = client
+        .range(&RangeRequest {
+            key,
+            range_end,
+            ..Default::default()
+        })
+        .await?;
     let leader_key = config.leader_key();
     let members_prefix = config.members_prefix();
     let mut v = ElectionView {

@@ -834,3 +834,72 @@ async fn round_trips() {
     );
     eprintln!("etcd round trip: put {put:?}, 100-op txn {per_txn:?}");
 }
+
+/// How many requests of gRPC method `method` etcd member `i` has handled (its `/metrics`; the
+/// JSON gateway's requests go through the same gRPC server).
+async fn handled(cluster: &EtcdCluster, i: usize, method: &str) -> u64 {
+    let url = cluster.client_url(i).join("metrics").unwrap();
+    // reqwest has rustls without a provider here; cairn's TLS options supply one (plain HTTP).
+    let tls = cairn_etcd::TlsOptions::default()
+        .client_config(false)
+        .unwrap();
+    let http = reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .build()
+        .unwrap();
+    let text = http.get(url).send().await.unwrap().text().await.unwrap();
+    let needle = format!("grpc_method=\"{method}\"");
+    text.lines()
+        .filter(|l| l.starts_with("grpc_server_handled_total{") && l.contains(&needle))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+/// The daemons keep their data under the election's prefix (`<prefix>data/`): writes there
+/// must not wake the election, which would campaign, read its keys and watch again per write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_of_the_data_under_the_prefix_leave_the_election_alone() {
+    let Some(cluster) = EtcdCluster::start(1).await else {
+        return;
+    };
+    let etcd = cluster.client();
+    let (view_tx, mut view) = tokio::sync::watch::channel(cairn_etcd::ElectionView::default());
+    let stop = tokio_util::sync::CancellationToken::new();
+    let election = tokio::spawn(cairn_etcd::campaign(
+        etcd.clone(),
+        cairn_etcd::ElectionConfig {
+            prefix: b"/svc/".to_vec(),
+            name: "a:1".into(),
+            ttl: Duration::from_secs(60),
+        },
+        view_tx,
+        stop.clone(),
+    ));
+    tokio::time::timeout(TIMEOUT, view.wait_for(|v| v.is_leader()))
+        .await
+        .expect("elected within 5 s")
+        .expect("the election runs");
+    let ranges = handled(&cluster, 0, "Range").await;
+    let txns = handled(&cluster, 0, "Txn").await;
+    for i in 0..100 {
+        etcd.put(format!("/svc/data/k{i}"), "v").await.unwrap();
+    }
+    // A change of the election's own keys still reaches it: another member joins.
+    etcd.put("/svc/members/b:2", "b:2").await.unwrap();
+    tokio::time::timeout(TIMEOUT, view.wait_for(|v| v.members.len() == 2))
+        .await
+        .expect("the new member seen within 5 s")
+        .expect("the election runs");
+    let (ranges, txns) = (
+        handled(&cluster, 0, "Range").await - ranges,
+        handled(&cluster, 0, "Txn").await - txns,
+    );
+    // One wake for the member (a campaign txn and a read), none for the 100 data writes.
+    assert!(
+        ranges <= 2 && txns <= 2,
+        "the election read {ranges} times and campaigned {txns} times for 100 data writes"
+    );
+    assert!(view.borrow().is_leader());
+    stop.cancel();
+    election.await.unwrap();
+}
