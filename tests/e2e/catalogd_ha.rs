@@ -494,3 +494,57 @@ async fn followers_send_writes_to_the_leader_and_read_them_back() {
         "the follower committed {follow_commits} batches itself"
     );
 }
+
+/// A replica whose etcd is gone refuses writes at once (a 5xx naming the store, not a request
+/// that hangs), takes them again once etcd is back, and stops on SIGTERM while etcd is down (a
+/// `systemctl stop` during an etcd outage must not sit until systemd's kill).
+#[tokio::test(flavor = "multi_thread")]
+async fn replicas_refuse_writes_while_etcd_is_down_recover_and_stop_on_sigterm() {
+    let Some(mut r) = Replicas::start(2).await else {
+        return;
+    };
+    r.leader(&[0, 1]).await;
+    assert_eq!(r.http(0).put("/v1/kv/before", "x").await.status, 200);
+    let writes_fail = async |r: &Replicas| {
+        for i in 0..2 {
+            wait_for(
+                "a write to be refused with etcd gone",
+                Duration::from_secs(30),
+                || r.logs(),
+                async || {
+                    let put = r
+                        .http(i)
+                        .try_send("PUT", "/v1/kv/after", Some(b"y".to_vec()))
+                        .await;
+                    put.is_ok_and(|p| p.status >= 500).then_some(())
+                },
+            )
+            .await;
+        }
+    };
+    r.etcd.stop();
+    writes_fail(&r).await;
+    r.etcd.restart_all().await;
+    for i in 0..2 {
+        wait_for(
+            "writes to be taken again with etcd back",
+            Duration::from_secs(30),
+            || r.logs(),
+            async || {
+                let put = r.http(i).put("/v1/kv/back", format!("{i}")).await;
+                (put.status == 200).then_some(())
+            },
+        )
+        .await;
+    }
+    r.etcd.stop();
+    writes_fail(&r).await;
+    for (i, c) in r.catalogs.iter_mut().enumerate() {
+        let status = tokio::task::block_in_place(|| c.sigterm(Duration::from_secs(15)));
+        assert!(
+            status.success(),
+            "replica {i} exited with {status} on SIGTERM\n{}",
+            c.log_text()
+        );
+    }
+}

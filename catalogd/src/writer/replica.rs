@@ -15,7 +15,10 @@
 //! ([`persist::apply_changeset`]), then published and their watchers woken as the replica's own
 //! are; the replica's own batches come back on the feed too and are skipped. A feed that ends
 //! (the follower fell behind, or the backend compacted the history it needed) is replaced by a
-//! fresh read of the whole store.
+//! fresh read of the whole store. While that read fails (etcd is out of reach) the replica is
+//! *detached*: it keeps serving reads from the state it has, refuses writes at once with the
+//! store's error, and tries again with a backoff, so callers never hang on a store that is
+//! gone and a stop is never held up by it.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -35,6 +38,9 @@ use crate::state::{Changes, LockDelays, State};
 const MAX_ATTEMPTS: usize = 64;
 /// Longest a replica waits for the feed to deliver a batch the store says was committed.
 const CATCH_UP: Duration = Duration::from_secs(10);
+/// First and longest wait between a detached replica's attempts to read the store again.
+const REATTACH_FIRST: Duration = Duration::from_millis(100);
+const REATTACH_MAX: Duration = Duration::from_secs(5);
 
 /// Where a replica is in the shared store.
 pub struct Replica {
@@ -47,6 +53,16 @@ pub struct Replica {
     own: VecDeque<Revision>,
     /// The metadata key's revision in the published state, for `?consistent` reads.
     published: tokio::sync::watch::Sender<Revision>,
+    /// Set while the feed is gone and the store could not be read again.
+    detached: Option<Detached>,
+}
+
+/// Why a replica is detached from the store, and when it tries again.
+struct Detached {
+    error: String,
+    retry_at: tokio::time::Instant,
+    /// The wait before `retry_at`; the next one doubles it.
+    wait: Duration,
 }
 
 impl Replica {
@@ -60,6 +76,7 @@ impl Replica {
             meta_revision,
             own: VecDeque::new(),
             published,
+            detached: None,
         };
         (replica, Barrier { published: rx })
     }
@@ -120,15 +137,24 @@ enum Input {
     Request(Box<Request>),
     Changeset(Changeset),
     FeedEnded,
+    /// Time for a detached replica to try the store again.
+    Reattach,
     Closed,
 }
 
-async fn next_input(rx: &mut mpsc::Receiver<Request>, feed: &mut Feed) -> Input {
+async fn next_input(rx: &mut mpsc::Receiver<Request>, replica: &mut Replica) -> Input {
+    if let Some(d) = &replica.detached {
+        // No feed to read: an ended one would wake this loop at once, again and again.
+        return tokio::select! {
+            () = tokio::time::sleep_until(d.retry_at) => Input::Reattach,
+            req = rx.recv() => req.map_or(Input::Closed, |r| Input::Request(Box::new(r))),
+        };
+    }
     tokio::select! {
         // Other replicas' batches first: a group applied on top of them is less likely to be
         // refused by the store.
         biased;
-        cs = feed.recv() => cs.map_or(Input::FeedEnded, Input::Changeset),
+        cs = replica.feed.recv() => cs.map_or(Input::FeedEnded, Input::Changeset),
         req = rx.recv() => req.map_or(Input::Closed, |r| Input::Request(Box::new(r))),
     }
 }
@@ -139,9 +165,9 @@ pub(super) fn run(parts: &WriterParts, mut rx: mpsc::Receiver<Request>, mut repl
     loop {
         // The writer is a thread of its own, outside the runtime's workers.
         let runtime = replica.runtime.clone();
-        match runtime.block_on(next_input(&mut rx, &mut replica.feed)) {
+        match runtime.block_on(next_input(&mut rx, &mut replica)) {
             Input::Closed => return,
-            Input::FeedEnded => resync(parts, &mut delays, &mut replica),
+            Input::FeedEnded | Input::Reattach => resync(parts, &mut delays, &mut replica),
             Input::Changeset(cs) => absorb(parts, &mut delays, &mut replica, vec![cs]),
             Input::Request(first) => {
                 group.push(*first);
@@ -226,45 +252,58 @@ fn absorb(
     replica.announce();
 }
 
-/// Replaces the state with a fresh read of the whole store and follows it from there.
+/// Replaces the state with a fresh read of the whole store and follows it from there; when
+/// that read fails, the replica is detached until the next attempt.
 fn resync(parts: &WriterParts, delays: &mut LockDelays, replica: &mut Replica) {
-    let mut wait = Duration::from_millis(100);
-    loop {
-        match persist::load_at(parts.store.as_ref()) {
-            Ok(loaded) => match parts.store.feed(loaded.revision) {
-                Some(feed) => {
-                    replica.feed = feed;
-                    replica.meta_revision = loaded.meta_revision;
-                    replica.own.clear();
-                    let changes = Changes {
-                        replaced: true,
-                        ..Default::default()
-                    };
-                    tracing::info!(
-                        revision = loaded.revision,
-                        "following the shared store again"
-                    );
-                    return publish(
-                        parts,
-                        delays,
-                        Applied {
-                            state: loaded.state,
-                            changes,
-                            results: Vec::new(),
-                        },
-                        Vec::new(),
-                    );
-                }
-                None => tracing::warn!("the shared store offers no feed; retrying"),
-            },
-            Err(e) => {
-                parts.store_health.failed(&e.to_string());
-                tracing::warn!(error = %e, "reading the shared store failed; retrying");
+    let error = match persist::load_at(parts.store.as_ref()) {
+        Ok(loaded) => match parts.store.feed(loaded.revision) {
+            Some(feed) => {
+                replica.feed = feed;
+                replica.meta_revision = loaded.meta_revision;
+                replica.own.clear();
+                replica.detached = None;
+                let changes = Changes {
+                    replaced: true,
+                    ..Default::default()
+                };
+                tracing::info!(
+                    revision = loaded.revision,
+                    "following the shared store again"
+                );
+                return publish(
+                    parts,
+                    delays,
+                    Applied {
+                        state: loaded.state,
+                        changes,
+                        results: Vec::new(),
+                    },
+                    Vec::new(),
+                );
             }
+            None => "the shared store offers no feed".to_string(),
+        },
+        Err(e) => {
+            parts.store_health.failed(&e.to_string());
+            format!("reading the shared store failed: {e}")
         }
-        std::thread::sleep(wait);
-        wait = (wait * 2).min(Duration::from_secs(5));
+    };
+    let wait = replica
+        .detached
+        .as_ref()
+        .map_or(REATTACH_FIRST, |d| (d.wait * 2).min(REATTACH_MAX));
+    if replica.detached.is_none() {
+        tracing::warn!(%error, "lost the shared store; writes are refused until it is back");
+    } else {
+        tracing::debug!(%error, "the shared store is still out of reach");
     }
+    // The runtime's clock (paused in tests), read from the writer's own thread.
+    let _runtime = replica.runtime.enter();
+    replica.detached = Some(Detached {
+        error,
+        retry_at: tokio::time::Instant::now() + wait,
+        wait,
+    });
 }
 
 /// Blocks until the feed delivers a batch that moves the metadata key past `stale` (the batch
@@ -277,6 +316,9 @@ fn catch_up(
 ) -> bool {
     let deadline = tokio::time::Instant::now() + CATCH_UP;
     while replica.meta_revision == stale {
+        if replica.detached.is_some() {
+            return false;
+        }
         let runtime = replica.runtime.clone();
         // The timer is made inside block_on: it needs the runtime's context.
         let next = runtime
@@ -302,6 +344,14 @@ fn commit_group(
         Vec<oneshot::Sender<Result<Reply, WriteError>>>,
     ) = group.drain(..).unzip();
     for _ in 0..MAX_ATTEMPTS {
+        if replica.detached.is_some() {
+            // One attempt now, not at the backoff's time: callers are waiting.
+            resync(parts, delays, replica);
+        }
+        if let Some(d) = &replica.detached {
+            let error = d.error.clone();
+            return fail_group(parts, senders, &error);
+        }
         absorb_ready(parts, delays, replica);
         let base: State = (**parts.current.load()).clone();
         let applied = apply_group(parts, delays, now, base, commands.clone());

@@ -128,7 +128,11 @@ async fn session(
 ) -> Result<(), EtcdError> {
     let ttl_secs = i64::try_from(config.ttl.as_secs().max(1)).unwrap_or(i64::MAX);
     let granted_at = Instant::now();
-    let (lease, granted) = client.lease_grant(ttl_secs).await?;
+    let (lease, granted) = tokio::select! {
+        r = client.lease_grant(ttl_secs) => r?,
+        // Stopping while etcd cannot be reached: nothing was granted that needs handing over.
+        () = stop.cancelled() => return Ok(()),
+    };
     let valid_until =
         watch::channel(granted_at + Duration::from_secs(u64::try_from(granted).unwrap_or(0))).0;
     // The step-down deadline is kept apart from the session's requests: a request that hangs
@@ -141,8 +145,12 @@ async fn session(
     view.send_modify(|v| v.term = None);
     if stop.is_cancelled() {
         // Handing over at once: the others see the leader key go now, not after the TTL.
-        if let Err(e) = client.lease_revoke(lease).await {
-            tracing::debug!(error = %e, "revoking the election lease on stop");
+        // Bounded: with etcd out of reach the lease ends by itself within the TTL, and a
+        // stopping replica must not wait on it.
+        match tokio::time::timeout(config.ttl, client.lease_revoke(lease)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::debug!(error = %e, "revoking the election lease on stop"),
+            Err(_) => tracing::debug!("revoking the election lease on stop timed out"),
         }
     }
     result
