@@ -17,6 +17,9 @@ use crate::state::{
 /// revision is the last batch's, which replicas sharing a store compare against.
 pub const META: &[u8] = b"m";
 
+/// Where each session is kept (`x/<id>`).
+pub const SESSION_PREFIX: &[u8] = b"x/";
+
 /// A persisted document: its value and indexes.
 #[derive(Serialize, Deserialize)]
 struct StoredDoc {

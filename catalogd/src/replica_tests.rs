@@ -328,3 +328,72 @@ async fn a_consistent_read_on_a_replica_sees_every_write_acknowledged_before_it(
         );
     }
 }
+
+async fn session(c: &Catalog, lock_delay: &str) -> String {
+    let Reply::Id(id) = submit(
+        c,
+        Command::SessionCreate(SessionRequest {
+            lock_delay: Some(serde_json::json!(lock_delay)),
+            ..Default::default()
+        }),
+    )
+    .await
+    else {
+        panic!("a session id");
+    };
+    id
+}
+
+fn acquire(key: &str, session: &str) -> Command {
+    Command::KvPut(KvPut {
+        key: key.into(),
+        value: b"held".to_vec(),
+        acquire: Some(session.into()),
+        ..Default::default()
+    })
+}
+
+/// A lock whose session another replica ended stays delayed here too (Consul's servers all
+/// apply the lock-delay from the replicated log), so a follower committing an acquisition
+/// itself, or the next leader, honours it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_delay_started_on_one_replica_holds_on_the_others() {
+    let (cs, _l) = replicas(2).await;
+    let holder = session(&cs[0], "30s").await;
+    assert!(matches!(
+        submit(&cs[0], acquire("lock", &holder)).await,
+        Reply::Bool(true)
+    ));
+    let waiter = session(&cs[1], "0s").await;
+    submit(&cs[0], Command::SessionDestroy(holder.clone())).await;
+    wait_for(&cs[1], "the session's end on the other replica", |st| {
+        !st.sessions.contains_key(&holder)
+    })
+    .await;
+    // Released, but within the holder's lock-delay: refused on either replica.
+    for c in &cs {
+        assert!(
+            matches!(
+                submit(c, acquire("lock", &waiter)).await,
+                Reply::Bool(false)
+            ),
+            "{}: an acquisition within the lock-delay was granted",
+            c.core.config.node
+        );
+    }
+    // A session without a lock-delay starts none: its lock is free at once everywhere.
+    let quick = session(&cs[0], "0s").await;
+    assert!(matches!(
+        submit(&cs[0], acquire("other", &quick)).await,
+        Reply::Bool(true)
+    ));
+    submit(&cs[0], Command::SessionDestroy(quick.clone())).await;
+    wait_for(&cs[1], "the quick session's end", |st| {
+        !st.sessions.contains_key(&quick)
+    })
+    .await;
+    assert!(matches!(
+        submit(&cs[1], acquire("other", &waiter)).await,
+        Reply::Bool(true)
+    ));
+}

@@ -205,8 +205,27 @@ impl State {
         true
     }
 
+    /// The lock-delays that ending session `id` starts: every key it holds, for its
+    /// lock-delay (none when that is zero). A replica that learns of another's ending of a
+    /// session from the store starts the same ones.
+    pub(crate) fn lock_delays_of(&self, id: &str) -> Vec<(String, Duration)> {
+        let Some(session) = self.sessions.get(id) else {
+            return Vec::new();
+        };
+        let delay = Duration::from_nanos(session.entry.lock_delay).min(MAX_LOCK_DELAY);
+        if delay.is_zero() {
+            return Vec::new();
+        }
+        self.kv
+            .iter()
+            .filter(|(_, e)| e.session == id)
+            .map(|(k, _)| (k.clone(), delay))
+            .collect()
+    }
+
     /// Ends a session at `idx`: releases or deletes its keys and starts their lock-delay.
     pub(crate) fn end_session(&mut self, id: &str, idx: u64, ch: &mut Changes) {
+        ch.lock_delays.extend(self.lock_delays_of(id));
         let Some(session) = self.sessions.remove(id) else {
             return;
         };
@@ -220,11 +239,7 @@ impl State {
             .filter(|(_, e)| e.session == id)
             .map(|(k, _)| k.clone())
             .collect();
-        let delay = Duration::from_nanos(session.entry.lock_delay).min(MAX_LOCK_DELAY);
         for key in held {
-            if !delay.is_zero() {
-                ch.lock_delays.push((key.clone(), delay));
-            }
             match session.entry.behavior {
                 SessionBehavior::Delete => {
                     self.drop_kv(&key, idx, ch);

@@ -223,6 +223,16 @@ fn absorb(
             // A snapshot restore: the whole state replaced in one batch.
             changes.replaced = true;
         }
+        // Sessions another replica ended: their keys' lock-delays start here too, so a lock
+        // stays delayed whichever replica (or next leader) takes the next acquisition.
+        for (key, entry) in &cs.entries {
+            if entry.is_none()
+                && let Some(id) = key.strip_prefix(persist::SESSION_PREFIX)
+            {
+                let id = String::from_utf8_lossy(id);
+                changes.lock_delays.extend(next.lock_delays_of(&id));
+            }
+        }
         if let Err(e) = persist::apply_changeset(next, &cs.entries, &mut changes) {
             tracing::error!(error = %e, revision = cs.revision,
                 "a batch of another replica does not decode; reading the whole store again");
