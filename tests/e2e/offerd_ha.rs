@@ -610,6 +610,21 @@ async fn a_standby_takes_over_mid_deployment_and_nothing_is_lost_duplicated_or_r
 
     let killed = Instant::now();
     ha.offerds[leader].kill9();
+    // A request reaching the standby while the dead leader's lease still runs is held until
+    // the election names another leader, then answered 503 (retry now), not 502 at once: the
+    // agents and clients retry when there is a leader instead of backing off further.
+    let held = ha
+        .http(survivor)
+        .try_send("GET", "/v2/apps", None)
+        .await
+        .expect("the standby answers");
+    assert_eq!(held.status, 503, "{}\n{}", held.text(), ha.logs());
+    let names = ha.http(survivor).get("/v2/leader").await.value();
+    assert_eq!(
+        names["leader"].as_str(),
+        Some(ha.name(survivor).as_str()),
+        "answered before the election named the survivor"
+    );
     let took = ha.takeover(survivor, killed).await;
     eprintln!("offerd takeover after kill -9 of the leader: {took:?}");
     assert!(

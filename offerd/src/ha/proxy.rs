@@ -12,7 +12,10 @@
 //! Bounds: the request body is read whole under the server's own body limits before it is
 //! sent; the leader's answer head must come within [`HEAD_TIMEOUT`] (longer than any agent
 //! long poll); and a forwarded request is cut (503) as soon as the election names another
-//! leader, so no client hangs on a leader that is gone.
+//! leader, so no client hangs on a leader that is gone. A leader that refuses connections (it
+//! died and its lease still runs) is waited out: the request is held until the election names
+//! another (at most [`HOLD_FOR_ELECTION`]) and then answered 503, so clients and agents retry
+//! when a leader is there instead of backing off further with every refusal.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -38,6 +41,10 @@ const FORWARDED_FOR: &str = "x-forwarded-for";
 pub const HEAD_TIMEOUT: Duration = Duration::from_secs(630);
 /// Longest wait to connect to the leader.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest a request is held when the leader refuses connections (it died; its lease has not
+/// run out yet), waiting for the election to name another: longer than the default lease TTL,
+/// shorter than the usual client timeouts.
+pub const HOLD_FOR_ELECTION: Duration = Duration::from_secs(8);
 
 /// Why a proxy could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -147,6 +154,25 @@ impl Proxy {
         };
         let resp = match resp {
             Ok(Ok(r)) => r,
+            Ok(Err(e)) if e.is_connect() => {
+                // Nothing was sent: hold the request until the election moves on.
+                if tokio::time::timeout(
+                    HOLD_FOR_ELECTION,
+                    another_leader(self.view.clone(), &leader),
+                )
+                .await
+                .is_ok()
+                {
+                    return unavailable(
+                        "the leader went away and the election has named another; retry",
+                    );
+                }
+                tracing::warn!(%leader, error = %e, "the leader refuses connections and no other was elected");
+                return message(
+                    StatusCode::BAD_GATEWAY,
+                    &format!("cannot reach the leader at {leader}: {e}"),
+                );
+            }
             Ok(Err(e)) => {
                 tracing::warn!(%leader, error = %e, "forwarding a request to the leader failed");
                 return message(
@@ -172,6 +198,14 @@ impl Proxy {
         *answer.headers_mut() = headers;
         answer
     }
+}
+
+/// Resolves once the election names a leader other than `leader` (not merely none), or ends.
+async fn another_leader(mut view: watch::Receiver<ElectionView>, leader: &str) {
+    // Err: the election is over (shutdown); the request is answered at once.
+    let _ = view
+        .wait_for(|v| !v.leader.is_empty() && v.leader != leader)
+        .await;
 }
 
 /// Resolves once the election names someone other than `leader` (or ends).
