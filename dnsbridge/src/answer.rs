@@ -78,6 +78,14 @@ impl Zone {
             authority: vec![self.soa(view.index)],
             ..Default::default()
         };
+        if !view.loaded {
+            // Before the first catalog read: SERVFAIL (a resolver tries again, or another
+            // server) rather than an NXDOMAIN or empty answer it would cache.
+            return Answer {
+                code: ResponseCode::ServFail,
+                ..Default::default()
+            };
+        }
         match lookup {
             Lookup::Unknown => negative(ResponseCode::NXDomain),
             Lookup::Apex => {
@@ -289,6 +297,7 @@ mod tests {
             ("n1".to_string(), Some("10.0.0.1".parse().unwrap())),
         );
         View {
+            loaded: true,
             services,
             nodes,
             index: 42,
@@ -348,6 +357,37 @@ mod tests {
                 .len(),
             1
         );
+    }
+
+    /// Before the first catalog read nothing under the domain is denied: every question is
+    /// SERVFAIL, with no SOA a resolver would cache a denial under.
+    #[test]
+    fn nothing_is_answered_before_the_first_view() {
+        let z = zone();
+        let empty = View::default();
+        for (lookup, name) in [
+            (
+                Lookup::Service {
+                    name: "web".into(),
+                    tag: None,
+                },
+                "web.service.consul.",
+            ),
+            (Lookup::Node { name: "n1".into() }, "n1.node.consul."),
+            (Lookup::Unknown, "nope.consul."),
+            (Lookup::Apex, "consul."),
+        ] {
+            let a = z.answer(&empty, &lookup, &q(name), RecordType::A);
+            assert_eq!(a.code, ResponseCode::ServFail, "{name}");
+            assert!(a.answers.is_empty() && a.authority.is_empty(), "{name}");
+        }
+        // Once loaded, the same empty catalog denies.
+        let loaded = View {
+            loaded: true,
+            ..Default::default()
+        };
+        let a = z.answer(&loaded, &Lookup::Unknown, &q("nope.consul."), RecordType::A);
+        assert_eq!(a.code, ResponseCode::NXDomain);
     }
 
     #[test]

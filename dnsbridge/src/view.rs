@@ -19,9 +19,12 @@ pub struct Instance {
     pub tags: Vec<String>,
 }
 
-/// A snapshot of what DNS answers.
+/// A snapshot of what DNS answers. The default one stands for "nothing read yet".
 #[derive(Debug, Default)]
 pub struct View {
+    /// Built from a catalog read: false only before the first one, while nothing under the
+    /// domain may be answered (an empty view would deny every name, and resolvers cache that).
+    pub loaded: bool,
     /// Lowercase service name → instances that may be answered.
     pub services: HashMap<String, Vec<Instance>>,
     /// Lowercase node name → (name as registered, address).
@@ -108,6 +111,7 @@ impl View {
             })
             .collect();
         View {
+            loaded: true,
             services,
             nodes,
             index,

@@ -142,3 +142,36 @@ async fn dns_port_in_use_is_a_startup_error() {
         "one error line naming the address: {stderr}"
     );
 }
+
+/// A dnsbridge (re)started while catalogd does not answer yet denies nothing: `dig` sees
+/// SERVFAIL (which resolvers retry elsewhere and do not cache as a denial) until the first view,
+/// then the real answer; never an NXDOMAIN for a name that exists.
+#[tokio::test]
+async fn before_its_first_view_it_answers_servfail_not_nxdomain() {
+    let c = Catalogd::start().await;
+    Inst::new("web", "web-1", "n1", "127.0.0.72", 80)
+        .register(&c)
+        .await;
+    // catalogd frozen: dnsbridge's first catalog read waits.
+    // SAFETY: kill(2) on a process this test started.
+    assert_eq!(unsafe { libc::kill(c.pid() as i32, libc::SIGSTOP) }, 0);
+    let b = Bridge::start(&c.url, &[]);
+    for name in [
+        "web.service.consul",
+        "nope.service.consul",
+        "n1.node.consul",
+    ] {
+        let d = b.dig(&[name, "A"]);
+        assert_eq!(
+            d.status, "SERVFAIL",
+            "{name} before the first view:\n{}",
+            d.out
+        );
+        assert!(d.answer.is_empty() && d.authority.is_empty(), "{}", d.out);
+    }
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(c.pid() as i32, libc::SIGCONT) }, 0);
+    b.wait_for_addrs("web.service.consul", RecordType::A, &["127.0.0.72"]);
+    let d = b.dig(&["nope.service.consul", "A"]);
+    assert_eq!(d.status, "NXDOMAIN", "{}", d.out);
+}
