@@ -32,8 +32,25 @@ pub struct Bridge {
 }
 
 impl Bridge {
-    /// Starts `dnsbridge serve --catalog CATALOG EXTRA...` and waits until it answers DNS.
+    /// Starts `dnsbridge serve --catalog CATALOG EXTRA...` and waits until it answers from its
+    /// first view of the catalog (before that it answers SERVFAIL).
     pub fn start(catalog: &str, extra: &[&str]) -> Bridge {
+        let b = Self::start_unsynced(catalog, extra);
+        // The apex of the bridge's domain (`--domain`, `consul.` by default).
+        let domain = extra
+            .iter()
+            .position(|a| *a == "--domain")
+            .and_then(|i| extra.get(i + 1))
+            .map_or("consul.".to_string(), |d| {
+                format!("{}.", d.trim_end_matches('.'))
+            });
+        b.wait_synced(&domain);
+        b
+    }
+
+    /// Starts dnsbridge and waits only until it answers DNS (a catalogd that is down or frozen
+    /// has given it no view yet).
+    pub fn start_unsynced(catalog: &str, extra: &[&str]) -> Bridge {
         let mut last_log = String::new();
         for _ in 0..5 {
             let port = free_port();
@@ -71,6 +88,29 @@ impl Bridge {
             );
         }
         panic!("dnsbridge could not bind a free port in 5 tries; last log:\n{last_log}");
+    }
+
+    /// Waits until the SOA of `domain` is answered (NOERROR): the bridge has its first view.
+    fn wait_synced(&self, domain: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let probe = query(domain, RecordType::SOA, Some(1232));
+            let answer = udp_exchange(
+                self.port,
+                &probe.to_vec().expect("encode"),
+                EXCHANGE_TIMEOUT,
+            )
+            .and_then(|bytes| Message::from_vec(&bytes).ok());
+            if answer.is_some_and(|m| m.metadata.response_code == ResponseCode::NoError) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "dnsbridge had no view of the catalog within 20 s; log:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// True once DNS is answered over TCP and UDP; false when the process exited.

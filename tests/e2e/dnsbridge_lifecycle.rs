@@ -155,7 +155,7 @@ async fn before_its_first_view_it_answers_servfail_not_nxdomain() {
     // catalogd frozen: dnsbridge's first catalog read waits.
     // SAFETY: kill(2) on a process this test started.
     assert_eq!(unsafe { libc::kill(c.pid() as i32, libc::SIGSTOP) }, 0);
-    let b = Bridge::start(&c.url, &[]);
+    let b = Bridge::start_unsynced(&c.url, &[]);
     for name in [
         "web.service.consul",
         "nope.service.consul",
