@@ -1,6 +1,7 @@
 //! Building read responses: the blocking-query loop and the headers Consul clients require
 //! (`X-Consul-Index` never 0, `X-Consul-KnownLeader`, `X-Consul-LastContact`), and filtering.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
@@ -25,6 +26,41 @@ pub async fn blocking<T>(
     if opts.index == 0 {
         return read(&core.current.load());
     }
+    park(core, opts, topic, |st, last| {
+        let (idx, value) = read(st);
+        (last || idx > opts.index).then_some((idx, value))
+    })
+    .await
+}
+
+/// The snapshot a costly read (the whole catalog) answers from: with `?index=N`, the first one
+/// whose `index_of` exceeds N, or the current one when the wait ends. Nothing is built while it
+/// waits: the answer is built once, from what this returns.
+pub async fn snapshot_past(
+    core: &Core,
+    opts: &ReadOpts,
+    topic: Topic,
+    index_of: impl Fn(&State) -> u64,
+) -> Arc<State> {
+    if opts.index == 0 {
+        return core.current.load_full();
+    }
+    park(core, opts, topic, |st, last| {
+        (last || index_of(st) > opts.index).then_some(())
+    })
+    .await;
+    core.current.load_full()
+}
+
+/// The loop of a blocking query: `attempt` runs on the current snapshot at once and after each
+/// wake, until it gives an answer; it must give one when told this is the `last` attempt (the
+/// wait ended, catalogd is stopping, or the state was replaced).
+async fn park<T>(
+    core: &Core,
+    opts: &ReadOpts,
+    topic: Topic,
+    mut attempt: impl FnMut(&State, bool) -> Option<T>,
+) -> T {
     core.metrics.blocking_queries.fetch_add(1, Relaxed);
     let jitter = opts.wait.as_millis() as u64 / 16;
     let jitter = if jitter > 0 {
@@ -41,12 +77,14 @@ pub async fn blocking<T>(
         let notified = sub.notify().notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        let (idx, value) = read(&core.current.load());
-        if idx > opts.index || core.registry.closing() || core.registry.generation() != generation {
-            return (idx, value);
+        let last = core.registry.closing() || core.registry.generation() != generation;
+        if let Some(answer) = attempt(&core.current.load(), last) {
+            return answer;
         }
-        if tokio::time::timeout_at(deadline, notified).await.is_err() {
-            return read(&core.current.load());
+        if tokio::time::timeout_at(deadline, notified).await.is_err()
+            && let Some(answer) = attempt(&core.current.load(), true)
+        {
+            return answer;
         }
     }
 }
@@ -120,7 +158,11 @@ pub fn json_plain<T: Serialize>(body: &T) -> Response {
 
 /// A JSON body with the read headers.
 pub fn json_read<T: Serialize>(index: u64, body: &T) -> Response {
-    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    json_read_bytes(index, serde_json::to_vec(body).unwrap_or_default())
+}
+
+/// [`json_read`] of a body serialized already.
+pub fn json_read_bytes(index: u64, bytes: Vec<u8>) -> Response {
     with_index(json_with_room(StatusCode::OK, bytes, READ_HEADERS), index)
 }
 
