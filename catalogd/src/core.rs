@@ -51,6 +51,8 @@ pub struct Config {
 /// Everything the HTTP handlers share.
 pub struct Core {
     pub current: Arc<ArcSwap<State>>,
+    /// Whole catalogs (`/v1/cairn/catalog`) being built and the last one.
+    pub whole_catalog: crate::whole_catalog::WholeCatalogCache,
     pub registry: Arc<Registry>,
     pub writer: Writer,
     pub timers: Arc<Timers>,
@@ -287,6 +289,7 @@ impl Catalog {
             })
             .flatten();
         let core = Arc::new(Core {
+            whole_catalog: crate::whole_catalog::WholeCatalogCache::default(),
             current,
             registry,
             writer,

@@ -27,6 +27,7 @@ pub mod state;
 pub mod store_health;
 pub mod timers;
 pub mod watch;
+pub mod whole_catalog;
 pub mod writer;
 
 pub use crate::core::{Catalog, Config};
@@ -34,3 +35,5 @@ pub use crate::serve::serve;
 
 #[cfg(test)]
 mod replica_tests;
+#[cfg(test)]
+mod test_support;

@@ -8,30 +8,11 @@ use std::time::{Duration, Instant};
 use cairn_store::{MemStore, Store};
 use cairn_wire::{CatalogRegistration, CheckStatus, SessionRequest};
 
-use crate::core::{Catalog, Config};
+use crate::core::Catalog;
 use crate::leader::{Leadership, View};
 use crate::state::KvPut;
+use crate::test_support::config;
 use crate::writer::{Command, Reply};
-
-/// A replica's settings, as `catalogd serve` parses them.
-fn config(node: &str) -> Config {
-    use clap::Parser as _;
-    let cli = crate::cli::Cli::try_parse_from([
-        "catalogd",
-        "serve",
-        "--in-memory",
-        "--node",
-        node,
-        "--session-ttl-min",
-        "10ms",
-    ])
-    .expect("serve flags parse");
-    let crate::cli::Command::Serve(args) = cli.command else {
-        panic!("a serve command");
-    };
-    args.config(cairn_cli::LogTap::default())
-        .expect("a configuration")
-}
 
 /// `n` replicas on one shared store; the first leads.
 async fn replicas(n: usize) -> (Vec<Catalog>, Vec<Leadership>) {

@@ -5,7 +5,6 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::IntoResponse;
-use cairn_wire::{NodeHealth, WholeCatalog};
 
 use super::query::Who;
 use super::respond::{json_plain, json_read};
@@ -75,72 +74,22 @@ pub fn prometheus(core: &Core) -> axum::response::Response {
 
 /// `GET /v1/cairn/catalog`: every node with its checks and every instance with its checks, as
 /// one blocking read that wakes on any catalog change. The answer grows with the catalog (tens
-/// of megabytes at 100,000 instances), so it is built once, after the wait, and built and
-/// serialized on a blocking thread: however many of these are in flight, other clients' requests
-/// keep the runtime's workers.
+/// of megabytes at 100,000 instances), so it is built once, after the wait, on a blocking thread
+/// (other clients' requests keep the runtime's workers), a few at a time, and shared by the
+/// readers a change wakes together ([`crate::whole_catalog`]).
 pub async fn whole_catalog(State(core): State<Arc<Core>>, read: Read) -> HttpResult {
     let Read { opts, caller, .. } = read;
     let st =
         super::respond::snapshot_past(&core, &opts, Topic::Catalog, |st| st.catalog_index()).await;
-    let filter = opts.filter.clone();
-    let built = tokio::task::spawn_blocking(move || {
-        let (catalog, hidden) = build_whole_catalog(&st, &caller, filter.as_ref());
-        (st.catalog_index(), catalog, hidden)
-    })
-    .await;
-    let (idx, body, hidden) = built.map_err(|e| {
-        super::HttpError::internal(format!("building the whole catalog failed: {e}"))
-    })?;
+    let built = core
+        .whole_catalog
+        .get_or_build(st, caller, opts.filter.clone())
+        .await
+        .map_err(super::HttpError::internal)?;
     Ok(super::respond::filtered_by_acls(
-        hidden,
-        super::respond::json_read_bytes(idx, body),
+        built.hidden,
+        super::respond::json_read_bytes(built.index, built.bytes.clone()),
     ))
-}
-
-/// The whole catalog as `caller` may see it, serialized, and whether anything was hidden.
-fn build_whole_catalog(
-    st: &crate::state::State,
-    caller: &crate::acl::Caller,
-    filter: Option<&cairn_filter::Filter>,
-) -> (Vec<u8>, bool) {
-    let mut hidden = false;
-    let nodes = st
-        .nodes
-        .values()
-        .filter(|n| {
-            let visible = caller.authz.node_read(&n.node);
-            hidden |= !visible;
-            visible
-        })
-        .map(|n| NodeHealth {
-            node: n.clone(),
-            checks: st
-                .node_checks(&n.node)
-                .filter(|(_, c)| c.service_id.is_empty())
-                .map(|(_, c)| c.clone())
-                .collect(),
-        })
-        .collect();
-    let services = st
-        .by_service
-        .keys()
-        .flat_map(|name| st.service_entries(name))
-        .filter(|e| {
-            let visible = caller.sees_instance(&e.node.node, &e.service.service);
-            hidden |= !visible;
-            visible
-        })
-        .map(|mut e| {
-            e.checks.retain(|c| caller.sees_check(c));
-            e
-        })
-        .filter(|e| match filter {
-            Some(f) => f.matches(&serde_json::to_value(e).unwrap_or_default()),
-            None => true,
-        })
-        .collect();
-    let bytes = serde_json::to_vec(&WholeCatalog { nodes, services }).unwrap_or_default();
-    (bytes, hidden)
 }
 
 /// `GET /v1/peerings`: catalogd has no cluster peerings.

@@ -161,8 +161,8 @@ pub fn json_read<T: Serialize>(index: u64, body: &T) -> Response {
     json_read_bytes(index, serde_json::to_vec(body).unwrap_or_default())
 }
 
-/// [`json_read`] of a body serialized already.
-pub fn json_read_bytes(index: u64, bytes: Vec<u8>) -> Response {
+/// [`json_read`] of a body serialized already (shared, not copied, between answers).
+pub fn json_read_bytes(index: u64, bytes: impl Into<axum::body::Bytes>) -> Response {
     with_index(json_with_room(StatusCode::OK, bytes, READ_HEADERS), index)
 }
 
@@ -178,8 +178,12 @@ pub fn json_bytes(status: StatusCode, bytes: Vec<u8>) -> Response {
     json_with_room(status, bytes, PLAIN_HEADERS)
 }
 
-fn json_with_room(status: StatusCode, bytes: Vec<u8>, headers: usize) -> Response {
-    let mut resp = Response::new(axum::body::Body::from(bytes));
+fn json_with_room(
+    status: StatusCode,
+    bytes: impl Into<axum::body::Bytes>,
+    headers: usize,
+) -> Response {
+    let mut resp = Response::new(axum::body::Body::from(bytes.into()));
     *resp.status_mut() = status;
     let h = resp.headers_mut();
     h.reserve(headers);
