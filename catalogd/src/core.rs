@@ -241,6 +241,7 @@ impl Catalog {
             kv = state.kv.len(),
             "catalog restored"
         );
+        let catalog_log = Arc::new(crate::whole_catalog::ChangeLog::new(state.catalog_index()));
         let current = Arc::new(ArcSwap::from_pointee(state));
         let registry = Arc::new(Registry::default());
         let timers = Arc::new(Timers::default());
@@ -268,6 +269,7 @@ impl Catalog {
                     enable_script_checks: config.enable_script_checks,
                 },
                 replica,
+                catalog_log: catalog_log.clone(),
             },
         );
         ensure_server_records(&writer, &current.load(), &config).await?;
@@ -289,7 +291,7 @@ impl Catalog {
             })
             .flatten();
         let core = Arc::new(Core {
-            whole_catalog: crate::whole_catalog::WholeCatalogCache::default(),
+            whole_catalog: crate::whole_catalog::WholeCatalogCache::new(catalog_log),
             current,
             registry,
             writer,

@@ -1,10 +1,20 @@
 //! The whole catalog (`GET /v1/cairn/catalog`, what dnsbridge, lbconf and tmpl follow): every
 //! node with its node checks and every service instance with its checks, as the caller's token
 //! may see them, serialized. It grows with the catalog, so building it is bounded and shared.
+//!
+//! A consumer holding index N may ask for what changed since (`?delta`, a
+//! [`cairn_wire::CatalogDelta`]): the [`ChangeLog`] keeps, change by change, which nodes,
+//! instances and checks each catalog change touched, for a bounded number of changes; the
+//! answer holds the current form of each touched node and instance, or says it is gone. A
+//! consumer older than the log reaches (or one from before a restart, a restore or an ACL
+//! change, which reset it) gets the whole catalog, marked `Full`.
 
-use std::sync::Arc;
+use std::collections::{BTreeSet, VecDeque};
+use std::sync::{Arc, Mutex};
 
-use cairn_wire::{NodeHealth, WholeCatalog};
+use cairn_wire::{CatalogDelta, InstanceRef, NodeHealth, WholeCatalog};
+
+use crate::state::{Changes, NodeKey, State, Table};
 
 /// Whole catalogs being built and the last one built. Building one costs CPU and memory in
 /// proportion to the catalog, so at most [`WholeCatalogCache::BUILDS`] are built at once, and
@@ -13,12 +23,23 @@ use cairn_wire::{NodeHealth, WholeCatalog};
 pub struct WholeCatalogCache {
     builds: tokio::sync::Semaphore,
     last: std::sync::Mutex<Option<Arc<BuiltCatalog>>>,
+    /// What recent changes touched, for deltas (the writer records into it).
+    pub log: Arc<ChangeLog>,
+}
+
+/// What a whole-catalog reader asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Form {
+    /// The whole catalog (`WholeCatalog`).
+    Whole,
+    /// What changed since this index (`CatalogDelta`).
+    DeltaSince(u64),
 }
 
 /// One serialized whole catalog and what it was built for.
 pub struct BuiltCatalog {
-    /// The state's index, the caller's token and the filter it was built for.
-    key: (u64, String, Option<String>),
+    /// The state's index, the caller's token, the filter and the form it was built for.
+    key: Key,
     /// The catalog index it was built at (its `X-Consul-Index`).
     pub index: u64,
     pub bytes: axum::body::Bytes,
@@ -26,37 +47,41 @@ pub struct BuiltCatalog {
     pub hidden: bool,
 }
 
-impl Default for WholeCatalogCache {
-    fn default() -> Self {
-        WholeCatalogCache {
-            builds: tokio::sync::Semaphore::new(Self::BUILDS),
-            last: std::sync::Mutex::new(None),
-        }
-    }
-}
+type Key = (u64, String, Option<String>, Form);
 
 impl WholeCatalogCache {
     /// Whole catalogs built at once.
     const BUILDS: usize = 2;
 
-    fn cached(&self, key: &(u64, String, Option<String>)) -> Option<Arc<BuiltCatalog>> {
+    /// A cache whose deltas come from `log`.
+    pub fn new(log: Arc<ChangeLog>) -> Self {
+        WholeCatalogCache {
+            builds: tokio::sync::Semaphore::new(Self::BUILDS),
+            last: std::sync::Mutex::new(None),
+            log,
+        }
+    }
+
+    fn cached(&self, key: &Key) -> Option<Arc<BuiltCatalog>> {
         let last = self.last.lock().unwrap_or_else(|e| e.into_inner());
         last.as_ref().filter(|b| b.key == *key).cloned()
     }
 
-    /// The whole catalog of `st` as `caller` sees it, through `filter`: the last one built when
-    /// it is the same, else built now.
+    /// The whole catalog of `st` (or its delta, by `form`) as `caller` sees it, through
+    /// `filter`: the last one built when it is the same, else built now.
     pub async fn get_or_build(
         &self,
-        st: Arc<crate::state::State>,
+        st: Arc<State>,
         caller: Arc<crate::acl::Caller>,
         filter: Option<cairn_filter::Filter>,
+        form: Form,
     ) -> Result<Arc<BuiltCatalog>, String> {
         // `index` moves with every write: a state with the same one holds the same catalog.
         let key = (
             st.index,
             caller.accessor.clone(),
             filter.as_ref().map(|f| format!("{f:?}")),
+            form,
         );
         if let Some(b) = self.cached(&key) {
             return Ok(b);
@@ -70,8 +95,16 @@ impl WholeCatalogCache {
         if let Some(b) = self.cached(&key) {
             return Ok(b);
         }
+        let log = self.log.clone();
         let built = tokio::task::spawn_blocking(move || {
-            let (bytes, hidden) = build_whole_catalog(&st, &caller, filter.as_ref());
+            let filter = filter.as_ref();
+            let (bytes, hidden) = match form {
+                Form::Whole => build_whole_catalog(&st, &caller, filter),
+                Form::DeltaSince(since) => match log.since(since, st.catalog_index()) {
+                    Some(changed) => build_delta(&st, &caller, filter, &changed),
+                    None => build_full_delta(&st, &caller, filter),
+                },
+            };
             BuiltCatalog {
                 key,
                 index: st.catalog_index(),
@@ -89,10 +122,20 @@ impl WholeCatalogCache {
 
 /// The whole catalog as `caller` may see it, serialized, and whether anything was hidden.
 fn build_whole_catalog(
-    st: &crate::state::State,
+    st: &State,
     caller: &crate::acl::Caller,
     filter: Option<&cairn_filter::Filter>,
 ) -> (Vec<u8>, bool) {
+    let (catalog, hidden) = whole_catalog_of(st, caller, filter);
+    (serde_json::to_vec(&catalog).unwrap_or_default(), hidden)
+}
+
+/// The whole catalog as `caller` may see it through `filter`, and whether anything was hidden.
+fn whole_catalog_of(
+    st: &State,
+    caller: &crate::acl::Caller,
+    filter: Option<&cairn_filter::Filter>,
+) -> (WholeCatalog, bool) {
     let mut hidden = false;
     let nodes = st
         .nodes
@@ -129,14 +172,227 @@ fn build_whole_catalog(
             None => true,
         })
         .collect();
-    let bytes = serde_json::to_vec(&WholeCatalog { nodes, services }).unwrap_or_default();
-    (bytes, hidden)
+    (WholeCatalog { nodes, services }, hidden)
+}
+
+/// Changes kept for deltas, and the keys they may hold in all: past either, the oldest go (a
+/// consumer that far behind gets the whole catalog).
+const LOG_CHANGES: usize = 10_000;
+const LOG_KEYS: usize = 500_000;
+
+/// Which nodes, instances and checks each recent catalog change touched.
+pub struct ChangeLog {
+    inner: Mutex<LogInner>,
+}
+
+struct LogInner {
+    /// In index order.
+    changes: VecDeque<Touched>,
+    /// A delta can start from this index or later: every change after it is in `changes`.
+    floor: u64,
+    keys: usize,
+}
+
+/// What one catalog change touched.
+#[derive(Default)]
+struct Touched {
+    index: u64,
+    nodes: Vec<String>,
+    services: Vec<NodeKey>,
+    checks: Vec<NodeKey>,
+}
+
+/// What the changes since an index touched, together.
+#[derive(Default, Debug)]
+pub struct Changed {
+    pub nodes: BTreeSet<String>,
+    pub services: BTreeSet<NodeKey>,
+    pub checks: BTreeSet<NodeKey>,
+}
+
+impl ChangeLog {
+    /// An empty log for a catalog at `index`: deltas from `index` on.
+    pub fn new(index: u64) -> ChangeLog {
+        ChangeLog {
+            inner: Mutex::new(LogInner {
+                changes: VecDeque::new(),
+                floor: index,
+                keys: 0,
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, LogInner> {
+        // The log holds no invariant a panic elsewhere could break half-way.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records a batch's changes, which bring the catalog to `index`; the writer calls it before
+    /// the new state is visible, so a reader of that state finds its change here.
+    pub fn record(&self, index: u64, changes: &Changes) {
+        let acl = changes.docs.iter().any(|(table, _)| {
+            matches!(
+                table,
+                Table::AclTokens
+                    | Table::AclSecrets
+                    | Table::AclPolicies
+                    | Table::AclRoles
+                    | Table::AclAuthMethods
+                    | Table::AclBindingRules
+            )
+        });
+        let mut log = self.lock();
+        if changes.replaced || acl {
+            // A whole new state, or new rights (what each token sees changed): no delta
+            // across it.
+            log.changes.clear();
+            log.keys = 0;
+            log.floor = index;
+            return;
+        }
+        if changes.nodes.is_empty() && changes.services.is_empty() && changes.checks.is_empty() {
+            return;
+        }
+        let touched = Touched {
+            index,
+            nodes: changes.nodes.iter().cloned().collect(),
+            services: changes.services.iter().cloned().collect(),
+            checks: changes.checks.iter().cloned().collect(),
+        };
+        log.keys += touched.nodes.len() + touched.services.len() + touched.checks.len();
+        log.changes.push_back(touched);
+        while log.changes.len() > LOG_CHANGES || log.keys > LOG_KEYS {
+            let Some(old) = log.changes.pop_front() else {
+                break;
+            };
+            log.keys -= old.nodes.len() + old.services.len() + old.checks.len();
+            log.floor = old.index;
+        }
+    }
+
+    /// What changed after `since` up to `upto`; `None` when the log does not reach back to
+    /// `since` (or `since` is ahead of `upto`: a consumer of another catalog).
+    pub fn since(&self, since: u64, upto: u64) -> Option<Changed> {
+        let log = self.lock();
+        if since < log.floor || since > upto {
+            return None;
+        }
+        let mut out = Changed::default();
+        for t in log
+            .changes
+            .iter()
+            .filter(|t| t.index > since && t.index <= upto)
+        {
+            out.nodes.extend(t.nodes.iter().cloned());
+            out.services.extend(t.services.iter().cloned());
+            out.checks.extend(t.checks.iter().cloned());
+        }
+        Some(out)
+    }
+}
+
+/// The delta of `changed` against `st` as `caller` sees it through `filter`, serialized, and
+/// whether anything was hidden. A node or instance the caller may not see (or the filter
+/// leaves out) is listed as removed: the consumer never held it, or holds it no longer.
+fn build_delta(
+    st: &State,
+    caller: &crate::acl::Caller,
+    filter: Option<&cairn_filter::Filter>,
+    changed: &Changed,
+) -> (Vec<u8>, bool) {
+    let mut hidden = false;
+    let mut nodes: BTreeSet<&str> = changed.nodes.iter().map(String::as_str).collect();
+    let mut instances: BTreeSet<NodeKey> = changed.services.clone();
+    for key in &changed.checks {
+        match st.checks.get(key) {
+            Some(c) if !c.service_id.is_empty() => {
+                instances.insert((key.0.clone(), c.service_id.clone()));
+            }
+            // A node check, or a check that is gone (whose instance is not known any more):
+            // the node and every instance on it, whose health it may have decided.
+            _ => {
+                nodes.insert(key.0.as_str());
+            }
+        }
+    }
+    for node in &nodes {
+        instances.extend(st.node_services(node).map(|(k, _)| k.clone()));
+    }
+    let mut delta = CatalogDelta {
+        index: st.catalog_index(),
+        ..Default::default()
+    };
+    for name in nodes {
+        match st.nodes.get(name) {
+            Some(n) if caller.authz.node_read(name) => delta.nodes.push(NodeHealth {
+                node: n.clone(),
+                checks: st
+                    .node_checks(name)
+                    .filter(|(_, c)| c.service_id.is_empty())
+                    .map(|(_, c)| c.clone())
+                    .collect(),
+            }),
+            found => {
+                hidden |= found.is_some();
+                delta.removed_nodes.push(name.to_string());
+            }
+        }
+    }
+    for key in instances {
+        let entry = st.services.get(&key).and_then(|svc| {
+            Some(cairn_wire::ServiceEntry {
+                node: st.nodes.get(&key.0)?.clone(),
+                service: svc.clone(),
+                checks: st.instance_checks(&key.0, &key.1),
+            })
+        });
+        let shown = entry.and_then(|mut e| {
+            if !caller.sees_instance(&e.node.node, &e.service.service) {
+                hidden = true;
+                return None;
+            }
+            e.checks.retain(|c| caller.sees_check(c));
+            let kept = match filter {
+                Some(f) => f.matches(&serde_json::to_value(&e).unwrap_or_default()),
+                None => true,
+            };
+            kept.then_some(e)
+        });
+        match shown {
+            Some(e) => delta.services.push(e),
+            None => delta.removed_services.push(InstanceRef {
+                node: key.0,
+                service_id: key.1,
+            }),
+        }
+    }
+    (serde_json::to_vec(&delta).unwrap_or_default(), hidden)
+}
+
+/// The whole catalog as a [`CatalogDelta`] marked `Full`, serialized.
+fn build_full_delta(
+    st: &State,
+    caller: &crate::acl::Caller,
+    filter: Option<&cairn_filter::Filter>,
+) -> (Vec<u8>, bool) {
+    let (catalog, hidden) = whole_catalog_of(st, caller, filter);
+    let delta = CatalogDelta {
+        index: st.catalog_index(),
+        full: true,
+        nodes: catalog.nodes,
+        services: catalog.services,
+        ..Default::default()
+    };
+    (serde_json::to_vec(&delta).unwrap_or_default(), hidden)
 }
 
 #[cfg(test)]
 mod tests {
     use cairn_wire::CatalogRegistration;
 
+    use cairn_wire::{CatalogDelta, CatalogDeregistration, WholeCatalog};
+
+    use super::Form;
     use crate::core::Catalog;
     use crate::test_support::config;
     use crate::writer::Command;
@@ -180,7 +436,12 @@ mod tests {
         let get = async |filter: Option<&str>| {
             let filter = filter.map(|f| cairn_filter::Filter::parse(f).expect("filter"));
             core.whole_catalog
-                .get_or_build(core.current.load_full(), caller.clone(), filter)
+                .get_or_build(
+                    core.current.load_full(),
+                    caller.clone(),
+                    filter,
+                    Form::Whole,
+                )
                 .await
                 .expect("built")
         };
@@ -198,5 +459,123 @@ mod tests {
         assert!(!std::sync::Arc::ptr_eq(&a, &after));
         assert!(after.index > a.index);
         assert_eq!(nodes(&after.bytes), ["n1", "n2", "server"]);
+    }
+
+    async fn submit(c: &Catalog, cmd: Command) {
+        c.core.writer.submit(cmd).await.expect("applied");
+    }
+
+    fn registration(v: serde_json::Value) -> Command {
+        Command::Register(Box::new(serde_json::from_value(v).expect("a registration")))
+    }
+
+    fn deregistration(v: serde_json::Value) -> Command {
+        let d: CatalogDeregistration = serde_json::from_value(v).expect("a deregistration");
+        Command::Deregister(d)
+    }
+
+    async fn fetch(c: &Catalog, form: Form) -> (u64, Vec<u8>) {
+        let core = &c.core;
+        let caller = core
+            .acl
+            .resolve(&core.current.load(), None)
+            .expect("a caller");
+        let built = core
+            .whole_catalog
+            .get_or_build(core.current.load_full(), caller, None, form)
+            .await
+            .expect("built");
+        (built.index, built.bytes.to_vec())
+    }
+
+    /// A consumer that starts from the whole catalog and applies the delta after each change
+    /// holds exactly the whole catalog every time: registrations, a new instance, a check
+    /// turning critical (service-level and node-level, which concerns every instance of the
+    /// node), a check removed, an instance and a node deregistered.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn deltas_applied_in_turn_give_the_whole_catalog() {
+        let c = Catalog::start(config("server")).await.expect("catalog");
+        let (mut index, bytes) = fetch(&c, Form::Whole).await;
+        let mut held: WholeCatalog = serde_json::from_slice(&bytes).expect("a catalog");
+        let steps = [
+            registration(serde_json::json!({"Node": "n1", "Address": "10.0.0.1",
+                "Service": {"ID": "web-1", "Service": "web", "Port": 80}})),
+            registration(serde_json::json!({"Node": "n1", "Address": "10.0.0.1",
+                "Service": {"ID": "db-1", "Service": "db", "Port": 5432},
+                "Check": {"CheckID": "db-alive", "Name": "db", "ServiceID": "db-1",
+                          "Status": "passing"}})),
+            registration(serde_json::json!({"Node": "n2", "Address": "10.0.0.2",
+                "Service": {"ID": "web-2", "Service": "web", "Port": 80}})),
+            registration(serde_json::json!({"Node": "n1", "Address": "10.0.0.1",
+                "Check": {"CheckID": "db-alive", "Name": "db", "ServiceID": "db-1",
+                          "Status": "critical"}})),
+            registration(serde_json::json!({"Node": "n1", "Address": "10.0.0.1",
+                "Check": {"CheckID": "disk", "Name": "disk", "Status": "warning"}})),
+            deregistration(serde_json::json!({"Node": "n1", "CheckID": "db-alive"})),
+            deregistration(serde_json::json!({"Node": "n1", "ServiceID": "web-1"})),
+            registration(serde_json::json!({"Node": "n2", "Address": "10.0.0.22",
+                "Service": {"ID": "web-2", "Service": "web", "Port": 8080}})),
+            deregistration(serde_json::json!({"Node": "n1"})),
+        ];
+        for (i, step) in steps.into_iter().enumerate() {
+            submit(&c, step).await;
+            let (at, bytes) = fetch(&c, Form::DeltaSince(index)).await;
+            let delta: CatalogDelta = serde_json::from_slice(&bytes).expect("a delta");
+            assert!(!delta.full, "step {i}: a delta, not the whole catalog");
+            assert_eq!(delta.index, at);
+            assert!(at > index, "step {i}: the index moves on");
+            held.apply(delta);
+            let (_, whole) = fetch(&c, Form::Whole).await;
+            let whole: WholeCatalog = serde_json::from_slice(&whole).expect("a catalog");
+            assert_eq!(held, whole, "step {i}: the consumer's catalog differs");
+            index = at;
+        }
+        assert!(held.services.iter().all(|e| e.node.node != "n1"));
+    }
+
+    /// A delta holds only what changed; removals name the instance; an index the log does not
+    /// reach back to (or one ahead of the catalog) gets the whole catalog, marked full.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn deltas_hold_what_changed_and_too_old_an_index_gets_everything() {
+        let c = Catalog::start(config("server")).await.expect("catalog");
+        for n in 0..20 {
+            submit(
+                &c,
+                registration(
+                    serde_json::json!({"Node": format!("n{n}"), "Address": "10.0.0.1",
+                    "Service": {"ID": "web", "Service": "web", "Port": 80}}),
+                ),
+            )
+            .await;
+        }
+        let (index, _) = fetch(&c, Form::Whole).await;
+        submit(
+            &c,
+            deregistration(serde_json::json!({"Node": "n3", "ServiceID": "web"})),
+        )
+        .await;
+        let (_, bytes) = fetch(&c, Form::DeltaSince(index)).await;
+        let delta: CatalogDelta = serde_json::from_slice(&bytes).expect("a delta");
+        assert!(
+            delta.nodes.is_empty() && delta.services.is_empty(),
+            "{delta:?}"
+        );
+        assert_eq!(
+            delta.removed_services,
+            [cairn_wire::InstanceRef {
+                node: "n3".into(),
+                service_id: "web".into()
+            }]
+        );
+        // Index 0 is older than any log: the whole catalog.
+        let (_, bytes) = fetch(&c, Form::DeltaSince(0)).await;
+        let full: CatalogDelta = serde_json::from_slice(&bytes).expect("a delta");
+        assert!(full.full);
+        let webs = full.services.iter().filter(|e| e.service.service == "web");
+        assert_eq!(webs.count(), 19);
+        // An index this catalog never reached: the whole catalog too.
+        let (_, bytes) = fetch(&c, Form::DeltaSince(index + 1_000)).await;
+        let full: CatalogDelta = serde_json::from_slice(&bytes).expect("a delta");
+        assert!(full.full);
     }
 }

@@ -184,6 +184,8 @@ pub struct WriterParts {
     pub config: WriterConfig,
     /// Set when other replicas write the same store: where this one follows it from.
     pub replica: Option<replica::Replica>,
+    /// What each catalog change touched, for whole-catalog deltas.
+    pub catalog_log: Arc<crate::whole_catalog::ChangeLog>,
 }
 
 /// Starts the writer thread with room for `max_pending` queued commands; it stops when every
@@ -365,6 +367,8 @@ fn publish_with(
         results,
     } = applied;
     if !changes.is_empty() {
+        // Before the state is visible: a reader of it finds its change in the log.
+        parts.catalog_log.record(state.catalog_index(), &changes);
         parts.current.store(Arc::new(state));
     }
     visible();

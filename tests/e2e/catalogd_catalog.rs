@@ -365,3 +365,106 @@ pub fn urlencode(s: &str) -> String {
     }
     out
 }
+
+/// `/v1/cairn/catalog?delta&index=N` over HTTP: a parked consumer is answered with what changed
+/// (X-Consul-Index is the delta's `Index`), a removal names the instance, a consumer holding
+/// nothing or an index older than catalogd's log reaches gets the whole catalog marked `Full`,
+/// and a consumer attached across a restart of catalogd (same data) goes on with deltas from the
+/// index it holds.
+#[tokio::test(flavor = "multi_thread")]
+async fn deltas_over_http_across_a_restart() {
+    let mut c = Catalogd::start().await;
+    // The same port after the restart: one HTTP helper throughout.
+    let http = c.http.clone();
+    let reg = |v: Value| {
+        let h = http.clone();
+        async move {
+            let r = h.put_json("/v1/catalog/register", &v).await;
+            assert_eq!(r.text(), "true");
+        }
+    };
+    reg(web("n1", "10.0.0.1", "web-1", &[], "passing")).await;
+    let whole = c.http.get("/v1/cairn/catalog").await;
+    let held = whole.index();
+
+    // Parked on the index it holds, woken by a registration elsewhere.
+    let parked = {
+        let h = c.http.clone();
+        tokio::spawn(async move {
+            h.get(&format!("/v1/cairn/catalog?delta&index={held}&wait=30s"))
+                .await
+        })
+    };
+    c.wait_parked(1).await;
+    reg(web("n2", "10.0.0.2", "web-2", &[], "critical")).await;
+    let answer = parked.await.expect("the parked read");
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let delta = answer.value();
+    assert_eq!(delta["Full"], false, "{delta}");
+    assert_eq!(delta["Index"].as_u64(), Some(answer.index()));
+    assert!(answer.index() > held);
+    let ids: Vec<&str> = delta["Services"]
+        .as_array()
+        .expect("Services")
+        .iter()
+        .filter_map(|e| e["Service"]["ID"].as_str())
+        .collect();
+    assert_eq!(ids, ["web-2"], "only what changed: {delta}");
+    assert_eq!(delta["Services"][0]["Checks"][0]["Status"], "critical");
+    let held = answer.index();
+
+    let r = c
+        .http
+        .put_json(
+            "/v1/catalog/deregister",
+            &json!({"Node": "n1", "ServiceID": "web-1"}),
+        )
+        .await;
+    assert_eq!(r.text(), "true");
+    let delta = c
+        .http
+        .get(&format!("/v1/cairn/catalog?delta&index={held}"))
+        .await
+        .value();
+    assert_eq!(
+        delta["RemovedServices"],
+        json!([{"Node": "n1", "ServiceID": "web-1"}]),
+        "{delta}"
+    );
+    let held = delta["Index"].as_u64().expect("Index");
+
+    // Holding nothing (index 0): the whole catalog.
+    let full = c.http.get("/v1/cairn/catalog?delta&index=0").await.value();
+    assert_eq!(full["Full"], true, "{full}");
+    assert!(
+        full["Services"]
+            .as_array()
+            .is_some_and(|s| s.iter().any(|e| e["Service"]["ID"] == "web-2"))
+    );
+
+    // catalogd restarts; the consumer holding `held` (everything up to the restart) goes on
+    // with deltas.
+    tokio::task::block_in_place(|| c.sigterm(std::time::Duration::from_secs(15)));
+    c.restart().await;
+    reg(web("n3", "10.0.0.3", "web-3", &[], "passing")).await;
+    let delta = c
+        .http
+        .get(&format!("/v1/cairn/catalog?delta&index={held}"))
+        .await
+        .value();
+    assert_eq!(delta["Full"], false, "{delta}");
+    let ids: Vec<&str> = delta["Services"]
+        .as_array()
+        .expect("Services")
+        .iter()
+        .filter_map(|e| e["Service"]["ID"].as_str())
+        .collect();
+    assert!(ids.contains(&"web-3") && !ids.contains(&"web-2"), "{delta}");
+    // An index from before what the restarted catalogd's log reaches: the whole catalog.
+    let old = held - 1;
+    let full = http
+        .get(&format!("/v1/cairn/catalog?delta&index={old}"))
+        .await
+        .value();
+    assert_eq!(full["Full"], true, "{full}");
+}

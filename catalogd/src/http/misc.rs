@@ -77,13 +77,25 @@ pub fn prometheus(core: &Core) -> axum::response::Response {
 /// of megabytes at 100,000 instances), so it is built once, after the wait, on a blocking thread
 /// (other clients' requests keep the runtime's workers), a few at a time, and shared by the
 /// readers a change wakes together ([`crate::whole_catalog`]).
+///
+/// With `?delta`, the answer is a `CatalogDelta`: what changed after `?index` (the consumer's
+/// last answer's), or the whole catalog marked `Full` when catalogd no longer knows.
 pub async fn whole_catalog(State(core): State<Arc<Core>>, read: Read) -> HttpResult {
-    let Read { opts, caller, .. } = read;
+    let Read {
+        opts,
+        caller,
+        query,
+    } = read;
+    let form = if query.present("delta") {
+        crate::whole_catalog::Form::DeltaSince(opts.index)
+    } else {
+        crate::whole_catalog::Form::Whole
+    };
     let st =
         super::respond::snapshot_past(&core, &opts, Topic::Catalog, |st| st.catalog_index()).await;
     let built = core
         .whole_catalog
-        .get_or_build(st, caller, opts.filter.clone())
+        .get_or_build(st, caller, opts.filter.clone(), form)
         .await
         .map_err(super::HttpError::internal)?;
     Ok(super::respond::filtered_by_acls(

@@ -59,6 +59,7 @@ fn parts(store: Arc<FaultyStore>) -> (WriterParts, Arc<ArcSwap<State>>, Arc<Stor
             enable_script_checks: false,
         },
         replica: None,
+        catalog_log: Arc::new(crate::whole_catalog::ChangeLog::new(1)),
     };
     (parts, current, health)
 }
