@@ -432,7 +432,12 @@ async fn a_snapshot_of_an_embedded_catalogd_restores_into_the_replicas() {
             Duration::from_secs(20),
             || r.logs(),
             async || {
-                let keys: Vec<String> = r.http(i).get("/v1/kv/moved/?keys").await.json();
+                // 404 (no such keys) until the restore reaches this replica.
+                let listed = r.http(i).get("/v1/kv/moved/?keys").await;
+                if listed.status != 200 {
+                    return None;
+                }
+                let keys: Vec<String> = listed.json();
                 let old = r.http(i).get("/v1/kv/old").await.status;
                 let db: Vec<Value> = r.http(i).get("/v1/catalog/service/db").await.json();
                 (keys.len() == 300 && old == 404 && db.len() == 1).then_some(())
