@@ -42,14 +42,17 @@ async fn follow(client: CatalogClient, view: Arc<ArcSwap<View>>, only_passing: b
         backoff_max: Duration::from_secs(2),
         ..WatchConfig::default()
     };
-    let mut catalog_watch = Watch::whole_catalog(client.clone()).with_config(config);
+    // Deltas: catalogd sends what changed since the catalog this bridge holds, not all of it.
+    let mut catalog_watch = Watch::catalog_deltas(client.clone()).with_config(config);
     let mut query_watch = Watch::prepared_queries(client).with_config(config);
     let mut catalog: Option<cairn_wire::WholeCatalog> = None;
     let mut queries: Vec<cairn_query::PreparedQuery> = Vec::new();
     loop {
         tokio::select! {
             next = catalog_watch.next() => match next {
-                Ok(c) => catalog = Some(c),
+                // The first answer is whole (the watch starts from index 0, which catalogd
+                // answers with the whole catalog).
+                Ok(delta) => catalog.get_or_insert_with(Default::default).apply(delta),
                 // The watch logged it (once per failure streak) and backs off before its next
                 // read; meanwhile the last view keeps answering.
                 Err(e) => {

@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 
 use cairn_wire::{
-    CatalogDeregistration, CatalogNodeServices, CatalogRegistration, CatalogService, HealthCheck,
-    Node, ServiceEntry, WholeCatalog,
+    CatalogDelta, CatalogDeregistration, CatalogNodeServices, CatalogRegistration, CatalogService,
+    HealthCheck, Node, ServiceEntry, WholeCatalog,
 };
 
 use crate::client::CatalogClient;
@@ -116,6 +116,17 @@ impl CatalogClient {
         opts: &QueryOptions,
     ) -> Result<(WholeCatalog, QueryMeta), ClientError> {
         self.read_json(["v1", "cairn", "catalog"], &[], opts).await
+    }
+
+    /// `GET /v1/cairn/catalog?delta`: what changed after `opts.index` (the index of the last
+    /// answer applied), or the whole catalog marked `full` (index 0, or older than catalogd
+    /// remembers); apply it with [`WholeCatalog::apply`].
+    pub async fn whole_catalog_delta(
+        &self,
+        opts: &QueryOptions,
+    ) -> Result<(CatalogDelta, QueryMeta), ClientError> {
+        self.read_json(["v1", "cairn", "catalog"], &[("delta", None)], opts)
+            .await
     }
 
     /// `GET /v1/query`: every prepared query, as Consul returns them.

@@ -591,6 +591,19 @@ impl Watch<WholeCatalog> {
         .named("whole catalog")
     }
 
+    /// What changes in the whole catalog, as deltas (`/v1/cairn/catalog?delta`): each answer
+    /// applies to the catalog the previous ones built ([`cairn_wire::WholeCatalog::apply`]); the
+    /// first, and any after the index went back (a restore, another catalog), is whole.
+    pub fn catalog_deltas(client: CatalogClient) -> Watch<cairn_wire::CatalogDelta> {
+        Watch::new(
+            client,
+            QueryOptions::default(),
+            WatchConfig::default(),
+            |c, o| async move { c.whole_catalog_delta(&o).await },
+        )
+        .named("whole catalog (deltas)")
+    }
+
     /// Every prepared query (`/v1/query`).
     pub fn prepared_queries(client: CatalogClient) -> Watch<Vec<serde_json::Value>> {
         Watch::new(
