@@ -262,7 +262,9 @@ pub async fn run(
         backoff_max: Duration::from_secs(2),
         ..WatchConfig::default()
     };
-    let mut watch = Watch::whole_catalog(client).with_config(config);
+    // Deltas: catalogd sends what changed since the catalog held here, not all of it.
+    let mut watch = Watch::catalog_deltas(client).with_config(config);
+    let mut catalog = cairn_wire::WholeCatalog::default();
     let mut current: Option<Applied> = None;
     let mut pacer = ReloadPacer::new(options.reload_interval);
     // The newest routes not applied yet, held back by the pacer.
@@ -279,7 +281,9 @@ pub async fn run(
                 }
             }
             next = watch.next() => match next {
-                Ok(catalog) => {
+                Ok(delta) => {
+                    // The first answer is whole (the watch starts from index 0).
+                    catalog.apply(delta);
                     let (routes, rejected) =
                         crate::model::routes(&catalog, options.settings.http_port);
                     for r in rejected {
