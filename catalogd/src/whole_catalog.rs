@@ -243,11 +243,11 @@ impl ChangeLog {
         });
         let mut log = self.lock();
         if changes.replaced || acl {
-            // A whole new state, or new rights (what each token sees changed): no delta
-            // across it.
+            // A whole new state, or new rights (what each token sees changed): no delta across
+            // it, not even for a consumer at this very index (its catalog predates the change).
             log.changes.clear();
             log.keys = 0;
-            log.floor = index;
+            log.floor = index + 1;
             return;
         }
         if changes.nodes.is_empty() && changes.services.is_empty() && changes.checks.is_empty() {
@@ -277,6 +277,8 @@ impl ChangeLog {
         if since < log.floor || since > upto {
             return None;
         }
+        // Past a reset at `upto` (floor = upto + 1) nothing is answered as a delta: `since`
+        // would have to be ahead of the catalog.
         let mut out = Changed::default();
         for t in log
             .changes
@@ -459,6 +461,53 @@ mod tests {
         assert!(!std::sync::Arc::ptr_eq(&a, &after));
         assert!(after.index > a.index);
         assert_eq!(nodes(&after.bytes), ["n1", "n2", "server"]);
+    }
+
+    fn touching(node: &str) -> crate::state::Changes {
+        let mut ch = crate::state::Changes::default();
+        ch.nodes.insert(node.to_string());
+        ch
+    }
+
+    /// The log answers from where it starts; a restore or an ACL change starts it again past
+    /// the catalog's index (a consumer holding that index built its catalog before the change);
+    /// it forgets its oldest changes past its bound.
+    #[test]
+    fn the_change_log_reaches_back_to_its_floor_only() {
+        let log = super::ChangeLog::new(10);
+        log.record(11, &touching("a"));
+        log.record(12, &touching("b"));
+        let since_10 = log.since(10, 12).expect("from the start");
+        assert_eq!(since_10.nodes.iter().collect::<Vec<_>>(), ["a", "b"]);
+        let since_11 = log.since(11, 12).expect("a delta");
+        assert_eq!(since_11.nodes.iter().collect::<Vec<_>>(), ["b"]);
+        assert!(log.since(9, 12).is_none(), "older than the log");
+        assert!(log.since(13, 12).is_none(), "ahead of the catalog");
+        // Only the changes up to the state the reader has.
+        let upto_11 = log.since(10, 11).expect("a delta");
+        assert_eq!(upto_11.nodes.iter().collect::<Vec<_>>(), ["a"]);
+
+        let mut acl = crate::state::Changes::default();
+        acl.docs
+            .insert((crate::state::Table::AclPolicies, "p".to_string()));
+        log.record(12, &acl);
+        assert!(
+            log.since(12, 12).is_none(),
+            "a consumer at 12 predates the ACL change"
+        );
+        log.record(13, &touching("c"));
+        assert!(log.since(12, 13).is_none());
+        assert!(log.since(13, 13).is_some());
+
+        let log = super::ChangeLog::new(0);
+        for i in 1..=(super::LOG_CHANGES as u64 + 5) {
+            log.record(i, &touching("n"));
+        }
+        assert!(
+            log.since(0, 20_000).is_none(),
+            "the oldest changes are gone"
+        );
+        assert!(log.since(super::LOG_CHANGES as u64, 20_000).is_some());
     }
 
     async fn submit(c: &Catalog, cmd: Command) {
