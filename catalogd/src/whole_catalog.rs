@@ -12,9 +12,9 @@
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
-use cairn_wire::{CatalogDelta, InstanceRef, NodeHealth, WholeCatalog};
+use cairn_wire::{CatalogDelta, InstanceRef, WholeCatalog};
 
-use crate::state::{Changes, NodeKey, State, Table};
+use crate::state::{Changes, NodeKey, State};
 
 /// Whole catalogs being built and the last one built. Building one costs CPU and memory in
 /// proportion to the catalog, so at most [`WholeCatalogCache::BUILDS`] are built at once, and
@@ -145,14 +145,7 @@ fn whole_catalog_of(
             hidden |= !visible;
             visible
         })
-        .map(|n| NodeHealth {
-            node: n.clone(),
-            checks: st
-                .node_checks(&n.node)
-                .filter(|(_, c)| c.service_id.is_empty())
-                .map(|(_, c)| c.clone())
-                .collect(),
-        })
+        .map(|n| st.node_health(n))
         .collect();
     let services = st
         .by_service
@@ -230,17 +223,7 @@ impl ChangeLog {
     /// Records a batch's changes, which bring the catalog to `index`; the writer calls it before
     /// the new state is visible, so a reader of that state finds its change here.
     pub fn record(&self, index: u64, changes: &Changes) {
-        let acl = changes.docs.iter().any(|(table, _)| {
-            matches!(
-                table,
-                Table::AclTokens
-                    | Table::AclSecrets
-                    | Table::AclPolicies
-                    | Table::AclRoles
-                    | Table::AclAuthMethods
-                    | Table::AclBindingRules
-            )
-        });
+        let acl = changes.docs.iter().any(|(table, _)| table.is_acl());
         let mut log = self.lock();
         if changes.replaced || acl {
             // A whole new state, or new rights (what each token sees changed): no delta across
@@ -326,14 +309,7 @@ fn build_delta(
     };
     for name in nodes {
         match st.nodes.get(name) {
-            Some(n) if caller.authz.node_read(name) => delta.nodes.push(NodeHealth {
-                node: n.clone(),
-                checks: st
-                    .node_checks(name)
-                    .filter(|(_, c)| c.service_id.is_empty())
-                    .map(|(_, c)| c.clone())
-                    .collect(),
-            }),
+            Some(n) if caller.authz.node_read(name) => delta.nodes.push(st.node_health(n)),
             found => {
                 hidden |= found.is_some();
                 delta.removed_nodes.push(name.to_string());
@@ -341,13 +317,10 @@ fn build_delta(
         }
     }
     for key in instances {
-        let entry = st.services.get(&key).and_then(|svc| {
-            Some(cairn_wire::ServiceEntry {
-                node: st.nodes.get(&key.0)?.clone(),
-                service: svc.clone(),
-                checks: st.instance_checks(&key.0, &key.1),
-            })
-        });
+        let entry = st
+            .services
+            .get(&key)
+            .and_then(|svc| Some(st.entry_of(st.nodes.get(&key.0)?, svc)));
         let shown = entry.and_then(|mut e| {
             if !caller.sees_instance(&e.node.node, &e.service.service) {
                 hidden = true;

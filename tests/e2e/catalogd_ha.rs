@@ -23,12 +23,7 @@ impl Replicas {
     /// `n` catalogd replicas on a fresh three-member etcd; `None` without etcd (outside CI).
     async fn start(n: usize) -> Option<Replicas> {
         let etcd = EtcdCluster::start(3).await?;
-        let urls = etcd
-            .client_urls()
-            .iter()
-            .map(|u| u.as_str().trim_end_matches('/').to_string())
-            .collect::<Vec<_>>()
-            .join(",");
+        let urls = etcd.endpoints();
         let mut catalogs = Vec::new();
         for i in 0..n {
             let node = format!("server-{i}");

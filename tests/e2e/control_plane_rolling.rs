@@ -45,12 +45,7 @@ impl Plane {
     /// (outside CI, where a missing etcd fails instead).
     async fn start() -> Option<Plane> {
         let etcd = EtcdCluster::start(3).await?;
-        let etcd_urls = etcd
-            .client_urls()
-            .iter()
-            .map(|u| u.as_str().trim_end_matches('/').to_string())
-            .collect::<Vec<_>>()
-            .join(",");
+        let etcd_urls = etcd.endpoints();
         let mut catalogs = Vec::new();
         for i in 0..3 {
             let node = format!("server-{i}");

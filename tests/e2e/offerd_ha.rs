@@ -43,12 +43,7 @@ impl Ha {
     /// CI, where a missing etcd fails instead).
     async fn start(replicas: usize, agent_timeout: &str) -> Option<Ha> {
         let etcd = EtcdCluster::start(3).await?;
-        let urls = etcd
-            .client_urls()
-            .iter()
-            .map(|u| u.as_str().trim_end_matches('/').to_string())
-            .collect::<Vec<_>>()
-            .join(",");
+        let urls = etcd.endpoints();
         let catalog = Catalogd::start().await;
         let tmp = tempfile::tempdir().expect("temp dir");
         let mut offerds = Vec::new();

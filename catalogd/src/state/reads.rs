@@ -269,11 +269,28 @@ impl State {
     pub fn entries_of(&self, sel: &Selection) -> Vec<ServiceEntry> {
         self.select(sel)
             .into_iter()
-            .map(|(node, svc)| ServiceEntry {
-                node: node.clone(),
-                service: svc.clone(),
-                checks: self.instance_checks(&node.node, &svc.id),
-            })
+            .map(|(node, svc)| self.entry_of(node, svc))
             .collect()
+    }
+
+    /// The health entry of one instance: its node, itself and the checks deciding its health.
+    pub fn entry_of(&self, node: &Node, svc: &NodeService) -> ServiceEntry {
+        ServiceEntry {
+            node: node.clone(),
+            service: svc.clone(),
+            checks: self.instance_checks(&node.node, &svc.id),
+        }
+    }
+
+    /// A node with its node-level checks (those of no service).
+    pub fn node_health(&self, node: &Node) -> cairn_wire::NodeHealth {
+        cairn_wire::NodeHealth {
+            node: node.clone(),
+            checks: self
+                .node_checks(&node.node)
+                .filter(|(_, c)| c.service_id.is_empty())
+                .map(|(_, c)| c.clone())
+                .collect(),
+        }
     }
 }

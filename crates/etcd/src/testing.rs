@@ -266,6 +266,15 @@ impl EtcdCluster {
             .collect()
     }
 
+    /// Every member's client URL as one `--etcd` value (`http://a:1,http://b:2`).
+    pub fn endpoints(&self) -> String {
+        self.client_urls()
+            .iter()
+            .map(|u| u.as_str().trim_end_matches('/').to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
     /// Member `i`'s peer URL.
     pub fn peer_url(&self, i: usize) -> Url {
         format!("http://127.0.0.1:{}", self.members[i].peer_port)
