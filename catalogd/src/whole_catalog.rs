@@ -1,4 +1,4 @@
-//! The whole catalog (`GET /v1/cairn/catalog`, what dnsbridge, lbconf and tmpl follow): every
+//! The whole catalog (`GET /v1/cairn/catalog`, what dnsbridge and lbconf follow): every
 //! node with its node checks and every service instance with its checks, as the caller's token
 //! may see them, serialized. It grows with the catalog, so building it is bounded and shared.
 //!
@@ -19,10 +19,10 @@ use crate::state::{Changes, NodeKey, State};
 /// Whole catalogs being built and the last one built. Building one costs CPU and memory in
 /// proportion to the catalog, so at most [`WholeCatalogCache::BUILDS`] are built at once, and
 /// the readers one change wakes share one build: they ask at the same state, with the same
-/// token and filter (followers such as dnsbridge, lbconf and tmpl usually do).
+/// token and filter (followers such as dnsbridge and lbconf usually do).
 pub struct WholeCatalogCache {
     builds: tokio::sync::Semaphore,
-    last: std::sync::Mutex<Option<Arc<BuiltCatalog>>>,
+    last: Mutex<Option<Arc<BuiltCatalog>>>,
     /// What recent changes touched, for deltas (the writer records into it).
     pub log: Arc<ChangeLog>,
 }
@@ -57,7 +57,7 @@ impl WholeCatalogCache {
     pub fn new(log: Arc<ChangeLog>) -> Self {
         WholeCatalogCache {
             builds: tokio::sync::Semaphore::new(Self::BUILDS),
-            last: std::sync::Mutex::new(None),
+            last: Mutex::new(None),
             log,
         }
     }
