@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use cairn_cli::LockOrExit as _;
-use cairn_marathon::{App, DesiredTasks, now_millis};
+use cairn_marathon::{App, DesiredTasks, TaskStatusUpdate, now_millis};
 use cairn_store::{Batch, Compare, Outcome, Store};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -66,6 +66,38 @@ pub enum CoreError {
     /// change was not made; the leader takes it.
     #[error("this offerd replica is no longer the leader; retry (the leader takes the request)")]
     Deposed,
+    /// A status report was taken into a change whose request went away before it could say
+    /// how the change ended: it may or may not be applied (applying it again changes nothing).
+    #[error("the change carrying this report was interrupted; retry")]
+    Interrupted,
+}
+
+impl CoreError {
+    /// The same failure, for each of the status reports one change carried.
+    fn for_each_report(&self) -> CoreError {
+        match self {
+            CoreError::Deposed => CoreError::Deposed,
+            CoreError::Interrupted => CoreError::Interrupted,
+            other => CoreError::Store(cairn_store::StoreError::Backend(other.to_string().into())),
+        }
+    }
+}
+
+/// Whether a change is followed by a full scheduling round or one over what it touched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Round {
+    /// [`scheduler::reconcile`]: every agent, task, app and deployment (the timer's round).
+    Full,
+    /// [`scheduler::reconcile_touched`]: the apps the change touched and those queued.
+    Touched,
+}
+
+/// Status updates of one agent's report, waiting for the change that applies them (see
+/// [`Core::report_status`]).
+struct Report {
+    node: String,
+    updates: Vec<TaskStatusUpdate>,
+    done: tokio::sync::oneshot::Sender<Result<(), CoreError>>,
 }
 
 /// What the commit of a change needs after the caller may have gone away: it runs to the end
@@ -75,6 +107,9 @@ struct Shared {
     current: ArcSwap<Published>,
     events: EventBus,
     desired_changed: watch::Sender<u64>,
+    /// Per agent with a parked desired-set poll: the signal it waits on, sent when that agent's
+    /// desired set or record changes (a change wakes its own agents' polls, not all of them).
+    node_signals: Mutex<HashMap<String, watch::Sender<u64>>>,
     /// Where stale catalog services go to be deregistered (see [`Core::stale_services`]).
     stale_tx: tokio::sync::mpsc::UnboundedSender<(String, String)>,
     /// A replica's fence: the compare every batch carries (the term key at the revision its
@@ -102,6 +137,9 @@ pub struct Core {
     /// agent gets a full timeout anyway.
     heartbeats: Mutex<HashMap<String, u64>>,
     stale_rx: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<(String, String)>>>,
+    /// Status reports waiting to be applied, all in the next change (see
+    /// [`Core::report_status`]).
+    reports: Mutex<Vec<Report>>,
     /// Index for agents with no recorded change (the revision at load).
     base_index: u64,
     last_version_ms: AtomicU64,
@@ -156,7 +194,7 @@ impl Core {
             state.apps.insert(e.app.id.clone(), e);
         }
         for t in load_prefix::<Task>(&*store, keys::TASKS)? {
-            state.tasks.insert(t.id.clone(), t);
+            state.tasks.insert(t);
         }
         for mut a in load_prefix::<Agent>(&*store, keys::AGENTS)? {
             // A full timeout from now for agents that were active; a lost agent keeps the time
@@ -167,7 +205,7 @@ impl Core {
             state.agents.insert(a.node.clone(), a);
         }
         for d in load_prefix::<Deployment>(&*store, keys::DEPLOYMENTS)? {
-            state.deployments.insert(d.id.clone(), d);
+            state.deployments.insert(d);
         }
         drop_unlisted_versions(&*store, &state, fence.as_ref())?;
         // On etcd the revision is the cluster's, past the term key this leader wrote: above
@@ -192,6 +230,7 @@ impl Core {
                 }),
                 events: events.clone(),
                 desired_changed: watch::channel(base_index).0,
+                node_signals: Mutex::new(HashMap::new()),
                 stale_tx,
                 fence,
                 deposed: CancellationToken::new(),
@@ -200,6 +239,7 @@ impl Core {
             writer: Arc::new(tokio::sync::Mutex::new(())),
             heartbeats: Mutex::new(HashMap::new()),
             stale_rx: Mutex::new(Some(stale_rx)),
+            reports: Mutex::new(Vec::new()),
             base_index,
             last_version_ms: AtomicU64::new(now),
             events,
@@ -241,6 +281,27 @@ impl Core {
         E: From<CoreError>,
     {
         let writer = self.writer.clone().lock_owned().await;
+        self.mutate_locked(writer, f, Round::Touched).await
+    }
+
+    /// The timer's scheduling round: a change of nothing followed by a full round, which looks
+    /// at everything (agents' timeouts, health kills, every app and deployment), so whatever
+    /// the rounds after single changes did not visit is still acted on.
+    pub async fn tick(&self) -> Result<(), CoreError> {
+        let writer = self.writer.clone().lock_owned().await;
+        self.mutate_locked(writer, |_, _| Ok(()), Round::Full).await
+    }
+
+    /// [`Core::mutate`] with the writer lock already held.
+    async fn mutate_locked<R, E>(
+        &self,
+        writer: tokio::sync::OwnedMutexGuard<()>,
+        f: impl FnOnce(&mut State, &mut Tx) -> Result<R, E>,
+        round: Round,
+    ) -> Result<R, E>
+    where
+        E: From<CoreError>,
+    {
         if self.shared.deposed.is_cancelled() {
             return Err(CoreError::Deposed.into());
         }
@@ -248,7 +309,10 @@ impl Core {
         self.fold_heartbeats(&mut next);
         let mut tx = Tx::new(now_millis());
         let r = f(&mut next, &mut tx)?;
-        scheduler::reconcile(&mut next, &mut tx, &self.cfg);
+        match round {
+            Round::Full => scheduler::reconcile(&mut next, &mut tx, &self.cfg),
+            Round::Touched => scheduler::reconcile_touched(&mut next, &mut tx, &self.cfg),
+        }
         let mut batch = batch_of(&next, &tx)?;
         if batch.is_empty() {
             self.shared.publish(next, tx, None);
@@ -356,7 +420,8 @@ impl Core {
         wait: Duration,
     ) -> Result<Option<(DesiredTasks, u64)>, CoreError> {
         let deadline = tokio::time::Instant::now() + wait;
-        let mut changed = self.shared.desired_changed.subscribe();
+        let mut signal = NodeSignal::subscribe(&self.shared, node);
+        let changed = &mut signal.rx;
         loop {
             changed.borrow_and_update();
             if self.shared.fence.is_some()
@@ -381,8 +446,8 @@ impl Core {
                     let tasks = snap
                         .state
                         .tasks
-                        .values()
-                        .filter(|t| t.node == node && t.is_desired())
+                        .on_node(node)
+                        .filter(|t| t.is_desired())
                         .map(|t| t.spec.clone())
                         .collect();
                     return Ok(Some((DesiredTasks { tasks }, current)));
@@ -427,6 +492,57 @@ impl Core {
         self.shared.desired_changed.subscribe()
     }
 
+    /// Applies an agent's status updates. Reports are coalesced: whichever report gets the
+    /// writer applies every report queued by then in one change (one scheduling round, one
+    /// store commit), and each is answered once that change is durable. 1,000 agents reporting
+    /// at once so cost a few commits, not 1,000, and no report waits for more than the change
+    /// before its own.
+    pub async fn report_status(
+        &self,
+        node: &str,
+        updates: Vec<TaskStatusUpdate>,
+    ) -> Result<(), CoreError> {
+        let (done, mut answer) = tokio::sync::oneshot::channel();
+        self.reports.lock_or_exit("status reports").push(Report {
+            node: node.to_string(),
+            updates,
+            done,
+        });
+        let writer = tokio::select! {
+            biased;
+            r = &mut answer => return r.unwrap_or(Err(CoreError::Interrupted)),
+            writer = self.writer.clone().lock_owned() => writer,
+        };
+        // With the writer held no other change is draining the queue: empty means this report
+        // went into the change before, which answers it.
+        if self.reports.lock_or_exit("status reports").is_empty() {
+            drop(writer);
+            return answer.await.unwrap_or(Err(CoreError::Interrupted));
+        }
+        let mut taken = Vec::new();
+        let r = self
+            .mutate_locked(
+                writer,
+                |s, tx| {
+                    taken = std::mem::take(&mut *self.reports.lock_or_exit("status reports"));
+                    for report in &taken {
+                        for u in &report.updates {
+                            scheduler::apply_status(s, tx, &report.node, u);
+                        }
+                    }
+                    Ok::<_, CoreError>(())
+                },
+                Round::Touched,
+            )
+            .await;
+        for report in taken {
+            let _ = report
+                .done
+                .send(r.as_ref().map(|_| ()).map_err(CoreError::for_each_report));
+        }
+        answer.await.unwrap_or(Err(CoreError::Interrupted))
+    }
+
     /// Marks an agent as heard from (status posts); false when it is not registered.
     pub fn touch_agent(&self, node: &str) -> bool {
         let known = self.read(|s| s.agents.contains_key(node));
@@ -434,6 +550,43 @@ impl Core {
             self.heartbeat(node);
         }
         known
+    }
+}
+
+/// A desired-set poll's subscription to its agent's signal; the signal is dropped with the last
+/// poll of that agent, so the map holds only agents with a poll parked.
+struct NodeSignal<'a> {
+    shared: &'a Shared,
+    node: &'a str,
+    rx: watch::Receiver<u64>,
+}
+
+impl<'a> NodeSignal<'a> {
+    fn subscribe(shared: &'a Shared, node: &'a str) -> NodeSignal<'a> {
+        let mut signals = shared.node_signals.lock_or_exit("agent poll signals");
+        let rx = match signals.get(node) {
+            Some(signal) => signal.subscribe(),
+            None => {
+                let (signal, rx) = watch::channel(0);
+                signals.insert(node.to_string(), signal);
+                rx
+            }
+        };
+        NodeSignal { shared, node, rx }
+    }
+}
+
+impl Drop for NodeSignal<'_> {
+    fn drop(&mut self) {
+        let mut signals = self.shared.node_signals.lock_or_exit("agent poll signals");
+        // Under the lock nobody subscribes meanwhile: this poll's receiver the only one left
+        // means no other poll of the agent is parked.
+        if signals
+            .get(self.node)
+            .is_some_and(|signal| signal.receiver_count() <= 1)
+        {
+            signals.remove(self.node);
+        }
     }
 }
 
@@ -486,10 +639,19 @@ impl Shared {
             state: next,
             desired_index,
         }));
-        if let Some(revision) = revision
-            && (!tx.nodes.is_empty() || !tx.agents.is_empty())
-        {
-            self.desired_changed.send_replace(revision);
+        if let Some(revision) = revision {
+            if !tx.nodes.is_empty() || !tx.agents.is_empty() {
+                let signals = self.node_signals.lock_or_exit("agent poll signals");
+                for node in tx.nodes.iter().chain(tx.agents.iter()) {
+                    if let Some(signal) = signals.get(node) {
+                        signal.send_replace(revision);
+                    }
+                }
+            }
+            // Offers follow every change to tasks or agents (resources freed or taken).
+            if !tx.nodes.is_empty() || !tx.agents.is_empty() || !tx.tasks.is_empty() {
+                self.desired_changed.send_replace(revision);
+            }
         }
         for e in tx.events {
             self.events.publish(e);
@@ -1027,5 +1189,149 @@ mod tests {
             })
             .collect();
         assert_eq!(stored_versions, listed);
+    }
+
+    /// Counts the wake-ups of a future polled by hand.
+    struct Wakes(std::sync::atomic::AtomicUsize);
+    impl futures::task::ArcWake for Wakes {
+        fn wake_by_ref(w: &Arc<Self>) {
+            w.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// A change wakes the polls of the agents whose desired set or record it changed, not every
+    /// parked poll (1,000 agents' polls are not all woken by each agent's change).
+    #[tokio::test]
+    async fn a_change_wakes_the_polls_of_its_own_agents_only() {
+        let store = Arc::new(MemStore::new());
+        let core = open(&store);
+        core.mutate(|s, tx| {
+            register(s, tx, "n1");
+            register(s, tx, "n2");
+            Ok::<_, CoreError>(())
+        })
+        .await
+        .expect("registered");
+        let (_, index) = core
+            .desired_tasks("n1", 0, Duration::ZERO)
+            .await
+            .expect("not fenced")
+            .expect("registered");
+        let wakes = Arc::new(Wakes(Default::default()));
+        let waker = futures::task::waker(wakes.clone());
+        let mut parked = Box::pin(core.desired_tasks("n1", index, Duration::from_secs(60)));
+        assert!(
+            parked
+                .as_mut()
+                .poll(&mut std::task::Context::from_waker(&waker))
+                .is_pending()
+        );
+
+        core.mutate(|s, tx| {
+            register(s, tx, "n2");
+            Ok::<_, CoreError>(())
+        })
+        .await
+        .expect("n2 again");
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 0, "n1's poll sleeps on");
+
+        core.mutate(|s, tx| {
+            register(s, tx, "n1");
+            Ok::<_, CoreError>(())
+        })
+        .await
+        .expect("n1 again");
+        assert!(
+            wakes.0.load(Ordering::SeqCst) > 0,
+            "n1's own change wakes it"
+        );
+        let (_, next) = parked.await.expect("not fenced").expect("registered");
+        assert!(next > index);
+    }
+
+    /// Status reports that arrive while a change is being committed are applied together in the
+    /// next one: one commit for all of them, each answered once it is durable.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn status_reports_waiting_for_the_writer_are_committed_together() {
+        let disk = Arc::new(SlowDisk {
+            inner: MemStore::new(),
+            held: Mutex::new(false),
+            released: std::sync::Condvar::new(),
+            entered: tokio::sync::Notify::new(),
+        });
+        let store: Arc<dyn Store> = disk.clone();
+        let core = Arc::new(
+            Core::open(store, SchedulerConfig::new(Duration::from_secs(3600))).expect("open"),
+        );
+        let ids: Vec<String> = core
+            .mutate(|s, tx| {
+                register(s, tx, "n1");
+                let app = cairn_marathon::parse_app(
+                    serde_json::json!({ "id": "/r", "cmd": "sleep 1000", "instances": 3 }),
+                    None,
+                )
+                .expect("valid app");
+                let e = scheduler::next_version(None, app, 1_000, false, None);
+                let ids = (0..3)
+                    .map(|_| {
+                        scheduler::launch(s, tx, &e.app, e.config_version(), "n1", vec![], None)
+                    })
+                    .collect();
+                tx.app("/r");
+                s.apps.insert("/r".into(), e);
+                Ok::<_, CoreError>(ids)
+            })
+            .await
+            .expect("launched");
+        let running = |id: &String| TaskStatusUpdate {
+            task_id: id.clone(),
+            state: cairn_marathon::TaskState::Running,
+            message: String::new(),
+            timestamp: 0,
+            healthy: None,
+        };
+
+        disk.hold(true);
+        let entered = disk.entered.notified();
+        let first = {
+            let (core, u) = (core.clone(), running(&ids[0]));
+            tokio::spawn(async move { core.report_status("n1", vec![u]).await })
+        };
+        answered("the first report reaching the disk", entered).await;
+        let revision = disk.revision();
+        let later: Vec<_> = ids[1..]
+            .iter()
+            .map(|id| {
+                let (core, u) = (core.clone(), running(id));
+                tokio::spawn(async move { core.report_status("n1", vec![u]).await })
+            })
+            .collect();
+        answered("the later reports queueing", async {
+            while core.reports.lock().unwrap().len() < 2 {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await;
+        disk.hold(false);
+        answered("the first report", first)
+            .await
+            .expect("task")
+            .expect("applied");
+        for r in later {
+            answered("a later report", r)
+                .await
+                .expect("task")
+                .expect("applied");
+        }
+        assert_eq!(
+            disk.revision(),
+            revision + 2,
+            "the first report's commit, then one for both later reports"
+        );
+        core.read(|s| {
+            for id in &ids {
+                assert_eq!(s.tasks[id].state, cairn_marathon::TaskState::Running);
+            }
+        });
     }
 }

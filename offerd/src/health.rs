@@ -55,25 +55,29 @@ pub fn task_health(checks: &[HealthCheck]) -> HashMap<String, Observed> {
 pub async fn apply(core: &Core, health: &HashMap<String, Observed>) -> usize {
     let r: Result<usize, crate::core::CoreError> = core
         .mutate(|s, tx| {
-            let mut changed = Vec::new();
-            // Only the tasks whose health changed are copied (the state's maps are persistent).
-            let turned: Vec<(String, &Observed)> = s
-                .tasks
-                .values()
-                .filter(|t| !t.spec.health_checks.is_empty() && t.is_active())
-                .filter_map(|t| {
-                    let seen = health.get(&t.id)?;
-                    (Some(seen.passing) != t.healthy).then(|| (t.id.clone(), seen))
+            let mut changed = 0;
+            // Only the tasks the catalog reports on are looked at (by id), and only those whose
+            // health changed are copied (the state's maps are persistent).
+            let mut turned: Vec<(&String, &Observed)> = health
+                .iter()
+                .filter(|(id, seen)| {
+                    s.tasks.get(id).is_some_and(|t| {
+                        !t.spec.health_checks.is_empty()
+                            && t.is_active()
+                            && Some(seen.passing) != t.healthy
+                    })
                 })
                 .collect();
+            // Events in task id order, whatever the map's order.
+            turned.sort_by(|a, b| a.0.cmp(b.0));
             for (id, seen) in turned {
-                let Some(t) = s.tasks.get_mut(&id) else {
+                let Some(mut t) = s.tasks.get_mut(id) else {
                     continue;
                 };
                 t.healthy = Some(seen.passing);
                 t.unhealthy_since = (!seen.passing).then_some(tx.now_ms);
                 t.health.record(seen.passing, seen.cause.clone(), tx.now_ms);
-                changed.push((t.id.clone(), t.node.clone()));
+                changed += 1;
                 tx.event(Event::new(
                     "health_status_changed_event",
                     tx.now_ms,
@@ -85,11 +89,10 @@ pub async fn apply(core: &Core, health: &HashMap<String, Observed>) -> usize {
                         "alive": seen.passing,
                     }),
                 ));
+                // Health is not in the agent's desired set: its agent is not woken.
+                tx.task_state(&t);
             }
-            for (id, node) in &changed {
-                tx.task(id, node);
-            }
-            Ok(changed.len())
+            Ok(changed)
         })
         .await;
     r.unwrap_or_else(|e| {

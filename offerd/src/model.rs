@@ -2,7 +2,7 @@
 //! history and launch backoff, tasks, agents and deployments.
 
 use cairn_marathon::{AgentRegistration, App, Attributes, Resources, TaskState};
-use imbl::OrdMap;
+use imbl::{OrdMap, OrdSet};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -211,17 +211,275 @@ pub struct QueueEntry {
 
 /// Everything offerd knows. The collections are persistent (structurally shared) maps, so a
 /// clone is O(1): a change is applied to a clone and the clone replaces the state only once it
-/// is durable.
+/// is durable. The task and deployment tables keep their own indexes (by node, by app) in the
+/// same persistent maps, so an index can never disagree with the records of its clone.
 #[derive(Clone, Debug, Default)]
 pub struct State {
     pub apps: OrdMap<String, AppEntry>,
-    pub tasks: OrdMap<String, Task>,
+    pub tasks: Tasks,
     pub agents: OrdMap<String, Agent>,
-    pub deployments: OrdMap<String, Deployment>,
+    pub deployments: Deployments,
     pub queue: OrdMap<String, QueueEntry>,
     /// The most recently ended tasks with their final state, newest last (memory only), so
     /// frameworks and operators can read how a task ended.
     pub finished: imbl::Vector<Task>,
+}
+
+/// The tasks by id, indexed by node and by app: an agent's desired set, an agent listing or an
+/// app's scheduling round costs in proportion to that agent's or app's tasks, not to the whole
+/// fleet's. Every change goes through [`Tasks::insert`], [`Tasks::remove`] and
+/// [`Tasks::get_mut`] (whose guard re-indexes a task whose node or app changed), so the
+/// indexes are kept in one place.
+#[derive(Clone, Debug, Default)]
+pub struct Tasks {
+    by_id: OrdMap<String, Task>,
+    by_node: OrdMap<String, OrdSet<String>>,
+    by_app: OrdMap<String, OrdSet<String>>,
+}
+
+/// Adds `id` under `key` in an index.
+fn index_add(index: &mut OrdMap<String, OrdSet<String>>, key: &str, id: &str) {
+    match index.get_mut(key) {
+        Some(ids) => {
+            ids.insert(id.to_string());
+        }
+        None => {
+            index.insert(key.to_string(), OrdSet::unit(id.to_string()));
+        }
+    }
+}
+
+/// Removes `id` from under `key` (and the key once it holds nothing).
+fn index_remove(index: &mut OrdMap<String, OrdSet<String>>, key: &str, id: &str) {
+    let empty = match index.get_mut(key) {
+        Some(ids) => {
+            ids.remove(id);
+            ids.is_empty()
+        }
+        None => false,
+    };
+    if empty {
+        index.remove(key);
+    }
+}
+
+impl Tasks {
+    pub fn get(&self, id: &str) -> Option<&Task> {
+        self.by_id.get(id)
+    }
+
+    pub fn contains_key(&self, id: &str) -> bool {
+        self.by_id.contains_key(id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+
+    /// Every task, by id.
+    pub fn values(&self) -> impl Iterator<Item = &Task> {
+        self.by_id.values()
+    }
+
+    /// Adds (or replaces) a task under its id.
+    pub fn insert(&mut self, task: Task) {
+        if let Some(old) = self.by_id.get(&task.id) {
+            let (node, app) = (old.node.clone(), old.app_id.clone());
+            index_remove(&mut self.by_node, &node, &task.id);
+            index_remove(&mut self.by_app, &app, &task.id);
+        }
+        index_add(&mut self.by_node, &task.node, &task.id);
+        index_add(&mut self.by_app, &task.app_id, &task.id);
+        self.by_id.insert(task.id.clone(), task);
+    }
+
+    pub fn remove(&mut self, id: &str) -> Option<Task> {
+        let task = self.by_id.remove(id)?;
+        index_remove(&mut self.by_node, &task.node, id);
+        index_remove(&mut self.by_app, &task.app_id, id);
+        Some(task)
+    }
+
+    /// A task to change in place; the guard re-indexes it when dropped, should its node or app
+    /// have changed.
+    pub fn get_mut(&mut self, id: &str) -> Option<TaskMut<'_>> {
+        let task = self.by_id.get_mut(id)?;
+        let (node, app_id) = (task.node.clone(), task.app_id.clone());
+        Some(TaskMut {
+            task,
+            by_node: &mut self.by_node,
+            by_app: &mut self.by_app,
+            node,
+            app_id,
+        })
+    }
+
+    /// The tasks recorded on `node` (in any state).
+    pub fn on_node<'a>(&'a self, node: &str) -> impl Iterator<Item = &'a Task> + 'a {
+        self.by_node
+            .get(node)
+            .into_iter()
+            .flat_map(|ids| ids.iter())
+            .filter_map(|id| self.by_id.get(id))
+    }
+
+    /// The tasks of `app_id` (in any state; launched by an app or by a framework under it).
+    pub fn of_app<'a>(&'a self, app_id: &str) -> impl Iterator<Item = &'a Task> + 'a {
+        self.by_app
+            .get(app_id)
+            .into_iter()
+            .flat_map(|ids| ids.iter())
+            .filter_map(|id| self.by_id.get(id))
+    }
+
+    /// Every app id that has tasks.
+    pub fn app_ids(&self) -> impl Iterator<Item = &String> {
+        self.by_app.keys()
+    }
+
+    /// The indexes as they would be rebuilt from the records: `(by node, by app)`, for tests
+    /// that check them against [`Tasks::indexes`].
+    #[cfg(test)]
+    pub fn recomputed_indexes(&self) -> (IndexOf, IndexOf) {
+        let mut by_node = OrdMap::new();
+        let mut by_app = OrdMap::new();
+        for t in self.by_id.values() {
+            index_add(&mut by_node, &t.node, &t.id);
+            index_add(&mut by_app, &t.app_id, &t.id);
+        }
+        (by_node, by_app)
+    }
+
+    #[cfg(test)]
+    pub fn indexes(&self) -> (IndexOf, IndexOf) {
+        (self.by_node.clone(), self.by_app.clone())
+    }
+}
+
+/// `tasks[id]` and `deployments[id]`, as on the maps they wrap (panics on an unknown id, like
+/// them: for ids just looked up).
+macro_rules! index_by_id {
+    ($table:ty, $record:ty) => {
+        impl std::ops::Index<&str> for $table {
+            type Output = $record;
+            fn index(&self, id: &str) -> &$record {
+                &self.by_id[id]
+            }
+        }
+        impl std::ops::Index<&String> for $table {
+            type Output = $record;
+            fn index(&self, id: &String) -> &$record {
+                &self.by_id[id.as_str()]
+            }
+        }
+    };
+}
+index_by_id!(Tasks, Task);
+index_by_id!(Deployments, Deployment);
+
+/// An index: key → ids.
+pub type IndexOf = OrdMap<String, OrdSet<String>>;
+
+/// A task being changed in place (see [`Tasks::get_mut`]).
+pub struct TaskMut<'a> {
+    task: &'a mut Task,
+    by_node: &'a mut OrdMap<String, OrdSet<String>>,
+    by_app: &'a mut OrdMap<String, OrdSet<String>>,
+    node: String,
+    app_id: String,
+}
+
+impl std::ops::Deref for TaskMut<'_> {
+    type Target = Task;
+    fn deref(&self) -> &Task {
+        &*self.task
+    }
+}
+
+impl std::ops::DerefMut for TaskMut<'_> {
+    fn deref_mut(&mut self) -> &mut Task {
+        &mut *self.task
+    }
+}
+
+impl Drop for TaskMut<'_> {
+    fn drop(&mut self) {
+        if self.task.node != self.node {
+            index_remove(self.by_node, &self.node, &self.task.id);
+            index_add(self.by_node, &self.task.node, &self.task.id);
+        }
+        if self.task.app_id != self.app_id {
+            index_remove(self.by_app, &self.app_id, &self.task.id);
+            index_add(self.by_app, &self.task.app_id, &self.task.id);
+        }
+    }
+}
+
+/// The running deployments by id, indexed by app (at most one runs per app unless forced, but
+/// the index does not assume it).
+#[derive(Clone, Debug, Default)]
+pub struct Deployments {
+    by_id: OrdMap<String, Deployment>,
+    by_app: OrdMap<String, OrdSet<String>>,
+}
+
+impl Deployments {
+    pub fn get(&self, id: &str) -> Option<&Deployment> {
+        self.by_id.get(id)
+    }
+
+    pub fn contains_key(&self, id: &str) -> bool {
+        self.by_id.contains_key(id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+
+    pub fn values(&self) -> impl Iterator<Item = &Deployment> {
+        self.by_id.values()
+    }
+
+    pub fn insert(&mut self, d: Deployment) {
+        if let Some(old) = self.by_id.get(&d.id) {
+            let app = old.app_id.clone();
+            index_remove(&mut self.by_app, &app, &d.id);
+        }
+        index_add(&mut self.by_app, &d.app_id, &d.id);
+        self.by_id.insert(d.id.clone(), d);
+    }
+
+    pub fn remove(&mut self, id: &str) -> Option<Deployment> {
+        let d = self.by_id.remove(id)?;
+        index_remove(&mut self.by_app, &d.app_id, id);
+        Some(d)
+    }
+
+    /// The deployments of `app_id`, by id.
+    pub fn of_app<'a>(&'a self, app_id: &str) -> impl Iterator<Item = &'a Deployment> + 'a {
+        self.by_app
+            .get(app_id)
+            .into_iter()
+            .flat_map(|ids| ids.iter())
+            .filter_map(|id| self.by_id.get(id))
+    }
+
+    #[cfg(test)]
+    pub fn index_is_consistent(&self) -> bool {
+        let mut by_app = OrdMap::new();
+        for d in self.by_id.values() {
+            index_add(&mut by_app, &d.app_id, &d.id);
+        }
+        by_app == self.by_app
+    }
 }
 
 /// How many ended tasks [`State::finished`] keeps.
@@ -232,20 +490,13 @@ pub const FINISHED_KEPT: usize = 1000;
 pub const MAX_VERSIONS: usize = 50;
 
 impl State {
-    /// The active tasks of an app.
-    /// Task ids start with the app id's prefix (see [`cairn_marathon::task_id_for`]), so this is
-    /// a range scan, not a walk over every task.
+    /// The active tasks of an app (from the app index: its own tasks only).
     pub fn app_tasks<'a>(&'a self, app_id: &'a str) -> impl Iterator<Item = &'a Task> + 'a {
-        let prefix = cairn_marathon::task_id_for(app_id, "");
-        self.tasks
-            .range(prefix.clone()..)
-            .take_while(move |(id, _)| id.starts_with(&prefix))
-            .map(|(_, t)| t)
-            .filter(move |t| t.app_id == app_id && t.is_active())
+        self.tasks.of_app(app_id).filter(|t| t.is_active())
     }
 
     /// The deployment running for an app, if any.
     pub fn deployment_of(&self, app_id: &str) -> Option<&Deployment> {
-        self.deployments.values().find(|d| d.app_id == app_id)
+        self.deployments.of_app(app_id).next()
     }
 }

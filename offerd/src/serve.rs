@@ -135,8 +135,7 @@ impl Duties {
                     tokio::select! {
                         () = stop.cancelled() => return,
                         _ = every.tick() => {
-                            let r: Result<(), crate::core::CoreError> = core.mutate(|_, _| Ok(())).await;
-                            match r {
+                            match core.tick().await {
                                 Ok(()) => {}
                                 // The replica steps down; nothing to add here.
                                 Err(crate::core::CoreError::Deposed) => return,

@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 use cairn_marathon::App;
 
 use crate::events::Event;
+use crate::model::Task;
 
 /// What a change touched: records to write, agents to wake, events to publish.
 #[derive(Debug)]
@@ -21,6 +22,9 @@ pub struct Tx {
     pub(crate) dropped_versions: Vec<(String, String)>,
     /// Agents whose desired task set changed.
     pub nodes: BTreeSet<String>,
+    /// Apps whose definition or tasks changed: the scheduling round after this change visits
+    /// them (and the apps waiting in the queue); a timer round visits every app.
+    pub(crate) touched_apps: BTreeSet<String>,
     pub events: Vec<Event>,
     /// Catalog services (node, service id) to remove: tasks of lost agents, whose own agent
     /// cannot deregister them.
@@ -38,6 +42,7 @@ impl Tx {
             versions: Vec::new(),
             dropped_versions: Vec::new(),
             nodes: BTreeSet::new(),
+            touched_apps: BTreeSet::new(),
             events: Vec::new(),
             stale_services: Vec::new(),
         }
@@ -45,6 +50,7 @@ impl Tx {
 
     pub fn app(&mut self, id: &str) {
         self.apps.insert(id.to_string());
+        self.touched_apps.insert(id.to_string());
     }
     pub fn version(&mut self, app: &App) {
         self.versions.push(app.clone());
@@ -54,10 +60,18 @@ impl Tx {
         self.dropped_versions
             .push((app_id.to_string(), version.to_string()));
     }
-    /// A task changed; `node`'s desired set may have changed with it.
-    pub fn task(&mut self, id: &str, node: &str) {
-        self.tasks.insert(id.to_string());
-        self.nodes.insert(node.to_string());
+    /// A task changed in a way its agent's desired set may show (launched, killed, ended):
+    /// the agent is answered again.
+    pub fn task(&mut self, t: &Task) {
+        self.task_state(t);
+        self.nodes.insert(t.node.clone());
+    }
+
+    /// A task's record changed but not its agent's desired set (a state the agent itself
+    /// reported, health): written and its app rescheduled, the agent not woken.
+    pub fn task_state(&mut self, t: &Task) {
+        self.tasks.insert(t.id.clone());
+        self.touched_apps.insert(t.app_id.clone());
     }
     pub fn agent(&mut self, node: &str) {
         self.agents.insert(node.to_string());

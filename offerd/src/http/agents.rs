@@ -51,7 +51,8 @@ pub async fn register(
     }
     let node = reg.node.clone();
     st.core.mutate(|s, tx| {
-        let known: Vec<String> = reg.tasks.iter().map(|u| u.task_id.clone()).collect();
+        let known: std::collections::HashSet<&str> =
+            reg.tasks.iter().map(|u| u.task_id.as_str()).collect();
         let mut agent = Agent::from_registration(&reg, tx.now_ms);
         agent.draining = s.agents.get(&node).is_some_and(|a| a.draining);
         let changed = s.agents.get(&node).is_none_or(|a| *a != agent);
@@ -67,8 +68,8 @@ pub async fn register(
         // Tasks offerd saw running there that the agent no longer knows are gone.
         let vanished: Vec<String> = s
             .tasks
-            .values()
-            .filter(|t| t.node == node && t.is_active() && t.state != TaskState::Staging && !known.contains(&t.id))
+            .on_node(&node)
+            .filter(|t| t.is_active() && t.state != TaskState::Staging && !known.contains(t.id.as_str()))
             .map(|t| t.id.clone())
             .collect();
         for id in vanished {
@@ -86,10 +87,12 @@ pub async fn list(State(st): State<AppState>) -> Json<Vec<AgentInfo>> {
     let now = now_millis();
     Json(st.core.read(|s| {
         let offers = scheduler::build_offers(s);
+        let offers: std::collections::HashMap<&str, &cairn_placement::Offer> =
+            offers.iter().map(|o| (o.node.as_str(), o)).collect();
         s.agents
             .values()
             .map(|a| {
-                let free = offers.iter().find(|o| o.node == a.node);
+                let free = offers.get(a.node.as_str());
                 let used = free.map_or(Resources::default(), |o| Resources {
                     cpus: a.resources.cpus - o.free_cpus,
                     mem: a.resources.mem - o.free_mem,
@@ -104,11 +107,7 @@ pub async fn list(State(st): State<AppState>) -> Json<Vec<AgentInfo>> {
                     used,
                     attributes: a.attributes.clone(),
                     state: agent_state(s, a).into(),
-                    tasks: s
-                        .tasks
-                        .values()
-                        .filter(|t| t.node == a.node && t.is_active())
-                        .count(),
+                    tasks: s.tasks.on_node(&a.node).filter(|t| t.is_active()).count(),
                     last_seen_ms_ago: now.saturating_sub(a.last_seen_ms),
                 }
             })
@@ -120,7 +119,7 @@ pub async fn list(State(st): State<AppState>) -> Json<Vec<AgentInfo>> {
 fn agent_state(s: &crate::model::State, a: &Agent) -> &'static str {
     if a.lost {
         "lost"
-    } else if a.draining && !s.tasks.values().any(|t| t.node == a.node && t.is_active()) {
+    } else if a.draining && !s.tasks.on_node(&a.node).any(|t| t.is_active()) {
         "drained"
     } else if a.draining {
         "draining"
@@ -209,15 +208,10 @@ pub async fn status(
             "agent {node:?} is not registered"
         )));
     }
-    st.core
-        .mutate(|s, tx| {
-            for u in &batch.updates {
-                scheduler::apply_status(s, tx, &node, u);
-            }
-            Ok::<_, ApiError>(())
-        })
-        .await?;
-    Ok(Json(serde_json::json!({ "accepted": batch.updates.len() })))
+    let accepted = batch.updates.len();
+    // Coalesced with the other agents' reports into one change (see Core::report_status).
+    st.core.report_status(&node, batch.updates).await?;
+    Ok(Json(serde_json::json!({ "accepted": accepted })))
 }
 
 /// `DELETE /v1/agents/{node}`: forgets a lost agent now (as `--lost-agent-retention` would);

@@ -59,7 +59,9 @@ impl From<crate::scheduler::AppError> for ApiError {
 impl From<crate::core::CoreError> for ApiError {
     fn from(e: crate::core::CoreError) -> Self {
         match e {
-            crate::core::CoreError::Deposed => ApiError::Unavailable(e.to_string()),
+            crate::core::CoreError::Deposed | crate::core::CoreError::Interrupted => {
+                ApiError::Unavailable(e.to_string())
+            }
             _ => ApiError::Internal(e.to_string()),
         }
     }

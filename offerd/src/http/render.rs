@@ -128,8 +128,7 @@ pub fn app_json(state: &State, e: &AppEntry, embed: Embed) -> Value {
     );
     let deployments: Vec<Value> = state
         .deployments
-        .values()
-        .filter(|d| d.app_id == e.app.id)
+        .of_app(&e.app.id)
         .map(|d| json!({ "id": d.id }))
         .collect();
     m.insert("deployments".into(), json!(deployments));

@@ -62,7 +62,7 @@ pub async fn delete_many(
             let unknown: Vec<&String> = ids
                 .ids
                 .iter()
-                .filter(|id| !s.tasks.get(*id).is_some_and(|t| t.is_desired()))
+                .filter(|id| !s.tasks.get(id).is_some_and(|t| t.is_desired()))
                 .collect();
             if !unknown.is_empty() {
                 return Err(ApiError::NotFound(format!(

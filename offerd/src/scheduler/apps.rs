@@ -40,11 +40,7 @@ pub struct Started {
 
 /// The ids of the deployments running for `app_id`.
 fn deployments_of(s: &State, app_id: &str) -> Vec<String> {
-    s.deployments
-        .values()
-        .filter(|d| d.app_id == app_id)
-        .map(|d| d.id.clone())
-        .collect()
+    s.deployments.of_app(app_id).map(|d| d.id.clone()).collect()
 }
 
 /// Refuses a change while a deployment of `app_id` runs, unless `force` (which cancels them).
@@ -103,7 +99,7 @@ pub fn start_deployment(
         json!({ "plan": plan, "currentStep": plan["steps"][0] }),
     ));
     tx.deployment(&id);
-    s.deployments.insert(id.clone(), d);
+    s.deployments.insert(d);
     id
 }
 

@@ -8,11 +8,12 @@ use crate::events::Event;
 use crate::model::{DeploymentKind, State, Task};
 use crate::tx::Tx;
 
-/// A deployment is done when its app has exactly its instances, all of the current config and
-/// healthy, and nothing is still being killed; a stop is done when no task is left.
-pub(super) fn finish_deployments(state: &mut State, tx: &mut Tx) {
+/// Of these deployments, those done end: a deployment is done when its app has exactly its
+/// instances, all of the current config and healthy, and nothing is still being killed; a stop
+/// is done when no task is left.
+pub(super) fn finish_deployments(state: &mut State, tx: &mut Tx, ids: &[String]) {
     let mut done = Vec::new();
-    for d in state.deployments.values() {
+    for d in ids.iter().filter_map(|id| state.deployments.get(id)) {
         let tasks: Vec<&Task> = state.app_tasks(&d.app_id).collect();
         let finished = match state.apps.get(&d.app_id) {
             None => tasks.is_empty(),

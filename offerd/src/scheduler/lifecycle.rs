@@ -79,24 +79,24 @@ pub fn launch(
         "",
         tx.now_ms,
     ));
-    tx.task(&id, node);
-    state.tasks.insert(id.clone(), task);
+    tx.task(&task);
+    state.tasks.insert(task);
     id
 }
 
 /// Takes a task out of its agent's desired set; the agent kills it and reports TASK_KILLED. A
 /// task the agent never acknowledged is killed on the spot: it may never have started.
 pub fn kill_task(state: &mut State, tx: &mut Tx, id: &str) {
-    let Some(t) = state.tasks.get_mut(id) else {
+    let Some(mut t) = state.tasks.get_mut(id) else {
         return;
     };
     if !t.is_desired() {
         return;
     }
     t.kill_requested = true;
-    let node = t.node.clone();
     let staging = t.state == TaskState::Staging;
-    tx.task(id, &node);
+    tx.task(&t);
+    drop(t);
     if staging {
         finish_task(state, tx, id, TaskState::Killed, "killed before it started");
     }
@@ -107,7 +107,12 @@ pub fn finish_task(state: &mut State, tx: &mut Tx, id: &str, end: TaskState, mes
     let Some(t) = state.tasks.remove(id) else {
         return;
     };
-    tx.task(id, &t.node);
+    if t.kill_requested {
+        // Already out of its agent's desired set: the agent needs no new answer.
+        tx.task_state(&t);
+    } else {
+        tx.task(&t);
+    }
     tx.event(Event::status_update(&t, end, message, tx.now_ms));
     let mut ended = t.clone();
     ended.state = end;
@@ -144,13 +149,14 @@ pub fn finish_task(state: &mut State, tx: &mut Tx, id: &str, end: TaskState, mes
 /// Applies one status update from `node`. Updates for unknown tasks, or from an agent the task
 /// is not on, are ignored: the desired set already tells that agent what to do.
 pub fn apply_status(state: &mut State, tx: &mut Tx, node: &str, u: &TaskStatusUpdate) {
-    let Some(t) = state.tasks.get_mut(&u.task_id) else {
+    let Some(mut t) = state.tasks.get_mut(&u.task_id) else {
         return;
     };
     if t.node != node {
         return;
     }
     if u.state.is_terminal() {
+        drop(t);
         finish_task(state, tx, &u.task_id, u.state, &u.message);
         return;
     }
@@ -166,7 +172,8 @@ pub fn apply_status(state: &mut State, tx: &mut Tx, node: &str, u: &TaskStatusUp
             tx.now_ms
         });
     }
-    let event = Event::status_update(t, u.state, &u.message, tx.now_ms);
-    tx.task(&u.task_id, node);
+    let event = Event::status_update(&t, u.state, &u.message, tx.now_ms);
+    // The agent reported it: its desired set is unchanged.
+    tx.task_state(&t);
     tx.event(event);
 }

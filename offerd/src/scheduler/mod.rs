@@ -22,7 +22,7 @@ pub mod plan;
 mod testkit;
 pub mod versions;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use cairn_marathon::TaskState;
@@ -63,19 +63,64 @@ impl SchedulerConfig {
 /// go.
 pub const DEFAULT_LOST_AGENT_RETENTION: Duration = Duration::from_secs(24 * 3600);
 
-/// Runs one round of scheduling.
+/// Runs one full round of scheduling: every agent, task, app and deployment (the timer's
+/// round, so whatever a change did not touch is still looked at).
 pub fn reconcile(state: &mut State, tx: &mut Tx, cfg: &SchedulerConfig) {
     expire_agents(state, tx, cfg);
     forget_lost_agents(state, tx, cfg);
-    kill_orphans(state, tx);
+    let orphaned: Vec<String> = state
+        .tasks
+        .app_ids()
+        .filter(|id| !state.apps.contains_key(*id))
+        .cloned()
+        .collect();
+    kill_orphans(state, tx, &orphaned);
     kill_unhealthy(state, tx);
-    let mut offers = build_offers(state);
     state.queue.clear();
     let ids: Vec<String> = state.apps.keys().cloned().collect();
+    let mut offers = Offers::default();
     for id in &ids {
         reconcile_app(state, tx, id, &mut offers);
     }
-    deployments::finish_deployments(state, tx);
+    let deployments: Vec<String> = state.deployments.values().map(|d| d.id.clone()).collect();
+    deployments::finish_deployments(state, tx, &deployments);
+}
+
+/// The round after a change: agents' timeouts as in every round, then only the apps the change
+/// touched (their definition, or one of their tasks) and the apps waiting in the launch queue;
+/// every app when an agent changed (a new or returning agent may make room for anyone, a
+/// draining one moves tasks of many apps). What only time changes (health kills) is left to
+/// the timer's full round ([`reconcile`]), which runs every 250 ms anyway. A change to one task
+/// of 100,000 so costs its app's tasks, not the fleet's.
+pub fn reconcile_touched(state: &mut State, tx: &mut Tx, cfg: &SchedulerConfig) {
+    expire_agents(state, tx, cfg);
+    forget_lost_agents(state, tx, cfg);
+    if !tx.agents.is_empty() {
+        // Not expired agents alone: registrations, drains, forgets too.
+        return reconcile(state, tx, cfg);
+    }
+    let mut visit: BTreeSet<String> = tx.touched_apps.clone();
+    visit.extend(state.queue.keys().cloned());
+    let orphaned: Vec<String> = visit
+        .iter()
+        .filter(|id| !state.apps.contains_key(*id))
+        .cloned()
+        .collect();
+    kill_orphans(state, tx, &orphaned);
+    let mut offers = Offers::default();
+    for id in &visit {
+        state.queue.remove(id);
+        reconcile_app(state, tx, id, &mut offers);
+    }
+    // The visited apps' deployments, and those of apps whose tasks this round touched.
+    let deployments: Vec<String> = visit
+        .iter()
+        .chain(tx.touched_apps.iter())
+        .flat_map(|app| state.deployments.of_app(app).map(|d| d.id.clone()))
+        .collect::<BTreeSet<String>>()
+        .into_iter()
+        .collect();
+    deployments::finish_deployments(state, tx, &deployments);
 }
 
 /// Agents silent past the timeout are lost, and so are their tasks.
@@ -95,8 +140,8 @@ fn expire_agents(state: &mut State, tx: &mut Tx, cfg: &SchedulerConfig) {
         tx.agent(&node);
         let tasks: Vec<String> = state
             .tasks
-            .values()
-            .filter(|t| t.node == node && t.is_active())
+            .on_node(&node)
+            .filter(|t| t.is_active())
             .map(|t| t.id.clone())
             .collect();
         for id in tasks {
@@ -133,12 +178,7 @@ fn forget_lost_agents(state: &mut State, tx: &mut Tx, cfg: &SchedulerConfig) {
 /// declared lost; none is left unless the state says otherwise). Should the agent come back,
 /// it registers anew and is told to run nothing it ran before.
 pub fn forget_agent(state: &mut State, tx: &mut Tx, node: &str) {
-    let tasks: Vec<String> = state
-        .tasks
-        .values()
-        .filter(|t| t.node == node)
-        .map(|t| t.id.clone())
-        .collect();
+    let tasks: Vec<String> = state.tasks.on_node(node).map(|t| t.id.clone()).collect();
     for id in tasks {
         finish_task(state, tx, &id, TaskState::Lost, "agent removed");
         tx.stale_services.push((node.to_string(), id));
@@ -147,12 +187,13 @@ pub fn forget_agent(state: &mut State, tx: &mut Tx, node: &str) {
     tx.agent(node);
 }
 
-/// Tasks whose app is gone are killed.
-fn kill_orphans(state: &mut State, tx: &mut Tx) {
-    let orphans: Vec<String> = state
-        .tasks
-        .values()
-        .filter(|t| t.is_desired() && t.framework.is_none() && !state.apps.contains_key(&t.app_id))
+/// Tasks of these apps, which are gone, are killed (tasks launched by a framework through
+/// offers are the framework's to end).
+fn kill_orphans(state: &mut State, tx: &mut Tx, gone_apps: &[String]) {
+    let orphans: Vec<String> = gone_apps
+        .iter()
+        .flat_map(|app| state.tasks.of_app(app))
+        .filter(|t| t.is_desired() && t.framework.is_none())
         .map(|t| t.id.clone())
         .collect();
     for id in orphans {
@@ -210,39 +251,62 @@ fn kill_unhealthy(state: &mut State, tx: &mut Tx) {
     }
 }
 
-/// Every active agent's unused resources.
+/// Every active agent's unused resources (each agent's own tasks, from the node index).
 pub fn build_offers(state: &State) -> Vec<Offer> {
-    let mut offers: Vec<Offer> = Vec::with_capacity(state.agents.len());
-    let mut index: HashMap<&str, usize> = HashMap::new();
-    for a in state.agents.values().filter(|a| !a.lost && !a.draining) {
-        index.insert(a.node.as_str(), offers.len());
-        offers.push(Offer {
-            node: a.node.clone(),
-            attributes: a.attributes.clone(),
-            total_cpus: a.resources.cpus,
-            total_mem: a.resources.mem,
-            free_cpus: a.resources.cpus,
-            free_mem: a.resources.mem,
-            free_disk: a.resources.disk,
-            port_ranges: a.resources.ports.clone(),
-            used_ports: Default::default(),
-            app_counts: HashMap::new(),
-        });
+    state
+        .agents
+        .values()
+        .filter(|a| !a.lost && !a.draining)
+        .map(|a| {
+            let mut o = Offer {
+                node: a.node.clone(),
+                attributes: a.attributes.clone(),
+                total_cpus: a.resources.cpus,
+                total_mem: a.resources.mem,
+                free_cpus: a.resources.cpus,
+                free_mem: a.resources.mem,
+                free_disk: a.resources.disk,
+                port_ranges: a.resources.ports.clone(),
+                used_ports: Default::default(),
+                app_counts: HashMap::new(),
+            };
+            for t in state.tasks.on_node(&a.node).filter(|t| t.is_active()) {
+                o.free_cpus -= t.spec.cpus;
+                o.free_mem -= t.spec.mem;
+                o.free_disk -= t.spec.disk;
+                o.used_ports.extend(t.ports.iter().copied());
+                if t.is_desired() {
+                    match o.app_counts.get_mut(&t.app_id) {
+                        Some(n) => *n += 1,
+                        None => {
+                            o.app_counts.insert(t.app_id.clone(), 1);
+                        }
+                    }
+                }
+            }
+            o
+        })
+        .collect()
+}
+
+/// The agents' offers of one round, built when the first app has something to place (a round
+/// that launches nothing never walks the agents' tasks); each placement takes from them.
+#[derive(Default)]
+struct Offers(Option<Vec<Offer>>);
+
+impl Offers {
+    fn get(&mut self, state: &State) -> &mut Vec<Offer> {
+        self.0.get_or_insert_with(|| build_offers(state))
     }
-    for t in state.tasks.values().filter(|t| t.is_active()) {
-        let Some(&i) = index.get(t.node.as_str()) else {
-            continue;
-        };
-        let o = &mut offers[i];
-        o.free_cpus -= t.spec.cpus;
-        o.free_mem -= t.spec.mem;
-        o.free_disk -= t.spec.disk;
-        o.used_ports.extend(t.ports.iter().copied());
-        if t.is_desired() {
-            *o.app_counts.entry(t.app_id.clone()).or_insert(0) += 1;
-        }
-    }
-    offers
+}
+
+/// Agents placement may use (what an offer list would hold), without building the offers.
+fn usable_agents(state: &State) -> usize {
+    state
+        .agents
+        .values()
+        .filter(|a| !a.lost && !a.draining)
+        .count()
 }
 
 /// Running, and passing its health checks if it has any.
@@ -252,7 +316,7 @@ pub fn is_healthy(t: &Task) -> bool {
 
 /// Applies the plan of one app: kills, then launches where placement finds room (after the
 /// app's backoff), queueing what waits with the reason.
-fn reconcile_app(state: &mut State, tx: &mut Tx, app_id: &str, offers: &mut [Offer]) {
+fn reconcile_app(state: &mut State, tx: &mut Tx, app_id: &str, offers: &mut Offers) {
     let Some(entry) = state.apps.get(app_id) else {
         return;
     };
@@ -279,11 +343,13 @@ fn reconcile_app(state: &mut State, tx: &mut Tx, app_id: &str, offers: &mut [Off
                 reason: Some(format!(
                     "launch delayed by backoff after {failures} failed task(s)"
                 )),
-                agents_considered: offers.len(),
+                agents_considered: usable_agents(state),
             },
         );
         return;
     }
+    let offers = offers.get(state);
+    let agents_considered = offers.len();
     let placed = plan::place(&app, plan.to_launch, offers);
     let launched = placed.tasks.len();
     for (node, ports) in placed.tasks {
@@ -297,7 +363,7 @@ fn reconcile_app(state: &mut State, tx: &mut Tx, app_id: &str, offers: &mut [Off
                 delay_until_ms: 0,
                 since_ms: since,
                 reason: Some(reason),
-                agents_considered: offers.len(),
+                agents_considered,
             },
         );
     }
@@ -410,5 +476,182 @@ mod tests {
             "its record is deleted in the same batch"
         );
         assert!(s.agents.contains_key("a2"), "an agent heard from stays");
+    }
+
+    /// xorshift64*: a reproducible sequence without a dependency.
+    struct Rng(u64);
+    impl Rng {
+        fn below(&mut self, n: usize) -> usize {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 33) as usize % n.max(1)
+        }
+    }
+
+    fn assert_indexes(s: &State, step: &str) {
+        assert_eq!(
+            s.tasks.indexes(),
+            s.tasks.recomputed_indexes(),
+            "task indexes after {step}"
+        );
+        assert!(
+            s.deployments.index_is_consistent(),
+            "deployment index after {step}"
+        );
+    }
+
+    fn any_task(s: &State, rng: &mut Rng) -> Option<Task> {
+        let n = s.tasks.len();
+        s.tasks.values().nth(rng.below(n)).cloned()
+    }
+
+    /// The indexes by node and by app (and deployments by app) are what a recomputation from
+    /// the records gives, whatever the scheduler did: launches, kills, status reports, agents
+    /// lost, forgotten and drained, apps installed and deleted, full and touched rounds. A
+    /// change made on a clone and dropped leaves the original's indexes as they were.
+    #[test]
+    fn the_indexes_equal_a_recomputation_after_random_scheduler_operations() {
+        let nodes = ["a0", "a1", "a2", "a3"];
+        let agents: Vec<_> = nodes.iter().map(|n| agent(n, 4.0, 4096.0)).collect();
+        let mut s = testkit::state(&agents, &[]);
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        let mut now = NOW;
+        let mut silent: Option<&str> = None;
+        for step in 0..3000 {
+            now += 250;
+            for node in nodes {
+                if Some(node) != silent
+                    && let Some(a) = s.agents.get_mut(node)
+                {
+                    a.last_seen_ms = now;
+                }
+            }
+            let mut tx = Tx::new(now);
+            let app_id = format!("/app{}", rng.below(4));
+            let op = rng.below(10);
+            match op {
+                0 | 1 => {
+                    let def = json!({"id": app_id, "cmd": format!("v{}", rng.below(2)),
+                        "instances": rng.below(7), "cpus": 0.5, "mem": 16});
+                    let _ = apps::install(&mut s, &mut tx, testkit::app(def), now, false, true);
+                }
+                2 => {
+                    let _ = apps::delete(&mut s, &mut tx, &app_id, true);
+                }
+                3 | 4 => {
+                    if let Some(t) = any_task(&s, &mut rng) {
+                        let state = [
+                            TaskState::Running,
+                            TaskState::Running,
+                            TaskState::Failed,
+                            TaskState::Killed,
+                            TaskState::Finished,
+                        ][rng.below(5)];
+                        let u = cairn_marathon::TaskStatusUpdate {
+                            task_id: t.id.clone(),
+                            state,
+                            message: String::new(),
+                            timestamp: now,
+                            healthy: None,
+                        };
+                        apply_status(&mut s, &mut tx, &t.node, &u);
+                    }
+                }
+                5 => {
+                    if let Some(t) = any_task(&s, &mut rng) {
+                        kill_task(&mut s, &mut tx, &t.id);
+                    }
+                }
+                6 => {
+                    let node = nodes[rng.below(nodes.len())];
+                    if let Some(a) = s.agents.get_mut(node) {
+                        a.draining = !a.draining;
+                        tx.agent(node);
+                    }
+                }
+                7 => {
+                    // One agent falls silent (and is lost past the timeout); another returns.
+                    silent = match silent {
+                        None => Some(nodes[rng.below(nodes.len())]),
+                        Some(_) => None,
+                    };
+                    for node in nodes {
+                        if Some(node) != silent
+                            && let Some(a) = s.agents.get_mut(node)
+                        {
+                            a.lost = false;
+                        }
+                    }
+                }
+                8 => {
+                    let node = nodes[rng.below(nodes.len())];
+                    forget_agent(&mut s, &mut tx, node);
+                    let mut back = agent(node, 4.0, 4096.0);
+                    back.last_seen_ms = now;
+                    s.agents.insert(node.to_string(), back);
+                }
+                _ => {
+                    // A change tried on a clone and dropped (a refused request).
+                    let before = s.tasks.indexes();
+                    let mut clone = s.clone();
+                    if let Some(t) = any_task(&clone, &mut rng) {
+                        finish_task(&mut clone, &mut Tx::new(now), &t.id, TaskState::Failed, "x");
+                    }
+                    reconcile(&mut clone, &mut Tx::new(now), &cfg());
+                    assert_indexes(&clone, "a change on a clone");
+                    drop(clone);
+                    assert_eq!(s.tasks.indexes(), before, "the original is untouched");
+                }
+            }
+            if rng.below(2) == 0 {
+                reconcile(&mut s, &mut tx, &cfg());
+            } else {
+                reconcile_touched(&mut s, &mut tx, &cfg());
+            }
+            assert_indexes(&s, &format!("step {step} (op {op})"));
+        }
+        assert!(!s.tasks.is_empty(), "the sequence left tasks to check");
+    }
+
+    /// What the touched round does not visit, the next full round does; a change's own app is
+    /// visited at once: its deployment ends in the round of the report that completes it.
+    #[test]
+    fn a_touched_round_finishes_the_deployment_its_report_completes() {
+        let mut s = testkit::state(&[agent("a1", 4.0, 4096.0)], &[]);
+        for id in ["/web", "/db"] {
+            let def = json!({"id": id, "cmd": "x", "instances": 1, "cpus": 0.1, "mem": 16});
+            apps::install(
+                &mut s,
+                &mut Tx::new(NOW),
+                testkit::app(def),
+                NOW,
+                false,
+                false,
+            )
+            .expect("installed");
+        }
+        reconcile(&mut s, &mut Tx::new(NOW), &cfg());
+        assert_eq!(s.deployments.len(), 2);
+        let web = s.app_tasks("/web").next().expect("launched").id.clone();
+        let mut tx = Tx::new(NOW + 1);
+        let u = cairn_marathon::TaskStatusUpdate {
+            task_id: web,
+            state: TaskState::Running,
+            message: String::new(),
+            timestamp: NOW + 1,
+            healthy: None,
+        };
+        apply_status(&mut s, &mut tx, "a1", &u);
+        assert!(
+            tx.nodes.is_empty(),
+            "a state the agent reported leaves its desired set as it was"
+        );
+        reconcile_touched(&mut s, &mut tx, &cfg());
+        assert!(s.deployment_of("/web").is_none(), "finished");
+        assert!(
+            s.deployment_of("/db").is_some(),
+            "its task is not running yet"
+        );
     }
 }

@@ -259,7 +259,7 @@ mod tests {
         if let Some(a) = s.agents.get_mut("a2") {
             a.draining = true;
         }
-        if let Some(t) = s.tasks.get_mut(&killed) {
+        if let Some(mut t) = s.tasks.get_mut(&killed) {
             t.kill_requested = true;
         }
         let cv = s.apps["/web"].config_version().to_string();
@@ -353,7 +353,7 @@ mod tests {
             Vec::<String>::new(),
             "new ones not healthy yet"
         );
-        if let Some(t) = s.tasks.get_mut(&n1) {
+        if let Some(mut t) = s.tasks.get_mut(&n1) {
             t.healthy = Some(true);
         }
         assert_eq!(
@@ -361,7 +361,7 @@ mod tests {
             1,
             "one healthy new task: one old goes"
         );
-        if let Some(t) = s.tasks.get_mut(&n2) {
+        if let Some(mut t) = s.tasks.get_mut(&n2) {
             t.healthy = Some(true);
         }
         assert_eq!(
@@ -443,7 +443,7 @@ mod tests {
             },
             "waits for the new task to be healthy"
         );
-        if let Some(t) = s.tasks.get_mut(&n1) {
+        if let Some(mut t) = s.tasks.get_mut(&n1) {
             t.healthy = Some(true);
         }
         assert_eq!(

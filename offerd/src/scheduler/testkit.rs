@@ -76,7 +76,7 @@ pub fn task(
         Vec::new(),
         None,
     );
-    if let Some(t) = s.tasks.get_mut(&id) {
+    if let Some(mut t) = s.tasks.get_mut(&id) {
         t.state = state;
         t.healthy = healthy;
         if state == TaskState::Running {
