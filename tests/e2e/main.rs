@@ -54,6 +54,7 @@ mod offerd_auth;
 mod offerd_core;
 mod offerd_deploy;
 mod offerd_docker_ports;
+mod offerd_fleet;
 mod offerd_ha;
 mod offerd_host_policy;
 mod offerd_lifecycle;

@@ -3,6 +3,7 @@
 //! `wrk`; this tool does what `wrk` cannot, such as parking thousands of blocking queries and
 //! timing their wake-up, or spreading one load over several replicas (`kv-load`).
 
+mod agents;
 mod common;
 mod failover;
 mod http;
@@ -39,6 +40,8 @@ enum Command {
     Wake(wake::WakeArgs),
     /// After a catalogd replica is killed: time to the first accepted write and to a new leader
     Failover(failover::FailoverArgs),
+    /// Simulated taskrun agents on one offerd: POST apps, time them to all running, scale
+    Agents(agents::AgentsArgs),
 }
 
 fn main() -> ExitCode {
@@ -62,6 +65,7 @@ fn main() -> ExitCode {
                 Command::KvLoad(args) => kvload::run(args).await,
                 Command::Wake(args) => wake::run(args).await,
                 Command::Failover(args) => failover::run(args).await,
+                Command::Agents(args) => agents::run(args).await,
                 Command::Place(_) => Ok(()),
             }
             .map(|()| ExitCode::SUCCESS)
