@@ -7,8 +7,10 @@ mod agents;
 mod common;
 mod failover;
 mod http;
+mod keys;
 mod kvload;
 mod place;
+mod scale;
 mod wake;
 mod watchers;
 
@@ -40,6 +42,12 @@ enum Command {
     Wake(wake::WakeArgs),
     /// After a catalogd replica is killed: time to the first accepted write and to a new leader
     Failover(failover::FailoverArgs),
+    /// Park many blocking queries, each on its own KV key; write a few keys, time each wake-up
+    WatchKeys(keys::WatchKeysArgs),
+    /// Register a fleet-sized catalog: services x instances over nodes (scripts/bench/scale)
+    CatalogLoad(scale::LoadArgs),
+    /// Flip instances' checks at a rate; time each until dnsbridge and HAProxy show it
+    Changes(scale::ChangesArgs),
     /// Simulated taskrun agents on one offerd: POST apps, time them to all running, scale
     Agents(agents::AgentsArgs),
 }
@@ -66,6 +74,9 @@ fn main() -> ExitCode {
                 Command::Wake(args) => wake::run(args).await,
                 Command::Failover(args) => failover::run(args).await,
                 Command::Agents(args) => agents::run(args).await,
+                Command::WatchKeys(args) => keys::run(args).await,
+                Command::CatalogLoad(args) => scale::run_load(args).await,
+                Command::Changes(args) => scale::run_changes(args).await,
                 Command::Place(_) => Ok(()),
             }
             .map(|()| ExitCode::SUCCESS)

@@ -148,12 +148,12 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-fn fmt_opt(v: Option<u64>) -> String {
+pub(crate) fn fmt_opt(v: Option<u64>) -> String {
     v.map_or_else(|| "na".to_string(), |v| v.to_string())
 }
 
 /// VmRSS of `pid` in KiB.
-fn rss_kb(pid: u32) -> anyhow::Result<u64> {
+pub(crate) fn rss_kb(pid: u32) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .with_context(|| format!("reading /proc/{pid}/status"))?;
     let line = status
@@ -165,7 +165,7 @@ fn rss_kb(pid: u32) -> anyhow::Result<u64> {
 }
 
 /// One control request on a fresh blocking connection.
-async fn control(addr: SocketAddr, req: Vec<u8>) -> anyhow::Result<Response> {
+pub(crate) async fn control(addr: SocketAddr, req: Vec<u8>) -> anyhow::Result<Response> {
     tokio::task::spawn_blocking(move || {
         let mut c = SyncConn::connect(addr)?;
         c.send(&req)?;
@@ -176,7 +176,7 @@ async fn control(addr: SocketAddr, req: Vec<u8>) -> anyhow::Result<Response> {
 }
 
 /// `catalogd_blocking_queries_waiting` from `/metrics`, if the server exports it.
-async fn server_waiting(addr: SocketAddr, host: &str) -> Option<u64> {
+pub(crate) async fn server_waiting(addr: SocketAddr, host: &str) -> Option<u64> {
     let resp = control(addr, http::request("GET", host, "/metrics", b"", None))
         .await
         .ok()?;
@@ -207,20 +207,38 @@ async fn open(addr: SocketAddr, probe: &[u8]) -> anyhow::Result<Conn> {
     Ok(conn)
 }
 
+/// How new connections are opened: the probe each must answer, how many at once.
+pub(crate) struct Opening<'a> {
+    pub host: &'a str,
+    pub probe_path: &'a str,
+    pub token: Option<&'a str>,
+    pub parallel: usize,
+}
+
+impl<'a> Opening<'a> {
+    fn of(args: &'a WatchersArgs, host: &'a str) -> Opening<'a> {
+        Opening {
+            host,
+            probe_path: &args.probe_path,
+            token: args.token.as_deref(),
+            parallel: args.connect_parallel,
+        }
+    }
+}
+
 /// Opens a connection for every empty slot, `parallel` at a time, each attempted up to 5 times.
-async fn connect_missing(
-    args: &WatchersArgs,
+pub(crate) async fn connect_missing(
+    opening: &Opening<'_>,
     addr: SocketAddr,
-    host: &str,
     slots: &mut [Option<Conn>],
 ) -> anyhow::Result<()> {
     let probe: Arc<[u8]> =
-        http::request("GET", host, &args.probe_path, b"", args.token.as_deref()).into();
+        http::request("GET", opening.host, opening.probe_path, b"", opening.token).into();
     let missing: Vec<usize> = (0..slots.len()).filter(|&i| slots[i].is_none()).collect();
     let mut set = JoinSet::new();
     let mut next = missing.into_iter();
     loop {
-        while set.len() < args.connect_parallel.max(1) {
+        while set.len() < opening.parallel.max(1) {
             let Some(i) = next.next() else { break };
             let probe = probe.clone();
             set.spawn(async move {
@@ -253,7 +271,7 @@ async fn round(
     slots: &mut [Option<Conn>],
     n: usize,
 ) -> anyhow::Result<RoundStats> {
-    connect_missing(args, addr, host, slots).await?;
+    connect_missing(&Opening::of(args, host), addr, slots).await?;
     let path = format!("/v1/kv/{}", args.key);
     let before = control(
         addr,
@@ -397,7 +415,7 @@ pub async fn run(args: WatchersArgs) -> anyhow::Result<()> {
     let rss_idle = args.server_pid.map(rss_kb).transpose()?;
     let mut slots: Vec<Option<Conn>> = (0..args.count).map(|_| None).collect();
     let started = Instant::now();
-    connect_missing(&args, addr, &host, &mut slots).await?;
+    connect_missing(&Opening::of(&args, &host), addr, &mut slots).await?;
     let took = started.elapsed().as_secs_f64();
     eprintln!(
         "cairn-bench: {} connections open in {took:.1} s",
