@@ -265,7 +265,7 @@ fn wants_address(qtype: RecordType, addr: IpAddr) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
+    use imbl::HashMap;
 
     fn zone() -> Zone {
         Zone {

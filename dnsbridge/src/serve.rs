@@ -45,14 +45,15 @@ async fn follow(client: CatalogClient, view: Arc<ArcSwap<View>>, only_passing: b
     // Deltas: catalogd sends what changed since the catalog this bridge holds, not all of it.
     let mut catalog_watch = Watch::catalog_deltas(client.clone()).with_config(config);
     let mut query_watch = Watch::prepared_queries(client).with_config(config);
-    let mut catalog: Option<cairn_wire::WholeCatalog> = None;
+    let mut catalog: Option<cairn_wire::CatalogMirror> = None;
     let mut queries: Vec<cairn_query::PreparedQuery> = Vec::new();
     loop {
-        tokio::select! {
+        // What this round changed: part of the catalog, or (None) the prepared queries.
+        let touched = tokio::select! {
             next = catalog_watch.next() => match next {
                 // The first answer is whole (the watch starts from index 0, which catalogd
                 // answers with the whole catalog).
-                Ok(delta) => catalog.get_or_insert_with(Default::default).apply(delta),
+                Ok(delta) => Some(catalog.get_or_insert_with(Default::default).apply(delta)),
                 // The watch logged it (once per failure streak) and backs off before its next
                 // read; meanwhile the last view keeps answering.
                 Err(e) => {
@@ -67,16 +68,23 @@ async fn follow(client: CatalogClient, view: Arc<ArcSwap<View>>, only_passing: b
                         .into_iter()
                         .filter_map(|q| serde_json::from_value(q).ok())
                         .collect();
+                    None
                 }
                 Err(e) => {
                     tracing::debug!(error = %e, "prepared query read failed; keeping the last ones");
                     continue;
                 }
             },
-        }
+        };
         let Some(c) = &catalog else { continue };
         let index = catalog_watch.index();
-        let next = View::build(c, queries.clone(), index, only_passing);
+        let current = view.load();
+        // The first view, and new prepared queries, are built whole; a catalog change redoes
+        // only what it touched.
+        let next = match touched {
+            Some(t) if current.loaded => current.update(c, &t, index),
+            _ => View::build(c, queries.clone(), index, only_passing),
+        };
         tracing::debug!(
             index,
             services = next.services.len(),

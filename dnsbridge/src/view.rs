@@ -1,12 +1,14 @@
 //! The in-memory view queries are answered from: every routable instance of every service,
-//! every node's address, and the prepared queries with the instances they may pick from, rebuilt
-//! from the whole catalog (and the query list) on each change and swapped in whole, so a query
-//! never waits on HTTP and never sees half an update.
+//! every node's address, and the prepared queries with the instances they may pick from. Each
+//! change makes a new view that is swapped in whole, so a query never waits on HTTP and never
+//! sees half an update; the new view shares everything the change did not touch with the old
+//! one (persistent maps), so making it costs in proportion to the change, not to the catalog.
 
-use std::collections::HashMap;
+use std::collections::BTreeSet;
 use std::net::IpAddr;
 
-use cairn_wire::{CheckStatus, ServiceEntry, WholeCatalog};
+use cairn_wire::{CatalogMirror, CheckStatus, ServiceEntry, Touched};
+use imbl::HashMap;
 
 /// One answerable instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,13 +22,16 @@ pub struct Instance {
 }
 
 /// A snapshot of what DNS answers. The default one stands for "nothing read yet".
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct View {
     /// Built from a catalog read: false only before the first one, while nothing under the
     /// domain may be answered (an empty view would deny every name, and resolvers cache that).
     pub loaded: bool,
     /// Lowercase service name → instances that may be answered.
     pub services: HashMap<String, Vec<Instance>>,
+    /// Lowercase service name → the names as registered that share it (DNS is
+    /// case-insensitive; "Web" and "web" answer together).
+    pub(crate) spellings: HashMap<String, BTreeSet<String>>,
     /// Lowercase node name → (name as registered, address).
     pub nodes: HashMap<String, (String, Option<IpAddr>)>,
     /// Catalog index the view was built at (the SOA serial).
@@ -34,91 +39,182 @@ pub struct View {
     /// Prepared queries (`<query>.query.<domain>`).
     pub queries: Vec<cairn_query::PreparedQuery>,
     /// Service name (as registered) → every instance with its checks, for queries, which apply
-    /// their own health rule.
+    /// their own health rule. Kept only while there are prepared queries.
     pub entries: HashMap<String, Vec<ServiceEntry>>,
     /// Service name → its mesh-capable instances (connect proxies for it, native instances).
     pub connect: HashMap<String, Vec<ServiceEntry>>,
+    /// Warning instances are left out.
+    pub(crate) only_passing: bool,
+}
+
+/// The answerable form of an instance: None when its service or node checks are critical (or
+/// warning, with `only_passing`) or its address is not an IP address.
+fn answerable(entry: &ServiceEntry, only_passing: bool) -> Option<Instance> {
+    let routable = match entry.status() {
+        CheckStatus::Passing => true,
+        CheckStatus::Warning => !only_passing,
+        CheckStatus::Critical | CheckStatus::Maintenance => false,
+    };
+    if !routable {
+        return None;
+    }
+    Some(Instance {
+        node: entry.node.node.clone(),
+        addr: entry.address().parse().ok()?,
+        port: entry.service.port,
+        tags: entry
+            .service
+            .tags
+            .iter()
+            .map(|t| t.to_ascii_lowercase())
+            .collect(),
+    })
 }
 
 impl View {
-    /// Builds the view: instances whose service or node checks are critical are never included;
-    /// warning ones only when `only_passing` is off.
+    /// Builds the whole view from the catalog.
     pub fn build(
-        catalog: &WholeCatalog,
+        catalog: &CatalogMirror,
         queries: Vec<cairn_query::PreparedQuery>,
         index: u64,
         only_passing: bool,
     ) -> View {
-        let mut services: HashMap<String, Vec<Instance>> = HashMap::new();
-        let mut entries: HashMap<String, Vec<ServiceEntry>> = HashMap::new();
-        let mut connect: HashMap<String, Vec<ServiceEntry>> = HashMap::new();
-        if !queries.is_empty() {
-            for entry in &catalog.services {
-                let svc = &entry.service;
-                entries
-                    .entry(svc.service.clone())
-                    .or_default()
-                    .push(entry.clone());
-                if svc.kind == "connect-proxy" {
-                    connect
-                        .entry(svc.proxy.destination_service_name.clone())
-                        .or_default()
-                        .push(entry.clone());
-                } else if svc.connect.native {
-                    connect
-                        .entry(svc.service.clone())
-                        .or_default()
-                        .push(entry.clone());
-                }
-            }
-        }
-        for entry in &catalog.services {
-            let routable = match entry.status() {
-                CheckStatus::Passing => true,
-                CheckStatus::Warning => !only_passing,
-                CheckStatus::Critical | CheckStatus::Maintenance => false,
-            };
-            if !routable {
-                continue;
-            }
-            // Only IP addresses can be answered as A/AAAA.
-            let Ok(addr) = entry.address().parse::<IpAddr>() else {
-                continue;
-            };
-            services
-                .entry(entry.service.service.to_ascii_lowercase())
-                .or_default()
-                .push(Instance {
-                    node: entry.node.node.clone(),
-                    addr,
-                    port: entry.service.port,
-                    tags: entry
-                        .service
-                        .tags
-                        .iter()
-                        .map(|t| t.to_ascii_lowercase())
-                        .collect(),
-                });
-        }
-        let nodes = catalog
-            .nodes
-            .iter()
-            .map(|n| {
-                (
-                    n.node.node.to_ascii_lowercase(),
-                    (n.node.node.clone(), n.node.address.parse().ok()),
-                )
-            })
-            .collect();
-        View {
+        let mut view = View {
             loaded: true,
-            services,
-            nodes,
             index,
             queries,
-            entries,
-            connect,
+            only_passing,
+            ..View::default()
+        };
+        let mut names: BTreeSet<&str> = BTreeSet::new();
+        for entry in catalog.instances() {
+            names.insert(entry.service.service.as_str());
         }
+        for name in names {
+            view.spellings
+                .entry(name.to_ascii_lowercase())
+                .or_default()
+                .insert(name.to_string());
+        }
+        let keys: Vec<String> = view.spellings.keys().cloned().collect();
+        for key in keys {
+            view.refresh_service(catalog, &key);
+        }
+        for n in catalog.nodes() {
+            view.nodes.insert(
+                n.node.node.to_ascii_lowercase(),
+                (n.node.node.clone(), n.node.address.parse().ok()),
+            );
+        }
+        view.refresh_queries(catalog, None);
+        view
+    }
+
+    /// This view with the changes `touched` names taken from `catalog` (which holds them
+    /// already), at `index`. Costs in proportion to the touched services' instances.
+    pub fn update(&self, catalog: &CatalogMirror, touched: &Touched, index: u64) -> View {
+        if touched.all {
+            return View::build(catalog, self.queries.clone(), index, self.only_passing);
+        }
+        let mut view = self.clone();
+        view.index = index;
+        let mut keys = BTreeSet::new();
+        for name in &touched.services {
+            let key = name.to_ascii_lowercase();
+            let held = catalog.instances_of(name).next().is_some();
+            let mut spellings = view.spellings.get(&key).cloned().unwrap_or_default();
+            if held {
+                spellings.insert(name.clone());
+            } else {
+                spellings.remove(name);
+            }
+            if spellings.is_empty() {
+                view.spellings.remove(&key);
+            } else {
+                view.spellings.insert(key.clone(), spellings);
+            }
+            keys.insert(key);
+        }
+        for key in &keys {
+            view.refresh_service(catalog, key);
+        }
+        for name in &touched.nodes {
+            let key = name.to_ascii_lowercase();
+            match catalog.node(name) {
+                Some(n) => {
+                    view.nodes
+                        .insert(key, (n.node.node.clone(), n.node.address.parse().ok()));
+                }
+                // Another spelling of the same name may hold the key.
+                None if view.nodes.get(&key).is_some_and(|(held, _)| held == name) => {
+                    view.nodes.remove(&key);
+                }
+                None => {}
+            }
+        }
+        view.refresh_queries(catalog, Some(&touched.services));
+        view
+    }
+
+    /// Recomputes the answerable instances of one lowercase service name.
+    fn refresh_service(&mut self, catalog: &CatalogMirror, key: &str) {
+        let instances: Vec<Instance> = self
+            .spellings
+            .get(key)
+            .into_iter()
+            .flatten()
+            .flat_map(|name| catalog.instances_of(name))
+            .filter_map(|e| answerable(e, self.only_passing))
+            .collect();
+        if instances.is_empty() {
+            self.services.remove(key);
+        } else {
+            self.services.insert(key.to_string(), instances);
+        }
+    }
+
+    /// Recomputes what prepared queries pick from: the `touched` services' entries (all of
+    /// them when None) and the mesh-capable instances. Nothing is kept without queries.
+    fn refresh_queries(&mut self, catalog: &CatalogMirror, touched: Option<&BTreeSet<String>>) {
+        if self.queries.is_empty() {
+            self.entries = HashMap::new();
+            self.connect = HashMap::new();
+            return;
+        }
+        let names: Vec<String> = match touched {
+            Some(t) if !self.entries.is_empty() => t.iter().cloned().collect(),
+            _ => {
+                self.entries = HashMap::new();
+                let all: BTreeSet<&str> = catalog
+                    .instances()
+                    .map(|e| e.service.service.as_str())
+                    .collect();
+                all.into_iter().map(str::to_string).collect()
+            }
+        };
+        for name in names {
+            let list: Vec<ServiceEntry> = catalog.instances_of(&name).cloned().collect();
+            if list.is_empty() {
+                self.entries.remove(&name);
+            } else {
+                self.entries.insert(name, list);
+            }
+        }
+        // A proxy lists under its destination's name, so one change may move an instance
+        // between lists: the mesh-capable instances are few, and gathered again.
+        let mut connect: HashMap<String, Vec<ServiceEntry>> = HashMap::new();
+        for entry in catalog.instances() {
+            let svc = &entry.service;
+            let key = if svc.kind == "connect-proxy" {
+                &svc.proxy.destination_service_name
+            } else if svc.connect.native {
+                &svc.service
+            } else {
+                continue;
+            };
+            connect.entry(key.clone()).or_default().push(entry.clone());
+        }
+        self.connect = connect;
     }
 
     /// Routable instances of a service (lowercase name), optionally only those with `tag`.
@@ -137,7 +233,7 @@ impl View {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cairn_wire::{HealthCheck, Node, NodeService, ServiceEntry};
+    use cairn_wire::{CatalogDelta, HealthCheck, Node, NodeService, ServiceEntry};
 
     fn entry(node: &str, addr: &str, svc_addr: &str, status: CheckStatus) -> ServiceEntry {
         ServiceEntry {
@@ -163,15 +259,17 @@ mod tests {
 
     #[test]
     fn health_decides_who_is_answered() {
-        let cat = WholeCatalog {
-            nodes: vec![],
+        let mut cat = CatalogMirror::default();
+        cat.apply(CatalogDelta {
+            full: true,
             services: vec![
                 entry("n1", "10.0.0.1", "", CheckStatus::Passing),
                 entry("n2", "10.0.0.2", "10.9.9.9", CheckStatus::Warning),
                 entry("n3", "10.0.0.3", "", CheckStatus::Critical),
                 entry("n4", "not-an-ip", "", CheckStatus::Passing),
             ],
-        };
+            ..CatalogDelta::default()
+        });
         let v = View::build(&cat, Vec::new(), 7, false);
         let addrs: Vec<String> = v
             .instances("web", None)
@@ -183,5 +281,132 @@ mod tests {
         assert!(v.instances("web", Some("canary")).is_empty());
         let strict = View::build(&cat, Vec::new(), 7, true);
         assert_eq!(strict.instances("web", None).len(), 1);
+    }
+
+    fn with_node(mut e: ServiceEntry, node_status: CheckStatus) -> ServiceEntry {
+        e.checks.push(HealthCheck {
+            node: e.node.node.clone(),
+            check_id: "serfHealth".into(),
+            status: node_status,
+            ..Default::default()
+        });
+        e
+    }
+
+    fn named(mut e: ServiceEntry, id: &str, service: &str) -> ServiceEntry {
+        e.service.id = id.into();
+        e.service.service = service.into();
+        e
+    }
+
+    fn node(name: &str, addr: &str) -> cairn_wire::NodeHealth {
+        cairn_wire::NodeHealth {
+            node: Node {
+                node: name.into(),
+                address: addr.into(),
+                ..Default::default()
+            },
+            checks: Vec::new(),
+        }
+    }
+
+    /// The parts of a view an answer reads.
+    fn answers(v: &View) -> impl PartialEq + std::fmt::Debug {
+        let sorted = |m: &HashMap<String, Vec<ServiceEntry>>| {
+            let mut all: Vec<(String, Vec<ServiceEntry>)> =
+                m.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            all.sort_by(|a, b| a.0.cmp(&b.0));
+            all
+        };
+        (
+            v.services.clone(),
+            v.nodes.clone(),
+            v.index,
+            sorted(&v.entries),
+            sorted(&v.connect),
+        )
+    }
+
+    /// Each step's incremental view answers exactly as a view built from scratch would.
+    #[test]
+    fn an_updated_view_answers_as_a_rebuilt_one() {
+        use cairn_wire::InstanceRef;
+        let passing = |n: &str, a: &str| entry(n, a, "", CheckStatus::Passing);
+        let steps: Vec<CatalogDelta> = vec![
+            CatalogDelta {
+                full: true,
+                nodes: vec![node("n1", "10.0.0.1"), node("n2", "10.0.0.2")],
+                services: vec![
+                    passing("n1", "10.0.0.1"),
+                    passing("n2", "10.0.0.2"),
+                    named(passing("n1", "10.0.0.1"), "db-1", "db"),
+                ],
+                ..CatalogDelta::default()
+            },
+            // A check turns critical: n2 leaves web.
+            CatalogDelta {
+                services: vec![entry("n2", "10.0.0.2", "", CheckStatus::Critical)],
+                ..CatalogDelta::default()
+            },
+            // "web" besides "Web": one lowercase name, both answered.
+            CatalogDelta {
+                nodes: vec![node("n3", "10.0.0.3")],
+                services: vec![named(passing("n3", "10.0.0.3"), "w3", "web")],
+                ..CatalogDelta::default()
+            },
+            // The node's own check fails: every instance on it leaves.
+            CatalogDelta {
+                nodes: vec![node("n1", "10.0.0.1")],
+                services: vec![
+                    with_node(passing("n1", "10.0.0.1"), CheckStatus::Critical),
+                    with_node(
+                        named(passing("n1", "10.0.0.1"), "db-1", "db"),
+                        CheckStatus::Critical,
+                    ),
+                ],
+                ..CatalogDelta::default()
+            },
+            // "Web"'s last spelling goes; "web" stays.
+            CatalogDelta {
+                removed_services: vec![
+                    InstanceRef {
+                        node: "n1".into(),
+                        service_id: "web-n1".into(),
+                    },
+                    InstanceRef {
+                        node: "n2".into(),
+                        service_id: "web-n2".into(),
+                    },
+                ],
+                ..CatalogDelta::default()
+            },
+            // A node goes with its instances; its address is no longer answered.
+            CatalogDelta {
+                removed_nodes: vec!["n3".into()],
+                ..CatalogDelta::default()
+            },
+        ];
+        for queries in [false, true] {
+            let queries: Vec<cairn_query::PreparedQuery> = if queries {
+                vec![
+                    serde_json::from_value(serde_json::json!({
+                        "ID": "q1", "Name": "webq", "Service": {"Service": "web"}
+                    }))
+                    .expect("a query"),
+                ]
+            } else {
+                Vec::new()
+            };
+            let mut cat = CatalogMirror::default();
+            let mut view = View::build(&cat, queries.clone(), 0, false);
+            for (n, delta) in steps.iter().enumerate() {
+                let touched = cat.apply(delta.clone());
+                view = view.update(&cat, &touched, n as u64 + 1);
+                let rebuilt = View::build(&cat, queries.clone(), n as u64 + 1, false);
+                assert_eq!(answers(&view), answers(&rebuilt), "step {n}");
+            }
+            assert!(view.instances("web", None).is_empty(), "{view:?}");
+            assert!(view.nodes.get("n3").is_none() && view.nodes.get("n1").is_some());
+        }
     }
 }

@@ -41,7 +41,7 @@ pub use kv::{KvPair, b64_decode, b64_encode};
 pub use session::{SessionBehavior, SessionEntry, SessionRequest};
 pub use time::rfc3339_seconds;
 pub use txn::{TxnError, TxnKvOp, TxnOp, TxnResponse, TxnResult};
-pub use whole::{CatalogDelta, InstanceRef, NodeHealth, WholeCatalog};
+pub use whole::{CatalogDelta, CatalogMirror, InstanceRef, NodeHealth, Touched, WholeCatalog};
 
 /// Default datacenter name, as Consul's.
 pub const DEFAULT_DATACENTER: &str = "dc1";

@@ -113,3 +113,286 @@ impl WholeCatalog {
         });
     }
 }
+
+/// Where an instance sits in a [`CatalogMirror`]: service name, node, service ID (the order
+/// catalogd sends instances in).
+type MirrorKey = (String, String, String);
+
+/// A consumer's copy of the whole catalog, kept current by applying deltas. Instances are held
+/// by (service, node, ID) and nodes by name, with an index of each node's instances, so applying
+/// a delta costs in proportion to the delta (times log N), not to the catalog; [`Touched`] says
+/// which services and nodes it changed, so a consumer can redo only what depends on them.
+#[derive(Clone, Debug, Default)]
+pub struct CatalogMirror {
+    instances: std::collections::BTreeMap<MirrorKey, ServiceEntry>,
+    nodes: std::collections::BTreeMap<String, NodeHealth>,
+    /// Node → (service name, ID) of its instances.
+    on_node: std::collections::HashMap<String, std::collections::BTreeSet<(String, String)>>,
+}
+
+/// What one [`CatalogMirror::apply`] changed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Touched {
+    /// Everything was replaced (a whole answer): redo everything.
+    pub all: bool,
+    /// Names of the services with an instance added, changed or removed.
+    pub services: std::collections::BTreeSet<String>,
+    /// Nodes added, changed or removed.
+    pub nodes: std::collections::BTreeSet<String>,
+}
+
+impl CatalogMirror {
+    /// Brings the copy to `delta`'s state (see [`CatalogDelta`]) and says what changed.
+    pub fn apply(&mut self, delta: CatalogDelta) -> Touched {
+        if delta.full {
+            *self = CatalogMirror::default();
+            for n in delta.nodes {
+                self.nodes.insert(n.node.node.clone(), n);
+            }
+            for e in delta.services {
+                self.put(e);
+            }
+            return Touched {
+                all: true,
+                ..Touched::default()
+            };
+        }
+        let mut touched = Touched::default();
+        for name in delta.removed_nodes {
+            self.nodes.remove(&name);
+            // Its instances go with it, whether or not the delta lists them too.
+            for (service, id) in self.on_node.remove(&name).unwrap_or_default() {
+                self.instances.remove(&(service.clone(), name.clone(), id));
+                touched.services.insert(service);
+            }
+            touched.nodes.insert(name);
+        }
+        for r in delta.removed_services {
+            if let Some(service) = self.remove(&r.node, &r.service_id) {
+                touched.services.insert(service);
+            }
+        }
+        for n in delta.nodes {
+            touched.nodes.insert(n.node.node.clone());
+            self.nodes.insert(n.node.node.clone(), n);
+        }
+        for e in delta.services {
+            // An instance renamed to another service leaves its old name's list.
+            if let Some(old) = self.remove(&e.node.node, &e.service.id) {
+                touched.services.insert(old);
+            }
+            touched.services.insert(e.service.service.clone());
+            self.put(e);
+        }
+        touched
+    }
+
+    fn put(&mut self, e: ServiceEntry) {
+        let (service, node, id) = (
+            e.service.service.clone(),
+            e.node.node.clone(),
+            e.service.id.clone(),
+        );
+        self.on_node
+            .entry(node.clone())
+            .or_default()
+            .insert((service.clone(), id.clone()));
+        self.instances.insert((service, node, id), e);
+    }
+
+    /// Removes the instance `id` on `node`; its service name when it was held.
+    fn remove(&mut self, node: &str, id: &str) -> Option<String> {
+        let on = self.on_node.get_mut(node)?;
+        let (service, _) = on.iter().find(|(_, i)| i == id)?.clone();
+        on.remove(&(service.clone(), id.to_string()));
+        if on.is_empty() {
+            self.on_node.remove(node);
+        }
+        self.instances
+            .remove(&(service.clone(), node.to_string(), id.to_string()));
+        Some(service)
+    }
+
+    /// Every instance, in (service, node, ID) order.
+    pub fn instances(&self) -> impl Iterator<Item = &ServiceEntry> {
+        self.instances.values()
+    }
+
+    /// The instances of service `name`, in (node, ID) order.
+    pub fn instances_of<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> impl Iterator<Item = &'a ServiceEntry> + 'a {
+        self.instances
+            .range((name.to_string(), String::new(), String::new())..)
+            .take_while(move |((service, _, _), _)| service == name)
+            .map(|(_, e)| e)
+    }
+
+    /// Every node, in name order.
+    pub fn nodes(&self) -> impl Iterator<Item = &NodeHealth> {
+        self.nodes.values()
+    }
+
+    pub fn node(&self, name: &str) -> Option<&NodeHealth> {
+        self.nodes.get(name)
+    }
+
+    /// How many instances it holds.
+    pub fn len(&self) -> usize {
+        self.instances.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.instances.is_empty()
+    }
+
+    /// The copy as a [`WholeCatalog`] (nodes by name, instances by service, node, ID).
+    pub fn to_whole(&self) -> WholeCatalog {
+        WholeCatalog {
+            nodes: self.nodes.values().cloned().collect(),
+            services: self.instances.values().cloned().collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::NodeService;
+
+    fn entry(node: &str, id: &str, service: &str) -> ServiceEntry {
+        ServiceEntry {
+            node: Node {
+                node: node.into(),
+                ..Node::default()
+            },
+            service: NodeService {
+                id: id.into(),
+                service: service.into(),
+                ..NodeService::default()
+            },
+            checks: Vec::new(),
+        }
+    }
+
+    fn node(name: &str) -> NodeHealth {
+        NodeHealth {
+            node: Node {
+                node: name.into(),
+                ..Node::default()
+            },
+            checks: Vec::new(),
+        }
+    }
+
+    fn ids(m: &CatalogMirror) -> Vec<(String, String, String)> {
+        m.instances()
+            .map(|e| {
+                (
+                    e.service.service.clone(),
+                    e.node.node.clone(),
+                    e.service.id.clone(),
+                )
+            })
+            .collect()
+    }
+
+    fn names(v: &[&str]) -> std::collections::BTreeSet<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    /// Every step applied to the mirror and to a WholeCatalog gives the same catalog, and the
+    /// mirror names what each step touched.
+    #[test]
+    fn a_mirror_applies_deltas_as_the_whole_catalog_does_and_says_what_changed() {
+        let steps: Vec<(CatalogDelta, Touched)> = vec![
+            (
+                CatalogDelta {
+                    full: true,
+                    nodes: vec![node("n1"), node("n2")],
+                    services: vec![entry("n1", "web-1", "web"), entry("n2", "web-2", "web")],
+                    ..CatalogDelta::default()
+                },
+                Touched {
+                    all: true,
+                    ..Touched::default()
+                },
+            ),
+            (
+                CatalogDelta {
+                    services: vec![entry("n2", "db-1", "db")],
+                    ..CatalogDelta::default()
+                },
+                Touched {
+                    services: names(&["db"]),
+                    ..Touched::default()
+                },
+            ),
+            (
+                // web-2 is re-registered as service "api": both names changed.
+                CatalogDelta {
+                    services: vec![entry("n2", "web-2", "api")],
+                    ..CatalogDelta::default()
+                },
+                Touched {
+                    services: names(&["api", "web"]),
+                    ..Touched::default()
+                },
+            ),
+            (
+                CatalogDelta {
+                    removed_services: vec![InstanceRef {
+                        node: "n1".into(),
+                        service_id: "web-1".into(),
+                    }],
+                    ..CatalogDelta::default()
+                },
+                Touched {
+                    services: names(&["web"]),
+                    ..Touched::default()
+                },
+            ),
+            (
+                // A removed node takes its instances along even when they are not listed.
+                CatalogDelta {
+                    removed_nodes: vec!["n2".into()],
+                    nodes: vec![node("n3")],
+                    services: vec![entry("n3", "web-3", "web")],
+                    ..CatalogDelta::default()
+                },
+                Touched {
+                    services: names(&["api", "db", "web"]),
+                    nodes: names(&["n2", "n3"]),
+                    ..Touched::default()
+                },
+            ),
+        ];
+        let mut mirror = CatalogMirror::default();
+        let mut whole = WholeCatalog::default();
+        for (n, (delta, expected)) in steps.into_iter().enumerate() {
+            let mut listed = delta.clone();
+            if !listed.full {
+                // The WholeCatalog form needs the node's instances listed (catalogd does so).
+                for gone in &listed.removed_nodes.clone() {
+                    for e in whole.services.iter().filter(|e| &e.node.node == gone) {
+                        listed.removed_services.push(InstanceRef {
+                            node: gone.clone(),
+                            service_id: e.service.id.clone(),
+                        });
+                    }
+                }
+            }
+            whole.apply(listed);
+            assert_eq!(mirror.apply(delta), expected, "step {n}");
+            assert_eq!(mirror.to_whole(), whole, "step {n}");
+        }
+        assert_eq!(
+            ids(&mirror),
+            vec![("web".into(), "n3".into(), "web-3".into())]
+        );
+        assert_eq!(mirror.instances_of("web").count(), 1);
+        assert_eq!(mirror.instances_of("we").count(), 0, "a name, not a prefix");
+        assert!(mirror.node("n3").is_some() && mirror.node("n2").is_none());
+    }
+}
