@@ -51,6 +51,41 @@ struct Published {
     desired_index: imbl::HashMap<String, u64>,
 }
 
+/// An agent's desired set as it is answered: its tasks' specs, encoded once when each task was
+/// launched (see [`crate::model::Tasks`]).
+#[derive(Debug)]
+pub struct DesiredSet(Vec<crate::model::SpecJson>);
+
+impl DesiredSet {
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The [`DesiredTasks`] JSON of the set (what serde would write for it).
+    pub fn to_json(&self) -> Vec<u8> {
+        let size: usize = self.0.iter().map(|s| s.len() + 1).sum();
+        let mut out = Vec::with_capacity(size + 16);
+        out.extend_from_slice(b"{\"tasks\":[");
+        for (i, spec) in self.0.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(spec);
+        }
+        out.extend_from_slice(b"]}");
+        out
+    }
+
+    /// The set decoded, as an agent reads it.
+    pub fn decode(&self) -> Result<DesiredTasks, serde_json::Error> {
+        serde_json::from_slice(&self.to_json())
+    }
+}
+
 /// Why a change was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum CoreError {
@@ -418,7 +453,7 @@ impl Core {
         node: &str,
         index: u64,
         wait: Duration,
-    ) -> Result<Option<(DesiredTasks, u64)>, CoreError> {
+    ) -> Result<Option<(DesiredSet, u64)>, CoreError> {
         let deadline = tokio::time::Instant::now() + wait;
         let mut signal = NodeSignal::subscribe(&self.shared, node);
         let changed = &mut signal.rx;
@@ -443,14 +478,8 @@ impl Core {
                 if !agent.lost
                     && (current > index || index == 0 || tokio::time::Instant::now() >= deadline)
                 {
-                    let tasks = snap
-                        .state
-                        .tasks
-                        .on_node(node)
-                        .filter(|t| t.is_desired())
-                        .map(|t| t.spec.clone())
-                        .collect();
-                    return Ok(Some((DesiredTasks { tasks }, current)));
+                    let specs = snap.state.tasks.desired_on(node).cloned().collect();
+                    return Ok(Some((DesiredSet(specs), current)));
                 }
                 agent.lost
             };
@@ -956,7 +985,7 @@ mod tests {
         .await
         .expect("not fenced")
         .expect("n1 is registered");
-        assert!(desired.tasks.is_empty());
+        assert!(desired.is_empty());
         assert!(core.touch_agent("n1"), "a heartbeat needs no write");
         assert!(!writer.is_finished());
 
@@ -1333,5 +1362,56 @@ mod tests {
                 assert_eq!(s.tasks[id].state, cairn_marathon::TaskState::Running);
             }
         });
+    }
+
+    /// An agent's answer is exactly what serde writes for its desired tasks' specs (the specs
+    /// encoded at launch, a task being killed left out).
+    #[tokio::test]
+    async fn an_agents_answer_is_the_json_of_its_desired_specs() {
+        let store = Arc::new(MemStore::new());
+        let core = open(&store);
+        let ids: Vec<String> = core
+            .mutate(|s, tx| {
+                register(s, tx, "n1");
+                let app = cairn_marathon::parse_app(
+                    serde_json::json!({ "id": "/r", "cmd": "sleep 1000", "instances": 3,
+                                        "env": {"A": "1"}, "labels": {"L": "x"} }),
+                    None,
+                )
+                .expect("valid app");
+                let e = scheduler::next_version(None, app, 1_000, false, None);
+                let ids: Vec<String> = (0..3)
+                    .map(|_| {
+                        scheduler::launch(s, tx, &e.app, e.config_version(), "n1", vec![], None)
+                    })
+                    .collect();
+                tx.app("/r");
+                s.apps.insert("/r".into(), e);
+                let running = TaskStatusUpdate {
+                    task_id: ids[0].clone(),
+                    state: cairn_marathon::TaskState::Running,
+                    message: String::new(),
+                    timestamp: 0,
+                    healthy: None,
+                };
+                scheduler::apply_status(s, tx, "n1", &running);
+                scheduler::kill_task(s, tx, &ids[0]);
+                Ok::<_, CoreError>(ids)
+            })
+            .await
+            .expect("launched");
+        let (set, _) = core
+            .desired_tasks("n1", 0, Duration::ZERO)
+            .await
+            .expect("not fenced")
+            .expect("registered");
+        let want = core.read(|s| {
+            let mut specs: Vec<cairn_marathon::TaskSpec> =
+                ids[1..].iter().map(|id| s.tasks[id].spec.clone()).collect();
+            specs.sort_by(|a, b| a.id.cmp(&b.id));
+            DesiredTasks { tasks: specs }
+        });
+        assert_eq!(set.decode().expect("JSON"), want);
+        assert_eq!(set.to_json(), serde_json::to_vec(&want).expect("encoded"));
     }
 }

@@ -225,16 +225,57 @@ pub struct State {
     pub finished: imbl::Vector<Task>,
 }
 
-/// The tasks by id, indexed by node and by app: an agent's desired set, an agent listing or an
-/// app's scheduling round costs in proportion to that agent's or app's tasks, not to the whole
-/// fleet's. Every change goes through [`Tasks::insert`], [`Tasks::remove`] and
-/// [`Tasks::get_mut`] (whose guard re-indexes a task whose node or app changed), so the
-/// indexes are kept in one place.
+/// The tasks by id, indexed by node and by app, and each agent's desired set with every spec
+/// already encoded: an agent's desired set, an agent listing or an app's scheduling round costs
+/// in proportion to that agent's or app's tasks, not to the whole fleet's, and answering an
+/// agent's poll copies bytes instead of cloning and encoding specs (1,000 agents are answered
+/// after every change to their sets). Every change goes through [`Tasks::insert`],
+/// [`Tasks::remove`] and [`Tasks::get_mut`] (whose guard re-indexes a task whose node, app or
+/// desiredness changed), so the indexes are kept in one place. A task's spec is never changed
+/// after launch (a new spec is a new task), so its encoding is made once.
 #[derive(Clone, Debug, Default)]
 pub struct Tasks {
     by_id: OrdMap<String, Task>,
     by_node: OrdMap<String, OrdSet<String>>,
     by_app: OrdMap<String, OrdSet<String>>,
+    /// Per node: its desired tasks' specs as JSON, by task id.
+    desired: OrdMap<String, OrdMap<String, SpecJson>>,
+}
+
+/// A task spec encoded as JSON (what an agent's desired set is made of).
+pub type SpecJson = std::sync::Arc<[u8]>;
+
+fn spec_json(t: &Task) -> SpecJson {
+    // A TaskSpec is plain data (strings, numbers, maps with string keys, JSON values): its
+    // encoding cannot fail; an empty object would only ever stand for one that did.
+    serde_json::to_vec(&t.spec)
+        .unwrap_or_else(|_| b"{}".to_vec())
+        .into()
+}
+
+fn desired_add(desired: &mut OrdMap<String, OrdMap<String, SpecJson>>, t: &Task) {
+    let json = spec_json(t);
+    match desired.get_mut(&t.node) {
+        Some(set) => {
+            set.insert(t.id.clone(), json);
+        }
+        None => {
+            desired.insert(t.node.clone(), OrdMap::unit(t.id.clone(), json));
+        }
+    }
+}
+
+fn desired_remove(desired: &mut OrdMap<String, OrdMap<String, SpecJson>>, node: &str, id: &str) {
+    let empty = match desired.get_mut(node) {
+        Some(set) => {
+            set.remove(id);
+            set.is_empty()
+        }
+        None => false,
+    };
+    if empty {
+        desired.remove(node);
+    }
 }
 
 /// Adds `id` under `key` in an index.
@@ -287,13 +328,12 @@ impl Tasks {
 
     /// Adds (or replaces) a task under its id.
     pub fn insert(&mut self, task: Task) {
-        if let Some(old) = self.by_id.get(&task.id) {
-            let (node, app) = (old.node.clone(), old.app_id.clone());
-            index_remove(&mut self.by_node, &node, &task.id);
-            index_remove(&mut self.by_app, &app, &task.id);
-        }
+        self.remove(&task.id);
         index_add(&mut self.by_node, &task.node, &task.id);
         index_add(&mut self.by_app, &task.app_id, &task.id);
+        if task.is_desired() {
+            desired_add(&mut self.desired, &task);
+        }
         self.by_id.insert(task.id.clone(), task);
     }
 
@@ -301,21 +341,32 @@ impl Tasks {
         let task = self.by_id.remove(id)?;
         index_remove(&mut self.by_node, &task.node, id);
         index_remove(&mut self.by_app, &task.app_id, id);
+        desired_remove(&mut self.desired, &task.node, id);
         Some(task)
     }
 
-    /// A task to change in place; the guard re-indexes it when dropped, should its node or app
-    /// have changed.
+    /// A task to change in place; the guard re-indexes it when dropped, should its node, app or
+    /// desiredness have changed.
     pub fn get_mut(&mut self, id: &str) -> Option<TaskMut<'_>> {
         let task = self.by_id.get_mut(id)?;
-        let (node, app_id) = (task.node.clone(), task.app_id.clone());
+        let (node, app_id, desired) = (task.node.clone(), task.app_id.clone(), task.is_desired());
         Some(TaskMut {
             task,
             by_node: &mut self.by_node,
             by_app: &mut self.by_app,
+            desired_sets: &mut self.desired,
             node,
             app_id,
+            desired,
         })
+    }
+
+    /// The specs of `node`'s desired tasks as JSON, by task id: its desired set.
+    pub fn desired_on(&self, node: &str) -> impl Iterator<Item = &SpecJson> {
+        self.desired
+            .get(node)
+            .into_iter()
+            .flat_map(|set| set.values())
     }
 
     /// The tasks recorded on `node` (in any state).
@@ -328,12 +379,16 @@ impl Tasks {
     }
 
     /// The tasks of `app_id` (in any state; launched by an app or by a framework under it).
-    pub fn of_app<'a>(&'a self, app_id: &str) -> impl Iterator<Item = &'a Task> + 'a {
-        self.by_app
-            .get(app_id)
-            .into_iter()
-            .flat_map(|ids| ids.iter())
-            .filter_map(|id| self.by_id.get(id))
+    /// Task ids start with the app id's prefix (see [`cairn_marathon::task_id_for`]), so this is
+    /// a walk over that range of ids, with no lookup per task; ids of another app sharing the
+    /// prefix (`/a/b` and `/a_b`) are skipped.
+    pub fn of_app<'a>(&'a self, app_id: &'a str) -> impl Iterator<Item = &'a Task> + 'a {
+        let prefix = cairn_marathon::task_id_for(app_id, "");
+        self.by_id
+            .range(prefix.clone()..)
+            .take_while(move |(id, _)| id.starts_with(&prefix))
+            .map(|(_, t)| t)
+            .filter(move |t| t.app_id == app_id)
     }
 
     /// Every app id that has tasks.
@@ -341,22 +396,30 @@ impl Tasks {
         self.by_app.keys()
     }
 
-    /// The indexes as they would be rebuilt from the records: `(by node, by app)`, for tests
-    /// that check them against [`Tasks::indexes`].
+    /// The indexes as they would be rebuilt from the records: `(by node, by app, desired
+    /// sets)`, for tests that check them against [`Tasks::indexes`].
     #[cfg(test)]
-    pub fn recomputed_indexes(&self) -> (IndexOf, IndexOf) {
+    pub fn recomputed_indexes(&self) -> (IndexOf, IndexOf, DesiredOf) {
         let mut by_node = OrdMap::new();
         let mut by_app = OrdMap::new();
+        let mut desired = OrdMap::new();
         for t in self.by_id.values() {
             index_add(&mut by_node, &t.node, &t.id);
             index_add(&mut by_app, &t.app_id, &t.id);
+            if t.is_desired() {
+                desired_add(&mut desired, t);
+            }
         }
-        (by_node, by_app)
+        (by_node, by_app, desired)
     }
 
     #[cfg(test)]
-    pub fn indexes(&self) -> (IndexOf, IndexOf) {
-        (self.by_node.clone(), self.by_app.clone())
+    pub fn indexes(&self) -> (IndexOf, IndexOf, DesiredOf) {
+        (
+            self.by_node.clone(),
+            self.by_app.clone(),
+            self.desired.clone(),
+        )
     }
 }
 
@@ -383,14 +446,18 @@ index_by_id!(Deployments, Deployment);
 
 /// An index: key → ids.
 pub type IndexOf = OrdMap<String, OrdSet<String>>;
+/// The desired sets: node → task id → spec JSON.
+pub type DesiredOf = OrdMap<String, OrdMap<String, SpecJson>>;
 
 /// A task being changed in place (see [`Tasks::get_mut`]).
 pub struct TaskMut<'a> {
     task: &'a mut Task,
     by_node: &'a mut OrdMap<String, OrdSet<String>>,
     by_app: &'a mut OrdMap<String, OrdSet<String>>,
+    desired_sets: &'a mut DesiredOf,
     node: String,
     app_id: String,
+    desired: bool,
 }
 
 impl std::ops::Deref for TaskMut<'_> {
@@ -415,6 +482,13 @@ impl Drop for TaskMut<'_> {
         if self.task.app_id != self.app_id {
             index_remove(self.by_app, &self.app_id, &self.task.id);
             index_add(self.by_app, &self.task.app_id, &self.task.id);
+        }
+        let desired = self.task.is_desired();
+        if self.desired && (!desired || self.task.node != self.node) {
+            desired_remove(self.desired_sets, &self.node, &self.task.id);
+        }
+        if desired && (!self.desired || self.task.node != self.node) {
+            desired_add(self.desired_sets, self.task);
         }
     }
 }

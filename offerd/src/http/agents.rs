@@ -190,7 +190,12 @@ pub async fn desired(
     if let Ok(v) = HeaderValue::from_str(&index.to_string()) {
         headers.insert("X-Consul-Index", v);
     }
-    Ok((headers, Json(tasks)).into_response())
+    headers.insert(
+        axum::http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    // The specs are encoded already: the answer is their bytes joined.
+    Ok((headers, tasks.to_json()).into_response())
 }
 
 /// `POST /v1/agents/{node}/status`.

@@ -251,42 +251,45 @@ fn kill_unhealthy(state: &mut State, tx: &mut Tx) {
     }
 }
 
-/// Every active agent's unused resources (each agent's own tasks, from the node index).
+/// Every active agent's unused resources: one walk over the tasks in id order (cheaper than a
+/// lookup per task through the node index when every agent is wanted).
 pub fn build_offers(state: &State) -> Vec<Offer> {
-    state
-        .agents
-        .values()
-        .filter(|a| !a.lost && !a.draining)
-        .map(|a| {
-            let mut o = Offer {
-                node: a.node.clone(),
-                attributes: a.attributes.clone(),
-                total_cpus: a.resources.cpus,
-                total_mem: a.resources.mem,
-                free_cpus: a.resources.cpus,
-                free_mem: a.resources.mem,
-                free_disk: a.resources.disk,
-                port_ranges: a.resources.ports.clone(),
-                used_ports: Default::default(),
-                app_counts: HashMap::new(),
-            };
-            for t in state.tasks.on_node(&a.node).filter(|t| t.is_active()) {
-                o.free_cpus -= t.spec.cpus;
-                o.free_mem -= t.spec.mem;
-                o.free_disk -= t.spec.disk;
-                o.used_ports.extend(t.ports.iter().copied());
-                if t.is_desired() {
-                    match o.app_counts.get_mut(&t.app_id) {
-                        Some(n) => *n += 1,
-                        None => {
-                            o.app_counts.insert(t.app_id.clone(), 1);
-                        }
-                    }
+    let mut offers: Vec<Offer> = Vec::with_capacity(state.agents.len());
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    for a in state.agents.values().filter(|a| !a.lost && !a.draining) {
+        index.insert(a.node.as_str(), offers.len());
+        offers.push(Offer {
+            node: a.node.clone(),
+            attributes: a.attributes.clone(),
+            total_cpus: a.resources.cpus,
+            total_mem: a.resources.mem,
+            free_cpus: a.resources.cpus,
+            free_mem: a.resources.mem,
+            free_disk: a.resources.disk,
+            port_ranges: a.resources.ports.clone(),
+            used_ports: Default::default(),
+            app_counts: HashMap::new(),
+        });
+    }
+    for t in state.tasks.values().filter(|t| t.is_active()) {
+        let Some(&i) = index.get(t.node.as_str()) else {
+            continue;
+        };
+        let o = &mut offers[i];
+        o.free_cpus -= t.spec.cpus;
+        o.free_mem -= t.spec.mem;
+        o.free_disk -= t.spec.disk;
+        o.used_ports.extend(t.ports.iter().copied());
+        if t.is_desired() {
+            match o.app_counts.get_mut(&t.app_id) {
+                Some(n) => *n += 1,
+                None => {
+                    o.app_counts.insert(t.app_id.clone(), 1);
                 }
             }
-            o
-        })
-        .collect()
+        }
+    }
+    offers
 }
 
 /// The agents' offers of one round, built when the first app has something to place (a round
