@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use cairn_wire::{CheckStatus, WholeCatalog};
+use cairn_wire::{CatalogMirror, CheckStatus, ServiceEntry, Touched, WholeCatalog};
 
 /// Balance algorithms accepted from `lb_balance`.
 const BALANCE: &[&str] = &[
@@ -131,16 +131,99 @@ fn tcp_port(meta: &BTreeMap<String, String>) -> Result<u16, String> {
 /// outcome never depends on how the names sort. A TCP port equal to `http_port` (the shared
 /// HTTP frontend's) is refused.
 pub fn routes(catalog: &WholeCatalog, http_port: u16) -> (Vec<Route>, Vec<Rejected>) {
-    let (candidates, mut rejected) = candidates(catalog);
+    // Group instances by service name; meta is read from the instances (the first valid wins).
+    let mut by_name: BTreeMap<&str, Vec<&ServiceEntry>> = BTreeMap::new();
+    for e in &catalog.services {
+        by_name
+            .entry(e.service.service.as_str())
+            .or_default()
+            .push(e);
+    }
+    let wanted: Vec<(String, Wanted)> = by_name
+        .into_iter()
+        .map(|(name, entries)| (name.to_string(), wanted(name, &entries)))
+        .collect();
+    assemble(wanted.iter().map(|(n, w)| (n.as_str(), w)), http_port)
+}
+
+/// The routes of a followed catalog, kept service by service: a change recomputes only the
+/// services it touched; backend names and claims (which depend on every service, but only on
+/// their names, hosts and ports) are settled again over the services, not their instances.
+#[derive(Default)]
+pub struct RouteTable {
+    wanted: BTreeMap<String, Wanted>,
+}
+
+impl RouteTable {
+    /// Brings the table to `catalog`, which `touched` says what changed in.
+    pub fn update(&mut self, catalog: &CatalogMirror, touched: &Touched) {
+        let names: Vec<String> = if touched.all {
+            self.wanted.clear();
+            let all: std::collections::BTreeSet<&str> = catalog
+                .instances()
+                .map(|e| e.service.service.as_str())
+                .collect();
+            all.into_iter().map(str::to_string).collect()
+        } else {
+            touched.services.iter().cloned().collect()
+        };
+        for name in names {
+            let entries: Vec<&ServiceEntry> = catalog.instances_of(&name).collect();
+            if entries.is_empty() {
+                self.wanted.remove(&name);
+            } else {
+                let w = wanted(&name, &entries);
+                self.wanted.insert(name, w);
+            }
+        }
+    }
+
+    /// The routes now, as [`routes`] gives them for the same catalog.
+    pub fn routes(&self, http_port: u16) -> (Vec<Route>, Vec<Rejected>) {
+        assemble(self.wanted.iter().map(|(n, w)| (n.as_str(), w)), http_port)
+    }
+}
+
+/// Names the backends (unique identifiers, in service name order) and settles the claims.
+fn assemble<'a>(
+    services: impl Iterator<Item = (&'a str, &'a Wanted)>,
+    http_port: u16,
+) -> (Vec<Route>, Vec<Rejected>) {
+    let mut candidates = Vec::new();
+    let mut rejected = Vec::new();
+    let mut used_ids: BTreeMap<String, usize> = BTreeMap::new();
+    for (name, w) in services {
+        rejected.extend(w.rejected.iter().cloned());
+        let Some(c) = &w.candidate else { continue };
+        let base = format!("be_{}", identifier(name));
+        let n = used_ids.entry(base.clone()).or_default();
+        *n += 1;
+        let backend = if *n == 1 { base } else { format!("{base}_{n}") };
+        let mut route = c.route.clone();
+        route.backend = backend;
+        candidates.push(Candidate {
+            route,
+            since: c.since,
+        });
+    }
     let routes = settle_claims(candidates, http_port, &mut rejected);
     (routes, rejected)
 }
 
 /// A route as its service asks for it, and since when it has asked (the lowest CreateIndex of
 /// its instances).
+#[derive(Clone)]
 struct Candidate {
     route: Route,
     since: u64,
+}
+
+/// One service's wish: its route (backend not named yet), or none, and what of its meta could
+/// not be used.
+#[derive(Clone)]
+struct Wanted {
+    candidate: Option<Candidate>,
+    rejected: Vec<Rejected>,
 }
 
 /// Gives every host (and path) and every TCP port to its first claimer; drops what is left
@@ -214,131 +297,122 @@ fn settle_claims(
         .collect()
 }
 
-/// Every service's route as its meta asks for it, before claims are settled.
-fn candidates(catalog: &WholeCatalog) -> (Vec<Candidate>, Vec<Rejected>) {
-    // Group instances by service name; meta is read from the instances (the first valid wins).
-    let mut by_name: BTreeMap<&str, Vec<&cairn_wire::ServiceEntry>> = BTreeMap::new();
-    for e in &catalog.services {
-        by_name
-            .entry(e.service.service.as_str())
-            .or_default()
-            .push(e);
-    }
-    let mut routes = Vec::new();
+/// One service's route as its meta asks for it, before its backend is named and claims are
+/// settled.
+fn wanted(name: &str, entries: &[&ServiceEntry]) -> Wanted {
     let mut rejected = Vec::new();
-    let mut used_ids: BTreeMap<String, usize> = BTreeMap::new();
-    for (name, entries) in by_name {
-        let meta = &entries[0].service.meta;
-        let reject = |reason: String| Rejected {
-            service: name.to_string(),
-            reason,
-        };
-        let mode = meta.get("lb_mode").map(|m| m.trim().to_ascii_lowercase());
-        let exposure = match mode.as_deref() {
-            Some("tcp") => match tcp_port(meta) {
-                Ok(port) => Exposure::Tcp { port },
-                Err(why) => {
-                    rejected.push(reject(why));
-                    continue;
+    let none = |rejected| Wanted {
+        candidate: None,
+        rejected,
+    };
+    let meta = &entries[0].service.meta;
+    let reject = |reason: String| Rejected {
+        service: name.to_string(),
+        reason,
+    };
+    let mode = meta.get("lb_mode").map(|m| m.trim().to_ascii_lowercase());
+    let exposure = match mode.as_deref() {
+        Some("tcp") => match tcp_port(meta) {
+            Ok(port) => Exposure::Tcp { port },
+            Err(why) => {
+                rejected.push(reject(why));
+                return none(rejected);
+            }
+        },
+        Some("http") | None => {
+            let Some(vhosts) = meta.get("lb_vhost") else {
+                if mode.is_some() {
+                    rejected.push(reject("lb_mode http needs lb_vhost".into()));
                 }
-            },
-            Some("http") | None => {
-                let Some(vhosts) = meta.get("lb_vhost") else {
-                    if mode.is_some() {
-                        rejected.push(reject("lb_mode http needs lb_vhost".into()));
+                return none(rejected);
+            };
+            let mut hosts = Vec::new();
+            for raw in vhosts.split(',').filter(|h| !h.trim().is_empty()) {
+                match host(raw) {
+                    Some(h) => hosts.push(h),
+                    None => rejected.push(reject(format!(
+                        "lb_vhost {raw:?} is not a host name; ignored"
+                    ))),
+                }
+            }
+            if hosts.is_empty() {
+                return none(rejected);
+            }
+            let p = match meta.get("lb_path") {
+                None => None,
+                Some(raw) => match path(raw) {
+                    Some(p) => Some(p),
+                    None => {
+                        rejected.push(reject(format!(
+                            "lb_path {raw:?} is not a path prefix; service not routed"
+                        )));
+                        return none(rejected);
                     }
-                    continue;
-                };
-                let mut hosts = Vec::new();
-                for raw in vhosts.split(',').filter(|h| !h.trim().is_empty()) {
-                    match host(raw) {
-                        Some(h) => hosts.push(h),
-                        None => rejected.push(reject(format!(
-                            "lb_vhost {raw:?} is not a host name; ignored"
-                        ))),
-                    }
-                }
-                if hosts.is_empty() {
-                    continue;
-                }
-                let p = match meta.get("lb_path") {
-                    None => None,
-                    Some(raw) => match path(raw) {
-                        Some(p) => Some(p),
-                        None => {
-                            rejected.push(reject(format!(
-                                "lb_path {raw:?} is not a path prefix; service not routed"
-                            )));
-                            continue;
-                        }
-                    },
-                };
-                Exposure::Http { hosts, path: p }
-            }
-            Some(other) => {
-                rejected.push(reject(format!("lb_mode {other:?} is neither http nor tcp")));
-                continue;
-            }
-        };
-        let balance = match meta
-            .get("lb_balance")
-            .map(|b| b.trim().to_ascii_lowercase())
-        {
-            None => "roundrobin".to_string(),
-            Some(b) if BALANCE.contains(&b.as_str()) => b,
-            Some(b) => {
-                rejected.push(reject(format!(
-                    "lb_balance {b:?} is not one of {}; using roundrobin",
-                    BALANCE.join(", ")
-                )));
-                "roundrobin".to_string()
-            }
-        };
-        let mut servers: Vec<Server> = entries
-            .iter()
-            .filter(|e| e.status() == CheckStatus::Passing)
-            .filter_map(|e| {
-                Some(Server {
-                    addr: e.address().parse().ok()?,
-                    port: e.service.port,
-                })
+                },
+            };
+            Exposure::Http { hosts, path: p }
+        }
+        Some(other) => {
+            rejected.push(reject(format!("lb_mode {other:?} is neither http nor tcp")));
+            return none(rejected);
+        }
+    };
+    let balance = match meta
+        .get("lb_balance")
+        .map(|b| b.trim().to_ascii_lowercase())
+    {
+        None => "roundrobin".to_string(),
+        Some(b) if BALANCE.contains(&b.as_str()) => b,
+        Some(b) => {
+            rejected.push(reject(format!(
+                "lb_balance {b:?} is not one of {}; using roundrobin",
+                BALANCE.join(", ")
+            )));
+            "roundrobin".to_string()
+        }
+    };
+    let mut servers: Vec<Server> = entries
+        .iter()
+        .filter(|e| e.status() == CheckStatus::Passing)
+        .filter_map(|e| {
+            Some(Server {
+                addr: e.address().parse().ok()?,
+                port: e.service.port,
             })
-            .filter(|s| s.port > 0)
-            .collect();
-        servers.sort();
-        servers.dedup();
-        let base = format!("be_{}", identifier(name));
-        let n = used_ids.entry(base.clone()).or_default();
-        *n += 1;
-        let backend = if *n == 1 { base } else { format!("{base}_{n}") };
-        let since = entries
-            .iter()
-            .map(|e| e.service.create_index)
-            .min()
-            .unwrap_or(0);
-        // Only values safe on a config line reach operators' templates.
-        let safe = |x: &str| {
-            !x.chars()
-                .any(|c| c.is_control() || matches!(c, '"' | '\'' | '\\'))
-        };
-        let meta = meta
-            .iter()
-            .filter(|(k, v)| safe(k) && safe(v))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        routes.push(Candidate {
+        })
+        .filter(|s| s.port > 0)
+        .collect();
+    servers.sort();
+    servers.dedup();
+    let since = entries
+        .iter()
+        .map(|e| e.service.create_index)
+        .min()
+        .unwrap_or(0);
+    // Only values safe on a config line reach operators' templates.
+    let safe = |x: &str| {
+        !x.chars()
+            .any(|c| c.is_control() || matches!(c, '"' | '\'' | '\\'))
+    };
+    let meta = meta
+        .iter()
+        .filter(|(k, v)| safe(k) && safe(v))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    Wanted {
+        candidate: Some(Candidate {
             route: Route {
                 service: name.to_string(),
-                backend,
+                backend: String::new(),
                 exposure,
                 balance,
                 servers,
                 meta,
             },
             since,
-        });
+        }),
+        rejected,
     }
-    (routes, rejected)
 }
 
 #[cfg(test)]
@@ -491,5 +565,54 @@ mod tests {
                 ),
             ]
         );
+    }
+
+    /// A table kept by deltas gives the routes computed from the whole catalog, step by step:
+    /// instances coming and going, a service renamed away, claims changing hands.
+    #[test]
+    fn a_route_table_follows_deltas_as_the_whole_catalog_routes() {
+        use cairn_wire::{CatalogDelta, InstanceRef};
+        let whole = |list: &[Instance]| catalog(list).services;
+        let steps: Vec<CatalogDelta> = vec![
+            CatalogDelta {
+                full: true,
+                services: whole(&[
+                    ("web", &[("lb_vhost", "shop.test")], 5),
+                    ("db", &[("lb_mode", "tcp"), ("lb_port", "5432")], 7),
+                ]),
+                ..CatalogDelta::default()
+            },
+            // A later service asks for web's host: refused while web holds it.
+            CatalogDelta {
+                services: whole(&[("api", &[("lb_vhost", "shop.test,api.test")], 9)]),
+                ..CatalogDelta::default()
+            },
+            // web goes: api now gets shop.test too.
+            CatalogDelta {
+                removed_services: vec![InstanceRef {
+                    node: "n-web".into(),
+                    service_id: "web".into(),
+                }],
+                ..CatalogDelta::default()
+            },
+            // db's meta turns invalid: rejected, not routed.
+            CatalogDelta {
+                services: whole(&[("db", &[("lb_mode", "ftp")], 7)]),
+                ..CatalogDelta::default()
+            },
+        ];
+        let mut mirror = CatalogMirror::default();
+        let mut held = WholeCatalog::default();
+        let mut table = RouteTable::default();
+        for (n, delta) in steps.into_iter().enumerate() {
+            held.apply(delta.clone());
+            let touched = mirror.apply(delta);
+            table.update(&mirror, &touched);
+            assert_eq!(table.routes(80), routes(&held, 80), "step {n}");
+        }
+        let (now, rejected) = table.routes(80);
+        let served: Vec<&str> = now.iter().map(|r| r.service.as_str()).collect();
+        assert_eq!(served, ["api"]);
+        assert_eq!(rejected.len(), 1, "{rejected:?}");
     }
 }

@@ -51,22 +51,72 @@ fn structure(routes: &[Route]) -> Vec<(String, String, Exposure, String)> {
         .collect()
 }
 
-/// Sends one runtime API command; HAProxy answers nothing on success.
-async fn runtime(socket: &Path, command: &str) -> Result<(), String> {
-    let reply = query(socket, command).await?;
-    let reply = reply.trim();
-    if reply.is_empty() || reply.starts_with("IP changed") || reply.contains("no need to change") {
-        Ok(())
-    } else {
-        Err(format!("{command}: {reply}"))
+/// Longest line of `;`-separated commands sent at once (HAProxy reads a command line into one
+/// buffer, 16 KiB by default).
+const MAX_COMMAND_LINE: usize = 8 * 1024;
+
+/// Sends runtime API commands, as many per connection as fit on one `;`-separated line.
+/// HAProxy answers nothing to a successful `set server` (or that the address changed); any
+/// other answer is an error naming the commands of that line.
+async fn runtime(socket: &Path, commands: &[String]) -> Result<(), String> {
+    for line in command_lines(commands) {
+        let reply = query(socket, &line).await?;
+        let ok = |l: &str| {
+            let l = l.trim();
+            l.is_empty() || l.starts_with("IP changed") || l.contains("no need to change")
+        };
+        if !reply.lines().all(ok) {
+            return Err(format!("{line}: {}", reply.trim()));
+        }
+    }
+    Ok(())
+}
+
+/// The commands joined into lines of at most [`MAX_COMMAND_LINE`] bytes (a longer command gets
+/// a line of its own).
+fn command_lines(commands: &[String]) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    for c in commands {
+        match lines.last_mut() {
+            Some(line) if line.len() + 2 + c.len() <= MAX_COMMAND_LINE => {
+                line.push_str("; ");
+                line.push_str(c);
+            }
+            _ => lines.push(c.clone()),
+        }
+    }
+    lines
+}
+
+/// How long a runtime API connection is retried while the socket refuses it.
+const CONNECT_PATIENCE: Duration = Duration::from_secs(2);
+
+/// Connects to the runtime API. The socket's backlog is short (monitoring polling it can fill
+/// it: EAGAIN), and a reloading HAProxy briefly refuses or has no socket file: those are
+/// retried for [`CONNECT_PATIENCE`] rather than turned into a reload, which at fleet size takes
+/// seconds of `haproxy -c` and a new worker.
+async fn connect(socket: &Path) -> Result<tokio::net::UnixStream, String> {
+    use std::io::ErrorKind::{ConnectionRefused, NotFound, WouldBlock};
+    let deadline = tokio::time::Instant::now() + CONNECT_PATIENCE;
+    let mut pause = Duration::from_millis(2);
+    loop {
+        match tokio::net::UnixStream::connect(socket).await {
+            Ok(s) => return Ok(s),
+            Err(e)
+                if matches!(e.kind(), WouldBlock | ConnectionRefused | NotFound)
+                    && tokio::time::Instant::now() + pause < deadline =>
+            {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(100));
+            }
+            Err(e) => return Err(format!("{}: {e}", socket.display())),
+        }
     }
 }
 
 /// Runtime API queries (answers that carry data).
 async fn query(socket: &Path, command: &str) -> Result<String, String> {
-    let mut s = tokio::net::UnixStream::connect(socket)
-        .await
-        .map_err(|e| format!("{}: {e}", socket.display()))?;
+    let mut s = connect(socket).await?;
     s.write_all(format!("{command}\n").as_bytes())
         .await
         .map_err(|e| e.to_string())?;
@@ -166,6 +216,23 @@ fn runtime_update(
     render::reassign(&cur.assignment, routes)
 }
 
+/// Writes the config HAProxy runs after runtime updates, so a later restart or reload starts
+/// from the same state. At fleet size the file is tens of megabytes: it is written at most once
+/// per [`CONFIG_WRITE_DELAY`], never between a change and HAProxy applying it.
+fn write_config(options: &Options, routes: &[Route], applied: &Applied) {
+    match render::config_with(routes, &options.settings, &applied.assignment) {
+        Ok(text) => {
+            if let Err(e) = cairn_cli::replace_file(&options.out, text.as_bytes(), None) {
+                tracing::error!(error = %e, "cannot write the config after a runtime update");
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "cannot render the config after a runtime update"),
+    }
+}
+
+/// How long after a runtime update the config file follows.
+const CONFIG_WRITE_DELAY: Duration = Duration::from_secs(1);
+
 /// Applies one catalog state; returns what runs afterwards.
 async fn apply(options: &Options, routes: &[Route], current: Option<Applied>) -> Option<Applied> {
     let wanted = structure(routes);
@@ -176,27 +243,9 @@ async fn apply(options: &Options, routes: &[Route], current: Option<Applied>) ->
         if commands.is_empty() {
             return current;
         }
-        let mut failed = None;
-        for c in &commands {
-            if let Err(e) = runtime(socket, c).await {
-                failed = Some(e);
-                break;
-            }
-        }
-        match failed {
+        match runtime(socket, &commands).await.err() {
             None => {
-                // Keep the file in step, so a later restart starts from the same state.
-                match render::config_with(routes, &options.settings, &next) {
-                    Ok(text) => {
-                        if let Err(e) = cairn_cli::replace_file(&options.out, text.as_bytes(), None)
-                        {
-                            tracing::error!(error = %e, "cannot write the config after a runtime update");
-                        }
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "cannot render the config after a runtime update")
-                    }
-                }
+                // The file is brought in step later (see `write_config`), off this path.
                 tracing::info!(
                     commands = commands.len(),
                     "instances updated through the runtime API (no reload)"
@@ -264,28 +313,42 @@ pub async fn run(
     };
     // Deltas: catalogd sends what changed since the catalog held here, not all of it.
     let mut watch = Watch::catalog_deltas(client).with_config(config);
-    let mut catalog = cairn_wire::WholeCatalog::default();
+    let mut catalog = cairn_wire::CatalogMirror::default();
+    let mut table = crate::model::RouteTable::default();
     let mut current: Option<Applied> = None;
     let mut pacer = ReloadPacer::new(options.reload_interval);
     // The newest routes not applied yet, held back by the pacer.
     let mut pending: Option<Vec<Route>> = None;
+    // Routes applied through the runtime API whose config file is not written yet, and when
+    // it is due.
+    let mut unwritten: Option<(Vec<Route>, tokio::time::Instant)> = None;
     tokio::pin!(shutdown);
     loop {
         let due = pacer.next_at();
+        let write_due = unwritten.as_ref().map(|(_, at)| *at);
         tokio::select! {
             _ = &mut shutdown => break,
             () = tokio::time::sleep_until(due), if pending.is_some() => {
                 if let Some(routes) = pending.take() {
                     pacer.reloaded(tokio::time::Instant::now());
                     current = apply(&options, &routes, current.take()).await;
+                    // A reload writes the file it validated.
+                    unwritten = None;
+                }
+            }
+            () = tokio::time::sleep_until(write_due.unwrap_or_else(tokio::time::Instant::now)),
+                if write_due.is_some() =>
+            {
+                if let (Some((routes, _)), Some(applied)) = (unwritten.take(), &current) {
+                    write_config(&options, &routes, applied);
                 }
             }
             next = watch.next() => match next {
                 Ok(delta) => {
                     // The first answer is whole (the watch starts from index 0).
-                    catalog.apply(delta);
-                    let (routes, rejected) =
-                        crate::model::routes(&catalog, options.settings.http_port);
+                    let touched = catalog.apply(delta);
+                    table.update(&catalog, &touched);
+                    let (routes, rejected) = table.routes(options.settings.http_port);
                     for r in rejected {
                         tracing::warn!(service = ?r.service, reason = %r.reason, "not routed as asked");
                     }
@@ -294,10 +357,13 @@ pub async fn run(
                         && runtime_update(&options, current.as_ref(), &routes).is_some();
                     if instant {
                         current = apply(&options, &routes, current.take()).await;
+                        let at = unwritten.as_ref().map_or(now + CONFIG_WRITE_DELAY, |(_, at)| *at);
+                        unwritten = Some((routes, at));
                     } else if pacer.may_reload(now) {
                         pending = None;
                         pacer.reloaded(now);
                         current = apply(&options, &routes, current.take()).await;
+                        unwritten = None;
                     } else {
                         tracing::debug!("reload deferred by --reload-interval");
                         pending = Some(routes);
@@ -309,6 +375,10 @@ pub async fn run(
                 }
             },
         }
+    }
+    // What HAProxy runs is on disk before lbconf goes.
+    if let (Some((routes, _)), Some(applied)) = (unwritten.take(), &current) {
+        write_config(&options, &routes, applied);
     }
     tracing::info!("lbconf stopped");
 }
@@ -360,5 +430,55 @@ mod tests {
         assert_eq!(pacer.next_at(), t0 + Duration::from_secs(2));
         tokio::time::advance(Duration::from_millis(1)).await;
         assert!(pacer.may_reload(tokio::time::Instant::now()));
+    }
+
+    /// A socket that is not there yet (HAProxy reloading) is waited for, not given up on.
+    #[tokio::test]
+    async fn runtime_connections_wait_for_the_socket() {
+        let dir = std::env::temp_dir().join(format!("lbconf-connect-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("admin.sock");
+        let _ = std::fs::remove_file(&path); // a leftover of an earlier run, if any
+        let late = path.clone();
+        let listener = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            let l = tokio::net::UnixListener::bind(&late).expect("bind");
+            let (mut conn, _) = l.accept().await.expect("accept");
+            conn.write_all(b"served\n").await.expect("write");
+        });
+        let mut s = connect(&path)
+            .await
+            .expect("connected once the socket appeared");
+        let mut reply = String::new();
+        s.read_to_string(&mut reply).await.expect("read");
+        assert_eq!(reply, "served\n");
+        listener.await.expect("listener task");
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    /// A socket that never appears is an error after the patience, naming the path.
+    #[tokio::test(start_paused = true)]
+    async fn a_missing_socket_is_an_error_in_the_end() {
+        let path = std::path::PathBuf::from("/nonexistent/lbconf/admin.sock");
+        let started = tokio::time::Instant::now();
+        let err = connect(&path).await.expect_err("no socket");
+        assert!(err.contains("/nonexistent/lbconf/admin.sock"), "{err}");
+        assert!(started.elapsed() >= CONNECT_PATIENCE - Duration::from_millis(200));
+    }
+
+    #[test]
+    fn commands_share_lines_up_to_the_limit() {
+        let commands: Vec<String> = (0..400)
+            .map(|i| format!("set server be_svc-{i}/s1 state ready"))
+            .collect();
+        let lines = command_lines(&commands);
+        assert!(lines.len() > 1 && lines.len() < 400, "{}", lines.len());
+        assert!(lines.iter().all(|l| l.len() <= MAX_COMMAND_LINE));
+        let back: Vec<&str> = lines.iter().flat_map(|l| l.split("; ")).collect();
+        assert_eq!(
+            back,
+            commands.iter().map(String::as_str).collect::<Vec<_>>()
+        );
+        assert!(command_lines(&[]).is_empty());
     }
 }

@@ -178,6 +178,15 @@ async fn runtime_updates_without_reload_and_reloads_when_needed() {
     })
     .await;
     assert_eq!(reloads(), 0, "instance changes must not reload HAProxy");
+    // The config file follows the runtime updates (a moment later, off the change path), so a
+    // restarted HAProxy starts with what the running one serves: A and B in web's slots.
+    eventually("the config file shows A and B", &lb_log, async || {
+        let text = std::fs::read_to_string(&cfg).unwrap_or_default();
+        [port_a, port_b]
+            .iter()
+            .all(|p| text.contains(&format!("127.0.0.1:{p}")))
+    })
+    .await;
 
     // A new service is a structural change: config rewritten, validated, HAProxy reloaded.
     c.http

@@ -355,6 +355,10 @@ fn haproxy_serves(state: &str, addr: &str, port: u16) -> bool {
     false
 }
 
+/// One observer's question to HAProxy at a time: the runtime socket has a short backlog, and
+/// observers polling it in parallel would crowd out lbconf, whose updates are being timed.
+static HAPROXY_TURN: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+
 /// Polls HAProxy until the service's backend shows `want`; the time from `sent`.
 async fn observe_haproxy(
     socket: &std::path::Path,
@@ -366,7 +370,10 @@ async fn observe_haproxy(
     let command = format!("show servers state be_{}", want.service);
     let addr = want.addr.to_string();
     while sent.elapsed() < timeout {
-        match haproxy_command(socket, &command).await {
+        let turn = HAPROXY_TURN.acquire().await.context("HAProxy turn")?;
+        let answer = haproxy_command(socket, &command).await;
+        drop(turn);
+        match answer {
             Ok(state) if haproxy_serves(&state, &addr, want.port) == want.present => {
                 return Ok(Some(sent.elapsed()));
             }
@@ -629,6 +636,15 @@ async fn new_service(
         line.push_str(&describe("dns", task.await.context("DNS observer")??));
     }
     println!("{line}");
+    // Gone again, so the next run against this catalog registers it anew.
+    let mut conn = Conn::connect(addr)
+        .await
+        .context("connecting to catalogd")?;
+    for i in 0..layout.instances {
+        let node = format!("node-{}", layout.node_of(s, i));
+        let body = json!({ "Node": node, "ServiceID": format!("{service}-{i}") }).to_string();
+        put(&mut conn, host, "/v1/catalog/deregister", body.as_bytes()).await?;
+    }
     Ok(())
 }
 
