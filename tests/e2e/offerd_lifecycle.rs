@@ -31,44 +31,42 @@ async fn crashing_tasks_are_relaunched_with_growing_backoff() {
         })
         .await;
     assert_eq!(q["count"], 1);
-    // Three failures: each one recorded, each relaunch later than the one before.
-    let failures = c
+    // Three failures: each one recorded, each relaunch later than the one before. Launch times
+    // come from the sandboxes' task records; a sandbox may exist a moment before its record.
+    let staged_times = || {
+        let mut staged: Vec<u64> = Vec::new();
+        for d in &c.agent_dirs {
+            for e in std::fs::read_dir(d.join("tasks"))
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                let rec: Value = serde_json::from_slice(
+                    &std::fs::read(e.path().join("task.json")).unwrap_or_default(),
+                )
+                .unwrap_or(Value::Null);
+                if let Some(t) = rec["staged_at"].as_u64() {
+                    staged.push(t);
+                }
+            }
+        }
+        staged.sort();
+        staged
+    };
+    let (failures, staged) = c
         .wait_for("three failed launches", 90, || async {
             let app = c.offerd.http.get("/v2/apps/crash").await.value();
             let f = &app["app"]["lastTaskFailure"];
             (f["state"] == "TASK_FAILED").then_some(())?;
-            let ids = std::fs::read_dir(c.agent_dirs[0].join("tasks"))
-                .ok()?
-                .count()
-                + std::fs::read_dir(c.agent_dirs[1].join("tasks"))
-                    .map(|d| d.count())
-                    .unwrap_or(0);
-            (ids >= 3).then_some(f.clone())
+            let staged = staged_times();
+            (staged.len() >= 3).then_some((f.clone(), staged))
         })
         .await;
     assert!(
         failures["message"].as_str().unwrap_or("").contains("3"),
         "{failures}"
     );
-    // Launch times, from the sandboxes' task records: the gaps grow (1 s, then 3 s).
-    let mut staged: Vec<u64> = Vec::new();
-    for d in &c.agent_dirs {
-        for e in std::fs::read_dir(d.join("tasks"))
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            let rec: Value = serde_json::from_slice(
-                &std::fs::read(e.path().join("task.json")).unwrap_or_default(),
-            )
-            .unwrap_or(Value::Null);
-            if let Some(t) = rec["staged_at"].as_u64() {
-                staged.push(t);
-            }
-        }
-    }
-    staged.sort();
-    assert!(staged.len() >= 3, "{staged:?}");
+    // The gaps grow (1 s, then 3 s).
     let (g1, g2) = (staged[1] - staged[0], staged[2] - staged[1]);
     assert!(g2 > g1, "backoff did not grow: gaps {g1} ms then {g2} ms");
 
