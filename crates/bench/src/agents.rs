@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, anyhow, bail};
+use anyhow::{Context as _, bail};
 use cairn_marathon::{
     AgentRegistration, PortRange, RegisterResponse, Resources, StatusBatch, TaskState,
     TaskStatusUpdate,
@@ -39,6 +39,7 @@ use serde_json::json;
 use tokio::sync::Semaphore;
 
 use crate::http::{self, Conn, Response};
+use crate::watchers::rss_kb;
 
 /// Flags of `cairn-bench agents`.
 #[derive(clap::Args, Debug)]
@@ -321,18 +322,6 @@ async fn follow(
             running.remove(id);
         }
     }
-}
-
-/// VmRSS of `pid` in KiB.
-fn rss_kb(pid: u32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .with_context(|| format!("reading /proc/{pid}/status"))?;
-    let line = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .ok_or_else(|| anyhow!("no VmRSS in /proc/{pid}/status"))?;
-    let kb = line.trim().trim_end_matches("kB").trim();
-    kb.parse().with_context(|| format!("VmRSS {line:?}"))
 }
 
 /// The definition of bench app `i`.
