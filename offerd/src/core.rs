@@ -51,38 +51,56 @@ struct Published {
     desired_index: imbl::HashMap<String, u64>,
 }
 
-/// An agent's desired set as it is answered: its tasks' specs, encoded once when each task was
-/// launched (see [`crate::model::Tasks`]).
+/// An agent's desired set as it is answered: the [`DesiredTasks`] JSON of its tasks' specs,
+/// joined from the encodings made once when each task was launched (see
+/// [`crate::model::Tasks`]).
 #[derive(Debug)]
-pub struct DesiredSet(Vec<crate::model::SpecJson>);
+pub struct DesiredSet {
+    json: Vec<u8>,
+    len: usize,
+}
 
 impl DesiredSet {
+    /// Joins the specs of `node`'s desired tasks (each a JSON object) into
+    /// `{"tasks":[...]}`, what serde would write.
+    fn join(tasks: &crate::model::Tasks, node: &str) -> DesiredSet {
+        let specs = || tasks.desired_on(node);
+        let size: usize = specs().map(|s| s.len() + 1).sum();
+        let mut json = Vec::with_capacity(size + 16);
+        json.extend_from_slice(b"{\"tasks\":[");
+        let mut len = 0;
+        for spec in specs() {
+            if len > 0 {
+                json.push(b',');
+            }
+            json.extend_from_slice(spec);
+            len += 1;
+        }
+        json.extend_from_slice(b"]}");
+        DesiredSet { json, len }
+    }
+
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.len == 0
     }
 
-    /// The [`DesiredTasks`] JSON of the set (what serde would write for it).
-    pub fn to_json(&self) -> Vec<u8> {
-        let size: usize = self.0.iter().map(|s| s.len() + 1).sum();
-        let mut out = Vec::with_capacity(size + 16);
-        out.extend_from_slice(b"{\"tasks\":[");
-        for (i, spec) in self.0.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            out.extend_from_slice(spec);
-        }
-        out.extend_from_slice(b"]}");
-        out
+    /// The [`DesiredTasks`] JSON of the set.
+    pub fn to_json(&self) -> &[u8] {
+        &self.json
+    }
+
+    /// The JSON, for the answer's body.
+    pub fn into_json(self) -> Vec<u8> {
+        self.json
     }
 
     /// The set decoded, as an agent reads it.
     pub fn decode(&self) -> Result<DesiredTasks, serde_json::Error> {
-        serde_json::from_slice(&self.to_json())
+        serde_json::from_slice(&self.json)
     }
 }
 
@@ -360,8 +378,12 @@ impl Core {
         // The commit and the publication run to the end even if this request is dropped, and
         // the writer lock is held until then: the next change starts from this one's state.
         let done = tokio::task::spawn_blocking(move || {
-            let _writer = writer;
-            shared.commit(next, tx, batch)
+            let (written, previous) = shared.commit(next, tx, batch);
+            // The next change may start; the state this one replaced is freed meanwhile (the
+            // nodes of its maps that this change copied are its own).
+            drop(writer);
+            drop(previous);
+            written
         })
         .await;
         match done {
@@ -478,8 +500,8 @@ impl Core {
                 if !agent.lost
                     && (current > index || index == 0 || tokio::time::Instant::now() >= deadline)
                 {
-                    let specs = snap.state.tasks.desired_on(node).cloned().collect();
-                    return Ok(Some((DesiredSet(specs), current)));
+                    let set = DesiredSet::join(&snap.state.tasks, node);
+                    return Ok(Some((set, current)));
                 }
                 agent.lost
             };
@@ -621,8 +643,8 @@ impl Drop for NodeSignal<'_> {
 
 impl Shared {
     /// Makes the batch durable, then publishes `next`; false when it was not written (a fenced
-    /// core is deposed then). Runs on a blocking thread.
-    fn commit(&self, next: State, tx: Tx, batch: Batch) -> bool {
+    /// core is deposed then), with the state it replaced. Runs on a blocking thread.
+    fn commit(&self, next: State, tx: Tx, batch: Batch) -> (bool, Option<Arc<Published>>) {
         let revision = match (self.store.commit(batch), &self.fence) {
             (Ok(Outcome::Applied(r)), _) => r,
             (Ok(Outcome::CompareFailed(_)), Some(_)) => {
@@ -630,13 +652,13 @@ impl Shared {
                     "a newer leader has written its term key: this replica's write was refused by etcd; stepping down"
                 );
                 self.deposed.cancel();
-                return false;
+                return (false, None);
             }
             (Err(e), Some(_)) => {
                 // Maybe applied, maybe not: only a reload from etcd knows.
                 tracing::error!(error = %e, "cannot write the state to etcd; stepping down (the state is reloaded from etcd when this replica leads again)");
                 self.deposed.cancel();
-                return false;
+                return (false, None);
             }
             (Ok(Outcome::CompareFailed(_)), None) => {
                 // No compares are sent, so this cannot happen; treat it as a store fault.
@@ -651,20 +673,20 @@ impl Shared {
             }
         };
         self.latest.fetch_max(revision, Ordering::SeqCst);
-        self.publish(next, tx, Some(revision));
-        true
+        (true, Some(self.publish(next, tx, Some(revision))))
     }
 
     /// Makes `next` what readers see, then wakes the agents whose desired set changed and sends
     /// the events. `revision`: the store revision of the change (None: nothing was written).
-    fn publish(&self, next: State, tx: Tx, revision: Option<u64>) {
+    /// Returns what readers saw before, for the caller to drop when it suits it.
+    fn publish(&self, next: State, tx: Tx, revision: Option<u64>) -> Arc<Published> {
         let mut desired_index = self.current.load().desired_index.clone();
         if let Some(revision) = revision {
             for node in &tx.nodes {
                 desired_index.insert(node.clone(), revision);
             }
         }
-        self.current.store(Arc::new(Published {
+        let previous = self.current.swap(Arc::new(Published {
             state: next,
             desired_index,
         }));
@@ -689,6 +711,7 @@ impl Shared {
             // Nobody listening (no catalog configured) is fine.
             let _ = self.stale_tx.send(s);
         }
+        previous
     }
 }
 
@@ -1412,6 +1435,7 @@ mod tests {
             DesiredTasks { tasks: specs }
         });
         assert_eq!(set.decode().expect("JSON"), want);
+        assert_eq!(set.len(), 2);
         assert_eq!(set.to_json(), serde_json::to_vec(&want).expect("encoded"));
     }
 }

@@ -2,6 +2,9 @@
 //! history and launch backoff, tasks, agents and deployments.
 
 use cairn_marathon::{AgentRegistration, App, Attributes, Resources, TaskState};
+use std::ops::Bound;
+use std::sync::Arc;
+
 use imbl::{OrdMap, OrdSet};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -225,25 +228,30 @@ pub struct State {
     pub finished: imbl::Vector<Task>,
 }
 
-/// The tasks by id, indexed by node and by app, and each agent's desired set with every spec
-/// already encoded: an agent's desired set, an agent listing or an app's scheduling round costs
-/// in proportion to that agent's or app's tasks, not to the whole fleet's, and answering an
-/// agent's poll copies bytes instead of cloning and encoding specs (1,000 agents are answered
-/// after every change to their sets). Every change goes through [`Tasks::insert`],
-/// [`Tasks::remove`] and [`Tasks::get_mut`] (whose guard re-indexes a task whose node, app or
-/// desiredness changed), so the indexes are kept in one place. A task's spec is never changed
-/// after launch (a new spec is a new task), so its encoding is made once.
+/// The tasks by id, with indexes kept beside them: by node, by app, each agent's desired set
+/// with every spec already encoded, each agent's resources in use, and the tasks failing their
+/// health checks. An agent's desired set, an agent listing, the offers of a scheduling round or
+/// an app's round cost in proportion to that agent's or app's tasks (or to the agents), not to
+/// the whole fleet's tasks, and answering an agent's poll copies bytes instead of cloning and
+/// encoding specs (1,000 agents are answered after every change to their sets). Every change
+/// goes through [`Tasks::insert`], [`Tasks::remove`] and [`Tasks::get_mut`] (whose guard
+/// re-indexes a task whose indexed fields changed), and each adds or takes out a task's whole
+/// entry (`Indexes::add`, `Indexes::remove`), so the indexes are kept in one place. A task's
+/// spec is never changed after launch (a new spec is a new task), so its encoding is made once.
 #[derive(Clone, Debug, Default)]
 pub struct Tasks {
-    by_id: OrdMap<String, Task>,
-    by_node: OrdMap<String, OrdSet<String>>,
-    by_app: OrdMap<String, OrdSet<String>>,
-    /// Per node: its desired tasks' specs as JSON, by task id.
-    desired: OrdMap<String, OrdMap<String, SpecJson>>,
+    /// Each record behind its own `Arc`: copying a node of the map (what a change to a
+    /// persistent map does) copies pointers, not tasks; a task is copied when it changes.
+    by_id: OrdMap<Id, Arc<Task>>,
+    ix: Indexes,
 }
 
+/// A task id or node name as the maps hold it: copying one (as the maps' nodes are copied on
+/// change) is a reference count, not an allocation.
+pub type Id = Arc<str>;
+
 /// A task spec encoded as JSON (what an agent's desired set is made of).
-pub type SpecJson = std::sync::Arc<[u8]>;
+pub type SpecJson = Arc<[u8]>;
 
 fn spec_json(t: &Task) -> SpecJson {
     // A TaskSpec is plain data (strings, numbers, maps with string keys, JSON values): its
@@ -253,60 +261,200 @@ fn spec_json(t: &Task) -> SpecJson {
         .into()
 }
 
-fn desired_add(desired: &mut OrdMap<String, OrdMap<String, SpecJson>>, t: &Task) {
-    let json = spec_json(t);
-    match desired.get_mut(&t.node) {
-        Some(set) => {
-            set.insert(t.id.clone(), json);
+/// What one node's active tasks use: resources as exact sums (fixed point, 2^-64 units: every
+/// `f64` from about 2^-12 up is a whole number of units, so adding and taking out a task leaves
+/// the sum exactly as it was, and it never drifts however many tasks come and go) and host
+/// ports with how many tasks hold each.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct NodeUsage {
+    cpus: i128,
+    mem: i128,
+    disk: i128,
+    ports: OrdMap<u16, u32>,
+    tasks: u32,
+}
+
+/// 2^64: the fixed-point scale of [`NodeUsage`].
+const UNITS: f64 = 18_446_744_073_709_551_616.0;
+
+fn units(x: f64) -> i128 {
+    // Multiplying by a power of two is exact; `as` saturates (and takes NaN to 0).
+    (x * UNITS) as i128
+}
+
+impl NodeUsage {
+    pub fn cpus(&self) -> f64 {
+        self.cpus as f64 / UNITS
+    }
+    pub fn mem(&self) -> f64 {
+        self.mem as f64 / UNITS
+    }
+    pub fn disk(&self) -> f64 {
+        self.disk as f64 / UNITS
+    }
+    /// The host ports active tasks hold.
+    pub fn ports(&self) -> impl Iterator<Item = u16> + '_ {
+        self.ports.keys().copied()
+    }
+
+    fn change(&mut self, k: &Indexed, sign: i128) {
+        self.cpus += sign * units(k.cpus);
+        self.mem += sign * units(k.mem);
+        self.disk += sign * units(k.disk);
+        for &p in &k.ports {
+            let n = self.ports.get(&p).copied().unwrap_or(0);
+            let n = if sign > 0 { n + 1 } else { n.saturating_sub(1) };
+            if n == 0 {
+                self.ports.remove(&p);
+            } else {
+                self.ports.insert(p, n);
+            }
         }
-        None => {
-            desired.insert(t.node.clone(), OrdMap::unit(t.id.clone(), json));
-        }
+        self.tasks = if sign > 0 {
+            self.tasks + 1
+        } else {
+            self.tasks.saturating_sub(1)
+        };
     }
 }
 
-fn desired_remove(desired: &mut OrdMap<String, OrdMap<String, SpecJson>>, node: &str, id: &str) {
-    let empty = match desired.get_mut(node) {
-        Some(set) => {
-            set.remove(id);
-            set.is_empty()
-        }
-        None => false,
-    };
-    if empty {
-        desired.remove(node);
+/// An entry of an index that holds something per key (a set of ids, a map by id, a node's
+/// usage): an empty one is not kept.
+trait Bucket: Clone + Default {
+    fn is_empty(&self) -> bool;
+}
+
+impl Bucket for OrdSet<Id> {
+    fn is_empty(&self) -> bool {
+        OrdSet::is_empty(self)
     }
 }
 
-/// Adds `id` under `key` in an index.
-fn index_add(index: &mut OrdMap<String, OrdSet<String>>, key: &str, id: &str) {
-    match index.get_mut(key) {
-        Some(ids) => {
-            ids.insert(id.to_string());
-        }
-        None => {
-            index.insert(key.to_string(), OrdSet::unit(id.to_string()));
-        }
+impl Bucket for OrdMap<Id, SpecJson> {
+    fn is_empty(&self) -> bool {
+        OrdMap::is_empty(self)
     }
 }
 
-/// Removes `id` from under `key` (and the key once it holds nothing).
-fn index_remove(index: &mut OrdMap<String, OrdSet<String>>, key: &str, id: &str) {
+impl Bucket for NodeUsage {
+    fn is_empty(&self) -> bool {
+        self.tasks == 0
+    }
+}
+
+/// Changes the entry under `key` in place (created when missing, dropped once empty).
+fn update<B: Bucket>(index: &mut OrdMap<Id, B>, key: &str, f: impl FnOnce(&mut B)) {
     let empty = match index.get_mut(key) {
-        Some(ids) => {
-            ids.remove(id);
-            ids.is_empty()
+        Some(b) => {
+            f(b);
+            b.is_empty()
         }
-        None => false,
+        None => {
+            let mut b = B::default();
+            f(&mut b);
+            if b.is_empty() {
+                return;
+            }
+            index.insert(key.into(), b);
+            false
+        }
     };
     if empty {
         index.remove(key);
     }
 }
 
+/// What the indexes know of a task: a change to any of it re-indexes the task.
+#[derive(Clone, Debug, PartialEq)]
+struct Indexed {
+    node: String,
+    app_id: String,
+    desired: bool,
+    active: bool,
+    failing: bool,
+    cpus: f64,
+    mem: f64,
+    disk: f64,
+    ports: Vec<u16>,
+}
+
+impl Indexed {
+    fn of(t: &Task) -> Indexed {
+        Indexed {
+            node: t.node.clone(),
+            app_id: t.app_id.clone(),
+            desired: t.is_desired(),
+            active: t.is_active(),
+            failing: t.healthy == Some(false) && t.unhealthy_since.is_some(),
+            cpus: t.spec.cpus,
+            mem: t.spec.mem,
+            disk: t.spec.disk,
+            ports: t.ports.clone(),
+        }
+    }
+}
+
+/// The indexes of [`Tasks`].
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Indexes {
+    by_node: IndexOf,
+    by_app: IndexOf,
+    /// Per node: its desired tasks' specs as JSON, by task id.
+    desired: DesiredOf,
+    /// Per node: what its active tasks use.
+    usage: OrdMap<Id, NodeUsage>,
+    /// Tasks whose checks are failing (health kills look at these only).
+    failing: OrdSet<Id>,
+}
+
+impl Indexes {
+    /// Adds `t` (under `id`, with `k`, its [`Indexed`]) to every index.
+    fn add(&mut self, id: &Id, t: &Task, k: &Indexed) {
+        update(&mut self.by_node, &k.node, |ids| {
+            ids.insert(id.clone());
+        });
+        update(&mut self.by_app, &k.app_id, |ids| {
+            ids.insert(id.clone());
+        });
+        if k.desired {
+            let json = spec_json(t);
+            update(&mut self.desired, &k.node, |set| {
+                set.insert(id.clone(), json);
+            });
+        }
+        if k.active {
+            update(&mut self.usage, &k.node, |u| u.change(k, 1));
+        }
+        if k.failing {
+            self.failing.insert(id.clone());
+        }
+    }
+
+    /// Takes task `id` (indexed as `k`) out of every index.
+    fn remove(&mut self, id: &str, k: &Indexed) {
+        update(&mut self.by_node, &k.node, |ids| {
+            ids.remove(id);
+        });
+        update(&mut self.by_app, &k.app_id, |ids| {
+            ids.remove(id);
+        });
+        if k.desired {
+            update(&mut self.desired, &k.node, |set| {
+                set.remove(id);
+            });
+        }
+        if k.active {
+            update(&mut self.usage, &k.node, |u| u.change(k, -1));
+        }
+        if k.failing {
+            self.failing.remove(id);
+        }
+    }
+}
+
 impl Tasks {
     pub fn get(&self, id: &str) -> Option<&Task> {
-        self.by_id.get(id)
+        self.by_id.get(id).map(|t| &**t)
     }
 
     pub fn contains_key(&self, id: &str) -> bool {
@@ -323,59 +471,64 @@ impl Tasks {
 
     /// Every task, by id.
     pub fn values(&self) -> impl Iterator<Item = &Task> {
-        self.by_id.values()
+        self.by_id.values().map(|t| &**t)
     }
 
     /// Adds (or replaces) a task under its id.
     pub fn insert(&mut self, task: Task) {
         self.remove(&task.id);
-        index_add(&mut self.by_node, &task.node, &task.id);
-        index_add(&mut self.by_app, &task.app_id, &task.id);
-        if task.is_desired() {
-            desired_add(&mut self.desired, &task);
-        }
-        self.by_id.insert(task.id.clone(), task);
+        let id: Id = task.id.as_str().into();
+        self.ix.add(&id, &task, &Indexed::of(&task));
+        self.by_id.insert(id, Arc::new(task));
     }
 
     pub fn remove(&mut self, id: &str) -> Option<Task> {
         let task = self.by_id.remove(id)?;
-        index_remove(&mut self.by_node, &task.node, id);
-        index_remove(&mut self.by_app, &task.app_id, id);
-        desired_remove(&mut self.desired, &task.node, id);
-        Some(task)
+        self.ix.remove(id, &Indexed::of(&task));
+        Some(Arc::unwrap_or_clone(task))
     }
 
-    /// A task to change in place; the guard re-indexes it when dropped, should its node, app or
-    /// desiredness have changed.
+    /// A task to change in place; the guard re-indexes it when dropped, should anything an
+    /// index knows of it have changed (node, app, desiredness, activity, health failing,
+    /// resources, ports).
     pub fn get_mut(&mut self, id: &str) -> Option<TaskMut<'_>> {
-        let task = self.by_id.get_mut(id)?;
-        let (node, app_id, desired) = (task.node.clone(), task.app_id.clone(), task.is_desired());
+        let (id, task) = self.by_id.get_key_value_mut(id)?;
+        let before = Indexed::of(task);
         Some(TaskMut {
+            id: id.clone(),
             task,
-            by_node: &mut self.by_node,
-            by_app: &mut self.by_app,
-            desired_sets: &mut self.desired,
-            node,
-            app_id,
-            desired,
+            ix: &mut self.ix,
+            before,
         })
     }
 
     /// The specs of `node`'s desired tasks as JSON, by task id: its desired set.
     pub fn desired_on(&self, node: &str) -> impl Iterator<Item = &SpecJson> {
-        self.desired
+        self.ix
+            .desired
             .get(node)
             .into_iter()
             .flat_map(|set| set.values())
     }
 
+    /// What `node`'s active tasks use (nothing when it has none).
+    pub fn usage_on(&self, node: &str) -> Option<&NodeUsage> {
+        self.ix.usage.get(node)
+    }
+
+    /// The tasks whose health checks are failing (`healthy: false`, with the time since).
+    pub fn failing(&self) -> impl Iterator<Item = &Task> {
+        self.ix.failing.iter().filter_map(|id| self.get(id))
+    }
+
     /// The tasks recorded on `node` (in any state).
     pub fn on_node<'a>(&'a self, node: &str) -> impl Iterator<Item = &'a Task> + 'a {
-        self.by_node
+        self.ix
+            .by_node
             .get(node)
             .into_iter()
             .flat_map(|ids| ids.iter())
-            .filter_map(|id| self.by_id.get(id))
+            .filter_map(|id| self.get(id))
     }
 
     /// The tasks of `app_id` (in any state; launched by an app or by a framework under it).
@@ -385,41 +538,31 @@ impl Tasks {
     pub fn of_app<'a>(&'a self, app_id: &'a str) -> impl Iterator<Item = &'a Task> + 'a {
         let prefix = cairn_marathon::task_id_for(app_id, "");
         self.by_id
-            .range(prefix.clone()..)
-            .take_while(move |(id, _)| id.starts_with(&prefix))
-            .map(|(_, t)| t)
+            .range::<_, str>((Bound::Included(prefix.as_str()), Bound::Unbounded))
+            .take_while(move |(id, _)| id.starts_with(prefix.as_str()))
+            .map(|(_, t)| &**t)
             .filter(move |t| t.app_id == app_id)
     }
 
     /// Every app id that has tasks.
-    pub fn app_ids(&self) -> impl Iterator<Item = &String> {
-        self.by_app.keys()
+    pub fn app_ids(&self) -> impl Iterator<Item = &str> {
+        self.ix.by_app.keys().map(|id| &**id)
     }
 
-    /// The indexes as they would be rebuilt from the records: `(by node, by app, desired
-    /// sets)`, for tests that check them against [`Tasks::indexes`].
+    /// The indexes as they would be rebuilt from the records, for tests that check them
+    /// against [`Tasks::indexes`].
     #[cfg(test)]
-    pub fn recomputed_indexes(&self) -> (IndexOf, IndexOf, DesiredOf) {
-        let mut by_node = OrdMap::new();
-        let mut by_app = OrdMap::new();
-        let mut desired = OrdMap::new();
-        for t in self.by_id.values() {
-            index_add(&mut by_node, &t.node, &t.id);
-            index_add(&mut by_app, &t.app_id, &t.id);
-            if t.is_desired() {
-                desired_add(&mut desired, t);
-            }
+    pub fn recomputed_indexes(&self) -> Indexes {
+        let mut ix = Indexes::default();
+        for (id, t) in &self.by_id {
+            ix.add(id, t, &Indexed::of(t));
         }
-        (by_node, by_app, desired)
+        ix
     }
 
     #[cfg(test)]
-    pub fn indexes(&self) -> (IndexOf, IndexOf, DesiredOf) {
-        (
-            self.by_node.clone(),
-            self.by_app.clone(),
-            self.desired.clone(),
-        )
+    pub fn indexes(&self) -> Indexes {
+        self.ix.clone()
     }
 }
 
@@ -430,13 +573,13 @@ macro_rules! index_by_id {
         impl std::ops::Index<&str> for $table {
             type Output = $record;
             fn index(&self, id: &str) -> &$record {
-                &self.by_id[id]
+                std::borrow::Borrow::borrow(&self.by_id[id])
             }
         }
         impl std::ops::Index<&String> for $table {
             type Output = $record;
             fn index(&self, id: &String) -> &$record {
-                &self.by_id[id.as_str()]
+                std::borrow::Borrow::borrow(&self.by_id[id.as_str()])
             }
         }
     };
@@ -445,50 +588,39 @@ index_by_id!(Tasks, Task);
 index_by_id!(Deployments, Deployment);
 
 /// An index: key → ids.
-pub type IndexOf = OrdMap<String, OrdSet<String>>;
+pub type IndexOf = OrdMap<Id, OrdSet<Id>>;
 /// The desired sets: node → task id → spec JSON.
-pub type DesiredOf = OrdMap<String, OrdMap<String, SpecJson>>;
+pub type DesiredOf = OrdMap<Id, OrdMap<Id, SpecJson>>;
 
-/// A task being changed in place (see [`Tasks::get_mut`]).
+/// A task being changed in place (see [`Tasks::get_mut`]). The record is copied (when the
+/// state before the change still shares it) only once it is written to.
 pub struct TaskMut<'a> {
-    task: &'a mut Task,
-    by_node: &'a mut OrdMap<String, OrdSet<String>>,
-    by_app: &'a mut OrdMap<String, OrdSet<String>>,
-    desired_sets: &'a mut DesiredOf,
-    node: String,
-    app_id: String,
-    desired: bool,
+    id: Id,
+    task: &'a mut Arc<Task>,
+    ix: &'a mut Indexes,
+    /// What the indexes hold for it.
+    before: Indexed,
 }
 
 impl std::ops::Deref for TaskMut<'_> {
     type Target = Task;
     fn deref(&self) -> &Task {
-        &*self.task
+        self.task
     }
 }
 
 impl std::ops::DerefMut for TaskMut<'_> {
     fn deref_mut(&mut self) -> &mut Task {
-        &mut *self.task
+        Arc::make_mut(self.task)
     }
 }
 
 impl Drop for TaskMut<'_> {
     fn drop(&mut self) {
-        if self.task.node != self.node {
-            index_remove(self.by_node, &self.node, &self.task.id);
-            index_add(self.by_node, &self.task.node, &self.task.id);
-        }
-        if self.task.app_id != self.app_id {
-            index_remove(self.by_app, &self.app_id, &self.task.id);
-            index_add(self.by_app, &self.task.app_id, &self.task.id);
-        }
-        let desired = self.task.is_desired();
-        if self.desired && (!desired || self.task.node != self.node) {
-            desired_remove(self.desired_sets, &self.node, &self.task.id);
-        }
-        if desired && (!self.desired || self.task.node != self.node) {
-            desired_add(self.desired_sets, self.task);
+        let now = Indexed::of(self.task);
+        if now != self.before {
+            self.ix.remove(&self.id, &self.before);
+            self.ix.add(&self.id, self.task, &now);
         }
     }
 }
@@ -498,7 +630,7 @@ impl Drop for TaskMut<'_> {
 #[derive(Clone, Debug, Default)]
 pub struct Deployments {
     by_id: OrdMap<String, Deployment>,
-    by_app: OrdMap<String, OrdSet<String>>,
+    by_app: IndexOf,
 }
 
 impl Deployments {
@@ -523,17 +655,18 @@ impl Deployments {
     }
 
     pub fn insert(&mut self, d: Deployment) {
-        if let Some(old) = self.by_id.get(&d.id) {
-            let app = old.app_id.clone();
-            index_remove(&mut self.by_app, &app, &d.id);
-        }
-        index_add(&mut self.by_app, &d.app_id, &d.id);
+        self.remove(&d.id);
+        update(&mut self.by_app, &d.app_id, |ids| {
+            ids.insert(d.id.as_str().into());
+        });
         self.by_id.insert(d.id.clone(), d);
     }
 
     pub fn remove(&mut self, id: &str) -> Option<Deployment> {
         let d = self.by_id.remove(id)?;
-        index_remove(&mut self.by_app, &d.app_id, id);
+        update(&mut self.by_app, &d.app_id, |ids| {
+            ids.remove(id);
+        });
         Some(d)
     }
 
@@ -543,14 +676,16 @@ impl Deployments {
             .get(app_id)
             .into_iter()
             .flat_map(|ids| ids.iter())
-            .filter_map(|id| self.by_id.get(id))
+            .filter_map(|id| self.by_id.get(&**id))
     }
 
     #[cfg(test)]
     pub fn index_is_consistent(&self) -> bool {
-        let mut by_app = OrdMap::new();
+        let mut by_app = IndexOf::new();
         for d in self.by_id.values() {
-            index_add(&mut by_app, &d.app_id, &d.id);
+            update(&mut by_app, &d.app_id, |ids| {
+                ids.insert(d.id.as_str().into());
+            });
         }
         by_app == self.by_app
     }

@@ -195,7 +195,7 @@ pub async fn desired(
         HeaderValue::from_static("application/json"),
     );
     // The specs are encoded already: the answer is their bytes joined.
-    Ok((headers, tasks.to_json()).into_response())
+    Ok((headers, tasks.into_json()).into_response())
 }
 
 /// `POST /v1/agents/{node}/status`.

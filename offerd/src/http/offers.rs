@@ -209,6 +209,9 @@ pub async fn accept(
             // Check everything fits before creating anything: all tasks or none.
             let mut placements = Vec::new();
             for app in &apps {
+                if !here[0].app_counts.contains_key(&app.id) {
+                    scheduler::count_app_tasks(s, &mut here, &app.id);
+                }
                 let mut placer =
                     Placer::new(&here, Demand::of(app)).map_err(ApiError::BadRequest)?;
                 let p = placer.place_one(&mut here).map_err(|why| {

@@ -149,20 +149,24 @@ pub fn finish_task(state: &mut State, tx: &mut Tx, id: &str, end: TaskState, mes
 /// Applies one status update from `node`. Updates for unknown tasks, or from an agent the task
 /// is not on, are ignored: the desired set already tells that agent what to do.
 pub fn apply_status(state: &mut State, tx: &mut Tx, node: &str, u: &TaskStatusUpdate) {
-    let Some(mut t) = state.tasks.get_mut(&u.task_id) else {
+    // Looked at before it is taken for change: an update that changes nothing (an agent's
+    // registration repeats every task it runs) copies nothing.
+    let Some(t) = state.tasks.get(&u.task_id) else {
         return;
     };
     if t.node != node {
         return;
     }
     if u.state.is_terminal() {
-        drop(t);
         finish_task(state, tx, &u.task_id, u.state, &u.message);
         return;
     }
     if t.state == u.state {
         return;
     }
+    let Some(mut t) = state.tasks.get_mut(&u.task_id) else {
+        return;
+    };
     t.state = u.state;
     t.message = u.message.clone();
     if u.state == TaskState::Running && t.started_at.is_none() {

@@ -72,7 +72,7 @@ pub fn reconcile(state: &mut State, tx: &mut Tx, cfg: &SchedulerConfig) {
         .tasks
         .app_ids()
         .filter(|id| !state.apps.contains_key(*id))
-        .cloned()
+        .map(str::to_string)
         .collect();
     kill_orphans(state, tx, &orphaned);
     kill_unhealthy(state, tx);
@@ -219,11 +219,12 @@ pub fn unhealthy_kill_at(t: &Task) -> Option<u64> {
         .min()
 }
 
-/// Kills tasks that failed their health checks for too long; the app's scheduling replaces them.
+/// Kills tasks that failed their health checks for too long (of those failing now, an index);
+/// the app's scheduling replaces them.
 fn kill_unhealthy(state: &mut State, tx: &mut Tx) {
     let doomed: Vec<(String, String, String, String, String)> = state
         .tasks
-        .values()
+        .failing()
         .filter(|t| t.is_desired() && t.state == TaskState::Running)
         .filter(|t| unhealthy_kill_at(t).is_some_and(|at| at <= tx.now_ms))
         .map(|t| {
@@ -251,55 +252,65 @@ fn kill_unhealthy(state: &mut State, tx: &mut Tx) {
     }
 }
 
-/// Every active agent's unused resources: one walk over the tasks in id order (cheaper than a
-/// lookup per task through the node index when every agent is wanted).
+/// Every active agent's unused resources, from the per-node usage the task table keeps (a
+/// lookup per agent, no walk over the tasks). The offers count no app's tasks yet
+/// ([`Offer::app_counts`] is empty): only the apps being placed need theirs, see
+/// [`count_app_tasks`].
 pub fn build_offers(state: &State) -> Vec<Offer> {
-    let mut offers: Vec<Offer> = Vec::with_capacity(state.agents.len());
-    let mut index: HashMap<&str, usize> = HashMap::new();
-    for a in state.agents.values().filter(|a| !a.lost && !a.draining) {
-        index.insert(a.node.as_str(), offers.len());
-        offers.push(Offer {
-            node: a.node.clone(),
-            attributes: a.attributes.clone(),
-            total_cpus: a.resources.cpus,
-            total_mem: a.resources.mem,
-            free_cpus: a.resources.cpus,
-            free_mem: a.resources.mem,
-            free_disk: a.resources.disk,
-            port_ranges: a.resources.ports.clone(),
-            used_ports: Default::default(),
-            app_counts: HashMap::new(),
-        });
-    }
-    for t in state.tasks.values().filter(|t| t.is_active()) {
-        let Some(&i) = index.get(t.node.as_str()) else {
-            continue;
-        };
-        let o = &mut offers[i];
-        o.free_cpus -= t.spec.cpus;
-        o.free_mem -= t.spec.mem;
-        o.free_disk -= t.spec.disk;
-        o.used_ports.extend(t.ports.iter().copied());
-        if t.is_desired() {
-            match o.app_counts.get_mut(&t.app_id) {
-                Some(n) => *n += 1,
-                None => {
-                    o.app_counts.insert(t.app_id.clone(), 1);
-                }
+    state
+        .agents
+        .values()
+        .filter(|a| !a.lost && !a.draining)
+        .map(|a| {
+            let used = state.tasks.usage_on(&a.node);
+            let used_of = |f: fn(&crate::model::NodeUsage) -> f64| used.map_or(0.0, f);
+            Offer {
+                node: a.node.clone(),
+                attributes: a.attributes.clone(),
+                total_cpus: a.resources.cpus,
+                total_mem: a.resources.mem,
+                free_cpus: a.resources.cpus - used_of(|u| u.cpus()),
+                free_mem: a.resources.mem - used_of(|u| u.mem()),
+                free_disk: a.resources.disk - used_of(|u| u.disk()),
+                port_ranges: a.resources.ports.clone(),
+                used_ports: used.map(|u| u.ports().collect()).unwrap_or_default(),
+                app_counts: HashMap::new(),
             }
+        })
+        .collect()
+}
+
+/// Counts `app_id`'s desired tasks into the offers' [`Offer::app_counts`] (what its
+/// constraints are judged on): a walk over that app's tasks.
+pub fn count_app_tasks(state: &State, offers: &mut [Offer], app_id: &str) {
+    let mut per_node: HashMap<&str, u32> = HashMap::new();
+    for t in state.tasks.of_app(app_id).filter(|t| t.is_desired()) {
+        *per_node.entry(t.node.as_str()).or_insert(0) += 1;
+    }
+    for o in offers.iter_mut() {
+        if let Some(&n) = per_node.get(o.node.as_str()) {
+            o.app_counts.insert(app_id.to_string(), n);
         }
     }
-    offers
 }
 
 /// The agents' offers of one round, built when the first app has something to place (a round
-/// that launches nothing never walks the agents' tasks); each placement takes from them.
+/// that launches nothing builds none); each placement takes from them. An app's task counts
+/// are added the first time it places in the round.
 #[derive(Default)]
-struct Offers(Option<Vec<Offer>>);
+struct Offers {
+    offers: Option<Vec<Offer>>,
+    counted: std::collections::HashSet<String>,
+}
 
 impl Offers {
-    fn get(&mut self, state: &State) -> &mut Vec<Offer> {
-        self.0.get_or_insert_with(|| build_offers(state))
+    /// The offers, with `app_id`'s tasks counted in.
+    fn for_app(&mut self, state: &State, app_id: &str) -> &mut Vec<Offer> {
+        let offers = self.offers.get_or_insert_with(|| build_offers(state));
+        if self.counted.insert(app_id.to_string()) {
+            count_app_tasks(state, offers, app_id);
+        }
+        offers
     }
 }
 
@@ -351,7 +362,7 @@ fn reconcile_app(state: &mut State, tx: &mut Tx, app_id: &str, offers: &mut Offe
         );
         return;
     }
-    let offers = offers.get(state);
+    let offers = offers.for_app(state, app_id);
     let agents_considered = offers.len();
     let placed = plan::place(&app, plan.to_launch, offers);
     let launched = placed.tasks.len();
@@ -492,6 +503,40 @@ mod tests {
         }
     }
 
+    /// The offers as a walk over every task gives them (every app's tasks counted).
+    fn walked_offers(s: &State) -> Vec<Offer> {
+        let mut offers = Vec::new();
+        for a in s.agents.values().filter(|a| !a.lost && !a.draining) {
+            let mut o = Offer {
+                node: a.node.clone(),
+                attributes: a.attributes.clone(),
+                total_cpus: a.resources.cpus,
+                total_mem: a.resources.mem,
+                free_cpus: a.resources.cpus,
+                free_mem: a.resources.mem,
+                free_disk: a.resources.disk,
+                port_ranges: a.resources.ports.clone(),
+                used_ports: Default::default(),
+                app_counts: HashMap::new(),
+            };
+            for t in s
+                .tasks
+                .values()
+                .filter(|t| t.is_active() && t.node == a.node)
+            {
+                o.free_cpus -= t.spec.cpus;
+                o.free_mem -= t.spec.mem;
+                o.free_disk -= t.spec.disk;
+                o.used_ports.extend(t.ports.iter().copied());
+                if t.is_desired() {
+                    *o.app_counts.entry(t.app_id.clone()).or_insert(0) += 1;
+                }
+            }
+            offers.push(o);
+        }
+        offers
+    }
+
     fn assert_indexes(s: &State, step: &str) {
         assert_eq!(
             s.tasks.indexes(),
@@ -502,6 +547,39 @@ mod tests {
             s.deployments.index_is_consistent(),
             "deployment index after {step}"
         );
+        // Offers from the usage index, each app counted in, are what a walk gives.
+        let mut offers = build_offers(s);
+        let app_ids: BTreeSet<String> = s.tasks.values().map(|t| t.app_id.clone()).collect();
+        for app in &app_ids {
+            count_app_tasks(s, &mut offers, app);
+        }
+        let walked = walked_offers(s);
+        assert_eq!(offers.len(), walked.len(), "offers after {step}");
+        for (o, w) in offers.iter().zip(&walked) {
+            assert_eq!(o.node, w.node);
+            for (a, b) in [
+                (o.free_cpus, w.free_cpus),
+                (o.free_mem, w.free_mem),
+                (o.free_disk, w.free_disk),
+            ] {
+                assert!(
+                    (a - b).abs() < 1e-9,
+                    "{} free {a} != {b} after {step}",
+                    o.node
+                );
+            }
+            assert_eq!(o.used_ports, w.used_ports, "{} ports after {step}", o.node);
+            assert_eq!(o.app_counts, w.app_counts, "{} counts after {step}", o.node);
+        }
+        // The failing index holds exactly the tasks failing their checks.
+        let failing: Vec<&str> = s.tasks.failing().map(|t| t.id.as_str()).collect();
+        let want: Vec<&str> = s
+            .tasks
+            .values()
+            .filter(|t| t.healthy == Some(false) && t.unhealthy_since.is_some())
+            .map(|t| t.id.as_str())
+            .collect();
+        assert_eq!(failing, want, "failing tasks after {step}");
     }
 
     fn any_task(s: &State, rng: &mut Rng) -> Option<Task> {
@@ -509,10 +587,11 @@ mod tests {
         s.tasks.values().nth(rng.below(n)).cloned()
     }
 
-    /// The indexes by node and by app (and deployments by app) are what a recomputation from
-    /// the records gives, whatever the scheduler did: launches, kills, status reports, agents
-    /// lost, forgotten and drained, apps installed and deleted, full and touched rounds. A
-    /// change made on a clone and dropped leaves the original's indexes as they were.
+    /// The indexes by node and by app, the desired sets, the agents' usage (and the offers
+    /// built from it), the failing tasks (and deployments by app) are what a recomputation from
+    /// the records gives, whatever the scheduler did: launches, kills, status reports, health
+    /// turning, agents lost, forgotten and drained, apps installed and deleted, full and touched
+    /// rounds. A change made on a clone and dropped leaves the original's indexes as they were.
     #[test]
     fn the_indexes_equal_a_recomputation_after_random_scheduler_operations() {
         let nodes = ["a0", "a1", "a2", "a3"];
@@ -521,6 +600,7 @@ mod tests {
         let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
         let mut now = NOW;
         let mut silent: Option<&str> = None;
+        let (mut saw_failing, mut saw_ports) = (false, false);
         for step in 0..3000 {
             now += 250;
             for node in nodes {
@@ -535,8 +615,17 @@ mod tests {
             let op = rng.below(10);
             match op {
                 0 | 1 => {
-                    let def = json!({"id": app_id, "cmd": format!("v{}", rng.below(2)),
-                        "instances": rng.below(7), "cpus": 0.5, "mem": 16});
+                    // Resources that are not whole in binary (0.1, 0.3) add up inexactly in
+                    // floats; the usage index must still agree with a walk.
+                    let cpus = [0.5, 0.1, 0.3, 0.25][rng.below(4)];
+                    let mut def = json!({"id": app_id, "cmd": format!("v{}", rng.below(2)),
+                        "instances": rng.below(7), "cpus": cpus, "mem": 16.1,
+                        "portDefinitions": vec![json!({"port": 0}); rng.below(3)]});
+                    if rng.below(2) == 0 {
+                        def["healthChecks"] = json!([{"protocol": "COMMAND",
+                            "command": {"value": "true"}, "gracePeriodSeconds": 0,
+                            "intervalSeconds": 1, "maxConsecutiveFailures": 2}]);
+                    }
                     let _ = apps::install(&mut s, &mut tx, testkit::app(def), now, false, true);
                 }
                 2 => {
@@ -566,11 +655,22 @@ mod tests {
                         kill_task(&mut s, &mut tx, &t.id);
                     }
                 }
-                6 => {
+                6 if rng.below(2) == 0 => {
                     let node = nodes[rng.below(nodes.len())];
                     if let Some(a) = s.agents.get_mut(node) {
                         a.draining = !a.draining;
                         tx.agent(node);
+                    }
+                }
+                6 => {
+                    // Health turns, as the catalog reports it (health.rs).
+                    if let Some(t) = any_task(&s, &mut rng)
+                        && let Some(mut t) = s.tasks.get_mut(&t.id)
+                    {
+                        let passing = rng.below(2) == 0;
+                        t.healthy = Some(passing);
+                        t.unhealthy_since = (!passing).then_some(now);
+                        tx.task_state(&t);
                     }
                 }
                 7 => {
@@ -613,8 +713,14 @@ mod tests {
                 reconcile_touched(&mut s, &mut tx, &cfg());
             }
             assert_indexes(&s, &format!("step {step} (op {op})"));
+            saw_failing |= s.tasks.failing().next().is_some();
+            saw_ports |= s.tasks.values().any(|t| !t.ports.is_empty());
         }
         assert!(!s.tasks.is_empty(), "the sequence left tasks to check");
+        assert!(
+            saw_failing && saw_ports,
+            "failing tasks and ports were indexed"
+        );
     }
 
     /// What the touched round does not visit, the next full round does; a change's own app is

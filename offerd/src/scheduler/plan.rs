@@ -23,7 +23,9 @@ pub struct Classified<'a> {
 /// draining agent is replaced like one of an old version: within the upgrade strategy, new
 /// ones first.
 pub fn classify<'a>(state: &'a State, app_id: &'a str, config_version: &str) -> Classified<'a> {
-    let draining = |node: &str| state.agents.get(node).is_some_and(|a| a.draining);
+    // Agents are looked up only while one drains (a lookup per task is most of a round).
+    let any_draining = state.agents.values().any(|a| a.draining);
+    let draining = |node: &str| any_draining && state.agents.get(node).is_some_and(|a| a.draining);
     let mut out = Classified::default();
     for t in state.app_tasks(app_id).filter(|t| t.is_desired()) {
         if t.config_version == config_version && !draining(&t.node) {
