@@ -359,8 +359,12 @@ impl Core {
             return Err(CoreError::Deposed.into());
         }
         let mut next = self.shared.current.load().state.clone();
-        self.fold_heartbeats(&mut next);
-        let mut tx = Tx::new(now_millis());
+        let now = now_millis();
+        self.fold_heartbeats(&mut next, now);
+        let mut tx = Tx::new(now);
+        // Events are made only while someone listens: a subscriber that arrives while this
+        // change is being made sees the changes after it.
+        tx.events_wanted = self.shared.events.subscribers() > 0;
         let r = f(&mut next, &mut tx)?;
         match round {
             Round::Full => scheduler::reconcile(&mut next, &mut tx, &self.cfg),
@@ -420,18 +424,39 @@ impl Core {
     }
 
     /// Copies the agents' latest heartbeats into `state` (memory only: no record is touched).
-    fn fold_heartbeats(&self, state: &mut State) {
+    /// A heartbeat is copied once it is [`Core::heartbeat_step`] newer than the record, or as
+    /// soon as the record comes within that step of the agent timeout: agents poll all the
+    /// time, and copying 1,000 agents' records in every change was most of a small change,
+    /// while an agent is still declared lost exactly `--agent-timeout` after it was last heard
+    /// from (the record then is its last heartbeat).
+    fn fold_heartbeats(&self, state: &mut State, now: u64) {
+        let timeout = self.cfg.agent_timeout.as_millis() as u64;
+        let step = self.heartbeat_step();
         let mut beats = self.heartbeats.lock_or_exit("agent heartbeats");
         // Agents forgotten meanwhile need no heartbeat.
         beats.retain(|node, _| state.agents.contains_key(node));
         for (node, &seen) in beats.iter() {
             if let Some(a) = state.agents.get(node)
                 && a.last_seen_ms < seen
+                && (seen - a.last_seen_ms >= step
+                    || now.saturating_sub(a.last_seen_ms) + step >= timeout)
                 && let Some(a) = state.agents.get_mut(node)
             {
                 a.last_seen_ms = seen;
             }
         }
+    }
+
+    /// How far an agent's record may lag its heartbeats: a tenth of the agent timeout, at
+    /// most a second.
+    fn heartbeat_step(&self) -> u64 {
+        (self.cfg.agent_timeout.as_millis() as u64 / 10).min(1000)
+    }
+
+    /// The agents' newest heartbeats (Unix ms), which the state's records may lag (see
+    /// [`Core::fold_heartbeats`]).
+    pub fn heartbeats(&self) -> HashMap<String, u64> {
+        self.heartbeats.lock_or_exit("agent heartbeats").clone()
     }
 
     fn heartbeat(&self, node: &str) {
@@ -1047,6 +1072,62 @@ mod tests {
         s.agents.insert(node.into(), agent);
         tx.agent(node);
         tx.nodes.insert(node.into());
+    }
+
+    /// A heartbeat reaches the agent's record once it is a step (a tenth of the timeout, at
+    /// most 1 s) newer, or once the record is within a step of the timeout; whatever lags,
+    /// a scheduling round declares the agent lost exactly when its last heartbeat is older
+    /// than the timeout.
+    #[test]
+    fn heartbeats_reach_the_record_by_steps_and_always_before_the_timeout() {
+        let store: Arc<dyn Store> = Arc::new(MemStore::new());
+        let cfg = SchedulerConfig::new(Duration::from_secs(10));
+        let core = Core::open(store, cfg.clone()).expect("open");
+        assert_eq!(core.heartbeat_step(), 1000);
+        // (record, heartbeat, now) -> the record after folding.
+        let cases: [(u64, u64, u64, u64); 6] = [
+            (10_000, 10_500, 10_600, 10_000), // less than a step newer: left
+            (10_000, 11_000, 11_100, 11_000), // a step newer: copied
+            (10_000, 10_999, 19_000, 10_999), // within a step of the timeout: copied
+            (10_000, 10_999, 18_999, 10_000), // not yet within it: left
+            (10_000, 9_000, 30_000, 10_000),  // older than the record: never copied
+            (10_000, 10_001, 25_000, 10_001), // past the timeout: copied (not lost)
+        ];
+        for (record, beat, now, want) in cases {
+            let mut s = State::default();
+            let mut tx = Tx::new(record);
+            register(&mut s, &mut tx, "n1");
+            core.heartbeats
+                .lock()
+                .expect("heartbeats")
+                .insert("n1".into(), beat);
+            core.fold_heartbeats(&mut s, now);
+            assert_eq!(
+                s.agents["n1"].last_seen_ms, want,
+                "record {record}, heartbeat {beat}, now {now}"
+            );
+        }
+        // Folding at every 100 ms and a round after each: lost at the first round past the
+        // last heartbeat + the timeout, never before.
+        let last_beat = 50_000;
+        let mut s = State::default();
+        register(&mut s, &mut Tx::new(40_000), "n1");
+        core.heartbeats
+            .lock()
+            .expect("heartbeats")
+            .insert("n1".into(), last_beat);
+        let mut now = 40_000;
+        while !s.agents["n1"].lost {
+            now += 100;
+            core.fold_heartbeats(&mut s, now);
+            scheduler::reconcile(&mut s, &mut Tx::new(now), &cfg);
+            assert!(now < 70_000, "never declared lost");
+        }
+        assert_eq!(
+            now,
+            last_beat + 10_000 + 100,
+            "lost exactly past the timeout"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -26,6 +26,9 @@ pub struct Tx {
     /// them (and the apps waiting in the queue); a timer round visits every app.
     pub(crate) touched_apps: BTreeSet<String>,
     pub events: Vec<Event>,
+    /// Whether anyone listens for events (`/v2/events`): when nobody does, none are made
+    /// (1,000 launches or reports are 1,000 events each).
+    pub(crate) events_wanted: bool,
     /// Catalog services (node, service id) to remove: tasks of lost agents, whose own agent
     /// cannot deregister them.
     pub stale_services: Vec<(String, String)>,
@@ -44,6 +47,7 @@ impl Tx {
             nodes: BTreeSet::new(),
             touched_apps: BTreeSet::new(),
             events: Vec::new(),
+            events_wanted: true,
             stale_services: Vec::new(),
         }
     }
@@ -79,8 +83,16 @@ impl Tx {
     pub fn deployment(&mut self, id: &str) {
         self.deployments.insert(id.to_string());
     }
+    /// Records an event to publish (dropped when nobody listens).
     pub fn event(&mut self, e: Event) {
-        self.events.push(e);
+        if self.events_wanted {
+            self.events.push(e);
+        }
+    }
+
+    /// Whether events are kept: a caller whose events cost something to make asks first.
+    pub fn wants_events(&self) -> bool {
+        self.events_wanted
     }
 
     /// Nothing to write (events alone need no commit).

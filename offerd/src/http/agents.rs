@@ -85,6 +85,7 @@ pub async fn register(
 
 pub async fn list(State(st): State<AppState>) -> Json<Vec<AgentInfo>> {
     let now = now_millis();
+    let beats = st.core.heartbeats();
     Json(st.core.read(|s| {
         let offers = scheduler::build_offers(s);
         let offers: std::collections::HashMap<&str, &cairn_placement::Offer> =
@@ -108,7 +109,11 @@ pub async fn list(State(st): State<AppState>) -> Json<Vec<AgentInfo>> {
                     attributes: a.attributes.clone(),
                     state: agent_state(s, a).into(),
                     tasks: s.tasks.on_node(&a.node).filter(|t| t.is_active()).count(),
-                    last_seen_ms_ago: now.saturating_sub(a.last_seen_ms),
+                    last_seen_ms_ago: now.saturating_sub(
+                        beats
+                            .get(&a.node)
+                            .map_or(a.last_seen_ms, |&b| b.max(a.last_seen_ms)),
+                    ),
                 }
             })
             .collect()

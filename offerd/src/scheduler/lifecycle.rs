@@ -73,12 +73,14 @@ pub fn launch(
         spec,
         framework: framework.map(str::to_string),
     };
-    tx.event(Event::status_update(
-        &task,
-        TaskState::Staging,
-        "",
-        tx.now_ms,
-    ));
+    if tx.wants_events() {
+        tx.event(Event::status_update(
+            &task,
+            TaskState::Staging,
+            "",
+            tx.now_ms,
+        ));
+    }
     tx.task(&task);
     state.tasks.insert(task);
     id
@@ -113,7 +115,9 @@ pub fn finish_task(state: &mut State, tx: &mut Tx, id: &str, end: TaskState, mes
     } else {
         tx.task(&t);
     }
-    tx.event(Event::status_update(&t, end, message, tx.now_ms));
+    if tx.wants_events() {
+        tx.event(Event::status_update(&t, end, message, tx.now_ms));
+    }
     let mut ended = t.clone();
     ended.state = end;
     ended.message = message.to_string();
@@ -176,8 +180,10 @@ pub fn apply_status(state: &mut State, tx: &mut Tx, node: &str, u: &TaskStatusUp
             tx.now_ms
         });
     }
-    let event = Event::status_update(&t, u.state, &u.message, tx.now_ms);
+    let event = tx
+        .wants_events()
+        .then(|| Event::status_update(&t, u.state, &u.message, tx.now_ms));
     // The agent reported it: its desired set is unchanged.
     tx.task_state(&t);
-    tx.event(event);
+    tx.events.extend(event);
 }
