@@ -2,6 +2,7 @@
 //! NS at the apex, NXDOMAIN or NODATA with the SOA in the authority section otherwise. Pure
 //! functions over a [`View`], so every answer shape is unit-testable.
 
+use std::collections::HashSet;
 use std::net::IpAddr;
 
 use hickory_proto::op::ResponseCode;
@@ -225,6 +226,9 @@ impl Zone {
     /// SRV records targeting node names, with the addresses in the additional section.
     fn srv(&self, instances: &[&Instance], qname: &Name, ttl: u32) -> Answer {
         let mut out = Answer::default();
+        // One glue record per (target, address); names compare case-insensitively. A set, not
+        // a search of the records so far: a service of 100 instances made that quadratic.
+        let mut glued: HashSet<(String, IpAddr)> = HashSet::with_capacity(instances.len());
         for i in instances {
             let Some(target) = self.node_target(&i.node) else {
                 continue;
@@ -234,9 +238,8 @@ impl Zone {
                 ttl,
                 RData::SRV(SRV::new(1, 1, i.port, target.clone())),
             ));
-            let glue = address_record(target, i.addr, ttl);
-            if !out.additionals.contains(&glue) {
-                out.additionals.push(glue);
+            if glued.insert((i.node.to_ascii_lowercase(), i.addr)) {
+                out.additionals.push(address_record(target, i.addr, ttl));
             }
         }
         out

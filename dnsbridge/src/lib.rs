@@ -5,6 +5,7 @@
 pub mod answer;
 pub mod cli;
 pub mod handler;
+pub mod held;
 pub mod names;
 pub mod resolve;
 pub mod serve;

@@ -82,12 +82,28 @@ impl Resolver {
     }
 
     pub fn decide(&self, view: &View, qname: &Name, qtype: RecordType) -> Decision {
-        match names::parse(
+        self.decide_lookup(view, self.lookup(qname).as_ref(), qname, qtype)
+    }
+
+    /// What a name under the domain asks for; None when it is not under the domain.
+    pub fn lookup(&self, qname: &Name) -> Option<names::Lookup> {
+        names::parse(
             &lower_labels(qname),
             &self.domain_labels,
             &self.zone.datacenter,
-        ) {
-            Some(lookup) => Decision::Local(self.zone.answer(view, &lookup, qname, qtype)),
+        )
+    }
+
+    /// [`Resolver::decide`] for a name already parsed by [`Resolver::lookup`].
+    pub fn decide_lookup(
+        &self,
+        view: &View,
+        lookup: Option<&names::Lookup>,
+        qname: &Name,
+        qtype: RecordType,
+    ) -> Decision {
+        match lookup {
+            Some(lookup) => Decision::Local(self.zone.answer(view, lookup, qname, qtype)),
             None if self.recursors.is_empty() => Decision::Refused,
             None => Decision::Forward,
         }

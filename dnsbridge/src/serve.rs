@@ -15,6 +15,7 @@ use hickory_server::Server;
 
 use crate::answer::Zone;
 use crate::handler::Handler;
+use crate::held::Held;
 use crate::resolve::Resolver;
 use crate::view::View;
 
@@ -35,7 +36,10 @@ pub struct Config {
 const TCP_IDLE: Duration = Duration::from_secs(10);
 
 /// Follows the catalog and the prepared queries forever, swapping in a new view whenever
-/// either changes.
+/// either changes. While there are no prepared queries the catalog is held slim (what answers
+/// read, [`Held::Slim`]); when queries appear the catalog is read again whole (a new
+/// watch from index 0) and they are answered once it is in, and when the last one goes it is
+/// read again to be held slim.
 async fn follow(client: CatalogClient, view: Arc<ArcSwap<View>>, only_passing: bool) {
     // Reconnect quickly after a catalogd restart: answers are stale meanwhile.
     let config = WatchConfig {
@@ -44,16 +48,22 @@ async fn follow(client: CatalogClient, view: Arc<ArcSwap<View>>, only_passing: b
     };
     // Deltas: catalogd sends what changed since the catalog this bridge holds, not all of it.
     let mut catalog_watch = Watch::catalog_deltas(client.clone()).with_config(config);
-    let mut query_watch = Watch::prepared_queries(client).with_config(config);
-    let mut catalog: Option<cairn_wire::CatalogMirror> = None;
+    let mut query_watch = Watch::prepared_queries(client.clone()).with_config(config);
+    let mut catalog: Option<Held> = None;
     let mut queries: Vec<cairn_query::PreparedQuery> = Vec::new();
+    // Whether the catalog is held slim (no prepared query needs the entries whole).
+    let mut slim = true;
     loop {
         // What this round changed: part of the catalog, or (None) the prepared queries.
         let touched = tokio::select! {
             next = catalog_watch.next() => match next {
                 // The first answer is whole (the watch starts from index 0, which catalogd
                 // answers with the whole catalog).
-                Ok(delta) => Some(catalog.get_or_insert_with(Default::default).apply(delta)),
+                Ok(delta) => Some(
+                    catalog
+                        .get_or_insert_with(|| if slim { Held::slim() } else { Held::whole() })
+                        .apply(delta),
+                ),
                 // The watch logged it (once per failure streak) and backs off before its next
                 // read; meanwhile the last view keeps answering.
                 Err(e) => {
@@ -68,6 +78,14 @@ async fn follow(client: CatalogClient, view: Arc<ArcSwap<View>>, only_passing: b
                         .into_iter()
                         .filter_map(|q| serde_json::from_value(q).ok())
                         .collect();
+                    if slim != queries.is_empty() {
+                        // The held catalog is of the wrong kind: read it again whole. Until it
+                        // is in, the last view answers (queries need what a slim one lacks).
+                        slim = queries.is_empty();
+                        catalog = None;
+                        catalog_watch = Watch::catalog_deltas(client.clone()).with_config(config);
+                        continue;
+                    }
                     None
                 }
                 Err(e) => {
@@ -81,8 +99,8 @@ async fn follow(client: CatalogClient, view: Arc<ArcSwap<View>>, only_passing: b
         let current = view.load();
         // The first view, and new prepared queries, are built whole; a catalog change redoes
         // only what it touched.
-        let next = match touched {
-            Some(t) if current.loaded => current.update(c, &t, index),
+        let next = match &touched {
+            Some(t) if current.loaded && !t.all => current.update(c, t, index),
             _ => View::build(c, queries.clone(), index, only_passing),
         };
         tracing::debug!(
@@ -91,7 +109,12 @@ async fn follow(client: CatalogClient, view: Arc<ArcSwap<View>>, only_passing: b
             queries = next.queries.len(),
             "view updated"
         );
+        let whole = touched.as_ref().is_some_and(|t| t.all);
         view.store(Arc::new(next));
+        if whole {
+            // The whole answer is gone now; give back what decoding it took.
+            crate::view::trim_heap();
+        }
     }
 }
 

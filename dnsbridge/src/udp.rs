@@ -2,8 +2,13 @@
 //! socket and spawns a task per query; that caps throughput near half of Knot's on two cores. Here
 //! each core gets its own `SO_REUSEPORT` socket and a plain thread that answers inline.
 //!
-//! Answers for a question are encoded once per view (a few shuffled orderings each) and cached by
-//! the question's exact bytes, so a hit costs a hash lookup, a copy and two patched header bytes.
+//! Answers for a question are encoded once (a few shuffled orderings each) and cached by the
+//! question's exact bytes, so a hit costs a hash lookup, a copy and two patched header bytes. A
+//! new view drops only the answers it may have changed: those of the services and nodes its
+//! updates redid (the view's history says which), and those carrying the catalog index (negative
+//! answers and SOA, whose serial it is) or read from prepared queries; a rebuilt view, or one
+//! further ahead than its history reaches, drops everything. Under a steady stream of catalog
+//! changes the cache so stays warm instead of starting over with every view.
 //! Messages are parsed and built with hickory-proto; anything unusual (no single question, other
 //! opcodes, compressed question names) takes the general path through the same [`Resolver`].
 //! Names that are not ours are relayed raw to a recursor from the tokio runtime.
@@ -18,6 +23,7 @@ use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode}
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 use rand::Rng;
 
+use crate::names::Lookup;
 use crate::resolve::{Decision, Resolver};
 use crate::view::View;
 
@@ -30,14 +36,103 @@ const IDLE_TICK: Duration = Duration::from_millis(200);
 /// Payload size we advertise in our own OPT record.
 const OUR_PAYLOAD: u16 = 4096;
 
+/// What a prepared answer was read from, so the cache knows when a new view changes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Dep {
+    /// A service's instances (lowercase name).
+    Service(String),
+    /// A node's address (lowercase name).
+    Node(String),
+    /// Changes with every view: the SOA serial (negative answers, SOA), prepared queries, the
+    /// SERVFAIL answered before the first view.
+    Every,
+    /// Nothing in the view: refusals, the apex NS and the name server's address.
+    Nothing,
+}
+
+/// A worker's prepared answers with what each was read from.
+#[derive(Default)]
+struct Cache {
+    entries: HashMap<Vec<u8>, Prepared>,
+    by_service: HashMap<String, Vec<Vec<u8>>>,
+    by_node: HashMap<String, Vec<Vec<u8>>>,
+    every: Vec<Vec<u8>>,
+    /// The view the entries are valid for.
+    view: Option<Arc<View>>,
+}
+
+impl Cache {
+    fn clear(&mut self) {
+        self.entries.clear();
+        self.by_service.clear();
+        self.by_node.clear();
+        self.every.clear();
+    }
+
+    /// Keeps what `view` answers as the cached view did; drops the rest.
+    fn follow(&mut self, view: &Arc<View>) {
+        let Some(old) = &self.view else {
+            self.view = Some(view.clone());
+            return;
+        };
+        if Arc::ptr_eq(old, view) {
+            return;
+        }
+        let steps = if old.loaded {
+            view.changes_since(old.generation)
+        } else {
+            None
+        };
+        match steps {
+            Some(steps) if self.entries.len() <= MAX_CACHED => {
+                for key in self.every.drain(..) {
+                    self.entries.remove(&key);
+                }
+                for step in steps {
+                    for name in &step.services {
+                        for key in self.by_service.remove(name).into_iter().flatten() {
+                            self.entries.remove(&key);
+                        }
+                    }
+                    for name in &step.nodes {
+                        for key in self.by_node.remove(name).into_iter().flatten() {
+                            self.entries.remove(&key);
+                        }
+                    }
+                }
+            }
+            _ => self.clear(),
+        }
+        self.view = Some(view.clone());
+    }
+
+    fn insert(&mut self, key: Vec<u8>, prepared: Prepared) {
+        match &prepared.dep {
+            Dep::Service(name) => self
+                .by_service
+                .entry(name.clone())
+                .or_default()
+                .push(key.clone()),
+            Dep::Node(name) => self
+                .by_node
+                .entry(name.clone())
+                .or_default()
+                .push(key.clone()),
+            Dep::Every => self.every.push(key.clone()),
+            Dep::Nothing => {}
+        }
+        self.entries.insert(key, prepared);
+    }
+}
+
 /// A question's prepared answers.
 struct Prepared {
     /// Full responses with ID 0 and RD clear, one per ordering.
     variants: Vec<Vec<u8>>,
-    /// The first ordering as a message, to cut down for clients whose buffer it exceeds.
-    message: Message,
     /// Cut-down responses already made, by client buffer size.
     truncated: HashMap<usize, Vec<u8>>,
+    /// What they were read from.
+    dep: Dep,
 }
 
 /// As many answers as fit in `limit` bytes, TC set (additionals and authority go first).
@@ -108,19 +203,33 @@ fn worker(
     stop: CancellationToken,
 ) {
     let mut buf = vec![0u8; 65535];
-    let mut cache: HashMap<Vec<u8>, Prepared> = HashMap::new();
-    let mut cached_for: Option<Arc<View>> = None;
+    let mut cache = Cache::default();
     let sock = Arc::new(sock);
     while !stop.is_cancelled() {
-        let (n, src) = match sock.recv_from(&mut buf) {
+        let received = sock.recv_from(&mut buf);
+        // Also on the idle tick: a worker that no query reached for a while keeps up with the
+        // views (each drops what it changed) instead of falling further behind than their
+        // history reaches and starting over cold.
+        {
+            let current = resolver.view.load();
+            if !cache
+                .view
+                .as_ref()
+                .is_some_and(|v| Arc::ptr_eq(v, &current))
+            {
+                cache.follow(&current);
+            }
+        }
+        let (n, src) = match received {
             Ok(r) => r,
             Err(_) => continue, // the idle tick, or a transient error (e.g. ICMP feedback)
         };
-        let view = resolver.view.load_full();
-        if !cached_for.as_ref().is_some_and(|v| Arc::ptr_eq(v, &view)) || cache.len() > MAX_CACHED {
+        if cache.entries.len() > MAX_CACHED {
             cache.clear();
-            cached_for = Some(view.clone());
         }
+        let Some(view) = cache.view.clone() else {
+            continue;
+        };
         match respond(&buf[..n], &resolver, &view, &mut cache) {
             Reply::Send(bytes) => {
                 // A reply that cannot be sent is a lost datagram: the client asks again.
@@ -221,28 +330,21 @@ fn parse_question(req: &[u8]) -> Option<Question<'_>> {
     Some(Question { raw, limit, edns })
 }
 
-fn respond(
-    req: &[u8],
-    resolver: &Resolver,
-    view: &View,
-    cache: &mut HashMap<Vec<u8>, Prepared>,
-) -> Reply {
+fn respond(req: &[u8], resolver: &Resolver, view: &View, cache: &mut Cache) -> Reply {
     let Some(q) = parse_question(req) else {
         return general(req, resolver, view);
     };
     let mut key = Vec::with_capacity(q.raw.len() + 1);
     key.extend_from_slice(q.raw);
     key.push(u8::from(q.edns));
-    if !cache.contains_key(&key) {
+    if !cache.entries.contains_key(&key) {
         match prepare(req, q.edns, resolver, view) {
-            Some(Ok(p)) => {
-                cache.insert(key.clone(), p);
-            }
+            Some(Ok(p)) => cache.insert(key.clone(), p),
             Some(Err(reply)) => return reply,
             None => return general(req, resolver, view),
         }
     }
-    let Some(prepared) = cache.get_mut(&key) else {
+    let Some(prepared) = cache.entries.get_mut(&key) else {
         return Reply::Drop;
     };
     let pick = if prepared.variants.len() > 1 {
@@ -253,13 +355,17 @@ fn respond(
     let chosen = &prepared.variants[pick];
     let mut out = if chosen.len() <= q.limit {
         chosen.clone()
+    } else if let Some(cut_down) = prepared.truncated.get(&q.limit) {
+        cut_down.clone()
     } else {
-        let message = &prepared.message;
-        prepared
-            .truncated
-            .entry(q.limit)
-            .or_insert_with(|| cut(message, q.limit))
-            .clone()
+        // Made again from the view the entry belongs to (no message is kept per entry: a
+        // service of 100 instances made each one tens of kilobytes).
+        let Some(Ok((messages, _))) = answer_messages(req, q.edns, resolver, view, 1) else {
+            return general(req, resolver, view);
+        };
+        let cut_down = cut(&messages[0], q.limit);
+        prepared.truncated.insert(q.limit, cut_down.clone());
+        cut_down
     };
     // Our ID and RD bit are the client's.
     out[0] = req[0];
@@ -275,6 +381,30 @@ fn prepare(
     resolver: &Resolver,
     view: &View,
 ) -> Option<Result<Prepared, Reply>> {
+    let (messages, dep) = match answer_messages(req, edns, resolver, view, ORDERINGS)? {
+        Ok(made) => made,
+        Err(reply) => return Some(Err(reply)),
+    };
+    let variants = messages
+        .iter()
+        .map(|m| m.to_vec().ok())
+        .collect::<Option<Vec<_>>>()?;
+    Some(Ok(Prepared {
+        variants,
+        truncated: HashMap::new(),
+        dep,
+    }))
+}
+
+/// Up to `orderings` answers to the question in `req` (one when it has a single record), with
+/// what they were read from; Err for what must not be cached (forwarding).
+fn answer_messages(
+    req: &[u8],
+    edns: bool,
+    resolver: &Resolver,
+    view: &View,
+    orderings: usize,
+) -> Option<Result<(Vec<Message>, Dep), Reply>> {
     let mut decoder = BinDecoder::new(req.get(12..)?);
     let query = Query::read(&mut decoder).ok()?;
     let build = |code: ResponseCode, aa: bool| {
@@ -290,35 +420,47 @@ fn prepare(
         }
         m
     };
-    let mut variants = Vec::with_capacity(ORDERINGS);
-    let mut first: Option<Message> = None;
-    for _ in 0..ORDERINGS {
-        let msg = match resolver.decide(view, query.name(), query.query_type()) {
-            Decision::Forward => return Some(Err(Reply::Forward)),
-            Decision::Refused => build(ResponseCode::Refused, false),
-            Decision::Local(a) => {
-                let mut m = build(a.code, true);
-                m.add_answers(a.answers);
-                m.add_authorities(a.authority);
-                m.add_additionals(a.additionals);
-                m
-            }
-        };
-        let bytes = msg.to_vec().ok()?;
+    let lookup = resolver.lookup(query.name());
+    let mut messages = Vec::with_capacity(orderings);
+    let mut dep = Dep::Nothing;
+    for _ in 0..orderings {
+        let msg =
+            match resolver.decide_lookup(view, lookup.as_ref(), query.name(), query.query_type()) {
+                Decision::Forward => return Some(Err(Reply::Forward)),
+                Decision::Refused => build(ResponseCode::Refused, false),
+                Decision::Local(a) => {
+                    dep = dependency(lookup.as_ref(), &a);
+                    let mut m = build(a.code, true);
+                    m.add_answers(a.answers);
+                    m.add_authorities(a.authority);
+                    m.add_additionals(a.additionals);
+                    m
+                }
+            };
         let single = msg.answers.len() <= 1;
-        variants.push(bytes);
-        if first.is_none() {
-            first = Some(msg);
-        }
+        messages.push(msg);
         if single {
             break; // nothing to shuffle
         }
     }
-    Some(Ok(Prepared {
-        variants,
-        message: first?,
-        truncated: HashMap::new(),
-    }))
+    Some(Ok((messages, dep)))
+}
+
+/// What an answer to `lookup` was read from.
+fn dependency(lookup: Option<&Lookup>, answer: &crate::answer::Answer) -> Dep {
+    // The SOA (in a negative answer's authority, or asked for) carries the catalog index.
+    let carries_index = answer
+        .answers
+        .iter()
+        .chain(&answer.authority)
+        .any(|r| r.record_type() == hickory_proto::rr::RecordType::SOA);
+    match lookup {
+        _ if carries_index || answer.code == ResponseCode::ServFail => Dep::Every,
+        Some(Lookup::Service { name, .. }) => Dep::Service(name.clone()),
+        Some(Lookup::Node { name }) => Dep::Node(name.clone()),
+        Some(Lookup::Query { .. }) => Dep::Every,
+        Some(Lookup::Apex | Lookup::NameServer | Lookup::Unknown) | None => Dep::Nothing,
+    }
 }
 
 /// Everything the cache does not take: full parse, then FORMERR/NOTIMP/BADVERS or an answer.
@@ -420,5 +562,196 @@ mod tests {
         c.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1]);
         assert!(parse_question(&c).is_none());
         assert!(parse_question(&q[..7]).is_none());
+    }
+}
+
+#[cfg(test)]
+mod cache_tests {
+    use super::*;
+    use crate::answer::Zone;
+    use arc_swap::ArcSwap;
+    use cairn_wire::{
+        CatalogDelta, CheckStatus, HealthCheck, Node, NodeHealth, NodeService, ServiceEntry,
+    };
+    use hickory_proto::rr::{Name, RecordType};
+
+    fn entry(service: &str, node: &str, addr: &str, status: CheckStatus) -> ServiceEntry {
+        ServiceEntry {
+            node: Node {
+                node: node.into(),
+                address: addr.into(),
+                ..Default::default()
+            },
+            service: NodeService {
+                id: format!("{service}-{node}"),
+                service: service.into(),
+                port: 80,
+                ..Default::default()
+            },
+            checks: vec![HealthCheck {
+                status,
+                ..Default::default()
+            }],
+        }
+    }
+
+    fn node(name: &str, addr: &str) -> NodeHealth {
+        NodeHealth {
+            node: Node {
+                node: name.into(),
+                address: addr.into(),
+                ..Default::default()
+            },
+            checks: Vec::new(),
+        }
+    }
+
+    fn resolver() -> Resolver {
+        let zone = Zone {
+            domain: Name::from_ascii("consul.").unwrap(),
+            datacenter: "dc1".into(),
+            ttl: 0,
+            ns_addr: "127.0.0.1".parse().unwrap(),
+        };
+        Resolver::new(
+            zone,
+            Arc::new(ArcSwap::from_pointee(View::default())),
+            Vec::new(),
+            1,
+        )
+    }
+
+    fn ask(name: &str) -> Vec<u8> {
+        let mut m = Message::query();
+        m.add_query(Query::query(Name::from_ascii(name).unwrap(), RecordType::A));
+        m.to_vec().unwrap()
+    }
+
+    /// The A records and response code of what the worker would send for `name`.
+    fn answer(resolver: &Resolver, cache: &mut Cache, name: &str) -> (ResponseCode, Vec<String>) {
+        let view = cache.view.clone().unwrap();
+        let Reply::Send(bytes) = respond(&ask(name), resolver, &view, cache) else {
+            panic!("no answer for {name}");
+        };
+        let m = Message::from_vec(&bytes).unwrap();
+        let mut addrs: Vec<String> = m.answers.iter().map(|r| r.data.to_string()).collect();
+        addrs.sort();
+        (m.metadata.response_code, addrs)
+    }
+
+    fn cached(cache: &Cache, name: &str) -> bool {
+        let q = ask(name);
+        let parsed = parse_question(&q).unwrap();
+        let mut key = parsed.raw.to_vec();
+        key.push(0);
+        cache.entries.contains_key(&key)
+    }
+
+    /// A new view drops the answers its update redid and those carrying the index, keeps the
+    /// rest, and the answers given after it are the new view's; a rebuilt view drops all.
+    #[test]
+    fn a_new_view_drops_only_what_it_changed() {
+        let resolver = resolver();
+        let mut catalog = crate::held::Held::slim();
+        catalog.apply(CatalogDelta {
+            full: true,
+            nodes: vec![node("n1", "10.0.0.1"), node("n2", "10.0.0.2")],
+            services: vec![
+                entry("web", "n1", "10.0.0.1", CheckStatus::Passing),
+                entry("db", "n1", "10.0.0.1", CheckStatus::Passing),
+                entry("db", "n2", "10.0.0.2", CheckStatus::Passing),
+            ],
+            ..CatalogDelta::default()
+        });
+        let first = Arc::new(View::build(&catalog, Vec::new(), 1, false));
+        let mut cache = Cache::default();
+        cache.follow(&first);
+        let names = [
+            "web.service.consul.",
+            "db.service.consul.",
+            "n1.node.consul.",
+            "n2.node.consul.",
+            "nosuch.service.consul.",
+            "ns.consul.",
+        ];
+        for name in names {
+            answer(&resolver, &mut cache, name);
+            assert!(cached(&cache, name), "{name}");
+        }
+        assert_eq!(
+            answer(&resolver, &mut cache, "db.service.consul.").1,
+            vec!["10.0.0.1", "10.0.0.2"]
+        );
+
+        // db on n2 turns critical; n2 gets a new address.
+        let touched = catalog.apply(CatalogDelta {
+            nodes: vec![node("n2", "10.0.0.9")],
+            services: vec![entry("db", "n2", "10.0.0.9", CheckStatus::Critical)],
+            ..CatalogDelta::default()
+        });
+        let second = Arc::new(first.update(&catalog, &touched, 2));
+        // Two updates at once: the worker may skip a view.
+        let touched = catalog.apply(CatalogDelta {
+            services: vec![entry("web", "n1", "10.0.0.1", CheckStatus::Warning)],
+            ..CatalogDelta::default()
+        });
+        let third = Arc::new(second.update(&catalog, &touched, 3));
+        cache.follow(&second);
+        assert!(cached(&cache, "web.service.consul."));
+        assert!(cached(&cache, "n1.node.consul."));
+        assert!(cached(&cache, "ns.consul."));
+        for gone in [
+            "db.service.consul.",
+            "n2.node.consul.",
+            "nosuch.service.consul.",
+        ] {
+            assert!(!cached(&cache, gone), "{gone}");
+        }
+        assert_eq!(
+            answer(&resolver, &mut cache, "db.service.consul.").1,
+            vec!["10.0.0.1"]
+        );
+        assert_eq!(
+            answer(&resolver, &mut cache, "n2.node.consul.").1,
+            vec!["10.0.0.9"]
+        );
+        cache.follow(&third);
+        assert!(!cached(&cache, "web.service.consul."));
+        assert!(cached(&cache, "db.service.consul."));
+        // Negative answers carry the new serial.
+        let view = cache.view.clone().unwrap();
+        let Reply::Send(bytes) =
+            respond(&ask("nosuch.service.consul."), &resolver, &view, &mut cache)
+        else {
+            panic!("no answer");
+        };
+        let m = Message::from_vec(&bytes).unwrap();
+        assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+        assert!(
+            m.authorities[0].data.to_string().contains(" 3 "),
+            "{}",
+            m.authorities[0].data
+        );
+
+        // From the first view straight to the third: both updates' names dropped.
+        let mut behind = Cache::default();
+        behind.follow(&first);
+        for name in names {
+            answer(&resolver, &mut behind, name);
+        }
+        behind.follow(&third);
+        for gone in [
+            "web.service.consul.",
+            "db.service.consul.",
+            "n2.node.consul.",
+        ] {
+            assert!(!cached(&behind, gone), "{gone}");
+        }
+        assert!(cached(&behind, "n1.node.consul."));
+
+        // A rebuilt view (new prepared queries, a whole catalog) starts over.
+        let rebuilt = Arc::new(View::build(&catalog, Vec::new(), 4, false));
+        cache.follow(&rebuilt);
+        assert!(cache.entries.is_empty());
     }
 }
