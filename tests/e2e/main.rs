@@ -70,6 +70,7 @@ mod tls;
 mod tmpl_atomic;
 mod tmpl_command;
 mod tmpl_common;
+mod tmpl_feed;
 mod tmpl_functions;
 mod tmpl_once_dry;
 mod tmpl_pipe;

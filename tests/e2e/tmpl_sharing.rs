@@ -115,6 +115,17 @@ async fn twenty_templates_share_three_watches() {
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
 
+    // catalogd puts its own node in the catalog (the `consul` service, serfHealth) just after it
+    // starts; tmpl's catalog feed reads again on any catalog change, so the count starts once
+    // that write is in.
+    let deadline = Instant::now() + SOON;
+    while c.http.get("/v1/catalog/service/consul").await.value() == json!([]) {
+        assert!(
+            Instant::now() < deadline,
+            "catalogd never listed its own consul service"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let before = m.read().await;
     let w = Watcher::start(&c.url, work.root(), &args).await;
     let (mut a, mut ports, mut keys) = ("a0".to_string(), "8001,".to_string(), "k0,".to_string());

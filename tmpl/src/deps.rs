@@ -62,9 +62,61 @@ fn prefix_dir(prefix: &str) -> String {
     }
 }
 
-fn node_json(n: &cairn_wire::Node) -> Value {
+pub(crate) fn node_json(n: &cairn_wire::Node) -> Value {
     json!({"ID": n.id, "Node": n.node, "Address": n.address, "Datacenter": n.datacenter,
            "TaggedAddresses": n.tagged_addresses, "Meta": n.meta})
+}
+
+/// `service()`'s value: each instance as consul-template shows it.
+pub(crate) fn instances_json<'a>(
+    entries: impl Iterator<Item = &'a cairn_wire::ServiceEntry>,
+) -> Value {
+    Value::Array(
+        entries
+            .map(|e| {
+                json!({
+                    "Node": e.node.node,
+                    "NodeAddress": e.node.address,
+                    "NodeMeta": e.node.meta,
+                    "Address": e.address(),
+                    "ID": e.service.id,
+                    "Name": e.service.service,
+                    "Tags": e.service.tags,
+                    "Meta": e.service.meta,
+                    "Port": e.service.port,
+                    "Status": e.status().as_str(),
+                })
+            })
+            .collect(),
+    )
+}
+
+/// `services()`'s value: names (in order) with their tags.
+pub(crate) fn services_json(map: std::collections::BTreeMap<String, Vec<String>>) -> Value {
+    Value::Array(
+        map.into_iter()
+            .map(|(name, tags)| json!({"Name": name, "Tags": tags}))
+            .collect(),
+    )
+}
+
+/// `node(name)`'s value: the node and its services (in ID order, as catalogd lists them).
+pub(crate) fn node_services_json<'a>(
+    node: &cairn_wire::Node,
+    services: impl Iterator<Item = &'a cairn_wire::NodeService>,
+) -> Value {
+    let services: Vec<Value> = services
+        .map(|s| {
+            let address = if s.address.is_empty() {
+                &node.address
+            } else {
+                &s.address
+            };
+            json!({"ID": s.id, "Service": s.service, "Name": s.service, "Tags": s.tags,
+                   "Meta": s.meta, "Port": s.port, "Address": address})
+        })
+        .collect();
+    json!({"Node": node_json(node), "Services": services})
 }
 
 impl Dep {
@@ -83,32 +135,11 @@ impl Dep {
                     ..opts.clone()
                 };
                 let (entries, meta) = client.health_service(name, &opts).await?;
-                let list: Vec<Value> = entries
-                    .iter()
-                    .map(|e| {
-                        json!({
-                            "Node": e.node.node,
-                            "NodeAddress": e.node.address,
-                            "NodeMeta": e.node.meta,
-                            "Address": e.address(),
-                            "ID": e.service.id,
-                            "Name": e.service.service,
-                            "Tags": e.service.tags,
-                            "Meta": e.service.meta,
-                            "Port": e.service.port,
-                            "Status": e.status().as_str(),
-                        })
-                    })
-                    .collect();
-                Ok((Some(Value::Array(list)), meta))
+                Ok((Some(instances_json(entries.iter())), meta))
             }
             Dep::Services => {
                 let (map, meta) = client.catalog_services(opts).await?;
-                let list: Vec<Value> = map
-                    .into_iter()
-                    .map(|(name, tags)| json!({"Name": name, "Tags": tags}))
-                    .collect();
-                Ok((Some(Value::Array(list)), meta))
+                Ok((Some(services_json(map)), meta))
             }
             Dep::Key(key) => {
                 let (pair, meta) = client.kv_get(key, opts).await?;
@@ -154,18 +185,7 @@ impl Dep {
                 };
                 let (found, meta) = client.catalog_node(&name, opts).await?;
                 Ok((
-                    found.map(|n| {
-                        let services: Vec<Value> = n
-                            .services
-                            .values()
-                            .map(|s| {
-                                let address = if s.address.is_empty() { &n.node.address } else { &s.address };
-                                json!({"ID": s.id, "Service": s.service, "Name": s.service, "Tags": s.tags,
-                                       "Meta": s.meta, "Port": s.port, "Address": address})
-                            })
-                            .collect();
-                        json!({"Node": node_json(&n.node), "Services": services})
-                    }),
+                    found.map(|n| node_services_json(&n.node, n.services.values())),
                     meta,
                 ))
             }

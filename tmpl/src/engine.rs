@@ -148,6 +148,13 @@ pub async fn run(
     }
     let (tx, mut rx) = mpsc::unbounded_channel();
     let mut watches: HashMap<Dep, tokio::task::JoinHandle<()>> = HashMap::new();
+    // Catalog dependencies go through one delta watch while the server offers it.
+    let (feed_wanted, feed_rx) = tokio::sync::watch::channel(BTreeSet::new());
+    let mut feed = Some(tokio::spawn(crate::feed::run(
+        client.clone(),
+        feed_rx,
+        tx.clone(),
+    )));
     let mut data: Arc<Data> = Arc::new(Data::new());
     // A counter per dependency, bumped on each change: renders copy only what changed.
     let mut versions = crate::template::Versions::new();
@@ -214,8 +221,17 @@ pub async fn run(
                 }
             }
         }
-        // One watch per distinct dependency still in use; start new ones, stop unused ones.
-        let wanted: BTreeSet<Dep> = slots.iter().flat_map(|s| s.deps.iter().cloned()).collect();
+        // One watch per distinct dependency still in use (catalog ones: the feed's, while it
+        // runs); start new ones, stop unused ones.
+        let (fed, wanted): (BTreeSet<Dep>, BTreeSet<Dep>) = slots
+            .iter()
+            .flat_map(|s| s.deps.iter().cloned())
+            .partition(|d| feed.is_some() && crate::feed::serves(d));
+        feed_wanted.send_if_modified(|held| {
+            let changed = *held != fed;
+            *held = fed;
+            changed
+        });
         watches.retain(|dep, handle| {
             let keep = wanted.contains(dep);
             if !keep {
@@ -246,8 +262,23 @@ pub async fn run(
                 None => std::future::pending().await,
             }
         };
+        let feed_end = async {
+            match feed.as_mut() {
+                Some(handle) => handle.await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = sleep => {}
+            ended = feed_end => {
+                feed = None;
+                match ended {
+                    Ok(Some(crate::feed::Unsupported)) => tracing::info!(
+                        "the catalog server has no /v1/cairn/catalog (not catalogd): one watch per dependency"
+                    ),
+                    other => tracing::warn!(?other, "the catalog feed ended; one watch per dependency"),
+                }
+            }
             Some(first) = rx.recv() => {
                 // Take every update already queued, so a burst (e.g. startup) renders once.
                 let mut updates = vec![first];
@@ -281,6 +312,9 @@ pub async fn run(
         }
     };
     for (_, h) in watches {
+        h.abort();
+    }
+    if let Some(h) = feed {
         h.abort();
     }
     // A command still running is stopped with us (its shell is killed when dropped).

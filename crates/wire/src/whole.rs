@@ -229,6 +229,21 @@ impl CatalogMirror {
             .map(|(_, e)| e)
     }
 
+    /// The instances on node `name`, in (service, ID) order.
+    pub fn instances_on<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> impl Iterator<Item = &'a ServiceEntry> + 'a {
+        self.on_node
+            .get(name)
+            .into_iter()
+            .flatten()
+            .filter_map(move |(service, id)| {
+                self.instances
+                    .get(&(service.clone(), name.to_string(), id.clone()))
+            })
+    }
+
     /// Every node, in name order.
     pub fn nodes(&self) -> impl Iterator<Item = &NodeHealth> {
         self.nodes.values()
@@ -394,5 +409,7 @@ mod tests {
         assert_eq!(mirror.instances_of("web").count(), 1);
         assert_eq!(mirror.instances_of("we").count(), 0, "a name, not a prefix");
         assert!(mirror.node("n3").is_some() && mirror.node("n2").is_none());
+        assert_eq!(mirror.instances_on("n3").count(), 1);
+        assert_eq!(mirror.instances_on("n2").count(), 0);
     }
 }
