@@ -3,7 +3,7 @@
 //! safe identifiers, host names, paths and keywords: a hostile value is dropped (and logged),
 //! never copied into the config.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
 use cairn_wire::{CatalogMirror, CheckStatus, ServiceEntry, Touched, WholeCatalog};
@@ -20,7 +20,7 @@ const BALANCE: &[&str] = &[
 ];
 
 /// One routable instance.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Server {
     pub addr: IpAddr,
     pub port: u16,
@@ -147,40 +147,112 @@ pub fn routes(catalog: &WholeCatalog, http_port: u16) -> (Vec<Route>, Vec<Reject
 }
 
 /// The routes of a followed catalog, kept service by service: a change recomputes only the
-/// services it touched; backend names and claims (which depend on every service, but only on
-/// their names, hosts and ports) are settled again over the services, not their instances.
-#[derive(Default)]
+/// services it touched. Backend names and claims depend on every service, but only on their
+/// names, hosts, ports and age: they are settled again (over the services, not their
+/// instances) only when one of those changed. A change of instances alone — the common one, a
+/// check flipping — patches the touched routes' servers in place.
 pub struct RouteTable {
+    http_port: u16,
     wanted: BTreeMap<String, Wanted>,
+    routes: Vec<Route>,
+    rejected: Vec<Rejected>,
+    /// Each routed service's position in `routes`.
+    position: HashMap<String, usize>,
+}
+
+/// What an update changed in a [`RouteTable`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteChange {
+    /// Only these routes' servers (positions in [`RouteTable::routes`]); nothing else moved.
+    Servers(Vec<usize>),
+    /// Routes or rejections may differ in anything: compare them whole.
+    Whole,
 }
 
 impl RouteTable {
+    /// An empty table for a frontend on `http_port` (a TCP route may not claim it).
+    pub fn new(http_port: u16) -> RouteTable {
+        RouteTable {
+            http_port,
+            wanted: BTreeMap::new(),
+            routes: Vec::new(),
+            rejected: Vec::new(),
+            position: HashMap::new(),
+        }
+    }
+
     /// Brings the table to `catalog`, which `touched` says what changed in.
-    pub fn update(&mut self, catalog: &CatalogMirror, touched: &Touched) {
-        let names: Vec<String> = if touched.all {
+    pub fn update(&mut self, catalog: &CatalogMirror, touched: &Touched) -> RouteChange {
+        if touched.all {
             self.wanted.clear();
             let all: std::collections::BTreeSet<&str> = catalog
                 .instances()
                 .map(|e| e.service.service.as_str())
                 .collect();
-            all.into_iter().map(str::to_string).collect()
-        } else {
-            touched.services.iter().cloned().collect()
-        };
-        for name in names {
-            let entries: Vec<&ServiceEntry> = catalog.instances_of(&name).collect();
-            if entries.is_empty() {
-                self.wanted.remove(&name);
-            } else {
-                let w = wanted(&name, &entries);
-                self.wanted.insert(name, w);
+            for name in all {
+                let entries: Vec<&ServiceEntry> = catalog.instances_of(name).collect();
+                self.wanted.insert(name.to_string(), wanted(name, &entries));
             }
+            self.assemble();
+            return RouteChange::Whole;
         }
+        let mut structural = false;
+        let mut servers_of: Vec<String> = Vec::new();
+        for name in &touched.services {
+            let entries: Vec<&ServiceEntry> = catalog.instances_of(name).collect();
+            if entries.is_empty() {
+                structural |= self.wanted.remove(name).is_some();
+                continue;
+            }
+            let w = wanted(name, &entries);
+            match self.wanted.get(name) {
+                Some(old) if old.same_but_servers(&w) => {
+                    if old.servers() != w.servers() {
+                        servers_of.push(name.clone());
+                    }
+                }
+                _ => structural = true,
+            }
+            self.wanted.insert(name.clone(), w);
+        }
+        if structural {
+            self.assemble();
+            return RouteChange::Whole;
+        }
+        let mut changed = Vec::new();
+        for name in servers_of {
+            // A service whose claims were all refused has no route to patch.
+            let (Some(&at), Some(w)) = (self.position.get(&name), self.wanted.get(&name)) else {
+                continue;
+            };
+            self.routes[at].servers = w.servers().to_vec();
+            changed.push(at);
+        }
+        RouteChange::Servers(changed)
     }
 
     /// The routes now, as [`routes`] gives them for the same catalog.
-    pub fn routes(&self, http_port: u16) -> (Vec<Route>, Vec<Rejected>) {
-        assemble(self.wanted.iter().map(|(n, w)| (n.as_str(), w)), http_port)
+    pub fn routes(&self) -> &[Route] {
+        &self.routes
+    }
+
+    /// What could not be routed as asked, as [`routes`] gives it for the same catalog.
+    pub fn rejected(&self) -> &[Rejected] {
+        &self.rejected
+    }
+
+    fn assemble(&mut self) {
+        let (routes, rejected) = assemble(
+            self.wanted.iter().map(|(n, w)| (n.as_str(), w)),
+            self.http_port,
+        );
+        self.position = routes
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.service.clone(), i))
+            .collect();
+        self.routes = routes;
+        self.rejected = rejected;
     }
 }
 
@@ -224,6 +296,32 @@ struct Candidate {
 struct Wanted {
     candidate: Option<Candidate>,
     rejected: Vec<Rejected>,
+}
+
+impl Wanted {
+    fn servers(&self) -> &[Server] {
+        self.candidate
+            .as_ref()
+            .map_or(&[], |c| c.route.servers.as_slice())
+    }
+
+    /// Whether `other` asks for the same route but perhaps other servers: then backend names
+    /// and claims (which never look at servers) settle as they did.
+    fn same_but_servers(&self, other: &Wanted) -> bool {
+        let same_route = match (&self.candidate, &other.candidate) {
+            (Some(a), Some(b)) => {
+                let (x, y) = (&a.route, &b.route);
+                a.since == b.since
+                    && x.service == y.service
+                    && x.exposure == y.exposure
+                    && x.balance == y.balance
+                    && x.meta == y.meta
+            }
+            (None, None) => true,
+            _ => false,
+        };
+        self.rejected == other.rejected && same_route
+    }
 }
 
 /// Gives every host (and path) and every TCP port to its first claimer; drops what is left
@@ -567,50 +665,106 @@ mod tests {
         );
     }
 
+    /// A second instance of web on its own node (web's meta), with one check of `status`.
+    fn web_instance(node: &str, addr: &str, status: CheckStatus) -> ServiceEntry {
+        let mut e = catalog(&[("web", &[("lb_vhost", "shop.test")], 11)])
+            .services
+            .remove(0);
+        e.node.node = node.into();
+        e.node.address = addr.into();
+        e.service.id = format!("web-{node}");
+        e.checks = vec![cairn_wire::HealthCheck {
+            node: node.into(),
+            check_id: "alive".into(),
+            status,
+            service_id: e.service.id.clone(),
+            service_name: "web".into(),
+            ..Default::default()
+        }];
+        e
+    }
+
     /// A table kept by deltas gives the routes computed from the whole catalog, step by step:
-    /// instances coming and going, a service renamed away, claims changing hands.
+    /// instances coming, failing and going (only their route's servers change), a service
+    /// leaving, claims changing hands, meta turning invalid (routes settled again).
     #[test]
     fn a_route_table_follows_deltas_as_the_whole_catalog_routes() {
         use cairn_wire::{CatalogDelta, InstanceRef};
         let whole = |list: &[Instance]| catalog(list).services;
-        let steps: Vec<CatalogDelta> = vec![
-            CatalogDelta {
-                full: true,
-                services: whole(&[
-                    ("web", &[("lb_vhost", "shop.test")], 5),
-                    ("db", &[("lb_mode", "tcp"), ("lb_port", "5432")], 7),
-                ]),
-                ..CatalogDelta::default()
-            },
+        let web2 = |status| CatalogDelta {
+            services: vec![web_instance("n-web2", "127.0.0.2", status)],
+            ..CatalogDelta::default()
+        };
+        // Each step, and whether only servers changed (the positions of the routes they did).
+        let steps: Vec<(CatalogDelta, RouteChange)> = vec![
+            (
+                CatalogDelta {
+                    full: true,
+                    services: whole(&[
+                        ("web", &[("lb_vhost", "shop.test")], 5),
+                        ("db", &[("lb_mode", "tcp"), ("lb_port", "5432")], 7),
+                    ]),
+                    ..CatalogDelta::default()
+                },
+                RouteChange::Whole,
+            ),
+            // A second web instance: web's route (after db's) gains a server.
+            (web2(CheckStatus::Passing), RouteChange::Servers(vec![1])),
+            // Its check fails: the server goes.
+            (web2(CheckStatus::Critical), RouteChange::Servers(vec![1])),
+            // Still failing, its output aside: nothing moves.
+            (web2(CheckStatus::Critical), RouteChange::Servers(vec![])),
+            (web2(CheckStatus::Passing), RouteChange::Servers(vec![1])),
+            // It leaves; web stays, as old as it was.
+            (
+                CatalogDelta {
+                    removed_services: vec![InstanceRef {
+                        node: "n-web2".into(),
+                        service_id: "web-n-web2".into(),
+                    }],
+                    ..CatalogDelta::default()
+                },
+                RouteChange::Servers(vec![1]),
+            ),
             // A later service asks for web's host: refused while web holds it.
-            CatalogDelta {
-                services: whole(&[("api", &[("lb_vhost", "shop.test,api.test")], 9)]),
-                ..CatalogDelta::default()
-            },
+            (
+                CatalogDelta {
+                    services: whole(&[("api", &[("lb_vhost", "shop.test,api.test")], 9)]),
+                    ..CatalogDelta::default()
+                },
+                RouteChange::Whole,
+            ),
             // web goes: api now gets shop.test too.
-            CatalogDelta {
-                removed_services: vec![InstanceRef {
-                    node: "n-web".into(),
-                    service_id: "web".into(),
-                }],
-                ..CatalogDelta::default()
-            },
+            (
+                CatalogDelta {
+                    removed_services: vec![InstanceRef {
+                        node: "n-web".into(),
+                        service_id: "web".into(),
+                    }],
+                    ..CatalogDelta::default()
+                },
+                RouteChange::Whole,
+            ),
             // db's meta turns invalid: rejected, not routed.
-            CatalogDelta {
-                services: whole(&[("db", &[("lb_mode", "ftp")], 7)]),
-                ..CatalogDelta::default()
-            },
+            (
+                CatalogDelta {
+                    services: whole(&[("db", &[("lb_mode", "ftp")], 7)]),
+                    ..CatalogDelta::default()
+                },
+                RouteChange::Whole,
+            ),
         ];
         let mut mirror = CatalogMirror::default();
         let mut held = WholeCatalog::default();
-        let mut table = RouteTable::default();
-        for (n, delta) in steps.into_iter().enumerate() {
+        let mut table = RouteTable::new(80);
+        for (n, (delta, change)) in steps.into_iter().enumerate() {
             held.apply(delta.clone());
             let touched = mirror.apply(delta);
-            table.update(&mirror, &touched);
-            assert_eq!(table.routes(80), routes(&held, 80), "step {n}");
+            assert_eq!(table.update(&mirror, &touched), change, "step {n}");
+            let now = (table.routes().to_vec(), table.rejected().to_vec());
+            assert_eq!(now, routes(&held, 80), "step {n}");
         }
-        let (now, rejected) = table.routes(80);
+        let (now, rejected) = (table.routes(), table.rejected());
         let served: Vec<&str> = now.iter().map(|r| r.service.as_str()).collect();
         assert_eq!(served, ["api"]);
         assert_eq!(rejected.len(), 1, "{rejected:?}");

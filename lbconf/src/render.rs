@@ -3,7 +3,7 @@
 //! service with spare server slots so instance changes can later go through the runtime API
 //! without a reload. Output is deterministic: the same catalog gives the same bytes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
 
 use crate::model::{Exposure, Route, Server};
@@ -27,53 +27,78 @@ pub fn fresh_assignment(routes: &[Route], spare: usize) -> Assignment {
 /// instances stay in their slots, gone ones free theirs, new ones take free slots. None when a
 /// backend is missing or has too few slots (a reload is needed).
 pub fn reassign(current: &Assignment, routes: &[Route]) -> Option<Assignment> {
-    let mut next = Assignment::new();
-    for r in routes {
-        let mut slots = current.get(&r.backend)?.clone();
-        for slot in slots.iter_mut() {
-            if slot.as_ref().is_some_and(|s| !r.servers.contains(s)) {
-                *slot = None;
+    routes
+        .iter()
+        .map(|r| {
+            let slots = reassign_backend(current.get(&r.backend)?, &r.servers)?;
+            Some((r.backend.clone(), slots))
+        })
+        .collect()
+}
+
+/// One backend's slots holding `servers`, as [`reassign`] fits them; None when they do not fit.
+pub fn reassign_backend(
+    current: &[Option<Server>],
+    servers: &[Server],
+) -> Option<Vec<Option<Server>>> {
+    let wanted: HashSet<&Server> = servers.iter().collect();
+    let mut slots = current.to_vec();
+    let mut seated: HashSet<Server> = HashSet::with_capacity(servers.len());
+    for slot in slots.iter_mut() {
+        match slot {
+            Some(s) if wanted.contains(s) => {
+                seated.insert(s.clone());
             }
+            Some(_) => *slot = None,
+            None => {}
         }
-        for s in &r.servers {
-            if !slots.iter().any(|x| x.as_ref() == Some(s)) {
-                let free = slots.iter_mut().find(|x| x.is_none())?;
-                *free = Some(s.clone());
-            }
-        }
-        next.insert(r.backend.clone(), slots);
     }
-    Some(next)
+    let mut free = slots.iter_mut().filter(|x| x.is_none());
+    for s in servers {
+        if !seated.contains(s) {
+            *free.next()? = Some(s.clone());
+        }
+    }
+    Some(slots)
 }
 
 /// The runtime API commands that turn `from` into `to` (same backends and slot counts).
 pub fn runtime_commands(from: &Assignment, to: &Assignment) -> Vec<String> {
     let mut cmds = Vec::new();
     for (backend, slots) in to {
-        let Some(old) = from.get(backend) else {
-            continue;
-        };
-        for (i, (was, now)) in old.iter().zip(slots).enumerate() {
-            if was == now {
-                continue;
-            }
-            let server = format!("{backend}/s{}", i + 1);
-            match now {
-                Some(s) => {
-                    cmds.push(format!(
-                        "set server {server} addr {} port {}",
-                        s.addr, s.port
-                    ));
-                    cmds.push(format!("set server {server} state ready"));
-                }
-                None => {
-                    cmds.push(format!("set server {server} state maint"));
-                    cmds.push(format!("set server {server} addr 127.0.0.1 port 1"));
-                }
-            }
+        if let Some(old) = from.get(backend) {
+            backend_commands(backend, old, slots, &mut cmds);
         }
     }
     cmds
+}
+
+/// The runtime API commands that turn `backend`'s slots `from` into `to`, added to `cmds`.
+pub fn backend_commands(
+    backend: &str,
+    from: &[Option<Server>],
+    to: &[Option<Server>],
+    cmds: &mut Vec<String>,
+) {
+    for (i, (was, now)) in from.iter().zip(to).enumerate() {
+        if was == now {
+            continue;
+        }
+        let server = format!("{backend}/s{}", i + 1);
+        match now {
+            Some(s) => {
+                cmds.push(format!(
+                    "set server {server} addr {} port {}",
+                    s.addr, s.port
+                ));
+                cmds.push(format!("set server {server} state ready"));
+            }
+            None => {
+                cmds.push(format!("set server {server} state maint"));
+                cmds.push(format!("set server {server} addr 127.0.0.1 port 1"));
+            }
+        }
+    }
 }
 
 /// Rendering settings.

@@ -10,7 +10,7 @@ use std::time::Duration;
 use cairn_client::{CatalogClient, Watch, WatchConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::model::{Exposure, Route};
+use crate::model::{Route, RouteChange};
 use crate::render::{self, Assignment, Settings};
 
 /// Settings of `lbconf watch`.
@@ -30,25 +30,25 @@ pub struct Options {
 /// Most of each output stream of `haproxy -c` or the reload command kept for the log.
 const MAX_COMMAND_OUTPUT: usize = 64 * 1024;
 
-/// What HAProxy runs now.
+/// What HAProxy runs now: the routes (whose backends, frontends and balance only a reload
+/// changes) and which instance sits in which server slot.
 struct Applied {
-    /// Routes without their servers: a change here needs a reload.
-    structure: Vec<(String, String, Exposure, String)>,
+    routes: Vec<Route>,
     assignment: Assignment,
 }
 
-fn structure(routes: &[Route]) -> Vec<(String, String, Exposure, String)> {
-    routes
-        .iter()
-        .map(|r| {
-            (
-                r.backend.clone(),
-                r.service.clone(),
-                r.exposure.clone(),
-                r.balance.clone(),
-            )
-        })
-        .collect()
+impl Applied {
+    /// Whether `routes` need the same config as these, servers aside (compared in place: this
+    /// runs per change).
+    fn same_structure(&self, routes: &[Route]) -> bool {
+        self.routes.len() == routes.len()
+            && self.routes.iter().zip(routes).all(|(a, b)| {
+                a.backend == b.backend
+                    && a.service == b.service
+                    && a.exposure == b.exposure
+                    && a.balance == b.balance
+            })
+    }
 }
 
 /// Longest line of `;`-separated commands sent at once (HAProxy reads a command line into one
@@ -210,7 +210,7 @@ fn runtime_update(
 ) -> Option<Assignment> {
     let cur = current?;
     options.socket.as_ref()?;
-    if cur.structure != structure(routes) {
+    if !cur.same_structure(routes) {
         return None;
     }
     render::reassign(&cur.assignment, routes)
@@ -219,8 +219,8 @@ fn runtime_update(
 /// Writes the config HAProxy runs after runtime updates, so a later restart or reload starts
 /// from the same state. At fleet size the file is tens of megabytes: it is written at most once
 /// per [`CONFIG_WRITE_DELAY`], never between a change and HAProxy applying it.
-fn write_config(options: &Options, routes: &[Route], applied: &Applied) {
-    match render::config_with(routes, &options.settings, &applied.assignment) {
+fn write_config(options: &Options, applied: &Applied) {
+    match render::config_with(&applied.routes, &options.settings, &applied.assignment) {
         Ok(text) => {
             if let Err(e) = cairn_cli::replace_file(&options.out, text.as_bytes(), None) {
                 tracing::error!(error = %e, "cannot write the config after a runtime update");
@@ -235,7 +235,6 @@ const CONFIG_WRITE_DELAY: Duration = Duration::from_secs(1);
 
 /// Applies one catalog state; returns what runs afterwards.
 async fn apply(options: &Options, routes: &[Route], current: Option<Applied>) -> Option<Applied> {
-    let wanted = structure(routes);
     if let (Some(cur), Some(socket)) = (&current, &options.socket)
         && let Some(next) = runtime_update(options, Some(cur), routes)
     {
@@ -251,7 +250,7 @@ async fn apply(options: &Options, routes: &[Route], current: Option<Applied>) ->
                     "instances updated through the runtime API (no reload)"
                 );
                 return Some(Applied {
-                    structure: wanted,
+                    routes: routes.to_vec(),
                     assignment: next,
                 });
             }
@@ -294,9 +293,48 @@ async fn apply(options: &Options, routes: &[Route], current: Option<Applied>) ->
         None => tracing::info!(out = %options.out.display(), "config written"),
     }
     Some(Applied {
-        structure: wanted,
+        routes: routes.to_vec(),
         assignment,
     })
+}
+
+/// Puts the servers of the `changed` routes into their backends' slots through the runtime API
+/// (the other backends are not looked at). Err when they do not fit or HAProxy refused: then a
+/// reload is needed; `applied` is changed only when HAProxy took every command. `routes` has
+/// `applied`'s structure, so a position in one is the same route in the other.
+async fn update_servers(
+    socket: &Path,
+    applied: &mut Applied,
+    routes: &[Route],
+    changed: &[usize],
+) -> Result<usize, String> {
+    let mut next = Vec::with_capacity(changed.len());
+    let mut commands = Vec::new();
+    for (i, r) in changed.iter().filter_map(|&i| Some((i, routes.get(i)?))) {
+        let old = applied
+            .assignment
+            .get(&r.backend)
+            .ok_or_else(|| format!("backend {} is not in HAProxy's config", r.backend))?;
+        let slots = render::reassign_backend(old, &r.servers).ok_or_else(|| {
+            format!(
+                "{} instances of {} do not fit its {} server slots",
+                r.servers.len(),
+                r.service,
+                old.len()
+            )
+        })?;
+        render::backend_commands(&r.backend, old, &slots, &mut commands);
+        next.push((i, slots));
+    }
+    if !commands.is_empty() {
+        runtime(socket, &commands).await?;
+    }
+    for (i, slots) in next {
+        let route = &mut applied.routes[i];
+        route.servers.clone_from(&routes[i].servers);
+        applied.assignment.insert(route.backend.clone(), slots);
+    }
+    Ok(commands.len())
 }
 
 /// Runs until `shutdown` resolves. Instance changes go to HAProxy at once; reloads are at least
@@ -314,59 +352,73 @@ pub async fn run(
     // Deltas: catalogd sends what changed since the catalog held here, not all of it.
     let mut watch = Watch::catalog_deltas(client).with_config(config);
     let mut catalog = cairn_wire::CatalogMirror::default();
-    let mut table = crate::model::RouteTable::default();
+    let mut table = crate::model::RouteTable::new(options.settings.http_port);
     let mut current: Option<Applied> = None;
     let mut pacer = ReloadPacer::new(options.reload_interval);
-    // The newest routes not applied yet, held back by the pacer.
-    let mut pending: Option<Vec<Route>> = None;
-    // Routes applied through the runtime API whose config file is not written yet, and when
-    // it is due.
-    let mut unwritten: Option<(Vec<Route>, tokio::time::Instant)> = None;
+    // A reload held back by the pacer: the next one applies the table as it is then.
+    let mut pending = false;
+    // When the config file is to follow runtime updates it does not show yet.
+    let mut write_due: Option<tokio::time::Instant> = None;
     tokio::pin!(shutdown);
     loop {
         let due = pacer.next_at();
-        let write_due = unwritten.as_ref().map(|(_, at)| *at);
         tokio::select! {
             _ = &mut shutdown => break,
-            () = tokio::time::sleep_until(due), if pending.is_some() => {
-                if let Some(routes) = pending.take() {
-                    pacer.reloaded(tokio::time::Instant::now());
-                    current = apply(&options, &routes, current.take()).await;
-                    // A reload writes the file it validated.
-                    unwritten = None;
-                }
+            () = tokio::time::sleep_until(due), if pending => {
+                pending = false;
+                pacer.reloaded(tokio::time::Instant::now());
+                current = apply(&options, table.routes(), current.take()).await;
+                // A reload writes the file it validated.
+                write_due = None;
             }
             () = tokio::time::sleep_until(write_due.unwrap_or_else(tokio::time::Instant::now)),
                 if write_due.is_some() =>
             {
-                if let (Some((routes, _)), Some(applied)) = (unwritten.take(), &current) {
-                    write_config(&options, &routes, applied);
+                write_due = None;
+                if let Some(applied) = &current {
+                    write_config(&options, applied);
                 }
             }
             next = watch.next() => match next {
                 Ok(delta) => {
                     // The first answer is whole (the watch starts from index 0).
                     let touched = catalog.apply(delta);
-                    table.update(&catalog, &touched);
-                    let (routes, rejected) = table.routes(options.settings.http_port);
-                    for r in rejected {
-                        tracing::warn!(service = ?r.service, reason = %r.reason, "not routed as asked");
-                    }
+                    let change = table.update(&catalog, &touched);
                     let now = tokio::time::Instant::now();
-                    let instant = pending.is_none()
-                        && runtime_update(&options, current.as_ref(), &routes).is_some();
-                    if instant {
-                        current = apply(&options, &routes, current.take()).await;
-                        let at = unwritten.as_ref().map_or(now + CONFIG_WRITE_DELAY, |(_, at)| *at);
-                        unwritten = Some((routes, at));
+                    if pending {
+                        // The held-back reload applies this too.
+                        continue;
+                    }
+                    if let (RouteChange::Servers(changed), Some(applied), Some(socket)) =
+                        (&change, current.as_mut(), &options.socket)
+                        && applied.same_structure(table.routes())
+                    {
+                        match update_servers(socket, applied, table.routes(), changed).await {
+                            Ok(0) => continue,
+                            Ok(commands) => {
+                                tracing::info!(commands, "instances updated through the runtime API (no reload)");
+                                write_due.get_or_insert(now + CONFIG_WRITE_DELAY);
+                                continue;
+                            }
+                            Err(e) => tracing::warn!(error = %e, "runtime update failed; reloading instead"),
+                        }
+                    }
+                    if change == RouteChange::Whole {
+                        for r in table.rejected() {
+                            tracing::warn!(service = ?r.service, reason = %r.reason, "not routed as asked");
+                        }
+                    }
+                    let routes = table.routes();
+                    if runtime_update(&options, current.as_ref(), routes).is_some() {
+                        current = apply(&options, routes, current.take()).await;
+                        write_due.get_or_insert(now + CONFIG_WRITE_DELAY);
                     } else if pacer.may_reload(now) {
-                        pending = None;
                         pacer.reloaded(now);
-                        current = apply(&options, &routes, current.take()).await;
-                        unwritten = None;
+                        current = apply(&options, routes, current.take()).await;
+                        write_due = None;
                     } else {
                         tracing::debug!("reload deferred by --reload-interval");
-                        pending = Some(routes);
+                        pending = true;
                     }
                 }
                 // Logged by the watch once per failure streak; its next read backs off.
@@ -377,8 +429,8 @@ pub async fn run(
         }
     }
     // What HAProxy runs is on disk before lbconf goes.
-    if let (Some((routes, _)), Some(applied)) = (unwritten.take(), &current) {
-        write_config(&options, &routes, applied);
+    if let (Some(_), Some(applied)) = (write_due, &current) {
+        write_config(&options, applied);
     }
     tracing::info!("lbconf stopped");
 }
