@@ -281,31 +281,6 @@ async fn dns_addresses(server: SocketAddr, query: &[u8]) -> anyhow::Result<Vec<S
         .collect())
 }
 
-/// Polls DNS until the answer for the service shows `want`; the time from `sent`.
-async fn observe_dns(
-    server: SocketAddr,
-    domain: &str,
-    want: &Expect,
-    sent: Instant,
-    poll: Duration,
-    timeout: Duration,
-) -> anyhow::Result<Seen> {
-    let query = dns_query(&format!("{}.service.{domain}.", want.service))?;
-    let addr = want.addr.to_string();
-    while sent.elapsed() < timeout {
-        match dns_addresses(server, &query).await {
-            Ok(answer) if answer.contains(&addr) == want.present => {
-                return Ok(Some(sent.elapsed()));
-            }
-            Ok(_) => {}
-            Err(e) if is_transient(&e) => {}
-            Err(e) => return Err(e),
-        }
-        tokio::time::sleep(poll).await;
-    }
-    Ok(None)
-}
-
 /// A refused or reset connection, worth polling again.
 fn is_transient(e: &anyhow::Error) -> bool {
     use std::io::ErrorKind::*;
@@ -359,39 +334,86 @@ fn haproxy_serves(state: &str, addr: &str, port: u16) -> bool {
 /// observers polling it in parallel would crowd out lbconf, whose updates are being timed.
 static HAPROXY_TURN: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
 
-/// Polls HAProxy until the service's backend shows `want`; the time from `sent`.
-async fn observe_haproxy(
-    socket: &std::path::Path,
-    want: &Expect,
-    sent: Instant,
-    poll: Duration,
-    timeout: Duration,
-) -> anyhow::Result<Seen> {
-    let command = format!("show servers state be_{}", want.service);
-    let addr = want.addr.to_string();
-    while sent.elapsed() < timeout {
-        let turn = HAPROXY_TURN.acquire().await.context("HAProxy turn")?;
-        let answer = haproxy_command(socket, &command).await;
-        drop(turn);
-        match answer {
-            Ok(state) if haproxy_serves(&state, &addr, want.port) == want.present => {
-                return Ok(Some(sent.elapsed()));
+/// A consumer of the catalog whose view is timed.
+#[derive(Clone)]
+enum Consumer {
+    /// dnsbridge: the service's A answer, over TCP.
+    Dns { server: SocketAddr, domain: String },
+    /// HAProxy: the service's backend in `show servers state`.
+    Haproxy { socket: PathBuf },
+}
+
+impl Consumer {
+    /// Whether the consumer shows `want` now; None when it could not be asked this time (a
+    /// refused or reset connection).
+    async fn shows(&self, want: &Expect) -> anyhow::Result<Option<bool>> {
+        let addr = want.addr.to_string();
+        let answer = match self {
+            Consumer::Dns { server, domain } => {
+                let query = dns_query(&format!("{}.service.{domain}.", want.service))?;
+                dns_addresses(*server, &query)
+                    .await
+                    .map(|answer| answer.contains(&addr))
             }
-            Ok(_) => {}
+            Consumer::Haproxy { socket } => {
+                let command = format!("show servers state be_{}", want.service);
+                let turn = HAPROXY_TURN.acquire().await.context("HAProxy turn")?;
+                let answer = haproxy_command(socket, &command).await;
+                drop(turn);
+                answer.map(|state| haproxy_serves(&state, &addr, want.port))
+            }
+        };
+        match answer {
+            Ok(present) => Ok(Some(present == want.present)),
             // The runtime socket's backlog is short: many observers at once are refused
             // (EAGAIN) for a moment, and a reloading HAProxy briefly has no socket.
-            Err(e) if is_transient(&e) => {}
-            Err(e) => return Err(e),
+            Err(e) if is_transient(&e) => Ok(None),
+            Err(e) => Err(e),
         }
-        tokio::time::sleep(poll).await;
     }
-    Ok(None)
+
+    /// Polls until the consumer shows each of `wants` in turn; the time from `sent` at which
+    /// each was seen, up to the first one not seen within `timeout`.
+    async fn observe(
+        &self,
+        wants: &[Expect],
+        sent: Instant,
+        poll: Duration,
+        timeout: Duration,
+    ) -> anyhow::Result<Vec<Duration>> {
+        let mut seen = Vec::with_capacity(wants.len());
+        for want in wants {
+            loop {
+                if sent.elapsed() >= timeout {
+                    return Ok(seen);
+                }
+                if self.shows(want).await? == Some(true) {
+                    seen.push(sent.elapsed());
+                    break;
+                }
+                tokio::time::sleep(poll).await;
+            }
+        }
+        Ok(seen)
+    }
+
+    /// Observes `wants` in a task of its own.
+    fn spawn_observe(
+        &self,
+        wants: Arc<Vec<Expect>>,
+        sent: Instant,
+        poll: Duration,
+        timeout: Duration,
+    ) -> tokio::task::JoinHandle<anyhow::Result<Vec<Duration>>> {
+        let consumer = self.clone();
+        tokio::spawn(async move { consumer.observe(&wants, sent, poll, timeout).await })
+    }
 }
 
 /// Everything one change needs, shared by its tasks.
 struct Observers {
-    dns: Option<(SocketAddr, String)>,
-    haproxy: Option<PathBuf>,
+    dns: Option<Consumer>,
+    haproxy: Option<Consumer>,
     poll: Duration,
     timeout: Duration,
 }
@@ -410,27 +432,23 @@ async fn one_change(
     let req = http::request("PUT", &host, "/v1/catalog/register", &body, None);
     let sent = Instant::now();
     conn.send(&req).await?;
-    let dns = observers.dns.clone().map(|(server, domain)| {
-        let (want, o) = (want.clone(), observers.clone());
-        tokio::spawn(
-            async move { observe_dns(server, &domain, &want, sent, o.poll, o.timeout).await },
-        )
-    });
-    let haproxy = observers.haproxy.clone().map(|socket| {
-        let (want, o) = (want.clone(), observers.clone());
-        tokio::spawn(async move { observe_haproxy(&socket, &want, sent, o.poll, o.timeout).await })
-    });
+    let want = Arc::new(vec![want]);
+    let (poll, timeout) = (observers.poll, observers.timeout);
+    let dns = (observers.dns.as_ref()).map(|c| c.spawn_observe(want.clone(), sent, poll, timeout));
+    let haproxy =
+        (observers.haproxy.as_ref()).map(|c| c.spawn_observe(want.clone(), sent, poll, timeout));
     let resp = conn.read_response().await?;
     let ack = sent.elapsed();
     if resp.status != 200 {
         bail!("PUT /v1/catalog/register: status {}", resp.status);
     }
+    let first = |seen: Vec<Duration>| seen.first().copied();
     let dns = match dns {
-        Some(task) => Some(task.await.context("DNS observer")??),
+        Some(task) => Some(first(task.await.context("DNS observer")??)),
         None => None,
     };
     let haproxy = match haproxy {
-        Some(task) => Some(task.await.context("HAProxy observer")??),
+        Some(task) => Some(first(task.await.context("HAProxy observer")??)),
         None => None,
     };
     Ok(ChangeTimes { ack, dns, haproxy })
@@ -462,10 +480,11 @@ pub async fn run_changes(args: ChangesArgs) -> anyhow::Result<()> {
     let (addr, host) = http::loopback_addr(&args.url)?;
     let layout = args.layout;
     let observers = Arc::new(Observers {
-        dns: args
-            .dns
-            .map(|d| (d, args.domain.trim_matches('.').to_string())),
-        haproxy: args.haproxy_socket.clone(),
+        dns: args.dns.map(|server| Consumer::Dns {
+            server,
+            domain: args.domain.trim_matches('.').to_string(),
+        }),
+        haproxy: (args.haproxy_socket.clone()).map(|socket| Consumer::Haproxy { socket }),
         poll: Duration::from_millis(args.poll_ms.max(1)),
         timeout: Duration::from_secs(args.timeout_s),
     });
@@ -592,32 +611,11 @@ async fn new_service(
     );
     // Both consumers watched at once, each until it shows every instance.
     let expects = Arc::new(expects);
-    let haproxy = observers.haproxy.clone().map(|socket| {
-        let (expects, poll, timeout) = (expects.clone(), observers.poll, observers.timeout * 3);
-        tokio::spawn(async move {
-            let mut seen = Vec::new();
-            for want in expects.iter() {
-                match observe_haproxy(&socket, want, started, poll, timeout).await? {
-                    Some(t) => seen.push(t),
-                    None => break,
-                }
-            }
-            anyhow::Ok(seen)
-        })
-    });
-    let dns = observers.dns.clone().map(|(server, domain)| {
-        let (expects, poll, timeout) = (expects.clone(), observers.poll, observers.timeout * 3);
-        tokio::spawn(async move {
-            let mut seen = Vec::new();
-            for want in expects.iter() {
-                match observe_dns(server, &domain, want, started, poll, timeout).await? {
-                    Some(t) => seen.push(t),
-                    None => break,
-                }
-            }
-            anyhow::Ok(seen)
-        })
-    });
+    let (poll, timeout) = (observers.poll, observers.timeout * 3);
+    let haproxy = (observers.haproxy.as_ref())
+        .map(|c| c.spawn_observe(expects.clone(), started, poll, timeout));
+    let dns =
+        (observers.dns.as_ref()).map(|c| c.spawn_observe(expects.clone(), started, poll, timeout));
     let describe = |name: &str, seen: Vec<Duration>| match (seen.first(), seen.len()) {
         (Some(first), n) if n == expects.len() => format!(
             " {name}_first_ms={:.1} {name}_ms={:.1}",
