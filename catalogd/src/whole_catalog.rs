@@ -218,7 +218,10 @@ where
 
 /// [`cairn_wire::WholeCatalog`]'s fields, written from iterators.
 #[derive(Serialize)]
-#[serde(rename_all = "PascalCase", bound = "Seq<N>: Serialize, Seq<S>: Serialize")]
+#[serde(
+    rename_all = "PascalCase",
+    bound = "Seq<N>: Serialize, Seq<S>: Serialize"
+)]
 struct WholeOut<N, S> {
     nodes: Seq<N>,
     services: Seq<S>,
@@ -226,7 +229,10 @@ struct WholeOut<N, S> {
 
 /// A [`CatalogDelta`] marked `Full`, written from iterators.
 #[derive(Serialize)]
-#[serde(rename_all = "PascalCase", bound = "Seq<N>: Serialize, Seq<S>: Serialize")]
+#[serde(
+    rename_all = "PascalCase",
+    bound = "Seq<N>: Serialize, Seq<S>: Serialize"
+)]
 struct FullDeltaOut<N, S> {
     index: u64,
     full: bool,
