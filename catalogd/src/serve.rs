@@ -48,7 +48,7 @@ pub async fn serve(
         client_certs = tls.as_ref().is_some_and(cairn_http::Tls::requires_client_certs),
         "catalogd serving HTTP"
     );
-    let app = crate::http::router(catalog.core.clone());
+    let app = crate::http::app(catalog.core.clone());
     let stop = catalog.core.shutdown_token();
     let checks = crate::agent_checks::spawn(&catalog.core, stop.clone());
     let core = catalog.core.clone();

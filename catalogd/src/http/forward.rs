@@ -15,9 +15,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue, Method};
-use axum::middleware::Next;
 use axum::response::{IntoResponse as _, Response};
 
 use crate::core::Core;
@@ -56,26 +55,51 @@ pub fn client() -> Option<reqwest::Client> {
         .ok()
 }
 
-/// Middleware: forwards a follower's writes to the leader, and stamps a replica's answers
-/// with the store revision they reflect.
-pub async fn forward_writes(State(core): State<Arc<Core>>, req: Request, next: Next) -> Response {
-    let Some(forwarder) = core.forwarder.as_ref() else {
-        return next.run(req).await;
-    };
+/// Where a request is answered.
+pub enum Route {
+    /// Here; `stamp`: a replica's answer carries the store revision it reflects.
+    Here { stamp: bool },
+    /// A follower's write, sent to this leader.
+    Leader(String),
+}
+
+/// Whether an authenticated request is answered here or sent to the leader.
+pub fn route(core: &Core, req: &Request) -> Route {
+    if core.forwarder.is_none() {
+        return Route::Here { stamp: false };
+    }
     let view = core.leadership.view();
     let to_leader = !view.is_self
         && !view.leader.is_empty()
         && !req.headers().contains_key(FORWARDED)
         && forwardable(req.method(), req.uri().path());
-    if !to_leader {
-        let mut resp = next.run(req).await;
-        if let Some(rev) = core.published_revision() {
-            resp.headers_mut().insert(REVISION, HeaderValue::from(rev));
-        }
-        return resp;
+    if to_leader {
+        Route::Leader(view.leader)
+    } else {
+        Route::Here { stamp: true }
     }
+}
+
+/// Stamps a replica's own answer with the store revision it reflects.
+pub fn stamp(core: &Core, resp: &mut Response) {
+    if let Some(rev) = core.published_revision() {
+        resp.headers_mut().insert(REVISION, HeaderValue::from(rev));
+    }
+}
+
+/// Sends a follower's write to `leader` and relays its answer; writes it here when the leader
+/// cannot be reached before anything was sent.
+pub async fn to_leader(
+    core: Arc<Core>,
+    req: Request,
+    leader: String,
+    mut router: axum::Router,
+) -> Response {
+    let Some(forwarder) = core.forwarder.as_ref() else {
+        return answer_here(&mut router, req).await;
+    };
     let (parts, body) = req.into_parts();
-    // The body was read whole before routing (count_requests); this only collects it again.
+    // The body was read whole before routing (the front door); this only collects it again.
     let bytes = match axum::body::to_bytes(body, usize::MAX).await {
         Ok(b) => b,
         Err(e) => return super::HttpError::bad_request(e.to_string()).into_response(),
@@ -84,7 +108,7 @@ pub async fn forward_writes(State(core): State<Arc<Core>>, req: Request, next: N
         .uri
         .path_and_query()
         .map_or(parts.uri.path(), |pq| pq.as_str());
-    let url = format!("http://{}{path_query}", view.leader);
+    let url = format!("http://{leader}{path_query}");
     let mut out = forwarder
         .request(parts.method.clone(), &url)
         .header(FORWARDED, "1")
@@ -101,15 +125,21 @@ pub async fn forward_writes(State(core): State<Arc<Core>>, req: Request, next: N
     match out.send().await {
         Ok(answer) => relay(&core, answer).await,
         Err(e) if e.is_connect() => {
-            tracing::debug!(leader = %view.leader, error = %e, "the leader is unreachable; writing here");
-            next.run(Request::from_parts(parts, Body::from(bytes)))
-                .await
+            tracing::debug!(leader = %leader, error = %e, "the leader is unreachable; writing here");
+            answer_here(&mut router, Request::from_parts(parts, Body::from(bytes))).await
         }
         Err(e) => super::HttpError::internal(format!(
-            "forwarding the write to the leader {} failed (it may have been applied): {e}",
-            view.leader
+            "forwarding the write to the leader {leader} failed (it may have been applied): {e}"
         ))
         .into_response(),
+    }
+}
+
+/// The router's answer to a request this replica serves itself.
+async fn answer_here(router: &mut axum::Router, req: Request) -> Response {
+    match tower_service::Service::call(router, req).await {
+        Ok(resp) => resp,
+        Err(never) => match never {},
     }
 }
 

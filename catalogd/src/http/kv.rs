@@ -43,24 +43,30 @@ fn list_keys(st: &CatalogState, prefix: &str, separator: Option<&str>) -> Vec<St
     keys
 }
 
-pub async fn get(State(core): State<Arc<Core>>, Path(key): Path<String>, req: Read) -> HttpResult {
-    read(core, key, req).await
+// Plain functions handing over `read`'s future: an `async fn` here would keep its own copy of
+// the arguments beside that future for as long as a blocking query waits.
+pub fn get(
+    State(core): State<Arc<Core>>,
+    Path(key): Path<String>,
+    req: Read,
+) -> impl Future<Output = HttpResult> {
+    read(core, key, req)
 }
 
-pub async fn get_root(State(core): State<Arc<Core>>, req: Read) -> HttpResult {
-    read(core, String::new(), req).await
+pub fn get_root(State(core): State<Arc<Core>>, req: Read) -> impl Future<Output = HttpResult> {
+    read(core, String::new(), req)
 }
 
 async fn read(core: Arc<Core>, key: String, req: Read) -> HttpResult {
-    let Read {
-        query,
-        opts,
-        caller,
-    } = req;
-    let keys = query.present("keys");
-    let recurse = query.present("recurse") || keys;
-    let raw = query.present("raw");
-    let separator = query.first("separator").map(str::to_string);
+    // The request's fields are used where they are: moved into locals, they would be held twice
+    // by this future while it waits.
+    let keys = req.query.present("keys");
+    let recurse = req.query.present("recurse") || keys;
+    let raw = req.query.present("raw");
+    let separator = req.query.first("separator").map(str::to_string);
+    // Nothing else of the query string is read: a parked query does not keep it.
+    drop(req.query);
+    let (opts, caller) = (&req.opts, &req.caller);
     if !recurse && key.is_empty() {
         return Err(HttpError::bad_request("Missing key name"));
     }
@@ -73,7 +79,7 @@ async fn read(core: Arc<Core>, key: String, req: Read) -> HttpResult {
     } else {
         Topic::Kv(key.clone())
     };
-    let (idx, (found, hidden)) = blocking(&core, &opts, topic, |st| {
+    let (idx, (found, hidden)) = blocking(&core, opts, topic, |st| {
         if keys {
             let mut list = list_keys(st, &key, separator.as_deref());
             let before = list.len();
@@ -135,7 +141,7 @@ async fn read(core: Arc<Core>, key: String, req: Read) -> HttpResult {
                     .into_response(),
                 idx,
             ),
-            KvRead::Entries(entries) => json_list(idx, &entries, &opts),
+            KvRead::Entries(entries) => json_list(idx, &entries, opts),
             KvRead::Keys(keys) => json_read(idx, &keys),
         },
     ))

@@ -10,6 +10,7 @@ mod coordinate;
 mod error;
 mod event;
 pub mod forward;
+pub mod front;
 mod guard;
 mod health;
 mod kv;
@@ -24,11 +25,9 @@ mod snapshot;
 mod txn;
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::middleware::{self, Next};
+use axum::extract::{DefaultBodyLimit, Request};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use serde::de::DeserializeOwned;
@@ -146,123 +145,6 @@ pub fn typed<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, HttpErr
             HttpError::bad_request(format!("Request decode failed: {path}: {}", e.inner()))
         }
     })
-}
-
-/// Counts requests and reads every body whole before routing: a handler that answers without
-/// reading the body (a GET with one, a 404, a 405) would otherwise make hyper drop the
-/// keep-alive connection under a pooled client's next request.
-async fn count_requests(State(core): State<Arc<Core>>, req: Request, next: Next) -> Response {
-    core.metrics.http_requests.fetch_add(1, Relaxed);
-    let policy = core.acl.config.default_policy;
-    if let Err(e) = local_datacenter(&req, &core.config.datacenter).and_then(|()| open_source(&req))
-    {
-        core.metrics.http_errors.fetch_add(1, Relaxed);
-        return with_policy(e.into_response(), policy);
-    }
-    // A request that has no body (most reads) goes through as it is.
-    if axum::body::HttpBody::size_hint(req.body()).exact() == Some(0) {
-        let resp = next.run(req).await;
-        if resp.status().is_client_error() || resp.status().is_server_error() {
-            core.metrics.http_errors.fetch_add(1, Relaxed);
-        }
-        return with_policy(resp, policy);
-    }
-    let limit = body_limit(req.uri().path());
-    // Refused before a byte is read when the declared length says so.
-    let declared = axum::body::HttpBody::size_hint(req.body()).exact();
-    if let (Some((max, setting)), Some(len)) = (limit, declared)
-        && len > max as u64
-    {
-        core.metrics.http_errors.fetch_add(1, Relaxed);
-        return with_policy(closing(too_large(Some(len), max, setting)), policy);
-    }
-    // A closed semaphore cannot happen (it is never closed); going on unbounded is harmless.
-    let _restore = match limit {
-        None => RESTORES.acquire().await.ok(),
-        Some(_) => None,
-    };
-    let (parts, body) = req.into_parts();
-    let max = limit.map_or(usize::MAX, |(max, _)| max);
-    let bytes = match axum::body::to_bytes(body, max).await {
-        Ok(b) => b,
-        Err(e) => {
-            core.metrics.http_errors.fetch_add(1, Relaxed);
-            let e = e.into_inner();
-            let resp = match limit {
-                Some((max, setting))
-                    if e.downcast_ref::<http_body_util::LengthLimitError>()
-                        .is_some() =>
-                {
-                    too_large(None, max, setting)
-                }
-                // A body refused by the server's bounds (answered 408/413 by the serving loop)
-                // or a client gone mid-body.
-                _ => HttpError::bad_request(format!("request body unreadable: {e}")),
-            };
-            return with_policy(closing(resp), policy);
-        }
-    };
-    let resp = next
-        .run(Request::from_parts(parts, axum::body::Body::from(bytes)))
-        .await;
-    if resp.status().is_client_error() || resp.status().is_server_error() {
-        core.metrics.http_errors.fetch_add(1, Relaxed);
-    }
-    with_policy(resp, policy)
-}
-
-/// Resolves the request's token (`X-Consul-Token`, `Authorization: Bearer`, or `?token=`)
-/// into the [`Caller`](crate::acl::Caller) handlers check rights against; an unknown or expired
-/// token is refused here with Consul's "ACL not found".
-async fn authenticate(State(core): State<Arc<Core>>, mut req: Request, next: Next) -> Response {
-    let secret = request_token(&req);
-    let peer = cairn_http::peer_of(&req);
-    // A peer that keeps presenting new unknown tokens is answered 429 without its token being
-    // looked at, so guessing costs it time (only while ACLs are on: otherwise tokens are not
-    // checked at all). One token retried counts once: a daemon started before its token was
-    // created does not lock its host out.
-    if core.acl.enabled()
-        && secret.is_some()
-        && let Some(p) = peer
-        && let Err(wait) = core.auth_failures.check(p.ip())
-    {
-        let secs = cairn_http::retry_after_secs(wait);
-        let mut resp = HttpError {
-            status: axum::http::StatusCode::TOO_MANY_REQUESTS,
-            message: format!(
-                "too many requests with unknown ACL tokens from this address; retry in {secs}s"
-            ),
-        }
-        .into_response();
-        resp.headers_mut()
-            .insert(axum::http::header::RETRY_AFTER, secs.into());
-        return resp;
-    }
-    let st = core.current.load();
-    match core.acl.resolve(&st, secret.as_deref()) {
-        Ok(caller) => {
-            if caller.enforced {
-                let node = &core.config.node;
-                let right = guard::required(req.method(), req.uri().path(), node, &st);
-                if let Err(e) = guard::check(&caller, &right, node, &st) {
-                    return e.into_response();
-                }
-            }
-            drop(st);
-            req.extensions_mut().insert(caller);
-            next.run(req).await
-        }
-        Err(e) => {
-            if secret.is_some() {
-                let from = peer.map(|p| p.to_string()).unwrap_or_default();
-                tracing::warn!(peer = %from, method = %req.method(), path = %req.uri().path(), "request with an unknown ACL token refused");
-                if let (Some(p), Some(secret)) = (peer, &secret) {
-                    core.auth_failures.failed_with(p.ip(), secret.as_bytes());
-                }
-            }
-            e.into_response()
-        }
-    }
 }
 
 /// The token a request presents, as Consul reads it.
@@ -511,7 +393,7 @@ fn acl_routes() -> Router<Arc<Core>> {
 }
 
 /// Every route of the API.
-pub fn router(core: Arc<Core>) -> Router {
+fn router(core: Arc<Core>) -> Router {
     Router::new()
         .merge(acl_routes())
         .route(
@@ -657,13 +539,12 @@ pub fn router(core: Arc<Core>) -> Router {
         .route("/metrics", get(misc::metrics))
         .fallback(unknown_endpoint)
         .method_not_allowed_fallback(method_not_allowed)
-        // Bodies are read (and bounded) by `count_requests` before any extractor runs.
+        // Bodies are read (and bounded) by the front door (`front`) before any extractor runs.
         .layer(DefaultBodyLimit::disable())
-        .layer(middleware::from_fn_with_state(
-            core.clone(),
-            forward::forward_writes,
-        ))
-        .layer(middleware::from_fn_with_state(core.clone(), authenticate))
-        .layer(middleware::from_fn_with_state(core.clone(), count_requests))
         .with_state(core)
+}
+
+/// The API behind its front door (`front`): what each connection serves.
+pub fn app(core: Arc<Core>) -> front::Front {
+    front::Front::new(router(core.clone()), core)
 }

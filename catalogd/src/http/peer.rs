@@ -7,20 +7,21 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::task::{Context, Poll};
 
-use axum::Router;
 use axum::extract::{ConnectInfo, Request};
 use tower_service::Service;
+
+use super::front::Front;
 
 /// The router of one connection, knowing the peer's address.
 #[derive(Clone)]
 pub struct PeerAware {
-    router: Router,
+    router: Front,
     peer: SocketAddr,
 }
 
 impl PeerAware {
-    /// The shared router (an `Arc`: nothing is copied per connection) for one peer.
-    pub fn new(router: Router, peer: SocketAddr) -> Self {
+    /// The shared router (`Arc`s: nothing is copied per connection) for one peer.
+    pub fn new(router: Front, peer: SocketAddr) -> Self {
         PeerAware { router, peer }
     }
 }
@@ -31,9 +32,9 @@ fn wants_peer(path: &str) -> bool {
 }
 
 impl Service<Request> for PeerAware {
-    type Response = <Router as Service<Request>>::Response;
+    type Response = <Front as Service<Request>>::Response;
     type Error = Infallible;
-    type Future = <Router as Service<Request>>::Future;
+    type Future = <Front as Service<Request>>::Future;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         Service::<Request>::poll_ready(&mut self.router, cx)

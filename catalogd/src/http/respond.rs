@@ -17,20 +17,19 @@ use crate::watch::Topic;
 
 /// Runs `read` against the current snapshot; with `?index=N` waits (up to `wait` plus jitter of
 /// up to wait/16) until the index `read` reports exceeds N or the wait ends.
-pub async fn blocking<T>(
-    core: &Core,
-    opts: &ReadOpts,
+///
+/// Not an `async fn`: that would hold its own copy of the arguments beside `park`'s future for
+/// as long as the query waits.
+pub fn blocking<'a, T: 'a>(
+    core: &'a Core,
+    opts: &'a ReadOpts,
     topic: Topic,
-    read: impl Fn(&State) -> (u64, T),
-) -> (u64, T) {
-    if opts.index == 0 {
-        return read(&core.current.load());
-    }
-    park(core, opts, topic, |st, last| {
+    read: impl Fn(&State) -> (u64, T) + 'a,
+) -> impl Future<Output = (u64, T)> + 'a {
+    park(core, opts, topic, move |st, last| {
         let (idx, value) = read(st);
         (last || idx > opts.index).then_some((idx, value))
     })
-    .await
 }
 
 /// The snapshot a costly read (the whole catalog) answers from: with `?index=N`, the first one
@@ -61,6 +60,12 @@ async fn park<T>(
     topic: Topic,
     mut attempt: impl FnMut(&State, bool) -> Option<T>,
 ) -> T {
+    if opts.index == 0 {
+        // Not a blocking query: answered at once, nothing registered.
+        if let Some(answer) = attempt(&core.current.load(), true) {
+            return answer;
+        }
+    }
     core.metrics.blocking_queries.fetch_add(1, Relaxed);
     let jitter = opts.wait.as_millis() as u64 / 16;
     let jitter = if jitter > 0 {
