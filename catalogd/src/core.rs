@@ -46,6 +46,8 @@ pub struct Config {
     pub etcd: Option<crate::ha::EtcdConfig>,
     /// A replica sends clients' writes to the leader (replicas speaking plain HTTP).
     pub forward_writes: bool,
+    /// Whether the API speaks HTTPS (`--tls-cert`): how Prometheus reaches catalogd's metrics.
+    pub https: bool,
 }
 
 /// Everything the HTTP handlers share.

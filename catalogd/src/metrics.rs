@@ -19,6 +19,11 @@ pub struct Metrics {
     pub commit_ops: AtomicU64,
     pub commit_nanos: AtomicU64,
     pub writes_rejected: AtomicU64,
+    /// Targets in the last Prometheus service-discovery answer built.
+    pub sd_targets: AtomicU64,
+    /// Instances that opted in to scraping with an invalid `prometheus_*` meta value, left out
+    /// of the last Prometheus service-discovery answer built.
+    pub sd_invalid: AtomicU64,
 }
 
 impl Metrics {
@@ -120,6 +125,17 @@ impl Metrics {
             "catalogd_writes_rejected_total",
             "Writes refused as invalid.",
             c(&self.writes_rejected),
+        )
+        .gauge(
+            "catalogd_prometheus_sd_targets",
+            "Targets in the last Prometheus service-discovery answer built.",
+            c(&self.sd_targets),
+        )
+        .gauge(
+            "catalogd_prometheus_sd_invalid_instances",
+            "Instances left out of the last Prometheus service-discovery answer for an invalid \
+             prometheus_port, prometheus_path or prometheus_scheme.",
+            c(&self.sd_invalid),
         )
         .gauge(
             "catalogd_raft_index",

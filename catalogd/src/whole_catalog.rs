@@ -18,10 +18,11 @@ use serde::Serialize;
 
 use crate::state::{Changes, NodeKey, State};
 
-/// Whole catalogs being built and the last one built. Building one costs CPU and memory in
-/// proportion to the catalog, so at most [`WholeCatalogCache::BUILDS`] are built at once, and
-/// the readers one change wakes share one build: they ask at the same state, with the same
-/// token and filter (followers such as dnsbridge and lbconf usually do).
+/// Whole catalogs being built and the last one built (and other answers that walk the whole
+/// catalog: Prometheus' targets). Building one costs CPU and memory in proportion to the
+/// catalog, so at most [`WholeCatalogCache::BUILDS`] are built at once, and the readers one
+/// change wakes share one build: they ask at the same state, with the same token and filter
+/// (followers such as dnsbridge and lbconf usually do).
 pub struct WholeCatalogCache {
     builds: tokio::sync::Semaphore,
     last: Mutex<Option<Arc<BuiltCatalog>>>,
@@ -38,9 +39,18 @@ pub enum Form {
     DeltaSince(u64),
 }
 
-/// One serialized whole catalog and what it was built for.
+/// What an answer built from the whole catalog is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// The catalog itself, in one of its forms (`/v1/cairn/catalog`).
+    Catalog(Form),
+    /// Prometheus' scrape targets (`/v1/cairn/prometheus/targets`, [`crate::http`]'s
+    /// `prometheus_sd`).
+    PrometheusTargets,
+}
+
+/// One serialized answer built from the whole catalog and what it was built for.
 pub struct BuiltCatalog {
-    /// The state's index, the caller's token, the filter and the form it was built for.
     key: Key,
     /// The catalog index it was built at (its `X-Consul-Index`).
     pub index: u64,
@@ -49,7 +59,9 @@ pub struct BuiltCatalog {
     pub hidden: bool,
 }
 
-type Key = (u64, String, Option<String>, Form);
+/// What an answer was built for: the state's index, the caller's token (its AccessorID), the
+/// rest of the request that shapes it (the filter, options) as text, and what it is.
+pub type Key = (u64, String, Option<String>, Kind);
 
 impl WholeCatalogCache {
     /// Whole catalogs built at once.
@@ -83,8 +95,32 @@ impl WholeCatalogCache {
             st.index,
             caller.accessor.clone(),
             filter.as_ref().map(|f| format!("{f:?}")),
-            form,
+            Kind::Catalog(form),
         );
+        let log = self.log.clone();
+        self.shared(key, move || {
+            let filter = filter.as_ref();
+            let (bytes, hidden) = match form {
+                Form::Whole => build_whole_catalog(&st, &caller, filter),
+                Form::DeltaSince(since) => match log.since(since, st.catalog_index()) {
+                    Some(changed) => build_delta(&st, &caller, filter, &changed),
+                    None => build_full_delta(&st, &caller, filter),
+                },
+            };
+            (st.catalog_index(), bytes, hidden)
+        })
+        .await
+    }
+
+    /// The answer `key` names: the last one built when it is the same, else `build`'s (the
+    /// index it answers at, its bytes, whether the caller's token hid anything), run on a
+    /// blocking thread (it walks the whole catalog: other clients keep the runtime's workers)
+    /// while at most [`WholeCatalogCache::BUILDS`] are built at once.
+    pub async fn shared(
+        &self,
+        key: Key,
+        build: impl FnOnce() -> (u64, Vec<u8>, bool) + Send + 'static,
+    ) -> Result<Arc<BuiltCatalog>, String> {
         if let Some(b) = self.cached(&key) {
             return Ok(b);
         }
@@ -97,19 +133,11 @@ impl WholeCatalogCache {
         if let Some(b) = self.cached(&key) {
             return Ok(b);
         }
-        let log = self.log.clone();
         let built = tokio::task::spawn_blocking(move || {
-            let filter = filter.as_ref();
-            let (bytes, hidden) = match form {
-                Form::Whole => build_whole_catalog(&st, &caller, filter),
-                Form::DeltaSince(since) => match log.since(since, st.catalog_index()) {
-                    Some(changed) => build_delta(&st, &caller, filter, &changed),
-                    None => build_full_delta(&st, &caller, filter),
-                },
-            };
+            let (index, bytes, hidden) = build();
             BuiltCatalog {
                 key,
-                index: st.catalog_index(),
+                index,
                 bytes: bytes.into(),
                 hidden,
             }
@@ -197,10 +225,10 @@ impl<'a> Visible<'a> {
 
 /// An iterator serialized as a JSON array, its items taken as they are written. Serializing
 /// takes the iterator: a second time writes an empty array.
-struct Seq<I>(RefCell<Option<I>>);
+pub(crate) struct Seq<I>(RefCell<Option<I>>);
 
 impl<I> Seq<I> {
-    fn new(items: I) -> Self {
+    pub(crate) fn new(items: I) -> Self {
         Seq(RefCell::new(Some(items)))
     }
 }

@@ -202,6 +202,7 @@ impl ServeArgs {
             // A follower holds no client certificate for a leader serving HTTPS: it commits
             // writes itself then.
             forward_writes: self.tls.tls_cert.is_none(),
+            https: self.tls.tls_cert.is_some(),
             etcd: self.etcd.enabled().then(|| crate::ha::EtcdConfig {
                 args: self.etcd.clone(),
                 // Filled in with the bound address once listening, unless given.

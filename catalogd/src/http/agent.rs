@@ -340,6 +340,21 @@ pub async fn service(
     }
 }
 
+/// Consul's `HealthChecks.AggregatedStatus`: maintenance when a maintenance check is among
+/// `checks`, else the worst status (no checks: passing).
+pub(super) fn aggregated_status<'a>(
+    checks: impl IntoIterator<Item = &'a cairn_wire::HealthCheck> + Clone,
+) -> CheckStatus {
+    let maintenance = checks.clone().into_iter().any(|c| {
+        c.check_id == "_node_maintenance" || c.check_id.starts_with("_service_maintenance:")
+    });
+    if maintenance {
+        CheckStatus::Maintenance
+    } else {
+        cairn_wire::aggregate_status(checks.into_iter().map(|c| c.status))
+    }
+}
+
 /// The agent's health report of one local service: aggregated status (maintenance wins, then
 /// critical, warning, passing), the service and its checks (node checks included).
 fn service_health(core: &Core, st: &crate::state::State, id: &str) -> Option<(CheckStatus, Value)> {
@@ -348,13 +363,7 @@ fn service_health(core: &Core, st: &crate::state::State, id: &str) -> Option<(Ch
         .get(&(core.config.node.clone(), id.to_string()))
         .filter(|_| !is_server_service(id))?;
     let checks = st.instance_checks(&core.config.node, id);
-    let status = if checks.iter().any(|c| {
-        c.check_id == "_node_maintenance" || c.check_id.starts_with("_service_maintenance:")
-    }) {
-        CheckStatus::Maintenance
-    } else {
-        cairn_wire::aggregate_status(checks.iter().map(|c| c.status))
-    };
+    let status = aggregated_status(&checks);
     let body = json!({
         "AggregatedStatus": status.as_str(),
         "Service": AgentService::from_node_service(svc, &core.config.datacenter),

@@ -18,6 +18,7 @@ mod misc;
 mod operator;
 pub mod peer;
 mod prepared;
+mod prometheus_sd;
 mod query;
 mod respond;
 mod session;
@@ -535,6 +536,7 @@ fn router(core: Arc<Core>) -> Router {
         .route("/v1/status/leader", get(misc::leader))
         .route("/v1/status/peers", get(misc::peers))
         .route("/v1/cairn/catalog", get(misc::whole_catalog))
+        .route("/v1/cairn/prometheus/targets", get(prometheus_sd::targets))
         .route("/", get(misc::index))
         .route("/metrics", get(misc::metrics))
         .fallback(unknown_endpoint)
