@@ -106,6 +106,19 @@ pub struct AgentArgs {
     pub allow_root_tasks: bool,
     #[command(flatten)]
     pub agent_token: cairn_http::AgentTokenArgs,
+    /// Forward every task's stdout and stderr, a syslog message (RFC 5424) a line, to a
+    /// collector (rsyslog, Logstash, Graylog): syslog://HOST[:PORT] over UDP,
+    /// syslog+tcp://HOST[:PORT] over TCP (octet counting); port 514 by default
+    #[arg(long, value_name = "URL")]
+    pub log_forward: Option<crate::logship::Target>,
+    /// Syslog facility of forwarded lines (stdout at severity info, stderr at err)
+    #[arg(
+        long,
+        default_value = "user",
+        value_name = "FACILITY",
+        requires = "log_forward"
+    )]
+    pub log_forward_facility: crate::logship::Facility,
 }
 
 #[derive(Args, Debug)]
@@ -345,6 +358,13 @@ fn agent(args: AgentArgs, catalog: &CatalogArgs) -> ExitCode {
         enable_script_checks: args.enable_script_checks,
         users,
         api_token: args.agent_token.secret(),
+        log_forward: args
+            .log_forward
+            .clone()
+            .map(|target| crate::logship::ForwardConfig {
+                target,
+                facility: args.log_forward_facility,
+            }),
     };
     cairn_cli::run_main("taskrun", cairn_cli::Flavor::MultiThread(None), async {
         crate::agent::run(cfg, cairn_cli::shutdown_signal())
@@ -405,6 +425,27 @@ mod tests {
             panic!("not agent")
         };
         assert_eq!(a.kill_drain_delay, Duration::from_millis(250));
+        assert!(a.log_forward.is_none());
+        let cli = Cli::try_parse_from([
+            "taskrun",
+            "agent",
+            "--log-forward",
+            "syslog+tcp://logs:6514",
+            "--log-forward-facility",
+            "local3",
+        ])
+        .unwrap();
+        let Command::Agent(f) = cli.command else {
+            panic!("not agent")
+        };
+        let target = f.log_forward.as_ref().expect("--log-forward");
+        assert_eq!((target.host.as_str(), target.port), ("logs", 6514));
+        assert_eq!(f.log_forward_facility, "local3".parse().unwrap());
+        assert!(Cli::try_parse_from(["taskrun", "agent", "--log-forward", "logs:514"]).is_err());
+        assert!(
+            Cli::try_parse_from(["taskrun", "agent", "--log-forward-facility", "user"]).is_err(),
+            "a facility without --log-forward"
+        );
         assert!(Cli::try_parse_from(["taskrun", "agent", "--kill-drain-delay", "soon"]).is_err());
         assert!(a.default_user.is_none() && !a.allow_root_tasks);
         let cli = Cli::try_parse_from([

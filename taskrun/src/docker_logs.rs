@@ -13,7 +13,9 @@
 //! moving the cursor past it; the copy starts again from the last entry written.
 //!
 //! The files are rotated by size as they are written ([`crate::logs::RotatingFile`]), as the
-//! exec driver's supervisor does.
+//! exec driver's supervisor does, and each keeps its time index (`stdout.idx`, see
+//! [`crate::logs`]) by Docker's own stamps: an entry copied late (after an agent restart) is
+//! indexed at the time the container wrote it.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -74,8 +76,8 @@ impl Files {
         let sandbox = sandbox.to_path_buf();
         tokio::task::spawn_blocking(move || {
             Ok(Files {
-                out: RotatingFile::open(&sandbox.join(STDOUT_FILE), rotate_bytes, KEEP)?,
-                err: RotatingFile::open(&sandbox.join(STDERR_FILE), rotate_bytes, KEEP)?,
+                out: RotatingFile::open_indexed(&sandbox.join(STDOUT_FILE), rotate_bytes, KEEP)?,
+                err: RotatingFile::open_indexed(&sandbox.join(STDERR_FILE), rotate_bytes, KEEP)?,
             })
         })
         .await
@@ -116,6 +118,8 @@ impl Sink {
             }
             None => (None, entry),
         };
+        // Docker's time of the entry for the index; now for an entry without one.
+        let written_ms = stamp.as_ref().and_then(|(s, _)| s.unix_millis());
         let mut files = self.files.take().ok_or_else(|| {
             std::io::Error::other("an earlier write of the container's output failed")
         })?;
@@ -126,7 +130,10 @@ impl Sink {
             } else {
                 &mut files.out
             };
-            let written = file.write_all(&text);
+            let written = match written_ms {
+                Some(ms) => file.write_all_at(&text, ms),
+                None => file.write_all(&text),
+            };
             (files, written)
         })
         .await
@@ -321,6 +328,12 @@ mod tests {
             load_cursor(dir.path()),
             Stamp::parse("2026-05-07T21:09:37Z")
         );
+        // Indexed at Docker's times, not the copy's.
+        let second = Stamp::parse("2026-05-07T21:09:36Z").unwrap().secs as u64;
+        let out = dir.path().join(STDOUT_FILE);
+        let at = |secs| crate::logs::since_offset(&out, secs).unwrap();
+        assert_eq!(at(second), crate::logs::SinceAnswer::Offset(0));
+        assert_eq!(at(second + 1), crate::logs::SinceAnswer::Offset(4));
     }
 
     /// A write that fails (here /dev/full: ENOSPC) is an error, and the cursor — in memory and

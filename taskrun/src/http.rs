@@ -10,7 +10,13 @@
 //!   with `follow`, the file and then whatever is appended, across rotations, until the task is
 //!   terminal and the file drained, the client leaves, or the agent stops. Either way the file
 //!   is streamed a chunk at a time as the client reads, so memory stays bounded whatever the
-//!   log's size, and the reader is dropped when the client leaves.
+//!   log's size, and the reader is dropped when the client leaves. `since=<unix seconds |
+//!   RFC 3339>` (instead of `offset`) starts at the first byte written in that second or later,
+//!   by the file's time index (1 s granularity; see [`crate::logs`]); the answer then carries
+//!   `X-Taskrun-Since: applied`, or `X-Taskrun-Since: not-indexed` when the file has no index
+//!   (a task started by an older taskrun) and the log is read from offset 0 instead. Rotated
+//!   generations are not reached: a time before the current file began starts at its
+//!   beginning.
 //!
 //! Errors are JSON `{"error": "..."}`: 404 for an unknown task, 400 for bad parameters.
 
@@ -28,11 +34,13 @@ use cairn_marathon::{TaskState, iso8601_millis};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::logs::LogReader;
+use crate::logs::{LogReader, SinceAnswer};
 use crate::sandbox::{STDERR_FILE, STDOUT_FILE, TaskRecord};
 
 /// How often a followed log is polled for new bytes.
 const FOLLOW_POLL: Duration = Duration::from_millis(100);
+/// Whether a `since` was applied: `applied`, or `not-indexed` (read from offset 0).
+pub const SINCE_HEADER: &str = "x-taskrun-since";
 
 /// What the API reads: the tasks the agent knows and where their sandboxes are (the agent's
 /// task table implements it).
@@ -145,6 +153,19 @@ struct LogQuery {
     /// Most bytes to send.
     length: Option<u64>,
     follow: bool,
+    /// Start at the output of this second (Unix seconds) or later, instead of `offset`.
+    since: Option<u64>,
+}
+
+/// `since`: Unix seconds, or an RFC 3339 time (taken to its whole second).
+fn parse_since(raw: &str) -> Result<u64, String> {
+    if let Ok(secs) = raw.parse::<u64>() {
+        return Ok(secs);
+    }
+    let t: jiff::Timestamp = raw
+        .parse()
+        .map_err(|_| format!("since: {raw:?} is neither Unix seconds nor an RFC 3339 time"))?;
+    Ok(u64::try_from(t.as_second()).unwrap_or(0))
 }
 
 impl LogQuery {
@@ -160,11 +181,16 @@ impl LogQuery {
             .bool("follow")
             .map_err(|e| e.to_string())?
             .unwrap_or(false);
+        let since = q.first("since").map(parse_since).transpose()?;
+        if since.is_some() && q.first("offset").is_some() {
+            return Err("since and offset: give one of them".into());
+        }
         Ok(LogQuery {
             file,
             offset,
             length,
             follow,
+            since,
         })
     }
 }
@@ -178,14 +204,21 @@ async fn logs(State(app): State<App>, Path(id): Path<String>, q: QueryParams) ->
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
     let path = app.tasks.sandbox(&id).join(q.file);
-    let offset = q.offset;
+    let (offset, since) = (q.offset, q.since);
     let opened = tokio::task::spawn_blocking(move || {
+        let (offset, since_header) = match since {
+            None => (offset, None),
+            Some(secs) => match crate::logs::since_offset(&path, secs)? {
+                SinceAnswer::Offset(o) => (o, Some("applied")),
+                SinceAnswer::NotIndexed => (0, Some("not-indexed")),
+            },
+        };
         let reader = LogReader::open(&path, offset)?;
         let len = reader.len()?;
-        Ok::<_, std::io::Error>((reader, len))
+        Ok::<_, std::io::Error>((reader, len, since_header))
     })
     .await;
-    let (reader, len) = match opened {
+    let (reader, len, since_header) = match opened {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {
             return error(
@@ -207,7 +240,7 @@ async fn logs(State(app): State<App>, Path(id): Path<String>, q: QueryParams) ->
         if let Ok(v) = HeaderValue::from_str(&end.to_string()) {
             resp.headers_mut().insert("x-taskrun-offset", v);
         }
-        return resp;
+        return with_since(resp, since_header);
     }
     let state = FollowState {
         app,
@@ -215,9 +248,19 @@ async fn logs(State(app): State<App>, Path(id): Path<String>, q: QueryParams) ->
         reader: Some(reader),
         remaining: q.length.unwrap_or(u64::MAX),
     };
-    text(Body::from_stream(futures::stream::unfold(
+    let resp = text(Body::from_stream(futures::stream::unfold(
         state, next_chunk,
-    )))
+    )));
+    with_since(resp, since_header)
+}
+
+/// Says whether `since` could be applied (`X-Taskrun-Since`), when it was asked for.
+fn with_since(mut resp: Response, since: Option<&'static str>) -> Response {
+    if let Some(v) = since {
+        resp.headers_mut()
+            .insert(SINCE_HEADER, HeaderValue::from_static(v));
+    }
+    resp
 }
 
 fn text(body: Body) -> Response {
@@ -331,5 +374,19 @@ mod tests {
         assert!(refused("offset=x").starts_with("query parameter offset:"));
         assert!(refused("follow=yes").starts_with("query parameter follow:"));
         assert!(refused("stream=both").starts_with("stream:"));
+        // since: Unix seconds or RFC 3339 (to its second); never with an offset.
+        assert_eq!(q("since=1778188176").unwrap().since, Some(1_778_188_176));
+        assert_eq!(
+            q("since=2026-05-07T21:09:36.9Z").unwrap().since,
+            Some(1_778_188_176)
+        );
+        assert_eq!(
+            q("since=2026-05-07T23:09:36%2B02:00").unwrap().since,
+            Some(1_778_188_176)
+        );
+        assert_eq!(q("").unwrap().since, None);
+        assert!(refused("since=yesterday").starts_with("since:"));
+        assert!(refused("since=-5").starts_with("since:"));
+        assert!(refused("since=5&offset=3").starts_with("since and offset"));
     }
 }

@@ -22,7 +22,8 @@
 //! task) · [`exec`] (spawn, wait, kill) · [`wrap`] (the per-task supervisor process) ·
 //! [`container`] (which tasks are containers; Marathon's container → Docker's create body) ·
 //! [`docker`] (engine calls: pull, create, wait, stop, list; Docker's timestamps) ·
-//! [`docker_logs`] (container output into the sandbox) · [`outcome`] (how a task ended, for
+//! [`docker_logs`] (container output into the sandbox) · [`logship`] (the tasks' output as
+//! syslog to a collector, `--log-forward`) · [`outcome`] (how a task ended, for
 //! both drivers) · [`sandbox`] (task.json, exit file, log file names, GC) · [`env`] (task environment) · [`limits`] (cgroup v2
 //! or rlimits) · [`logs`] (rotation, tailing) · [`procfs`] (process identity, adoption) ·
 //! [`node`] (host facts, default resources) · [`user`] (who a task runs as).
@@ -41,6 +42,7 @@ pub mod exec;
 pub mod http;
 pub mod limits;
 pub mod logs;
+pub mod logship;
 pub mod node;
 pub mod outcome;
 pub mod procfs;

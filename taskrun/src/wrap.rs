@@ -23,7 +23,9 @@
 //! pipes the supervisor owns and copies into those files, rotating them by size as it writes
 //! ([`crate::logs::RotatingFile`]): the disk bound holds however fast the program writes, and
 //! a full disk drops output rather than blocking the program. All of the output is in the files
-//! before the exit file is written and the supervisor exits.
+//! before the exit file is written and the supervisor exits. Beside each file it keeps the
+//! file's time index (`stdout.idx`: when output arrived, at most an entry a second; see
+//! [`crate::logs`]), which the logs API's `since` reads.
 
 use std::ffi::OsString;
 use std::io::{self, Read};
@@ -112,7 +114,7 @@ fn spawn_copy(
         .name("taskrun-log".into())
         .stack_size(COPY_STACK)
         .spawn(move || {
-            let open = || RotatingFile::open(&path, rotate_bytes, crate::logs::KEEP);
+            let open = || RotatingFile::open_indexed(&path, rotate_bytes, crate::logs::KEEP);
             let file = copy(pipe, open().ok(), open);
             // The receiver gave up waiting (DRAIN_TIMEOUT): nobody needs the file any more.
             let _ = done.send((path, file));
@@ -125,7 +127,7 @@ fn say(logs: Option<&LogFiles>, stderr: Option<&mut RotatingFile>, line: &str) {
     let text = format!("taskrun: {line}\n");
     let written = match (stderr, logs) {
         (Some(f), _) => f.write_all(text.as_bytes()).is_ok(),
-        (None, Some(l)) => RotatingFile::open(&l.stderr, l.rotate_bytes, crate::logs::KEEP)
+        (None, Some(l)) => RotatingFile::open_indexed(&l.stderr, l.rotate_bytes, crate::logs::KEEP)
             .and_then(|mut f| f.write_all(text.as_bytes()))
             .is_ok(),
         (None, None) => false,

@@ -73,6 +73,8 @@ pub struct AgentConfig {
     pub users: crate::user::UserPolicy,
     /// The token the agent's own API requires (`None`: open).
     pub api_token: Option<cairn_http::SharedSecret>,
+    /// Where the tasks' output is forwarded as syslog (`--log-forward`; `None`: nowhere).
+    pub log_forward: Option<crate::logship::ForwardConfig>,
 }
 
 /// Why the agent cannot run at all.
@@ -238,6 +240,16 @@ pub async fn run(
         stop.clone().cancelled_owned(),
     ));
     let housekeeper = tokio::spawn(housekeeping::run(shared.clone(), stop.clone()));
+    // Its counters are for a /metrics to read (crate::logship::ForwardStats).
+    let forwarder = cfg.log_forward.clone().map(|fwd| {
+        tokio::spawn(crate::logship::run(
+            fwd,
+            cfg.node.clone(),
+            shared.clone(),
+            Arc::default(),
+            stop.clone(),
+        ))
+    });
 
     let protocol = async {
         loop {
@@ -259,6 +271,10 @@ pub async fn run(
     let _ = tokio::time::timeout(STOP_TIMEOUT, server).await;
     for handle in [registrar, checks, housekeeper] {
         handle.abort();
+    }
+    // The forwarder saves its cursors as it stops; bounded like the others.
+    if let Some(forwarder) = forwarder {
+        let _ = tokio::time::timeout(STOP_TIMEOUT, forwarder).await;
     }
     tracing::info!("taskrun agent stopped");
     Ok(())
