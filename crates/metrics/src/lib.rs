@@ -2,9 +2,18 @@
 //! Prometheus server read) for values taken at scrape time: a daemon reads its counters and
 //! state, adds each as a counter or gauge, and renders. The format itself (escaping, number
 //! formatting, ordering of `# HELP`/`# TYPE`) is the `prometheus` crate's encoder.
+//!
+//! A family is one name with one sample per label set: unlabelled ([`Exposition::counter`],
+//! [`Exposition::gauge`]), one label ([`Exposition::gauges_by`]) or any labels
+//! ([`Exposition::counters`], [`Exposition::gauges`], each sample with its `(name, value)`
+//! pairs). A labelled family with no samples is left out of the text (Prometheus' encoder
+//! refuses an empty family, and a family without series says nothing).
 
 use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
 use prometheus::{Encoder as _, TextEncoder};
+
+/// The labels of an unlabelled sample.
+const NO_LABELS: [(&str, &str); 0] = [];
 
 /// The content type of [`Exposition::render`]'s text.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -22,12 +31,12 @@ impl Exposition {
 
     /// A counter (its name should end in `_total`).
     pub fn counter(&mut self, name: &str, help: &str, value: f64) -> &mut Self {
-        self.family(name, help, MetricType::COUNTER, [(None, value)])
+        self.family(name, help, MetricType::COUNTER, [(NO_LABELS, value)])
     }
 
     /// A gauge.
     pub fn gauge(&mut self, name: &str, help: &str, value: f64) -> &mut Self {
-        self.family(name, help, MetricType::GAUGE, [(None, value)])
+        self.family(name, help, MetricType::GAUGE, [(NO_LABELS, value)])
     }
 
     /// A gauge with one label: a sample per `(label value, value)`.
@@ -38,30 +47,56 @@ impl Exposition {
         label: &str,
         samples: impl IntoIterator<Item = (&'a str, f64)>,
     ) -> &mut Self {
-        let samples = samples
-            .into_iter()
-            .map(|(v, value)| (Some((label, v)), value));
+        let samples = samples.into_iter().map(|(v, value)| ([(label, v)], value));
         self.family(name, help, MetricType::GAUGE, samples)
     }
 
-    fn family<'a>(
+    /// A counter family with labels: a sample per `(labels, value)`, the labels as
+    /// `(name, value)` pairs in the order they are to be written.
+    pub fn counters<'a, L: AsRef<[(&'a str, &'a str)]>>(
+        &mut self,
+        name: &str,
+        help: &str,
+        samples: impl IntoIterator<Item = (L, f64)>,
+    ) -> &mut Self {
+        self.family(name, help, MetricType::COUNTER, samples)
+    }
+
+    /// A gauge family with labels: a sample per `(labels, value)` (see [`Self::counters`]).
+    pub fn gauges<'a, L: AsRef<[(&'a str, &'a str)]>>(
+        &mut self,
+        name: &str,
+        help: &str,
+        samples: impl IntoIterator<Item = (L, f64)>,
+    ) -> &mut Self {
+        self.family(name, help, MetricType::GAUGE, samples)
+    }
+
+    fn family<'a, L: AsRef<[(&'a str, &'a str)]>>(
         &mut self,
         name: &str,
         help: &str,
         kind: MetricType,
-        samples: impl IntoIterator<Item = (Option<(&'a str, &'a str)>, f64)>,
+        samples: impl IntoIterator<Item = (L, f64)>,
     ) -> &mut Self {
         let mut family = MetricFamily::default();
         family.set_name(name.to_string());
         family.set_help(help.to_string());
         family.set_field_type(kind);
-        for (label, value) in samples {
+        for (labels, value) in samples {
             let mut metric = Metric::default();
-            if let Some((label, label_value)) = label {
-                let mut pair = LabelPair::default();
-                pair.set_name(label.to_string());
-                pair.set_value(label_value.to_string());
-                metric.set_label(vec![pair]);
+            let pairs: Vec<LabelPair> = labels
+                .as_ref()
+                .iter()
+                .map(|(label, label_value)| {
+                    let mut pair = LabelPair::default();
+                    pair.set_name(label.to_string());
+                    pair.set_value(label_value.to_string());
+                    pair
+                })
+                .collect();
+            if !pairs.is_empty() {
+                metric.set_label(pairs);
             }
             match kind {
                 MetricType::COUNTER => {
@@ -77,7 +112,9 @@ impl Exposition {
             }
             family.mut_metric().push(metric);
         }
-        self.families.push(family);
+        if !family.get_metric().is_empty() {
+            self.families.push(family);
+        }
         self
     }
 
@@ -85,7 +122,7 @@ impl Exposition {
     pub fn render(&self) -> String {
         let mut out = Vec::with_capacity(256 * self.families.len());
         // The encoder fails only on a family without samples or a writer that fails; neither
-        // can happen here (every family gets its samples, a Vec does not fail).
+        // can happen here (empty families are not kept, a Vec does not fail).
         match TextEncoder::new().encode(&self.families, &mut out) {
             Ok(()) => String::from_utf8(out).unwrap_or_default(),
             Err(e) => format!("# metrics could not be encoded: {e}\n"),
@@ -115,6 +152,48 @@ mod tests {
              # HELP x_up Whether it is up.\n# TYPE x_up gauge\nx_up 1\n\
              # HELP x_checks Checks by status.\n# TYPE x_checks gauge\n\
              x_checks{status=\"passing\"} 2\nx_checks{status=\"critical\"} 0\n"
+        );
+    }
+
+    #[test]
+    fn renders_families_with_several_labels() {
+        let mut e = Exposition::new();
+        e.counters(
+            "t_cpu_seconds_total",
+            "CPU used.",
+            [
+                (
+                    [("app", "/shop/web"), ("task", "web.1"), ("node", "n1")],
+                    1.25,
+                ),
+                ([("app", "/shop/db"), ("task", "db.1"), ("node", "n1")], 0.0),
+            ],
+        )
+        .gauges(
+            "t_tasks",
+            "Tasks.",
+            [([("node", "n1"), ("state", "up")], 2.0)],
+        )
+        .gauges(
+            "t_nothing",
+            "No samples: no family.",
+            Vec::<([(&str, &str); 1], f64)>::new(),
+        )
+        .gauges("t_plain", "No labels.", [(Vec::<(&str, &str)>::new(), 7.0)]);
+        assert_eq!(
+            e.render(),
+            "# HELP t_cpu_seconds_total CPU used.\n# TYPE t_cpu_seconds_total counter\n\
+             t_cpu_seconds_total{app=\"/shop/web\",task=\"web.1\",node=\"n1\"} 1.25\n\
+             t_cpu_seconds_total{app=\"/shop/db\",task=\"db.1\",node=\"n1\"} 0\n\
+             # HELP t_tasks Tasks.\n# TYPE t_tasks gauge\nt_tasks{node=\"n1\",state=\"up\"} 2\n\
+             # HELP t_plain No labels.\n# TYPE t_plain gauge\nt_plain 7\n"
+        );
+        let mut empty = Exposition::new();
+        empty.gauges_by("x", "none", "k", []);
+        assert_eq!(
+            empty.render(),
+            "",
+            "an empty family is left out, not an error"
         );
     }
 
