@@ -8,6 +8,11 @@
 //! different (re-registering an existing check would reset the status the check runner pushed),
 //! then removes services of this node that are not running tasks. The catalog being down only
 //! delays this; tasks and the offerd loop never wait for it.
+//!
+//! Beside them the agent registers itself: the service [`AGENT_SERVICE`] on its API's address,
+//! with the meta Prometheus' Consul service discovery relabels on (`prometheus_port`,
+//! `prometheus_path`), so a `consul_sd_configs` job finds every agent's `/metrics`. It is
+//! deregistered when the agent stops cleanly ([`deregister_agent_service`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -41,6 +46,59 @@ pub const OWNER_META: &str = "marathon-app-id";
 pub const SERVICE_PORT_META: &str = "service_port";
 /// Meta keys the agent sets itself: [`OWNER_META`] and [`SERVICE_PORT_META`].
 const RESERVED_META: usize = 2;
+/// The agent's own service (name and ID).
+pub const AGENT_SERVICE: &str = "cairn-taskrun";
+/// How long a clean stop waits for the agent's service to be deregistered.
+const DEREGISTER_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The agent's own service: its API at `host:port`, tagged `cairn`, with the port and path
+/// Prometheus scrapes.
+pub fn agent_service_registration(
+    node: &str,
+    address: &str,
+    api_host: &str,
+    api_port: u16,
+) -> CatalogRegistration {
+    CatalogRegistration {
+        node: node.into(),
+        address: address.into(),
+        skip_node_update: true,
+        service: Some(NodeService {
+            id: AGENT_SERVICE.into(),
+            service: AGENT_SERVICE.into(),
+            tags: vec!["cairn".into()],
+            address: api_host.into(),
+            port: api_port,
+            meta: BTreeMap::from([
+                ("prometheus_port".to_string(), api_port.to_string()),
+                ("prometheus_path".to_string(), "/metrics".to_string()),
+            ]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Takes the agent's own service out of the catalog (a clean stop), within a bounded wait.
+pub async fn deregister_agent_service(client: &CatalogClient, node: &str) {
+    let dereg = CatalogDeregistration {
+        node: node.into(),
+        service_id: AGENT_SERVICE.into(),
+        ..Default::default()
+    };
+    match tokio::time::timeout(DEREGISTER_TIMEOUT, client.catalog_deregister(&dereg)).await {
+        Ok(Ok(())) => tracing::info!(service = AGENT_SERVICE, "agent service deregistered"),
+        Ok(Err(e)) => {
+            tracing::warn!(service = AGENT_SERVICE, error = %e, "cannot deregister the agent service")
+        }
+        Err(_) => {
+            tracing::warn!(
+                service = AGENT_SERVICE,
+                "the catalog did not answer the deregistration in time"
+            )
+        }
+    }
+}
 
 /// The node registration with the agent's TTL check, passing.
 pub fn node_registration(node: &str, address: &str) -> CatalogRegistration {
@@ -290,6 +348,8 @@ pub struct Registrar<R> {
     pub tasks: Arc<R>,
     /// Notified on every task state change.
     pub wake: Arc<Notify>,
+    /// The agent's API (host, port), registered as [`AGENT_SERVICE`].
+    pub api: (String, u16),
 }
 
 impl<R: RunningTasks> Registrar<R> {
@@ -345,6 +405,12 @@ impl<R: RunningTasks> Registrar<R> {
         let (services, _) = self.client.catalog_node(&self.node, &opts).await?;
         let (checks, _) = self.client.health_node(&self.node, &opts).await?;
         let services = services.map(|s| s.services).unwrap_or_default();
+        let (api_host, api_port) = &self.api;
+        let own = agent_service_registration(&self.node, &self.address, api_host, *api_port);
+        if let Some(reg) = needed_write(own, services.get(AGENT_SERVICE), &[]) {
+            self.client.catalog_register(&reg).await?;
+            tracing::info!(service = AGENT_SERVICE, address = %api_host, port = api_port, "agent service registered");
+        }
         let running = self.tasks.running_specs();
         let running_ids: BTreeSet<&str> = running.iter().map(|s| s.id.as_str()).collect();
         for spec in &running {
@@ -525,6 +591,32 @@ mod tests {
         assert_eq!(w.checks[0].output, "TCP OK");
         // A check missing: rewrite.
         assert!(needed_write(desired, Some(&svc), &[]).is_some());
+    }
+
+    #[test]
+    fn the_agent_registers_its_metrics_endpoint() {
+        let reg = agent_service_registration("n1", "10.0.0.5", "10.0.0.5", 5051);
+        let svc = reg.service.as_ref().unwrap();
+        assert_eq!(
+            (
+                svc.id.as_str(),
+                svc.service.as_str(),
+                svc.address.as_str(),
+                svc.port
+            ),
+            ("cairn-taskrun", "cairn-taskrun", "10.0.0.5", 5051)
+        );
+        assert_eq!(svc.tags, ["cairn"]);
+        assert_eq!(svc.meta["prometheus_port"], "5051");
+        assert_eq!(svc.meta["prometheus_path"], "/metrics");
+        assert!(
+            !svc.meta.contains_key(OWNER_META),
+            "not a task's: the stale-service sweep leaves it"
+        );
+        assert!(reg.skip_node_update && reg.checks.is_empty());
+        // Registered once, then left alone while it is the same.
+        assert!(needed_write(reg.clone(), None, &[]).is_some());
+        assert!(needed_write(reg.clone(), Some(svc), &[]).is_none());
     }
 
     #[test]

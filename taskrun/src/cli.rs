@@ -12,6 +12,7 @@ use anyhow::Context as _;
 use cairn_cli::{CatalogArgs, LogArgs};
 use clap::{Args, Parser, Subcommand};
 
+use crate::limits::{CgroupChoice, LimitMode};
 use crate::logs::DEFAULT_ROTATE_BYTES;
 
 /// Default offerd address (env `CAIRN_OFFERD`).
@@ -104,6 +105,11 @@ pub struct AgentArgs {
     /// image says). Without it such a task fails and nothing of it runs
     #[arg(long)]
     pub allow_root_tasks: bool,
+    /// How tasks are limited and measured: auto (cgroup v2 when usable, else cgroup v1, else
+    /// none), v2 or v1 (the agent does not start when that one cannot be used), off (memory
+    /// limited by RLIMIT_DATA, CPU not limited, usage read from /proc)
+    #[arg(long, env = "CAIRN_TASKRUN_CGROUPS", value_enum, default_value_t = CgroupChoice::Auto, value_name = "MODE")]
+    pub cgroups: CgroupChoice,
     #[command(flatten)]
     pub agent_token: cairn_http::AgentTokenArgs,
     /// Forward every task's stdout and stderr, a syslog message (RFC 5424) a line, to a
@@ -340,6 +346,15 @@ fn agent(args: AgentArgs, catalog: &CatalogArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // The cgroup v1 level is named after the work dir as the agent will see it (absolute).
+    let work_dir = std::path::absolute(&args.work_dir).unwrap_or_else(|_| args.work_dir.clone());
+    let limit_mode = match LimitMode::detect(args.cgroups, &work_dir) {
+        Ok(mode) => mode,
+        Err(e) => {
+            eprintln!("taskrun: error: --cgroups {}: {e}", args.cgroups);
+            return ExitCode::FAILURE;
+        }
+    };
     let cfg = crate::agent::AgentConfig {
         node,
         address: args.address.trim().to_string(),
@@ -352,7 +367,7 @@ fn agent(args: AgentArgs, catalog: &CatalogArgs) -> ExitCode {
         offerd,
         catalog,
         wrapper: PathBuf::from("/proc/self/exe"),
-        limit_mode: crate::limits::LimitMode::detect(),
+        limit_mode,
         log_rotate_bytes: args.log_rotate_bytes,
         kill_drain: args.kill_drain_delay,
         enable_script_checks: args.enable_script_checks,
@@ -448,6 +463,19 @@ mod tests {
         );
         assert!(Cli::try_parse_from(["taskrun", "agent", "--kill-drain-delay", "soon"]).is_err());
         assert!(a.default_user.is_none() && !a.allow_root_tasks);
+        assert_eq!(a.cgroups, CgroupChoice::Auto);
+        for (value, want) in [
+            ("v1", CgroupChoice::V1),
+            ("v2", CgroupChoice::V2),
+            ("off", CgroupChoice::Off),
+        ] {
+            let cli = Cli::try_parse_from(["taskrun", "agent", "--cgroups", value]).unwrap();
+            let Command::Agent(a) = cli.command else {
+                panic!("not agent")
+            };
+            assert_eq!(a.cgroups, want);
+        }
+        assert!(Cli::try_parse_from(["taskrun", "agent", "--cgroups", "v3"]).is_err());
         let cli = Cli::try_parse_from([
             "taskrun",
             "agent",

@@ -15,15 +15,18 @@
 //!   code, OOM kill, Docker's error); an engine that restarts or is briefly unreachable is waited
 //!   out, the task keeps its state meanwhile.
 //! - stop: `docker stop` with the grace period (the stop signal, then SIGKILL), then remove.
+//! - stats: one sample of a container's CPU time and memory (`one-shot`, no second sample to
+//!   wait for), for the agent's `/metrics` ([`stats_usage`]).
 
 use std::time::Duration;
 
 use bollard::Docker;
 use bollard::errors::Error as BollardError;
-use bollard::models::ContainerStateStatusEnum;
+use bollard::models::{ContainerStateStatusEnum, ContainerStatsResponse};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, ListContainersOptionsBuilder,
-    RemoveContainerOptionsBuilder, StopContainerOptionsBuilder, WaitContainerOptionsBuilder,
+    RemoveContainerOptionsBuilder, StatsOptionsBuilder, StopContainerOptionsBuilder,
+    WaitContainerOptionsBuilder,
 };
 use cairn_marathon::TaskState;
 use futures::StreamExt as _;
@@ -133,6 +136,29 @@ fn classify(e: &BollardError, what: &'static str, id: &str) -> DockerError {
         },
         None => DockerError::Unreachable(reason(e)),
     }
+}
+
+/// A container's figures from one stats sample: CPU = `cpu_stats.cpu_usage.total_usage` (ns),
+/// memory = usage minus the inactive file cache, as `docker stats` computes it
+/// (`total_inactive_file` on cgroup v1 engines, `inactive_file` on v2, when below the usage).
+/// `None` for a sample without figures (a container that is not running).
+pub fn stats_usage(stats: &ContainerStatsResponse) -> Option<crate::cgroupfs::Usage> {
+    let cpu_ns = stats.cpu_stats.as_ref()?.cpu_usage.as_ref()?.total_usage?;
+    let memory = stats.memory_stats.as_ref()?;
+    let usage = memory.usage?;
+    let stat = |k: &str| memory.stats.as_ref().and_then(|s| s.get(k).copied());
+    let inactive = match stat("total_inactive_file") {
+        Some(v) => Some(v),
+        None => stat("inactive_file"),
+    };
+    let rss = match inactive {
+        Some(v) if v < usage => usage - v,
+        _ => usage,
+    };
+    Some(crate::cgroupfs::Usage {
+        cpu_seconds: cpu_ns as f64 / 1e9,
+        rss_bytes: rss,
+    })
 }
 
 /// A container's state as `inspect` tells it.
@@ -408,6 +434,36 @@ impl Engine {
         }
     }
 
+    /// One stats sample of a running container (see [`stats_usage`]), within `timeout`.
+    pub async fn stats(
+        &self,
+        id: &str,
+        timeout: Duration,
+    ) -> Result<crate::cgroupfs::Usage, DockerError> {
+        let d = self.client().await?.with_timeout(timeout);
+        let opts = StatsOptionsBuilder::default()
+            .stream(false)
+            .one_shot(true)
+            .build();
+        let sample = tokio::time::timeout(timeout, d.stats(id, Some(opts)).next())
+            .await
+            .map_err(|_| DockerError::Api {
+                what: "reading the container's stats",
+                reason: format!("no answer within {timeout:?}"),
+            })?;
+        match sample {
+            Some(Ok(s)) => stats_usage(&s).ok_or_else(|| DockerError::Api {
+                what: "reading the container's stats",
+                reason: "the sample has no CPU or memory figures (not running?)".into(),
+            }),
+            Some(Err(e)) => Err(classify(&e, "reading the container's stats", id)),
+            None => Err(DockerError::Api {
+                what: "reading the container's stats",
+                reason: "the engine sent no sample".into(),
+            }),
+        }
+    }
+
     /// Every container (running or not) this agent started: labelled with its node and work dir.
     pub async fn list_owned(&self, node: &str, work_dir: &str) -> Result<Vec<Owned>, DockerError> {
         let d = self.client().await?;
@@ -445,6 +501,48 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Samples as engines send them (trimmed): a cgroup v1 engine (total_* keys), a cgroup v2
+    /// engine (inactive_file), one whose cache exceeds the usage, a stopped container.
+    #[test]
+    fn container_stats_as_docker_stats_computes_them() {
+        let cases = [
+            (
+                "cgroup v1 engine",
+                r#"{"cpu_stats":{"cpu_usage":{"total_usage":2500000000}},
+                    "memory_stats":{"usage":10485760,"limit":33554432,
+                      "stats":{"cache":4194304,"total_inactive_file":2097152,"inactive_file":1,"rss":6291456}}}"#,
+                Some((2.5, 8_388_608)),
+            ),
+            (
+                "cgroup v2 engine",
+                r#"{"cpu_stats":{"cpu_usage":{"total_usage":1000}},
+                    "memory_stats":{"usage":4096000,"stats":{"inactive_file":96000,"anon":3000000}}}"#,
+                Some((0.000001, 4_000_000)),
+            ),
+            (
+                "inactive above the usage",
+                r#"{"cpu_stats":{"cpu_usage":{"total_usage":0}},
+                    "memory_stats":{"usage":100,"stats":{"total_inactive_file":200}}}"#,
+                Some((0.0, 100)),
+            ),
+            (
+                "no stats map",
+                r#"{"cpu_stats":{"cpu_usage":{"total_usage":5}},"memory_stats":{"usage":7}}"#,
+                Some((0.000000005, 7)),
+            ),
+            (
+                "stopped container",
+                r#"{"cpu_stats":{"cpu_usage":{}},"memory_stats":{}}"#,
+                None,
+            ),
+        ];
+        for (what, json, want) in cases {
+            let stats: ContainerStatsResponse = serde_json::from_str(json).unwrap();
+            let got = stats_usage(&stats).map(|u| (u.cpu_seconds, u.rss_bytes));
+            assert_eq!(got, want, "{what}");
+        }
+    }
 
     #[test]
     fn parses_dockers_timestamps() {

@@ -77,6 +77,7 @@ pub struct Started {
     /// The supervisor's pid = the task's process group.
     pub pid: i32,
     pub start_time: Option<u64>,
+    /// The cgroup recorded for the task (see [`LimitMode::prepare`]).
     pub cgroup: Option<PathBuf>,
 }
 
@@ -123,7 +124,7 @@ pub fn launch(l: Launch<'_>) -> Result<Started, ExecError> {
         crate::logs::open_append(log).map_err(sandbox_err)?;
     }
     let cgroup = l.mode.prepare(l.task_id, l.limits)?;
-    let pre = l.mode.pre_exec(cgroup.as_deref(), l.limits);
+    let pre = l.mode.pre_exec(l.task_id, cgroup.as_deref(), l.limits);
 
     let mut cmd = tokio::process::Command::new(l.wrapper);
     cmd.arg0("taskrun")
@@ -153,9 +154,7 @@ pub fn launch(l: Launch<'_>) -> Result<Started, ExecError> {
     let child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
-            if let Some(cg) = &cgroup {
-                crate::limits::remove_task_cgroup(cg);
-            }
+            l.mode.release(l.task_id, cgroup.as_deref());
             return Err(ExecError::Spawn(e));
         }
     };

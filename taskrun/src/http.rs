@@ -16,7 +16,9 @@
 //!   `X-Taskrun-Since: applied`, or `X-Taskrun-Since: not-indexed` when the file has no index
 //!   (a task started by an older taskrun) and the log is read from offset 0 instead. Rotated
 //!   generations are not reached: a time before the current file began starts at its
-//!   beginning.
+//!   beginning;
+//! - `GET /metrics` → the tasks' and the node's figures in Prometheus' text format (see
+//!   [`crate::metrics`]).
 //!
 //! Errors are JSON `{"error": "..."}`: 404 for an unknown task, 400 for bad parameters.
 
@@ -51,11 +53,19 @@ pub trait KnownTasks: Send + Sync + 'static {
     fn record(&self, id: &str) -> Option<TaskRecord>;
     /// The task's sandbox directory.
     fn sandbox(&self, id: &str) -> std::path::PathBuf;
+    /// Every known task as `/metrics` reads it.
+    fn targets(&self) -> Vec<crate::metrics::Target> {
+        self.records()
+            .iter()
+            .map(crate::metrics::Target::of)
+            .collect()
+    }
 }
 
 #[derive(Clone)]
 struct App {
     tasks: Arc<dyn KnownTasks>,
+    metrics: Arc<crate::metrics::Collector>,
     stop: CancellationToken,
 }
 
@@ -87,9 +97,10 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
 fn router(app: App, token: Option<cairn_http::SharedSecret>) -> axum::Router {
     let tasks = axum::Router::new()
         .route("/v1/tasks", get(list))
-        .route("/v1/tasks/{id}/logs", get(logs));
-    // The tasks and their output (which may print their secrets) need the token when one is set;
-    // the health probe stays open.
+        .route("/v1/tasks/{id}/logs", get(logs))
+        .route("/metrics", get(metrics));
+    // The tasks, their output (which may print their secrets) and their figures need the token
+    // when one is set; the health probe stays open.
     let tasks = match token {
         Some(secret) => tasks.route_layer(axum::middleware::from_fn_with_state(
             secret,
@@ -112,15 +123,34 @@ pub async fn serve(
     limits: cairn_http::Limits,
     tls: Option<cairn_http::Tls>,
     tasks: Arc<dyn KnownTasks>,
+    metrics: Arc<crate::metrics::Collector>,
     token: Option<cairn_http::SharedSecret>,
     stop: CancellationToken,
 ) {
     let until = stop.clone().cancelled_owned();
-    let app = router(App { tasks, stop }, token);
+    let app = router(
+        App {
+            tasks,
+            metrics,
+            stop,
+        },
+        token,
+    );
     cairn_http::Server::new(limits)
         .with_tls(tls)
         .serve(listener, move |_| app.clone(), until)
         .await;
+}
+
+async fn metrics(State(app): State<App>) -> Response {
+    let tasks = app.tasks.clone();
+    let text = app.metrics.scrape(move || tasks.targets()).await;
+    let mut resp = Response::new(Body::from(text));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(cairn_metrics::CONTENT_TYPE),
+    );
+    resp
 }
 
 async fn list(State(app): State<App>) -> Response {

@@ -24,12 +24,15 @@
 //! [`docker`] (engine calls: pull, create, wait, stop, list; Docker's timestamps) ·
 //! [`docker_logs`] (container output into the sandbox) · [`logship`] (the tasks' output as
 //! syslog to a collector, `--log-forward`) · [`outcome`] (how a task ended, for
-//! both drivers) · [`sandbox`] (task.json, exit file, log file names, GC) · [`env`] (task environment) · [`limits`] (cgroup v2
-//! or rlimits) · [`logs`] (rotation, tailing) · [`procfs`] (process identity, adoption) ·
-//! [`node`] (host facts, default resources) · [`user`] (who a task runs as).
+//! both drivers) · [`sandbox`] (task.json, exit file, log file names, GC) · [`env`] (task environment) · [`limits`] (cgroup v2,
+//! cgroup v1 or rlimits) · [`logs`] (rotation, tailing) · [`procfs`] (process identity, adoption) ·
+//! [`node`] (host facts, default resources) · [`user`] (who a task runs as) · [`metrics`]
+//! (`/metrics`: the tasks' and the node's figures, collected at scrape time) · [`cgroupfs`]
+//! (cgroup files: v1 hierarchies, accounting).
 
 pub mod agent;
 pub mod catalog;
+pub mod cgroupfs;
 pub mod checks;
 pub mod cli;
 pub mod container;
@@ -43,6 +46,7 @@ pub mod http;
 pub mod limits;
 pub mod logs;
 pub mod logship;
+pub mod metrics;
 pub mod node;
 pub mod outcome;
 pub mod procfs;

@@ -123,7 +123,7 @@ async fn run_task(spec: TaskSpec, sandbox: PathBuf, opts: RunOptions) -> Result<
     let mut int = signal(SignalKind::interrupt()).map_err(RunError::Runtime)?;
     // Only a run that asks for limits may set up cgroups (which moves this process).
     let mode = if opts.mem_mb.is_some() || opts.cpus.is_some() {
-        LimitMode::detect()
+        LimitMode::detect_v2_or_rlimit()
     } else {
         LimitMode::Rlimit
     };
@@ -188,9 +188,7 @@ async fn run_task(spec: TaskSpec, sandbox: PathBuf, opts: RunOptions) -> Result<
     rec.exit = out.exit;
     rec.set_state(out.state, out.message, now_millis());
     rec.save(&sandbox)?;
-    if let Some(cg) = &rec.cgroup {
-        crate::limits::remove_task_cgroup(cg);
-    }
+    mode.release(&rec.spec.id, rec.cgroup.as_deref());
     Ok(code)
 }
 

@@ -205,7 +205,8 @@ pub struct TaskRecord {
     pub updated_at: u64,
     #[serde(default)]
     pub exit: Option<ExitInfo>,
-    /// The task's cgroup, in cgroup v2 mode.
+    /// The task's cgroup in a cgroup mode (v2: its cgroup; v1: its memory cgroup, the others
+    /// derive from the task id).
     #[serde(default)]
     pub cgroup: Option<PathBuf>,
     /// The Docker container's id, for a Docker task once it started.

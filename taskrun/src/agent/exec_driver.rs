@@ -119,9 +119,7 @@ impl Driver for ProcessTask {
         exec::outcome(ExitInfo::read(&self.sandbox), ended, killed)
     }
 
-    async fn release(self, _shared: &Shared, rec: &TaskRecord) {
-        if let Some(cg) = &rec.cgroup {
-            crate::limits::remove_task_cgroup(cg);
-        }
+    async fn release(self, shared: &Shared, rec: &TaskRecord) {
+        shared.limit_mode.release(rec.id(), rec.cgroup.as_deref());
     }
 }

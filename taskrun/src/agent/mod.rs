@@ -10,11 +10,13 @@
 //!   record each state change in `task.json` and queue it as a status update (in that order, so
 //!   the queue never announces what the disk does not hold). A kill first takes the task out of
 //!   the catalog and waits the drain delay ([`crate::drain`]);
-//! - status sender, catalog registrar, in-process `healthcheck` agent, HTTP API, and a
-//!   housekeeper ([`housekeeping`]) that removes old terminal sandboxes.
+//! - status sender, catalog registrar (the tasks' services and the agent's own,
+//!   `cairn-taskrun`), in-process `healthcheck` agent, HTTP API (with `/metrics`,
+//!   [`crate::metrics`]), and a housekeeper ([`housekeeping`]) that removes old terminal
+//!   sandboxes.
 //!
-//! On SIGTERM the loops stop and queued updates are flushed; tasks keep running and are
-//! re-adopted by the next agent.
+//! On SIGTERM the loops stop, queued updates are flushed and the agent's own service is
+//! deregistered; tasks keep running and are re-adopted by the next agent.
 
 mod docker_driver;
 mod exec_driver;
@@ -186,6 +188,11 @@ pub async fn run(
         cairn_http::listen(cfg.http_addr, cairn_http::LISTEN_BACKLOG).map_err(bind_error)?;
     let bound = listener.local_addr().map_err(bind_error)?;
     let http_addr = advertised_http(&cfg, bound);
+    let api_host = if bound.ip().is_unspecified() {
+        cfg.address.clone()
+    } else {
+        bound.ip().to_string()
+    };
     tracing::info!(node = %cfg.node, address = %cfg.address, addr = %bound, http = %http_addr, resources = %cfg.resources, work_dir = %cfg.work_dir.display(), "taskrun agent starting");
 
     let stop = CancellationToken::new();
@@ -205,6 +212,7 @@ pub async fn run(
         cfg.http_limits,
         cfg.http_tls.clone(),
         shared.clone(),
+        shared.metrics.clone(),
         cfg.api_token.clone(),
         stop.clone(),
     ));
@@ -214,6 +222,7 @@ pub async fn run(
         address: cfg.address.clone(),
         tasks: shared.clone(),
         wake: shared.catalog_wake.clone(),
+        api: (api_host, bound.port()),
     };
     let registrar = tokio::spawn(registrar.run(stop.clone()));
     // The tasks' own checks run as their users (crate::checks); with --enable-script-checks the
@@ -276,6 +285,8 @@ pub async fn run(
     if let Some(forwarder) = forwarder {
         let _ = tokio::time::timeout(STOP_TIMEOUT, forwarder).await;
     }
+    // After the registrar is gone, so that no pass of it registers the service again.
+    crate::catalog::deregister_agent_service(&cfg.catalog, &cfg.node).await;
     tracing::info!("taskrun agent stopped");
     Ok(())
 }

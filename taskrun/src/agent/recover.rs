@@ -3,7 +3,8 @@
 //! terminal with the outcome its supervisor wrote to `exit_status`. A Docker task is found again
 //! by the container id in its record (a running container re-adopted, its log copy and wait
 //! resumed; an exited one recorded with the exit code `inspect` gives), and containers of this
-//! agent that no live task owns are stopped and removed.
+//! agent that no live task owns are stopped and removed, as are the task cgroups of tasks no
+//! longer live (before any task is launched: the offerd loop starts after recovery).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,6 +42,21 @@ impl Shared {
             }
         }
         self.sweep_containers().await;
+        self.sweep_cgroups().await;
+    }
+
+    /// Removes the task cgroups of tasks that are not live (see [`crate::limits::LimitMode::sweep`]).
+    async fn sweep_cgroups(self: &Arc<Self>) {
+        let live: std::collections::BTreeSet<String> = self
+            .records()
+            .into_iter()
+            .filter(|r| !r.state.is_terminal())
+            .map(|r| r.spec.id)
+            .collect();
+        let mode = self.limit_mode.clone();
+        // A panic in the sweep is the blocking pool's to report; the cgroups are swept again at
+        // the next start.
+        let _ = tokio::task::spawn_blocking(move || mode.sweep(|id| live.contains(id))).await;
     }
 
     /// Recovers an exec task that was not terminal when the agent stopped.
@@ -85,9 +101,7 @@ impl Shared {
                 tracing::info!(task = %id, pid, "task ended while taskrun was away");
                 finish(&mut rec, out);
                 self.commit_end(&rec).await;
-                if let Some(cg) = &rec.cgroup {
-                    crate::limits::remove_task_cgroup(cg);
-                }
+                self.limit_mode.release(&id, rec.cgroup.as_deref());
             }
         }
     }

@@ -179,7 +179,11 @@ async fn follow<D: Driver>(
             }
         }
     };
+    let on_its_own = killed.is_none();
     let out = task.outcome(&rec, ended, killed).await;
+    if on_its_own && matches!(out.state, TaskState::Finished | TaskState::Failed) {
+        shared.metrics.count_restart(&rec.spec.app_id);
+    }
     finish(&mut rec, out);
     shared.commit_end(&rec).await;
     task.release(shared, &rec).await;

@@ -22,6 +22,7 @@ use crate::checks::OwnChecks;
 use crate::docker::Engine;
 use crate::http::KnownTasks;
 use crate::limits::LimitMode;
+use crate::metrics::{Collector, Node, Target};
 use crate::sandbox::{self, TaskRecord};
 use crate::status::StatusQueue;
 use crate::user::{Identity, Runtime, UserError, UserPolicy};
@@ -58,10 +59,22 @@ pub struct Shared {
     pub(super) log_rotate_bytes: u64,
     /// Who tasks may run as.
     pub(super) users: UserPolicy,
+    /// The figures of `/metrics`, and the restarts they count.
+    pub metrics: Arc<Collector>,
 }
 
 impl Shared {
     pub(super) fn new(cfg: &AgentConfig) -> Shared {
+        let docker = Engine::new();
+        let metrics = Arc::new(Collector::new(
+            Node {
+                name: cfg.node.clone(),
+                cpus: cfg.resources.cpus,
+                mem_mb: cfg.resources.mem,
+            },
+            cfg.limit_mode.clone(),
+            docker.clone(),
+        ));
         Shared {
             node: cfg.node.clone(),
             address: cfg.address.clone(),
@@ -75,9 +88,10 @@ impl Shared {
             limit_mode: cfg.limit_mode.clone(),
             catalog: cfg.catalog.clone(),
             kill_drain: cfg.kill_drain,
-            docker: Engine::new(),
+            docker,
             log_rotate_bytes: cfg.log_rotate_bytes,
             users: cfg.users.clone(),
+            metrics,
         }
     }
 
@@ -301,6 +315,14 @@ impl KnownTasks for Shared {
 
     fn sandbox(&self, id: &str) -> PathBuf {
         Shared::sandbox(self, id)
+    }
+
+    /// Read under the table's lock without copying whole records.
+    fn targets(&self) -> Vec<Target> {
+        self.table()
+            .values()
+            .map(|e| Target::of(&e.record))
+            .collect()
     }
 }
 
