@@ -173,6 +173,18 @@ struct Shared {
     /// The newest store revision this core wrote or loaded at: an agent that saw a newer one
     /// was answered by another leader since.
     latest: AtomicU64,
+    /// Running totals for `/metrics`, since this core started.
+    counters: Counters,
+}
+
+/// What `/metrics` counts, since the core started (memory only).
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Tasks placed on agents.
+    pub placements: AtomicU64,
+    /// Deployments finished, and their durations added up (ms).
+    pub deployments_finished: AtomicU64,
+    pub deployment_ms: AtomicU64,
 }
 
 /// offerd's state and its durable home.
@@ -288,6 +300,7 @@ impl Core {
                 fence,
                 deposed: CancellationToken::new(),
                 latest: AtomicU64::new(base_index),
+                counters: Counters::default(),
             }),
             writer: Arc::new(tokio::sync::Mutex::new(())),
             heartbeats: Mutex::new(HashMap::new()),
@@ -299,6 +312,11 @@ impl Core {
             cfg,
             started_ms: now,
         })
+    }
+
+    /// Running totals since this core started.
+    pub fn counters(&self) -> &Counters {
+        &self.shared.counters
     }
 
     /// Reads the last durable state (never waits for a writer).
@@ -728,6 +746,12 @@ impl Shared {
             if !tx.nodes.is_empty() || !tx.agents.is_empty() || !tx.tasks.is_empty() {
                 self.desired_changed.send_replace(revision);
             }
+        }
+        let c = &self.counters;
+        c.placements.fetch_add(tx.placements, Ordering::Relaxed);
+        for ms in &tx.finished_deployments {
+            c.deployments_finished.fetch_add(1, Ordering::Relaxed);
+            c.deployment_ms.fetch_add(*ms, Ordering::Relaxed);
         }
         for e in tx.events {
             self.events.publish(e);

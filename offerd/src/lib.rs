@@ -13,6 +13,7 @@
 //! - [`cli`]: `offerd serve` and the client commands (`apply`, `apps`, `tasks`, `scale`, `kill`).
 
 pub mod auth;
+pub mod autoscale;
 pub mod cli;
 pub mod core;
 pub mod events;

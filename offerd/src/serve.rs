@@ -46,6 +46,8 @@ pub struct ServeConfig {
     pub tls: Option<cairn_http::Tls>,
     /// One replica of several on etcd (`--etcd`); `None`: the embedded store in `data_dir`.
     pub replication: Option<crate::ha::HaConfig>,
+    /// Autoscaling and the capacity watch.
+    pub autoscale: crate::autoscale::AutoscaleConfig,
 }
 
 /// The access rules `cfg` asks for: the auth file read (an error names the file and the
@@ -118,13 +120,26 @@ pub const DRAIN: Duration = Duration::from_secs(2);
 pub struct Duties {
     stop: tokio_util::sync::CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// What the autoscaler and the capacity watch last found.
+    pub board: Arc<crate::autoscale::Board>,
 }
 
 impl Duties {
     /// Starts the duties of `core`; `catalog`: where task health is read (none: no health).
-    pub fn start(core: &Arc<Core>, catalog: Option<&CatalogClient>) -> Duties {
+    pub fn start(
+        core: &Arc<Core>,
+        catalog: Option<&CatalogClient>,
+        autoscale: &crate::autoscale::AutoscaleConfig,
+    ) -> Duties {
         let stop = tokio_util::sync::CancellationToken::new();
         let mut tasks = Vec::new();
+        let board = Arc::new(crate::autoscale::Board::default());
+        tasks.push(tokio::spawn(crate::autoscale::run(
+            core.clone(),
+            autoscale.clone(),
+            board.clone(),
+            stop.clone(),
+        )));
         tasks.push({
             let core = core.clone();
             let stop = stop.clone();
@@ -163,7 +178,7 @@ impl Duties {
                 stop.clone().cancelled_owned(),
             )));
         }
-        Duties { stop, tasks }
+        Duties { stop, tasks, board }
     }
 
     /// Stops the scheduler's timer and the health follower (the clean-ups go on until
@@ -241,7 +256,11 @@ pub async fn serve(
         "offerd serving HTTP"
     );
 
-    let duties = Arc::new(Duties::start(&core, cfg.catalog.as_ref()));
+    let duties = Arc::new(Duties::start(
+        &core,
+        cfg.catalog.as_ref(),
+        &cfg.autoscale,
+    ));
     let app = router(AppState {
         core: core.clone(),
         advertise: local.to_string(),
@@ -249,6 +268,7 @@ pub async fn serve(
         host_policy: Arc::new(cfg.host_policy.clone()),
         access,
         replicated: false,
+        autoscale: duties.board.clone(),
     });
     let graceful = {
         let duties = duties.clone();

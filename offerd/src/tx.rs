@@ -32,6 +32,10 @@ pub struct Tx {
     /// Catalog services (node, service id) to remove: tasks of lost agents, whose own agent
     /// cannot deregister them.
     pub stale_services: Vec<(String, String)>,
+    /// Tasks placed on agents by this change (for `/metrics`).
+    pub(crate) placements: u64,
+    /// How long each deployment this change finished took, in ms (for `/metrics`).
+    pub(crate) finished_deployments: Vec<u64>,
 }
 
 impl Tx {
@@ -49,6 +53,8 @@ impl Tx {
             events: Vec::new(),
             events_wanted: true,
             stale_services: Vec::new(),
+            placements: 0,
+            finished_deployments: Vec::new(),
         }
     }
 

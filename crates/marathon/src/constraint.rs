@@ -62,6 +62,17 @@ pub struct Constraint {
     pub value: Option<String>,
 }
 
+/// Marathon's colon form: `hostname:UNIQUE`, `rack:LIKE:r[12]`.
+impl fmt::Display for Constraint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.field, self.operator)?;
+        match &self.value {
+            Some(v) => write!(f, ":{v}"),
+            None => Ok(()),
+        }
+    }
+}
+
 impl Constraint {
     /// `hostname` and `@hostname` both mean the agent's node name.
     pub fn is_hostname(&self) -> bool {

@@ -8,6 +8,7 @@
 
 mod agent;
 mod app;
+pub mod autoscale;
 mod constraint;
 mod container;
 mod host_policy;
@@ -35,5 +36,5 @@ pub use network::{Network, NetworkMode, has_non_host};
 pub use resources::{Attributes, PortRange, ResourceError, Resources, parse_attributes};
 pub use task_state::TaskState;
 pub use time::{iso8601_millis, now_millis};
-pub use validate::{MAX_ID_LEN, MAX_INSTANCES, canonical, parse_app};
+pub use validate::{MAX_ID_LEN, MAX_INSTANCES, canonical, normalize_id, parse_app};
 pub use violation::{ValidationError, Violation};

@@ -321,6 +321,13 @@ pub fn parse_app(value: Value, id_from_path: Option<&str>) -> Result<App, Valida
             bad(&format!("{path}/path"), "must start with /".into());
         }
     }
+    if let Err(violations) = crate::autoscale::Policy::from_labels(&app.labels, MAX_INSTANCES) {
+        for x in violations {
+            for e in x.errors {
+                bad(&x.path, e);
+            }
+        }
+    }
 
     if v.is_empty() {
         Ok(app)
@@ -342,7 +349,7 @@ pub fn canonical(app: App) -> App {
 }
 
 /// `web` → `/web`; trailing slashes dropped.
-pub(crate) fn normalize_id(id: &str) -> String {
+pub fn normalize_id(id: &str) -> String {
     let trimmed = id.trim().trim_end_matches('/');
     if trimmed.starts_with('/') {
         trimmed.to_string()

@@ -379,18 +379,7 @@ impl<'a> Placer<'a> {
             );
         }
         if allowed == 0 {
-            let cs: Vec<String> = d
-                .constraints
-                .iter()
-                .map(|c| {
-                    let mut s = format!("{}:{}", c.field, c.operator);
-                    if let Some(v) = &c.value {
-                        s.push(':');
-                        s.push_str(v);
-                    }
-                    s
-                })
-                .collect();
+            let cs: Vec<String> = d.constraints.iter().map(ToString::to_string).collect();
             return format!(
                 "constraints [{}] are not met by any of the {fit} agents with enough resources",
                 cs.join(", ")

@@ -79,13 +79,37 @@ pub async fn run(
     timeout: Duration,
     max_output: usize,
 ) -> Result<Finished, RunError> {
+    run_fed(cmd, None, timeout, max_output).await
+}
+
+/// [`run`], with `input` on the command's standard input (then closed). A command that exits
+/// or closes its input without reading it all is not an error: what it did is its status.
+pub async fn run_with_input(
+    cmd: &mut tokio::process::Command,
+    input: Vec<u8>,
+    timeout: Duration,
+    max_output: usize,
+) -> Result<Finished, RunError> {
+    run_fed(cmd, Some(input), timeout, max_output).await
+}
+
+async fn run_fed(
+    cmd: &mut tokio::process::Command,
+    input: Option<Vec<u8>>,
+    timeout: Duration,
+    max_output: usize,
+) -> Result<Finished, RunError> {
     let program = cmd.as_std().get_program().to_string_lossy().into_owned();
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        // Dropping the future (a caller's own timeout) must not leave the child behind.
-        .kill_on_drop(true);
+    cmd.stdin(if input.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .process_group(0)
+    // Dropping the future (a caller's own timeout) must not leave the child behind.
+    .kill_on_drop(true);
     let mut child = cmd.spawn().map_err(|e| RunError::Spawn {
         program: program.clone(),
         why: match e.kind() {
@@ -97,9 +121,21 @@ pub async fn run(
     let pgid = child.id().and_then(|id| i32::try_from(id).ok());
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
+    let stdin = child.stdin.take();
     let finished = tokio::time::timeout(timeout, async {
-        let ((stdout, out_cut), (stderr, err_cut)) =
-            tokio::join!(capture(stdout, max_output), capture(stderr, max_output));
+        let feed = async move {
+            if let (Some(mut pipe), Some(input)) = (stdin, input) {
+                use tokio::io::AsyncWriteExt as _;
+                // EPIPE when the command does not read its input: its exit status tells the rest.
+                let _ = pipe.write_all(&input).await;
+                // Dropping the pipe closes it: the command sees the end of its input.
+            }
+        };
+        let ((stdout, out_cut), (stderr, err_cut), ()) = tokio::join!(
+            capture(stdout, max_output),
+            capture(stderr, max_output),
+            feed
+        );
         let status = child.wait().await;
         (status, stdout, stderr, out_cut || err_cut)
     })
@@ -205,6 +241,30 @@ mod tests {
         assert_eq!(r.stdout_text(), "out");
         assert_eq!(r.stderr_text(), "err");
         assert!(!r.truncated);
+    }
+
+    #[tokio::test]
+    async fn input_reaches_the_command_and_is_closed() {
+        let r = run_with_input(
+            &mut sh("wc -c; cat >/dev/null; echo done"),
+            b"{\"cpus\":2}".to_vec(),
+            Duration::from_secs(30),
+            100,
+        )
+        .await
+        .unwrap();
+        assert!(r.status.success());
+        assert_eq!(r.stdout_text(), "10\ndone");
+        // A command that never reads a large input still ends with its own status.
+        let r = run_with_input(
+            &mut sh("exit 3"),
+            vec![b'x'; 1 << 20],
+            Duration::from_secs(30),
+            100,
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status.code(), Some(3));
     }
 
     #[tokio::test]

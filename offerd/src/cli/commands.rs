@@ -63,18 +63,33 @@ fn s(v: &Value) -> &str {
 }
 
 pub async fn apps(c: &OfferdClient, as_json: bool) -> anyhow::Result<ExitCode> {
-    let v = c.get("/v2/apps", &[("embed", "apps.counts")]).await?;
+    let mut v = c.get("/v2/apps", &[("embed", "apps.counts")]).await?;
+    // Marathon itself, or an offerd before autoscaling, has no such route: no column then.
+    let scaling: std::collections::HashMap<String, Value> = c
+        .get("/v1/autoscale/status", &[])
+        .await
+        .ok()
+        .and_then(|st| st["apps"].as_array().cloned())
+        .into_iter()
+        .flatten()
+        .map(|a| (s(&a["appId"]).to_string(), a))
+        .collect();
     if as_json {
+        for a in v["apps"].as_array_mut().into_iter().flatten() {
+            if let Some(st) = scaling.get(s(&a["id"])) {
+                a["autoscale"] = st.clone();
+            }
+        }
         print_json(&v["apps"]);
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "{:<32} {:>9} {:>7} {:>7} {:>6} {:>7}  DEPLOYING",
-        "ID", "INSTANCES", "RUNNING", "STAGED", "CPUS", "MEM"
+        "{:<32} {:>9} {:>7} {:>7} {:>6} {:>7}  {:<9}  AUTOSCALE",
+        "ID", "INSTANCES", "RUNNING", "STAGED", "CPUS", "MEM", "DEPLOYING"
     );
     for a in v["apps"].as_array().into_iter().flatten() {
         println!(
-            "{:<32} {:>9} {:>7} {:>7} {:>6} {:>7}  {}",
+            "{:<32} {:>9} {:>7} {:>7} {:>6} {:>7}  {:<9}  {}",
             s(&a["id"]),
             a["instances"],
             a["tasksRunning"],
@@ -85,10 +100,33 @@ pub async fn apps(c: &OfferdClient, as_json: bool) -> anyhow::Result<ExitCode> {
                 "yes"
             } else {
                 "no"
-            }
+            },
+            scaling
+                .get(s(&a["id"]))
+                .map_or_else(|| "-".to_string(), autoscale_cell)
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `rps 42.50/50 [1..10] steady`, or `... hold: <why>`.
+fn autoscale_cell(st: &Value) -> String {
+    let value = st["value"]
+        .as_f64()
+        .map_or_else(|| "-".to_string(), |v| format!("{v:.2}"));
+    let mut cell = format!(
+        "{} {value}/{} [{}..{}] {}",
+        s(&st["metric"]),
+        st["target"],
+        st["min"],
+        st["max"],
+        s(&st["decision"])
+    );
+    if st["decision"] == "hold" {
+        cell.push_str(": ");
+        cell.push_str(s(&st["reason"]));
+    }
+    cell
 }
 
 pub async fn tasks(c: &OfferdClient, args: TasksArgs) -> anyhow::Result<ExitCode> {

@@ -6,6 +6,7 @@
 //! the `--offerd` URL's `user:password@`).
 
 mod apply;
+mod autoscale_args;
 mod client;
 mod commands;
 
@@ -123,6 +124,8 @@ pub struct ServeArgs {
     /// name in the election and in /v2/leader [default: the bound HTTP address]
     #[arg(long, value_name = "HOST:PORT", requires = "endpoints")]
     pub advertise_addr: Option<String>,
+    #[command(flatten)]
+    pub autoscale: autoscale_args::AutoscaleArgs,
 }
 
 fn absolute_path(s: &str) -> Result<PathBuf, String> {
@@ -188,6 +191,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     advertise: args.advertise_addr.clone(),
                     peer_tls: offerd_tls.clone(),
                 }),
+                autoscale: args
+                    .autoscale
+                    .config(args.agent_token.agent_token.clone(), args.catalog.tls()),
             };
             crate::serve::serve(cfg, cairn_cli::shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)

@@ -118,6 +118,7 @@ struct Office {
     catalog: Option<CatalogClient>,
     host_policy: Arc<cairn_marathon::HostPolicy>,
     access: Arc<Access>,
+    autoscale: crate::autoscale::AutoscaleConfig,
 }
 
 /// A leader's term in progress.
@@ -209,6 +210,7 @@ impl Replica {
             catalog: cfg.catalog.clone(),
             host_policy: Arc::new(cfg.host_policy.clone()),
             access,
+            autoscale: cfg.autoscale.clone(),
         };
         let leading = tokio::spawn(lead(replica.clone(), office, resign));
         replica
@@ -519,7 +521,7 @@ async fn take_office(replica: &Replica, office: &Office, term: &Term) -> anyhow:
         .context("loading the state")?
         .context("loading the state from etcd")?;
     let core = Arc::new(core);
-    let duties = Duties::start(&core, office.catalog.as_ref());
+    let duties = Duties::start(&core, office.catalog.as_ref(), &office.autoscale);
     let router = crate::http::router(AppState {
         core: core.clone(),
         advertise: replica.name.clone(),
@@ -527,6 +529,7 @@ async fn take_office(replica: &Replica, office: &Office, term: &Term) -> anyhow:
         host_policy: office.host_policy.clone(),
         access: office.access.clone(),
         replicated: true,
+        autoscale: duties.board.clone(),
     });
     Ok(Leading {
         core,

@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use cairn_http::QueryParams;
 use cairn_marathon::{TaskState, now_millis};
 use serde_json::{Value, json};
+use std::sync::atomic::Ordering::Relaxed;
 
 use super::guard::require_change;
 use super::render::{deployment_json, queue_json};
@@ -171,22 +172,86 @@ pub const LEADER_METRIC: &str = "offerd_leader";
 pub const LEADER_METRIC_HELP: &str =
     "Whether this offerd replica is the leader (1) or a standby (0).";
 
+/// Why queued tasks wait, as `offerd_pending_tasks{reason}` counts them.
+const QUEUE_REASONS: [&str; 5] = ["backoff", "resources", "constraints", "ports", "no_agents"];
+
+/// The index in [`QUEUE_REASONS`] of a queue entry's reason (from the scheduler's text).
+fn queue_reason(q: &crate::model::QueueEntry) -> usize {
+    let reason = q.reason.as_deref().unwrap_or("");
+    if q.delay_until_ms > 0 {
+        0
+    } else if reason.contains("constraints") {
+        2
+    } else if reason.contains("host ports") || reason.contains("required host ports") {
+        3
+    } else if reason.contains("no agents") {
+        4
+    } else {
+        1
+    }
+}
+
+/// The autoscaler's readings and decisions, and the capacity shortfall.
+fn autoscale_metrics(e: &mut cairn_metrics::Exposition, board: &crate::autoscale::Board) {
+    let apps = board.apps();
+    let labelled = |f: fn(&crate::autoscale::AppStatus) -> Option<f64>| {
+        apps.iter()
+            .filter_map(move |a| f(a).map(|v| ([("app", a.app_id.as_str())], v)))
+            .collect::<Vec<_>>()
+    };
+    e.gauges(
+        "offerd_autoscale_value",
+        "The autoscaled metric's value per instance at the last round.",
+        labelled(|a| a.value),
+    )
+    .gauges(
+        "offerd_autoscale_target",
+        "The autoscaling policy's target value per instance.",
+        labelled(|a| Some(a.target)),
+    )
+    .gauges(
+        "offerd_autoscale_holding",
+        "1 when the autoscaler cannot decide for the app (see /v1/autoscale/status for why).",
+        labelled(|a| Some(if a.decision == "hold" { 1.0 } else { 0.0 })),
+    );
+    let s = board.shortfall().map(|s| s.total).unwrap_or_default();
+    e.gauges_by(
+        "offerd_capacity_shortfall",
+        "What tasks that no agent has had room for since --capacity-after need together.",
+        "resource",
+        [
+            ("instances", f64::from(s.instances)),
+            ("cpus", s.cpus),
+            ("mem", s.mem),
+            ("disk", s.disk),
+            ("ports", f64::from(s.ports)),
+        ],
+    );
+}
+
 /// Prometheus text format.
 pub async fn metrics(State(st): State<AppState>) -> Response {
-    let (apps, agents, lost, deployments, queued, by_state) = st.core.read(|s| {
-        let mut by_state = std::collections::HashMap::new();
-        for t in s.tasks.values() {
-            *by_state.entry(t.state).or_insert(0u64) += 1;
-        }
-        (
-            s.apps.len(),
-            s.agents.values().filter(|a| !a.lost).count(),
-            s.agents.values().filter(|a| a.lost).count(),
-            s.deployments.len(),
-            s.queue.values().map(|q| u64::from(q.count)).sum::<u64>(),
-            by_state,
-        )
-    });
+    let (apps, agents, draining, lost, deployments, queued, by_state, by_reason) =
+        st.core.read(|s| {
+            let mut by_state = std::collections::HashMap::new();
+            for t in s.tasks.values() {
+                *by_state.entry(t.state).or_insert(0u64) += 1;
+            }
+            let mut by_reason = [0u64; QUEUE_REASONS.len()];
+            for q in s.queue.values() {
+                by_reason[queue_reason(q)] += u64::from(q.count);
+            }
+            (
+                s.apps.len(),
+                s.agents.values().filter(|a| !a.lost && !a.draining).count(),
+                s.agents.values().filter(|a| !a.lost && a.draining).count(),
+                s.agents.values().filter(|a| a.lost).count(),
+                s.deployments.len(),
+                s.queue.values().map(|q| u64::from(q.count)).sum::<u64>(),
+                by_state,
+                by_reason,
+            )
+        });
     let states = [
         TaskState::Staging,
         TaskState::Starting,
@@ -199,13 +264,18 @@ pub async fn metrics(State(st): State<AppState>) -> Response {
             by_state.get(&state).copied().unwrap_or(0),
         )
     });
+    let counters = st.core.counters();
     let mut e = cairn_metrics::Exposition::new();
     e.gauge("offerd_apps", "Apps defined.", apps as f64)
         .gauges_by(
             "offerd_agents",
             "Agents by state.",
             "state",
-            [("active", agents as f64), ("lost", lost as f64)],
+            [
+                ("active", agents as f64),
+                ("draining", draining as f64),
+                ("lost", lost as f64),
+            ],
         )
         .gauges_by(
             "offerd_tasks",
@@ -223,11 +293,36 @@ pub async fn metrics(State(st): State<AppState>) -> Response {
             "Tasks waiting to be launched.",
             queued as f64,
         )
+        .gauges_by(
+            "offerd_pending_tasks",
+            "Tasks waiting to be launched, by why they wait.",
+            "reason",
+            QUEUE_REASONS
+                .iter()
+                .zip(by_reason)
+                .map(|(r, n)| (*r, n as f64)),
+        )
+        .counter(
+            "offerd_placements_total",
+            "Tasks placed on agents since this offerd started.",
+            counters.placements.load(Relaxed) as f64,
+        )
+        .counter(
+            "offerd_deployments_finished_total",
+            "Deployments finished since this offerd started.",
+            counters.deployments_finished.load(Relaxed) as f64,
+        )
+        .counter(
+            "offerd_deployment_seconds_total",
+            "Time the finished deployments took, added up (divide by offerd_deployments_finished_total for the mean).",
+            counters.deployment_ms.load(Relaxed) as f64 / 1000.0,
+        )
         .gauge(
             "offerd_event_subscribers",
             "SSE subscribers.",
             st.core.events.subscribers() as f64,
         );
+    autoscale_metrics(&mut e, &st.autoscale);
     if st.replicated {
         e.gauge(LEADER_METRIC, LEADER_METRIC_HELP, 1.0);
     }

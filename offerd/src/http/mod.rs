@@ -34,6 +34,7 @@
 //! | `/v2/queue/{id}/delay` | DELETE | change `{id}` |
 //! | `/v2/events` | GET | read; env per app in each event; the stream ends when a reload removes or changes the principal |
 //! | `/v1/agents` | GET | read |
+//! | `/v1/autoscale/status` | GET | read |
 //! | `/v1/agents/{node}` | DELETE | admin |
 //! | `/v1/agents/{node}/drain` | POST, DELETE | admin |
 //! | `/v1/offers?framework=F` | GET | change `/F/` (issuing offers acts as the framework) |
@@ -49,6 +50,7 @@
 
 mod agents;
 mod apps;
+mod autoscale;
 mod error;
 mod events;
 pub mod guard;
@@ -81,6 +83,8 @@ pub struct AppState {
     pub access: Arc<crate::auth::Access>,
     /// This offerd is the leader of several replicas (`--etcd`; see [`crate::ha`]).
     pub replicated: bool,
+    /// What the autoscaler and the capacity watch last found.
+    pub autoscale: Arc<crate::autoscale::Board>,
 }
 
 /// The whole API.
@@ -114,6 +118,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v2/info", get(misc::info))
         .route("/v2/leader", get(misc::leader))
         .route("/metrics", get(misc::metrics))
+        .route("/v1/autoscale/status", get(autoscale::status))
         .route("/v1/agents", get(agents::list))
         .route("/v1/agents/{node}", axum::routing::delete(agents::remove))
         .route(

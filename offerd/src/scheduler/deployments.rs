@@ -35,6 +35,8 @@ pub(super) fn finish_deployments(state: &mut State, tx: &mut Tx, ids: &[String])
     for id in done {
         if let Some(d) = state.deployments.remove(&id) {
             tx.deployment(&id);
+            tx.finished_deployments
+                .push(tx.now_ms.saturating_sub(d.started_ms));
             let plan = deployment_plan_json(&d, state.apps.get(&d.app_id).map(|e| &e.app));
             tx.event(Event::new(
                 "deployment_step_success",

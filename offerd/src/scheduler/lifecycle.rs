@@ -21,6 +21,7 @@ pub fn launch(
     framework: Option<&str>,
 ) -> String {
     let id = task_id_for(&app.id, &uuid::Uuid::new_v4().to_string());
+    tx.placements += 1;
     let host = state
         .agents
         .get(node)
