@@ -5,6 +5,7 @@ mod acl_cluster;
 mod agent_auth;
 mod agent_script_checks;
 mod ansible_playbook;
+mod autoscale;
 mod catalogd_acl;
 mod catalogd_agent;
 mod catalogd_bad_input;

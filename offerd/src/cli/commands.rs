@@ -114,10 +114,12 @@ fn autoscale_cell(st: &Value) -> String {
     let value = st["value"]
         .as_f64()
         .map_or_else(|| "-".to_string(), |v| format!("{v:.2}"));
+    let target = st["target"]
+        .as_f64()
+        .map_or_else(|| "-".to_string(), |t| t.to_string());
     let mut cell = format!(
-        "{} {value}/{} [{}..{}] {}",
+        "{} {value}/{target} [{}..{}] {}",
         s(&st["metric"]),
-        st["target"],
         st["min"],
         st["max"],
         s(&st["decision"])

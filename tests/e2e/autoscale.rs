@@ -1,0 +1,318 @@
+//! offerd's autoscaler and capacity watch against real parts: Debian's Prometheus answering a
+//! `prometheus:` policy's query (its scrape target a real HTTP server whose figure the test
+//! sets), a policy whose source goes away, and a capacity hook run by offerd with the shortfall.
+
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use cairn_tests::cluster::{Cluster, ClusterOpts};
+use cairn_tests::prometheus::Prometheus;
+use serde_json::{Value, json};
+
+/// A scrape target serving `cairn_test_load <value>`, the value set by the test.
+struct LoadGauge {
+    value: Arc<AtomicU64>,
+    port: u16,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl LoadGauge {
+    async fn start(initial: f64) -> LoadGauge {
+        let value = Arc::new(AtomicU64::new(initial.to_bits()));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binding the load gauge");
+        let port = listener.local_addr().expect("bound address").port();
+        let shown = value.clone();
+        let app = axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(move || {
+                let v = f64::from_bits(shown.load(Ordering::SeqCst));
+                async move { format!("# TYPE cairn_test_load gauge\ncairn_test_load {v}\n") }
+            }),
+        );
+        let server = tokio::spawn(async move {
+            // Ends with the test (aborted on drop).
+            let _ = axum::serve(listener, app).await;
+        });
+        LoadGauge {
+            value,
+            port,
+            server,
+        }
+    }
+
+    fn set(&self, v: f64) {
+        self.value.store(v.to_bits(), Ordering::SeqCst);
+    }
+}
+
+impl Drop for LoadGauge {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+fn prometheus_config(target_port: u16) -> String {
+    format!(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
+         scrape_configs:\n  - job_name: load\n    static_configs:\n      - targets: ['127.0.0.1:{target_port}']\n"
+    )
+}
+
+/// A cluster whose offerd autoscales every second against `prometheus`.
+async fn cluster_with(extra: &[String]) -> Cluster {
+    let mut offerd_args = vec![
+        "--autoscale-interval".to_string(),
+        "1s".to_string(),
+        "--autoscale-rate-window".to_string(),
+        "5s".to_string(),
+    ];
+    offerd_args.extend_from_slice(extra);
+    Cluster::start(ClusterOpts {
+        agents: 1,
+        offerd_args,
+        ..ClusterOpts::default()
+    })
+    .await
+}
+
+fn scaled_app(id: &str, labels: Value) -> Value {
+    json!({ "id": id, "cmd": "sleep 600", "cpus": 0.1, "mem": 16, "instances": 1, "labels": labels })
+}
+
+async fn status(c: &Cluster, app: &str) -> Option<Value> {
+    let r = c
+        .offerd
+        .http
+        .get(&format!("/v1/autoscale/status?app={app}"))
+        .await;
+    (r.status == 200).then(|| r.value()["apps"][0].clone())
+}
+
+async fn instances(c: &Cluster, app: &str) -> i64 {
+    c.offerd.http.get(&format!("/v2/apps{app}")).await.value()["app"]["instances"]
+        .as_i64()
+        .unwrap_or(-1)
+}
+
+#[tokio::test]
+async fn a_bad_policy_is_refused_naming_each_label() {
+    let c = cluster_with(&[]).await;
+    let r = c
+        .post_app(&scaled_app(
+            "/bad",
+            json!({
+                "cairn.autoscale.metric": "qps",
+                "cairn.autoscale.target": "0",
+                "cairn.autoscale.max": "3",
+            }),
+        ))
+        .await;
+    assert_eq!(r.status, 422, "{}", r.text());
+    let body = r.value();
+    let paths: Vec<&str> = body["details"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|d| d["path"].as_str())
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "/labels/cairn.autoscale.metric",
+            "/labels/cairn.autoscale.target"
+        ],
+        "{body}"
+    );
+    assert_eq!(
+        c.offerd.http.get("/v2/apps/bad").await.status,
+        404,
+        "a refused app is not created"
+    );
+}
+
+#[tokio::test]
+async fn a_prometheus_policy_scales_up_holds_steady_and_scales_back_down() {
+    let load = LoadGauge::start(250.0).await;
+    let prom = Prometheus::start(&prometheus_config(load.port)).await;
+    let c = cluster_with(&[
+        "--prometheus".into(),
+        format!("http://127.0.0.1:{}", prom.port),
+    ])
+    .await;
+    let app = "/q";
+    let r = c
+        .post_app(&scaled_app(
+            app,
+            json!({
+                "cairn.autoscale.metric": "prometheus:max(cairn_test_load)",
+                "cairn.autoscale.target": "100",
+                "cairn.autoscale.min": "1",
+                "cairn.autoscale.max": "5",
+                "cairn.autoscale.cooldown": "2s",
+                "cairn.autoscale.scale_down_window": "4s",
+            }),
+        ))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    // 250 per instance against 100 on one ready instance: ceil(2.5) = 3.
+    c.wait_running(app, 3, 60).await;
+    let st = status(&c, app).await.expect("status of /q");
+    assert_eq!(st["lastScale"]["from"], 1, "{st}");
+    assert_eq!(st["lastScale"]["to"], 3, "{st}");
+    assert_eq!(st["metric"], "prometheus:max(cairn_test_load)");
+
+    // The load spread over three: 83 per instance is within what three serve; nothing moves.
+    load.set(250.0 / 3.0);
+    c.wait_for("a steady decision at 83 per instance", 30, || async {
+        let st = status(&c, app).await?;
+        (st["decision"] == "steady" && st["value"].as_f64()? < 90.0).then_some(())
+    })
+    .await;
+    let scaled_at = st["lastScale"]["at"].clone();
+    for _ in 0..5 {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        assert_eq!(instances(&c, app).await, 3);
+    }
+    assert_eq!(
+        status(&c, app).await.expect("status")["lastScale"]["at"],
+        scaled_at,
+        "no scale under steady load"
+    );
+
+    // Demand drops to a tenth of an instance: after the 4 s window, back to min.
+    load.set(10.0);
+    c.wait_running(app, 1, 60).await;
+    let st = status(&c, app).await.expect("status");
+    assert_eq!(st["lastScale"]["to"], 1, "{st}");
+    assert!(
+        st["lastScale"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("over the last 4 s")),
+        "{st}"
+    );
+}
+
+#[tokio::test]
+async fn a_source_that_goes_away_holds_the_app_and_says_why() {
+    let load = LoadGauge::start(50.0).await;
+    let prom = Prometheus::start(&prometheus_config(load.port)).await;
+    let prom_url = format!("http://127.0.0.1:{}", prom.port);
+    let c = cluster_with(&["--prometheus".into(), prom_url.clone()]).await;
+    let app = "/held";
+    let mut events = reqwest::Client::new()
+        .get(format!(
+            "{}/v2/events?event_type=scaling_event",
+            c.offerd.url
+        ))
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .expect("event stream");
+    let r = c
+        .post_app(&scaled_app(
+            app,
+            json!({
+                "cairn.autoscale.metric": "prometheus:max(cairn_test_load)",
+                "cairn.autoscale.target": "100",
+                "cairn.autoscale.max": "4",
+                "cairn.autoscale.scale_down_window": "1s",
+            }),
+        ))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    c.wait_running(app, 1, 60).await;
+    c.wait_for("a reading of the query", 30, || async {
+        let st = status(&c, app).await?;
+        (st["value"].as_f64()? == 50.0).then_some(())
+    })
+    .await;
+
+    drop(prom);
+    // The demand Prometheus can no longer tell would scale the app up: it must not move.
+    load.set(1000.0);
+    let st = c
+        .wait_for("the app held for its source", 30, || async {
+            let st = status(&c, app).await?;
+            (st["decision"] == "hold").then_some(st)
+        })
+        .await;
+    let reason = st["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains(&format!("Prometheus at {prom_url}/")),
+        "{st}"
+    );
+    assert!(st["value"].is_null(), "{st}");
+    for _ in 0..3 {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        assert_eq!(instances(&c, app).await, 1);
+    }
+    let text = cairn_tests::read_stream_until(&mut events, 30, |t| t.contains("\"hold\""))
+        .await
+        .expect("a scaling_event for the hold");
+    assert!(text.contains("\"appId\":\"/held\""), "{text}");
+
+    let out = Command::new(cairn_tests::bin("offerd"))
+        .args(["apps", "--offerd", &c.offerd.url])
+        .output()
+        .expect("offerd apps");
+    let table = String::from_utf8_lossy(&out.stdout);
+    let line = table
+        .lines()
+        .find(|l| l.starts_with("/held "))
+        .unwrap_or_else(|| panic!("no /held in:\n{table}"));
+    assert!(
+        line.contains("prometheus:max(cairn_test_load) -/100 [1..4] hold: Prometheus at"),
+        "{table}"
+    );
+}
+
+#[tokio::test]
+async fn the_capacity_hook_gets_the_shortfall() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let got = dir.path().join("shortfall.json");
+    let c = cluster_with(&[
+        "--capacity-after".into(),
+        "1s".into(),
+        "--capacity-hook".into(),
+        format!("cat > {}.tmp && mv {0}.tmp {0}", got.display()),
+    ])
+    .await;
+    // One agent with 4 cpus: 3 of 5 one-and-a-half-cpu instances cannot be placed.
+    let r = c
+        .post_app(&json!({
+            "id": "/big", "cmd": "sleep 600", "cpus": 1.5, "mem": 16, "instances": 5,
+            "constraints": [["hostname", "LIKE", "node-.*"]],
+        }))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let shortfall: Value = c
+        .wait_for("the hook's file", 60, || async {
+            serde_json::from_slice(&std::fs::read(&got).ok()?).ok()
+        })
+        .await;
+    assert_eq!(shortfall["total"]["instances"], 3, "{shortfall}");
+    assert_eq!(shortfall["total"]["cpus"], 4.5, "{shortfall}");
+    assert_eq!(shortfall["total"]["mem"], 48.0, "{shortfall}");
+    let app = &shortfall["apps"][0];
+    assert_eq!(app["appId"], "/big");
+    assert_eq!(app["constraints"], json!(["hostname:LIKE:node-.*"]));
+    assert!(
+        app["reason"].as_str().is_some_and(|r| r.contains("cpus")),
+        "{shortfall}"
+    );
+
+    let metrics = c.offerd.http.get("/metrics").await.text();
+    assert!(
+        metrics.contains("offerd_capacity_shortfall{resource=\"cpus\"} 4.5"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("offerd_pending_tasks{reason=\"resources\"} 3"),
+        "{metrics}"
+    );
+    let st = c.offerd.http.get("/v1/autoscale/status").await.value();
+    assert_eq!(st["capacity"]["total"]["instances"], 3, "{st}");
+}
