@@ -316,3 +316,38 @@ async fn the_capacity_hook_gets_the_shortfall() {
     let st = c.offerd.http.get("/v1/autoscale/status").await.value();
     assert_eq!(st["capacity"]["total"]["instances"], 3, "{st}");
 }
+
+#[tokio::test]
+async fn a_cpu_policy_scales_up_while_tasks_burn_and_back_when_they_idle() {
+    let c = cluster_with(&[]).await;
+    let app = "/burn";
+    // Each task burns CPU for its first 8 s (its cgroup holds it to its 0.1 cpus: 100 % of its
+    // reservation against a target of 50 %), then idles.
+    let r = c
+        .post_app(&json!({
+            "id": app,
+            "cmd": "timeout 8 sh -c 'while :; do :; done'; exec sleep 600",
+            "cpus": 0.1, "mem": 32, "instances": 1,
+            "labels": {
+                "cairn.autoscale.metric": "cpu",
+                "cairn.autoscale.target": "50",
+                "cairn.autoscale.max": "3",
+                "cairn.autoscale.cooldown": "2s",
+                "cairn.autoscale.scale_down_window": "5s",
+            },
+        }))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    c.wait_for("/burn scaled to its max of 3 on CPU", 60, || async {
+        (instances(&c, app).await == 3).then_some(())
+    })
+    .await;
+    let st = status(&c, app).await.expect("status of /burn");
+    assert_eq!(st["metric"], "cpu");
+    assert_eq!(st["lastScale"]["to"], 3, "{st}");
+    // Once every task idles, utilisation falls to ~0 and the window brings it back to min.
+    c.wait_running(app, 1, 90).await;
+    let st = status(&c, app).await.expect("status of /burn");
+    assert_eq!(st["lastScale"]["to"], 1, "{st}");
+    assert!(st["value"].as_f64().is_some_and(|v| v < 25.0), "{st}");
+}
