@@ -258,6 +258,7 @@ fn route_table() -> Vec<(&'static str, &'static str, Option<Value>, Anonymous)> 
         ("GET", "/v1/status/leader", None, Open),
         ("GET", "/v1/status/peers", None, Open),
         ("GET", "/v1/cairn/catalog", None, Empty),
+        ("GET", "/v1/cairn/prometheus/targets", None, Empty),
         ("GET", "/", None, Open),
         ("GET", "/metrics", None, Refused),
         ("PUT", "/v1/acl/bootstrap", None, Refused),

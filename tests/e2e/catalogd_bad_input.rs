@@ -327,6 +327,7 @@ const ROUTES: &[(&str, &[&str])] = &[
     ("/v1/status/leader", &["GET"]),
     ("/v1/status/peers", &["GET"]),
     ("/v1/cairn/catalog", &["GET"]),
+    ("/v1/cairn/prometheus/targets", &["GET"]),
     ("/metrics", &["GET"]),
     ("/v1/agent/metrics", &["GET"]),
     ("/v1/agent/version", &["GET"]),

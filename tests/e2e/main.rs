@@ -62,6 +62,7 @@ mod offerd_lifecycle;
 mod offerd_ops;
 mod private_state;
 mod prometheus_metrics;
+mod prometheus_sd;
 mod systemd_units;
 mod taskrun_docker;
 mod taskrun_logs;

@@ -15,6 +15,7 @@ pub mod daemon;
 pub mod docker;
 pub mod lb;
 pub mod netns;
+pub mod prometheus;
 pub mod systemd;
 pub mod tmpfs;
 

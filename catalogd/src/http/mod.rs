@@ -158,11 +158,16 @@ pub fn request_token(req: &Request) -> Option<String> {
     {
         return Some(t.to_string());
     }
+    // `Bearer <token>`, or a bare token: Prometheus' `http_sd_configs` sends
+    // `authorization: {credentials: ...}` without the scheme when `type` is left out
+    // (prometheus/docs#2377). A value with another scheme (`Basic ...`) is not a token.
     if let Some(t) = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
+        .and_then(|v| match v.strip_prefix("Bearer ") {
+            Some(t) => Some(t.trim()),
+            None => (!v.trim().contains(char::is_whitespace)).then(|| v.trim()),
+        })
         .filter(|t| !t.is_empty())
     {
         return Some(t.to_string());
@@ -549,4 +554,42 @@ fn router(core: Arc<Core>) -> Router {
 /// The API behind its front door (`front`): what each connection serves.
 pub fn app(core: Arc<Core>) -> front::Front {
     front::Front::new(router(core.clone()), core)
+}
+
+#[cfg(test)]
+mod tests {
+    /// Where a request's token is read from, and what is not a token.
+    #[test]
+    fn request_token_sources() {
+        /// Headers, the URI, the token read.
+        type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, Option<&'a str>);
+        let cases: &[Case] = &[
+            (&[], "/v1/kv/a", None),
+            (&[("X-Consul-Token", "t1")], "/v1/kv/a", Some("t1")),
+            (&[("Authorization", "Bearer t2")], "/", Some("t2")),
+            // Prometheus' http_sd without `type`: the bare credentials.
+            (&[("Authorization", "t3")], "/", Some("t3")),
+            (&[("Authorization", "Basic dTpw")], "/", None),
+            (&[("Authorization", "Bearer ")], "/", None),
+            (&[("Authorization", "")], "/", None),
+            (
+                &[("X-Consul-Token", "t1"), ("Authorization", "Bearer t2")],
+                "/",
+                Some("t1"),
+            ),
+            (&[], "/v1/kv/a?token=t4", Some("t4")),
+        ];
+        for (headers, uri, want) in cases {
+            let mut req = axum::http::Request::builder().uri(*uri);
+            for (name, value) in *headers {
+                req = req.header(*name, *value);
+            }
+            let req = req.body(axum::body::Body::empty()).expect("a request");
+            assert_eq!(
+                super::request_token(&req).as_deref(),
+                *want,
+                "{headers:?} {uri}"
+            );
+        }
+    }
 }
