@@ -66,6 +66,7 @@ mod prometheus_sd;
 mod systemd_units;
 mod taskrun_docker;
 mod taskrun_logs;
+mod taskrun_metrics;
 mod taskrun_run;
 mod taskrun_user;
 mod tls;
