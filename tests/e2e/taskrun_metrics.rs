@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use cairn_tests::cluster::{Cluster, ClusterOpts};
+use cairn_tests::cluster::{Cluster, ClusterOpts, agent_cgroups};
 use cairn_tests::docker::{DockerCluster, busybox_image, require_engine};
 use cairn_tests::{Http, free_port};
 use serde_json::{Value, json};
@@ -81,52 +81,6 @@ fn require_cgroup_v1() -> bool {
     false
 }
 
-/// The agent's own cgroup v1 level in each hierarchy, as it logged them at start.
-fn v1_parents(log: &str) -> Vec<PathBuf> {
-    let line = log
-        .lines()
-        .find(|l| l.contains("limiting tasks with cgroup v1"))
-        .unwrap_or_else(|| panic!("the agent did not say it uses cgroup v1:\n{log}"));
-    ["memory=", "cpu=", "cpuacct="]
-        .iter()
-        .map(|k| {
-            let at = line
-                .find(&format!(" {k}"))
-                .unwrap_or_else(|| panic!("no {k} in {line}"));
-            let rest = &line[at + 1 + k.len()..];
-            PathBuf::from(rest.split_whitespace().next().unwrap_or_default())
-        })
-        .collect()
-}
-
-/// Removes the agent's cgroup v1 levels when the test ends (after the cluster: declare it
-/// first): the agent is killed with `kill -9` and its tasks reaped, which leaves their cgroups.
-#[derive(Default)]
-struct CgroupCleanup(Vec<PathBuf>);
-
-impl Drop for CgroupCleanup {
-    fn drop(&mut self) {
-        // The tasks' processes were just SIGKILLed: their cgroups empty within moments.
-        for _ in 0..40 {
-            let mut left = false;
-            for parent in &self.0 {
-                for entry in std::fs::read_dir(parent).into_iter().flatten().flatten() {
-                    if entry.file_name().to_string_lossy().starts_with("task-") {
-                        left |= std::fs::remove_dir(entry.path()).is_err();
-                    }
-                }
-                if parent.exists() {
-                    left |= std::fs::remove_dir(parent).is_err();
-                }
-            }
-            if !left {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
 /// Every app of the scenario on a single agent offering 4 cpus and 2048 MB.
 fn apps() -> [Value; 3] {
     [
@@ -163,7 +117,6 @@ async fn scrape_until(
 
 /// The scenario, against an agent started with `--cgroups <mode>`.
 async fn scenario(mode: &str, token: bool) {
-    let mut cleanup = CgroupCleanup::default();
     let mut agent_args = vec!["--cgroups".to_string(), mode.to_string()];
     let mut offerd_args = Vec::new();
     if token {
@@ -180,8 +133,14 @@ async fn scenario(mode: &str, token: bool) {
     })
     .await;
     let log = c.agents[0].log_text();
+    // The agent's cgroup v1 levels (memory, cpu, cpuacct); the cluster removes them when dropped.
+    let levels = agent_cgroups(&log);
     if mode == "v1" {
-        cleanup.0 = v1_parents(&log);
+        assert_eq!(
+            levels.len(),
+            3,
+            "the agent did not say it uses cgroup v1:\n{log}"
+        );
     } else {
         assert!(log.contains("cgroups off"), "{log}");
     }
@@ -315,8 +274,7 @@ async fn scenario(mode: &str, token: bool) {
 
     if mode == "v1" {
         // The burning task's cgroups carry its limits, and it runs in them.
-        let [memory, cpu_dir, cpuacct] =
-            [0, 1, 2].map(|i| cleanup.0[i].join(format!("task-{burn}")));
+        let [memory, cpu_dir, cpuacct] = [0, 1, 2].map(|i| levels[i].join(format!("task-{burn}")));
         let read = |p: PathBuf| {
             std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
         };

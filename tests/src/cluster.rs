@@ -364,6 +364,54 @@ impl Drop for Cluster {
         for d in &self.agent_dirs {
             reap_tasks(d);
         }
+        let levels: Vec<PathBuf> = self
+            .agents
+            .iter()
+            .flat_map(|a| agent_cgroups(&a.log_text()))
+            .collect();
+        remove_agent_cgroups(&levels);
+    }
+}
+
+/// The cgroup v1 levels an agent made for its tasks' cgroups, as it logged them at start
+/// (`limiting tasks with cgroup v1 memory=... cpu=... cpuacct=...`); none without cgroup v1.
+pub fn agent_cgroups(log: &str) -> Vec<PathBuf> {
+    let Some(line) = log
+        .lines()
+        .find(|l| l.contains("limiting tasks with cgroup v1"))
+    else {
+        return Vec::new();
+    };
+    ["memory=", "cpu=", "cpuacct="]
+        .iter()
+        .filter_map(|k| {
+            let at = line.find(&format!(" {k}"))?;
+            let path = line[at + 1 + k.len()..].split_whitespace().next()?;
+            Some(PathBuf::from(path))
+        })
+        .collect()
+}
+
+/// Removes the task cgroups under an agent's cgroup v1 levels, and the levels, once its tasks
+/// are gone: an agent killed with `kill -9` releases none, and every test run would leave them.
+/// The tasks were just SIGKILLed, so their cgroups empty within moments (waited up to 2 s).
+pub fn remove_agent_cgroups(levels: &[PathBuf]) {
+    for _ in 0..40 {
+        let mut left = false;
+        for level in levels {
+            for entry in std::fs::read_dir(level).into_iter().flatten().flatten() {
+                if entry.file_name().to_string_lossy().starts_with("task-") {
+                    left |= std::fs::remove_dir(entry.path()).is_err();
+                }
+            }
+            if level.exists() {
+                left |= std::fs::remove_dir(level).is_err();
+            }
+        }
+        if !left {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
