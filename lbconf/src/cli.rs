@@ -51,6 +51,15 @@ pub struct WatchArgs {
     /// (instance changes through the runtime socket are not held back)
     #[arg(long, default_value = "2s", value_parser = cairn_wire::parse_go_duration)]
     pub reload_interval: std::time::Duration,
+    /// Serve Prometheus metrics on GET http://ADDR/metrics (requests per service read from
+    /// HAProxy's runtime API, for autoscaling); off when not given
+    #[arg(
+        long,
+        env = "LBCONF_METRICS_LISTEN",
+        value_name = "ADDR",
+        requires = "haproxy_socket"
+    )]
+    pub metrics_listen: Option<std::net::SocketAddr>,
     #[command(flatten)]
     pub layout: Layout,
 }
@@ -177,6 +186,22 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     "--haproxy-socket {sock:?}: the path must not contain spaces or quotes"
                 );
             }
+            let stop = tokio_util::sync::CancellationToken::new();
+            let mut metrics = None;
+            let mut server = None;
+            if let (Some(addr), Some(sock)) = (args.metrics_listen, &args.haproxy_socket) {
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("--metrics-listen {addr}"))?;
+                let m = std::sync::Arc::new(crate::metrics::Metrics::new(sock.clone()));
+                tracing::info!(addr = %listener.local_addr().unwrap_or(addr), "serving /metrics");
+                server = Some(tokio::spawn(crate::metrics::serve(
+                    listener,
+                    m.clone(),
+                    stop.clone(),
+                )));
+                metrics = Some(m);
+            }
             let options = crate::watch::Options {
                 out: args.out,
                 socket: args.haproxy_socket,
@@ -185,8 +210,15 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 command_timeout: args.command_timeout,
                 reload_interval: args.reload_interval,
                 settings: settings(&args.layout, socket)?,
+                metrics,
             };
             crate::watch::run(client, options, cairn_cli::shutdown_signal()).await;
+            stop.cancel();
+            if let Some(server) = server
+                && let Err(e) = server.await
+            {
+                tracing::error!(error = %e, "the metrics server ended abnormally");
+            }
         }
         // Answered in `run`, before logging and the runtime start.
         Command::Docs(_) => {}

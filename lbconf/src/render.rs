@@ -8,6 +8,11 @@ use std::net::IpAddr;
 
 use crate::model::{Exposure, Route, Server};
 
+/// Where a spare server slot is parked (in maintenance): no instance is ever there, so the
+/// address alone tells a spare slot from a server (lbconf's metrics count servers so).
+pub const PARKED_IP: &str = "127.0.0.1";
+pub const PARKED_PORT: u16 = 1;
+
 /// Which instance sits in which server slot of each backend (None = a parked spare slot).
 pub type Assignment = BTreeMap<String, Vec<Option<Server>>>;
 
@@ -95,7 +100,9 @@ pub fn backend_commands(
             }
             None => {
                 cmds.push(format!("set server {server} state maint"));
-                cmds.push(format!("set server {server} addr 127.0.0.1 port 1"));
+                cmds.push(format!(
+                    "set server {server} addr {PARKED_IP} port {PARKED_PORT}"
+                ));
             }
         }
     }
@@ -339,7 +346,10 @@ pub fn config_with(
                 }
                 // A spare slot: parked, filled at runtime by address, port and state.
                 None => {
-                    w.line(format!("    server s{} 127.0.0.1:1 disabled", i + 1));
+                    w.line(format!(
+                        "    server s{} {PARKED_IP}:{PARKED_PORT} disabled",
+                        i + 1
+                    ));
                 }
             }
         }

@@ -2,7 +2,9 @@
 //! watch. Instance changes that fit the existing server slots go through the runtime API (no
 //! reload, no dropped connection); structural changes (a new service or host, slots exhausted)
 //! write a new config, validated by `haproxy -c` first, and run the reload command. An invalid
-//! config is reported and the running one kept; later valid changes still apply.
+//! config is reported and the running one kept; later valid changes still apply. With
+//! `--metrics-listen`, the watch tells [`crate::metrics`] which backends HAProxy runs, its
+//! reloads (reading HAProxy's counters just before each) and its runtime updates.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -25,6 +27,8 @@ pub struct Options {
     /// Least time between two reloads.
     pub reload_interval: Duration,
     pub settings: Settings,
+    /// `--metrics-listen`'s metrics, told of reloads, runtime updates and the routes applied.
+    pub metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
 }
 
 /// Most of each output stream of `haproxy -c` or the reload command kept for the log.
@@ -95,7 +99,7 @@ const CONNECT_PATIENCE: Duration = Duration::from_secs(2);
 /// it: EAGAIN), and a reloading HAProxy briefly refuses or has no socket file: those are
 /// retried for [`CONNECT_PATIENCE`] rather than turned into a reload, which at fleet size takes
 /// seconds of `haproxy -c` and a new worker.
-async fn connect(socket: &Path) -> Result<tokio::net::UnixStream, String> {
+pub(crate) async fn connect(socket: &Path) -> Result<tokio::net::UnixStream, String> {
     use std::io::ErrorKind::{ConnectionRefused, NotFound, WouldBlock};
     let deadline = tokio::time::Instant::now() + CONNECT_PATIENCE;
     let mut pause = Duration::from_millis(2);
@@ -249,6 +253,10 @@ async fn apply(options: &Options, routes: &[Route], current: Option<Applied>) ->
                     commands = commands.len(),
                     "instances updated through the runtime API (no reload)"
                 );
+                if let Some(m) = &options.metrics {
+                    m.runtime_updated();
+                    m.routes_applied(routes);
+                }
                 return Some(Applied {
                     routes: routes.to_vec(),
                     assignment: next,
@@ -280,10 +288,21 @@ async fn apply(options: &Options, routes: &[Route], current: Option<Applied>) ->
         tracing::error!(error = %e, "cannot write the config; the running config stays");
         return current;
     }
+    if let Some(m) = &options.metrics {
+        if options.reload_cmd.is_some() {
+            // The reloaded HAProxy counts from 0: the requests the old one served since the
+            // last scrape are read now or never.
+            m.before_reload().await;
+        }
+        m.routes_applied(routes);
+    }
     match &options.reload_cmd {
         Some(cmd) => match reload(cmd, options.command_timeout).await {
             Ok(()) => {
                 tracing::info!(out = %options.out.display(), "config written; HAProxy reloaded");
+                if let Some(m) = &options.metrics {
+                    m.reloaded();
+                }
                 if let Some(socket) = &options.socket {
                     wait_for_reload(socket, &text).await;
                 }
@@ -397,6 +416,9 @@ pub async fn run(
                             Ok(0) => continue,
                             Ok(commands) => {
                                 tracing::info!(commands, "instances updated through the runtime API (no reload)");
+                                if let Some(m) = &options.metrics {
+                                    m.runtime_updated();
+                                }
                                 write_due.get_or_insert(now + CONFIG_WRITE_DELAY);
                                 continue;
                             }
