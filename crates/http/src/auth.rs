@@ -75,6 +75,12 @@ impl Secret {
     pub fn same_as(&self, other: &Secret) -> bool {
         self.matches(&other.0)
     }
+
+    /// The secret itself, to present it to a peer (offerd reading a task's log from its
+    /// agent with the agent token); never to show.
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
 }
 
 impl std::fmt::Debug for Secret {
@@ -118,6 +124,11 @@ impl SharedSecret {
     /// Whether `token` is this secret (constant time).
     pub fn matches(&self, token: &[u8]) -> bool {
         self.token.matches(token)
+    }
+
+    /// The secret, to present it to a peer (see [`Secret::expose`]).
+    pub fn secret(&self) -> &Secret {
+        &self.token
     }
 }
 

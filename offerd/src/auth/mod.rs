@@ -375,6 +375,21 @@ impl Access {
                 .is_some_and(|f| !f.current.load().agents.is_empty())
     }
 
+    /// The token agent `node` requires on its own API (taskrun's API takes the token it
+    /// presents to offerd): its node-bound token from the auth file, else the shared one;
+    /// `None` when neither is set (its API is open).
+    pub fn agent_token_of(&self, node: &str) -> Option<Secret> {
+        let bound = self.file.as_ref().and_then(|f| {
+            f.current
+                .load()
+                .agents
+                .iter()
+                .find(|a| a.node == node)
+                .map(|a| a.token.clone())
+        });
+        bound.or_else(|| self.agent_token.as_ref().map(|s| s.secret().clone()))
+    }
+
     /// Who the headers authenticate on the agents' routes.
     pub fn agent(&self, headers: &HeaderMap) -> Authenticated<AgentIdentity> {
         if !self.agents_guarded() {

@@ -164,6 +164,9 @@ fn resolve(list: &str, auth: &ClientAuth) -> anyhow::Result<(Endpoints, Vec<Cred
 
 pub struct OfferdClient {
     http: reqwest::Client,
+    /// The same without the whole-request deadline: a followed log is read for as long as
+    /// the caller wants ([`OfferdClient::stream`]).
+    streaming: reqwest::Client,
     endpoints: Endpoints,
     /// Per endpoint, in the same order.
     credentials: Vec<Credentials>,
@@ -185,14 +188,21 @@ impl OfferdClient {
         // Always preconfigured, http too: reqwest has TLS but no crypto provider of its own.
         let tls_config = tls.client_config(https).context("--offerd")?;
         let http = reqwest::Client::builder()
-            .tls_backend_preconfigured(tls_config)
+            .tls_backend_preconfigured(tls_config.clone())
             .no_proxy()
             .connect_timeout(std::time::Duration::from_secs(5))
             .timeout(std::time::Duration::from_secs(60))
             .build()
             .context("building the HTTP client")?;
+        let streaming = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls_config)
+            .no_proxy()
+            .connect_timeout(std::time::Duration::from_secs(5))
+            .build()
+            .context("building the HTTP client")?;
         Ok(OfferdClient {
             http,
+            streaming,
             endpoints,
             credentials,
         })
@@ -208,6 +218,61 @@ impl OfferdClient {
         query: &[(&str, &str)],
         body: Option<&Value>,
     ) -> anyhow::Result<Value> {
+        let resp = self.send(&self.http, &method, path, query, body).await?;
+        let url = resp.url().clone();
+        let status = resp.status();
+        let text = resp
+            .text()
+            .await
+            .with_context(|| format!("{method} {url}: reading the answer"))?;
+        let json: Value = if text.trim().is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text.clone()))
+        };
+        if status.is_success() {
+            return Ok(json);
+        }
+        Err(answer_error(&method, path, status, &json, &text))
+    }
+
+    /// A GET whose answer is read as it comes (a log), with no deadline but the connection's:
+    /// the response once its status is 2xx; else the server's message as [`OfferdClient::call`]
+    /// gives it (at most 64 KiB of it read).
+    pub async fn stream(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+    ) -> anyhow::Result<reqwest::Response> {
+        let method = Method::GET;
+        let mut resp = self
+            .send(&self.streaming, &method, path, query, None)
+            .await?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp);
+        }
+        let mut body = Vec::new();
+        while body.len() < 64 * 1024 {
+            match tokio::time::timeout(std::time::Duration::from_secs(10), resp.chunk()).await {
+                Ok(Ok(Some(chunk))) => body.extend_from_slice(&chunk),
+                _ => break,
+            }
+        }
+        let text = String::from_utf8_lossy(&body).into_owned();
+        let json = serde_json::from_str(&text).unwrap_or(Value::String(text.clone()));
+        Err(answer_error(&method, path, status, &json, &text))
+    }
+
+    /// Sends one request with `http`, moving to the next `--offerd` on connection errors.
+    async fn send(
+        &self,
+        http: &reqwest::Client,
+        method: &Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<&Value>,
+    ) -> anyhow::Result<reqwest::Response> {
         let url_on = |i: usize| {
             let mut url = self.endpoints.urls()[i].clone();
             url.set_path(path);
@@ -220,10 +285,10 @@ impl OfferdClient {
         let sent = self
             .endpoints
             .run(
-                |e: &SendError| cairn_client::may_fail_over(&method, &e.cause),
+                |e: &SendError| cairn_client::may_fail_over(method, &e.cause),
                 |i| {
                     let url = url_on(i);
-                    let mut req = self.http.request(method.clone(), url.clone());
+                    let mut req = http.request(method.clone(), url.clone());
                     req = match &self.credentials[i] {
                         Credentials::None => req,
                         Credentials::Bearer(t) => req.bearer_auth(t),
@@ -244,8 +309,8 @@ impl OfferdClient {
                 },
             )
             .await;
-        let (i, resp) = match sent {
-            Ok(answered) => answered,
+        match sent {
+            Ok((_, resp)) => Ok(resp),
             Err(failed) => {
                 let SendError { what, cause } = failed.error;
                 let what = if failed.tried > 1 {
@@ -253,50 +318,47 @@ impl OfferdClient {
                 } else {
                     what
                 };
-                return Err(anyhow::Error::new(cause).context(what));
-            }
-        };
-        let url = url_on(i);
-        let status = resp.status();
-        let text = resp
-            .text()
-            .await
-            .with_context(|| format!("{method} {url}: reading the answer"))?;
-        let json: Value = if text.trim().is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or(Value::String(text.clone()))
-        };
-        if status.is_success() {
-            return Ok(json);
-        }
-        let mut msg = json
-            .get("message")
-            .and_then(Value::as_str)
-            .map(str::to_string)
-            .unwrap_or_else(|| text.trim().to_string());
-        if let Some(details) = json.get("details").and_then(Value::as_array) {
-            for d in details {
-                msg.push_str(&format!(
-                    "\n  {}: {}",
-                    d["path"].as_str().unwrap_or("?"),
-                    d["errors"]
-                        .as_array()
-                        .map(|e| e
-                            .iter()
-                            .filter_map(Value::as_str)
-                            .collect::<Vec<_>>()
-                            .join("; "))
-                        .unwrap_or_default()
-                ));
+                Err(anyhow::Error::new(cause).context(what))
             }
         }
-        Err(anyhow!("{method} {path}: {} {msg}", status.as_u16()))
     }
 
     pub async fn get(&self, path: &str, query: &[(&str, &str)]) -> anyhow::Result<Value> {
         self.call(Method::GET, path, query, None).await
     }
+}
+
+/// The error of an answer that is not 2xx: the server's `message` (and 422 details), else its
+/// text.
+fn answer_error(
+    method: &Method,
+    path: &str,
+    status: reqwest::StatusCode,
+    json: &Value,
+    text: &str,
+) -> anyhow::Error {
+    let mut msg = json
+        .get("message")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .unwrap_or_else(|| text.trim().to_string());
+    if let Some(details) = json.get("details").and_then(Value::as_array) {
+        for d in details {
+            msg.push_str(&format!(
+                "\n  {}: {}",
+                d["path"].as_str().unwrap_or("?"),
+                d["errors"]
+                    .as_array()
+                    .map(|e| e
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join("; "))
+                    .unwrap_or_default()
+            ));
+        }
+    }
+    anyhow!("{method} {path}: {} {msg}", status.as_u16())
 }
 
 /// A request that got no answer: what it was (`GET http://h:5050/v2/apps`) and why.

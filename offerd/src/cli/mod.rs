@@ -9,6 +9,7 @@ mod apply;
 mod autoscale_args;
 mod client;
 mod commands;
+mod logs;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -66,6 +67,9 @@ pub enum Command {
     Drain(commands::DrainArgs),
     /// Put a drained agent back into service
     Undrain(commands::DrainArgs),
+    /// Print the output of an app's tasks, across agents, each line prefixed with its task
+    /// ([task id] line); --follow keeps following, new tasks too
+    Logs(logs::LogsArgs),
     #[command(flatten)]
     Docs(cairn_cli::DocsCommand),
 }
@@ -206,6 +210,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Agents(args) => commands::agents(&client(&args.auth)?, args).await,
         Command::Drain(args) => commands::drain(&client(&args.auth)?, args, true).await,
         Command::Undrain(args) => commands::drain(&client(&args.auth)?, args, false).await,
+        Command::Logs(args) => logs::logs(client(&args.auth)?, args).await,
         // Answered in `run`, before logging and the runtime start.
         Command::Docs(_) => Ok(ExitCode::SUCCESS),
     }

@@ -40,6 +40,7 @@
 //! | `/v1/offers?framework=F` | GET | change `/F/` (issuing offers acts as the framework) |
 //! | `/v1/offers/{id}/accept`, `/decline` | POST | change `/F/` (the tasks are apps `/F/<name>`) |
 //! | `/v1/tasks/{id}`, `/v1/frameworks/{name}/tasks` | GET | read |
+//! | `/v1/tasks/{id}/logs` | GET | read (the task's output, relayed from its agent: `http/logs.rs`) |
 //! | `/v1/tasks/{id}/kill` | POST | change the task's app |
 //! | `/v1/agents/register` | POST | agent token; a node-bound token only for its node |
 //! | `/v1/agents/{node}/tasks` | GET | agent token; node-bound: only `{node}` |
@@ -54,6 +55,7 @@ mod autoscale;
 mod error;
 mod events;
 pub mod guard;
+mod logs;
 mod misc;
 mod offers;
 pub mod render;
@@ -130,6 +132,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/offers/{id}/decline", post(offers::decline))
         .route("/v1/tasks/{id}", get(offers::get_task))
         .route("/v1/tasks/{id}/kill", post(offers::kill_task))
+        .route("/v1/tasks/{id}/logs", get(logs::task_logs))
         .route("/v1/frameworks/{name}/tasks", get(offers::framework_tasks))
         .fallback(misc::not_found)
         .layer(axum::middleware::from_fn_with_state(
