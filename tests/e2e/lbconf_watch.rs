@@ -13,7 +13,7 @@ use cairn_tests::{Catalogd, free_port};
 use serde_json::json;
 
 /// A Python HTTP server answering `/` with `name`.
-fn backend(dir: &Path, name: &str) -> (Proc, u16) {
+pub(crate) fn backend(dir: &Path, name: &str) -> (Proc, u16) {
     let root = dir.join(name);
     std::fs::create_dir_all(&root).unwrap();
     std::fs::write(root.join("index.html"), name).unwrap();
@@ -34,7 +34,7 @@ fn backend(dir: &Path, name: &str) -> (Proc, u16) {
     (Proc(child), port)
 }
 
-async fn get(port: u16, host: &str) -> Option<String> {
+pub(crate) async fn get(port: u16, host: &str) -> Option<String> {
     let client = reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(3))

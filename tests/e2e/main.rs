@@ -47,6 +47,7 @@ mod healthcheck_http;
 mod healthcheck_run;
 mod healthcheck_tcp;
 mod http_bounds;
+mod lbconf_metrics;
 mod lbconf_render;
 mod lbconf_watch;
 mod many_hosts;

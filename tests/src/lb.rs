@@ -32,6 +32,10 @@ pub struct BalancerOpts {
     pub command_timeout: Option<&'static str>,
     /// `--reload-interval` (default: lbconf's).
     pub reload_interval: Option<&'static str>,
+    /// `--metrics-listen` on a free loopback port ([`Balancer::metrics_port`]).
+    pub metrics: bool,
+    /// `--metrics-listen` on this loopback port (for a consumer started before the balancer).
+    pub metrics_port: Option<u16>,
 }
 
 /// lbconf + HAProxy, with every file in one directory.
@@ -41,6 +45,8 @@ pub struct Balancer {
     _lbconf: Proc,
     /// HAProxy's shared HTTP frontend on 127.0.0.1.
     pub http_port: u16,
+    /// lbconf's `/metrics` on 127.0.0.1, when [`BalancerOpts::metrics`] asked for it.
+    pub metrics_port: Option<u16>,
     pub cfg: PathBuf,
     pub admin_sock: PathBuf,
     pub lb_log: PathBuf,
@@ -80,6 +86,10 @@ impl Balancer {
         if let Some(t) = opts.reload_interval {
             cmd.args(["--reload-interval", t]);
         }
+        let metrics_port = opts.metrics_port.or_else(|| opts.metrics.then(free_port));
+        if let Some(port) = metrics_port {
+            cmd.args(["--metrics-listen", &format!("127.0.0.1:{port}")]);
+        }
         let lbconf = Proc(
             cmd.env("CAIRN_CATALOG", catalog)
                 .env("RUST_LOG", "info")
@@ -111,6 +121,7 @@ impl Balancer {
             haproxy,
             _lbconf: lbconf,
             http_port,
+            metrics_port,
             cfg,
             admin_sock,
             lb_log,
@@ -131,6 +142,23 @@ impl Balancer {
     /// HAProxy's pid (the master).
     pub fn haproxy_pid(&self) -> u32 {
         self.haproxy.0.id()
+    }
+
+    /// Stops HAProxy as an operator would (SIGTERM to the master, which stops its workers) and
+    /// waits for it to exit; lbconf keeps running.
+    pub async fn stop_haproxy(&mut self) {
+        let pid = self.haproxy.0.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status();
+        assert!(
+            sent.as_ref().is_ok_and(|s| s.success()),
+            "kill -TERM {pid}: {sent:?}"
+        );
+        let log = || std::fs::read_to_string(&self.haproxy_log).unwrap_or_default();
+        let child = &mut self.haproxy.0;
+        wait(20, "HAProxy to exit", &log, || {
+            child.try_wait().is_ok_and(|s| s.is_some())
+        })
+        .await;
     }
 }
 
