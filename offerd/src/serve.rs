@@ -208,6 +208,36 @@ impl Drop for Duties {
     }
 }
 
+/// Starts announcing offerd at `addr` in the catalog (none without a catalog or an address
+/// to announce); cancel the token to deregister, then await the task.
+fn announce(
+    catalog: Option<&CatalogClient>,
+    addr: &str,
+) -> Option<(
+    tokio_util::sync::CancellationToken,
+    tokio::task::JoinHandle<()>,
+)> {
+    let client = catalog?.clone();
+    let who = crate::announce::Announcement::for_addr(addr)?;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(crate::announce::announce(client, who, stop.clone()));
+    Some((stop, task))
+}
+
+/// Deregisters what [`announce`] registered (bounded by its own timeout).
+async fn withdraw(
+    announced: Option<(
+        tokio_util::sync::CancellationToken,
+        tokio::task::JoinHandle<()>,
+    )>,
+) {
+    if let Some((stop, task)) = announced {
+        stop.cancel();
+        // Ends after its bounded deregistration; a panic in it was logged already.
+        let _ = task.await;
+    }
+}
+
 /// Runs offerd until `shutdown` resolves.
 pub async fn serve(
     cfg: ServeConfig,
@@ -256,11 +286,8 @@ pub async fn serve(
         "offerd serving HTTP"
     );
 
-    let duties = Arc::new(Duties::start(
-        &core,
-        cfg.catalog.as_ref(),
-        &cfg.autoscale,
-    ));
+    let duties = Arc::new(Duties::start(&core, cfg.catalog.as_ref(), &cfg.autoscale));
+    let announced = announce(cfg.catalog.as_ref(), &local.to_string());
     let app = router(AppState {
         core: core.clone(),
         advertise: local.to_string(),
@@ -282,6 +309,7 @@ pub async fn serve(
         .serve(listener, move |_| app.clone(), graceful)
         .await;
     drop(duties);
+    withdraw(announced).await;
     if let Some(r) = reload {
         r.abort();
     }
@@ -308,6 +336,7 @@ async fn serve_replica(
         "offerd serving HTTP as a replica"
     );
     let app = replica.router();
+    let announced = announce(cfg.catalog.as_ref(), replica.name());
     let stopping = replica.clone();
     let graceful = async move {
         shutdown.await;
@@ -319,6 +348,7 @@ async fn serve_replica(
         .serve(listener, move |_| app.clone(), graceful)
         .await;
     replica.stop().await;
+    withdraw(announced).await;
     tracing::info!("offerd stopped");
     Ok(())
 }

@@ -59,24 +59,7 @@ pub fn agent_service_registration(
     api_host: &str,
     api_port: u16,
 ) -> CatalogRegistration {
-    CatalogRegistration {
-        node: node.into(),
-        address: address.into(),
-        skip_node_update: true,
-        service: Some(NodeService {
-            id: AGENT_SERVICE.into(),
-            service: AGENT_SERVICE.into(),
-            tags: vec!["cairn".into()],
-            address: api_host.into(),
-            port: api_port,
-            meta: BTreeMap::from([
-                ("prometheus_port".to_string(), api_port.to_string()),
-                ("prometheus_path".to_string(), "/metrics".to_string()),
-            ]),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
+    CatalogRegistration::daemon_service(AGENT_SERVICE, node, address, api_host, api_port)
 }
 
 /// Takes the agent's own service out of the catalog (a clean stop), within a bounded wait.

@@ -318,3 +318,52 @@ async fn with_acls_prometheus_sees_what_its_token_may_read() {
         prom.log_text()
     );
 }
+
+#[tokio::test]
+async fn every_cairn_daemon_with_metrics_is_scraped_through_discovery() {
+    let mut c = cairn_tests::cluster::Cluster::start(cairn_tests::cluster::ClusterOpts {
+        agents: 2,
+        ..Default::default()
+    })
+    .await;
+    let prom = Prometheus::start(&config(&[job("cairn", c.catalog.port, "")])).await;
+    // catalogd lists itself; offerd and each agent registered their own services.
+    let targets = wait_up(
+        &prom,
+        "cairn",
+        &[
+            "cairn-catalogd",
+            "cairn-offerd",
+            "cairn-taskrun",
+            "cairn-taskrun",
+        ],
+    )
+    .await;
+    let offerd = targets
+        .iter()
+        .find(|t| t.0 == "cairn-offerd")
+        .expect("offerd's target");
+    assert_eq!(
+        offerd.2["scrapeUrl"],
+        format!("http://127.0.0.1:{}/metrics", c.offerd.port()),
+        "{targets:?}"
+    );
+    let up = prom
+        .query("up{service=\"cairn-offerd\"}")
+        .await
+        .unwrap_or_default();
+    assert_eq!(up.first().map(|s| s["value"][1].clone()), Some(json!("1")));
+
+    // A clean stop takes offerd's service out of the catalog, hence out of discovery.
+    assert!(c.offerd.sigterm(Duration::from_secs(20)).success());
+    wait_for(
+        "cairn-offerd to leave the targets",
+        Duration::from_secs(20),
+        String::new,
+        async || {
+            let g = groups(&c.catalog.http).await;
+            (!ids(&g).iter().any(|id| id.starts_with("cairn-offerd"))).then_some(())
+        },
+    )
+    .await;
+}

@@ -272,6 +272,39 @@ pub struct CatalogRegistration {
     pub skip_node_update: bool,
 }
 
+impl CatalogRegistration {
+    /// A cairn daemon's own service on `node` (created with `address` if new, left as it is
+    /// otherwise): its API at `api_host:api_port`, tagged `cairn`, with the port and path
+    /// Prometheus scrapes, so catalogd's service discovery (`/v1/cairn/prometheus/targets`)
+    /// lists it. The service's ID is its name: one per daemon and node.
+    pub fn daemon_service(
+        name: &str,
+        node: &str,
+        address: &str,
+        api_host: &str,
+        api_port: u16,
+    ) -> CatalogRegistration {
+        CatalogRegistration {
+            node: node.into(),
+            address: address.into(),
+            skip_node_update: true,
+            service: Some(NodeService {
+                id: name.into(),
+                service: name.into(),
+                tags: vec!["cairn".into()],
+                address: api_host.into(),
+                port: api_port,
+                meta: BTreeMap::from([
+                    ("prometheus_port".to_string(), api_port.to_string()),
+                    ("prometheus_path".to_string(), "/metrics".to_string()),
+                ]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+}
+
 /// Body of `PUT /v1/catalog/deregister`.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "PascalCase", default)]
