@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use cairn_tests::cluster::{Cluster, ClusterOpts};
+use cairn_tests::lb::{Balancer, BalancerOpts};
 use cairn_tests::prometheus::Prometheus;
 use serde_json::{Value, json};
 
@@ -350,4 +351,117 @@ async fn a_cpu_policy_scales_up_while_tasks_burn_and_back_when_they_idle() {
     let st = status(&c, app).await.expect("status of /burn");
     assert_eq!(st["lastScale"]["to"], 1, "{st}");
     assert!(st["value"].as_f64().is_some_and(|v| v < 25.0), "{st}");
+}
+
+/// busybox httpd answering `/` (the many-hosts test's server, without its fallbacks).
+fn httpd_app(id: &str, vhost: &str, labels: Value) -> Value {
+    let mut labels = labels;
+    labels["lb_vhost"] = json!(vhost);
+    json!({
+        "id": id,
+        "cmd": "mkdir -p www && echo ok > www/index.html && exec /bin/busybox httpd -f -p \"$HOST:$PORT0\" -h www",
+        "cpus": 0.1, "mem": 32, "instances": 1,
+        "labels": labels,
+        "healthChecks": [{ "protocol": "HTTP", "path": "/", "intervalSeconds": 1,
+                           "timeoutSeconds": 1, "gracePeriodSeconds": 5 }],
+    })
+}
+
+#[tokio::test]
+async fn an_rps_policy_follows_wrk_load_through_haproxy_without_flapping() {
+    let lb_metrics = cairn_tests::free_port();
+    let c = cluster_with(&[
+        "--autoscale-lbconf".into(),
+        format!("http://127.0.0.1:{lb_metrics}"),
+    ])
+    .await;
+    let lb_dir = tempfile::tempdir().expect("temp dir");
+    let lb = Balancer::start(
+        lb_dir.path(),
+        &c.catalog.url,
+        BalancerOpts {
+            metrics_port: Some(lb_metrics),
+            ..BalancerOpts::default()
+        },
+    )
+    .await;
+    let app = "/web";
+    let vhost = "web.auto";
+    let r = c
+        .post_app(&httpd_app(
+            app,
+            vhost,
+            json!({
+                "cairn.autoscale.metric": "rps",
+                "cairn.autoscale.target": "50",
+                "cairn.autoscale.max": "6",
+                "cairn.autoscale.cooldown": "3s",
+                "cairn.autoscale.scale_down_window": "10s",
+            }),
+        ))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    c.wait_running(app, 1, 60).await;
+    let url = format!("http://127.0.0.1:{}/", lb.http_port);
+    let http = reqwest::Client::new();
+    c.wait_for("/web routed by HAProxy", 60, || async {
+        let r = http.get(&url).header("host", vhost).send().await.ok()?;
+        (r.status() == 200).then_some(())
+    })
+    .await;
+
+    // Two connections, each sending a request 10 ms after its answer: at most 200 requests
+    // a second, about 180 here, which four instances serve under the target of 50.
+    let pace = lb_dir.path().join("pace.lua");
+    std::fs::write(&pace, "function delay()\n  return 10\nend\n").expect("wrk script");
+    let mut wrk = tokio::process::Command::new("wrk")
+        .args([
+            "-t1",
+            "-c2",
+            "-d120s",
+            "-H",
+            &format!("Host: {vhost}"),
+            "-s",
+        ])
+        .arg(&pace)
+        .arg(&url)
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("wrk is not installed: run scripts/test (apt-get install wrk)");
+    let settled = c
+        .wait_for("/web to settle under the target", 90, || async {
+            let st = status(&c, app).await?;
+            let healthy = c.running(app).await.len() as i64;
+            let n = instances(&c, app).await;
+            (n >= 2 && healthy == n && st["decision"] == "steady" && st["value"].as_f64()? <= 55.0)
+                .then_some(n)
+        })
+        .await;
+    let scaled_at = status(&c, app).await.expect("status")["lastScale"]["at"].clone();
+    // Steady load: no further scale either way for 15 s.
+    for _ in 0..15 {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        assert_eq!(
+            instances(&c, app).await,
+            settled,
+            "flapped under steady load"
+        );
+    }
+    let st = status(&c, app).await.expect("status");
+    assert_eq!(st["lastScale"]["at"], scaled_at, "{st}");
+    assert!(st["value"].as_f64().is_some_and(|v| v > 20.0), "{st}");
+
+    // Load gone: the rate falls to 0 over the rate window and, a 10 s window after each lower
+    // reading, the app steps down to min.
+    wrk.kill().await.expect("stopping wrk");
+    c.wait_running(app, 1, 90).await;
+    let st = status(&c, app).await.expect("status");
+    assert_eq!(st["lastScale"]["to"], 1, "{st}");
+    assert!(
+        st["lastScale"]["from"]
+            .as_i64()
+            .is_some_and(|from| from > 1 && from <= settled),
+        "{st}"
+    );
 }
