@@ -133,7 +133,7 @@ async fn scenario(mode: &str, token: bool) {
     })
     .await;
     let log = c.agents[0].log_text();
-    // The agent's cgroup v1 levels (memory, cpu, cpuacct); the cluster removes them when dropped.
+    // The agent's cgroup v1 levels (memory, cpu, cpuacct); removed when its Daemon is dropped.
     let levels = agent_cgroups(&log);
     if mode == "v1" {
         assert_eq!(

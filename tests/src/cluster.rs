@@ -364,12 +364,7 @@ impl Drop for Cluster {
         for d in &self.agent_dirs {
             reap_tasks(d);
         }
-        let levels: Vec<PathBuf> = self
-            .agents
-            .iter()
-            .flat_map(|a| agent_cgroups(&a.log_text()))
-            .collect();
-        remove_agent_cgroups(&levels);
+        // The agents' cgroup v1 levels go when their Daemons are dropped, after this.
     }
 }
 
@@ -393,7 +388,8 @@ pub fn agent_cgroups(log: &str) -> Vec<PathBuf> {
 }
 
 /// Removes the task cgroups under an agent's cgroup v1 levels, and the levels, once its tasks
-/// are gone: an agent killed with `kill -9` releases none, and every test run would leave them.
+/// are gone: an agent killed with `kill -9` releases none, and every test run would leave them
+/// (a dropped taskrun [`crate::daemon::Daemon`] calls it).
 /// The tasks were just SIGKILLed, so their cgroups empty within moments (waited up to 2 s).
 pub fn remove_agent_cgroups(levels: &[PathBuf]) {
     for _ in 0..40 {

@@ -254,5 +254,10 @@ impl Daemon {
 impl Drop for Daemon {
     fn drop(&mut self) {
         self.kill9();
+        if self.name == "taskrun" {
+            // A killed agent releases no cgroups: remove its cgroup v1 levels, once the tasks
+            // its owner reaped (before dropping it) have left them.
+            crate::cluster::remove_agent_cgroups(&crate::cluster::agent_cgroups(&self.log_text()));
+        }
     }
 }
