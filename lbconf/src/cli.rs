@@ -189,12 +189,25 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let stop = tokio_util::sync::CancellationToken::new();
             let mut metrics = None;
             let mut server = None;
+            let mut announced = None;
             if let (Some(addr), Some(sock)) = (args.metrics_listen, &args.haproxy_socket) {
                 let listener = tokio::net::TcpListener::bind(addr)
                     .await
                     .with_context(|| format!("--metrics-listen {addr}"))?;
+                let bound = listener.local_addr().unwrap_or(addr);
                 let m = std::sync::Arc::new(crate::metrics::Metrics::new(sock.clone()));
-                tracing::info!(addr = %listener.local_addr().unwrap_or(addr), "serving /metrics");
+                tracing::info!(addr = %bound, "serving /metrics");
+                // In the catalog as cairn-lbconf, so Prometheus' discovery through catalogd
+                // finds it (a token that may not register it only costs a warning).
+                announced =
+                    cairn_cli::announce::Announcement::for_addr("cairn-lbconf", &bound.to_string())
+                        .map(|who| {
+                            tokio::spawn(cairn_cli::announce::announce(
+                                client.clone(),
+                                who,
+                                stop.clone(),
+                            ))
+                        });
                 server = Some(tokio::spawn(crate::metrics::serve(
                     listener,
                     m.clone(),
@@ -214,6 +227,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             crate::watch::run(client, options, cairn_cli::shutdown_signal()).await;
             stop.cancel();
+            if let Some(task) = announced {
+                // Ends after its bounded deregistration; a panic in it was logged already.
+                let _ = task.await;
+            }
             if let Some(server) = server
                 && let Err(e) = server.await
             {

@@ -12,7 +12,6 @@
 //! - [`ha`]: replicas on etcd (`--etcd`): the elected leader schedules, standbys forward.
 //! - [`cli`]: `offerd serve` and the client commands (`apply`, `apps`, `tasks`, `scale`, `kill`).
 
-pub mod announce;
 pub mod auth;
 pub mod autoscale;
 pub mod cli;

@@ -218,9 +218,9 @@ fn announce(
     tokio::task::JoinHandle<()>,
 )> {
     let client = catalog?.clone();
-    let who = crate::announce::Announcement::for_addr(addr)?;
+    let who = cairn_cli::announce::Announcement::for_addr("cairn-offerd", addr)?;
     let stop = tokio_util::sync::CancellationToken::new();
-    let task = tokio::spawn(crate::announce::announce(client, who, stop.clone()));
+    let task = tokio::spawn(cairn_cli::announce::announce(client, who, stop.clone()));
     Some((stop, task))
 }
 

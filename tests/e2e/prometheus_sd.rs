@@ -326,13 +326,24 @@ async fn every_cairn_daemon_with_metrics_is_scraped_through_discovery() {
         ..Default::default()
     })
     .await;
+    let lb_dir = tempfile::tempdir().expect("temp dir");
+    let _lb = cairn_tests::lb::Balancer::start(
+        lb_dir.path(),
+        &c.catalog.url,
+        cairn_tests::lb::BalancerOpts {
+            metrics: true,
+            ..Default::default()
+        },
+    )
+    .await;
     let prom = Prometheus::start(&config(&[job("cairn", c.catalog.port, "")])).await;
-    // catalogd lists itself; offerd and each agent registered their own services.
+    // catalogd lists itself; offerd, lbconf and each agent registered their own services.
     let targets = wait_up(
         &prom,
         "cairn",
         &[
             "cairn-catalogd",
+            "cairn-lbconf",
             "cairn-offerd",
             "cairn-taskrun",
             "cairn-taskrun",

@@ -3,6 +3,7 @@
 //! `NO_COLOR`, logs on stderr), the same clean stop on SIGTERM/SIGINT, and the same
 //! `completions <shell>` and `man` subcommands ([`docs`]).
 
+pub mod announce;
 pub mod client_tls;
 pub mod docs;
 pub mod locks;
