@@ -62,14 +62,13 @@ fn prometheus_config(target_port: u16) -> String {
     )
 }
 
-/// A cluster whose offerd autoscales every second against `prometheus`.
+/// A cluster of one agent whose offerd autoscales every second, rates over 5 s unless `extra`
+/// (more `offerd serve` flags) says otherwise.
 async fn cluster_with(extra: &[String]) -> Cluster {
-    let mut offerd_args = vec![
-        "--autoscale-interval".to_string(),
-        "1s".to_string(),
-        "--autoscale-rate-window".to_string(),
-        "5s".to_string(),
-    ];
+    let mut offerd_args = vec!["--autoscale-interval".to_string(), "1s".to_string()];
+    if !extra.iter().any(|a| a == "--autoscale-rate-window") {
+        offerd_args.extend(["--autoscale-rate-window".to_string(), "5s".to_string()]);
+    }
     offerd_args.extend_from_slice(extra);
     Cluster::start(ClusterOpts {
         agents: 1,
