@@ -5,8 +5,6 @@
 //! requests included), `promtool` accepts the text, and a stopped HAProxy gives
 //! `lbconf_haproxy_up 0` with the last figures.
 
-use std::io::Write as _;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use cairn_tests::lb::{Balancer, BalancerOpts};
@@ -49,30 +47,6 @@ async fn send(http_port: u16, n: usize) {
             "request {i} answered {body:?}"
         );
     }
-}
-
-/// `promtool check metrics` on `text`: no complaint at all.
-fn promtool(text: &str) {
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool is not installed: run scripts/test (apt-get install prometheus)");
-    child
-        .stdin
-        .take()
-        .expect("promtool's stdin")
-        .write_all(text.as_bytes())
-        .expect("writing to promtool");
-    let out = child.wait_with_output().expect("promtool ran");
-    assert!(
-        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
-        "promtool: {}{}\n{text}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 #[tokio::test]
@@ -168,7 +142,7 @@ async fn requests_per_service_from_haproxy_across_reloads() {
         },
     )
     .await;
-    promtool(&text);
+    cairn_tests::prometheus::assert_promtool_accepts(&text);
 
     // M1 more, then at once a new service, which HAProxy reloads for: the new process counts
     // from 0, and the M1 requests the old one served since the last scrape are counted by the
@@ -261,5 +235,5 @@ async fn requests_per_service_from_haproxy_across_reloads() {
         Some(2.0),
         "{text}"
     );
-    promtool(&text);
+    cairn_tests::prometheus::assert_promtool_accepts(&text);
 }

@@ -9,7 +9,6 @@
 //! the agent token, and a real Prometheus finds the agent through the catalog (catalogd's HTTP
 //! service discovery, the agent's `cairn-taskrun` service) and scrapes it with the token.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -31,30 +30,6 @@ fn sample(text: &str, series: &str) -> Option<f64> {
 
 fn task_series(name: &str, app: &str, task: &str) -> String {
     format!(r#"{name}{{app="{app}",task="{task}",node="node-0"}}"#)
-}
-
-/// `promtool check metrics` on the text: no complaint at all.
-fn promtool_accepts(text: &str) {
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool is not installed: run scripts/test (apt-get install prometheus)");
-    child
-        .stdin
-        .take()
-        .expect("promtool's stdin")
-        .write_all(text.as_bytes())
-        .expect("writing to promtool");
-    let out = child.wait_with_output().expect("promtool's answer");
-    assert!(
-        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
-        "promtool: {}{}\n{text}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// Whether cgroup v1 hierarchies this process could write are mounted (this machine and CI).
@@ -231,7 +206,7 @@ async fn scenario(mode: &str, token: bool) {
         sample(&second, r#"taskrun_metrics_collect_seconds{node="node-0"}"#).is_some(),
         "{second}"
     );
-    promtool_accepts(&second);
+    cairn_tests::prometheus::assert_promtool_accepts(&second);
 
     // The exiting app's task ended on its own at least once: a restart of its app.
     let restarts = r#"taskrun_app_restarts_total{app="/m/exits",node="node-0"}"#;
@@ -470,5 +445,5 @@ async fn metrics_of_a_docker_task() {
         sample(&text, &task_series("taskrun_task_cpus", "/m/box", &task)),
         Some(0.2)
     );
-    promtool_accepts(&text);
+    cairn_tests::prometheus::assert_promtool_accepts(&text);
 }
