@@ -262,7 +262,7 @@ async fn site_yml_renders_the_secured_layout() {
     let tmp = tempfile::tempdir().expect("temp dir");
     let root = tmp.path();
     let (prefix, units, config) = (root.join("prefix"), root.join("units"), root.join("etc"));
-    let bin_dir = bin("offerd").parent().expect("target dir").to_path_buf();
+    let bin_dir = wrapper_bin_dir(root);
     const AGENT_TOKEN: &str = "agent-token-4f1c9d";
     const MANAGEMENT: &str = "management-token-8e2a7b";
     const ETCD: &str = "http://10.0.0.10:2379,http://10.0.0.11:2379,http://10.0.0.12:2379";
@@ -405,7 +405,8 @@ const HA_OFFERDS: &str = "http://10.0.0.10:5050,http://10.0.0.11:5050,http://10.
 /// A `cairn_bin_dir` of scripts that exec the built binaries. The HA layout installs onto five
 /// hosts at once, and five copies of every debug binary (hundreds of MB each) would cost more
 /// than the rest of the test; what a unit starts is still the real binary, with the flags the
-/// playbook rendered. (The first test installs the binaries themselves.)
+/// playbook rendered. The secured layout uses it too: only the first test installs the binaries
+/// themselves, so the suite copies them once.
 fn wrapper_bin_dir(root: &Path) -> PathBuf {
     let dir = root.join("built");
     std::fs::create_dir_all(&dir).expect("wrapper dir");
