@@ -36,6 +36,8 @@ impl Backend {
             .stderr(Stdio::null())
             .spawn()
             .expect("python3 http.server");
+        // Listening before HAProxy is pointed at it: an earlier request is HAProxy's 503.
+        cairn_tests::wait_listening(port, &format!("backend {name} (python3 -m http.server)"));
         Backend {
             child,
             port,

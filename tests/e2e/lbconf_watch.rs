@@ -12,7 +12,8 @@ use cairn_tests::lb::{Balancer, BalancerOpts, Proc};
 use cairn_tests::{Catalogd, free_port};
 use serde_json::json;
 
-/// A Python HTTP server answering `/` with `name`.
+/// A Python HTTP server answering `/` with `name`, listening when this returns (a request
+/// HAProxy forwards before the server listens is answered 503 after HAProxy's retries).
 pub(crate) fn backend(dir: &Path, name: &str) -> (Proc, u16) {
     let root = dir.join(name);
     std::fs::create_dir_all(&root).unwrap();
@@ -31,6 +32,7 @@ pub(crate) fn backend(dir: &Path, name: &str) -> (Proc, u16) {
         .stderr(Stdio::null())
         .spawn()
         .expect("python3");
+    cairn_tests::wait_listening(port, &format!("backend {name} (python3 -m http.server)"));
     (Proc(child), port)
 }
 

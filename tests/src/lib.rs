@@ -110,6 +110,19 @@ pub fn free_port() -> u16 {
         .expect("binding an ephemeral port")
 }
 
+/// Blocks until something accepts TCP connections on 127.0.0.1:`port` (a server just spawned,
+/// such as a test backend behind HAProxy); panics naming `what` after 20 s.
+pub fn wait_listening(port: u16, what: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: nothing listening on 127.0.0.1:{port} after 20s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// The body of `GET http://127.0.0.1:{port}/` when it answers 200 within 5 s.
 pub async fn http_get(port: u16) -> Option<String> {
     install_crypto_provider();
