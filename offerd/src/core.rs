@@ -25,7 +25,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::events::EventBus;
-use crate::model::{Agent, AppEntry, Deployment, State, Task};
+use crate::model::{Agent, AppEntry, Deployment, JobEntry, RunRecord, State, Task, run_key};
 use crate::scheduler::{self, SchedulerConfig};
 use crate::tx::Tx;
 
@@ -36,6 +36,9 @@ pub(crate) mod keys {
     pub const TASKS: &str = "tasks/";
     pub const AGENTS: &str = "agents/";
     pub const DEPLOYMENTS: &str = "deployments/";
+    pub const JOBS: &str = "jobs/";
+    /// Active runs, `runs/<job id>/<run id>`.
+    pub const RUNS: &str = "runs/";
 
     pub fn version(app_id: &str, version: &str) -> String {
         format!("{VERSIONS}{app_id}\u{0}{version}")
@@ -272,6 +275,12 @@ impl Core {
         for d in load_prefix::<Deployment>(&*store, keys::DEPLOYMENTS)? {
             state.deployments.insert(d);
         }
+        for j in load_prefix::<JobEntry>(&*store, keys::JOBS)? {
+            state.jobs.insert(j.spec.id.clone(), j);
+        }
+        for r in load_prefix::<RunRecord>(&*store, keys::RUNS)? {
+            state.runs.insert(run_key(&r.job_id, &r.id), r);
+        }
         drop_unlisted_versions(&*store, &state, fence.as_ref())?;
         // On etcd the revision is the cluster's, past the term key this leader wrote: above
         // every index a previous leader gave the agents, so each is answered its whole
@@ -282,6 +291,8 @@ impl Core {
             tasks = state.tasks.len(),
             agents = state.agents.len(),
             deployments = state.deployments.len(),
+            jobs = state.jobs.len(),
+            runs = state.runs.len(),
             "state loaded"
         );
         let (stale_tx, stale_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -380,6 +391,7 @@ impl Core {
         let now = now_millis();
         self.fold_heartbeats(&mut next, now);
         let mut tx = Tx::new(now);
+        tx.job_history = self.cfg.job_history;
         // Events are made only while someone listens: a subscriber that arrives while this
         // change is being made sees the changes after it.
         tx.events_wanted = self.shared.events.subscribers() > 0;
@@ -857,6 +869,20 @@ fn batch_of(state: &State, tx: &Tx) -> Result<Batch, CoreError> {
             &mut batch,
             format!("{}{id}", keys::DEPLOYMENTS),
             state.deployments.get(id),
+        )?;
+    }
+    for id in &tx.jobs {
+        put(
+            &mut batch,
+            format!("{}{id}", keys::JOBS),
+            state.jobs.get(id),
+        )?;
+    }
+    for key in &tx.runs {
+        put(
+            &mut batch,
+            format!("{}{key}", keys::RUNS),
+            state.runs.get(key),
         )?;
     }
     Ok(batch)

@@ -226,6 +226,75 @@ pub struct State {
     /// The most recently ended tasks with their final state, newest last (memory only), so
     /// frameworks and operators can read how a task ended.
     pub finished: imbl::Vector<Task>,
+    /// Metronome's jobs by id.
+    pub jobs: OrdMap<String, JobEntry>,
+    /// The jobs' active runs by [`run_key`] (`<job id>/<run id>`: one job's runs are one
+    /// range of keys, job ids having no `/`). A finished run leaves for its job's history.
+    pub runs: OrdMap<String, RunRecord>,
+}
+
+/// A job and what offerd remembers of running it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct JobEntry {
+    /// The definition, its schedules included.
+    pub spec: cairn_metronome::JobSpec,
+    /// Per enabled schedule: the next tick it fires at (Unix ms). Written in the same batch as
+    /// the run a tick starts, so a tick is run once, whatever restarts or failovers happen.
+    #[serde(default)]
+    pub next_ticks: std::collections::BTreeMap<String, u64>,
+    /// Finished runs (bounded, see [`crate::scheduler::SchedulerConfig::job_history`]) and
+    /// the counts.
+    #[serde(default)]
+    pub history: cairn_metronome::JobHistory,
+    /// Parents (`dependencies`) that have succeeded since this job last ran after them: once
+    /// every parent is in, the job runs and this empties.
+    #[serde(default)]
+    pub parents_done: std::collections::BTreeSet<String>,
+}
+
+/// The store key and [`State::runs`] key of a run.
+pub fn run_key(job_id: &str, run_id: &str) -> String {
+    format!("{job_id}/{run_id}")
+}
+
+/// One active run of a job: its task now (if any), the ones that ended, and the limits it
+/// runs under (taken from the job when the run started: a later change to the job applies to
+/// later runs, as in Metronome).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct RunRecord {
+    pub id: String,
+    pub job_id: String,
+    pub created_ms: u64,
+    /// What started it: `manual`, `schedule:<id>`, `dependency`.
+    pub trigger: String,
+    /// The Marathon app its tasks are launched from ([`cairn_metronome::JobSpec::to_app`]).
+    pub app: App,
+    pub restart: cairn_metronome::RestartSpec,
+    /// Seconds a launch may wait for room (`maxLaunchDelay`) before the run fails.
+    pub max_launch_delay: u64,
+    /// The task running for it, while one does.
+    #[serde(default)]
+    pub task: Option<String>,
+    /// Its tasks that ended, oldest first.
+    #[serde(default)]
+    pub ended: Vec<cairn_metronome::JobRunTask>,
+    /// Launches so far.
+    #[serde(default)]
+    pub attempts: u32,
+    /// No launch before this (Unix ms): the backoff after a failed attempt.
+    #[serde(default)]
+    pub next_attempt_ms: u64,
+    /// Since when it has been waiting to launch (creation, or the failure it retries after).
+    pub waiting_since_ms: u64,
+    /// Its first launch: `activeDeadlineSeconds` counts from here.
+    #[serde(default)]
+    pub started_ms: Option<u64>,
+    /// Being stopped (a stop request, a deadline): ends as failed once its task is gone.
+    #[serde(default)]
+    pub stopping: Option<String>,
+    /// Why it has not launched yet (memory only, for `/v1/queue` and `offerd jobs`).
+    #[serde(skip)]
+    pub waiting: Option<String>,
 }
 
 /// The tasks by id, with indexes kept beside them: by node, by app, each agent's desired set

@@ -29,6 +29,8 @@ pub struct ServeConfig {
     pub agent_timeout: Duration,
     /// A lost agent silent this long is forgotten.
     pub lost_agent_retention: Duration,
+    /// Finished runs each job keeps, per outcome.
+    pub job_history: usize,
     /// Where task health is read from; `None` runs without health (running = healthy).
     pub catalog: Option<CatalogClient>,
     /// Bounds of the HTTP server.
@@ -270,6 +272,7 @@ pub async fn serve(
             SchedulerConfig {
                 agent_timeout: cfg.agent_timeout,
                 lost_agent_retention: cfg.lost_agent_retention,
+                job_history: cfg.job_history,
             },
         )
         .context("loading the state")?,

@@ -17,6 +17,9 @@ pub struct Tx {
     pub(crate) tasks: BTreeSet<String>,
     pub(crate) agents: BTreeSet<String>,
     pub(crate) deployments: BTreeSet<String>,
+    /// Jobs and runs (by [`crate::model::run_key`]) to write (or delete, when gone).
+    pub(crate) jobs: BTreeSet<String>,
+    pub(crate) runs: BTreeSet<String>,
     pub(crate) versions: Vec<App>,
     /// Stored versions (app id, version) to drop: beyond [`crate::model::MAX_VERSIONS`].
     pub(crate) dropped_versions: Vec<(String, String)>,
@@ -36,6 +39,9 @@ pub struct Tx {
     pub(crate) placements: u64,
     /// How long each deployment this change finished took, in ms (for `/metrics`).
     pub(crate) finished_deployments: Vec<u64>,
+    /// Finished runs a job keeps per outcome (the scheduler's `job_history`, carried here so
+    /// that a task ending anywhere can file its run).
+    pub(crate) job_history: usize,
 }
 
 impl Tx {
@@ -46,6 +52,8 @@ impl Tx {
             tasks: BTreeSet::new(),
             agents: BTreeSet::new(),
             deployments: BTreeSet::new(),
+            jobs: BTreeSet::new(),
+            runs: BTreeSet::new(),
             versions: Vec::new(),
             dropped_versions: Vec::new(),
             nodes: BTreeSet::new(),
@@ -55,6 +63,7 @@ impl Tx {
             stale_services: Vec::new(),
             placements: 0,
             finished_deployments: Vec::new(),
+            job_history: crate::scheduler::jobs::DEFAULT_JOB_HISTORY,
         }
     }
 
@@ -89,6 +98,13 @@ impl Tx {
     pub fn deployment(&mut self, id: &str) {
         self.deployments.insert(id.to_string());
     }
+    pub fn job(&mut self, id: &str) {
+        self.jobs.insert(id.to_string());
+    }
+    /// A run changed (by its [`crate::model::run_key`]).
+    pub fn run(&mut self, key: &str) {
+        self.runs.insert(key.to_string());
+    }
     /// Records an event to publish (dropped when nobody listens).
     pub fn event(&mut self, e: Event) {
         if self.events_wanted {
@@ -107,6 +123,8 @@ impl Tx {
             && self.tasks.is_empty()
             && self.agents.is_empty()
             && self.deployments.is_empty()
+            && self.jobs.is_empty()
+            && self.runs.is_empty()
             && self.versions.is_empty()
             && self.dropped_versions.is_empty()
     }

@@ -89,6 +89,10 @@ pub struct ServeArgs {
     /// A lost agent silent this long is forgotten (removed from /v1/agents and the store)
     #[arg(long, default_value = "24h", value_parser = parse_duration)]
     pub lost_agent_retention: Duration,
+    /// Finished runs each job keeps in its history, successful and failed each (Metronome's
+    /// --history_count)
+    #[arg(long, default_value = "10", value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub job_history: u16,
     /// Run without reading task health from the catalog (running counts as healthy)
     #[arg(long)]
     pub no_catalog: bool,
@@ -180,6 +184,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 data_dir: args.data_dir,
                 agent_timeout: args.agent_timeout,
                 lost_agent_retention: args.lost_agent_retention,
+                job_history: usize::from(args.job_history),
                 catalog,
                 http: args.http.limits(crate::serve::DRAIN),
                 host_policy: cairn_marathon::HostPolicy {

@@ -206,6 +206,7 @@ impl Replica {
             sched: SchedulerConfig {
                 agent_timeout: cfg.agent_timeout,
                 lost_agent_retention: cfg.lost_agent_retention,
+                job_history: cfg.job_history,
             },
             catalog: cfg.catalog.clone(),
             host_policy: Arc::new(cfg.host_policy.clone()),

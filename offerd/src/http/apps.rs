@@ -154,6 +154,22 @@ async fn updated_app(
 /// the hosts.
 fn admitted(st: &AppState, value: Value, id_from_path: Option<&str>) -> Result<App, ApiError> {
     let app = parse_app(value, id_from_path)?;
+    let group = cairn_metronome::APP_GROUP;
+    if app.id == group
+        || app
+            .id
+            .strip_prefix(group)
+            .is_some_and(|r| r.starts_with('/'))
+    {
+        return Err(ApiError::Invalid(ValidationError::Invalid(vec![
+            cairn_marathon::Violation {
+                path: "/id".into(),
+                errors: vec![format!(
+                    "{group} is reserved for the runs of jobs (/v1/jobs): choose another group"
+                )],
+            },
+        ])));
+    }
     st.host_policy.admit(&app)?;
     Ok(app)
 }

@@ -40,6 +40,9 @@
 //! | `/v1/offers?framework=F` | GET | change `/F/` (issuing offers acts as the framework) |
 //! | `/v1/offers/{id}/accept`, `/decline` | POST | change `/F/` (the tasks are apps `/F/<name>`) |
 //! | `/v1/tasks/{id}`, `/v1/frameworks/{name}/tasks` | GET | read |
+//! | `/v1/jobs`, `/v1/jobs/{id}`, `.../schedules[/{s}]`, `.../runs[/{r}]`, `/v1/queue` | GET | read; a job's `run.env` shown where the caller may change the job |
+//! | `/v1/jobs` | POST | change the new job (job `a.b` is at `/a/b`: `http/jobs.rs`) |
+//! | `/v1/jobs/{id}`, `.../schedules[/{s}]`, `.../runs`, `.../runs/{r}/actions/stop` | PUT, POST, DELETE | change the job |
 //! | `/v1/tasks/{id}/logs` | GET | read (the task's output, relayed from its agent: `http/logs.rs`) |
 //! | `/v1/tasks/{id}/kill` | POST | change the task's app |
 //! | `/v1/agents/register` | POST | agent token; a node-bound token only for its node |
@@ -55,6 +58,7 @@ mod autoscale;
 mod error;
 mod events;
 pub mod guard;
+pub mod jobs;
 mod logs;
 mod misc;
 mod offers;
@@ -134,6 +138,25 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/tasks/{id}/kill", post(offers::kill_task))
         .route("/v1/tasks/{id}/logs", get(logs::task_logs))
         .route("/v1/frameworks/{name}/tasks", get(offers::framework_tasks))
+        .route("/v1/jobs", get(jobs::list).post(jobs::create))
+        .route(
+            "/v1/jobs/{id}",
+            get(jobs::get_one).put(jobs::update).delete(jobs::delete),
+        )
+        .route(
+            "/v1/jobs/{id}/schedules",
+            get(jobs::schedules).post(jobs::create_schedule),
+        )
+        .route(
+            "/v1/jobs/{id}/schedules/{sid}",
+            get(jobs::schedule)
+                .put(jobs::update_schedule)
+                .delete(jobs::delete_schedule),
+        )
+        .route("/v1/jobs/{id}/runs", get(jobs::runs).post(jobs::start))
+        .route("/v1/jobs/{id}/runs/{run}", get(jobs::run))
+        .route("/v1/jobs/{id}/runs/{run}/actions/stop", post(jobs::stop))
+        .route("/v1/queue", get(jobs::queue))
         .fallback(misc::not_found)
         .layer(axum::middleware::from_fn_with_state(
             access.clone(),

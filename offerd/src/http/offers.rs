@@ -38,6 +38,11 @@ fn framework(q: &QueryParams) -> Result<String, ApiError> {
             "framework {name:?}: use 1-64 lowercase letters, digits and '-'"
         )));
     }
+    if name == crate::scheduler::jobs::JOBS_FRAMEWORK {
+        return Err(ApiError::BadRequest(format!(
+            "framework {name:?} is offerd's own (the runs of /v1/jobs): choose another name"
+        )));
+    }
     Ok(name.to_string())
 }
 

@@ -126,6 +126,9 @@ pub fn finish_task(state: &mut State, tx: &mut Tx, id: &str, end: TaskState, mes
         state.finished.pop_front();
     }
     state.finished.push_back(ended);
+    if t.framework.as_deref() == Some(super::jobs::JOBS_FRAMEWORK) {
+        return super::jobs::task_ended(state, tx, &t, end, message);
+    }
     if t.kill_requested || (!end.counts_as_failure() && end != TaskState::Lost) {
         return;
     }

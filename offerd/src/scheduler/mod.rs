@@ -16,6 +16,7 @@
 
 pub mod apps;
 pub mod deployments;
+pub mod jobs;
 pub mod lifecycle;
 pub mod plan;
 #[cfg(test)]
@@ -45,6 +46,8 @@ pub struct SchedulerConfig {
     pub agent_timeout: Duration,
     /// A lost agent silent this long is forgotten (`--lost-agent-retention`).
     pub lost_agent_retention: Duration,
+    /// Finished runs a job keeps, per outcome (`--job-history`).
+    pub job_history: usize,
 }
 
 impl SchedulerConfig {
@@ -53,6 +56,7 @@ impl SchedulerConfig {
         SchedulerConfig {
             agent_timeout,
             lost_agent_retention: DEFAULT_LOST_AGENT_RETENTION,
+            job_history: jobs::DEFAULT_JOB_HISTORY,
         }
     }
 }
@@ -76,12 +80,15 @@ pub fn reconcile(state: &mut State, tx: &mut Tx, cfg: &SchedulerConfig) {
         .collect();
     kill_orphans(state, tx, &orphaned);
     kill_unhealthy(state, tx);
+    jobs::kill_orphan_run_tasks(state, tx);
     state.queue.clear();
     let ids: Vec<String> = state.apps.keys().cloned().collect();
     let mut offers = Offers::default();
     for id in &ids {
         reconcile_app(state, tx, id, &mut offers);
     }
+    jobs::fire_schedules(state, tx);
+    jobs::drive_runs(state, tx, &mut offers);
     let deployments: Vec<String> = state.deployments.values().map(|d| d.id.clone()).collect();
     deployments::finish_deployments(state, tx, &deployments);
 }
@@ -112,6 +119,9 @@ pub fn reconcile_touched(state: &mut State, tx: &mut Tx, cfg: &SchedulerConfig) 
         state.queue.remove(id);
         reconcile_app(state, tx, id, &mut offers);
     }
+    // Runs are launched (or failed) right after the change that starts them; schedules fire
+    // on the timer's round.
+    jobs::drive_runs(state, tx, &mut offers);
     // The visited apps' deployments, and those of apps whose tasks this round touched.
     let deployments: Vec<String> = visit
         .iter()
@@ -298,14 +308,14 @@ pub fn count_app_tasks(state: &State, offers: &mut [Offer], app_id: &str) {
 /// that launches nothing builds none); each placement takes from them. An app's task counts
 /// are added the first time it places in the round.
 #[derive(Default)]
-struct Offers {
+pub struct Offers {
     offers: Option<Vec<Offer>>,
     counted: std::collections::HashSet<String>,
 }
 
 impl Offers {
     /// The offers, with `app_id`'s tasks counted in.
-    fn for_app(&mut self, state: &State, app_id: &str) -> &mut Vec<Offer> {
+    pub fn for_app(&mut self, state: &State, app_id: &str) -> &mut Vec<Offer> {
         let offers = self.offers.get_or_insert_with(|| build_offers(state));
         if self.counted.insert(app_id.to_string()) {
             count_app_tasks(state, offers, app_id);
@@ -394,6 +404,7 @@ mod tests {
         SchedulerConfig {
             agent_timeout: Duration::from_secs(10),
             lost_agent_retention: Duration::from_secs(60),
+            job_history: jobs::DEFAULT_JOB_HISTORY,
         }
     }
 
