@@ -328,6 +328,28 @@ impl OfferdClient {
     }
 }
 
+/// An answer that is not 2xx, as [`OfferdClient::call`] and [`OfferdClient::stream`] return
+/// it (inside the `anyhow::Error`): `METHOD PATH: STATUS message`, with the status kept for
+/// callers that act on it ([`answer_status`]).
+#[derive(Debug)]
+pub struct AnswerError {
+    pub status: u16,
+    text: String,
+}
+
+impl std::fmt::Display for AnswerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl std::error::Error for AnswerError {}
+
+/// The HTTP status of an error that is offerd's answer (None: no answer, or another error).
+pub fn answer_status(e: &anyhow::Error) -> Option<u16> {
+    e.downcast_ref::<AnswerError>().map(|a| a.status)
+}
+
 /// The error of an answer that is not 2xx: the server's `message` (and 422 details), else its
 /// text.
 fn answer_error(
@@ -358,7 +380,10 @@ fn answer_error(
             ));
         }
     }
-    anyhow!("{method} {path}: {} {msg}", status.as_u16())
+    anyhow::Error::new(AnswerError {
+        status: status.as_u16(),
+        text: format!("{method} {path}: {} {msg}", status.as_u16()),
+    })
 }
 
 /// A request that got no answer: what it was (`GET http://h:5050/v2/apps`) and why.

@@ -18,6 +18,15 @@
 //!   agent restarting) is read again from the second it broke when its task is still listed
 //!   (lines of that second may show twice).
 //! - `--task ID` reads that task only; given alone (no APP), it names any task offerd knows.
+//! - `--job ID` reads a Metronome job's run instead of an app's tasks: its newest run (by
+//!   creation: an active one, else the last finished), or `--run RUN`. A job id is never taken
+//!   for APP (`backup` is the app `/backup`): the flag says which is meant. The run's tasks
+//!   are listed by `GET /v1/jobs/{id}/runs/{run}` (an active run's, or a finished one's from
+//!   the history) and read like an app's; `--follow` follows the run until it is over, its
+//!   retried tasks (`ON_FAILURE`) too. A finished run's log is read while offerd still knows
+//!   its tasks (the last 1000 ended tasks, since it started) and their agent keeps their
+//!   sandbox (taskrun keeps the 50 newest ended tasks and any ended in the last hour); past
+//!   that the read is offerd's 404, said with exit 1.
 //! - Exit codes: 1 for an unknown app or task (offerd's message) and failed reads, 2 for usage
 //!   errors. Output that can no longer be written (`| head` closed the pipe) ends the command
 //!   quietly with 0, as ripgrep does.
@@ -32,7 +41,8 @@ use serde_json::Value;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use super::client::{ClientAuth, OfferdClient, app_path};
+use super::client::{ClientAuth, OfferdClient, answer_status, app_path};
+use super::jobs::job_path;
 
 /// How often a followed app's tasks are listed again.
 pub const POLL: Duration = Duration::from_secs(1);
@@ -43,14 +53,27 @@ const QUEUE: usize = 256;
 
 #[derive(clap::Args, Debug)]
 pub struct LogsArgs {
-    /// App id (e.g. /shop/web); may be left out with --task
-    #[arg(required_unless_present = "task", value_name = "APP")]
+    /// App id (e.g. /shop/web); may be left out with --task or --job
+    #[arg(required_unless_present_any = ["task", "job"], conflicts_with = "job", value_name = "APP")]
     pub app: Option<String>,
     /// Only this task's output
     #[arg(long, value_name = "ID", value_parser = task_id)]
     pub task: Option<String>,
+    /// A Metronome job's run instead of an app (a job id is never read as APP): its newest
+    /// run, active or finished, or --run's
+    #[arg(long, value_name = "JOB", value_parser = super::jobs::job_id)]
+    pub job: Option<String>,
+    /// With --job: this run (ids in `offerd jobs show` and `offerd jobs history`)
+    #[arg(
+        long,
+        value_name = "RUN",
+        requires = "job",
+        conflicts_with = "app",
+        value_parser = super::jobs::run_id
+    )]
+    pub run: Option<String>,
     /// Keep printing what is written, and the output of tasks that start later, until
-    /// interrupted or the app is deleted
+    /// interrupted or the app is deleted (a job's run: until it is over)
     #[arg(long, short = 'f')]
     pub follow: bool,
     /// Only output written in the last DURATION (e.g. 30s, 5m, 1h; to the second)
@@ -233,6 +256,87 @@ fn task_ids(v: &Value) -> Vec<String> {
         .collect()
 }
 
+/// A job's run as the logs need it.
+#[derive(Debug, PartialEq)]
+struct RunTasks {
+    id: String,
+    status: String,
+    tasks: Vec<String>,
+}
+
+impl RunTasks {
+    /// From `GET /v1/jobs/{id}/runs/{run}` (an active run, or a finished one).
+    fn of(run_id: &str, v: &Value) -> RunTasks {
+        RunTasks {
+            id: run_id.to_string(),
+            status: v["status"].as_str().unwrap_or_default().to_string(),
+            tasks: task_ids(v),
+        }
+    }
+
+    fn over(&self) -> bool {
+        matches!(self.status.as_str(), "SUCCESS" | "FAILED")
+    }
+}
+
+/// The newest run of a job read with `?embed=activeRuns&embed=history`: the one created
+/// last, an active one before a finished one created at the same time.
+fn newest_run(job: &Value) -> Option<String> {
+    let created = |r: &Value| {
+        r["createdAt"]
+            .as_str()
+            .and_then(cairn_metronome::parse_time)
+            .unwrap_or(0)
+    };
+    let active = job["activeRuns"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| (created(r), 1, r));
+    let finished = ["successfulFinishedRuns", "failedFinishedRuns"]
+        .into_iter()
+        .flat_map(|k| job["history"][k].as_array().into_iter().flatten())
+        .map(|r| (created(r), 0, r));
+    active
+        .chain(finished)
+        .max_by_key(|(at, active, _)| (*at, *active))
+        .and_then(|(_, _, r)| r["id"].as_str().map(str::to_string))
+}
+
+/// The run `--job` (and `--run`) name, with its tasks. An unknown job or run is offerd's 404.
+async fn job_run(client: &OfferdClient, job: &str, run: Option<&str>) -> anyhow::Result<RunTasks> {
+    let run = match run {
+        Some(r) => {
+            client.get(&job_path(job), &[]).await?;
+            r.to_string()
+        }
+        None => {
+            let v = client
+                .get(
+                    &job_path(job),
+                    &[("embed", "activeRuns"), ("embed", "history")],
+                )
+                .await?;
+            newest_run(&v).with_context(|| {
+                format!(
+                    "job {job} has no run, active or in its history (start one: offerd jobs run {job})"
+                )
+            })?
+        }
+    };
+    let v = client
+        .get(&format!("{}/runs/{run}", job_path(job)), &[])
+        .await?;
+    Ok(RunTasks::of(&run, &v))
+}
+
+/// What a followed read lists again every [`POLL`] for tasks that start later.
+#[derive(Debug)]
+enum Watched {
+    App(String),
+    Run { job: String, run: String },
+}
+
 /// The printer's side: which logs are read, and starting more.
 struct Readers {
     client: Arc<OfferdClient>,
@@ -325,8 +429,32 @@ pub async fn logs(client: OfferdClient, args: LogsArgs) -> anyhow::Result<ExitCo
     if let Some(d) = args.since {
         query.push(("since", now_secs().saturating_sub(d.as_secs()).to_string()));
     }
-    // The tasks to read: the app's (an unknown app is an error), one of them, or one task.
+    // The tasks to read: the app's (an unknown app is an error), a job run's, one of them,
+    // or one task; and what a follow lists again.
+    let mut watched = None;
     let ids = match (&args.app, &args.task) {
+        (None, task) if args.job.is_some() => {
+            let job = args.job.clone().unwrap_or_default();
+            let run = job_run(&client, &job, args.run.as_deref()).await?;
+            let ids = match task {
+                Some(t) if !run.tasks.contains(t) => anyhow::bail!(
+                    "task {t} is not a task of run {} of job {job} (see `offerd jobs show {job}`)",
+                    run.id
+                ),
+                Some(t) => vec![t.clone()],
+                None => run.tasks.clone(),
+            };
+            if ids.is_empty() && !args.follow {
+                eprintln!(
+                    "offerd logs: run {} of job {job} has no task yet ({})",
+                    run.id, run.status
+                );
+            }
+            if args.follow && task.is_none() && !run.over() {
+                watched = Some(Watched::Run { job, run: run.id });
+            }
+            ids
+        }
         (Some(app), task) => {
             // An unknown app is offerd's 404 and message (its tasks' path would name the app
             // `<app>/tasks` in it).
@@ -342,7 +470,7 @@ pub async fn logs(client: OfferdClient, args: LogsArgs) -> anyhow::Result<ExitCo
             }
         }
         (None, Some(t)) => vec![t.clone()],
-        (None, None) => unreachable!("clap requires APP or --task"),
+        (None, None) => unreachable!("clap requires APP, --task or --job"),
     };
     if args.follow && ids.len() > limit {
         anyhow::bail!(
@@ -350,11 +478,15 @@ pub async fn logs(client: OfferdClient, args: LogsArgs) -> anyhow::Result<ExitCo
             ids.len()
         );
     }
-    // An app followed as a whole is listed again; a named task is followed alone.
-    let watched_app = args
+    // An app followed as a whole is listed again (a job's run: until it is over); a named
+    // task is followed alone.
+    if let Some(app) = args
         .app
         .clone()
-        .filter(|_| args.follow && args.task.is_none());
+        .filter(|_| args.follow && args.task.is_none())
+    {
+        watched = Some(Watched::App(app));
+    }
 
     let stop = CancellationToken::new();
     {
@@ -384,8 +516,8 @@ pub async fn logs(client: OfferdClient, args: LogsArgs) -> anyhow::Result<ExitCo
         if !args.follow && !readers.reading() {
             break;
         }
-        if args.follow && watched_app.is_none() && !readers.reading() {
-            // A named task followed to its end.
+        if args.follow && watched.is_none() && !readers.reading() {
+            // A named task (or a run that is over) followed to its end.
             break;
         }
         tokio::select! {
@@ -413,8 +545,35 @@ pub async fn logs(client: OfferdClient, args: LogsArgs) -> anyhow::Result<ExitCo
                 // The readers hold senders for as long as they run.
                 None => break,
             },
-            _ = poll.tick(), if watched_app.is_some() => {
-                let Some(app) = &watched_app else { continue };
+            _ = poll.tick(), if watched.is_some() => {
+                let app = match &watched {
+                    None => continue,
+                    Some(Watched::App(app)) => app,
+                    Some(Watched::Run { job, run }) => {
+                        let path = format!("{}/runs/{run}", job_path(job));
+                        match client.get(&path, &[]).await {
+                            Ok(v) => {
+                                let r = RunTasks::of(run, &v);
+                                if let Some(id) = readers.follow_listed(&r.tasks, limit)
+                                    && !refused_warned
+                                {
+                                    refused_warned = true;
+                                    eprintln!("offerd logs: not following task {id} (and any more): --max-log-requests {limit} are followed");
+                                }
+                                if r.over() {
+                                    // Its tasks' logs end by themselves.
+                                    watched = None;
+                                }
+                            }
+                            Err(e) if answer_status(&e) == Some(404) => {
+                                eprintln!("offerd logs: run {run} of job {job} is gone: {e:#}");
+                                break;
+                            }
+                            Err(e) => eprintln!("offerd logs: listing the tasks of run {run} of job {job}: {e:#}"),
+                        }
+                        continue;
+                    }
+                };
                 match app_tasks(&client, app).await {
                     Ok(Some(ids)) => {
                         if let Some(id) = readers.follow_listed(&ids, limit)
@@ -446,6 +605,11 @@ pub async fn logs(client: OfferdClient, args: LogsArgs) -> anyhow::Result<ExitCo
     if !print(&mut out, b"", true)? {
         return Ok(ExitCode::SUCCESS);
     }
+    if readers.failed > 0 && args.job.is_some() {
+        eprintln!(
+            "offerd logs: an ended task's log is read while offerd knows the task (its last 1000 ended tasks, since it started) and its agent keeps the sandbox (the 50 newest ended tasks, and those ended in the last hour)"
+        );
+    }
     Ok(if readers.failed > 0 {
         ExitCode::FAILURE
     } else {
@@ -456,6 +620,7 @@ pub async fn logs(client: OfferdClient, args: LogsArgs) -> anyhow::Result<ExitCo
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn lines_are_whole_and_prefixed() {
@@ -530,5 +695,76 @@ mod tests {
         assert_eq!(r.tasks["d"], Progress::Reading);
         assert!(!r.tasks.contains_key("e"));
         assert_eq!(r.tasks["b"], Progress::Done);
+    }
+
+    #[test]
+    fn a_jobs_newest_run_is_the_one_created_last() {
+        let run = |id: &str, at: &str| json!({"id": id, "createdAt": at});
+        let job = serde_json::json!({
+            "activeRuns": [run("active", "2026-01-02T00:00:00.000+0000")],
+            "history": {
+                "successfulFinishedRuns": [run("ok", "2026-01-03T00:00:00.000+0000")],
+                "failedFinishedRuns": [run("failed", "2026-01-01T00:00:00.000+0000")],
+            },
+        });
+        assert_eq!(newest_run(&job).as_deref(), Some("ok"));
+        let mut tie = job.clone();
+        tie["activeRuns"][0]["createdAt"] = json!("2026-01-03T00:00:00.000+0000");
+        assert_eq!(newest_run(&tie).as_deref(), Some("active"));
+        assert_eq!(newest_run(&json!({"activeRuns": [], "history": {}})), None);
+
+        // An active run's tasks are objects, a finished one's too (ids only).
+        let active = RunTasks::of(
+            "r",
+            &json!({"status": "ACTIVE", "tasks": [{"id": "t1", "status": "TASK_FAILED"},
+                                                  {"id": "t2", "status": "TASK_RUNNING"}]}),
+        );
+        assert_eq!(active.tasks, ["t1", "t2"]);
+        assert!(!active.over());
+        let done = RunTasks::of("r", &json!({"status": "FAILED", "tasks": [{"id": "t1"}]}));
+        assert_eq!(done.tasks, ["t1"]);
+        assert!(done.over());
+    }
+
+    #[test]
+    fn a_job_is_named_by_its_flag_never_as_the_app() {
+        use clap::Parser as _;
+        let parse = |args: &[&str]| {
+            crate::cli::Cli::try_parse_from(["offerd", "logs"].iter().chain(args))
+                .map(|cli| match cli.command {
+                    crate::cli::Command::Logs(l) => (l.app, l.job, l.run),
+                    other => panic!("{other:?}"),
+                })
+                .map_err(|e| e.kind())
+        };
+        assert_eq!(
+            parse(&["--job", "backup"]),
+            Ok((None, Some("backup".into()), None))
+        );
+        assert_eq!(
+            parse(&["--job", "backup", "--run", "20260101000000abcde"]),
+            Ok((
+                None,
+                Some("backup".into()),
+                Some("20260101000000abcde".into())
+            ))
+        );
+        assert_eq!(
+            parse(&["/web", "--job", "backup"]),
+            Err(clap::error::ErrorKind::ArgumentConflict)
+        );
+        assert_eq!(
+            parse(&["/web", "--run", "r1"]),
+            Err(clap::error::ErrorKind::ArgumentConflict)
+        );
+        assert_eq!(
+            parse(&["--task", "t", "--run", "r1"]),
+            Err(clap::error::ErrorKind::MissingRequiredArgument)
+        );
+        assert_eq!(
+            parse(&["--job", "Not/AJob"]),
+            Err(clap::error::ErrorKind::ValueValidation)
+        );
+        assert!(parse(&[]).is_err());
     }
 }

@@ -1,14 +1,15 @@
-//! The `offerd` command line: `serve` runs the daemon; `apply`, `apps`, `tasks`, `scale`, `kill`
-//! and `agents` are clients of a running offerd (or Marathon, for the `/v2` ones) for scripts and
-//! Ansible: human text by default, `--json` for machines, exit 1 on failure or when what was
-//! asked for does not exist. The clients authenticate with `--token` (env `CAIRN_OFFERD_TOKEN`)
-//! or HTTP Basic credentials (`--credentials USER:PASSWORD`, env `CAIRN_OFFERD_CREDENTIALS`, or
-//! the `--offerd` URL's `user:password@`).
+//! The `offerd` command line: `serve` runs the daemon; `apply`, `apps`, `tasks`, `scale`, `kill`,
+//! `agents`, `logs` and `jobs` are clients of a running offerd (or Marathon, for the `/v2` ones)
+//! for scripts and Ansible: human text by default, `--json` for machines, exit 1 on failure or
+//! when what was asked for does not exist. The clients authenticate with `--token` (env
+//! `CAIRN_OFFERD_TOKEN`) or HTTP Basic credentials (`--credentials USER:PASSWORD`, env
+//! `CAIRN_OFFERD_CREDENTIALS`, or the `--offerd` URL's `user:password@`).
 
 mod apply;
 mod autoscale_args;
 mod client;
 mod commands;
+mod jobs;
 mod logs;
 
 use std::net::SocketAddr;
@@ -67,9 +68,12 @@ pub enum Command {
     Drain(commands::DrainArgs),
     /// Put a drained agent back into service
     Undrain(commands::DrainArgs),
-    /// Print the output of an app's tasks, across agents, each line prefixed with its task
-    /// ([task id] line); --follow keeps following, new tasks too
+    /// Print the output of an app's tasks (or a job run's: --job), across agents, each line
+    /// prefixed with its task ([task id] line); --follow keeps following, new tasks too
     Logs(logs::LogsArgs),
+    /// Metronome's jobs: list, show, run (--wait: exit 0 on success, 1 on failure), stop,
+    /// history, delete
+    Jobs(jobs::JobsArgs),
     #[command(flatten)]
     Docs(cairn_cli::DocsCommand),
 }
@@ -216,6 +220,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Drain(args) => commands::drain(&client(&args.auth)?, args, true).await,
         Command::Undrain(args) => commands::drain(&client(&args.auth)?, args, false).await,
         Command::Logs(args) => logs::logs(client(&args.auth)?, args).await,
+        Command::Jobs(args) => jobs::jobs(&client(&args.auth)?, args).await,
         // Answered in `run`, before logging and the runtime start.
         Command::Docs(_) => Ok(ExitCode::SUCCESS),
     }
