@@ -59,6 +59,7 @@ mod offerd_docker_ports;
 mod offerd_fleet;
 mod offerd_ha;
 mod offerd_host_policy;
+mod offerd_jobs;
 mod offerd_jobs_cli;
 mod offerd_lifecycle;
 mod offerd_logs;
