@@ -4,8 +4,8 @@
 //! first, which changes nothing); `jobs run --wait` exits 0 for a run that succeeds and 1 for
 //! one that fails (`exit 3`); `jobs history` lists both outcomes, newest first; `offerd logs
 //! --job` prints a run's output (the newest run by default, `--run` another); `jobs list
-//! --json` is JSON naming the job; an unknown job is offerd's 404 with exit 1; `apply --prune`
-//! deletes the job once its file is gone.
+//! --json` is JSON naming the job; an unknown job is offerd's 404 with exit 1; once its file is
+//! gone, `apply --prune` (apps) leaves the job alone and `apply --prune-jobs` deletes it.
 
 use std::path::Path;
 use std::process::Output;
@@ -249,9 +249,16 @@ async fn jobs_from_files_runs_history_and_logs_through_the_cli() {
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(stderr(&out).contains("404 Job not found"), "{out:?}");
 
-    // The job's file gone: --prune deletes it (the app stays).
+    // The job's file gone: --prune is about apps and leaves the job alone...
     std::fs::remove_file(dir.path().join("hello.json")).expect("remove");
     let text = ok(&c, &["apply", "-f", &path, "--prune"]).await;
+    assert!(!text.contains(&format!("job {JOB}")), "{text}");
+    assert_eq!(
+        c.offerd.http.get(&format!("/v1/jobs/{JOB}")).await.status,
+        200
+    );
+    // ... and --prune-jobs deletes it (the app stays).
+    let text = ok(&c, &["apply", "-f", &path, "--prune-jobs"]).await;
     assert!(text.contains(&format!("job {JOB} deleted")), "{text}");
     assert_eq!(
         c.offerd.http.get(&format!("/v1/jobs/{JOB}")).await.status,

@@ -9,10 +9,11 @@
 //! keeps the server's schedules), and the file's `schedules` being the desired state, the
 //! server's are made to match through the schedule endpoints (deleted first, as a job has at
 //! most one: then the definition, then created or replaced). Jobs are created and changed
-//! parents first (`dependencies`). With `--prune`, jobs no file defines are deleted too (the
-//! files are the whole desired state), children first; one with active runs is refused before
-//! anything is sent unless `--force`, which stops them (`?stopCurrentJobRuns=true`). Against a
-//! server without the jobs API (Marathon), files without jobs apply as before.
+//! parents first (`dependencies`). With `--prune-jobs` (not `--prune`, which has always meant
+//! apps: a directory of apps applied with `--prune` must not delete jobs created some other
+//! way), jobs no file defines are deleted, children first; one with active runs is refused
+//! before anything is sent unless `--force`, which stops them (`?stopCurrentJobRuns=true`).
+//! Against a server without the jobs API (Marathon), files without jobs apply as before.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -31,13 +32,17 @@ pub struct ApplyArgs {
     /// object with a `run` object is a Metronome job
     #[arg(short = 'f', long = "file", required = true)]
     pub paths: Vec<PathBuf>,
-    /// Delete apps and jobs that no file defines
+    /// Delete apps that no file defines
     #[arg(long)]
     pub prune: bool,
+    /// Delete jobs that no file defines (apart from --prune, so that applying a directory of
+    /// apps never deletes jobs made some other way)
+    #[arg(long)]
+    pub prune_jobs: bool,
     /// Show what would change, change nothing
     #[arg(long)]
     pub dry_run: bool,
-    /// Override deployments in progress; with --prune, delete jobs with active runs too
+    /// Override deployments in progress; with --prune-jobs, delete jobs with active runs too
     /// (stopping the runs)
     #[arg(long)]
     pub force: bool,
@@ -382,7 +387,7 @@ fn plan_jobs(
     }
 }
 
-/// The server's jobs, when they matter (job files, or `--prune`): `GET /v1/jobs` with their
+/// The server's jobs, when they matter (job files, or `--prune-jobs`): `GET /v1/jobs` with their
 /// schedules and active runs. A server without the jobs API (Marathon: 404) has none, unless
 /// the files define jobs.
 async fn remote_jobs(
@@ -533,14 +538,15 @@ pub async fn apply(c: &OfferdClient, args: ApplyArgs) -> anyhow::Result<ExitCode
     }
     // The jobs' plan is complete before anything is sent: a job that cannot be pruned stops
     // the apps' changes too.
-    let remote_jobs = remote_jobs(c, &jobs, args.prune).await?;
-    let job_changes = plan_jobs(&jobs, &remote_jobs, args.prune, args.force).map_err(|errors| {
-        anyhow::anyhow!(
-            "{} problem(s), nothing applied:\n  {}",
-            errors.len(),
-            errors.join("\n  ")
-        )
-    })?;
+    let remote_jobs = remote_jobs(c, &jobs, args.prune_jobs).await?;
+    let job_changes =
+        plan_jobs(&jobs, &remote_jobs, args.prune_jobs, args.force).map_err(|errors| {
+            anyhow::anyhow!(
+                "{} problem(s), nothing applied:\n  {}",
+                errors.len(),
+                errors.join("\n  ")
+            )
+        })?;
     let mut deployment = Value::Null;
     if !args.dry_run {
         let force: &[(&str, &str)] = if args.force {
@@ -819,7 +825,7 @@ mod tests {
                 ("old", &JobAction::Delete { stop_runs: false }),
             ]
         );
-        // Without --prune the others are left alone.
+        // Without --prune-jobs the others are left alone.
         assert_eq!(plan_jobs(&[kept], &remote, false, false).unwrap().len(), 1);
     }
 

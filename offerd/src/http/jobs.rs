@@ -130,9 +130,18 @@ fn run_json(state: &Offerd, run: &RunRecord) -> Value {
     .unwrap_or(Value::Null)
 }
 
-/// The job's definition with `env` values hidden unless the caller may change the job.
-fn spec_json(spec: &JobSpec, caller: &Caller) -> Value {
+/// The job's definition as Metronome writes a `JobSpec` (POST, PUT and DELETE answer it): its
+/// schedules with their `nextRunAt`, `env` values hidden unless the caller may change the job.
+fn spec_json(entry: &JobEntry, caller: &Caller, now_ms: u64) -> Value {
+    let spec = &entry.spec;
     let mut v = serde_json::to_value(spec).unwrap_or(Value::Null);
+    if let Some(Value::Array(schedules)) = v.get_mut("schedules") {
+        *schedules = spec
+            .schedules
+            .iter()
+            .map(|s| schedule_json(entry, s, now_ms))
+            .collect();
+    }
     if !caller.may_change(&job_path(&spec.id))
         && let Some(Value::Object(env)) = v.pointer_mut("/run/env")
     {
@@ -146,7 +155,7 @@ fn spec_json(spec: &JobSpec, caller: &Caller) -> Value {
 /// A job as `GET /v1/jobs[/{id}]` answers it: Metronome's `JobInfo` (the definition without
 /// its schedules, unless embedded, plus what `embed` asks for).
 fn job_json(state: &Offerd, entry: &JobEntry, embed: Embed, caller: &Caller, now_ms: u64) -> Value {
-    let mut v = spec_json(&entry.spec, caller);
+    let mut v = spec_json(entry, caller, now_ms);
     let Value::Object(m) = &mut v else {
         return v;
     };
@@ -301,9 +310,10 @@ pub async fn create(
                 parents_done: Default::default(),
             };
             plan_ticks(&mut entry, tx.now_ms);
+            let out = spec_json(&entry, &caller, tx.now_ms);
             s.jobs.insert(spec.id.clone(), entry);
             tx.job(&spec.id);
-            Ok(spec_json(&spec, &caller))
+            Ok(out)
         })
         .await?;
     Ok((StatusCode::CREATED, Json(out)).into_response())
@@ -347,15 +357,17 @@ pub async fn update(
             }
             check_dependencies(s, &spec)
                 .map_err(|m| JobRefusal::response(detail(StatusCode::UNPROCESSABLE_ENTITY, m)))?;
-            if let Some(entry) = s.jobs.get_mut(&id) {
-                entry.spec = spec.clone();
-                // Parents no longer listed do not count any more.
-                entry
-                    .parents_done
-                    .retain(|p| spec.dependencies.iter().any(|d| &d.id == p));
-            }
+            let Some(entry) = s.jobs.get_mut(&id) else {
+                return Err(JobRefusal::response(unknown_job(&id)));
+            };
+            entry.spec = spec.clone();
+            // Parents no longer listed do not count any more.
+            entry
+                .parents_done
+                .retain(|p| spec.dependencies.iter().any(|d| &d.id == p));
+            let out = spec_json(entry, &caller, tx.now_ms);
             tx.job(&id);
-            Ok(spec_json(&spec, &caller))
+            Ok(out)
         })
         .await?;
     Ok(Json(out).into_response())
@@ -380,7 +392,7 @@ pub async fn delete(
             let Some(entry) = s.jobs.get(&id) else {
                 return Err(JobRefusal::response(unknown_job(&id)));
             };
-            let spec = entry.spec.clone();
+            let out = spec_json(entry, &caller, tx.now_ms);
             let runs: Vec<String> = runs_of(s, &id).map(|r| run_key(&id, &r.id)).collect();
             if !runs.is_empty() && !stop {
                 return Err(JobRefusal::response(detail(
@@ -408,7 +420,7 @@ pub async fn delete(
             }
             s.jobs.remove(&id);
             tx.job(&id);
-            Ok(spec_json(&spec, &caller))
+            Ok(out)
         })
         .await?;
     Ok(Json(out).into_response())
