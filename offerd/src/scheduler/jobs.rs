@@ -79,7 +79,9 @@ pub fn run_of_task(t: &Task) -> Option<String> {
 /// a retry) is under way.
 pub fn run_status(state: &State, run: &RunRecord) -> JobRunStatus {
     match run.task.as_deref().and_then(|id| state.tasks.get(id)) {
-        Some(t) if t.state == TaskState::Running => JobRunStatus::Active,
+        Some(t) if matches!(t.state, TaskState::Running | TaskState::Killing) => {
+            JobRunStatus::Active
+        }
         Some(_) => JobRunStatus::Starting,
         None if run.attempts == 0 => JobRunStatus::Starting,
         None => JobRunStatus::Active,
