@@ -16,6 +16,8 @@ use cairn_tests::netns::Netns;
 use cairn_tests::{Catalogd, Http, Resp, bin, free_port, read_stream_until, wait_for};
 use serde_json::{Value, json};
 
+use crate::offerd_jobs as jobs_time;
+
 /// Lease TTL of the replicas: a dead leader is replaced within it plus 2 s.
 const LEASE_TTL: Duration = Duration::from_secs(2);
 /// The takeover bound the issue sets.
@@ -867,4 +869,108 @@ async fn a_leader_cut_off_from_etcd_mid_deployment_stops_before_its_successor_st
     assert_eq!(ha.sandboxes("/ha/cut"), ids, "{}", ha.logs());
     assert_eq!(ha.agents_tasks().await, ids);
     assert_eq!(ha.running(leader, "/ha/cut", 6, true).await, after);
+}
+
+/// A job's ticks across a leader's kill -9: the successor reads each schedule's next tick from
+/// etcd, where it was written with the run of the tick before, so every tick runs exactly once
+/// (a tick that passed during the takeover runs late, once) and no run's task is launched twice.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_runs_once_per_tick_across_a_leader_failover() {
+    let Some(mut ha) = Ha::start(2, "15s").await else {
+        return;
+    };
+    let leader = ha.leader(&[0, 1], Duration::from_secs(30)).await;
+    let survivor = 1 - leader;
+    ha.add_agent(0, 2.0, &[leader, survivor]).await;
+    let ran = ha.tmp.path().join("ran");
+    // Ticks at known seconds: A, B two seconds later (inside the takeover, most likely), C ten
+    // seconds after A.
+    let a = (jobs_time::now_ms() / 1000 + 8) * 1000;
+    let (b, c) = (a + 2000, a + 10_000);
+    let sec = |t: u64| (t / 1000) % 60;
+    let job = json!({
+        "id": "ha.tick",
+        "run": {"cmd": format!("echo \"$MARATHON_APP_ID\" >> {}", ran.display()),
+                "cpus": 0.1, "mem": 32},
+        "schedules": [{"id": "abc", "cron": format!("{},{},{} * * * * *", sec(a), sec(b), sec(c)),
+                       "startingDeadlineSeconds": 60}],
+    });
+    let r = post_job(ha.http(survivor), &job).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    wait_for(
+        "the first tick's run",
+        Duration::from_secs(60),
+        || ha.logs(),
+        async || {
+            let runs = ha.http(leader).get("/v1/jobs/ha.tick/runs").await.value();
+            runs.as_array().is_some_and(|r| !r.is_empty()).then_some(())
+        },
+    )
+    .await;
+    let killed = Instant::now();
+    ha.offerds[leader].kill9();
+    ha.takeover(survivor, killed).await;
+
+    let path = "/v1/jobs/ha.tick?embed=history&embed=activeRuns";
+    let info = wait_for(
+        "the third tick's run to finish",
+        Duration::from_secs(90),
+        || ha.logs(),
+        async || {
+            let v = ha.http(survivor).get(path).await.value();
+            let done = v["activeRuns"].as_array().is_some_and(Vec::is_empty)
+                && v["history"]["successfulFinishedRuns"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|r| jobs_time::ms(&r["createdAt"]) >= c);
+            done.then_some(v)
+        },
+    )
+    .await;
+    let h = &info["history"];
+    let mut runs: Vec<Value> = h["successfulFinishedRuns"]
+        .as_array()
+        .into_iter()
+        .chain(h["failedFinishedRuns"].as_array())
+        .flatten()
+        .cloned()
+        .collect();
+    runs.sort_by_key(|r| jobs_time::ms(&r["createdAt"]));
+    // The tick a run is for: the latest of A, B, C at or before its creation.
+    let ticks: Vec<u64> = runs
+        .iter()
+        .map(|r| {
+            let created = jobs_time::ms(&r["createdAt"]);
+            *[a, b, c]
+                .iter()
+                .rev()
+                .find(|t| **t <= created)
+                .unwrap_or_else(|| panic!("a run created before the first tick: {r}"))
+        })
+        .collect();
+    assert_eq!(ticks, vec![a, b, c], "one run per tick: {h}\n{}", ha.logs());
+    assert_eq!(h["successCount"], 3, "{h}");
+    // Each run's task ran once.
+    let mut lines: Vec<String> = std::fs::read_to_string(&ran)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    lines.sort();
+    let mut expected: Vec<String> = runs
+        .iter()
+        .map(|r| {
+            format!(
+                "/metronome/ha.tick/{}",
+                r["id"].as_str().unwrap_or_default()
+            )
+        })
+        .collect();
+    expected.sort();
+    assert_eq!(lines, expected, "each run's task ran exactly once");
+}
+
+fn post_job(http: &Http, body: &Value) -> impl std::future::Future<Output = Resp> {
+    http.send("POST", "/v1/jobs", Some(body.to_string().into_bytes()))
 }

@@ -110,35 +110,17 @@ fn list(v: &Value) -> Vec<Value> {
     v.as_array().cloned().unwrap_or_default()
 }
 
-/// Days since 1970-01-01 of a civil date (Howard Hinnant's `days_from_civil`).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// Unix milliseconds of a time as Metronome writes it, `2016-07-15T13:02:59.735+0000` (cairn
-/// writes UTC); panics on anything else.
-fn ms(v: &Value) -> u64 {
+/// Unix milliseconds of a time as Metronome writes it, `2016-07-15T13:02:59.735+0000`; panics
+/// on anything else.
+pub(crate) fn ms(v: &Value) -> u64 {
     let s = v
         .as_str()
         .unwrap_or_else(|| panic!("not a Metronome time: {v}"));
-    let re = regex::Regex::new(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})\.(\d{3})\+0000$")
-        .expect("regex");
-    let c = re
-        .captures(s)
-        .unwrap_or_else(|| panic!("{s:?} is not a time like 2016-07-15T13:02:59.735+0000"));
-    let n = |i: usize| c[i].parse::<i64>().expect("digits");
-    let days = days_from_civil(n(1), n(2), n(3));
-    let secs = days * 86_400 + n(4) * 3600 + n(5) * 60 + n(6);
-    (secs * 1000 + n(7)) as u64
+    cairn_metronome::parse_time(s)
+        .unwrap_or_else(|| panic!("{s:?} is not a time like 2016-07-15T13:02:59.735+0000"))
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .expect("clock after 1970")
