@@ -231,6 +231,11 @@ pub struct State {
     /// The jobs' active runs by [`run_key`] (`<job id>/<run id>`: one job's runs are one
     /// range of keys, job ids having no `/`). A finished run leaves for its job's history.
     pub runs: OrdMap<String, RunRecord>,
+    /// No schedule's next tick is before this (Unix ms; memory only, 0 after a load): a round
+    /// looks at the jobs' ticks only once it is reached, so 10,000 schedules due next year
+    /// cost nothing per round. Lowered by every change that plans a tick
+    /// ([`crate::scheduler::jobs::plan_ticks`]), raised by the round that looks.
+    pub ticks_not_before: u64,
 }
 
 /// A job and what offerd remembers of running it.

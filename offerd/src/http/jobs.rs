@@ -303,17 +303,16 @@ pub async fn create(
             }
             check_dependencies(s, &spec)
                 .map_err(|m| JobRefusal::response(detail(StatusCode::UNPROCESSABLE_ENTITY, m)))?;
-            let mut entry = JobEntry {
+            let entry = JobEntry {
                 spec: spec.clone(),
                 next_ticks: Default::default(),
                 history: Default::default(),
                 parents_done: Default::default(),
             };
-            plan_ticks(&mut entry, tx.now_ms);
-            let out = spec_json(&entry, &caller, tx.now_ms);
             s.jobs.insert(spec.id.clone(), entry);
+            plan_ticks(s, &spec.id, tx.now_ms);
             tx.job(&spec.id);
-            Ok(out)
+            Ok(spec_json(&s.jobs[&spec.id], &caller, tx.now_ms))
         })
         .await?;
     Ok((StatusCode::CREATED, Json(out)).into_response())
@@ -495,9 +494,9 @@ pub async fn create_schedule(
                 )));
             }
             entry.spec.schedules.insert(0, schedule.clone());
-            plan_ticks(entry, tx.now_ms);
+            plan_ticks(s, &id, tx.now_ms);
             tx.job(&id);
-            Ok(schedule_json(entry, &schedule, tx.now_ms))
+            Ok(schedule_json(&s.jobs[&id], &schedule, tx.now_ms))
         })
         .await?;
     Ok((StatusCode::CREATED, Json(out)).into_response())
@@ -523,9 +522,9 @@ pub async fn update_schedule(
                 return Err(JobRefusal::response(unknown_schedule(&sid)));
             };
             *slot = schedule.clone();
-            plan_ticks(entry, tx.now_ms);
+            plan_ticks(s, &id, tx.now_ms);
             tx.job(&id);
-            Ok(schedule_json(entry, &schedule, tx.now_ms))
+            Ok(schedule_json(&s.jobs[&id], &schedule, tx.now_ms))
         })
         .await?;
     Ok(Json(out).into_response())
@@ -548,7 +547,7 @@ pub async fn delete_schedule(
             if entry.spec.schedules.len() == before {
                 return Err(JobRefusal::response(unknown_schedule(&sid)));
             }
-            plan_ticks(entry, tx.now_ms);
+            plan_ticks(s, &id, tx.now_ms);
             tx.job(&id);
             Ok(())
         })

@@ -326,14 +326,21 @@ pub fn next_tick(schedule: &cairn_metronome::ScheduleSpec, after_ms: u64) -> Opt
     u64::try_from(next.as_millisecond()).ok()
 }
 
-/// Sets a job's next ticks from its schedules as of `now_ms` (a new job, or new schedules).
-pub fn plan_ticks(entry: &mut crate::model::JobEntry, now_ms: u64) {
+/// Sets job `job_id`'s next ticks from its schedules as of `now_ms` (a new job, or new
+/// schedules), and lets the next round look at them.
+pub fn plan_ticks(state: &mut State, job_id: &str, now_ms: u64) {
+    let Some(entry) = state.jobs.get_mut(job_id) else {
+        return;
+    };
     entry.next_ticks = entry
         .spec
         .schedules
         .iter()
         .filter_map(|s| Some((s.id.clone(), next_tick(s, now_ms)?)))
         .collect();
+    if let Some(first) = entry.next_ticks.values().min() {
+        state.ticks_not_before = state.ticks_not_before.min(*first);
+    }
 }
 
 /// Fires the ticks that are due: one run per due schedule (unless `FORBID` finds a run under
@@ -341,6 +348,9 @@ pub fn plan_ticks(entry: &mut crate::model::JobEntry, now_ms: u64) {
 /// from now, in the same change.
 pub fn fire_schedules(state: &mut State, tx: &mut Tx) {
     let now = tx.now_ms;
+    if now < state.ticks_not_before {
+        return;
+    }
     let due: Vec<(String, String, u64)> = state
         .jobs
         .values()
@@ -398,6 +408,14 @@ pub fn fire_schedules(state: &mut State, tx: &mut Tx) {
             tracing::warn!(job = %job_id, schedule = %schedule_id, error = %e, "tick skipped");
         }
     }
+    // Every tick is now in the future: none is looked at again before the first of them.
+    state.ticks_not_before = state
+        .jobs
+        .values()
+        .flat_map(|j| j.next_ticks.values())
+        .min()
+        .copied()
+        .unwrap_or(u64::MAX);
 }
 
 /// Drives every active run: deadlines, launches of runs waiting for room (after their
@@ -526,14 +544,19 @@ mod tests {
 
     fn job(def: serde_json::Value) -> JobEntry {
         let spec = cairn_metronome::parse_job(def, None).expect("valid test job");
-        let mut e = JobEntry {
-            spec,
-            next_ticks: Default::default(),
-            history: Default::default(),
-            parents_done: Default::default(),
-        };
-        plan_ticks(&mut e, T0);
-        e
+        let mut s = State::default();
+        let id = spec.id.clone();
+        s.jobs.insert(
+            id.clone(),
+            JobEntry {
+                spec,
+                next_ticks: Default::default(),
+                history: Default::default(),
+                parents_done: Default::default(),
+            },
+        );
+        plan_ticks(&mut s, &id, T0);
+        s.jobs[&id].clone()
     }
 
     /// A state with one agent (1 cpu) and these jobs, its agent heard from at `T0`.
@@ -624,9 +647,31 @@ mod tests {
         }));
         e.next_ticks.insert("s".into(), T0);
         let mut s = state(vec![e]);
+        s.ticks_not_before = T0;
         round(&mut s, T0 + 3_600_000);
         assert_eq!(runs_of(&s, "old").count(), 0, "an hour late, past 60 s");
         assert_eq!(s.jobs["old"].next_ticks["s"], T0 + 86_400_000);
+    }
+
+    #[test]
+    fn a_round_looks_at_the_ticks_only_once_the_first_is_due() {
+        let mut s = state(vec![every_ten_seconds("tick", "ALLOW")]);
+        round(&mut s, T0 + 1_000);
+        assert_eq!(
+            s.ticks_not_before,
+            T0 + 10_000,
+            "the scan found the first tick"
+        );
+        // A tick planned earlier than that (a new schedule) lowers the bound.
+        let mut e = every_ten_seconds("soon", "ALLOW");
+        e.spec.schedules[0].cron = "*/2 * * * * *".into();
+        s.jobs.insert("soon".into(), e);
+        plan_ticks(&mut s, "soon", T0 + 1_000);
+        assert_eq!(s.ticks_not_before, T0 + 2_000);
+        round(&mut s, T0 + 2_000);
+        assert_eq!(runs_of(&s, "soon").count(), 1);
+        assert_eq!(runs_of(&s, "tick").count(), 0);
+        assert_eq!(s.ticks_not_before, T0 + 4_000);
     }
 
     #[test]
