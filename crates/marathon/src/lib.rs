@@ -37,4 +37,4 @@ pub use resources::{Attributes, PortRange, ResourceError, Resources, parse_attri
 pub use task_state::TaskState;
 pub use time::{iso8601_millis, now_millis};
 pub use validate::{MAX_ID_LEN, MAX_INSTANCES, canonical, normalize_id, parse_app};
-pub use violation::{ValidationError, Violation};
+pub use violation::{ValidationError, Violation, marathon_path};

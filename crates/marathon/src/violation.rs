@@ -79,8 +79,8 @@ impl ValidationError {
     }
 }
 
-/// Marathon writes array positions as `(n)`: `/healthChecks(0)/protocol`.
-pub(crate) fn marathon_path(path: &serde_path_to_error::Path) -> String {
+/// Marathon writes array positions as `(n)`: `/healthChecks(0)/protocol` (Metronome too).
+pub fn marathon_path(path: &serde_path_to_error::Path) -> String {
     use serde_path_to_error::Segment;
     let mut out = String::new();
     for seg in path.iter() {

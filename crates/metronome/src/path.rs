@@ -7,7 +7,7 @@ use cairn_marathon::{ValidationError, Violation};
 /// The 422 for a body that did not deserialize.
 pub(crate) fn serde_error(e: serde_path_to_error::Error<serde_json::Error>) -> ValidationError {
     let message = e.inner().to_string();
-    let mut path = json_path(e.path());
+    let mut path = cairn_marathon::marathon_path(e.path());
     if let Some(field) = missing_field(&message) {
         if path == "/" {
             path.clear();
@@ -72,24 +72,4 @@ impl Violations {
 fn missing_field(message: &str) -> Option<&str> {
     let rest = message.strip_prefix("missing field `")?;
     rest.split('`').next()
-}
-
-fn json_path(path: &serde_path_to_error::Path) -> String {
-    use serde_path_to_error::Segment;
-    let mut out = String::new();
-    for seg in path.iter() {
-        match seg {
-            Segment::Seq { index } => out.push_str(&format!("({index})")),
-            Segment::Map { key } => {
-                out.push('/');
-                out.push_str(key);
-            }
-            Segment::Enum { variant } => {
-                out.push('/');
-                out.push_str(variant);
-            }
-            Segment::Unknown => out.push_str("/?"),
-        }
-    }
-    if out.is_empty() { "/".to_string() } else { out }
 }
