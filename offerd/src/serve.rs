@@ -299,6 +299,7 @@ pub async fn serve(
         access,
         replicated: false,
         autoscale: duties.board.clone(),
+        catalog: cfg.catalog.clone(),
     });
     let graceful = {
         let duties = duties.clone();

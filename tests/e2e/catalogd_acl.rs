@@ -256,6 +256,13 @@ fn route_table() -> Vec<(&'static str, &'static str, Option<Value>, Anonymous)> 
         ),
         ("GET", "/v1/peering/p", None, Refused),
         ("GET", "/v1/status/leader", None, Open),
+        // It tells a token about itself (the anonymous one: nothing is allowed).
+        (
+            "POST",
+            "/v1/internal/acl/authorize",
+            Some(json!([{"Resource": "key", "Segment": "a", "Access": "write"}])),
+            Open,
+        ),
         ("GET", "/v1/status/peers", None, Open),
         ("GET", "/v1/cairn/catalog", None, Empty),
         ("GET", "/v1/cairn/prometheus/targets", None, Empty),
@@ -748,6 +755,103 @@ async fn acls_off_answers_acl_endpoints_as_consul_does() {
             .await
             .header("x-consul-default-acl-policy"),
         Some("allow")
+    );
+}
+
+/// Consul's `POST /v1/internal/acl/authorize`, what the web UI asks before it offers an
+/// action: one `Allow` per check asked, as the token's policy decides; everything allowed with
+/// ACLs off; bad checks and more than 64 refused with Consul's texts.
+#[tokio::test]
+async fn a_token_learns_what_it_may_do() {
+    let c = deny_by_default(&[]).await;
+    let root = as_token(&c, ROOT);
+    let reader = token_with_rules(
+        &root,
+        "kv-reader",
+        r#"key_prefix "app/" { policy = "read" } service "web" { policy = "write" }"#,
+    )
+    .await;
+    let ask = json!([
+        {"Resource": "key", "Segment": "app/config", "Access": "read"},
+        {"Resource": "key", "Segment": "app/config", "Access": "write"},
+        {"Resource": "key", "Segment": "other", "Access": "read"},
+        {"Resource": "service", "Segment": "web", "Access": "write"},
+        {"Resource": "operator", "Access": "read"},
+        {"Resource": "acl", "Access": "write"},
+    ]);
+    let allowed = |r: Resp| -> Vec<bool> {
+        assert_eq!(r.status, 200, "{}", r.text());
+        let v = r.value();
+        let answers = v.as_array().expect("an array");
+        for (answer, asked) in answers.iter().zip(ask.as_array().expect("asked")) {
+            assert_eq!(answer["Resource"], asked["Resource"]);
+            assert_eq!(answer["Access"], asked["Access"]);
+        }
+        answers.iter().map(|a| a["Allow"] == true).collect()
+    };
+    let body = || Some(ask.to_string().into_bytes());
+    let as_reader = as_token(&c, &reader);
+    assert_eq!(
+        allowed(
+            as_reader
+                .send("POST", "/v1/internal/acl/authorize", body())
+                .await
+        ),
+        [true, false, false, true, false, false]
+    );
+    assert_eq!(
+        allowed(
+            root.send("POST", "/v1/internal/acl/authorize", body())
+                .await
+        ),
+        [true; 6]
+    );
+    assert_eq!(
+        allowed(
+            c.http
+                .send("POST", "/v1/internal/acl/authorize", body())
+                .await
+        ),
+        [false; 6]
+    );
+
+    // (body, status, text in the answer)
+    let too_many = serde_json::Value::Array(vec![json!({"Resource": "acl", "Access": "read"}); 65]);
+    let refusals = [
+        (
+            json!([{"Resource": "disk", "Access": "read"}]),
+            "Invalid ACL resource requested: \"disk\"",
+        ),
+        (
+            json!([{"Resource": "key", "Segment": "a", "Access": "own"}]),
+            "Invalid access level for key resource: own",
+        ),
+        (
+            too_many,
+            "Refusing to process more than 64 authorizations at once",
+        ),
+    ];
+    for (asked, text) in refusals {
+        let r = as_reader
+            .send(
+                "POST",
+                "/v1/internal/acl/authorize",
+                Some(asked.to_string().into_bytes()),
+            )
+            .await;
+        assert_eq!(r.status, 400, "{asked}");
+        assert!(r.text().contains(text), "{}", r.text());
+    }
+
+    // ACLs off: everything is allowed.
+    let open = Catalogd::start().await;
+    assert_eq!(
+        allowed(
+            open.http
+                .send("POST", "/v1/internal/acl/authorize", body())
+                .await
+        ),
+        [true; 6]
     );
 }
 

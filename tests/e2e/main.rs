@@ -85,3 +85,4 @@ mod tmpl_pipe;
 mod tmpl_resilience;
 mod tmpl_sharing;
 mod tmpl_watch;
+mod web_ui;

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 
+pub mod browser;
 pub mod cluster;
 pub mod daemon;
 pub mod docker;

@@ -1142,3 +1142,97 @@ pub async fn replication(Who(caller): Who) -> Response {
         "LastErrorMessage": "",
     }))
 }
+
+// ---- authorize ----
+
+/// Most checks one `/v1/internal/acl/authorize` call may ask for (Consul's bound).
+const MAX_AUTHORIZATIONS: usize = 64;
+
+/// `POST /v1/internal/acl/authorize`: Consul's check of what the caller's token may do, one
+/// answer (`Allow`) per `{Resource, Segment, Access}` asked; the web UI offers only the
+/// actions it is told are allowed. Needs no right of its own: it tells a token about itself.
+/// With ACLs off everything is allowed.
+pub async fn authorize(Who(caller): Who, body: Bytes) -> HttpResult {
+    let asked: Vec<Value> = if body.iter().all(u8::is_ascii_whitespace) {
+        Vec::new()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| HttpError::bad_request(format!("Failed to decode request body: {e}")))?
+    };
+    if asked.len() > MAX_AUTHORIZATIONS {
+        return Err(HttpError::bad_request(format!(
+            "Refusing to process more than {MAX_AUTHORIZATIONS} authorizations at once"
+        )));
+    }
+    let mut answers = Vec::with_capacity(asked.len());
+    for mut item in asked {
+        let field = |name: &str| {
+            item.get(name)
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string()
+        };
+        let (resource, segment, access) = (field("Resource"), field("Segment"), field("Access"));
+        let allow = allowed(&caller, &resource, &segment, &access.to_ascii_lowercase())?;
+        if let Some(object) = item.as_object_mut() {
+            object.insert("Allow".into(), Value::Bool(!caller.enforced || allow));
+        }
+        answers.push(item);
+    }
+    Ok(json_plain(&answers))
+}
+
+/// Consul's `acl.Enforce`: the decision for one resource, segment and access level.
+fn allowed(
+    caller: &Caller,
+    resource: &str,
+    segment: &str,
+    access: &str,
+) -> Result<bool, HttpError> {
+    let a = &caller.authz;
+    let decision = match (resource, access) {
+        ("acl", "read") => a.acl_read(),
+        ("acl", "write") => a.acl_write(),
+        ("agent", "read") => a.agent_read(segment),
+        ("agent", "write") => a.agent_write(segment),
+        ("event", "read") => a.event_read(segment),
+        ("event", "write") => a.event_write(segment),
+        ("intention", "read") => a.intention_read(segment),
+        ("intention", "write") => a.intention_write(segment),
+        ("key", "read") => a.key_read(segment),
+        ("key", "list") => a.key_list(segment),
+        ("key", "write") => a.key_write(segment),
+        ("key", "write-prefix") => a.key_write_prefix(segment),
+        ("keyring", "read") => a.keyring_read(),
+        ("keyring", "write") => a.keyring_write(),
+        ("mesh", "read") => a.mesh_read(),
+        ("mesh", "write") => a.mesh_write(),
+        ("node", "read") => a.node_read(segment),
+        ("node", "write") => a.node_write(segment),
+        ("operator", "read") => a.operator_read(),
+        ("operator", "write") => a.operator_write(),
+        ("peering", "read") => a.peering_read(),
+        ("peering", "write") => a.peering_write(),
+        ("query", "read") => a.query_read(segment),
+        ("query", "write") => a.query_write(segment),
+        ("service", "read") => a.service_read(segment),
+        ("service", "write") => a.service_write(segment),
+        ("session", "read") => a.session_read(segment),
+        ("session", "write") => a.session_write(segment),
+        (
+            "acl" | "agent" | "event" | "intention" | "key" | "keyring" | "mesh" | "node"
+            | "operator" | "peering" | "query" | "service" | "session",
+            _,
+        ) => {
+            return Err(HttpError::bad_request(format!(
+                "Invalid access level for {resource} resource: {access}"
+            )));
+        }
+        _ => {
+            return Err(HttpError::bad_request(format!(
+                "Invalid ACL resource requested: {resource:?}"
+            )));
+        }
+    };
+    Ok(decision)
+}

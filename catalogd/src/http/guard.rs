@@ -62,7 +62,7 @@ pub fn required<'a>(method: &Method, path: &'a str, node: &str, st: &State) -> R
     if let Some(name) = path.strip_prefix("/v1/discovery-chain/") {
         return Right::ServiceRead(name.to_string());
     }
-    if HANDLER_CHECKED.iter().any(|p| path.starts_with(p)) || path == "/" {
+    if HANDLER_CHECKED.iter().any(|p| path.starts_with(p)) || path == "/" || is_ui_file(path) {
         return Right::Handler;
     }
     if write {
@@ -88,8 +88,14 @@ const HANDLER_CHECKED: &[&str] = &[
     "/v1/status/",
     "/v1/cairn/",
     "/v1/connect/intentions",
+    "/v1/internal/acl/authorize",
     "/metrics",
 ];
+
+/// The web UI's files (`cairn-ui`): open, as Consul's `/ui/` is; they hold no data.
+fn is_ui_file(path: &str) -> bool {
+    path == "/ui" || path.starts_with("/ui/")
+}
 
 fn agent<'a>(rest: &'a str, write: bool, service_of: impl Fn(&str) -> String) -> Right<'a> {
     let (head, tail) = rest.split_once('/').unwrap_or((rest, ""));

@@ -30,7 +30,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, put};
+use axum::routing::{get, post, put};
 use serde::de::DeserializeOwned;
 
 use cairn_http::QueryParams;
@@ -542,7 +542,9 @@ fn router(core: Arc<Core>) -> Router {
         .route("/v1/status/peers", get(misc::peers))
         .route("/v1/cairn/catalog", get(misc::whole_catalog))
         .route("/v1/cairn/prometheus/targets", get(prometheus_sd::targets))
+        .route("/v1/internal/acl/authorize", post(acl::authorize))
         .route("/", get(misc::index))
+        .merge(cairn_ui::routes(cairn_ui::UiConfig::catalogd()))
         .route("/metrics", get(misc::metrics))
         .fallback(unknown_endpoint)
         .method_not_allowed_fallback(method_not_allowed)

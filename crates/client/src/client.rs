@@ -252,6 +252,57 @@ impl CatalogClient {
         })
     }
 
+    /// Sends someone else's request on: `path` (already percent-encoded, below the base, e.g.
+    /// `v1/kv/a%20b`) with its raw `query`, carrying the *caller's* `token` and never this
+    /// client's own, so the catalog judges the caller (offerd's UI relay). Fails over between
+    /// replicas as every request does; the answer comes back unread, to be streamed on.
+    pub async fn relay(
+        &self,
+        method: Method,
+        path: &str,
+        query: Option<&str>,
+        token: Option<HeaderValue>,
+        body: bytes::Bytes,
+        timeout: Duration,
+    ) -> Result<reqwest::Response, ClientError> {
+        let endpoints = &self.inner.endpoints;
+        let url_on = |i: usize| {
+            let base = endpoints.urls()[i].as_str().trim_end_matches('/');
+            let text = match query {
+                Some(q) => format!("{base}/{path}?{q}"),
+                None => format!("{base}/{path}"),
+            };
+            Url::parse(&text).map_err(|e| ClientError::InvalidUrl {
+                url: text,
+                reason: e.to_string(),
+            })
+        };
+        let sent = endpoints
+            .run(
+                |e: &ClientError| {
+                    matches!(e, ClientError::Http { cause, .. } if may_fail_over(&method, cause))
+                },
+                |i| {
+                    let built = url_on(i).map(|url| {
+                        let mut req = self.inner.http[i]
+                            .request(method.clone(), url.clone())
+                            .timeout(timeout)
+                            .body(body.clone());
+                        if let Some(token) = &token {
+                            req = req.header(TOKEN_HEADER, token.clone());
+                        }
+                        (url, req)
+                    });
+                    async move {
+                        let (url, req) = built?;
+                        req.send().await.map_err(|e| ClientError::http(&url, e))
+                    }
+                },
+            )
+            .await;
+        sent.map(|(_, resp)| resp).map_err(|failed| failed.error)
+    }
+
     /// A read: 2xx → response with meta; 404 → `None` with meta (KV misses, unknown sessions);
     /// anything else → [`ClientError::Status`].
     pub(crate) async fn read_or_404<'a>(

@@ -531,6 +531,7 @@ async fn take_office(replica: &Replica, office: &Office, term: &Term) -> anyhow:
         access: office.access.clone(),
         replicated: true,
         autoscale: duties.board.clone(),
+        catalog: office.catalog.clone(),
     });
     Ok(Leading {
         core,

@@ -16,6 +16,9 @@
 //! | route | method | right |
 //! |---|---|---|
 //! | `/ping` | GET | open (load balancers' probes) |
+//! | `/ui`, `/ui/`, `/ui/<file>` | GET | open (the web UI's files: no data; `cairn-ui`) |
+//! | `/v1/auth/self` | GET | any principal: its name, role and paths (`http/ui.rs`) |
+//! | `/ui/catalog/v1/...` | GET, PUT, DELETE, POST | read (writes: not a viewer); relayed with the caller's own `X-Consul-Token`, which the catalog judges (`http/ui.rs`) |
 //! | `/metrics`, `/v2/info`, `/v2/leader` | GET | read |
 //! | `/v2/leader` | DELETE | admin (replicas, [`crate::ha`]: the leader abdicates) |
 //! | `/v2/apps` | GET | read; env per app |
@@ -64,6 +67,7 @@ mod misc;
 mod offers;
 pub mod render;
 mod tasks;
+pub mod ui;
 
 use std::sync::Arc;
 
@@ -91,6 +95,8 @@ pub struct AppState {
     pub replicated: bool,
     /// What the autoscaler and the capacity watch last found.
     pub autoscale: Arc<crate::autoscale::Board>,
+    /// offerd's catalog, which the UI's relay reaches ([`ui`]); `None` without one.
+    pub catalog: Option<cairn_client::CatalogClient>,
 }
 
 /// The whole API.
@@ -157,13 +163,24 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/jobs/{id}/runs/{run}", get(jobs::run))
         .route("/v1/jobs/{id}/runs/{run}/actions/stop", post(jobs::stop))
         .route("/v1/queue", get(jobs::queue))
+        .route("/v1/auth/self", get(ui::whoami))
+        .route(
+            "/ui/catalog/{*path}",
+            get(ui::relay)
+                .head(ui::relay)
+                .put(ui::relay)
+                .delete(ui::relay)
+                .post(ui::relay),
+        )
         .fallback(misc::not_found)
         .layer(axum::middleware::from_fn_with_state(
             access.clone(),
             guard::principals,
         ));
+    let ui = cairn_ui::UiConfig::offerd(state.catalog.is_some().then_some(ui::CATALOG_RELAY));
     Router::new()
         .route("/ping", get(misc::ping))
+        .merge(cairn_ui::routes(ui))
         .merge(agent_routes(access))
         .merge(api)
         .with_state(state)
