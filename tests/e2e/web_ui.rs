@@ -69,6 +69,31 @@ async fn wait_tasks_healthy(c: &Cluster, b: &Browser, n: usize) -> Vec<String> {
     .await
 }
 
+/// The form controls on the page now that have no label a screen reader would read: each
+/// (id or name, type) of them.
+async fn unlabelled_controls(b: &Browser) -> Vec<String> {
+    let found = b
+        .eval(
+            "return [...document.querySelectorAll('input:not([type=hidden]), select, textarea, button')]
+                .filter(e => !e.hidden && e.offsetParent !== null)
+                .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')
+                    && !e.getAttribute('aria-labelledby') && !(e.tagName === 'BUTTON' && e.textContent.trim()))
+                .map(e => (e.id || e.name || e.className) + ' (' + e.tagName.toLowerCase() + ')');",
+            vec![],
+        )
+        .await;
+    serde_json::from_value(found).expect("a list")
+}
+
+/// Checks that every control on the page has a label (the `page` names it in the failure).
+async fn assert_labelled(b: &Browser, page: &str) {
+    let unlabelled = unlabelled_controls(b).await;
+    assert!(
+        unlabelled.is_empty(),
+        "{page}: controls without a label: {unlabelled:?}"
+    );
+}
+
 /// The count of elements offering a write action on the page now.
 async fn write_actions(b: &Browser) -> usize {
     b.all(".write-action").await.len()
@@ -86,6 +111,15 @@ async fn an_operator_runs_an_app_from_the_ui() {
     b.fill("#app-json", &web_app("/ui/web", 1).to_string())
         .await;
     b.click("#app-save").await;
+    // The new app's page opens, and goes live to 1/1.
+    b.wait_page("app").await;
+    b.wait_text(
+        "#app-summary [data-field=\"running\"]",
+        "/ui/web at 1/1 on its page",
+        |t| t.trim() == "1/1",
+    )
+    .await;
+    b.open(&format!("{ui}#/apps"), "apps").await;
     b.wait_text(&app_cell("/ui/web", "running"), "/ui/web at 1/1", |t| {
         t.trim() == "1/1"
     })
@@ -96,6 +130,7 @@ async fn an_operator_runs_an_app_from_the_ui() {
     .await;
     c.wait_running("/ui/web", 1, 60).await;
     b.screenshot("apps").await;
+    assert_labelled(&b, "apps").await;
 
     // Scale to 3 on the app page.
     b.open(&format!("{ui}#/apps/ui/web"), "app").await;
@@ -130,6 +165,7 @@ async fn an_operator_runs_an_app_from_the_ui() {
         "{before:?} -> {after:?}"
     );
     b.screenshot("app").await;
+    assert_labelled(&b, "app").await;
 
     // The log of a task, read through offerd.
     let task = after[0].clone();
@@ -171,6 +207,7 @@ async fn an_operator_runs_an_app_from_the_ui() {
     b.wait_text(state, "node-1 active", |t| t.contains("active"))
         .await;
     b.screenshot("fleet").await;
+    assert_labelled(&b, "fleet").await;
     b.click("#agents-table tr[data-agent=\"node-1\"] .agent-drain")
         .await;
     b.wait_text(state, "node-1 draining", |t| t.contains("drain"))
@@ -201,6 +238,7 @@ async fn an_operator_runs_an_app_from_the_ui() {
     )
     .await;
     b.screenshot("services").await;
+    assert_labelled(&b, "services").await;
     b.open(&format!("{ui}#/nodes"), "nodes").await;
     b.wait_css("tr[data-node=\"node-0\"]", "node-0 on the nodes page")
         .await;
@@ -220,6 +258,7 @@ async fn an_operator_runs_an_app_from_the_ui() {
     )
     .await;
     b.screenshot("events").await;
+    assert_labelled(&b, "events").await;
     b.close().await;
 }
 
@@ -235,6 +274,7 @@ async fn edit_kv(c: &Cluster, b: &Browser, ui: &str, kv: &Http) {
         .await;
     assert_eq!(kv.get("/v1/kv/app/config?raw").await.text(), "v1-from-ui");
     b.screenshot("kv").await;
+    assert_labelled(b, "kv").await;
 
     // Someone else changes the key while it is open here: the UI's save is refused.
     let r = kv.put("/v1/kv/app/config", "v2-by-a-script").await;
@@ -366,6 +406,7 @@ async fn the_ui_offers_only_what_a_token_may_do() {
     b.client.goto(&format!("{ui}#/apps")).await.expect("goto");
     b.wait_page("login").await;
     b.screenshot("login").await;
+    assert_labelled(&b, "login").await;
 
     // A viewer with a read-only catalog token: everything is shown, no write is offered.
     login(&b, &ui, VIEWER, KV_READER).await;
@@ -450,6 +491,18 @@ async fn catalogd_serves_its_own_catalog_views() {
     .await;
     assert!(b.all("a[href=\"#/fleet\"]").await.is_empty());
     b.screenshot("catalogd-services-phone").await;
+    // Readable on a phone: the page itself does not scroll sideways (wide tables scroll
+    // inside their own box).
+    let overflow = b
+        .eval(
+            "return document.documentElement.scrollWidth - window.innerWidth;",
+            vec![],
+        )
+        .await;
+    assert!(
+        overflow.as_i64().is_some_and(|px| px <= 0),
+        "{overflow} px too wide"
+    );
     b.open(&format!("{ui}#/services/web-cat"), "service").await;
     b.wait_text(
         "tr[data-instance] [data-field=\"status\"]",

@@ -13,7 +13,7 @@ use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 
-use crate::{free_port, wait_for};
+use crate::free_port;
 
 /// How long a page may take to show what a test waits for.
 pub const PAGE_WAIT: Duration = Duration::from_secs(30);
@@ -105,51 +105,70 @@ impl Browser {
         self.wait_css(&css, &format!("the {page} page")).await;
     }
 
-    /// Waits for an element matching `css`; panics naming `what` after [`PAGE_WAIT`].
+    /// Waits until `check` gives a value; after [`PAGE_WAIT`] writes a screenshot of the page
+    /// (`failed-<what>.png`) and panics naming `what`, with the page's text.
+    pub async fn wait_until<T>(
+        &self,
+        what: &str,
+        mut check: impl AsyncFnMut(&Client) -> Option<T>,
+    ) -> T {
+        let deadline = tokio::time::Instant::now() + PAGE_WAIT;
+        loop {
+            if let Some(v) = check(&self.client).await {
+                return v;
+            }
+            if tokio::time::Instant::now() > deadline {
+                let name: String = what
+                    .chars()
+                    .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+                    .collect();
+                let shot = self.screenshot(&format!("failed-{name}")).await;
+                let text = self
+                    .eval(
+                        "return location.href + '\\n' + document.body.innerText;",
+                        vec![],
+                    )
+                    .await;
+                panic!(
+                    "timed out after {PAGE_WAIT:?} waiting for {what} (screenshot: {})\npage: {}\n{}",
+                    shot.display(),
+                    text.as_str().unwrap_or_default(),
+                    self.context()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits for an element matching `css`; fails as [`Browser::wait_until`] does.
     pub async fn wait_css(&self, css: &str, what: &str) -> Element {
-        let client = self.client.clone();
-        wait_for(
-            what,
-            PAGE_WAIT,
-            || self.context(),
-            async || client.find(Locator::Css(css)).await.ok(),
-        )
+        self.wait_until(what, async |client| {
+            client.find(Locator::Css(css)).await.ok()
+        })
         .await
     }
 
     /// Waits until `check` holds for the text of the element matching `css`; returns it.
     pub async fn wait_text(&self, css: &str, what: &str, check: impl Fn(&str) -> bool) -> String {
-        let client = self.client.clone();
-        wait_for(
-            what,
-            PAGE_WAIT,
-            || self.context(),
-            async || {
-                let text = client
-                    .find(Locator::Css(css))
-                    .await
-                    .ok()?
-                    .text()
-                    .await
-                    .ok()?;
-                check(&text).then_some(text)
-            },
-        )
+        self.wait_until(what, async |client| {
+            let text = client
+                .find(Locator::Css(css))
+                .await
+                .ok()?
+                .text()
+                .await
+                .ok()?;
+            check(&text).then_some(text)
+        })
         .await
     }
 
     /// Waits until no element matches `css`.
     pub async fn wait_gone(&self, css: &str, what: &str) {
-        let client = self.client.clone();
-        wait_for(
-            what,
-            PAGE_WAIT,
-            || self.context(),
-            async || {
-                let found = client.find_all(Locator::Css(css)).await.ok()?;
-                found.is_empty().then_some(())
-            },
-        )
+        self.wait_until(what, async |client| {
+            let found = client.find_all(Locator::Css(css)).await.ok()?;
+            found.is_empty().then_some(())
+        })
         .await
     }
 
@@ -247,7 +266,10 @@ impl Drop for Browser {
             self._profile.path().join("profile").display()
         );
         // Nothing left to kill is the usual case after close().
-        let _ = Command::new("pkill").arg("-f").arg(profile).status();
+        let _ = Command::new("pkill")
+            .args(["-f", "--"])
+            .arg(profile)
+            .status();
     }
 }
 

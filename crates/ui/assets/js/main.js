@@ -80,7 +80,8 @@ function renderWho() {
   else who.textContent = S.catalogWho || 'anonymous';
   document.getElementById('nav').hidden = isOfferd() && !S.self;
   document.getElementById('logout').hidden = !loggedIn();
-  document.getElementById('login-link').hidden = loggedIn();
+  // offerd without an auth file takes no token: nothing to log in to.
+  document.getElementById('login-link').hidden = loggedIn() || (isOfferd() && S.self && !S.self.authRequired);
 }
 
 /** At offerd: who the stored token is (null on 401). */
@@ -147,6 +148,8 @@ function route() {
     return;
   }
   if (r.name === 'login' && !wanted && lastHash && !lastHash.startsWith('#/login')) wanted = lastHash;
+  // A message belongs to the page it came from.
+  if (hash !== lastHash) clearFlash();
   lastHash = hash;
   if (current) current.dispose();
   const ctx = makeCtx(r.name, r.params);
