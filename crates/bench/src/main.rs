@@ -11,6 +11,7 @@ mod keys;
 mod kvload;
 mod place;
 mod scale;
+mod ui;
 mod wake;
 mod watchers;
 
@@ -50,6 +51,8 @@ enum Command {
     Changes(scale::ChangesArgs),
     /// Simulated taskrun agents on one offerd: POST apps, time them to all running, scale
     Agents(agents::AgentsArgs),
+    /// offerd's web UI in headless chromium: first render of the apps page, kill-to-screen latency
+    Ui(ui::UiArgs),
 }
 
 fn main() -> ExitCode {
@@ -74,6 +77,7 @@ fn main() -> ExitCode {
                 Command::Wake(args) => wake::run(args).await,
                 Command::Failover(args) => failover::run(args).await,
                 Command::Agents(args) => agents::run(args).await,
+                Command::Ui(args) => ui::run(args).await,
                 Command::WatchKeys(args) => keys::run(args).await,
                 Command::CatalogLoad(args) => scale::run_load(args).await,
                 Command::Changes(args) => scale::run_changes(args).await,
