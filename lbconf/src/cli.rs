@@ -60,6 +60,10 @@ pub struct WatchArgs {
         requires = "haproxy_socket"
     )]
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Where the validated copies of --tls-certs' certificates and the crt-list HAProxy reads
+    /// are kept (default: lbconf-certs beside --out); a broken new version never replaces a copy
+    #[arg(long, value_name = "DIR")]
+    pub tls_state: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub layout: Layout,
 }
@@ -89,6 +93,24 @@ pub struct Layout {
     /// service, mode, meta)
     #[arg(long)]
     pub template: Option<std::path::PathBuf>,
+    /// Terminate HTTPS with the certificates in DIR (one PEM per name: certificate chain and
+    /// key; wildcards allowed), chosen by SNI, HTTP/2 and HTTP/1.1 by ALPN; services opt in
+    /// with lb_tls (or lb_redirect_https). `watch` follows DIR: certificates added, renewed or
+    /// removed are applied through the runtime API without a reload, a broken one is refused
+    /// and the old one keeps serving
+    #[arg(long, value_name = "DIR")]
+    pub tls_certs: Option<std::path::PathBuf>,
+    /// Route only apps of these marathon-lb groups (their HAPROXY_GROUP label; `*`: every
+    /// group), as marathon-lb's --group; repeat or comma-separate
+    #[arg(long, value_name = "GROUP")]
+    pub group: Vec<String>,
+    /// Port of the HTTPS frontend (with --tls-certs)
+    #[arg(long, default_value_t = 443)]
+    pub https_port: u16,
+    /// Serve HAProxy's own Prometheus exporter (GET /metrics) and its stats page (/stats) on
+    /// ADDR (host:port)
+    #[arg(long, value_name = "ADDR")]
+    pub haproxy_metrics: Option<std::net::SocketAddr>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -100,9 +122,19 @@ pub struct RenderArgs {
     pub haproxy_socket: Option<String>,
 }
 
+/// A path placed on a config line: no spaces or quotes (HAProxy would split or misread it).
+fn config_path(flag: &str, path: &std::path::Path) -> anyhow::Result<String> {
+    let text = path.display().to_string();
+    if !safe(&text) || text.is_empty() {
+        anyhow::bail!("{flag} {text:?}: the path must not contain spaces or quotes");
+    }
+    Ok(text)
+}
+
 fn settings(
     layout: &Layout,
     stats_socket: Option<String>,
+    certs: Option<crate::render::Certs>,
 ) -> anyhow::Result<crate::render::Settings> {
     let template = match &layout.template {
         None => None,
@@ -129,6 +161,11 @@ fn settings(
         spare_slots: layout.spare_slots,
         stats_socket,
         template,
+        tls: certs.map(|certs| crate::render::TlsSettings {
+            https_port: layout.https_port,
+            certs,
+        }),
+        exporter: layout.haproxy_metrics,
     })
 }
 
@@ -165,13 +202,24 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 .whole_catalog(&Default::default())
                 .await
                 .context("reading the catalog")?;
-            let (routes, rejected) = crate::model::routes(&catalog, args.layout.http_port);
+            let groups = crate::model::Groups::new(&args.layout.group);
+            let (routes, rejected) =
+                crate::model::routes_of_groups(&catalog, args.layout.http_port, &groups);
             for r in rejected {
                 tracing::warn!(service = ?r.service, reason = %r.reason, "not routed as asked");
             }
-            let text =
-                crate::render::config(&routes, &settings(&args.layout, args.haproxy_socket)?)
-                    .map_err(|e| anyhow::anyhow!(e))?;
+            let certs = match &args.layout.tls_certs {
+                None => None,
+                Some(dir) => Some(crate::render::Certs::Directory(config_path(
+                    "--tls-certs",
+                    dir,
+                )?)),
+            };
+            let text = crate::render::config(
+                &routes,
+                &settings(&args.layout, args.haproxy_socket, certs)?,
+            )
+            .map_err(|e| anyhow::anyhow!(e))?;
             print!("{text}");
         }
         Command::Watch(args) => {
@@ -215,6 +263,34 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 )));
                 metrics = Some(m);
             }
+            let followed = match &args.layout.tls_certs {
+                None => None,
+                Some(dir) => {
+                    let state = args.tls_state.clone().unwrap_or_else(|| {
+                        args.out
+                            .parent()
+                            .unwrap_or(std::path::Path::new("."))
+                            .join("lbconf-certs")
+                    });
+                    let (store, refused) = crate::certs::CertStore::open(dir, &state)
+                        .with_context(|| format!("--tls-certs {}", dir.display()))?;
+                    for r in refused {
+                        tracing::warn!(file = %r.file, reason = %r.reason, "certificate refused");
+                    }
+                    tracing::info!(certificates = store.len(), dir = %dir.display(), "serving HTTPS");
+                    Some(crate::watch::FollowedCerts {
+                        dir: dir.clone(),
+                        store,
+                    })
+                }
+            };
+            let certs = match &followed {
+                None => None,
+                Some(f) => Some(crate::render::Certs::List(config_path(
+                    "--tls-state",
+                    f.store.crt_list(),
+                )?)),
+            };
             let options = crate::watch::Options {
                 out: args.out,
                 socket: args.haproxy_socket,
@@ -222,10 +298,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 haproxy: args.haproxy,
                 command_timeout: args.command_timeout,
                 reload_interval: args.reload_interval,
-                settings: settings(&args.layout, socket)?,
+                settings: settings(&args.layout, socket, certs)?,
                 metrics,
+                groups: crate::model::Groups::new(&args.layout.group),
             };
-            crate::watch::run(client, options, cairn_cli::shutdown_signal()).await;
+            crate::watch::run(client, options, followed, cairn_cli::shutdown_signal()).await;
             stop.cancel();
             if let Some(task) = announced {
                 // Ends after its bounded deregistration; a panic in it was logged already.

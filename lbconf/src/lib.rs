@@ -3,7 +3,9 @@
 //! keeps HAProxy in step, [`metrics`] serves HAProxy's request counts per service read through
 //! [`stats`].
 
+pub mod certs;
 pub mod cli;
+pub mod marathon_lb;
 pub mod metrics;
 pub mod model;
 pub mod render;

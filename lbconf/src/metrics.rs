@@ -512,6 +512,7 @@ mod tests {
             },
             balance: "roundrobin".into(),
             servers: Vec::new(),
+            options: Default::default(),
             meta: [(APP_META.to_string(), "/shop/web".to_string())].into(),
         }
     }

@@ -8,6 +8,8 @@ use std::net::IpAddr;
 
 use cairn_wire::{CatalogMirror, CheckStatus, ServiceEntry, Touched, WholeCatalog};
 
+pub use crate::marathon_lb::Groups;
+
 /// Balance algorithms accepted from `lb_balance`.
 const BALANCE: &[&str] = &[
     "roundrobin",
@@ -36,7 +38,41 @@ pub enum Exposure {
     },
     /// Its own TCP frontend.
     Tcp { port: u16 },
+    /// TLS passed through untouched to the instances, chosen by the name the client asks for
+    /// (SNI) on the HTTPS port (`lb_tls_passthrough`): the instances hold the certificates.
+    TlsPassthrough { hosts: Vec<String> },
 }
+
+/// What a route asks of HAProxy beyond where it is reached, from its ServiceMeta.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RouteOptions {
+    /// Served on the HTTPS frontend too (`lb_tls`), with `--tls-certs`' certificates.
+    pub tls: bool,
+    /// Plain HTTP requests answered with a 301 to https (`lb_redirect_https`; implies `tls`).
+    pub redirect_https: bool,
+    /// `Strict-Transport-Security: max-age=` on HTTPS answers, in seconds (`lb_hsts`: `true`
+    /// for a year, or the seconds).
+    pub hsts: Option<u64>,
+    /// Cookie affinity (`lb_sticky`): a client keeps its instance while it is up.
+    pub sticky: bool,
+    /// How long an instance may take to answer, in milliseconds (`lb_timeout`, a Go duration).
+    pub timeout_ms: Option<u64>,
+    /// Most connections one instance gets at once (`lb_maxconn`); the rest wait in HAProxy's
+    /// queue.
+    pub maxconn: Option<u32>,
+    /// A frontend of its own on this port for an HTTP route (`lb_port` with `lb_mode http`:
+    /// marathon-lb's service port frontend), besides the shared one.
+    pub own_port: Option<u16>,
+    /// The address the route's own frontend (TCP, or `own_port`) binds (`lb_bind_addr`).
+    pub bind_addr: Option<IpAddr>,
+}
+
+/// The most an `lb_timeout` may be (one day): longer is a typo, not a timeout.
+const MAX_TIMEOUT_MS: u64 = 24 * 3600 * 1000;
+/// The most `lb_maxconn` may be.
+const MAX_MAXCONN: u32 = 1_000_000;
+/// What `lb_hsts = true` sets: a year.
+pub const HSTS_DEFAULT_SECS: u64 = 365 * 24 * 3600;
 
 /// A service HAProxy routes to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +85,7 @@ pub struct Route {
     pub balance: String,
     /// Passing instances, sorted.
     pub servers: Vec<Server>,
+    pub options: RouteOptions,
     /// The service's meta with only values safe to place in a config line (no control
     /// characters or quotes), for operators' templates.
     pub meta: BTreeMap<String, String>,
@@ -131,6 +168,15 @@ fn tcp_port(meta: &BTreeMap<String, String>) -> Result<u16, String> {
 /// outcome never depends on how the names sort. A TCP port equal to `http_port` (the shared
 /// HTTP frontend's) is refused.
 pub fn routes(catalog: &WholeCatalog, http_port: u16) -> (Vec<Route>, Vec<Rejected>) {
+    routes_of_groups(catalog, http_port, &Groups::new(&[]))
+}
+
+/// [`routes`] of the services `groups` selects (marathon-lb's `--group`).
+pub fn routes_of_groups(
+    catalog: &WholeCatalog,
+    http_port: u16,
+    groups: &Groups,
+) -> (Vec<Route>, Vec<Rejected>) {
     // Group instances by service name; meta is read from the instances (the first valid wins).
     let mut by_name: BTreeMap<&str, Vec<&ServiceEntry>> = BTreeMap::new();
     for e in &catalog.services {
@@ -141,7 +187,7 @@ pub fn routes(catalog: &WholeCatalog, http_port: u16) -> (Vec<Route>, Vec<Reject
     }
     let wanted: Vec<(String, Wanted)> = by_name
         .into_iter()
-        .map(|(name, entries)| (name.to_string(), wanted(name, &entries)))
+        .map(|(name, entries)| (name.to_string(), wanted(name, &entries, groups)))
         .collect();
     assemble(wanted.iter().map(|(n, w)| (n.as_str(), w)), http_port)
 }
@@ -153,6 +199,7 @@ pub fn routes(catalog: &WholeCatalog, http_port: u16) -> (Vec<Route>, Vec<Reject
 /// check flipping — patches the touched routes' servers in place.
 pub struct RouteTable {
     http_port: u16,
+    groups: Groups,
     wanted: BTreeMap<String, Wanted>,
     routes: Vec<Route>,
     rejected: Vec<Rejected>,
@@ -172,8 +219,14 @@ pub enum RouteChange {
 impl RouteTable {
     /// An empty table for a frontend on `http_port` (a TCP route may not claim it).
     pub fn new(http_port: u16) -> RouteTable {
+        RouteTable::of_groups(http_port, Groups::new(&[]))
+    }
+
+    /// [`RouteTable::new`] routing only the services `groups` selects.
+    pub fn of_groups(http_port: u16, groups: Groups) -> RouteTable {
         RouteTable {
             http_port,
+            groups,
             wanted: BTreeMap::new(),
             routes: Vec::new(),
             rejected: Vec::new(),
@@ -191,7 +244,8 @@ impl RouteTable {
                 .collect();
             for name in all {
                 let entries: Vec<&ServiceEntry> = catalog.instances_of(name).collect();
-                self.wanted.insert(name.to_string(), wanted(name, &entries));
+                let w = wanted(name, &entries, &self.groups);
+                self.wanted.insert(name.to_string(), w);
             }
             self.assemble();
             return RouteChange::Whole;
@@ -204,7 +258,7 @@ impl RouteTable {
                 structural |= self.wanted.remove(name).is_some();
                 continue;
             }
-            let w = wanted(name, &entries);
+            let w = wanted(name, &entries, &self.groups);
             match self.wanted.get(name) {
                 Some(old) if old.same_but_servers(&w) => {
                     if old.servers() != w.servers() {
@@ -315,6 +369,7 @@ impl Wanted {
                     && x.service == y.service
                     && x.exposure == y.exposure
                     && x.balance == y.balance
+                    && x.options == y.options
                     && x.meta == y.meta
             }
             (None, None) => true,
@@ -363,6 +418,25 @@ fn settle_claims(
                     ports.insert(*port, service.clone());
                 }
             }
+            Exposure::TlsPassthrough { hosts: wanted } => {
+                wanted.retain(|h| {
+                    let key = (h.clone(), None);
+                    match hosts.get(&key) {
+                        Some(first) => {
+                            rejected.push(reject(format!(
+                                "lb_vhost {h} is already routed to service {first:?}, \
+                                 registered first; ignored"
+                            )));
+                            false
+                        }
+                        None => {
+                            hosts.insert(key, service.clone());
+                            true
+                        }
+                    }
+                });
+                keep[i] = !wanted.is_empty();
+            }
             Exposure::Http {
                 hosts: wanted,
                 path,
@@ -387,6 +461,26 @@ fn settle_claims(
                 keep[i] = !wanted.is_empty();
             }
         }
+        // An HTTP route's own port is claimed like a TCP port; losing it keeps the route on
+        // the shared frontend.
+        if keep[i]
+            && let Some(port) = route.options.own_port
+        {
+            if port == http_port {
+                rejected.push(reject(format!(
+                    "lb_port {port} is the HTTP frontend's port; no frontend of its own"
+                )));
+                route.options.own_port = None;
+            } else if let Some(first) = ports.get(&port) {
+                rejected.push(reject(format!(
+                    "lb_port {port} is already routed to service {first:?}, registered first; \
+                     no frontend of its own"
+                )));
+                route.options.own_port = None;
+            } else {
+                ports.insert(port, service.clone());
+            }
+        }
     }
     candidates
         .into_iter()
@@ -397,19 +491,44 @@ fn settle_claims(
 
 /// One service's route as its meta asks for it, before its backend is named and claims are
 /// settled.
-fn wanted(name: &str, entries: &[&ServiceEntry]) -> Wanted {
+fn wanted(name: &str, entries: &[&ServiceEntry], groups: &Groups) -> Wanted {
     let mut rejected = Vec::new();
     let none = |rejected| Wanted {
         candidate: None,
         rejected,
     };
-    let meta = &entries[0].service.meta;
     let reject = |reason: String| Rejected {
         service: name.to_string(),
         reason,
     };
+    let labelled = &entries[0].service.meta;
+    if !groups.selects(labelled) {
+        return none(rejected);
+    }
+    // marathon-lb's HAPROXY_* labels read as lbconf's meta; what lbconf cannot do is said.
+    let translation = crate::marathon_lb::translate(labelled);
+    for (label, why) in &translation.unsupported {
+        rejected.push(reject(format!("label {label}: {why}")));
+    }
+    let mut meta = translation.meta;
+    if labelled.contains_key("HAPROXY_0_VHOST") {
+        // marathon-lb serves every virtual host on its HTTPS frontend too.
+        meta.entry("lb_tls".into()).or_insert_with(|| "true".into());
+    }
+    let meta = &meta;
     let mode = meta.get("lb_mode").map(|m| m.trim().to_ascii_lowercase());
+    let passthrough = flag(meta, "lb_tls_passthrough", &mut |r| {
+        rejected.push(reject(r))
+    });
     let exposure = match mode.as_deref() {
+        _ if passthrough => {
+            let hosts = vhosts(meta, &mut |r| rejected.push(reject(r)));
+            if hosts.is_empty() {
+                rejected.push(reject("lb_tls_passthrough needs lb_vhost".into()));
+                return none(rejected);
+            }
+            Exposure::TlsPassthrough { hosts }
+        }
         Some("tcp") => match tcp_port(meta) {
             Ok(port) => Exposure::Tcp { port },
             Err(why) => {
@@ -418,21 +537,13 @@ fn wanted(name: &str, entries: &[&ServiceEntry]) -> Wanted {
             }
         },
         Some("http") | None => {
-            let Some(vhosts) = meta.get("lb_vhost") else {
+            if !meta.contains_key("lb_vhost") {
                 if mode.is_some() {
                     rejected.push(reject("lb_mode http needs lb_vhost".into()));
                 }
                 return none(rejected);
-            };
-            let mut hosts = Vec::new();
-            for raw in vhosts.split(',').filter(|h| !h.trim().is_empty()) {
-                match host(raw) {
-                    Some(h) => hosts.push(h),
-                    None => rejected.push(reject(format!(
-                        "lb_vhost {raw:?} is not a host name; ignored"
-                    ))),
-                }
             }
+            let hosts = vhosts(meta, &mut |r| rejected.push(reject(r)));
             if hosts.is_empty() {
                 return none(rejected);
             }
@@ -469,6 +580,7 @@ fn wanted(name: &str, entries: &[&ServiceEntry]) -> Wanted {
             "roundrobin".to_string()
         }
     };
+    let options = options(meta, &exposure, &mut |r| rejected.push(reject(r)));
     let mut servers: Vec<Server> = entries
         .iter()
         .filter(|e| e.status() == CheckStatus::Passing)
@@ -505,12 +617,119 @@ fn wanted(name: &str, entries: &[&ServiceEntry]) -> Wanted {
                 exposure,
                 balance,
                 servers,
+                options,
                 meta,
             },
             since,
         }),
         rejected,
     }
+}
+
+/// The hosts of `lb_vhost` (comma-separated), each checked; a bad one is reported and left out.
+fn vhosts(meta: &BTreeMap<String, String>, report: &mut impl FnMut(String)) -> Vec<String> {
+    let mut hosts = Vec::new();
+    let Some(raw) = meta.get("lb_vhost") else {
+        return hosts;
+    };
+    for one in raw.split(',').filter(|h| !h.trim().is_empty()) {
+        match host(one) {
+            Some(h) => hosts.push(h),
+            None => report(format!("lb_vhost {one:?} is not a host name; ignored")),
+        }
+    }
+    hosts
+}
+
+/// A yes/no meta value: `true`, `1`, `yes`, `on` or their opposites (any case); absent is no; anything
+/// else is reported and read as no.
+fn flag(meta: &BTreeMap<String, String>, key: &str, report: &mut impl FnMut(String)) -> bool {
+    let Some(raw) = meta.get(key) else {
+        return false;
+    };
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => true,
+        "false" | "0" | "no" | "off" | "" => false,
+        _ => {
+            report(format!("{key} {raw:?} is neither true nor false; ignored"));
+            false
+        }
+    }
+}
+
+/// The route's options from its meta; a value that cannot be used is reported and left out.
+fn options(
+    meta: &BTreeMap<String, String>,
+    exposure: &Exposure,
+    report: &mut impl FnMut(String),
+) -> RouteOptions {
+    let mut o = RouteOptions {
+        tls: flag(meta, "lb_tls", report),
+        redirect_https: flag(meta, "lb_redirect_https", report),
+        sticky: flag(meta, "lb_sticky", report),
+        ..RouteOptions::default()
+    };
+    // A redirect to https leads to the HTTPS frontend: the route must be there.
+    o.tls |= o.redirect_https;
+    if let Some(raw) = meta.get("lb_hsts") {
+        let v = raw.trim().to_ascii_lowercase();
+        match v.as_str() {
+            "true" | "yes" | "on" => o.hsts = Some(HSTS_DEFAULT_SECS),
+            "false" | "no" | "off" | "" => {}
+            digits
+                if !digits.is_empty()
+                    && digits.len() <= 10
+                    && digits.bytes().all(|b| b.is_ascii_digit()) =>
+            {
+                o.hsts = digits.parse().ok();
+            }
+            _ => report(format!(
+                "lb_hsts {raw:?} is neither true, false nor a max-age in seconds; ignored"
+            )),
+        }
+    }
+    if let Some(raw) = meta.get("lb_timeout") {
+        match cairn_wire::parse_go_duration(raw.trim()) {
+            Ok(d) if !d.is_zero() && d.as_millis() <= u128::from(MAX_TIMEOUT_MS) => {
+                o.timeout_ms = Some(d.as_millis() as u64);
+            }
+            _ => report(format!(
+                "lb_timeout {raw:?} is not a duration between 1ms and 24h (30s, 2m); ignored"
+            )),
+        }
+    }
+    if let Some(raw) = meta.get("lb_maxconn") {
+        match raw.trim().parse::<u32>() {
+            Ok(n) if (1..=MAX_MAXCONN).contains(&n) => o.maxconn = Some(n),
+            _ => report(format!(
+                "lb_maxconn {raw:?} is not a number from 1 to {MAX_MAXCONN}; ignored"
+            )),
+        }
+    }
+    if let Some(raw) = meta.get("lb_bind_addr") {
+        match raw.trim().parse::<IpAddr>() {
+            Ok(ip) => o.bind_addr = Some(ip),
+            Err(_) => report(format!(
+                "lb_bind_addr {raw:?} is not an IP address; ignored"
+            )),
+        }
+    }
+    if let Exposure::Http { .. } = exposure
+        && let Some(raw) = meta.get("lb_port")
+    {
+        match port(raw) {
+            Some(p) => o.own_port = Some(p),
+            None => report(format!("lb_port {raw:?} is not a port (1-65535); ignored")),
+        }
+    }
+    if let Exposure::TlsPassthrough { .. } = exposure {
+        // The connection is not decrypted: nothing HTTP applies.
+        o.tls = false;
+        o.redirect_https = false;
+        o.hsts = None;
+        o.sticky = false;
+    }
+    o
 }
 
 #[cfg(test)]
@@ -566,6 +785,210 @@ mod tests {
                 _ => panic!("{pairs:?}: wanted {want:?}, got {got:?}"),
             }
         }
+    }
+
+    #[test]
+    fn route_options_from_meta() {
+        // (meta, the options wanted, fragments of what is reported)
+        type Case<'a> = (&'a [(&'a str, &'a str)], RouteOptions, &'a [&'a str]);
+        let http = Exposure::Http {
+            hosts: vec!["a.test".into()],
+            path: None,
+        };
+        let cases: &[Case] = &[
+            (&[], RouteOptions::default(), &[]),
+            (
+                &[
+                    ("lb_tls", "true"),
+                    ("lb_sticky", "YES"),
+                    ("lb_maxconn", "50"),
+                ],
+                RouteOptions {
+                    tls: true,
+                    sticky: true,
+                    maxconn: Some(50),
+                    ..Default::default()
+                },
+                &[],
+            ),
+            (
+                &[("lb_redirect_https", "1"), ("lb_hsts", "true")],
+                RouteOptions {
+                    tls: true,
+                    redirect_https: true,
+                    hsts: Some(HSTS_DEFAULT_SECS),
+                    ..Default::default()
+                },
+                &[],
+            ),
+            (
+                &[
+                    ("lb_hsts", "600"),
+                    ("lb_timeout", "1m30s"),
+                    ("lb_bind_addr", "10.0.0.7"),
+                ],
+                RouteOptions {
+                    hsts: Some(600),
+                    timeout_ms: Some(90_000),
+                    bind_addr: Some("10.0.0.7".parse().unwrap()),
+                    ..Default::default()
+                },
+                &[],
+            ),
+            (
+                &[("lb_port", "10001")],
+                RouteOptions {
+                    own_port: Some(10001),
+                    ..Default::default()
+                },
+                &[],
+            ),
+            (
+                &[
+                    ("lb_tls", "maybe"),
+                    ("lb_hsts", "max-age=5\n"),
+                    ("lb_timeout", "forever"),
+                    ("lb_timeout", "0s"),
+                    ("lb_maxconn", "0"),
+                    ("lb_bind_addr", "0.0.0.0 ssl"),
+                    ("lb_port", "80 ssl"),
+                ],
+                RouteOptions::default(),
+                &[
+                    "lb_tls \"maybe\"",
+                    "lb_hsts",
+                    "lb_timeout",
+                    "lb_maxconn",
+                    "lb_bind_addr",
+                    "lb_port",
+                ],
+            ),
+            (
+                &[("lb_timeout", "25h"), ("lb_maxconn", "2000000")],
+                RouteOptions::default(),
+                &["lb_timeout \"25h\"", "lb_maxconn \"2000000\""],
+            ),
+        ];
+        for (pairs, want, reported) in cases {
+            let meta: BTreeMap<String, String> = pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            let mut said = Vec::new();
+            let got = options(&meta, &http, &mut |r| said.push(r));
+            assert_eq!(&got, want, "{pairs:?}");
+            for fragment in *reported {
+                assert!(
+                    said.iter().any(|r| r.contains(fragment)),
+                    "{pairs:?}: {said:?}"
+                );
+            }
+            if reported.is_empty() {
+                assert!(said.is_empty(), "{pairs:?}: {said:?}");
+            }
+        }
+        // Passed-through TLS is never decrypted: nothing HTTP applies to it.
+        let passthrough = Exposure::TlsPassthrough {
+            hosts: vec!["p.test".into()],
+        };
+        let meta: BTreeMap<String, String> = [
+            ("lb_sticky", "true"),
+            ("lb_hsts", "true"),
+            ("lb_maxconn", "9"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let got = options(&meta, &passthrough, &mut |_| {});
+        assert_eq!(
+            got,
+            RouteOptions {
+                maxconn: Some(9),
+                ..Default::default()
+            }
+        );
+    }
+
+    #[test]
+    fn passthrough_and_own_ports_are_claimed_once() {
+        let (routes, rejected) = routes(
+            &catalog(&[
+                (
+                    "p1",
+                    &[("lb_vhost", "p.test"), ("lb_tls_passthrough", "true")],
+                    1,
+                ),
+                (
+                    "p2",
+                    &[("lb_vhost", "p.test"), ("lb_tls_passthrough", "true")],
+                    2,
+                ),
+                ("nohost", &[("lb_tls_passthrough", "true")], 3),
+                ("web", &[("lb_vhost", "w.test"), ("lb_port", "9000")], 4),
+                ("db", &[("lb_mode", "tcp"), ("lb_port", "9000")], 5),
+            ]),
+            80,
+        );
+        let names: Vec<&str> = routes.iter().map(|r| r.service.as_str()).collect();
+        assert_eq!(names, ["p1", "web"], "{rejected:?}");
+        assert!(
+            matches!(&routes[0].exposure, Exposure::TlsPassthrough { hosts } if hosts == &["p.test"])
+        );
+        assert_eq!(routes[1].options.own_port, Some(9000));
+        let said: Vec<&str> = rejected.iter().map(|r| r.reason.as_str()).collect();
+        assert!(
+            said.iter().any(|r| r.contains("p.test is already routed")),
+            "{said:?}"
+        );
+        assert!(
+            said.iter()
+                .any(|r| r.contains("lb_tls_passthrough needs lb_vhost")),
+            "{said:?}"
+        );
+        assert!(
+            said.iter()
+                .any(|r| r.contains("TCP port 9000 is already routed")),
+            "{said:?}"
+        );
+    }
+
+    #[test]
+    fn marathon_lb_labels_route_and_groups_select() {
+        let labelled: &[(&str, &str)] = &[
+            ("marathon-app-id", "/shop/web"),
+            ("service_port", "10005"),
+            ("HAPROXY_GROUP", "external"),
+            ("HAPROXY_0_VHOST", "shop.test"),
+            ("HAPROXY_0_STICKY", "true"),
+            ("HAPROXY_0_FRONTEND_HEAD", "frontend x"),
+        ];
+        let internal: &[(&str, &str)] = &[
+            ("marathon-app-id", "/db"),
+            ("service_port", "10006"),
+            ("HAPROXY_GROUP", "internal"),
+        ];
+        let cat = catalog(&[("web-shop", labelled, 1), ("db", internal, 2)]);
+        let external = Groups::new(&["external".to_string()]);
+        let (routes, rejected) = routes_of_groups(&cat, 80, &external);
+        assert_eq!(routes.len(), 1, "{routes:?}");
+        let web = &routes[0];
+        assert!(matches!(&web.exposure, Exposure::Http { hosts, .. } if hosts == &["shop.test"]));
+        // marathon-lb: the service port too, and the vhost on HTTPS.
+        assert_eq!(web.options.own_port, Some(10005));
+        assert!(web.options.tls && web.options.sticky, "{:?}", web.options);
+        assert!(
+            rejected
+                .iter()
+                .any(|r| r.reason.contains("HAPROXY_0_FRONTEND_HEAD")),
+            "{rejected:?}"
+        );
+        let (all, _) = routes_of_groups(&cat, 80, &Groups::new(&["*".to_string()]));
+        assert_eq!(all.len(), 2);
+        assert!(
+            matches!(all[0].exposure, Exposure::Tcp { port: 10006 }),
+            "{:?}",
+            all[0]
+        );
     }
 
     /// One instance: service name, meta pairs, CreateIndex.

@@ -121,7 +121,35 @@ pub struct Settings {
     /// Operators' Tera template for the global/defaults sections (`section == "global"`) and
     /// extra per-backend lines (`section == "backend"`).
     pub template: Option<std::sync::Arc<tera::Tera>>,
+    /// HTTPS at the edge (`--tls-certs`); `None`: plain HTTP and TCP only.
+    pub tls: Option<TlsSettings>,
+    /// Where HAProxy's own Prometheus exporter (`/metrics`) and stats page (`/stats`) answer
+    /// (`--haproxy-metrics`).
+    pub exporter: Option<std::net::SocketAddr>,
 }
+
+/// The HTTPS frontend.
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    pub https_port: u16,
+    /// The certificates served (chosen by SNI).
+    pub certs: Certs,
+}
+
+/// Where HAProxy reads its certificates (paths without spaces or quotes: the CLI checks).
+#[derive(Debug, Clone)]
+pub enum Certs {
+    /// Every PEM in a directory (`lbconf render --tls-certs DIR`).
+    Directory(String),
+    /// A crt-list file that `lbconf watch` keeps, naming its validated copies.
+    List(String),
+}
+
+/// The socket between the TLS router and the terminating frontend when some routes pass TLS
+/// through: an abstract socket, reachable only by HAProxy itself.
+const TERMINATION_SOCKET: &str = "abns@lbconf-https";
+/// The cookie of `lb_sticky` routes.
+pub const STICKY_COOKIE: &str = "LBCONF_SRV";
 
 /// Name the operator's template is registered under.
 pub const TEMPLATE: &str = "lbconf";
@@ -209,10 +237,7 @@ fn host_rules(http: &[&Route]) -> Vec<String> {
         let mut has_pathless = false;
         while i < rules.len() && rules[i].0 == host {
             let (_, path, backend) = rules[i];
-            let host_match = match host.strip_prefix("*.") {
-                Some(suffix) => format!("{{ var(txn.host) -m end .{suffix} }}"),
-                None => format!("{{ var(txn.host) -m str {host} }}"),
-            };
+            let host_match = host_match(host);
             match path {
                 Some(p) => lines.push(format!(
                     "use_backend {backend} if {host_match} {{ path_beg {p} }}"
@@ -286,30 +311,54 @@ pub fn config_with(
     ));
     w.line("    mode http");
     w.line("    http-request set-var(txn.host) req.hdr(host),field(1,:),lower");
+    if settings.tls.is_some() {
+        for rule in redirect_rules(&http) {
+            w.line(format!("    {rule}"));
+        }
+    }
     for rule in host_rules(&http) {
         w.line(format!("    {rule}"));
     }
     w.line("    default_backend no_route");
+    if let Some(tls) = &settings.tls {
+        https_frontends(w, routes, settings.bind, tls);
+    }
     w.line("\nbackend no_route");
     w.line("    mode http");
     w.line("    http-request deny deny_status 503");
+    if let Some(addr) = settings.exporter {
+        w.line("\nfrontend haproxy_metrics");
+        w.line(format!("    bind {}", bind(addr.ip(), addr.port())));
+        w.line("    mode http");
+        w.line("    http-request use-service prometheus-exporter if { path /metrics }");
+        w.line("    stats enable");
+        w.line("    stats uri /stats");
+        w.line("    stats refresh 10s");
+        w.line("    no log");
+    }
 
     for r in routes {
-        if let Exposure::Tcp { port } = r.exposure {
+        let own = match r.exposure {
+            Exposure::Tcp { port } => Some(("tcp", port)),
+            Exposure::Http { .. } => r.options.own_port.map(|p| ("http", p)),
+            Exposure::TlsPassthrough { .. } => None,
+        };
+        if let Some((mode, port)) = own {
             w.line(format!(
-                "\nfrontend tcp_{}_{port}",
+                "\nfrontend {mode}_{}_{port}",
                 r.backend.trim_start_matches("be_")
             ));
-            w.line(format!("    bind {}", bind(settings.bind, port)));
-            w.line("    mode tcp");
+            let ip = r.options.bind_addr.unwrap_or(settings.bind);
+            w.line(format!("    bind {}", bind(ip, port)));
+            w.line(format!("    mode {mode}"));
             w.line(format!("    default_backend {}", r.backend));
         }
     }
     for r in routes {
-        let mode = if matches!(r.exposure, Exposure::Tcp { .. }) {
-            "tcp"
-        } else {
+        let mode = if matches!(r.exposure, Exposure::Http { .. }) {
             "http"
+        } else {
+            "tcp"
         };
         w.line(format!("\nbackend {}", r.backend));
         w.line(format!(
@@ -318,6 +367,7 @@ pub fn config_with(
         ));
         w.line(format!("    mode {mode}"));
         w.line(format!("    balance {}", r.balance));
+        backend_options(w, r, settings.tls.is_some());
         if let Some(t) = &settings.template {
             let extra = custom(
                 t,
@@ -342,13 +392,19 @@ pub fn config_with(
         {
             match slot {
                 Some(s) => {
-                    w.line(format!("    server s{} {}", i + 1, endpoint(s)));
+                    w.line(format!(
+                        "    server s{} {}{}",
+                        i + 1,
+                        endpoint(s),
+                        server_options(r, i)
+                    ));
                 }
                 // A spare slot: parked, filled at runtime by address, port and state.
                 None => {
                     w.line(format!(
-                        "    server s{} {PARKED_IP}:{PARKED_PORT} disabled",
-                        i + 1
+                        "    server s{} {PARKED_IP}:{PARKED_PORT} disabled{}",
+                        i + 1,
+                        server_options(r, i)
                     ));
                 }
             }
@@ -359,6 +415,125 @@ pub fn config_with(
 
 /// Text built a line at a time (pushing onto a `String` cannot fail, so there is no
 /// `fmt::Result` to ignore).
+/// The shared frontend's 301s to https for `lb_redirect_https` routes, before any routing
+/// (a path-scoped route redirects only under its path).
+fn redirect_rules(http: &[&Route]) -> Vec<String> {
+    let mut rules = Vec::new();
+    for r in http.iter().filter(|r| r.options.redirect_https) {
+        if let Exposure::Http { hosts, path } = &r.exposure {
+            for h in hosts {
+                let path_match = path
+                    .as_ref()
+                    .map(|p| format!(" {{ path_beg {p} }}"))
+                    .unwrap_or_default();
+                rules.push(format!(
+                    "http-request redirect scheme https code 301 if {}{path_match}",
+                    host_match(h)
+                ));
+            }
+        }
+    }
+    rules
+}
+
+/// The condition that the request's host is `host` (`*.suffix`: ends with `.suffix`).
+fn host_match(host: &str) -> String {
+    match host.strip_prefix("*.") {
+        Some(suffix) => format!("{{ var(txn.host) -m end .{suffix} }}"),
+        None => format!("{{ var(txn.host) -m str {host} }}"),
+    }
+}
+
+/// The HTTPS side: a frontend terminating TLS with the crt-list's certificates (chosen by SNI;
+/// HTTP/2 or HTTP/1.1 by ALPN) and routing `lb_tls` routes by Host as the shared one does.
+/// When some routes pass TLS through, a TCP frontend on the port reads the SNI first: those
+/// names go to their backends untouched, the rest on to the terminating frontend over an
+/// abstract socket (with the client's address in a PROXY header).
+fn https_frontends(w: &mut Lines, routes: &[Route], ip: IpAddr, tls: &TlsSettings) {
+    let passthrough: Vec<&Route> = routes
+        .iter()
+        .filter(|r| matches!(r.exposure, Exposure::TlsPassthrough { .. }))
+        .collect();
+    let terminated: Vec<&Route> = routes
+        .iter()
+        .filter(|r| matches!(r.exposure, Exposure::Http { .. }) && r.options.tls)
+        .collect();
+    let crt = match &tls.certs {
+        Certs::Directory(dir) => format!("crt {dir}"),
+        Certs::List(file) => format!("crt-list {file}"),
+    };
+    // strict-sni: a name no certificate covers is refused rather than given another name's
+    // certificate, and every certificate (the first too) can be removed at runtime.
+    let ssl = format!("ssl {crt} strict-sni alpn h2,http/1.1");
+    if passthrough.is_empty() {
+        w.line("\nfrontend https_in");
+        w.line(format!("    bind {} {ssl}", bind(ip, tls.https_port)));
+    } else {
+        w.line("\nfrontend tls_router");
+        w.line(format!("    bind {}", bind(ip, tls.https_port)));
+        w.line("    mode tcp");
+        w.line("    tcp-request inspect-delay 5s");
+        w.line("    tcp-request content accept if { req_ssl_hello_type 1 }");
+        for r in &passthrough {
+            if let Exposure::TlsPassthrough { hosts } = &r.exposure {
+                for h in hosts {
+                    let sni = match h.strip_prefix("*.") {
+                        Some(suffix) => format!("{{ req_ssl_sni -m end .{suffix} }}"),
+                        None => format!("{{ req_ssl_sni -i {h} }}"),
+                    };
+                    w.line(format!("    use_backend {} if {sni}", r.backend));
+                }
+            }
+        }
+        w.line("    default_backend tls_termination");
+        w.line("\nbackend tls_termination");
+        w.line("    mode tcp");
+        w.line(format!(
+            "    server https_in {TERMINATION_SOCKET} send-proxy-v2"
+        ));
+        w.line("\nfrontend https_in");
+        w.line(format!("    bind {TERMINATION_SOCKET} accept-proxy {ssl}"));
+    }
+    w.line("    mode http");
+    w.line("    http-request set-var(txn.host) req.hdr(host),field(1,:),lower");
+    for rule in host_rules(&terminated) {
+        w.line(format!("    {rule}"));
+    }
+    w.line("    default_backend no_route");
+}
+
+/// A backend's lines from its route's options (before its servers); `https`: whether there is
+/// an HTTPS frontend (HSTS is only sent over HTTPS).
+fn backend_options(w: &mut Lines, r: &Route, https: bool) {
+    let o = &r.options;
+    if let Some(ms) = o.timeout_ms {
+        w.line(format!("    timeout server {ms}ms"));
+    }
+    if let Some(age) = o.hsts.filter(|_| https) {
+        w.line(format!(
+            "    http-response set-header Strict-Transport-Security \"max-age={age}\" if {{ ssl_fc }}"
+        ));
+    }
+    if o.sticky {
+        w.line(format!(
+            "    cookie {STICKY_COOKIE} insert indirect nocache httponly"
+        ));
+    }
+}
+
+/// What follows a server's address: its cookie (sticky routes: by slot, so a slot keeps its
+/// cookie when the runtime API moves an instance in) and its connection limit.
+fn server_options(r: &Route, slot: usize) -> String {
+    let mut out = String::new();
+    if r.options.sticky {
+        out.push_str(&format!(" cookie s{}", slot + 1));
+    }
+    if let Some(n) = r.options.maxconn {
+        out.push_str(&format!(" maxconn {n}"));
+    }
+    out
+}
+
 #[derive(Default)]
 struct Lines(String);
 
@@ -372,6 +547,7 @@ impl Lines {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::RouteOptions;
 
     fn route(backend: &str, ports: &[u16]) -> Route {
         Route {
@@ -382,6 +558,7 @@ mod tests {
                 path: None,
             },
             balance: "roundrobin".into(),
+            options: Default::default(),
             meta: Default::default(),
             servers: ports
                 .iter()
@@ -390,6 +567,94 @@ mod tests {
                     port: *p,
                 })
                 .collect(),
+        }
+    }
+
+    fn settings(tls: Option<TlsSettings>) -> Settings {
+        Settings {
+            bind: "127.0.0.1".parse().unwrap(),
+            http_port: 80,
+            spare_slots: 1,
+            stats_socket: None,
+            template: None,
+            tls,
+            exporter: Some("127.0.0.1:8405".parse().unwrap()),
+        }
+    }
+
+    #[test]
+    fn https_termination_redirects_stickiness_and_limits() {
+        let mut web = route("be_web", &[1, 2]);
+        web.options = RouteOptions {
+            tls: true,
+            redirect_https: true,
+            hsts: Some(600),
+            sticky: true,
+            timeout_ms: Some(2500),
+            maxconn: Some(20),
+            ..Default::default()
+        };
+        let mut plain = route("be_plain", &[3]);
+        plain.exposure = Exposure::Http {
+            hosts: vec!["plain.test".into()],
+            path: None,
+        };
+        let tls = TlsSettings {
+            https_port: 443,
+            certs: Certs::List("/s/crt-list.txt".into()),
+        };
+        let text = config(&[web.clone(), plain.clone()], &settings(Some(tls))).unwrap();
+        for line in [
+            "http-request redirect scheme https code 301 if { var(txn.host) -m str a.test }",
+            "frontend https_in\n    bind 127.0.0.1:443 ssl crt-list /s/crt-list.txt strict-sni alpn h2,http/1.1",
+            "timeout server 2500ms",
+            "http-response set-header Strict-Transport-Security \"max-age=600\" if { ssl_fc }",
+            "cookie LBCONF_SRV insert indirect nocache httponly",
+            "server s1 127.0.0.1:1 cookie s1 maxconn 20",
+            "server s3 127.0.0.1:1 disabled cookie s3 maxconn 20",
+            "http-request use-service prometheus-exporter if { path /metrics }",
+        ] {
+            assert!(text.contains(line), "{line}\n{text}");
+        }
+        // Only lb_tls routes are on HTTPS; the plain one is not, and is not redirected.
+        let https = &text[text.find("frontend https_in").unwrap()..];
+        let https = &https[..https.find("\nbackend").unwrap()];
+        assert!(
+            https.contains("be_web") && !https.contains("be_plain"),
+            "{https}"
+        );
+        assert!(
+            !text.contains("plain.test }\n    http-request redirect"),
+            "{text}"
+        );
+        // Without --tls-certs nothing of HTTPS is written, redirects included.
+        let text = config(&[web, plain], &settings(None)).unwrap();
+        assert!(!text.contains("https") && !text.contains("ssl"), "{text}");
+    }
+
+    #[test]
+    fn passthrough_routes_by_sni_before_terminating_the_rest() {
+        let mut pass = route("be_pass", &[7]);
+        pass.exposure = Exposure::TlsPassthrough {
+            hosts: vec!["p.test".into(), "*.q.test".into()],
+        };
+        let mut web = route("be_web", &[1]);
+        web.options.tls = true;
+        let tls = TlsSettings {
+            https_port: 8443,
+            certs: Certs::Directory("/etc/certs".into()),
+        };
+        let text = config(&[pass, web], &settings(Some(tls))).unwrap();
+        for line in [
+            "frontend tls_router\n    bind 127.0.0.1:8443\n    mode tcp",
+            "tcp-request content accept if { req_ssl_hello_type 1 }",
+            "use_backend be_pass if { req_ssl_sni -i p.test }",
+            "use_backend be_pass if { req_ssl_sni -m end .q.test }",
+            "server https_in abns@lbconf-https send-proxy-v2",
+            "bind abns@lbconf-https accept-proxy ssl crt /etc/certs strict-sni alpn h2,http/1.1",
+            "backend be_pass\n    # service be_pass\n    mode tcp",
+        ] {
+            assert!(text.contains(line), "{line}\n{text}");
         }
     }
 
@@ -432,6 +697,8 @@ mod tests {
                 spare_slots: 2,
                 stats_socket: None,
                 template: None,
+                tls: None,
+                exporter: None,
             },
             &b,
         )

@@ -29,6 +29,8 @@ pub struct Options {
     pub settings: Settings,
     /// `--metrics-listen`'s metrics, told of reloads, runtime updates and the routes applied.
     pub metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
+    /// The marathon-lb groups served (`--group`).
+    pub groups: crate::model::Groups,
 }
 
 /// Most of each output stream of `haproxy -c` or the reload command kept for the log.
@@ -51,6 +53,7 @@ impl Applied {
                     && a.service == b.service
                     && a.exposure == b.exposure
                     && a.balance == b.balance
+                    && a.options == b.options
             })
     }
 }
@@ -359,9 +362,21 @@ async fn update_servers(
 /// Runs until `shutdown` resolves. Instance changes go to HAProxy at once; reloads are at least
 /// `reload_interval` apart, and whatever changed in between is applied by the next one (the
 /// newest catalog, not each step on the way).
+/// What `--tls-certs` follows: the certificate directory and the store of its validated
+/// copies HAProxy serves.
+pub struct FollowedCerts {
+    pub dir: PathBuf,
+    pub store: crate::certs::CertStore,
+}
+
+/// How often the certificate directory is read again when no change event came (filesystems
+/// without inotify, a missed event).
+const CERT_RESCAN: Duration = Duration::from_secs(10);
+
 pub async fn run(
     client: CatalogClient,
     options: Options,
+    certs: Option<FollowedCerts>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let config = WatchConfig {
@@ -371,18 +386,40 @@ pub async fn run(
     // Deltas: catalogd sends what changed since the catalog held here, not all of it.
     let mut watch = Watch::catalog_deltas(client).with_config(config);
     let mut catalog = cairn_wire::CatalogMirror::default();
-    let mut table = crate::model::RouteTable::new(options.settings.http_port);
+    let mut table =
+        crate::model::RouteTable::of_groups(options.settings.http_port, options.groups.clone());
     let mut current: Option<Applied> = None;
     let mut pacer = ReloadPacer::new(options.reload_interval);
     // A reload held back by the pacer: the next one applies the table as it is then.
     let mut pending = false;
     // When the config file is to follow runtime updates it does not show yet.
     let mut write_due: Option<tokio::time::Instant> = None;
+    // What was reported as not routable, so that each reason is logged once (per service),
+    // not at every change.
+    let mut reported = std::collections::HashSet::new();
+    let (cert_tx, mut cert_rx) = tokio::sync::mpsc::channel::<()>(1);
+    let (mut certs, _cert_watch) = match certs {
+        Some(c) => match crate::certs::watch_dir(&c.dir, CERT_RESCAN, cert_tx) {
+            Ok(guard) => (Some(c.store), Some(guard)),
+            Err(e) => {
+                tracing::error!(dir = %c.dir.display(), error = %e, "cannot follow the certificate directory; the certificates loaded now stay");
+                (Some(c.store), None)
+            }
+        },
+        None => (None, None),
+    };
     tokio::pin!(shutdown);
     loop {
         let due = pacer.next_at();
         tokio::select! {
             _ = &mut shutdown => break,
+            Some(()) = cert_rx.recv(), if certs.is_some() => {
+                let Some(store) = certs.as_mut() else { continue };
+                if follow_certs(&options, store).await && current.is_some() {
+                    // Without a runtime socket, new certificates take a reload.
+                    pending = true;
+                }
+            }
             () = tokio::time::sleep_until(due), if pending => {
                 pending = false;
                 pacer.reloaded(tokio::time::Instant::now());
@@ -426,9 +463,7 @@ pub async fn run(
                         }
                     }
                     if change == RouteChange::Whole {
-                        for r in table.rejected() {
-                            tracing::warn!(service = ?r.service, reason = %r.reason, "not routed as asked");
-                        }
+                        report_rejected(table.rejected(), &mut reported);
                     }
                     let routes = table.routes();
                     if runtime_update(&options, current.as_ref(), routes).is_some() {
@@ -455,6 +490,62 @@ pub async fn run(
         write_config(&options, applied);
     }
     tracing::info!("lbconf stopped");
+}
+
+/// Logs what could not be routed as asked, each (service, reason) once while it lasts.
+fn report_rejected(
+    rejected: &[crate::model::Rejected],
+    reported: &mut std::collections::HashSet<(String, String)>,
+) {
+    let now: std::collections::HashSet<(String, String)> = rejected
+        .iter()
+        .map(|r| (r.service.clone(), r.reason.clone()))
+        .collect();
+    for r in rejected {
+        if !reported.contains(&(r.service.clone(), r.reason.clone())) {
+            tracing::warn!(service = ?r.service, reason = %r.reason, "not routed as asked");
+        }
+    }
+    *reported = now;
+}
+
+/// Reads the certificate directory again and applies what changed: through the runtime API
+/// when there is a socket (no reload), else on disk. Returns whether a reload is needed.
+async fn follow_certs(options: &Options, store: &mut crate::certs::CertStore) -> bool {
+    let plan = match store.rescan() {
+        Ok(plan) => plan,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the certificate directory; the certificates served stay");
+            return false;
+        }
+    };
+    if plan.is_empty() {
+        return false;
+    }
+    let on_disk = |store: &mut crate::certs::CertStore, plan| match store.apply_on_disk(plan) {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot update the certificates' copies");
+            false
+        }
+    };
+    let Some(socket) = &options.socket else {
+        return on_disk(store, &plan);
+    };
+    // `apply` logs what it applied and what HAProxy refused.
+    let applied = store.apply(&plan, socket).await;
+    if !applied.needs_reload() {
+        return false;
+    }
+    // What the runtime API could not take (a certificate too large for its buffer, the
+    // socket busy or gone) goes in with a reload.
+    match store.rescan() {
+        Ok(rest) => on_disk(store, &rest),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the certificate directory; the certificates served stay");
+            false
+        }
+    }
 }
 
 /// Keeps reloads at least `interval` apart.

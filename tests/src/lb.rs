@@ -36,6 +36,11 @@ pub struct BalancerOpts {
     pub metrics: bool,
     /// `--metrics-listen` on this loopback port (for a consumer started before the balancer).
     pub metrics_port: Option<u16>,
+    /// `--tls-certs DIR`, with the HTTPS frontend on a free loopback port
+    /// ([`Balancer::https_port`]).
+    pub tls_certs: Option<PathBuf>,
+    /// More `lbconf watch` flags (`--group external`, `--haproxy-metrics ADDR`).
+    pub extra_args: Vec<String>,
 }
 
 /// lbconf + HAProxy, with every file in one directory.
@@ -45,6 +50,8 @@ pub struct Balancer {
     _lbconf: Proc,
     /// HAProxy's shared HTTP frontend on 127.0.0.1.
     pub http_port: u16,
+    /// The HTTPS frontend, with [`BalancerOpts::tls_certs`].
+    pub https_port: Option<u16>,
     /// lbconf's `/metrics` on 127.0.0.1, when [`BalancerOpts::metrics`] asked for it.
     pub metrics_port: Option<u16>,
     pub cfg: PathBuf,
@@ -86,6 +93,16 @@ impl Balancer {
         if let Some(t) = opts.reload_interval {
             cmd.args(["--reload-interval", t]);
         }
+        let https_port = opts.tls_certs.as_ref().map(|dir| {
+            let port = free_port();
+            cmd.arg("--tls-certs")
+                .arg(dir)
+                .args(["--https-port", &port.to_string()])
+                .arg("--tls-state")
+                .arg(dir.with_extension("state"));
+            port
+        });
+        cmd.args(&opts.extra_args);
         let metrics_port = opts.metrics_port.or_else(|| opts.metrics.then(free_port));
         if let Some(port) = metrics_port {
             cmd.args(["--metrics-listen", &format!("127.0.0.1:{port}")]);
@@ -121,6 +138,7 @@ impl Balancer {
             haproxy,
             _lbconf: lbconf,
             http_port,
+            https_port,
             metrics_port,
             cfg,
             admin_sock,
