@@ -143,16 +143,28 @@ fn dispatch(core: &Arc<Core>, router: &mut Router, mut req: Request) -> (Stage, 
     }
 }
 
+/// How far over its limit a declared body may be and still be read (and dropped) before its
+/// 413, so that the client sees the answer rather than a reset.
+const DRAIN_BEFORE_REFUSING: u64 = 1024 * 1024;
+
 /// Reads a request's body whole before routing: a handler that answers without reading the
 /// body (a GET with one, a 404, a 405) would otherwise make hyper drop the keep-alive
 /// connection under a pooled client's next request.
 async fn with_body(core: Arc<Core>, mut router: Router, req: Request) -> Response {
     let limit = body_limit(req.uri().path());
-    // Refused before a byte is read when the declared length says so.
+    // Refused when the declared length says so. A body not far over the limit is read and
+    // dropped first: the client is still sending it, and a socket closed with unread bytes
+    // answers them with a reset that can destroy the 413 before the client reads it (Go's
+    // server drains the same way). A larger one is refused unread.
     let declared = axum::body::HttpBody::size_hint(req.body()).exact();
     if let (Some((max, setting)), Some(len)) = (limit, declared)
         && len > max as u64
     {
+        if len <= max as u64 + DRAIN_BEFORE_REFUSING {
+            // Whatever happens to the rest of the body (the client gone, the server's
+            // bounds), the answer is the 413.
+            let _ = axum::body::to_bytes(req.into_body(), len as usize).await;
+        }
         return closing(too_large(Some(len), max, setting));
     }
     // A closed semaphore cannot happen (it is never closed); going on unbounded is harmless.
