@@ -6,6 +6,7 @@
 //! (CAS) rather than overwriting it. With access rules on, the UI asks for a token; a viewer
 //! and a read-only catalog token are offered no write action; a deployer is offered actions on
 //! its own apps only, and a 403 (its rights withdrawn meanwhile) is shown plainly.
+//! The event stream is filtered by type, and a job is run from the jobs page.
 //! catalogd's own `/ui/` shows its catalog views. Screenshots of each main page are written
 //! as artifacts (`target/ui-screenshots/`).
 
@@ -259,6 +260,46 @@ async fn an_operator_runs_an_app_from_the_ui() {
     .await;
     b.screenshot("events").await;
     assert_labelled(&b, "events").await;
+    // Filtered by type: only status updates stay shown.
+    b.fill("#events-filter", "status_update").await;
+    c.wait_for("the events filtered to status updates", 30, || async {
+        let shown = b
+            .eval(
+                "return [...document.querySelectorAll('#events-list li')]
+                    .filter(li => !li.hidden).map(li => li.dataset.eventType);",
+                vec![],
+            )
+            .await;
+        let types: Vec<String> = serde_json::from_value(shown).unwrap_or_default();
+        (!types.is_empty() && types.iter().all(|t| t == "status_update_event")).then_some(())
+    })
+    .await;
+
+    // A job run from the jobs page, seen to succeed.
+    let job = json!({"id": "ui-nightly", "run": {"cmd": "echo nightly", "cpus": 0.1, "mem": 32, "disk": 0}});
+    let r = c
+        .offerd
+        .http
+        .send("POST", "/v1/jobs", Some(job.to_string().into_bytes()))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    b.open(&format!("{ui}#/jobs"), "jobs").await;
+    b.click("tr[data-job-id=\"ui-nightly\"] .job-run").await;
+    b.wait_text(
+        "tr[data-job-id=\"ui-nightly\"] [data-field=\"last-success\"]",
+        "the job's run succeeded on the jobs page",
+        |t| t.contains("(1 ok)"),
+    )
+    .await;
+    b.screenshot("jobs").await;
+    assert_labelled(&b, "jobs").await;
+    let history = c
+        .offerd
+        .http
+        .get("/v1/jobs/ui-nightly?embed=history")
+        .await
+        .value();
+    assert_eq!(history["history"]["successCount"], 1, "{history}");
     b.close().await;
 }
 
