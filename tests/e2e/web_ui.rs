@@ -368,6 +368,44 @@ paths = [{deployer_paths}]
     )
 }
 
+/// catalogd's flags for ACLs on, deny by default, ROOT the management token.
+fn deny_by_default() -> Vec<String> {
+    [
+        "--acl-enabled",
+        "--acl-default-policy",
+        "deny",
+        "--acl-initial-management-token",
+        ROOT,
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// Makes KV_READER a catalog token with `rules` and writes `app/config` = `value`; returns
+/// the management token's client.
+async fn kv_reader(c: &Cluster, rules: &str, value: &str) -> Http {
+    let root = Http::new(&c.catalog.url).with_header("X-Consul-Token", ROOT);
+    let policy = root
+        .put_json(
+            "/v1/acl/policy",
+            &json!({"Name": "kv-read", "Rules": rules}),
+        )
+        .await;
+    assert_eq!(policy.status, 200, "{}", policy.text());
+    let token = root
+        .put_json(
+            "/v1/acl/token",
+            &json!({"SecretID": KV_READER, "Policies": [{"Name": "kv-read"}]}),
+        )
+        .await;
+    assert_eq!(token.status, 200, "{}", token.text());
+    assert_eq!(
+        root.put("/v1/kv/app/config", value).await.text().trim(),
+        "true"
+    );
+    root
+}
+
 fn write_private(path: &Path, text: &str) {
     use std::os::unix::fs::PermissionsExt as _;
     std::fs::write(path, text).expect("writing the auth file");
@@ -392,15 +430,7 @@ async fn the_ui_offers_only_what_a_token_may_do() {
     let c = Cluster::start(ClusterOpts {
         agents: 0,
         offerd_args: vec!["--auth-file".into(), file.display().to_string()],
-        catalogd_args: [
-            "--acl-enabled",
-            "--acl-default-policy",
-            "deny",
-            "--acl-initial-management-token",
-            ROOT,
-        ]
-        .map(String::from)
-        .to_vec(),
+        catalogd_args: deny_by_default(),
         ..Default::default()
     })
     .await;
@@ -420,25 +450,12 @@ async fn the_ui_offers_only_what_a_token_may_do() {
         assert_eq!(r.status, 201, "{}", r.text());
     }
     // A catalog token that reads KV and writes none of it.
-    let root = Http::new(&c.catalog.url).with_header("X-Consul-Token", ROOT);
-    let policy = root
-        .put_json(
-            "/v1/acl/policy",
-            &json!({"Name": "kv-read", "Rules": "key_prefix \"\" { policy = \"read\" }\nnode_prefix \"\" { policy = \"read\" }\nservice_prefix \"\" { policy = \"read\" }"}),
-        )
-        .await;
-    assert_eq!(policy.status, 200, "{}", policy.text());
-    let token = root
-        .put_json(
-            "/v1/acl/token",
-            &json!({"SecretID": KV_READER, "Policies": [{"Name": "kv-read"}]}),
-        )
-        .await;
-    assert_eq!(token.status, 200, "{}", token.text());
-    assert_eq!(
-        root.put("/v1/kv/app/config", "shared").await.text().trim(),
-        "true"
-    );
+    kv_reader(
+        &c,
+        "key_prefix \"\" { policy = \"read\" }\nnode_prefix \"\" { policy = \"read\" }\nservice_prefix \"\" { policy = \"read\" }",
+        "shared",
+    )
+    .await;
 
     let ui = format!("{}/ui/", c.offerd.url);
     let b = Browser::start().await;
@@ -566,37 +583,11 @@ async fn the_relay_carries_the_callers_token_not_offerds() {
     let c = Cluster::start(ClusterOpts {
         agents: 0,
         offerd_args: vec!["--token".into(), ROOT.into()],
-        catalogd_args: [
-            "--acl-enabled",
-            "--acl-default-policy",
-            "deny",
-            "--acl-initial-management-token",
-            ROOT,
-        ]
-        .map(String::from)
-        .to_vec(),
+        catalogd_args: deny_by_default(),
         ..Default::default()
     })
     .await;
-    let root = Http::new(&c.catalog.url).with_header("X-Consul-Token", ROOT);
-    let policy = root
-        .put_json(
-            "/v1/acl/policy",
-            &json!({"Name": "kv-read", "Rules": "key_prefix \"app/\" { policy = \"read\" }"}),
-        )
-        .await;
-    assert_eq!(policy.status, 200, "{}", policy.text());
-    let token = root
-        .put_json(
-            "/v1/acl/token",
-            &json!({"SecretID": KV_READER, "Policies": [{"Name": "kv-read"}]}),
-        )
-        .await;
-    assert_eq!(token.status, 200, "{}", token.text());
-    assert_eq!(
-        root.put("/v1/kv/app/config", "v1").await.text().trim(),
-        "true"
-    );
+    let root = kv_reader(&c, "key_prefix \"app/\" { policy = \"read\" }", "v1").await;
 
     let anonymous = Http::new(&c.offerd.url);
     let reader = Http::new(&c.offerd.url).with_header("X-Consul-Token", KV_READER);

@@ -760,21 +760,6 @@ async fn measure(
     Ok(Figures { renders, changes })
 }
 
-/// Resolves on SIGTERM or SIGINT with the signal's name.
-async fn stopped() -> &'static str {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    }
-}
-
 pub async fn run(args: UiArgs) -> anyhow::Result<()> {
     let (addr, host) = http::loopback_addr(args.offerd.trim_end_matches('/'))?;
     if args.apps == 0 || args.rounds == 0 {
@@ -792,7 +777,7 @@ pub async fn run(args: UiArgs) -> anyhow::Result<()> {
     let browser = Browser::start(&args.chromedriver).await?;
     let outcome = tokio::select! {
         r = measure(&browser, &api, &args, &apps) => r,
-        sig = stopped() => Err(anyhow!("stopped by {sig}")),
+        () = cairn_cli::shutdown_signal() => Err(anyhow!("stopped by a signal")),
     };
     browser.close().await;
     let f = outcome?;
